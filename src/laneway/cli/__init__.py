@@ -1,0 +1,56 @@
+"""The ``laneway`` command line: one Typer app, one module per command group.
+
+Errors are turned into one-line messages in one place, :func:`main`: a
+:class:`~laneway.errors.LanewayError` prints ``laneway: error: ...`` and exits 2;
+Ctrl-C exits 130. A user mistake never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from laneway.cli import local
+from laneway.cli.app import app, console_err
+from laneway.errors import LanewayError
+
+__all__ = ["app", "main"]
+
+local.register(app)
+
+for _name in ("ask", "run", "runs", "chat", "serve", "worker"):
+    try:
+        __import__(f"laneway.cli.{_name}")
+    except ModuleNotFoundError as _exc:  # a command group not built yet
+        if _exc.name != f"laneway.cli.{_name}":
+            raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    try:
+        app(args=argv, prog_name="laneway", standalone_mode=False)
+    except LanewayError as exc:
+        console_err.print(f"[red]laneway: error:[/red] {exc}", highlight=False, markup=True)
+        return 2
+    except KeyboardInterrupt:
+        console_err.print("laneway: interrupted")
+        return 130
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        console_err.print("laneway: aborted")
+        return 130
+    except Exception as exc:  # click's usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show(file=sys.stderr)
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""``laneway local``: run the local Anthropic-compatible API in the foreground."""
+
+from __future__ import annotations
+
+import typer
+
+from laneway.cli.app import console_err
+from laneway.local.config import LocalConfig
+
+
+def register(app: typer.Typer) -> None:
+    app.command("local")(local)
+
+
+def local(
+    port: int = typer.Option(8787, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
+    engine: str = typer.Option(
+        "", help="echo (deterministic, for tests) or smollm2 (a real model; the default "
+        "when the 'local' extra is installed)."),
+    ttft_ms: float = typer.Option(0.0, help="echo: milliseconds before the first token."),
+    token_ms: float = typer.Option(0.0, help="echo: milliseconds between tokens."),
+    rpm: int | None = typer.Option(None, help="Simulated requests-per-minute limit."),
+    itpm: int | None = typer.Option(None, help="Simulated input-tokens-per-minute limit."),
+    otpm: int | None = typer.Option(None, help="Simulated output-tokens-per-minute limit."),
+    faults: str = typer.Option(
+        "", help="Fault rates, e.g. 529=0.05,500=0.02,429=0.01,drop=0.01,midstream=0.02,"
+        "stall=0.01"),
+    fault_retry_after_s: int = typer.Option(5, help="retry-after sent with a 429 fault."),
+    seed: int = typer.Option(0, help="Seed for faults and sampling."),
+    api_key: str | None = typer.Option(
+        None, help="Require this key (x-api-key or Authorization: Bearer)."),
+    batch_time_scale: float = typer.Option(
+        1.0, help="Scale of batch time: 0.0001 makes the 24 h expiry 8.6 s."),
+    batch_concurrency: int = typer.Option(4, help="Batch requests processed at once."),
+    batch_min_s: float = typer.Option(0.0, help="Keep each batch in progress at least this long."),
+) -> None:
+    """Serve the local Anthropic-compatible API (the embedded backend and test bed)."""
+    import uvicorn
+
+    from laneway.local.app import create_app
+    from laneway.local.engines import smollm2_available
+
+    if not engine:
+        engine = "smollm2" if smollm2_available() else "echo"
+    config = LocalConfig(
+        engine=engine, ttft_ms=ttft_ms, token_ms=token_ms, rpm=rpm, itpm=itpm, otpm=otpm,
+        faults=faults, fault_retry_after_s=fault_retry_after_s, seed=seed, api_key=api_key,
+        batch_time_scale=batch_time_scale, batch_concurrency=batch_concurrency,
+        batch_min_s=batch_min_s,
+    )
+    app = create_app(config)
+    console_err.print(
+        f"laneway local API ({engine} engine) on http://{host}:{port} — "
+        f"point the SDK at it with ANTHROPIC_BASE_URL=http://{host}:{port}"
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

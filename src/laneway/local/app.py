@@ -1,0 +1,384 @@
+"""The local Anthropic-compatible API: a FastAPI app that speaks the wire format exactly.
+
+Routes: ``POST /v1/messages`` (plain and SSE), ``POST /v1/messages/count_tokens`` and the
+Message Batches calls. Every answer carries a ``request-id`` header; errors carry the
+API's error body; rate-limit headers come on every answer when limits are set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from laneway.local.batches import BatchStore
+from laneway.local.config import LocalConfig
+from laneway.local.engines import Engine, make_engine
+from laneway.local.faults import Fault, FaultPlan
+from laneway.local.generation import Outcome, complete, generate, message_json
+from laneway.local.ratelimit import RateLimiter
+from laneway.local.validation import MessageParams, validate_count_tokens, validate_message
+from laneway.local.wire import APIError, error_response, new_id
+
+MESSAGES_MAX_BYTES = 32 * 1024 * 1024
+BATCH_MAX_BYTES = 256 * 1024 * 1024
+BATCH_MAX_REQUESTS = 100_000
+_CUSTOM_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+class DroppedConnection(Exception):
+    """Raised inside a response to cut the connection (the ``drop`` fault)."""
+
+
+class _QuietDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None:
+            if isinstance(exc, DroppedConnection):
+                return False
+            exc = exc.__cause__ or exc.__context__
+            if isinstance(exc, BaseExceptionGroup):
+                exc = exc.exceptions[0] if exc.exceptions else None
+        return True
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+
+
+def _sse(event: dict[str, Any]) -> ServerSentEvent:
+    return ServerSentEvent(
+        data=json.dumps(event, separators=(",", ":")), event=event["type"], sep="\n"
+    )
+
+
+class RequestIdMiddleware:
+    """Gives every request a ``request-id`` (in ``request.state`` and the response headers).
+
+    A plain ASGI middleware, not ``@app.middleware``: that one wraps streamed bodies and
+    would finish a response cleanly that a fault means to cut.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_id("req")
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "request-id" not in headers:
+                    headers["request-id"] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class LocalAPI:
+    """State shared by the routes: the engine, the limits, the faults, the batches."""
+
+    def __init__(self, config: LocalConfig, engine: Engine | None = None) -> None:
+        self.config = config
+        self.engine = engine or make_engine(
+            config.engine, ttft_ms=config.ttft_ms, token_ms=config.token_ms
+        )
+        self.limits = RateLimiter(rpm=config.rpm, itpm=config.itpm, otpm=config.otpm)
+        self.faults = FaultPlan.parse(
+            config.faults, seed=config.seed, retry_after_s=config.fault_retry_after_s
+        )
+        self.batches = BatchStore(
+            self.engine, time_scale=config.batch_time_scale,
+            concurrency=config.batch_concurrency, min_s=config.batch_min_s, seed=config.seed,
+        )
+        #: Counters a test or benchmark can read: requests by outcome.
+        self.stats: dict[str, int] = {"requests": 0, "ok": 0, "rate_limited": 0, "faults": 0}
+
+    # -- request plumbing ------------------------------------------------------------------
+    def check_auth(self, request: Request) -> None:
+        if self.config.api_key is None:
+            return
+        key = request.headers.get("x-api-key")
+        if key is None:
+            auth = request.headers.get("authorization", "")
+            key = auth[7:] if auth.lower().startswith("bearer ") else None
+        if key != self.config.api_key:
+            raise APIError("authentication_error", "invalid x-api-key")
+
+    @staticmethod
+    async def read_json(request: Request, limit_bytes: int) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit_bytes:
+            raise APIError("request_too_large",
+                           f"Request exceeds the maximum allowed number of bytes ({limit_bytes})")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit_bytes:
+                raise APIError(
+                    "request_too_large",
+                    f"Request exceeds the maximum allowed number of bytes ({limit_bytes})",
+                )
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise APIError("invalid_request_error",
+                           f"There was an error parsing the body: {exc}") from None
+
+    def immediate_fault(self, fault: Fault | None) -> None:
+        """Raise the faults that answer before any generation (529, 500, 429)."""
+        if fault is None or fault.kind not in ("529", "500", "429"):
+            return
+        self.stats["faults"] += 1
+        if fault.kind == "529":
+            raise APIError("overloaded_error", "Overloaded")
+        if fault.kind == "500":
+            raise APIError("api_error", "Internal server error")
+        raise APIError(
+            "rate_limit_error", "This request would exceed your organization's rate limit.",
+            headers={"retry-after": str(fault.retry_after_s), **self.limits.headers()},
+        )
+
+    # -- /v1/messages ----------------------------------------------------------------------
+    async def messages(self, request: Request, request_id: str) -> Response:
+        self.check_auth(request)
+        body = await self.read_json(request, MESSAGES_MAX_BYTES)
+        params = validate_message(body)
+        self.stats["requests"] += 1
+        fault = self.faults.draw(request.headers.get("x-laneway-fault"))
+        self.immediate_fault(fault)
+        input_tokens = self.engine.count_tokens(params.prompt)
+        try:
+            self.limits.admit(input_tokens)
+        except APIError:
+            self.stats["rate_limited"] += 1
+            raise
+        headers = {"request-id": request_id, **self.limits.headers()}
+        kind = fault.kind if fault else None
+        if kind is not None:
+            self.stats["faults"] += 1
+        if params.stream:
+            events = self.stream_events(params, input_tokens, kind)
+            return EventSourceResponse(events, headers=headers, ping=3600, sep="\n")
+        if kind == "midstream":
+            raise APIError("overloaded_error", "Overloaded")
+        if kind == "stall":
+            await asyncio.sleep(self.config.stall_s)
+            raise APIError("api_error", "the request stalled")
+        message, outcome = await complete(
+            self.engine, params, msg_id=new_id("msg"), input_tokens=input_tokens,
+            seed=self.config.seed,
+        )
+        self.limits.record_output(outcome.output_tokens)
+        self.stats["ok"] += 1
+        headers.update(self.limits.headers())
+        if kind == "drop":
+            return self.dropped(message, headers)
+        return JSONResponse(message, headers=headers)
+
+    @staticmethod
+    def dropped(message: dict[str, Any], headers: dict[str, str]) -> Response:
+        raw = json.dumps(message).encode()
+
+        async def cut() -> AsyncIterator[bytes]:
+            yield raw[: len(raw) // 2]
+            raise DroppedConnection("fault: dropped connection")
+
+        return StreamingResponse(cut(), media_type="application/json", headers=headers)
+
+    async def stream_events(
+        self, params: MessageParams, input_tokens: int, fault: str | None
+    ) -> AsyncIterator[ServerSentEvent]:
+        msg_id = new_id("msg")
+        yield _sse({"type": "message_start",
+                    "message": message_json(msg_id=msg_id, model=params.model, outcome=None,
+                                            input_tokens=input_tokens)})
+        if fault == "stall":
+            waited = 0.0
+            while waited < self.config.stall_s:
+                await asyncio.sleep(1.0)
+                waited += 1.0
+                yield _sse({"type": "ping"})
+            raise DroppedConnection("fault: stalled stream ended")
+        yield _sse({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}})
+        yield _sse({"type": "ping"})
+        outcome = Outcome()
+        deltas = 0
+        try:
+            async for text in generate(self.engine, params, outcome, seed=self.config.seed):
+                yield _sse({"type": "content_block_delta", "index": 0,
+                            "delta": {"type": "text_delta", "text": text}})
+                deltas += 1
+                if fault == "midstream" and deltas >= 2:
+                    break
+                if fault == "drop" and deltas >= 2:
+                    raise DroppedConnection("fault: dropped connection")
+        finally:
+            self.limits.record_output(outcome.output_tokens)
+        if fault == "midstream":
+            yield _sse({"type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"}})
+            return
+        if fault == "drop":  # the answer was shorter than two deltas: cut it anyway
+            raise DroppedConnection("fault: dropped connection")
+        yield _sse({"type": "content_block_stop", "index": 0})
+        yield _sse({"type": "message_delta",
+                    "delta": {"stop_reason": outcome.stop_reason,
+                              "stop_sequence": outcome.stop_sequence},
+                    "usage": {"output_tokens": outcome.output_tokens}})
+        yield _sse({"type": "message_stop"})
+        self.stats["ok"] += 1
+
+    async def count_tokens(self, request: Request) -> dict[str, int]:
+        self.check_auth(request)
+        body = await self.read_json(request, MESSAGES_MAX_BYTES)
+        _model, prompt = validate_count_tokens(body)
+        return {"input_tokens": self.engine.count_tokens(prompt)}
+
+    # -- batches ---------------------------------------------------------------------------
+    @staticmethod
+    def batch_requests(body: Any) -> list[tuple[str, Any]]:
+        if not isinstance(body, dict) or "requests" not in body:
+            raise APIError("invalid_request_error", "requests: Field required")
+        requests = body["requests"]
+        if not isinstance(requests, list):
+            raise APIError("invalid_request_error", "requests: Input should be a valid list")
+        if not requests:
+            raise APIError("invalid_request_error", "requests: at least one request is required")
+        if len(requests) > BATCH_MAX_REQUESTS:
+            raise APIError(
+                "invalid_request_error",
+                f"requests: a batch holds at most {BATCH_MAX_REQUESTS} requests, "
+                f"got {len(requests)}",
+            )
+        seen: set[str] = set()
+        out: list[tuple[str, Any]] = []
+        for i, item in enumerate(requests):
+            if not isinstance(item, dict):
+                raise APIError("invalid_request_error",
+                               f"requests.{i}: Input should be a valid dictionary or object")
+            cid = item.get("custom_id")
+            if not isinstance(cid, str):
+                raise APIError("invalid_request_error", f"requests.{i}.custom_id: Field required")
+            if not 1 <= len(cid) <= 64 or not set(cid) <= _CUSTOM_ID_CHARS:
+                raise APIError(
+                    "invalid_request_error",
+                    f"requests.{i}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'",
+                )
+            if cid in seen:
+                raise APIError(
+                    "invalid_request_error",
+                    f"requests.{i}.custom_id: duplicate custom_id {cid!r}: "
+                    "custom_id must be unique within a batch",
+                )
+            seen.add(cid)
+            if "params" not in item:
+                raise APIError("invalid_request_error", f"requests.{i}.params: Field required")
+            out.append((cid, item["params"]))
+        return out
+
+
+def create_app(config: LocalConfig | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """The local API as an ASGI app (``app.state.local`` holds its :class:`LocalAPI`)."""
+    api = LocalAPI(config or LocalConfig(), engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await api.batches.aclose()
+        await api.engine.aclose()
+
+    app = FastAPI(title="laneway local Anthropic-compatible API", docs_url=None,
+                  redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.local = api
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> Response:
+        for name, value in api.limits.headers().items():
+            exc.headers.setdefault(name, value)
+        return error_response(exc, request.state.request_id)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        rid = getattr(request.state, "request_id", new_id("req"))
+        if exc.status_code == 405:
+            err = APIError("not_found_error", f"{request.method} {request.url.path} is not allowed")
+        else:
+            err = APIError("not_found_error", f"Not found: {request.url.path}")
+        return error_response(err, rid)
+
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.post("/v1/messages")
+    async def messages(request: Request) -> Response:
+        return await api.messages(request, request.state.request_id)
+
+    @app.post("/v1/messages/count_tokens")
+    async def count_tokens(request: Request) -> dict[str, int]:
+        return await api.count_tokens(request)
+
+    @app.post("/v1/messages/batches")
+    async def create_batch(request: Request) -> dict[str, Any]:
+        api.check_auth(request)
+        body = await api.read_json(request, BATCH_MAX_BYTES)
+        batch = api.batches.create(api.batch_requests(body))
+        return api.batches.as_json(batch, _base(request))
+
+    @app.get("/v1/messages/batches")
+    async def list_batches(
+        request: Request, limit: int = 20, after_id: str | None = None,
+        before_id: str | None = None,
+    ) -> dict[str, Any]:
+        api.check_auth(request)
+        if not 1 <= limit <= 1000:
+            raise APIError("invalid_request_error", "limit: must be between 1 and 1000")
+        page, has_more = api.batches.listing(limit=limit, after_id=after_id, before_id=before_id)
+        data = [api.batches.as_json(b, _base(request)) for b in page]
+        return {
+            "data": data, "has_more": has_more,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+
+    @app.get("/v1/messages/batches/{batch_id}")
+    async def get_batch(request: Request, batch_id: str) -> dict[str, Any]:
+        api.check_auth(request)
+        return api.batches.as_json(api.batches.get(batch_id), _base(request))
+
+    @app.post("/v1/messages/batches/{batch_id}/cancel")
+    async def cancel_batch(request: Request, batch_id: str) -> dict[str, Any]:
+        api.check_auth(request)
+        return api.batches.as_json(api.batches.cancel(batch_id), _base(request))
+
+    @app.delete("/v1/messages/batches/{batch_id}")
+    async def delete_batch(request: Request, batch_id: str) -> dict[str, str]:
+        api.check_auth(request)
+        api.batches.delete(batch_id)
+        return {"id": batch_id, "type": "message_batch_deleted"}
+
+    @app.get("/v1/messages/batches/{batch_id}/results")
+    async def batch_results(request: Request, batch_id: str) -> Response:
+        api.check_auth(request)
+        return Response(api.batches.results_jsonl(batch_id), media_type="application/binary")
+
+    return app
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")

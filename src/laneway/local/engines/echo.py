@@ -1,0 +1,53 @@
+"""The echo engine: deterministic text derived from the prompt, with simulated latency.
+
+It answers with the words of the last user turn (continuing after a prefill when the
+prefill is a prefix of them), so a test knows the text, and the output length, it will
+get. ``ttft_ms`` is the wait before the first token and ``token_ms`` the wait between
+tokens, so benchmarks can model a realistic server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from laneway.local import tokenizer
+from laneway.local.engines.base import Prompt, SamplingParams
+
+#: Tokens of framing counted per turn, as a chat template would add.
+TURN_OVERHEAD_TOKENS = 3
+
+
+class EchoEngine:
+    name = "echo"
+
+    def __init__(self, *, ttft_ms: float = 0.0, token_ms: float = 0.0) -> None:
+        self.ttft_s = ttft_ms / 1000.0
+        self.token_s = token_ms / 1000.0
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        total = tokenizer.count(prompt.system) + (TURN_OVERHEAD_TOKENS if prompt.system else 0)
+        for _role, text in prompt.turns:
+            total += tokenizer.count(text) + TURN_OVERHEAD_TOKENS
+        return max(1, total)
+
+    @staticmethod
+    def reply_text(prompt: Prompt) -> str:
+        """The whole text the engine would say, before max_tokens and stop sequences."""
+        text = prompt.last_user_text
+        prefill = prompt.prefill
+        if prefill and text.startswith(prefill):
+            return text[len(prefill):]
+        return text
+
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[str]:
+        tokens = tokenizer.tokenize(self.reply_text(prompt))
+        if self.ttft_s > 0:
+            await asyncio.sleep(self.ttft_s)
+        for i, token in enumerate(tokens[: params.max_tokens]):
+            if i and self.token_s > 0:
+                await asyncio.sleep(self.token_s)
+            yield token
+
+    async def aclose(self) -> None:
+        return None

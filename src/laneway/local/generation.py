@@ -1,0 +1,125 @@
+"""Run an engine for one request: max_tokens, stop sequences, and the API's JSON shapes.
+
+:func:`generate` turns the engine's tokens into text deltas that are safe to send: text
+that might be the start of a stop sequence is held back until it is known not to be, so
+a stop sequence never reaches the client, even split across tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from laneway.local.engines.base import Engine, SamplingParams
+from laneway.local.validation import MessageParams
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a generation ended."""
+
+    text: str = ""
+    stop_reason: str = "end_turn"
+    stop_sequence: str | None = None
+    output_tokens: int = 0
+
+
+def _held_back(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest suffix of ``text`` that begins some stop sequence."""
+    longest = max((len(s) for s in stops), default=0)
+    for k in range(min(len(text), longest - 1), 0, -1):
+        tail = text[-k:]
+        if any(s.startswith(tail) for s in stops):
+            return k
+    return 0
+
+
+async def generate(
+    engine: Engine, params: MessageParams, outcome: Outcome, *, seed: int = 0
+) -> AsyncIterator[str]:
+    """Yield text deltas for ``params``; ``outcome`` is filled in as generation ends."""
+    sampling = SamplingParams(
+        max_tokens=params.max_tokens, temperature=params.temperature,
+        top_p=params.top_p, top_k=params.top_k, seed=seed,
+    )
+    stops = params.stop_sequences
+    text = ""
+    sent = 0
+    tokens = engine.generate(params.prompt, sampling)
+    try:
+        async for token in tokens:
+            outcome.output_tokens += 1
+            text += token
+            if stops:
+                start = max(0, sent - max(len(s) for s in stops))
+                hits = [(i, s) for s in stops if (i := text.find(s, start)) >= 0]
+                if hits:
+                    at, stop = min(hits)
+                    if at > sent:
+                        yield text[sent:at]
+                    text = text[:at]
+                    sent = at
+                    outcome.stop_reason, outcome.stop_sequence = "stop_sequence", stop
+                    break
+                safe = len(text) - _held_back(text, stops)
+            else:
+                safe = len(text)
+            if safe > sent:
+                yield text[sent:safe]
+                sent = safe
+            if outcome.output_tokens >= params.max_tokens:
+                outcome.stop_reason = "max_tokens"
+                break
+        else:
+            if len(text) > sent:
+                yield text[sent:]
+                sent = len(text)
+        if outcome.stop_reason == "max_tokens" and len(text) > sent:
+            yield text[sent:]
+            sent = len(text)
+    finally:
+        with contextlib.suppress(Exception):
+            await tokens.aclose()  # type: ignore[attr-defined]
+        outcome.text = text[:sent]
+        outcome.output_tokens = max(1, outcome.output_tokens)
+
+
+def usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+
+
+def message_json(
+    *, msg_id: str, model: str, outcome: Outcome | None, input_tokens: int
+) -> dict[str, Any]:
+    """A Message object; with ``outcome=None``, the empty one of ``message_start``."""
+    return {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "content": [] if outcome is None else [{"type": "text", "text": outcome.text}],
+        "model": model,
+        "stop_reason": None if outcome is None else outcome.stop_reason,
+        "stop_sequence": None if outcome is None else outcome.stop_sequence,
+        "usage": usage(input_tokens, 1 if outcome is None else outcome.output_tokens),
+    }
+
+
+async def complete(
+    engine: Engine, params: MessageParams, *, msg_id: str, input_tokens: int, seed: int = 0
+) -> tuple[dict[str, Any], Outcome]:
+    """Generate the whole answer and return the Message object."""
+    outcome = Outcome()
+    async for _ in generate(engine, params, outcome, seed=seed):
+        pass
+    return (
+        message_json(msg_id=msg_id, model=params.model, outcome=outcome,
+                     input_tokens=input_tokens),
+        outcome,
+    )

@@ -1,0 +1,166 @@
+"""Validate Messages API bodies the way the API does, naming the field that is wrong.
+
+The result is a :class:`MessageParams`: the fields the local API acts on, with the
+conversation reduced to text for the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from laneway.local.engines.base import Prompt
+from laneway.local.wire import APIError, invalid
+
+_ROLES = ("user", "assistant")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageParams:
+    model: str
+    max_tokens: int
+    prompt: Prompt
+    stop_sequences: tuple[str, ...]
+    temperature: float
+    top_p: float | None
+    top_k: int | None
+    stream: bool
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _block_text(block: object, field: str) -> str:
+    if not isinstance(block, dict):
+        raise invalid(field, "Input should be a valid dictionary or object")
+    kind = block.get("type")
+    if not isinstance(kind, str):
+        raise invalid(f"{field}.type", "Field required")
+    if kind == "text":
+        text = block.get("text")
+        if not isinstance(text, str):
+            raise invalid(f"{field}.text", "Input should be a valid string")
+        return text
+    if kind == "tool_result":
+        content = block.get("content", "")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return "".join(
+                _block_text(b, f"{field}.content.{i}") for i, b in enumerate(content)
+            )
+        raise invalid(f"{field}.content", "Input should be a valid string or list")
+    if kind == "tool_use":
+        return str(block.get("input", ""))
+    # Images, documents, thinking: nothing the engines read as text.
+    return ""
+
+
+def _content_text(content: object, field: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(_block_text(b, f"{field}.{i}") for i, b in enumerate(content))
+    raise invalid(field, "Input should be a valid string or a list of content blocks")
+
+
+def _prompt(body: dict[str, Any]) -> Prompt:
+    messages = body.get("messages")
+    if messages is None:
+        raise invalid("messages", "Field required")
+    if not isinstance(messages, list):
+        raise invalid("messages", "Input should be a valid list")
+    if not messages:
+        raise invalid("messages", "at least one message is required")
+    turns: list[tuple[str, str]] = []
+    for i, msg in enumerate(messages):
+        field = f"messages.{i}"
+        if not isinstance(msg, dict):
+            raise invalid(field, "Input should be a valid dictionary or object")
+        role = msg.get("role")
+        if role is None:
+            raise invalid(f"{field}.role", "Field required")
+        if role not in _ROLES:
+            raise invalid(f"{field}.role", "Input should be 'user' or 'assistant'")
+        if "content" not in msg:
+            raise invalid(f"{field}.content", "Field required")
+        turns.append((role, _content_text(msg["content"], f"{field}.content")))
+    system = body.get("system", "")
+    if system is None:
+        system = ""
+    system_text = _content_text(system, "system")
+    return Prompt(system=system_text, turns=tuple(turns))
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is None:
+        raise invalid("model", "Field required")
+    if not isinstance(model, str) or not model:
+        raise invalid("model", "Input should be a non-empty string")
+    return model
+
+
+def validate_count_tokens(body: object) -> tuple[str, Prompt]:
+    """Validate a ``count_tokens`` body: the model and the conversation."""
+    if not isinstance(body, dict):
+        raise APIError("invalid_request_error", "The request body must be a JSON object")
+    return _model(body), _prompt(body)
+
+
+def validate_message(body: object, *, in_batch: bool = False) -> MessageParams:
+    """Validate a ``/v1/messages`` body (or a batch request's ``params``)."""
+    if not isinstance(body, dict):
+        raise APIError("invalid_request_error", "The request body must be a JSON object")
+    model = _model(body)
+    if "max_tokens" not in body:
+        raise invalid("max_tokens", "Field required")
+    max_tokens = body["max_tokens"]
+    if not _is_int(max_tokens):
+        raise invalid("max_tokens", "Input should be a valid integer")
+    if max_tokens < 1:
+        raise invalid("max_tokens", "Input should be greater than or equal to 1")
+    prompt = _prompt(body)
+
+    stops = body.get("stop_sequences") or []
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise invalid("stop_sequences", "Input should be a valid list of strings")
+    if any(not s.strip() for s in stops):
+        raise invalid("stop_sequences", "each stop sequence must contain non-whitespace")
+
+    temperature = body.get("temperature", 1.0)
+    if temperature is None:
+        temperature = 1.0
+    if not _is_number(temperature) or not 0.0 <= float(temperature) <= 1.0:
+        raise invalid("temperature", "Input should be a number between 0 and 1")
+    top_p = body.get("top_p")
+    if top_p is not None and (not _is_number(top_p) or not 0.0 <= float(top_p) <= 1.0):
+        raise invalid("top_p", "Input should be a number between 0 and 1")
+    top_k = body.get("top_k")
+    if top_k is not None and (not _is_int(top_k) or top_k < 0):
+        raise invalid("top_k", "Input should be a non-negative integer")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise invalid("stream", "Input should be a valid boolean")
+    if in_batch and stream:
+        raise invalid("stream", "streaming is not supported inside a message batch")
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise invalid("metadata", "Input should be a valid dictionary or object")
+    return MessageParams(
+        model=model,
+        max_tokens=max_tokens,
+        prompt=prompt,
+        stop_sequences=tuple(stops),
+        temperature=float(temperature),
+        top_p=float(top_p) if top_p is not None else None,
+        top_k=top_k,
+        stream=stream,
+    )
