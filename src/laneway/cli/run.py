@@ -1,0 +1,111 @@
+"""``laneway run``: the main job — every request of a JSONL file, durably, with progress."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+import typer
+
+from laneway.cli.app import app, console_err
+from laneway.cli.progress import ProgressBar, summary_table
+from laneway.governor import RateLimits
+from laneway.jobs import JobDefaults
+from laneway.runs import RunConfig, Summary, run
+from laneway.timeparse import parse_deadline
+
+EXIT_INCOMPLETE = 3
+EXIT_INTERRUPTED = 130
+
+
+@app.command("run")
+def run_command(
+    input_path: Path = typer.Argument(..., help="JSONL input: {custom_id, params} or {id, prompt} per line.",
+                                      metavar="IN.jsonl"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write results JSONL here (input order)."),
+    run_name: str | None = typer.Option(None, "--run", help="Name the run (default: from the input and options)."),
+    mode: str = typer.Option("auto", help="auto, realtime (parallel requests) or native (Message Batches, half price)."),
+    provider: str = typer.Option("auto", help="auto, anthropic (needs ANTHROPIC_API_KEY) or local (embedded model)."),
+    model: str = typer.Option("claude-haiku-4-5", help="Model for lines that name none."),
+    max_tokens: int = typer.Option(1024, help="max_tokens for lines that give none."),
+    system: str | None = typer.Option(None, help="System prompt for lines that give none."),
+    concurrency: int | None = typer.Option(None, help="Fixed requests in flight (default: adaptive)."),
+    max_attempts: int = typer.Option(6, help="Attempts per job for retryable errors (429s do not count)."),
+    stream: bool = typer.Option(False, "--stream", help="Stream each request (detects stalls; needed for very long outputs)."),
+    timeout_s: float = typer.Option(600.0, "--timeout", help="Seconds before one request times out."),
+    budget: float | None = typer.Option(None, help="Stop sending new work before spending this many USD."),
+    deadline: str | None = typer.Option(None, help="Finish by: 30m, 2h, 1d or 2026-12-01T09:00."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Record bad lines as errored results instead of stopping."),
+    db: str | None = typer.Option(None, help="Ledger: a path, sqlite:///PATH or postgresql://... [default: .laneway/laneway.db]"),
+    rpm: int | None = typer.Option(None, help="Requests-per-minute limit, if known (else learnt)."),
+    itpm: int | None = typer.Option(None, help="Input-tokens-per-minute limit, if known."),
+    otpm: int | None = typer.Option(None, help="Output-tokens-per-minute limit, if known."),
+    no_work: bool = typer.Option(False, "--no-work", help="Only enqueue the jobs (for `laneway worker`)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Run every request in IN.jsonl and write the results, resuming if run before.
+
+    Re-running the same command continues the same run: finished jobs are not sent
+    again. Ctrl-C stops cleanly (press it twice to abandon requests in flight).
+    """
+    limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
+    config = RunConfig(
+        run_name=run_name, mode=mode, provider=provider,
+        defaults=JobDefaults(model=model, max_tokens=max_tokens, system=system),
+        concurrency=concurrency, max_attempts=max_attempts, stream=stream,
+        timeout_s=timeout_s, budget_usd=budget,
+        deadline_at=parse_deadline(deadline) if deadline else None,
+        skip_invalid=skip_invalid, db=db, limits=limits, no_work=no_work,
+    )
+    try:
+        summary = asyncio.run(_run(input_path, output, config, quiet=quiet))
+    except KeyboardInterrupt:
+        console_err.print(f"interrupted. Resume with: [bold]{_resume_command()}[/bold]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    console_err.print(summary_table(summary))
+    if summary.stop_reason == "budget":
+        console_err.print(f"[yellow]stopped: the budget of ${budget} would be exceeded; "
+                          f"{summary.pending} jobs not sent[/yellow]")
+    if summary.pending and not no_work:
+        console_err.print(f"{summary.pending} jobs not finished. Resume with: "
+                          f"[bold]{_resume_command()}[/bold]")
+        raise typer.Exit(EXIT_INTERRUPTED if summary.stop_reason == "interrupted"
+                         else EXIT_INCOMPLETE)
+
+
+def _resume_command() -> str:
+    return "laneway " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+async def _run(input_path: Path, output: Path | None, config: RunConfig, *,
+               quiet: bool) -> Summary:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    presses = 0
+
+    def on_sigint() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            console_err.print("\n[yellow]stopping: no new requests; waiting for those in "
+                              "flight (Ctrl-C again to abandon them)[/yellow]")
+            stop.set()
+        elif main is not None:
+            main.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        loop.add_signal_handler(signal.SIGTERM, on_sigint)
+    bar = ProgressBar(console_err, enabled=not quiet and console_err.is_terminal)
+    with bar:
+        try:
+            return await run(input_path, output, config=config, on_progress=bar.update,
+                             on_notice=lambda m: console_err.print(f"laneway: {m}"),
+                             stop_event=stop)
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None

@@ -1,0 +1,456 @@
+"""One set of rate limits shared by interactive and background work.
+
+Per model (the API's limits are per model class) the governor keeps:
+
+- **buckets** for requests, input tokens and output tokens per minute, continuously
+  refilled, with limits given (``RateLimits``) or learnt from the
+  ``anthropic-ratelimit-*-limit`` headers. Input tokens are estimated before sending
+  and corrected by the usage that comes back; output tokens are reserved from a moving
+  average of what requests really produce (never more than ``max_tokens``) and the
+  difference is settled at the end. A request larger than a whole bucket waits for a
+  full bucket and then goes: it is never stuck forever.
+- **adaptive concurrency** for background work (:class:`AIMD`): slow start, then
+  additive increase while responses are clean and the limit is what holds work back;
+  multiplicative decrease on 429/529, at most once per cooldown.
+- **lanes**: interactive requests are admitted before any waiting background work and
+  may use the whole bucket; background work must leave ``interactive_reserve`` of each
+  bucket free, so a person's request finds room at once. On a 429 the whole background
+  lane pauses until ``retry-after``; the interactive lane is not paused.
+
+All state is observable through :meth:`Governor.snapshot` and ``history``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+#: The headers that carry each limit, for each bucket.
+_HEADER_OF = {"requests": "requests", "input": "input-tokens", "output": "output-tokens"}
+
+
+class Lane(StrEnum):
+    INTERACTIVE = "interactive"
+    BACKGROUND = "background"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Per-minute limits; ``None`` means not known (learnt from headers, if they come)."""
+
+    rpm: int | None = None
+    itpm: int | None = None
+    otpm: int | None = None
+
+    def of(self, kind: str) -> int | None:
+        return {"requests": self.rpm, "input": self.itpm, "output": self.otpm}[kind]
+
+
+class TokenBucket:
+    """A bucket of ``limit_per_min`` that refills continuously at ``limit/60`` per second."""
+
+    def __init__(self, limit_per_min: int, *, now: float, level: float | None = None,
+                 margin: float = 1.0) -> None:
+        self.limit_per_min = limit_per_min
+        self.margin = margin
+        self.level = float(limit_per_min if level is None else min(level, limit_per_min))
+        self.updated = now
+
+    @property
+    def capacity(self) -> float:
+        return float(self.limit_per_min)
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.limit_per_min * self.margin / 60.0
+
+    def refill(self, now: float) -> None:
+        if now > self.updated:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate_per_s)
+        self.updated = max(self.updated, now)
+
+    def need(self, amount: float, floor: float) -> float:
+        """The level that admits ``amount`` keeping ``floor``; a full bucket for oversize."""
+        return min(amount + floor, self.capacity)
+
+    def wait_s(self, amount: float, floor: float, now: float) -> float:
+        self.refill(now)
+        short = self.need(amount, floor) - self.level
+        return max(0.0, short / self.rate_per_s) if short > 0 else 0.0
+
+    def take(self, amount: float, now: float) -> None:
+        self.refill(now)
+        self.level -= amount
+
+    def give(self, amount: float, now: float) -> None:
+        self.refill(now)
+        self.level = min(self.capacity, self.level + amount)
+
+    def set_limit(self, limit_per_min: int, now: float) -> None:
+        self.refill(now)
+        self.limit_per_min = limit_per_min
+        self.level = min(self.level, self.capacity)
+
+
+class AIMD:
+    """Adaptive concurrency: slow start, additive increase, multiplicative decrease."""
+
+    def __init__(self, *, initial: int = 8, minimum: int = 1, maximum: int = 512,
+                 decrease: float = 0.7, cooldown_s: float = 5.0) -> None:
+        self.limit = float(initial)
+        self.minimum = minimum
+        self.maximum = maximum
+        self.decrease = decrease
+        self.cooldown_s = cooldown_s
+        self.slow_start = True
+        self._clean = 0
+        self._last_decrease = -math.inf
+
+    @property
+    def value(self) -> int:
+        return max(self.minimum, int(self.limit))
+
+    def on_success(self, *, saturated: bool) -> bool:
+        """A clean response. Grows (once per round) only if the limit held work back."""
+        if not saturated:
+            return False
+        self._clean += 1
+        if self._clean < self.value:
+            return False
+        self._clean = 0
+        before = self.value
+        grown = self.limit * 2 if self.slow_start else self.limit + 1
+        self.limit = min(float(self.maximum), grown)
+        return self.value != before
+
+    def on_overload(self, now: float) -> bool:
+        """A 429 or 529: shrink, at most once per cooldown. Returns True if it shrank."""
+        self.slow_start = False
+        self._clean = 0
+        if now - self._last_decrease < self.cooldown_s:
+            return False
+        self._last_decrease = now
+        self.limit = max(float(self.minimum), self.limit * self.decrease)
+        return True
+
+
+@dataclass(eq=False)
+class Permit:
+    """Permission to send one request; give it back with :meth:`Governor.release`."""
+
+    lane: Lane
+    model: str
+    input_tokens: float
+    output_tokens: float
+    max_tokens: int
+    admitted_at: float = 0.0
+    released: bool = False
+
+
+@dataclass(eq=False)
+class _Waiter:
+    permit: Permit
+    future: asyncio.Future[Permit]
+
+
+@dataclass
+class ModelState:
+    model: str
+    buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    aimd: AIMD = field(default_factory=AIMD)
+    paused_until: float = 0.0
+    in_flight: dict[Lane, int] = field(default_factory=lambda: {lane: 0 for lane in Lane})
+    waiting: dict[Lane, deque[_Waiter]] = field(
+        default_factory=lambda: {lane: deque() for lane in Lane})
+    #: Moving averages: actual input tokens / estimate, and output tokens per request.
+    input_ratio: float = 1.0
+    output_avg: float | None = None
+    sent: dict[str, float] = field(
+        default_factory=lambda: {"requests": 0.0, "input": 0.0, "output": 0.0, "429": 0.0})
+
+
+class Governor:
+    def __init__(
+        self, *, limits: RateLimits | Mapping[str, RateLimits] | None = None,
+        clock: Callable[[], float] = time.monotonic, interactive_reserve: float = 0.1,
+        initial_concurrency: int = 8, max_concurrency: int = 512, margin: float = 0.98,
+        learn_limits: bool = True, history_size: int = 2000,
+    ) -> None:
+        self.clock = clock
+        self.interactive_reserve = interactive_reserve
+        self.initial_concurrency = initial_concurrency
+        self.max_concurrency = max_concurrency
+        self.margin = margin
+        self.learn_limits = learn_limits
+        self._limits = limits
+        self.models: dict[str, ModelState] = {}
+        self.history: deque[dict[str, Any]] = deque(maxlen=history_size)
+        self.started_at = clock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._fixed: int | None = None
+        #: Called with (model, until_wall_time, reason) when a 429 pauses a lane, so
+        #: several workers can share the pause (see the store's pauses table).
+        self.on_pause: Callable[[str, float, str], None] | None = None
+
+    # -- state ---------------------------------------------------------------------------
+    def fix_concurrency(self, limit: int) -> None:
+        """Hold background concurrency at ``limit`` (``--concurrency N``): no adapting."""
+        self.initial_concurrency = self.max_concurrency = limit
+        for st in self.models.values():
+            st.aimd = AIMD(initial=limit, minimum=limit, maximum=limit)
+        self._fixed = limit
+
+    def state(self, model: str) -> ModelState:
+        st = self.models.get(model)
+        if st is None:
+            fixed = self._fixed
+            aimd = AIMD(initial=fixed, minimum=fixed, maximum=fixed) if fixed else \
+                AIMD(initial=self.initial_concurrency, maximum=self.max_concurrency)
+            st = ModelState(model, aimd=aimd)
+            given = self._given(model)
+            now = self.clock()
+            if given is not None:
+                for kind in ("requests", "input", "output"):
+                    limit = given.of(kind)
+                    if limit:
+                        st.buckets[kind] = TokenBucket(limit, now=now, margin=self.margin)
+            self.models[model] = st
+        return st
+
+    def _given(self, model: str) -> RateLimits | None:
+        if self._limits is None or isinstance(self._limits, RateLimits):
+            return self._limits
+        return self._limits.get(model) or self._limits.get("*")
+
+    def _note(self, model: str, kind: str, **data: Any) -> None:
+        self.history.append({"t": round(self.clock() - self.started_at, 3), "model": model,
+                             "kind": kind, **data})
+
+    # -- estimates -----------------------------------------------------------------------
+    def expected_output(self, st: ModelState, max_tokens: int) -> float:
+        guess = st.output_avg if st.output_avg is not None else min(max_tokens, 256)
+        return float(min(max_tokens, max(1.0, guess * 1.1)))
+
+    # -- admission -----------------------------------------------------------------------
+    async def acquire(self, lane: Lane, model: str, *, input_tokens: int, max_tokens: int
+                      ) -> Permit:
+        """Wait until a request of this size may be sent in ``lane``; returns its permit."""
+        st = self.state(model)
+        permit = Permit(lane, model, input_tokens * st.input_ratio,
+                        self.expected_output(st, max_tokens), max_tokens)
+        fut: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(permit, fut)
+        st.waiting[lane].append(waiter)
+        self.pump()
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if waiter in st.waiting[lane]:
+                st.waiting[lane].remove(waiter)
+            elif fut.done() and not fut.cancelled():
+                self.release(fut.result(), outcome="canceled")
+            raise
+
+    def _blocked_s(self, st: ModelState, permit: Permit, now: float) -> float | None:
+        """0 if ``permit`` may go now; else seconds to wait (None: wait for a release)."""
+        background = permit.lane is Lane.BACKGROUND
+        if background:
+            if now < st.paused_until:
+                return st.paused_until - now
+            if st.in_flight[Lane.BACKGROUND] >= st.aimd.value:
+                return None
+        wait = 0.0
+        for kind, amount in (("requests", 1.0), ("input", permit.input_tokens),
+                             ("output", permit.output_tokens)):
+            bucket = st.buckets.get(kind)
+            if bucket is None:
+                continue
+            floor = bucket.capacity * self.interactive_reserve if background else 0.0
+            wait = max(wait, bucket.wait_s(amount, floor, now))
+        return wait
+
+    def pump(self) -> None:
+        """Admit every waiter that may go now, interactive first; arm a timer for the rest."""
+        now = self.clock()
+        next_s: float | None = None
+        for st in self.models.values():
+            for lane in (Lane.INTERACTIVE, Lane.BACKGROUND):
+                queue = st.waiting[lane]
+                while queue:
+                    waiter = queue[0]
+                    if waiter.future.done():
+                        queue.popleft()
+                        continue
+                    blocked = self._blocked_s(st, waiter.permit, now)
+                    if blocked is None:
+                        break
+                    if blocked > 0:
+                        next_s = blocked if next_s is None else min(next_s, blocked)
+                        break
+                    queue.popleft()
+                    self._admit(st, waiter.permit, now)
+                    waiter.future.set_result(waiter.permit)
+                if lane is Lane.INTERACTIVE and queue:
+                    break  # background waits while a person's request is waiting
+        self._arm(next_s)
+
+    def _arm(self, delay_s: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if delay_s is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._timer = loop.call_later(max(0.001, delay_s), self.pump)
+
+    def _admit(self, st: ModelState, permit: Permit, now: float) -> None:
+        for kind, amount in (("requests", 1.0), ("input", permit.input_tokens),
+                             ("output", permit.output_tokens)):
+            bucket = st.buckets.get(kind)
+            if bucket is not None:
+                bucket.take(amount, now)
+        st.in_flight[permit.lane] += 1
+        permit.admitted_at = now
+
+    # -- completion ----------------------------------------------------------------------
+    def release(
+        self, permit: Permit, *, outcome: str, usage: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None, retry_after_s: float | None = None,
+    ) -> None:
+        """Give a permit back. ``outcome``: ok, rate_limited, overloaded, error, canceled."""
+        if permit.released:
+            return
+        permit.released = True
+        st = self.state(permit.model)
+        now = self.clock()
+        saturated = st.in_flight[Lane.BACKGROUND] >= st.aimd.value
+        st.in_flight[permit.lane] -= 1
+        if headers:
+            self._learn(st, headers, now, synced=outcome == "rate_limited")
+        if outcome == "ok" and usage is not None:
+            self._settle(st, permit, usage, now)
+            if permit.lane is Lane.BACKGROUND and st.aimd.on_success(saturated=saturated):
+                self._note(st.model, "concurrency", limit=st.aimd.value, reason="clean")
+        else:
+            self._refund(st, permit, now, sent=outcome not in ("rate_limited", "canceled"))
+        if outcome in ("rate_limited", "overloaded"):
+            st.sent["429"] += outcome == "rate_limited"
+            if st.aimd.on_overload(now):
+                self._note(st.model, "concurrency", limit=st.aimd.value, reason=outcome)
+        if outcome == "rate_limited":
+            pause_s = retry_after_s if retry_after_s is not None else 5.0
+            self.pause(st.model, pause_s, reason="429")
+        self.pump()
+
+    def pause(self, model: str, seconds: float, *, reason: str = "429",
+              publish: bool = True) -> None:
+        """Pause the background lane of ``model`` for ``seconds`` (never shortens a pause)."""
+        st = self.state(model)
+        until = self.clock() + seconds
+        if until > st.paused_until:
+            st.paused_until = until
+            self._note(model, "pause", seconds=round(seconds, 3), reason=reason)
+            if publish and self.on_pause is not None:
+                self.on_pause(model, time.time() + seconds, reason)
+        self.pump()
+
+    def _settle(self, st: ModelState, permit: Permit, usage: Mapping[str, Any],
+                now: float) -> None:
+        actual_in = float(usage.get("input_tokens") or 0)
+        actual_out = float(usage.get("output_tokens") or 0)
+        st.sent["requests"] += 1
+        st.sent["input"] += actual_in
+        st.sent["output"] += actual_out
+        if permit.input_tokens > 0 and actual_in > 0:
+            raw_estimate = permit.input_tokens / st.input_ratio
+            st.input_ratio = 0.9 * st.input_ratio + 0.1 * (actual_in / max(1.0, raw_estimate))
+        st.output_avg = actual_out if st.output_avg is None else \
+            0.9 * st.output_avg + 0.1 * actual_out
+        for kind, reserved, actual in (("input", permit.input_tokens, actual_in),
+                                       ("output", permit.output_tokens, actual_out)):
+            bucket = st.buckets.get(kind)
+            if bucket is None:
+                continue
+            if actual > reserved:
+                bucket.take(actual - reserved, now)
+            else:
+                bucket.give(reserved - actual, now)
+
+    def _refund(self, st: ModelState, permit: Permit, now: float, *, sent: bool) -> None:
+        """A request that produced nothing: give back its tokens (and its request slot,
+        if the server never counted it)."""
+        for kind, amount in (("requests", 0.0 if sent else 1.0),
+                             ("input", 0.0 if sent else permit.input_tokens),
+                             ("output", permit.output_tokens)):
+            bucket = st.buckets.get(kind)
+            if bucket is not None and amount:
+                bucket.give(amount, now)
+
+    def _learn(self, st: ModelState, headers: Mapping[str, str], now: float, *,
+               synced: bool) -> None:
+        for kind, name in _HEADER_OF.items():
+            raw_limit = headers.get(f"anthropic-ratelimit-{name}-limit")
+            if raw_limit is None:
+                continue
+            try:
+                limit = int(float(raw_limit))
+                remaining = float(headers.get(f"anthropic-ratelimit-{name}-remaining", limit))
+            except ValueError:
+                continue
+            if limit <= 0:
+                continue
+            bucket = st.buckets.get(kind)
+            if bucket is None:
+                if not self.learn_limits:
+                    continue
+                st.buckets[kind] = TokenBucket(limit, now=now, level=remaining,
+                                               margin=self.margin)
+                self._note(st.model, "limit", bucket=kind, limit=limit, learnt=True)
+                continue
+            if self.learn_limits and limit != bucket.limit_per_min:
+                bucket.set_limit(limit, now)
+                self._note(st.model, "limit", bucket=kind, limit=limit, learnt=True)
+            if synced:  # the server said no: trust its count over ours
+                bucket.refill(now)
+                bucket.level = min(bucket.level, remaining)
+
+    # -- observation ---------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        now = self.clock()
+        elapsed_min = max(1e-9, (now - self.started_at) / 60.0)
+        out: dict[str, Any] = {}
+        for model, st in self.models.items():
+            buckets = {}
+            for kind, b in st.buckets.items():
+                b.refill(now)
+                achieved = st.sent[kind] / elapsed_min
+                buckets[kind] = {"limit": b.limit_per_min, "level": round(b.level, 1),
+                                 "achieved_per_min": round(achieved, 1),
+                                 "utilization": round(achieved / b.limit_per_min, 4)}
+            out[model] = {
+                "buckets": buckets,
+                "concurrency": st.aimd.value,
+                "in_flight": {lane.value: n for lane, n in st.in_flight.items()},
+                "waiting": {lane.value: len(q) for lane, q in st.waiting.items()},
+                "paused_s": round(max(0.0, st.paused_until - now), 3),
+                "sent": dict(st.sent),
+            }
+        return out
+
+    def utilization(self, model: str, *, elapsed_s: float) -> dict[str, float]:
+        """Achieved share of each known limit over ``elapsed_s`` seconds."""
+        st = self.models.get(model)
+        if st is None or elapsed_s <= 0:
+            return {}
+        per_min = 60.0 / elapsed_s
+        return {kind: st.sent[kind] * per_min / b.limit_per_min
+                for kind, b in st.buckets.items()}

@@ -1,0 +1,117 @@
+"""What a request costs: the price table, cache-token prices and the batch discount.
+
+Prices are USD per million tokens. A model is matched by its name or by a dated
+snapshot of it (``claude-haiku-4-5-20251001`` is priced as ``claude-haiku-4-5``). The
+local model costs nothing. An unknown model raises :class:`UnknownModelError`: it is
+never priced silently as zero.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from laneway.errors import UnknownModelError
+
+#: Native Message Batches bill input and output at half price (stacking with cache prices).
+BATCH_DISCOUNT = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+    cache_write_5m: float
+    cache_write_1h: float
+    cache_read: float
+
+
+_OPUS = Price(5.0, 25.0, 6.25, 10.0, 0.50)
+_SONNET_5 = Price(2.0, 10.0, 2.50, 4.0, 0.20)
+_SONNET_4 = Price(3.0, 15.0, 3.75, 6.0, 0.30)
+_HAIKU = Price(1.0, 5.0, 1.25, 2.0, 0.10)
+FREE = Price(0.0, 0.0, 0.0, 0.0, 0.0)
+
+PRICES: dict[str, Price] = {
+    "claude-opus-4-5": _OPUS,
+    "claude-opus-4-6": _OPUS,
+    "claude-opus-4-7": _OPUS,
+    "claude-opus-4-8": _OPUS,
+    "claude-opus-5": _OPUS,
+    "claude-sonnet-5": _SONNET_5,
+    "claude-sonnet-4-5": _SONNET_4,
+    "claude-sonnet-4-6": _SONNET_4,
+    "claude-haiku-4-5": _HAIKU,
+}
+
+#: Models served by laneway's own local API.
+LOCAL_MODELS = frozenset({"smollm2", "smollm2-135m", "local", "echo"})
+
+_SNAPSHOT = re.compile(r"^(?P<base>.+?)(?:-\d{8}|-latest)$")
+
+
+def is_local(model: str) -> bool:
+    return model in LOCAL_MODELS
+
+
+def price_of(model: str) -> Price:
+    """The price of ``model``; raises :class:`UnknownModelError` for an unknown one."""
+    if model in PRICES:
+        return PRICES[model]
+    if is_local(model):
+        return FREE
+    m = _SNAPSHOT.match(model)
+    if m and m.group("base") in PRICES:
+        return PRICES[m.group("base")]
+    raise UnknownModelError(model)
+
+
+def known(model: str) -> bool:
+    try:
+        price_of(model)
+    except UnknownModelError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one response (as the API's ``usage`` object)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    #: Of the cache writes, those with a 1 h lifetime (the rest are 5 min).
+    cache_creation_1h_tokens: int = 0
+
+    @classmethod
+    def from_api(cls, usage: dict[str, Any] | None) -> Usage:
+        if not usage:
+            return cls()
+        creation = usage.get("cache_creation") or {}
+        return cls(
+            input_tokens=int(usage.get("input_tokens") or 0),
+            output_tokens=int(usage.get("output_tokens") or 0),
+            cache_creation_input_tokens=int(usage.get("cache_creation_input_tokens") or 0),
+            cache_read_input_tokens=int(usage.get("cache_read_input_tokens") or 0),
+            cache_creation_1h_tokens=int(creation.get("ephemeral_1h_input_tokens") or 0),
+        )
+
+
+def cost_usd(model: str, usage: Usage, *, batch: bool = False) -> float:
+    """The cost of ``usage`` on ``model``; ``batch=True`` applies the batch discount."""
+    p = price_of(model)
+    write_1h = min(usage.cache_creation_1h_tokens, usage.cache_creation_input_tokens)
+    write_5m = usage.cache_creation_input_tokens - write_1h
+    total = (
+        usage.input_tokens * p.input
+        + usage.output_tokens * p.output
+        + write_5m * p.cache_write_5m
+        + write_1h * p.cache_write_1h
+        + usage.cache_read_input_tokens * p.cache_read
+    ) / 1_000_000
+    return total * BATCH_DISCOUNT if batch else total

@@ -1,0 +1,309 @@
+"""The one place the ``anthropic`` SDK is called, and where its errors become laneway's.
+
+:func:`open_provider` picks the backend: the real API when ``ANTHROPIC_API_KEY`` is set
+(or ``ANTHROPIC_BASE_URL`` points at a compatible server), otherwise the embedded local
+API, started in-process on a loopback port. Either way the same ``AsyncAnthropic``
+client is used, with the SDK's own retries turned off: laneway owns the retry policy
+(the SDK would ignore a ``retry-after`` over 60 s and cannot pause a whole lane).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+
+from laneway.errors import (
+    AuthenticationError,
+    ConfigError,
+    ConnectionLostError,
+    OverloadedError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    RequestError,
+    ServerError,
+    StalledError,
+    StreamError,
+)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        found.append(module.TransportError)
+    return tuple(found)
+
+
+#: Raw transport errors the SDK lets through while a stream is being read.
+TRANSPORT_ERRORS = _transport_errors()
+
+
+def _retry_after_s(headers: Any) -> float | None:
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def _wire_error(body: object) -> tuple[str | None, str | None]:
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            return inner.get("type"), inner.get("message")
+    return None, None
+
+
+def map_error(exc: BaseException) -> ProviderError:
+    """Translate an SDK or transport exception into laneway's tree."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ProviderTimeoutError("the request timed out")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ConnectionLostError(f"connection failed: {exc.__cause__ or exc}")
+    if isinstance(exc, TRANSPORT_ERRORS):
+        return ConnectionLostError(f"connection dropped: {exc}")
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        etype, message = _wire_error(exc.body)
+        message = message or str(exc)
+        rid = exc.request_id
+        if status == 200:  # an error event after the stream had started
+            if etype == "overloaded_error":
+                return OverloadedError(message, status=200, error_type=etype, request_id=rid)
+            return StreamError(message, status=200, error_type=etype or "api_error",
+                               request_id=rid)
+        if status == 429:
+            return RateLimitedError(message, retry_after_s=_retry_after_s(exc.response.headers),
+                                    request_id=rid)
+        if status == 529:
+            return OverloadedError(message, status=status, request_id=rid)
+        if status in (401, 403):
+            return AuthenticationError(message, status=status, error_type=etype, request_id=rid)
+        if status == 408:
+            return ProviderTimeoutError(message, status=status, request_id=rid)
+        if status == 409 or status >= 500:
+            return ServerError(message, status=status, error_type=etype, request_id=rid)
+        return RequestError(message, status=status, error_type=etype or "invalid_request_error",
+                            request_id=rid)
+    if isinstance(exc, TimeoutError):
+        return ProviderTimeoutError("the request timed out")
+    if isinstance(exc, anthropic.AnthropicError):
+        return ServerError(str(exc))
+    raise exc
+
+
+@dataclass(slots=True)
+class Reply:
+    """A complete answer: the Message as JSON, the response headers, and timings."""
+
+    message: dict[str, Any]
+    headers: dict[str, str]
+    request_id: str | None = None
+    ttft_s: float | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        usage: dict[str, Any] = self.message.get("usage") or {}
+        return usage
+
+    @property
+    def text(self) -> str:
+        return "".join(b.get("text", "") for b in self.message.get("content", [])
+                       if b.get("type") == "text")
+
+
+OnText = Callable[[str], Awaitable[None] | None]
+
+
+@dataclass
+class Provider:
+    """An ``AsyncAnthropic`` client and what laneway knows about the backend behind it."""
+
+    client: anthropic.AsyncAnthropic
+    kind: str  # "anthropic" or "local"
+    base_url: str
+    #: A description for the one line laneway prints about where requests go.
+    description: str = ""
+    _stop: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def is_local(self) -> bool:
+        """True for the embedded local API, whose model costs nothing."""
+        return self.kind == "local"
+
+    async def create(self, params: dict[str, Any], *, timeout_s: float = 600.0) -> Reply:
+        """Send one non-streaming request; raise a :class:`ProviderError` on failure."""
+        started = time.monotonic()
+        try:
+            raw = await self.client.messages.with_raw_response.create(
+                **params, timeout=timeout_s)
+            body = await raw.read()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                raise
+            raise map_error(exc) from exc
+        try:
+            message = json.loads(body)
+        except ValueError as exc:
+            raise ConnectionLostError("the response body was not valid JSON") from exc
+        return Reply(message, dict(raw.headers), raw.request_id,
+                     elapsed_s=time.monotonic() - started)
+
+    async def stream(
+        self, params: dict[str, Any], *, on_text: OnText | None = None,
+        idle_timeout_s: float = 60.0, timeout_s: float = 600.0,
+    ) -> Reply:
+        """Stream one request, calling ``on_text`` with each text delta as it arrives.
+
+        A stream that sends no content event for ``idle_timeout_s`` (pings do not
+        count) raises :class:`StalledError`. Cancelling the caller closes the
+        connection, which stops generation upstream.
+        """
+        started = time.monotonic()
+        ttft: float | None = None
+        message: dict[str, Any] = {}
+        try:
+            raw = await self.client.messages.with_raw_response.create(
+                **params, stream=True, timeout=timeout_s)
+            headers = dict(raw.headers)
+            events = await raw.parse()
+            try:
+                async for event in _with_idle_timeout(events, idle_timeout_s):
+                    etype = event.type
+                    if etype == "message_start":
+                        message = event.message.model_dump(mode="json")
+                        message["content"] = []
+                    elif etype == "content_block_start":
+                        message.setdefault("content", []).append(
+                            event.content_block.model_dump(mode="json", exclude_none=True))
+                    elif etype == "content_block_delta":
+                        block = message["content"][event.index]
+                        delta = event.delta
+                        if delta.type == "text_delta":
+                            if ttft is None:
+                                ttft = time.monotonic() - started
+                            block["text"] = block.get("text", "") + delta.text
+                            if on_text is not None:
+                                res = on_text(delta.text)
+                                if res is not None:
+                                    await res
+                        elif delta.type == "input_json_delta":
+                            block["_partial_json"] = block.get("_partial_json", "") + \
+                                delta.partial_json
+                        elif delta.type == "thinking_delta":
+                            block["thinking"] = block.get("thinking", "") + delta.thinking
+                        elif delta.type == "signature_delta":
+                            block["signature"] = delta.signature
+                    elif etype == "content_block_stop":
+                        block = message["content"][event.index]
+                        partial = block.pop("_partial_json", None)
+                        if partial is not None:
+                            block["input"] = json.loads(partial) if partial else {}
+                    elif etype == "message_delta":
+                        message["stop_reason"] = event.delta.stop_reason
+                        message["stop_sequence"] = event.delta.stop_sequence
+                        usage = message.setdefault("usage", {})
+                        usage["output_tokens"] = event.usage.output_tokens
+                    elif etype == "message_stop":
+                        break
+            finally:
+                await events.close()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                raise
+            raise map_error(exc) from exc
+        if message.get("stop_reason") is None:
+            raise ConnectionLostError("the stream ended before message_stop")
+        return Reply(message, headers, raw.request_id, ttft_s=ttft,
+                     elapsed_s=time.monotonic() - started)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
+
+
+async def _with_idle_timeout(events: Any, idle_timeout_s: float) -> AsyncIterator[Any]:
+    iterator = events.__aiter__()
+    last_content = time.monotonic()
+    while True:
+        remaining = idle_timeout_s - (time.monotonic() - last_content)
+        if remaining <= 0:
+            raise StalledError(f"no content for {idle_timeout_s:g} s (stream stalled)")
+        try:
+            event = await asyncio.wait_for(iterator.__anext__(), timeout=remaining)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise StalledError(f"no content for {idle_timeout_s:g} s (stream stalled)") from None
+        if event.type != "ping":
+            last_content = time.monotonic()
+        yield event
+
+
+def choose_provider(provider: str = "auto") -> str:
+    """``anthropic`` or ``local`` for ``--provider auto|anthropic|local``."""
+    if provider not in ("auto", "anthropic", "local"):
+        raise ConfigError(f"--provider {provider!r}: choose auto, anthropic or local")
+    if provider != "auto":
+        return provider
+    if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL"):
+        return "anthropic"
+    return "local"
+
+
+def open_provider(
+    provider: str = "auto", *, engine: str | None = None, quiet: bool = False,
+    local_config: Any = None,
+) -> Provider:
+    """Open the backend (see the module docstring); prints one line when it is local."""
+    kind = choose_provider(provider)
+    if kind == "anthropic":
+        key = os.environ.get("ANTHROPIC_API_KEY")
+        base_url = os.environ.get("ANTHROPIC_BASE_URL")
+        if not key and not base_url:
+            raise ConfigError("--provider anthropic needs ANTHROPIC_API_KEY (or "
+                              "ANTHROPIC_BASE_URL for a compatible server)")
+        client = anthropic.AsyncAnthropic(api_key=key or "none", base_url=base_url,
+                                          max_retries=0)
+        url = str(client.base_url).rstrip("/")
+        return Provider(client, "anthropic", url, description=f"the API at {url}")
+
+    from laneway.local import LocalConfig, start_local
+    from laneway.local.engines import smollm2_available
+
+    if local_config is None:
+        name = engine or os.environ.get("LANEWAY_LOCAL_ENGINE") or (
+            "smollm2" if smollm2_available() else "echo")
+        local_config = LocalConfig(engine=name)
+    running = start_local(local_config)
+    label = {"smollm2": "SmolLM2-135M on this machine",
+             "echo": "the echo engine"}.get(local_config.engine, local_config.engine)
+    description = f"the local API ({label}) at {running.base_url}"
+    if not quiet:
+        print(f"laneway: no ANTHROPIC_API_KEY: using {description}", file=sys.stderr)
+    client = anthropic.AsyncAnthropic(api_key="local", base_url=running.base_url,
+                                      max_retries=0)
+    return Provider(client, "local", running.base_url, description=description,
+                    _stop=running.stop)

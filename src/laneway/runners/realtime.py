@@ -1,0 +1,339 @@
+"""The realtime runner: a pool of async workers that sends a run's jobs one request each.
+
+Jobs are claimed from the ledger in input order, sent when the governor admits them
+(background lane), and each result is committed (in groups) before it is counted.
+Retryable failures go back to the queue after a backoff; a 429 pauses the lane and
+is not held against the job; request errors are recorded and the run goes on.
+
+``stop()`` stops cleanly: nothing new is sent, requests in flight finish (or, on a
+second stop, are cancelled), and every job not finished is released for the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from laneway import estimate
+from laneway.errors import LanewayError, ProviderError, RateLimitedError, UnknownModelError
+from laneway.governor import Governor, Lane
+from laneway.jobs import errored, succeeded
+from laneway.pricing import Usage, cost_usd, price_of
+from laneway.provider import Provider
+from laneway.runners.retry import RetryPolicy
+from laneway.store import AsyncStore, ClaimedJob, Finished, GroupWriter
+from laneway.store import schema as S
+
+
+@dataclass(kw_only=True)
+class RealtimeOptions:
+    #: Fixed number of requests in flight; ``None`` lets the governor adapt it.
+    concurrency: int | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout_s: float = 600.0
+    #: Stream each request (detects stalls and mid-stream errors; needed for huge outputs).
+    stream: bool = False
+    idle_timeout_s: float = 60.0
+    #: Stop sending new work before the run's spend would pass this (USD).
+    budget_usd: float | None = None
+    #: Jobs claimed from the ledger at a time.
+    claim_size: int = 256
+    lease_s: float = 300.0
+    worker_id: str = "main"
+    #: Only jobs with seq below this are sent (the planner's realtime share), if set.
+    max_seq: int | None = None
+
+
+@dataclass
+class Tally:
+    """What the runner has done so far (all counts are committed results)."""
+
+    succeeded: int = 0
+    errored: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    in_flight: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    stop_reason: str | None = None
+    #: Achieved share of each known rate limit, ``"model:bucket" -> share``.
+    utilization: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.errored
+
+
+@dataclass(eq=False)
+class _Job:
+    claimed: ClaimedJob
+    attempts: int
+    rate_limited: int
+    est_input: int
+
+
+class RealtimeRunner:
+    def __init__(
+        self, *, run_id: str, astore: AsyncStore, provider: Provider, governor: Governor,
+        options: RealtimeOptions | None = None, spent_usd: float = 0.0,
+        on_result: Callable[[Tally], None] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.astore = astore
+        self.provider = provider
+        self.governor = governor
+        self.options = options or RealtimeOptions()
+        self.tally = Tally()
+        self.spent_usd = spent_usd
+        self.on_result = on_result
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._n_workers = 0
+        self._held: dict[int, _Job] = {}  # every claimed job not yet final
+        self._stopping = asyncio.Event()
+        self._exhausted = False
+        self._committed_usd = 0.0  # estimated cost of requests in flight
+        self._rng = random.Random()
+        self._writer = GroupWriter(astore)
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    # -- control -------------------------------------------------------------------------
+    def stop(self, reason: str = "interrupted") -> None:
+        """Send nothing new; let requests in flight finish."""
+        if self.tally.stop_reason is None:
+            self.tally.stop_reason = reason
+        self._set_stopping()
+
+    def _set_stopping(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        for _ in range(self._n_workers):  # wake every idle worker
+            self._queue.put_nowait(None)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> Tally:
+        limit = self.options.concurrency
+        if limit is not None:
+            self.governor.fix_concurrency(limit)
+        n_workers = limit or self.governor.max_concurrency
+        self._n_workers = n_workers
+        self._writer.start()
+        claimer = asyncio.create_task(self._claimer(), name="laneway-claimer")
+        workers = [asyncio.create_task(self._worker(), name=f"laneway-worker-{i}")
+                   for i in range(n_workers)]
+        try:
+            await claimer
+            await asyncio.gather(*workers)
+        finally:
+            for t in (claimer, *workers):
+                t.cancel()
+            for t in (claimer, *workers):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            for h in self._timers:
+                h.cancel()
+            await self._writer.close()
+            await self._release_held()
+        return self.tally
+
+    async def _release_held(self) -> None:
+        if not self._held:
+            return
+        attempts = {seq: (j.attempts, j.rate_limited) for seq, j in self._held.items()}
+        seqs = list(self._held)
+        self._held.clear()
+        await self.astore.call(self.astore.store.release, self.run_id, seqs,
+                               worker=self.options.worker_id, attempts=attempts)
+
+    # -- claiming ------------------------------------------------------------------------
+    async def _claimer(self) -> None:
+        low_water = max(self.options.claim_size // 2, 1)
+        last_lease = time.monotonic()
+        while not self.stopping:
+            if self._queue.qsize() < low_water and not self._exhausted:
+                claimed = await self.astore.call(
+                    self.astore.store.claim, self.run_id, worker=self.options.worker_id,
+                    limit=self.options.claim_size, lease_s=self.options.lease_s)
+                if self.options.max_seq is not None:
+                    over = [c.seq for c in claimed if c.seq >= self.options.max_seq]
+                    if over:
+                        await self.astore.call(self.astore.store.release, self.run_id, over)
+                    claimed = [c for c in claimed if c.seq < self.options.max_seq]
+                if not claimed:
+                    self._exhausted = True
+                for c in claimed:
+                    job = _Job(c, c.attempts, c.rate_limited, estimate.input_tokens(c.params))
+                    self._held[c.seq] = job
+                    self._queue.put_nowait(job)
+            if self._exhausted and not self._held:
+                self._set_stopping()
+                break
+            if self.astore.store.is_postgres and \
+                    time.monotonic() - last_lease > self.options.lease_s / 3:
+                last_lease = time.monotonic()
+                await self.astore.call(self.astore.store.extend_lease, self.run_id,
+                                       list(self._held), worker=self.options.worker_id,
+                                       lease_s=self.options.lease_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=0.05)
+
+    # -- working -------------------------------------------------------------------------
+    async def _next_job(self) -> _Job | None:
+        if self.stopping:
+            return None
+        job = await self._queue.get()
+        # After a stop, a job taken from the queue stays held and is released at the end.
+        return None if self.stopping else job
+
+    def _worst_cost(self, job: _Job) -> float:
+        """The most this job's next request can cost (0 when local or unpriced)."""
+        if self.provider.is_local:
+            return 0.0
+        try:
+            price = price_of(job.claimed.model)
+        except LanewayError:
+            return 0.0
+        max_tokens = int(job.claimed.params.get("max_tokens", 0))
+        return (job.est_input * price.input + max_tokens * price.output) / 1_000_000
+
+    def _over_budget(self, job: _Job) -> bool:
+        budget = self.options.budget_usd
+        if budget is None:
+            return False
+        spent = self.spent_usd + self.tally.cost_usd + self._committed_usd
+        return spent + self._worst_cost(job) > budget
+
+    async def _worker(self) -> None:
+        while True:
+            job = await self._next_job()
+            if job is None:
+                return
+            if self._over_budget(job):
+                self.stop("budget")
+                return
+            await self._attempt(job)
+
+    async def _attempt(self, job: _Job) -> None:
+        params = job.claimed.params
+        model = job.claimed.model
+        permit = await self.governor.acquire(
+            Lane.BACKGROUND, model, input_tokens=job.est_input,
+            max_tokens=int(params.get("max_tokens", 1)))
+        worst = self._worst_cost(job)
+        self.tally.in_flight += 1
+        self.tally.requests += 1
+        self._committed_usd += worst
+        try:
+            if self.options.stream:
+                reply = await self.provider.stream(params, timeout_s=self.options.timeout_s,
+                                                   idle_timeout_s=self.options.idle_timeout_s)
+            else:
+                reply = await self.provider.create(params, timeout_s=self.options.timeout_s)
+        except ProviderError as err:
+            self._committed_usd -= worst
+            self.tally.in_flight -= 1
+            outcome = "rate_limited" if isinstance(err, RateLimitedError) else (
+                "overloaded" if err.error_type == "overloaded_error" else "error")
+            self.governor.release(permit, outcome=outcome,
+                                  retry_after_s=getattr(err, "retry_after_s", None))
+            await self._failed(job, err)
+            return
+        except BaseException:
+            self._committed_usd -= worst
+            self.tally.in_flight -= 1
+            self.governor.release(permit, outcome="canceled")
+            raise
+        self._committed_usd -= worst
+        self.tally.in_flight -= 1
+        self.governor.release(permit, outcome="ok", usage=reply.usage, headers=reply.headers)
+        job.attempts += 1
+        usage = Usage.from_api(reply.usage)
+        cost: float | None
+        if self.provider.is_local:
+            cost = 0.0
+        else:
+            try:
+                cost = cost_usd(model, usage)
+            except UnknownModelError:
+                cost = None
+        await self._record(job, Finished(
+            run_id=self.run_id, seq=job.claimed.seq, status=S.SUCCEEDED,
+            result=succeeded(reply.message), attempts=job.attempts,
+            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens,
+            cache_read_input_tokens=usage.cache_read_input_tokens, cost_usd=cost,
+        ))
+
+    async def _failed(self, job: _Job, err: ProviderError) -> None:
+        rate_limited = isinstance(err, RateLimitedError)
+        if rate_limited:
+            job.rate_limited += 1
+            self.tally.rate_limited += 1
+        else:
+            job.attempts += 1
+        policy = self.options.retry
+        if policy.should_retry(err, attempts=job.attempts, rate_limited=job.rate_limited):
+            self.tally.retries += 1
+            # A 429's wait is the governor's lane pause; the job just goes back in line.
+            delay = 0.0 if rate_limited else policy.delay_s(err, attempts=job.attempts,
+                                                            rng=self._rng)
+            self._requeue(job, delay)
+            return
+        await self._record(job, Finished(
+            run_id=self.run_id, seq=job.claimed.seq, status=S.ERRORED,
+            result=errored(err.error_type or "api_error", err.message, err.request_id),
+            attempts=job.attempts, error_type=err.error_type, error_message=err.message,
+        ))
+
+    def _requeue(self, job: _Job, delay_s: float) -> None:
+        if delay_s <= 0:
+            self._queue.put_nowait(job)
+            return
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def put() -> None:
+            self._timers.discard(handle)
+            self._queue.put_nowait(job)
+
+        handle = loop.call_later(delay_s, put)
+        self._timers.add(handle)
+
+    async def _record(self, job: _Job, item: Finished) -> None:
+        recorded = await self._writer.record(item)
+        self._held.pop(job.claimed.seq, None)
+        if recorded:
+            t = self.tally
+            if item.status == S.SUCCEEDED:
+                t.succeeded += 1
+            else:
+                t.errored += 1
+            t.input_tokens += item.input_tokens
+            t.output_tokens += item.output_tokens
+            if item.cost_usd is None:
+                t.unpriced += item.status == S.SUCCEEDED
+            else:
+                t.cost_usd += item.cost_usd
+            if self.on_result is not None:
+                self.on_result(t)
+
+
+def describe(tally: Tally) -> dict[str, Any]:
+    elapsed = max(1e-9, time.monotonic() - tally.started_at)
+    return {"done": tally.done, "succeeded": tally.succeeded, "errored": tally.errored,
+            "requests": tally.requests, "retries": tally.retries,
+            "rate_limited": tally.rate_limited, "input_tokens": tally.input_tokens,
+            "output_tokens": tally.output_tokens, "cost_usd": round(tally.cost_usd, 6),
+            "rate_per_s": round(tally.done / elapsed, 3), "elapsed_s": round(elapsed, 3)}

@@ -1,0 +1,313 @@
+"""The main job as a library call: ``await laneway.run("in.jsonl", "out.jsonl")``.
+
+It ingests the input into the ledger (resuming a run already there), chooses the mode,
+executes it, writes the results file in input order, and returns a :class:`Summary`.
+The CLI's ``laneway run`` is a thin shell around :func:`run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from laneway.errors import ConfigError
+from laneway.governor import Governor, RateLimits
+from laneway.ingest import (
+    check_same,
+    default_run_id,
+    file_sha256,
+    fingerprint,
+    ingest,
+    request_options,
+)
+from laneway.jobs import JobDefaults, write_results
+from laneway.provider import Provider, open_provider
+from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
+from laneway.runners.retry import RetryPolicy
+from laneway.store import AsyncStore, Counts, Store, StoreSettings, open_store
+from laneway.store import schema as S
+
+MODES = ("auto", "realtime", "native")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A moment of a run, for progress bars and event streams."""
+
+    run_id: str
+    total: int
+    succeeded: int
+    errored: int
+    in_flight: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    rate_per_s: float
+    elapsed_s: float
+    phase: str = "running"
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.errored
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.rate_per_s <= 0:
+            return None
+        return max(0.0, (self.total - self.done) / self.rate_per_s)
+
+
+@dataclass
+class Summary:
+    """What a run did, for the CLI's summary and for callers of :func:`run`."""
+
+    run_id: str
+    mode: str
+    total: int
+    succeeded: int
+    errored: int
+    canceled: int
+    expired: int
+    pending: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    wall_s: float
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    unpriced_models: list[str] = field(default_factory=list)
+    utilization: dict[str, float] = field(default_factory=dict)
+    stop_reason: str | None = None
+    output_path: str | None = None
+    plan: str | None = None
+    realtime_cost_usd: float | None = None
+    provider: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.pending == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """Every option of a run (the CLI flags of ``laneway run``)."""
+
+    run_name: str | None = None
+    mode: str = "auto"
+    provider: str = "auto"
+    defaults: JobDefaults = field(default_factory=JobDefaults)
+    concurrency: int | None = None
+    max_attempts: int = 6
+    stream: bool = False
+    timeout_s: float = 600.0
+    budget_usd: float | None = None
+    deadline_at: float | None = None
+    skip_invalid: bool = False
+    db: str | Path | None = None
+    limits: RateLimits | None = None
+    no_work: bool = False
+    worker_id: str = "main"
+
+
+async def run(
+    input_path: str | Path, output_path: str | Path | None = None, *,
+    config: RunConfig | None = None, provider: Provider | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    stop_event: asyncio.Event | None = None, **options: Any,
+) -> Summary:
+    """Run every job of ``input_path`` and write ``output_path``; see :class:`RunConfig`.
+
+    Keyword ``options`` are :class:`RunConfig` fields (``mode="realtime"``, ...).
+    ``stop_event``, when set, stops the run cleanly (as Ctrl-C does).
+    """
+    config = config or RunConfig(**options)
+    if config.mode not in MODES:
+        raise ConfigError(f"--mode {config.mode!r}: choose {', '.join(MODES)}")
+    started = time.monotonic()
+    notice = on_notice or (lambda _msg: None)
+    store = open_store(StoreSettings.from_dsn(config.db))
+    astore = AsyncStore(store)
+    own_provider = provider is None
+    try:
+        run_row = await astore.call(_prepare, store, Path(input_path), config)
+        run_id = run_row.id
+        if run_row.total and run_row.ingest_done:
+            notice(f"run {run_id}: {run_row.total} jobs")
+        total = await astore.call(
+            ingest, store, run_row, Path(input_path), defaults=config.defaults,
+            skip_invalid=config.skip_invalid)
+        if config.no_work:
+            return await _summary(astore, run_id, "enqueued", started, Tally(), None)
+        counts = await astore.call(store.counts, run_id)
+        if counts.remaining == 0:  # finished before: nothing to send, nothing to start
+            summary = await _summary(astore, run_id, run_row.mode, started, Tally(), None)
+            if output_path is not None:
+                summary.output_path = str(output_path)
+                await astore.call(_write_output, store, run_id, Path(output_path))
+            return summary
+        if provider is None:
+            provider = await asyncio.to_thread(open_provider, config.provider)
+        if not store.is_postgres:
+            released = await astore.call(store.release_all, run_id)
+            if released:
+                notice(f"run {run_id}: {released} jobs were in flight when the last process "
+                       "stopped; they will be sent again")
+        await astore.call(store.update_run, run_id, status="running", mode=config.mode,
+                          provider=provider.kind)
+        before = await astore.call(store.counts, run_id)
+        mode = "realtime" if config.mode == "auto" else config.mode
+        if config.mode == "native" or mode == "native":
+            from laneway.runners.native import run_native
+
+            tally = await run_native(run_id=run_id, astore=astore, provider=provider,
+                                     config=config, on_notice=notice, stop_event=stop_event)
+        else:
+            tally = await _run_realtime(run_id, astore, provider, config, before, total,
+                                        on_progress, stop_event)
+        summary = await _summary(astore, run_id, mode, started, tally, provider)
+        status = "done" if summary.complete else (
+            "stopped" if tally.stop_reason else "running")
+        await astore.call(store.update_run, run_id, status=status)
+        if output_path is not None:
+            summary.output_path = str(output_path)
+            await astore.call(_write_output, store, run_id, Path(output_path))
+        return summary
+    finally:
+        if own_provider and provider is not None:
+            await provider.aclose()
+        astore.close()
+        store.close()
+
+
+def _prepare(store: Store, path: Path, config: RunConfig) -> Any:
+    digest = file_sha256(path)
+    fp = fingerprint(digest, config.defaults)
+    run_id = config.run_name or default_run_id(path, fp)
+    options = {**request_options(config.defaults), "input_sha256": digest}
+    existing = store.get_run(run_id)
+    if existing is not None:
+        check_same(existing, fp, options, digest)
+        return existing
+    return store.create_run(
+        run_id=run_id, fingerprint=fp, options=options, mode=config.mode,
+        provider=config.provider, input_path=str(path.resolve()), input_sha256=digest,
+        budget_usd=config.budget_usd, deadline_at=config.deadline_at)
+
+
+async def _run_realtime(
+    run_id: str, astore: AsyncStore, provider: Provider, config: RunConfig, before: Counts,
+    total: int, on_progress: Callable[[Progress], None] | None,
+    stop_event: asyncio.Event | None,
+) -> Tally:
+    governor = Governor(limits=config.limits)
+    options = RealtimeOptions(
+        concurrency=config.concurrency, retry=RetryPolicy(max_attempts=config.max_attempts),
+        timeout_s=config.timeout_s, stream=config.stream, budget_usd=config.budget_usd,
+        worker_id=config.worker_id)
+    runner = RealtimeRunner(run_id=run_id, astore=astore, provider=provider,
+                            governor=governor, options=options, spent_usd=before.cost_usd)
+
+    def progress(phase: str = "running") -> Progress:
+        t = runner.tally
+        elapsed = time.monotonic() - t.started_at
+        return Progress(
+            run_id=run_id, total=total, succeeded=before[S.SUCCEEDED] + t.succeeded,
+            errored=before[S.ERRORED] + t.errored, in_flight=t.in_flight,
+            input_tokens=before.input_tokens + t.input_tokens,
+            output_tokens=before.output_tokens + t.output_tokens,
+            cost_usd=before.cost_usd + t.cost_usd,
+            rate_per_s=t.done / elapsed if elapsed > 0 else 0.0, elapsed_s=elapsed,
+            phase=phase)
+
+    async def ticker() -> None:
+        last_event = 0.0
+        while True:
+            await asyncio.sleep(0.1)
+            p = progress()
+            if on_progress is not None:
+                on_progress(p)
+            if time.monotonic() - last_event >= 1.0:
+                last_event = time.monotonic()
+                data = {**asdict(p), "governor": governor.snapshot()}
+                await astore.call(astore.store.add_event, run_id, "progress", data)
+
+    async def watch_stop() -> None:
+        assert stop_event is not None
+        await stop_event.wait()
+        runner.stop("interrupted")
+
+    tasks = [asyncio.create_task(ticker())]
+    if stop_event is not None:
+        tasks.append(asyncio.create_task(watch_stop()))
+    try:
+        tally = await runner.run()
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+    final = progress("done")
+    if on_progress is not None:
+        on_progress(final)
+    data = {**asdict(final), "governor": governor.snapshot(),
+            "history": list(governor.history)[-200:]}
+    await astore.call(astore.store.add_event, run_id, "progress", data)
+    elapsed = time.monotonic() - tally.started_at
+    tally_util: dict[str, float] = {}
+    for model in governor.models:
+        for kind, share in governor.utilization(model, elapsed_s=elapsed).items():
+            tally_util[f"{model}:{kind}"] = round(share, 4)
+    tally.utilization = tally_util
+    return tally
+
+
+async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, tally: Tally,
+                   provider: Provider | None) -> Summary:
+    store = astore.store
+    counts = await astore.call(store.counts, run_id)
+    unpriced = await astore.call(store.unpriced_models, run_id)
+    return Summary(
+        run_id=run_id, mode=mode, total=counts.total, succeeded=counts[S.SUCCEEDED],
+        errored=counts[S.ERRORED], canceled=counts[S.CANCELED], expired=counts[S.EXPIRED],
+        pending=counts.remaining, input_tokens=counts.input_tokens,
+        output_tokens=counts.output_tokens, cost_usd=counts.cost_usd,
+        wall_s=time.monotonic() - started, requests=tally.requests, retries=tally.retries,
+        rate_limited=tally.rate_limited, unpriced_models=unpriced,
+        utilization=tally.utilization, stop_reason=tally.stop_reason,
+        provider=provider.description if provider else "",
+    )
+
+
+def _write_output(store: Store, run_id: str, path: Path) -> None:
+    """Write the results file, unless the one there is already up to date."""
+    run_row = store.get_run(run_id)
+    if (run_row is not None and run_row.output_path == str(path.resolve())
+            and run_row.output_written_at is not None and path.exists()
+            and os.path.getmtime(path) >= run_row.output_written_at - 1
+            and store.last_change(run_id) <= run_row.output_written_at):
+        return
+    write_results(path, store.iter_results(run_id))
+    store.update_run(run_id, output_path=str(path.resolve()), output_written_at=time.time())
+
+
+def results_of(run_id: str, *, db: str | Path | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Every result of a finished run, in input order (small runs; see Store.iter_results)."""
+    store = open_store(StoreSettings.from_dsn(db))
+    try:
+        if store.get_run(run_id) is None:
+            raise ConfigError(f"no run named {run_id!r} in {store.settings}")
+        return list(store.iter_results(run_id))
+    finally:
+        store.close()

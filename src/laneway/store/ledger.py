@@ -1,0 +1,438 @@
+"""The durable ledger: runs and their jobs, over SQLite (default) or PostgreSQL.
+
+Every method is synchronous and short; async code calls them through
+:class:`laneway.store.writer.AsyncStore`, which runs them on one thread so the event
+loop never waits on the disk. Results are written by :meth:`Store.finish` in groups.
+A result is recorded once: a job already final is never overwritten (a late duplicate
+from a worker whose lease ran out changes nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from laneway.errors import InputError, StoreError
+from laneway.jobs import BadLine, Job
+from laneway.store import schema
+from laneway.store.migrations import migrate
+from laneway.store.settings import StoreSettings
+
+S = schema
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: str
+    fingerprint: str
+    options: dict[str, Any]
+    mode: str
+    provider: str
+    status: str
+    total: int
+    ingested_lines: int
+    ingest_done: bool
+    input_path: str | None
+    created_at: float
+    budget_usd: float | None
+    deadline_at: float | None
+    output_path: str | None
+    output_written_at: float | None
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    seq: int
+    custom_id: str
+    params: dict[str, Any]
+    model: str
+    attempts: int
+    rate_limited: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The final outcome of one job, as :meth:`Store.finish` records it."""
+
+    run_id: str
+    seq: int
+    status: str
+    result: dict[str, Any]
+    attempts: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cost_usd: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    mode: str = "realtime"
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    total: int
+    by_status: dict[str, int]
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    unpriced: int
+
+    def __getitem__(self, status: str) -> int:
+        return self.by_status.get(status, 0)
+
+    @property
+    def final(self) -> int:
+        return sum(self.by_status.get(s, 0) for s in S.FINAL)
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.final
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL: readers never block the writer. synchronous=NORMAL: a commit survives the
+    # process dying (SIGKILL); only an OS crash can lose the last few commits.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Store:
+    """One ledger. Open with :func:`open_store`."""
+
+    def __init__(self, engine: Engine, settings: StoreSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.settings.kind == "postgresql"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- runs ----------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> RunRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(S.runs).where(S.runs.c.id == run_id)).mappings().first()
+        return _run_row(row) if row else None
+
+    def list_runs(self, *, limit: int = 50) -> list[RunRow]:
+        q = select(S.runs).order_by(S.runs.c.created_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_run_row(r) for r in conn.execute(q).mappings()]
+
+    def create_run(
+        self, *, run_id: str, fingerprint: str, options: dict[str, Any], mode: str,
+        provider: str, input_path: str | None, input_sha256: str | None,
+        budget_usd: float | None = None, deadline_at: float | None = None,
+    ) -> RunRow:
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(S.runs.insert().values(
+                    id=run_id, created_at=now, updated_at=now, input_path=input_path,
+                    input_sha256=input_sha256, fingerprint=fingerprint,
+                    options=json.dumps(options, sort_keys=True), mode=mode, provider=provider,
+                    status="ingesting", total=0, ingested_lines=0, ingest_done=False,
+                    budget_usd=budget_usd, deadline_at=deadline_at,
+                ))
+        except IntegrityError:
+            pass  # another worker created it first; same fingerprint is checked by caller
+        run = self.get_run(run_id)
+        assert run is not None
+        return run
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        values["updated_at"] = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(update(S.runs).where(S.runs.c.id == run_id).values(**values))
+
+    # -- ingest --------------------------------------------------------------------------
+    def add_jobs(
+        self, run_id: str, items: Sequence[Job | BadLine], *, first_seq: int, last_line: int,
+        path: str | None = None,
+    ) -> None:
+        """Insert a chunk of jobs (in input order) and advance the ingest mark, atomically.
+
+        A duplicate ``custom_id`` raises :class:`InputError` naming both lines.
+        """
+        now = time.time()
+        rows: list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            base = {
+                "run_id": run_id, "seq": first_seq + i, "custom_id": item.custom_id,
+                "line": item.line, "attempts": 0, "rate_limited": 0, "updated_at": now,
+            }
+            if isinstance(item, Job):
+                rows.append({**base, "params": json.dumps(item.params, separators=(",", ":")),
+                             "model": item.params.get("model", ""), "status": S.PENDING})
+            else:
+                from laneway.jobs import errored
+
+                result = errored("invalid_request_error", str(item.error))
+                rows.append({**base, "params": "{}", "model": "", "status": S.ERRORED,
+                             "result": json.dumps(result), "error_type": "invalid_input",
+                             "error_message": str(item.error), "finished_at": now,
+                             "mode": "ingest"})
+        try:
+            with self.engine.begin() as conn:
+                if rows:
+                    conn.execute(S.jobs.insert(), rows)
+                conn.execute(update(S.runs).where(S.runs.c.id == run_id).values(
+                    total=first_seq + len(rows), ingested_lines=last_line, updated_at=now))
+        except IntegrityError:
+            raise self._duplicate(run_id, items, path) from None
+
+    def _duplicate(self, run_id: str, items: Sequence[Job | BadLine], path: str | None
+                   ) -> InputError:
+        seen: dict[str, int] = {}
+        for item in items:
+            if item.custom_id in seen:
+                return InputError(f"duplicate id {item.custom_id!r} (first at line "
+                                  f"{seen[item.custom_id]})", path=path, line=item.line,
+                                  field="custom_id")
+            seen[item.custom_id] = item.line
+        ids = list(seen)
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(select(S.jobs.c.custom_id, S.jobs.c.line).where(
+                    S.jobs.c.run_id == run_id, S.jobs.c.custom_id.in_(ids[start:start + 500])
+                )).all()
+                if rows:
+                    cid, first = rows[0]
+                    return InputError(f"duplicate id {cid!r} (first at line {first})",
+                                      path=path, line=seen[cid], field="custom_id")
+        return InputError("duplicate id", path=path)
+
+    # -- claiming ------------------------------------------------------------------------
+    def claim(self, run_id: str, *, worker: str, limit: int, lease_s: float,
+              statuses: Sequence[str] = (S.PENDING,)) -> list[ClaimedJob]:
+        """Take up to ``limit`` sendable jobs, in input order, under a lease."""
+        now = time.time()
+        sendable = or_(
+            S.jobs.c.status.in_(statuses),
+            and_(S.jobs.c.status == S.CLAIMED, S.jobs.c.lease_until < now),
+        )
+        q = (select(S.jobs.c.seq, S.jobs.c.custom_id, S.jobs.c.params, S.jobs.c.model,
+                    S.jobs.c.attempts, S.jobs.c.rate_limited)
+             .where(S.jobs.c.run_id == run_id, sendable)
+             .order_by(S.jobs.c.seq).limit(limit))
+        if self.is_postgres:
+            q = q.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            rows = conn.execute(q).all()
+            if not rows:
+                return []
+            seqs = [r.seq for r in rows]
+            conn.execute(update(S.jobs).where(S.jobs.c.run_id == run_id,
+                                              S.jobs.c.seq.in_(seqs)).values(
+                status=S.CLAIMED, claimed_by=worker, lease_until=now + lease_s,
+                updated_at=now))
+        return [ClaimedJob(r.seq, r.custom_id, json.loads(r.params), r.model, r.attempts,
+                           r.rate_limited) for r in rows]
+
+    def extend_lease(self, run_id: str, seqs: Sequence[int], *, worker: str,
+                     lease_s: float) -> None:
+        if not seqs:
+            return
+        with self.engine.begin() as conn:
+            for start in range(0, len(seqs), 500):
+                conn.execute(update(S.jobs).where(
+                    S.jobs.c.run_id == run_id, S.jobs.c.seq.in_(seqs[start:start + 500]),
+                    S.jobs.c.status == S.CLAIMED, S.jobs.c.claimed_by == worker,
+                ).values(lease_until=time.time() + lease_s))
+
+    def release(self, run_id: str, seqs: Sequence[int], *, worker: str | None = None,
+                attempts: dict[int, tuple[int, int]] | None = None) -> None:
+        """Give claimed jobs back (pending again), recording their attempt counts."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            for seq in seqs:
+                cond = [S.jobs.c.run_id == run_id, S.jobs.c.seq == seq,
+                        S.jobs.c.status == S.CLAIMED]
+                if worker is not None:
+                    cond.append(S.jobs.c.claimed_by == worker)
+                values: dict[str, Any] = {"status": S.PENDING, "claimed_by": None,
+                                          "lease_until": None, "updated_at": now}
+                if attempts and seq in attempts:
+                    values["attempts"], values["rate_limited"] = attempts[seq]
+                conn.execute(update(S.jobs).where(*cond).values(**values))
+
+    def release_all(self, run_id: str) -> int:
+        """Release every claim of a run (a single-process run starting over after a crash)."""
+        with self.engine.begin() as conn:
+            res = conn.execute(update(S.jobs).where(
+                S.jobs.c.run_id == run_id, S.jobs.c.status == S.CLAIMED,
+            ).values(status=S.PENDING, claimed_by=None, lease_until=None))
+        return int(res.rowcount or 0)
+
+    # -- results -------------------------------------------------------------------------
+    def finish(self, items: Sequence[Finished]) -> list[int]:
+        """Record final outcomes in one transaction; returns the seqs that were recorded.
+
+        A job that is already final is left as it is (its seq is not returned).
+        """
+        if not items:
+            return []
+        now = time.time()
+        recorded: list[int] = []
+        with self.engine.begin() as conn:
+            for f in items:
+                res = conn.execute(update(S.jobs).where(
+                    S.jobs.c.run_id == f.run_id, S.jobs.c.seq == f.seq,
+                    S.jobs.c.status.not_in(S.FINAL),
+                ).values(
+                    status=f.status, result=json.dumps(f.result, separators=(",", ":")),
+                    attempts=f.attempts, input_tokens=f.input_tokens,
+                    output_tokens=f.output_tokens,
+                    cache_creation_input_tokens=f.cache_creation_input_tokens,
+                    cache_read_input_tokens=f.cache_read_input_tokens, cost_usd=f.cost_usd,
+                    priced=f.cost_usd is not None, error_type=f.error_type,
+                    error_message=f.error_message, claimed_by=None, lease_until=None,
+                    updated_at=now, finished_at=now, mode=f.mode,
+                ))
+                if res.rowcount:
+                    recorded.append(f.seq)
+        return recorded
+
+    def set_status(self, run_id: str, seqs: Sequence[int], status: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            for start in range(0, len(seqs), 500):
+                conn.execute(update(S.jobs).where(
+                    S.jobs.c.run_id == run_id, S.jobs.c.seq.in_(seqs[start:start + 500]),
+                    S.jobs.c.status.not_in(S.FINAL),
+                ).values(status=status, updated_at=time.time(), **values))
+
+    def counts(self, run_id: str) -> Counts:
+        q = (select(S.jobs.c.status, func.count(), func.coalesce(func.sum(S.jobs.c.input_tokens), 0),
+                    func.coalesce(func.sum(S.jobs.c.output_tokens), 0),
+                    func.coalesce(func.sum(S.jobs.c.cost_usd), 0.0),
+                    func.sum(_unpriced()))
+             .where(S.jobs.c.run_id == run_id).group_by(S.jobs.c.status))
+        by: dict[str, int] = {}
+        tin = tout = unpriced = 0
+        cost = 0.0
+        with self.engine.connect() as conn:
+            for status, n, i, o, c, u in conn.execute(q).all():
+                by[status] = int(n)
+                tin += int(i)
+                tout += int(o)
+                cost += float(c)
+                unpriced += int(u or 0)
+        return Counts(sum(by.values()), by, tin, tout, cost, unpriced)
+
+    def last_change(self, run_id: str) -> float:
+        """When any job of the run last changed (0 if none did)."""
+        q = select(func.max(S.jobs.c.updated_at)).where(S.jobs.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return float(conn.scalar(q) or 0.0)
+
+    def unpriced_models(self, run_id: str) -> list[str]:
+        q = (select(S.jobs.c.model).distinct()
+             .where(S.jobs.c.run_id == run_id, S.jobs.c.status == S.SUCCEEDED,
+                    S.jobs.c.priced.is_(False)))
+        with self.engine.connect() as conn:
+            return sorted(str(m) for m in conn.scalars(q))
+
+    def iter_results(self, run_id: str, *, page: int = 5000
+                     ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every job's result in input order (unfinished jobs are skipped), page by page."""
+        last = -1
+        while True:
+            q = (select(S.jobs.c.seq, S.jobs.c.custom_id, S.jobs.c.result)
+                 .where(S.jobs.c.run_id == run_id, S.jobs.c.seq > last,
+                        S.jobs.c.result.is_not(None))
+                 .order_by(S.jobs.c.seq).limit(page))
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).all()
+            if not rows:
+                return
+            for seq, custom_id, result in rows:
+                yield custom_id, json.loads(result)
+            last = rows[-1][0]
+
+    def job_rows(self, run_id: str, seqs: Sequence[int]) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(S.jobs).where(
+                S.jobs.c.run_id == run_id, S.jobs.c.seq.in_(list(seqs)))).mappings()]
+
+    # -- events --------------------------------------------------------------------------
+    def add_event(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(S.events.insert().values(run_id=run_id, at=time.time(), kind=kind,
+                                                  data=json.dumps(data)))
+
+    def events_since(self, run_id: str, *, after_id: int = 0, kind: str | None = None,
+                     limit: int = 1000) -> list[dict[str, Any]]:
+        q = select(S.events).where(S.events.c.run_id == run_id, S.events.c.id > after_id)
+        if kind is not None:
+            q = q.where(S.events.c.kind == kind)
+        q = q.order_by(S.events.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [{"id": r.id, "at": r.at, "kind": r.kind, "data": json.loads(r.data)}
+                    for r in conn.execute(q)]
+
+
+def _unpriced() -> Any:
+    from sqlalchemy import case
+
+    return case((and_(S.jobs.c.status == S.SUCCEEDED, S.jobs.c.priced.is_(False)), 1), else_=0)
+
+
+def _run_row(row: Any) -> RunRow:
+    return RunRow(
+        id=row["id"], fingerprint=row["fingerprint"], options=json.loads(row["options"]),
+        mode=row["mode"], provider=row["provider"], status=row["status"], total=row["total"],
+        ingested_lines=row["ingested_lines"], ingest_done=bool(row["ingest_done"]),
+        input_path=row["input_path"], created_at=row["created_at"],
+        budget_usd=row["budget_usd"], deadline_at=row["deadline_at"],
+        output_path=row["output_path"], output_written_at=row["output_written_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def open_store(settings: StoreSettings | str | None = None) -> Store:
+    """Open (creating and migrating if needed) the ledger at ``settings``."""
+    if not isinstance(settings, StoreSettings):
+        settings = StoreSettings.from_dsn(settings)
+    try:
+        if settings.kind == "sqlite":
+            assert settings.path is not None
+            settings.path.parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(settings.url, connect_args={"check_same_thread": False,
+                                                               "timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(settings.url, pool_pre_ping=True, pool_size=5)
+        migrate(engine)
+    except OperationalError as exc:
+        raise StoreError(f"cannot open the ledger {settings}: {exc.orig}") from None
+    except OSError as exc:
+        raise StoreError(f"cannot open the ledger {settings}: {exc}") from None
+    except ModuleNotFoundError as exc:
+        raise StoreError(
+            f"cannot open the ledger {settings}: {exc.name} is not installed "
+            "(pip install 'laneway[postgres]')"
+        ) from None
+    return Store(engine, settings)

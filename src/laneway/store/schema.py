@@ -1,0 +1,124 @@
+"""The ledger's tables (SQLAlchemy Core). Changes go through :mod:`laneway.store.migrations`."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+#: Job statuses. ``pending`` waits to be sent; ``claimed`` is held by a worker under a
+#: lease; ``submitted`` is inside a native batch; the rest are final.
+PENDING, CLAIMED, SUBMITTED = "pending", "claimed", "submitted"
+SUCCEEDED, ERRORED, CANCELED, EXPIRED = "succeeded", "errored", "canceled", "expired"
+FINAL = (SUCCEEDED, ERRORED, CANCELED, EXPIRED)
+
+schema_migrations = Table(
+    "schema_migrations", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", String(200), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("input_path", Text),
+    Column("input_sha256", String(64)),
+    #: Hash of the input and of every option that changes a request.
+    Column("fingerprint", String(64), nullable=False),
+    Column("options", Text, nullable=False),
+    Column("mode", String(20), nullable=False),
+    Column("provider", String(20), nullable=False),
+    #: ingesting, ready, running, done, canceled
+    Column("status", String(20), nullable=False),
+    Column("total", Integer, nullable=False, default=0),
+    Column("ingested_lines", Integer, nullable=False, default=0),
+    Column("ingest_done", Boolean, nullable=False, default=False),
+    Column("budget_usd", Float),
+    Column("deadline_at", Float),
+    Column("output_path", Text),
+    Column("output_written_at", Float),
+    Column("note", Text),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("run_id", String(200), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("custom_id", String(300), nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("params", Text, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("rate_limited", Integer, nullable=False, default=0),
+    Column("claimed_by", String(100)),
+    Column("lease_until", Float),
+    Column("batch_id", String(100)),
+    Column("mode", String(20)),
+    Column("result", Text),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("cache_creation_input_tokens", Integer),
+    Column("cache_read_input_tokens", Integer),
+    Column("cost_usd", Float),
+    Column("priced", Boolean),
+    Column("error_type", String(100)),
+    Column("error_message", Text),
+    Column("updated_at", Float),
+    Column("finished_at", Float),
+    PrimaryKeyConstraint("run_id", "seq"),
+    UniqueConstraint("run_id", "custom_id", name="uq_jobs_run_custom_id"),
+)
+Index("ix_jobs_run_status_seq", jobs.c.run_id, jobs.c.status, jobs.c.seq)
+Index("ix_jobs_batch", jobs.c.batch_id)
+
+batches = Table(
+    "batches", metadata,
+    Column("id", String(100), primary_key=True),
+    Column("run_id", String(200), nullable=False),
+    #: The provider's msgbatch_ id, once ``create`` has returned it.
+    Column("provider_batch_id", String(200)),
+    #: submitting, submitted, ended, canceling, lost
+    Column("status", String(20), nullable=False),
+    Column("request_count", Integer, nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("submitted_at", Float),
+    Column("ended_at", Float),
+    Column("counts", Text),
+    Column("claimed_by", String(100)),
+)
+Index("ix_batches_run", batches.c.run_id, batches.c.status)
+
+#: Progress and governor snapshots over time, for the dashboard and summaries.
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(200), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("data", Text, nullable=False),
+)
+Index("ix_events_run_at", events.c.run_id, events.c.at)
+
+#: Rate-limit pauses shared between workers (one row per model).
+pauses = Table(
+    "pauses", metadata,
+    Column("model", String(200), primary_key=True),
+    Column("until", Float, nullable=False),
+    Column("reason", Text),
+)

@@ -1,0 +1,93 @@
+"""The ledger from async code: every call on one thread, and results committed in groups.
+
+:class:`AsyncStore` runs :class:`~laneway.store.ledger.Store` methods on a single
+worker thread, so the event loop never waits on the disk and SQLite sees one writer.
+:class:`GroupWriter` collects finished jobs and commits them together, every
+``interval_s`` or ``max_items``; ``await writer.record(item)`` returns only once the
+item is committed, so a result is never counted before it is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
+
+from laneway.store.ledger import Finished, Store
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class AsyncStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="laneway-store")
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class GroupWriter:
+    def __init__(self, astore: AsyncStore, *, interval_s: float = 0.02,
+                 max_items: int = 512) -> None:
+        self.astore = astore
+        self.interval_s = interval_s
+        self.max_items = max_items
+        self._pending: list[tuple[Finished, asyncio.Future[bool]]] = []
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def record(self, item: Finished) -> bool:
+        """Commit ``item`` (with others); True if it was recorded, False if already final."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, fut))
+        if len(self._pending) >= self.max_items:
+            self._wake.set()
+        return await fut
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            recorded = set(await self.astore.call(self.astore.store.finish,
+                                                  [item for item, _ in batch]))
+        except BaseException as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            raise
+        self.commits += 1
+        for item, fut in batch:
+            if not fut.done():
+                fut.set_result(item.seq in recorded)
+
+    async def _loop(self) -> None:
+        while not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
+            self._wake.clear()
+            await self._flush()
+        await self._flush()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        await self._flush()
+
+
