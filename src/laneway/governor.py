@@ -180,9 +180,11 @@ class Governor:
         self, *, limits: RateLimits | Mapping[str, RateLimits] | None = None,
         clock: Callable[[], float] = time.monotonic, interactive_reserve: float = 0.1,
         initial_concurrency: int = 8, max_concurrency: int = 512, margin: float = 0.98,
-        learn_limits: bool = True, history_size: int = 2000,
+        learn_limits: bool = True, history_size: int = 2000, speed: float = 1.0,
     ) -> None:
         self.clock = clock
+        #: How many clock seconds pass per real second (tests run a sped-up clock).
+        self.speed = speed
         self.interactive_reserve = interactive_reserve
         self.initial_concurrency = initial_concurrency
         self.max_concurrency = max_concurrency
@@ -310,7 +312,7 @@ class Governor:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._timer = loop.call_later(max(0.001, delay_s), self.pump)
+        self._timer = loop.call_later(max(0.001, delay_s / self.speed), self.pump)
 
     def _admit(self, st: ModelState, permit: Permit, now: float) -> None:
         for kind, amount in (("requests", 1.0), ("input", permit.input_tokens),

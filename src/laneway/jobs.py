@@ -164,7 +164,7 @@ def read_jobs(
     with handle:
         lineno = 0
         try:
-            for lineno, text in enumerate(handle, start=1):  # noqa: B007
+            for lineno, text in enumerate(handle, start=1):
                 if lineno <= start_line or not text.strip():
                     continue
                 try:

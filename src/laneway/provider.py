@@ -135,6 +135,29 @@ class Reply:
 OnText = Callable[[str], Awaitable[None] | None]
 
 
+def _sdk_fields() -> frozenset[str]:
+    import inspect
+
+    sig = inspect.signature(anthropic.resources.messages.AsyncMessages.create)
+    return frozenset(p for p in sig.parameters
+                     if p not in ("self", "extra_headers", "extra_query", "extra_body", "timeout"))
+
+
+#: Messages API fields the installed SDK takes as keyword arguments; the rest of a job's
+#: params (``temperature`` in SDKs that dropped it, fields newer than the SDK) travel in
+#: ``extra_body``, so any valid request can be sent whatever the SDK version.
+SDK_FIELDS = _sdk_fields()
+
+
+def sdk_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """Split Messages API params into the SDK's keyword arguments plus ``extra_body``."""
+    kwargs = {k: v for k, v in params.items() if k in SDK_FIELDS}
+    extra = {k: v for k, v in params.items() if k not in SDK_FIELDS}
+    if extra:
+        kwargs["extra_body"] = extra
+    return kwargs
+
+
 @dataclass
 class Provider:
     """An ``AsyncAnthropic`` client and what laneway knows about the backend behind it."""
@@ -146,6 +169,12 @@ class Provider:
     description: str = ""
     _stop: Callable[[], None] | None = field(default=None, repr=False)
 
+    @classmethod
+    def at(cls, base_url: str, *, api_key: str = "local", kind: str = "anthropic") -> Provider:
+        """A provider for any Anthropic-compatible server (tests, benchmarks, proxies)."""
+        client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        return cls(client, kind, base_url.rstrip("/"), description=f"the API at {base_url}")
+
     @property
     def is_local(self) -> bool:
         """True for the embedded local API, whose model costs nothing."""
@@ -156,7 +185,7 @@ class Provider:
         started = time.monotonic()
         try:
             raw = await self.client.messages.with_raw_response.create(
-                **params, timeout=timeout_s)
+                **sdk_kwargs(params), timeout=timeout_s)
             body = await raw.read()
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
@@ -184,7 +213,7 @@ class Provider:
         message: dict[str, Any] = {}
         try:
             raw = await self.client.messages.with_raw_response.create(
-                **params, stream=True, timeout=timeout_s)
+                **sdk_kwargs(params), stream=True, timeout=timeout_s)
             headers = dict(raw.headers)
             events = await raw.parse()
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -38,7 +40,7 @@ class ProgressBar:
         self.progress.stop()
 
     def update(self, p: RunProgress) -> None:
-        fields = {
+        fields: dict[str, Any] = {
             "failed": p.errored, "rate": f"{p.rate_per_s:.1f}",
             "tokens": f"{p.input_tokens + p.output_tokens:,}", "cost": f"{p.cost_usd:.4f}",
             "eta": human_s(p.eta_s) if p.done < p.total else "0s",

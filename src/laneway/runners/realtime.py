@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from laneway.provider import Provider
 from laneway.runners.retry import RetryPolicy
 from laneway.store import AsyncStore, ClaimedJob, Finished, GroupWriter
 from laneway.store import schema as S
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -223,7 +226,17 @@ class RealtimeRunner:
             if self._over_budget(job):
                 self.stop("budget")
                 return
-            await self._attempt(job)
+            try:
+                await self._attempt(job)
+            except (ProviderError, asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # a bug or a bad job must not stall the whole run
+                log.exception("job %s failed unexpectedly", job.claimed.custom_id)
+                await self._record(job, Finished(
+                    run_id=self.run_id, seq=job.claimed.seq, status=S.ERRORED,
+                    result=errored("internal_error", f"{type(exc).__name__}: {exc}"),
+                    attempts=job.attempts, error_type="internal_error",
+                    error_message=f"{type(exc).__name__}: {exc}"))
 
     async def _attempt(self, job: _Job) -> None:
         params = job.claimed.params

@@ -36,5 +36,5 @@ class RetryPolicy:
         if retry_after is not None:
             return float(retry_after)
         r = float((rng or random).random())
-        backoff = min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1))
+        backoff = min(self.cap_s, self.base_s * 2.0 ** max(0, attempts - 1))
         return backoff * (0.5 + 0.5 * r)  # "equal jitter": never less than half

@@ -1,0 +1,61 @@
+"""``laneway ask "..."``: one question, the answer streamed to the terminal as it is made."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import typer
+
+from laneway.cli.app import app, console_err
+from laneway.errors import UnknownModelError
+from laneway.pricing import Usage, cost_usd
+from laneway.provider import Reply, open_provider
+
+
+@app.command("ask")
+def ask_command(
+    prompt: str = typer.Argument(..., help="The question or instruction."),
+    model: str = typer.Option("claude-haiku-4-5", help="Model to ask."),
+    max_tokens: int = typer.Option(512, help="Longest answer, in tokens."),
+    system: str | None = typer.Option(None, help="System prompt."),
+    temperature: float | None = typer.Option(None, help="0 for deterministic answers."),
+    provider: str = typer.Option("auto", help="auto, anthropic or local."),
+) -> None:
+    """Stream one answer to the terminal, then time to first token, tokens/s and cost."""
+    params: dict[str, object] = {"model": model, "max_tokens": max_tokens,
+                                 "messages": [{"role": "user", "content": prompt}]}
+    if system:
+        params["system"] = system
+    if temperature is not None:
+        params["temperature"] = temperature
+    reply, is_local = asyncio.run(_ask(params, provider))
+    usage = Usage.from_api(reply.usage)
+    if is_local:
+        cost = "$0 (local)"
+    else:
+        try:
+            cost = f"${cost_usd(model, usage):.6f}"
+        except UnknownModelError:
+            cost = f"unknown (no price for {model})"
+    gen_s = max(1e-9, reply.elapsed_s - (reply.ttft_s or 0.0))
+    rate = (usage.output_tokens - 1) / gen_s if usage.output_tokens > 1 else 0.0
+    ttft = f"{reply.ttft_s * 1000:.0f} ms" if reply.ttft_s is not None else "n/a"
+    console_err.print(
+        f"[dim]ttft {ttft} · {rate:.1f} tok/s · {usage.input_tokens} in / "
+        f"{usage.output_tokens} out tokens · {cost} · stop: {reply.message.get('stop_reason')}"
+        "[/dim]")
+
+
+async def _ask(params: dict[str, object], provider_name: str) -> tuple[Reply, bool]:
+    provider = await asyncio.to_thread(open_provider, provider_name)
+    try:
+        def write(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        reply = await provider.stream(params, on_text=write)
+        sys.stdout.write("\n")
+        return reply, provider.is_local
+    finally:
+        await provider.aclose()

@@ -1,0 +1,124 @@
+"""``laneway runs``, ``laneway status [RUN]`` and ``laneway results RUN``: read the ledger."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from laneway.cli.app import app, console, console_err
+from laneway.errors import ConfigError
+from laneway.jobs import dump_results, result_text, write_results
+from laneway.store import Store, StoreSettings, open_store
+from laneway.store import schema as S
+from laneway.timeparse import human_s
+
+DB_HELP = "Ledger: a path, sqlite:///PATH or postgresql://... [default: .laneway/laneway.db]"
+
+
+def _open(db: str | None) -> Store:
+    return open_store(StoreSettings.from_dsn(db))
+
+
+def _latest(store: Store) -> str:
+    runs = store.list_runs(limit=1)
+    if not runs:
+        raise ConfigError(f"no runs in {store.settings} yet: start one with `laneway run IN.jsonl`")
+    return runs[0].id
+
+
+def _need(store: Store, run_id: str) -> None:
+    if store.get_run(run_id) is None:
+        raise ConfigError(f"no run named {run_id!r} in {store.settings} (see `laneway runs`)")
+
+
+@app.command("runs")
+def runs_command(
+    db: str | None = typer.Option(None, help=DB_HELP),
+    limit: int = typer.Option(20, help="How many of the latest runs to list."),
+) -> None:
+    """List runs in the ledger, newest first."""
+    store = _open(db)
+    try:
+        table = Table("run", "status", "mode", "jobs", "done", "failed", "cost", "started")
+        now = time.time()
+        for r in store.list_runs(limit=limit):
+            c = store.counts(r.id)
+            table.add_row(r.id, r.status, r.mode, str(c.total), str(c[S.SUCCEEDED]),
+                          str(c[S.ERRORED]), f"${c.cost_usd:.4f}",
+                          f"{human_s(now - r.created_at)} ago")
+        console.print(table)
+    finally:
+        store.close()
+
+
+@app.command("status")
+def status_command(
+    run_id: str | None = typer.Argument(None, metavar="[RUN]", help="Run (default: the latest)."),
+    db: str | None = typer.Option(None, help=DB_HELP),
+) -> None:
+    """Show one run: counts by status, tokens, cost and where it stands."""
+    store = _open(db)
+    try:
+        run_id = run_id or _latest(store)
+        _need(store, run_id)
+        r = store.get_run(run_id)
+        assert r is not None
+        c = store.counts(run_id)
+        table = Table(title=f"run {run_id}", show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("status", r.status + ("" if r.ingest_done else " (ingest not finished)"))
+        table.add_row("mode", r.mode)
+        table.add_row("input", str(r.input_path))
+        table.add_row("jobs", str(c.total))
+        for status in (S.SUCCEEDED, S.ERRORED, S.CANCELED, S.EXPIRED, S.PENDING, S.CLAIMED,
+                       S.SUBMITTED):
+            if c[status]:
+                table.add_row(f"  {status}", str(c[status]))
+        table.add_row("tokens", f"{c.input_tokens:,} in, {c.output_tokens:,} out")
+        cost = f"${c.cost_usd:.4f}"
+        unpriced = store.unpriced_models(run_id)
+        if unpriced:
+            cost += f" (not counted: unknown price for {', '.join(unpriced)})"
+        table.add_row("cost", cost)
+        if r.output_path:
+            table.add_row("results file", r.output_path)
+        console.print(table)
+    finally:
+        store.close()
+
+
+@app.command("results")
+def results_command(
+    run_id: str = typer.Argument(..., metavar="RUN", help="The run (see `laneway runs`)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl (Message Batches results form) or text."),
+    db: str | None = typer.Option(None, help=DB_HELP),
+) -> None:
+    """Print or write a run's results in input order."""
+    if fmt not in ("jsonl", "text"):
+        raise ConfigError(f"--format {fmt!r}: choose jsonl or text")
+    store = _open(db)
+    try:
+        _need(store, run_id)
+        rows = store.iter_results(run_id)
+        if fmt == "jsonl":
+            if output is not None:
+                n = write_results(output, rows)
+                console_err.print(f"wrote {n} results to {output}")
+            else:
+                dump_results(sys.stdout, rows)
+            return
+        out = output.open("w", encoding="utf-8") if output is not None else sys.stdout
+        try:
+            for custom_id, result in rows:
+                out.write(f"== {custom_id}\n{result_text(result)}\n\n")
+        finally:
+            if output is not None:
+                out.close()
+    finally:
+        store.close()
