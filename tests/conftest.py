@@ -20,7 +20,9 @@ def local_api(request: pytest.FixtureRequest) -> Iterator[RunningLocal]:
     try:
         yield running
     finally:
-        running.stop()
+        # Each server has its own port: the next test need not wait for an echo server to
+        # finish its graceful shutdown (a model engine is waited for: it frees memory).
+        running.stop(wait=config.engine != "echo")
 
 
 @pytest.fixture

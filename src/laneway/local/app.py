@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from laneway.local.batches import BatchStore
+from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_requests
 from laneway.local.config import LocalConfig
 from laneway.local.engines import Engine, make_engine
 from laneway.local.faults import Fault, FaultPlan
@@ -31,9 +32,6 @@ from laneway.local.validation import MessageParams, validate_count_tokens, valid
 from laneway.local.wire import APIError, error_response, new_id
 
 MESSAGES_MAX_BYTES = 32 * 1024 * 1024
-BATCH_MAX_BYTES = 256 * 1024 * 1024
-BATCH_MAX_REQUESTS = 100_000
-_CUSTOM_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 class DroppedConnection(Exception):
@@ -62,14 +60,16 @@ def _sse(event: dict[str, Any]) -> ServerSentEvent:
 
 
 class RequestIdMiddleware:
-    """Gives every request a ``request-id`` (in ``request.state`` and the response headers).
+    """Gives every request a ``request-id`` (in ``request.state`` and the response headers),
+    and every response the ``anthropic-ratelimit-*`` headers when limits are set.
 
     A plain ASGI middleware, not ``@app.middleware``: that one wraps streamed bodies and
     would finish a response cleanly that a fault means to cut.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, limits: RateLimiter | None = None) -> None:
         self.app = app
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,6 +83,11 @@ class RequestIdMiddleware:
                 headers = MutableHeaders(scope=message)
                 if "request-id" not in headers:
                     headers["request-id"] = request_id
+                # The API sends them on every response, not only on /v1/messages.
+                if self.limits is not None:
+                    for name, value in self.limits.headers().items():
+                        if name not in headers:
+                            headers[name] = value
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -136,7 +141,7 @@ class LocalAPI:
             chunks.append(chunk)
         try:
             return json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
             raise APIError("invalid_request_error",
                            f"There was an error parsing the body: {exc}") from None
 
@@ -185,10 +190,10 @@ class LocalAPI:
             seed=self.config.seed,
         )
         self.limits.record_output(outcome.output_tokens)
-        self.stats["ok"] += 1
         headers.update(self.limits.headers())
         if kind == "drop":
             return self.dropped(message, headers)
+        self.stats["ok"] += 1
         return JSONResponse(message, headers=headers)
 
     @staticmethod
@@ -237,6 +242,9 @@ class LocalAPI:
             return
         if fault == "drop":  # the answer was shorter than two deltas: cut it anyway
             raise DroppedConnection("fault: dropped connection")
+        if deltas == 0:  # a block gets at least one delta, even when its text is empty
+            yield _sse({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": ""}})
         yield _sse({"type": "content_block_stop", "index": 0})
         yield _sse({"type": "message_delta",
                     "delta": {"stop_reason": outcome.stop_reason,
@@ -250,48 +258,6 @@ class LocalAPI:
         body = await self.read_json(request, MESSAGES_MAX_BYTES)
         _model, prompt = validate_count_tokens(body)
         return {"input_tokens": self.engine.count_tokens(prompt)}
-
-    # -- batches ---------------------------------------------------------------------------
-    @staticmethod
-    def batch_requests(body: Any) -> list[tuple[str, Any]]:
-        if not isinstance(body, dict) or "requests" not in body:
-            raise APIError("invalid_request_error", "requests: Field required")
-        requests = body["requests"]
-        if not isinstance(requests, list):
-            raise APIError("invalid_request_error", "requests: Input should be a valid list")
-        if not requests:
-            raise APIError("invalid_request_error", "requests: at least one request is required")
-        if len(requests) > BATCH_MAX_REQUESTS:
-            raise APIError(
-                "invalid_request_error",
-                f"requests: a batch holds at most {BATCH_MAX_REQUESTS} requests, "
-                f"got {len(requests)}",
-            )
-        seen: set[str] = set()
-        out: list[tuple[str, Any]] = []
-        for i, item in enumerate(requests):
-            if not isinstance(item, dict):
-                raise APIError("invalid_request_error",
-                               f"requests.{i}: Input should be a valid dictionary or object")
-            cid = item.get("custom_id")
-            if not isinstance(cid, str):
-                raise APIError("invalid_request_error", f"requests.{i}.custom_id: Field required")
-            if not 1 <= len(cid) <= 64 or not set(cid) <= _CUSTOM_ID_CHARS:
-                raise APIError(
-                    "invalid_request_error",
-                    f"requests.{i}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'",
-                )
-            if cid in seen:
-                raise APIError(
-                    "invalid_request_error",
-                    f"requests.{i}.custom_id: duplicate custom_id {cid!r}: "
-                    "custom_id must be unique within a batch",
-                )
-            seen.add(cid)
-            if "params" not in item:
-                raise APIError("invalid_request_error", f"requests.{i}.params: Field required")
-            out.append((cid, item["params"]))
-        return out
 
 
 def create_app(config: LocalConfig | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -323,7 +289,25 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
             err = APIError("not_found_error", f"Not found: {request.url.path}")
         return error_response(err, rid)
 
-    app.add_middleware(RequestIdMiddleware)
+    @app.exception_handler(RequestValidationError)
+    async def _query_error(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI would answer 422 with its own body; the API answers 400 and names the field.
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+            for e in exc.errors()
+        ]
+        err = APIError("invalid_request_error", "; ".join(problems) or "invalid request")
+        return error_response(err, request.state.request_id)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> Response:
+        # Runs outside the request-id middleware (Starlette calls it from its outermost
+        # layer), so it sets the headers itself.
+        rid = getattr(request.state, "request_id", None) or new_id("req")
+        err = APIError("api_error", "Internal server error", headers=api.limits.headers())
+        return error_response(err, rid)
+
+    app.add_middleware(RequestIdMiddleware, limits=api.limits)
 
     @app.post("/v1/messages")
     async def messages(request: Request) -> Response:
@@ -337,7 +321,7 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
     async def create_batch(request: Request) -> dict[str, Any]:
         api.check_auth(request)
         body = await api.read_json(request, BATCH_MAX_BYTES)
-        batch = api.batches.create(api.batch_requests(body))
+        batch = api.batches.create(parse_batch_requests(body))
         return api.batches.as_json(batch, _base(request))
 
     @app.get("/v1/messages/batches")

@@ -22,6 +22,9 @@ from laneway.local.validation import validate_message
 from laneway.local.wire import APIError, error_body, new_id, rfc3339
 
 DAY_S = 24 * 3600.0
+BATCH_MAX_BYTES = 256 * 1024 * 1024
+BATCH_MAX_REQUESTS = 100_000
+_CUSTOM_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 @dataclass
@@ -56,6 +59,49 @@ class Batch:
         if custom_id not in self.results:
             self.results[custom_id] = result
             self.order.append(custom_id)
+
+
+def parse_batch_requests(body: Any) -> list[tuple[str, Any]]:
+    """Check a create body's shape, custom_ids and size; ``params`` are checked later."""
+    if not isinstance(body, dict) or "requests" not in body:
+        raise APIError("invalid_request_error", "requests: Field required")
+    requests = body["requests"]
+    if not isinstance(requests, list):
+        raise APIError("invalid_request_error", "requests: Input should be a valid list")
+    if not requests:
+        raise APIError("invalid_request_error", "requests: at least one request is required")
+    if len(requests) > BATCH_MAX_REQUESTS:
+        raise APIError(
+            "invalid_request_error",
+            f"requests: a batch holds at most {BATCH_MAX_REQUESTS} requests, "
+            f"got {len(requests)}",
+        )
+    seen: set[str] = set()
+    out: list[tuple[str, Any]] = []
+    for i, item in enumerate(requests):
+        if not isinstance(item, dict):
+            raise APIError("invalid_request_error",
+                           f"requests.{i}: Input should be a valid dictionary or object")
+        cid = item.get("custom_id")
+        if not isinstance(cid, str):
+            raise APIError("invalid_request_error", f"requests.{i}.custom_id: Field required")
+        if not 1 <= len(cid) <= 64 or not set(cid) <= _CUSTOM_ID_CHARS:
+            raise APIError(
+                "invalid_request_error",
+                f"requests.{i}.custom_id: String should match pattern "
+                f"'^[a-zA-Z0-9_-]{{1,64}}$'",
+            )
+        if cid in seen:
+            raise APIError(
+                "invalid_request_error",
+                f"requests.{i}.custom_id: duplicate custom_id {cid!r}: "
+                "custom_id must be unique within a batch",
+            )
+        seen.add(cid)
+        if "params" not in item:
+            raise APIError("invalid_request_error", f"requests.{i}.params: Field required")
+        out.append((cid, item["params"]))
+    return out
 
 
 class BatchStore:
@@ -107,7 +153,9 @@ class BatchStore:
 
     def listing(self, *, limit: int, after_id: str | None, before_id: str | None
                 ) -> tuple[list[Batch], bool]:
-        newest_first = sorted(self.batches.values(), key=lambda b: b.created_at, reverse=True)
+        # The dict keeps creation order; two batches created within the clock's resolution
+        # would tie on ``created_at``, so that is not the key.
+        newest_first = list(reversed(self.batches.values()))
         ids = [b.id for b in newest_first]
         if after_id is not None:
             if after_id not in ids:
@@ -183,12 +231,15 @@ class BatchStore:
             while not queue.empty():
                 custom_id, params = queue.get_nowait()
                 await self._one(batch, custom_id, params)
+                # An engine without latency never suspends: yield to the event loop so a
+                # large batch cannot starve other requests (or miss its own cancel).
+                await asyncio.sleep(0)
 
         started = time.monotonic()
         deadline_s = batch.expires_at - batch.created_at
         workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
         try:
-            done, pending = await asyncio.wait(workers, timeout=deadline_s)
+            _done, pending = await asyncio.wait(workers, timeout=deadline_s)
             for t in pending:  # the batch expired: whatever is unfinished expires
                 t.cancel()
             for t in pending:

@@ -1,0 +1,1 @@
+"""Tests of the local Anthropic-compatible API, driven only through the official SDK."""
