@@ -1,0 +1,368 @@
+"""HybridAgent: stream answers to a person and run background jobs, through one governor.
+
+>>> async with HybridAgent(model="claude-haiku-4-5") as agent:
+...     run_id = await agent.submit([{"id": "a", "prompt": "Summarize ..."}])
+...     turn = await agent.respond("What is laneway?", on_text=show)
+...     agent.progress(run_id)
+...     results = await agent.results(run_id)
+
+Both kinds of work go through ONE provider client and ONE :class:`Governor`: the
+person's stream uses the interactive lane, which is admitted before any waiting
+background request and may use the headroom background work must leave free.
+
+Background work is a laneway run in the ledger, exactly as ``laneway run`` makes one:
+jobs given as a list are first written to a JSONL file beside the ledger, so the run can
+be resumed (by this agent, another one, or ``laneway run`` on that file) after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from laneway.chat import DEFAULT_MODEL, Conversation, Turn
+from laneway.errors import ConfigError, InputError
+from laneway.governor import Governor, RateLimits
+from laneway.ingest import ingest
+from laneway.jobs import Job, JobDefaults, read_jobs
+from laneway.provider import OnText, Provider, open_provider
+from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
+from laneway.runners.retry import RetryPolicy
+from laneway.runs import Progress, RunConfig, _prepare
+from laneway.store import AsyncStore, Finished, Store, StoreSettings, open_store
+from laneway.store import schema as S
+
+#: Run statuses after which nothing more happens to a run.
+ENDED = ("done", "canceled", "stopped", "failed")
+
+
+@dataclass
+class _Live:
+    """A run this agent is executing."""
+
+    run_id: str
+    runner: RealtimeRunner
+    total: int
+    before: dict[str, Any]
+    task: asyncio.Task[None] | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    canceled: bool = False
+
+
+class HybridAgent:
+    """One provider, one governor, one ledger: see the module docstring."""
+
+    def __init__(
+        self, *, provider: Provider | str = "auto", governor: Governor | None = None,
+        db: str | Path | None = None, model: str = DEFAULT_MODEL, system: str | None = None,
+        max_tokens: int = 1024, limits: RateLimits | None = None,
+        concurrency: int | None = None, max_attempts: int = 6,
+        progress_interval_s: float = 1.0, shutdown_grace_s: float = 5.0, quiet: bool = True,
+    ) -> None:
+        self._provider_arg = provider
+        self._provider: Provider | None = provider if isinstance(provider, Provider) else None
+        self._own_governor = governor is None
+        self.governor = governor or Governor(limits=limits)
+        self.settings = StoreSettings.from_dsn(db)
+        self.model = model
+        self.system = system
+        self.max_tokens = max_tokens
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.progress_interval_s = progress_interval_s
+        self.shutdown_grace_s = shutdown_grace_s
+        self.quiet = quiet
+        self._store: Store | None = None
+        self._astore: AsyncStore | None = None
+        self._live: dict[str, _Live] = {}
+        self._conversation: Conversation | None = None
+
+    # -- lifetime ------------------------------------------------------------------------
+    async def __aenter__(self) -> HybridAgent:
+        await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        if self._store is None:
+            self._store = await asyncio.to_thread(open_store, self.settings)
+            self._astore = AsyncStore(self._store)
+        if self._provider is None:
+            name = str(self._provider_arg)
+            self._provider = await asyncio.to_thread(open_provider, name, quiet=self.quiet)
+
+    async def aclose(self) -> None:
+        """Stop background runs (jobs not finished stay pending in the ledger) and close.
+
+        Requests in flight get ``shutdown_grace_s`` to finish (they are paid for), then
+        are abandoned; nothing new is admitted meanwhile.
+        """
+        if self._live and self._own_governor:
+            # The runner lets workers already waiting for a permit send after stop();
+            # pausing the background lane (everything is stopping) holds them back.
+            for model in list(self.governor.models):
+                self.governor.pause(model, 1e9, reason="shutdown", publish=False)
+        for live in list(self._live.values()):
+            live.runner.stop("shutdown")
+        for live in list(self._live.values()):
+            if live.task is None:
+                continue
+            with contextlib.suppress(TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(live.task), timeout=self.shutdown_grace_s)
+            await _abandon(live.task)
+        if self._provider is not None and not isinstance(self._provider_arg, Provider):
+            await self._provider.aclose()
+            self._provider = None
+        if self._astore is not None:
+            self._astore.close()
+            self._astore = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            raise ConfigError("the agent is not open: use `async with HybridAgent(...)`")
+        return self._provider
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise ConfigError("the agent is not open: use `async with HybridAgent(...)`")
+        return self._store
+
+    @property
+    def astore(self) -> AsyncStore:
+        if self._astore is None:
+            raise ConfigError("the agent is not open: use `async with HybridAgent(...)`")
+        return self._astore
+
+    # -- streaming for a person ----------------------------------------------------------
+    def conversation(self, *, history: list[dict[str, Any]] | None = None,
+                     system: str | None = None, model: str | None = None,
+                     max_tokens: int | None = None) -> Conversation:
+        """A new conversation on the agent's provider and governor (interactive lane)."""
+        return Conversation(
+            self.provider, model=model or self.model,
+            system=system if system is not None else self.system,
+            max_tokens=max_tokens or self.max_tokens, governor=self.governor,
+            history=history)
+
+    @property
+    def chat(self) -> Conversation:
+        """The agent's own conversation, used by :meth:`respond`."""
+        if self._conversation is None:
+            self._conversation = self.conversation()
+        return self._conversation
+
+    async def respond(self, text: str, *, on_text: OnText | None = None) -> Turn:
+        """Stream the answer to ``text`` in the agent's conversation (interactive lane)."""
+        return await self.chat.send(text, on_text=on_text)
+
+    # -- background work -----------------------------------------------------------------
+    async def submit(
+        self, jobs: str | Path | Iterable[Job | Mapping[str, Any]], *,
+        run_name: str | None = None, defaults: JobDefaults | None = None,
+    ) -> str:
+        """Start (or resume) a background run of ``jobs``; returns its run id at once.
+
+        ``jobs`` is a JSONL path, or job lines (``{"id", "prompt"}`` or
+        ``{"custom_id", "params"}`` dicts, or :class:`Job`), written to a file first.
+        """
+        defaults = defaults or JobDefaults(model=self.model, max_tokens=self.max_tokens,
+                                           system=self.system)
+        path = Path(jobs) if isinstance(jobs, str | Path) else \
+            await asyncio.to_thread(self._write_jobs, jobs)
+        await asyncio.to_thread(check_input, path, defaults)
+        config = RunConfig(run_name=run_name, mode="realtime", defaults=defaults)
+        run_row = await self.astore.call(_prepare, self.store, path, config)
+        run_id: str = run_row.id
+        if run_id in self._live:
+            return run_id
+        total = await self.astore.call(ingest, self.store, run_row, path, defaults=defaults,
+                                       skip_invalid=False)
+        if not self.store.is_postgres:  # one process owns a SQLite ledger's claims
+            await self.astore.call(self.store.release_all, run_id)
+        counts = await self.astore.call(self.store.counts, run_id)
+        if counts.remaining == 0:
+            await self.astore.call(self.store.update_run, run_id, status="done")
+            return run_id
+        await self.astore.call(self.store.update_run, run_id, status="running",
+                               mode="realtime", provider=self.provider.kind)
+        options = RealtimeOptions(
+            concurrency=self.concurrency, retry=RetryPolicy(max_attempts=self.max_attempts),
+            worker_id=f"agent-{id(self):x}")
+        runner = RealtimeRunner(run_id=run_id, astore=self.astore, provider=self.provider,
+                                governor=self.governor, options=options,
+                                spent_usd=counts.cost_usd)
+        before = {"succeeded": counts[S.SUCCEEDED], "errored": counts[S.ERRORED],
+                  "input_tokens": counts.input_tokens, "output_tokens": counts.output_tokens,
+                  "cost_usd": counts.cost_usd}
+        live = _Live(run_id, runner, total, before)
+        live.task = asyncio.create_task(self._execute(live), name=f"laneway-run-{run_id}")
+        self._live[run_id] = live
+        return run_id
+
+    def _write_jobs(self, jobs: Iterable[Job | Mapping[str, Any]]) -> Path:
+        lines = []
+        for job in jobs:
+            obj = {"custom_id": job.custom_id, "params": job.params} \
+                if isinstance(job, Job) else dict(job)
+            lines.append(json.dumps(obj, sort_keys=True, ensure_ascii=False))
+        if not lines:
+            raise ConfigError("no jobs to submit")
+        blob = ("\n".join(lines) + "\n").encode()
+        return self.save_input(blob)
+
+    def save_input(self, blob: bytes) -> Path:
+        """Keep a JSONL input beside the ledger (named by its content) and return its path."""
+        base = self.settings.path.parent if self.settings.path is not None else Path(".laneway")
+        folder = base / "inputs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"jobs-{hashlib.sha256(blob).hexdigest()[:16]}.jsonl"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(blob)
+            tmp.replace(path)
+        return path
+
+    async def _execute(self, live: _Live) -> None:
+        ticker = asyncio.create_task(self._ticker(live))
+        status = "stopped"
+        try:
+            await live.runner.run()
+            counts = await self.astore.call(self.store.counts, live.run_id)
+            status = "done" if counts.remaining == 0 else (
+                "canceled" if live.canceled else "stopped")
+        except Exception:
+            status = "failed"
+            raise
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            with contextlib.suppress(Exception):
+                await self._write_progress(live, phase="done")
+                await self.astore.call(self.store.update_run, live.run_id, status=status)
+            self._live.pop(live.run_id, None)
+
+    async def _ticker(self, live: _Live) -> None:
+        while True:
+            await asyncio.sleep(self.progress_interval_s)
+            await self._write_progress(live)
+
+    async def _write_progress(self, live: _Live, phase: str = "running") -> None:
+        data = {**asdict(self._progress_of(live, phase)), "governor": self.governor.snapshot()}
+        await self.astore.call(self.store.add_event, live.run_id, "progress", data)
+
+    def _progress_of(self, live: _Live, phase: str = "running") -> Progress:
+        t = live.runner.tally
+        b = live.before
+        elapsed = time.monotonic() - live.started_at
+        return Progress(
+            run_id=live.run_id, total=live.total, succeeded=b["succeeded"] + t.succeeded,
+            errored=b["errored"] + t.errored, in_flight=t.in_flight,
+            input_tokens=b["input_tokens"] + t.input_tokens,
+            output_tokens=b["output_tokens"] + t.output_tokens,
+            cost_usd=b["cost_usd"] + t.cost_usd,
+            rate_per_s=t.done / elapsed if elapsed > 0 else 0.0, elapsed_s=elapsed,
+            phase=phase)
+
+    def is_live(self, run_id: str) -> bool:
+        return run_id in self._live
+
+    def progress(self, run_id: str) -> Progress:
+        """Where a run is now: live counters if this agent runs it, else the ledger's."""
+        live = self._live.get(run_id)
+        if live is not None:
+            return self._progress_of(live)
+        run_row = self.store.get_run(run_id)
+        if run_row is None:
+            raise ConfigError(f"no run named {run_id!r} in {self.settings}")
+        counts = self.store.counts(run_id)
+        return Progress(
+            run_id=run_id, total=counts.total, succeeded=counts[S.SUCCEEDED],
+            errored=counts[S.ERRORED], in_flight=0, input_tokens=counts.input_tokens,
+            output_tokens=counts.output_tokens, cost_usd=counts.cost_usd, rate_per_s=0.0,
+            elapsed_s=0.0, phase="done" if counts.remaining == 0 else run_row.status)
+
+    async def wait(self, run_id: str, *, timeout_s: float | None = None) -> None:
+        """Wait until this agent's run of ``run_id`` ends (at once if it is not running)."""
+        live = self._live.get(run_id)
+        if live is not None and live.task is not None:
+            await asyncio.wait_for(asyncio.shield(live.task), timeout=timeout_s)
+
+    async def results(self, run_id: str, *, wait: bool = True,
+                      timeout_s: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """``(custom_id, result)`` of every finished job, in input order.
+
+        With ``wait`` (the default) it first waits for the run to end.
+        """
+        if wait:
+            await self.wait(run_id, timeout_s=timeout_s)
+        if await self.astore.call(self.store.get_run, run_id) is None:
+            raise ConfigError(f"no run named {run_id!r} in {self.settings}")
+        return await self.astore.call(lambda: list(self.store.iter_results(run_id)))
+
+    async def cancel(self, run_id: str) -> int:
+        """Stop a run: requests in flight are abandoned and every job not finished is
+        recorded as ``canceled``. Returns the number of jobs canceled."""
+        if await self.astore.call(self.store.get_run, run_id) is None:
+            raise ConfigError(f"no run named {run_id!r} in {self.settings}")
+        live = self._live.get(run_id)
+        if live is not None and live.task is not None:
+            live.canceled = True
+            await _abandon(live.task)  # requests in flight too; held jobs are released
+        canceled = await self.astore.call(_cancel_pending, self.store, run_id)
+        await self.astore.call(self.store.update_run, run_id, status="canceled")
+        return canceled
+
+
+async def _abandon(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it. Cancelled again until it ends: a cancellation
+    can be swallowed by ``asyncio.wait_for`` on Python 3.11 when its inner await
+    finishes at the same moment."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
+
+
+def check_input(path: Path, defaults: JobDefaults) -> int:
+    """Read every line once before a run is created, so a bad input (a bad line, a
+    duplicate id) is refused whole rather than leaving a half-ingested run behind."""
+    seen: dict[str, int] = {}
+    for job in read_jobs(path, defaults=defaults):
+        first = seen.setdefault(job.custom_id, job.line)
+        if first != job.line:
+            raise InputError(f"duplicate id {job.custom_id!r} (first on line {first})",
+                             path=path, line=job.line, field="custom_id")
+    if not seen:
+        raise InputError("no jobs: the file is empty (or has only blank lines)", path=path)
+    return len(seen)
+
+
+def _cancel_pending(store: Store, run_id: str) -> int:
+    """Record every job of the run that is not final (and not held) as canceled."""
+    total = 0
+    while True:
+        claimed = store.claim(run_id, worker="cancel", limit=1000, lease_s=60.0)
+        if not claimed:
+            return total
+        store.finish([Finished(run_id=run_id, seq=c.seq, status=S.CANCELED,
+                               result={"type": "canceled"}, attempts=c.attempts,
+                               mode="canceled") for c in claimed])
+        total += len(claimed)

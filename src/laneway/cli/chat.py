@@ -1,0 +1,162 @@
+"""``laneway chat``: a streaming chat in the terminal.
+
+Answers print as they are generated, followed by a dim line with the time to first
+token, tokens per second, tokens and cost. Ctrl-C stops the answer being written (the
+request upstream is cancelled and the half answer is not kept) and returns to the
+prompt; Ctrl-C twice at the prompt, Ctrl-D, or ``/quit`` leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import sys
+
+import typer
+from rich.console import Console
+
+from laneway.chat import DEFAULT_MODEL, Conversation, Turn
+from laneway.cli.app import app, console, console_err
+from laneway.errors import LanewayError, ProviderError
+
+HELP = """\
+Commands:
+  /reset        forget the conversation (keeps the system prompt)
+  /save FILE    write the conversation as JSON
+  /help         this help
+  /quit         leave (so do Ctrl-D, and Ctrl-C twice at the prompt)
+Ctrl-C while an answer is being written stops it."""
+
+
+def stats_line(turn: Turn) -> str:
+    """``ttft 120 ms · 45.2 tok/s · 12 in / 30 out tokens · $0.0001``."""
+    ttft = "–" if turn.ttft_s is None else f"{turn.ttft_s * 1000:.0f} ms"
+    speed = "–" if turn.tokens_per_s is None else f"{turn.tokens_per_s:.1f}"
+    cost = "cost unknown" if turn.cost_usd is None else f"${turn.cost_usd:.4f}"
+    parts = [f"ttft {ttft}", f"{speed} tok/s",
+             f"{turn.input_tokens:,} in / {turn.output_tokens:,} out tokens", cost]
+    if turn.attempts > 1:
+        parts.append(f"{turn.attempts} attempts")
+    if turn.stop_reason not in (None, "end_turn"):
+        parts.append(str(turn.stop_reason))
+    return " · ".join(parts)
+
+
+class TerminalChat:
+    """The read-answer loop; one event loop for the whole session (one HTTP client)."""
+
+    def __init__(self, conv: Conversation, *, out: Console, err: Console) -> None:
+        self.conv = conv
+        self.out = out
+        self.err = err
+
+    def read(self) -> str | None:
+        """The next line; ``None`` to leave (Ctrl-D, or Ctrl-C twice in a row)."""
+        interrupted = False
+        while True:
+            try:
+                return input("you> ")
+            except EOFError:
+                self.out.print()
+                return None
+            except KeyboardInterrupt:
+                if interrupted:
+                    self.out.print()
+                    return None
+                interrupted = True
+                self.out.print("\n[dim](Ctrl-C again, Ctrl-D or /quit to leave)[/dim]")
+
+    def command(self, line: str) -> bool:
+        """Run a /command; returns False to leave."""
+        try:
+            name, *args = shlex.split(line)
+        except ValueError as exc:
+            self.err.print(f"[red]{exc}[/red]", highlight=False)
+            return True
+        if name in ("/quit", "/exit", "/q"):
+            return False
+        if name == "/reset":
+            self.conv.reset()
+            self.out.print("[dim]conversation reset[/dim]")
+        elif name == "/save":
+            if len(args) != 1:
+                self.err.print("[red]usage: /save FILE[/red]")
+            else:
+                try:
+                    path = self.conv.save(args[0])
+                except OSError as exc:
+                    self.err.print(f"[red]cannot save {args[0]}: {exc.strerror}[/red]",
+                                   highlight=False)
+                else:
+                    self.out.print(f"[dim]saved {len(self.conv.turns)} turns to {path}[/dim]",
+                                   highlight=False)
+        elif name in ("/help", "/?"):
+            self.out.print(HELP, markup=False, highlight=False)
+        else:
+            self.err.print(f"[red]unknown command {name}[/red] (try /help)", highlight=False)
+        return True
+
+    async def answer(self, text: str) -> Turn:
+        def show(delta: str) -> None:
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+
+        return await self.conv.send(text, on_text=show)
+
+    def loop(self, runner: asyncio.Runner) -> None:
+        while True:
+            line = self.read()
+            if line is None:
+                return
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("/"):
+                if not self.command(line):
+                    return
+                continue
+            try:
+                # Runner.run cancels the task on Ctrl-C (closing the stream upstream)
+                # and then raises KeyboardInterrupt here.
+                turn = runner.run(self.answer(line))
+            except KeyboardInterrupt:
+                self.out.print("\n[yellow]stopped[/yellow] [dim](not kept in the "
+                               "conversation)[/dim]")
+                continue
+            except ProviderError as exc:
+                self.out.print()
+                self.err.print(f"[red]error:[/red] {exc.as_wire_error()['type']}: {exc}",
+                               highlight=False, soft_wrap=True)
+                continue
+            except LanewayError as exc:
+                self.err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+                continue
+            self.out.print()
+            self.out.print(f"[dim]{stats_line(turn)}[/dim]", highlight=False)
+
+
+@app.command("chat")
+def chat_command(
+    model: str = typer.Option(DEFAULT_MODEL, help="Model to talk to."),
+    system: str | None = typer.Option(None, help="System prompt."),
+    max_tokens: int = typer.Option(1024, help="Longest answer, in tokens."),
+    provider: str = typer.Option("auto", help="auto, anthropic (needs ANTHROPIC_API_KEY) or local (embedded model)."),
+) -> None:
+    """Chat in the terminal, with answers streamed as they are written.
+
+    Type /help for commands. Ctrl-C stops an answer; Ctrl-D or /quit leaves.
+    """
+    from laneway.provider import open_provider
+
+    backend = open_provider(provider)
+    conv = Conversation(backend, model=model, system=system, max_tokens=max_tokens)
+    console_err.print(f"[dim]laneway chat · {model} · /help for commands[/dim]",
+                      highlight=False)
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing and history for input())
+    with asyncio.Runner() as runner:
+        try:
+            TerminalChat(conv, out=console, err=console_err).loop(runner)
+        finally:
+            runner.run(backend.aclose())

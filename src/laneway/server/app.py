@@ -1,0 +1,139 @@
+"""The ``laneway serve`` app: chat over SSE, the runs API, the chat page and the dashboard.
+
+One :class:`~laneway.agent.HybridAgent` (one provider client, one governor, one ledger)
+serves every route, so a person's chat stream is admitted before background runs'
+waiting requests. The pages are plain static files (no build step); model output is
+rendered with DOM text nodes only, and the pages are served with a strict
+Content-Security-Policy as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from laneway import __version__
+from laneway.agent import HybridAgent
+from laneway.chat import DEFAULT_MODEL
+from laneway.errors import LanewayError
+from laneway.governor import RateLimits
+from laneway.provider import Provider
+from laneway.server import chat_routes, runs_routes
+from laneway.server.auth import TokenAuth, check_bind
+from laneway.server.models import HTTPError
+
+STATIC_DIR = Path(str(resources.files("laneway.server") / "static"))
+
+#: Pages load only their own scripts and styles, and talk only to this server.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """Options of ``laneway serve``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Required off loopback: every request must carry it.
+    token: str | None = None
+    provider: str = "auto"
+    db: str | Path | None = None
+    model: str = DEFAULT_MODEL
+    system: str | None = None
+    max_tokens: int = 1024
+    limits: RateLimits | None = None
+    concurrency: int | None = None
+    #: How often the runs' event streams sample progress.
+    events_interval_s: float = 0.5
+    #: How often a running run writes a progress event to the ledger.
+    progress_interval_s: float = 1.0
+
+
+def create_app(settings: ServerSettings | None = None, *,
+               provider: Provider | None = None, agent: HybridAgent | None = None) -> FastAPI:
+    """The ASGI app. ``provider`` or ``agent``, when given, are used and not closed."""
+    settings = settings or ServerSettings()
+    check_bind(settings.host, settings.token)
+    own_agent = agent is None
+    the_agent = agent or HybridAgent(
+        provider=provider or settings.provider, db=settings.db, model=settings.model,
+        system=settings.system, max_tokens=settings.max_tokens, limits=settings.limits,
+        concurrency=settings.concurrency, progress_interval_s=settings.progress_interval_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if own_agent:
+            await the_agent.open()
+        try:
+            yield
+        finally:
+            if own_agent:
+                await the_agent.aclose()
+
+    app = FastAPI(
+        title="laneway serve", version=__version__, lifespan=lifespan,
+        description="Chat over SSE and durable background runs, through one governor.",
+    )
+    app.state.agent = the_agent
+    app.state.events_interval_s = settings.events_interval_s
+    app.state.token = settings.token
+
+    @app.exception_handler(HTTPError)
+    async def _http_error(_request: Request, exc: HTTPError) -> Response:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(LanewayError)
+    async def _laneway_error(_request: Request, exc: LanewayError) -> Response:
+        return JSONResponse({"error": {"type": "invalid_request_error", "message": str(exc)}},
+                            status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg', '')}"
+            for e in exc.errors())
+        return JSONResponse({"error": {"type": "invalid_request_error",
+                                       "message": problems or "invalid request"}},
+                            status_code=422)
+
+    app.include_router(chat_routes.router)
+    app.include_router(runs_routes.router)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def chat_page(request: Request) -> Response:
+        return page("index.html", request)
+
+    @app.get("/runs", response_class=HTMLResponse, include_in_schema=False)
+    async def runs_page(request: Request) -> Response:
+        return page("runs.html", request)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "provider": the_agent.provider.description}
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(TokenAuth, token=settings.token)
+    return app
+
+
+def page(name: str, request: Request) -> Response:
+    """A page, with ``?token=`` carried to the scripts and styles it loads."""
+    token: str | None = request.app.state.token
+    suffix = f"?token={quote(token, safe='')}" if token else ""
+    text = (STATIC_DIR / name).read_text(encoding="utf-8")
+    text = text.replace("{{asset_query}}", html.escape(suffix, quote=True))
+    return HTMLResponse(text, headers={
+        "content-security-policy": CSP, "referrer-policy": "no-referrer",
+        "x-content-type-options": "nosniff", "cache-control": "no-store"})

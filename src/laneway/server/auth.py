@@ -1,0 +1,115 @@
+"""Who may talk to ``laneway serve``: loopback by default, a bearer token otherwise.
+
+- Binding to an address other than loopback requires a token (:func:`check_bind`
+  refuses to start without one).
+- With a token, every request (pages, static files, the API, event streams) must carry
+  it: ``Authorization: Bearer TOKEN``, or ``?token=TOKEN`` for what a browser loads by
+  URL (the pages, their scripts, ``EventSource``).
+- Without a token (loopback only), requests must name a loopback ``Host``, so a web
+  page elsewhere cannot reach the server through DNS rebinding.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from urllib.parse import parse_qs
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from laneway.errors import ConfigError
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    name = host.strip().strip("[]").lower()
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond loopback without a token (one line, for the CLI)."""
+    if token is not None and not token.strip():
+        raise ConfigError("--token: the token is empty")
+    if not is_loopback(host) and not token:
+        raise ConfigError(
+            f"--host {host}: not a loopback address, so anyone who can reach it could use "
+            "your API key; pass --token SECRET (or set LANEWAY_SERVE_TOKEN) to require it")
+
+
+def _host_name(host_header: str) -> str:
+    if host_header.startswith("["):  # [::1]:8000
+        return host_header[1:].split("]", 1)[0]
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def token_of(scope: Scope) -> str | None:
+    """The token a request carries, from its ``Authorization`` header or ``?token=``."""
+    auth = Headers(scope=scope).get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    values = query.get("token")
+    return values[0] if values else None
+
+
+def token_ok(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+class TokenAuth:
+    """ASGI middleware applying the rules of the module docstring to every request.
+
+    A plain ASGI middleware (not ``BaseHTTPMiddleware``), so streamed responses pass
+    through untouched and a client's disconnect still reaches the route.
+    """
+
+    def __init__(self, app: ASGIApp, *, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket" and not self._allowed(scope):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if self.token is not None:
+            if not token_ok(token_of(scope), self.token):
+                await _deny(send, 401, "authentication_error",
+                            "a token is required: send 'Authorization: Bearer TOKEN' "
+                            "or add ?token=TOKEN to the URL")
+                return
+        else:
+            host = Headers(scope=scope).get("host", "")
+            if host and not is_loopback(_host_name(host)):
+                await _deny(send, 400, "invalid_request_error",
+                            f"Host {host!r} is not a loopback name (this server has no "
+                            "token, so it answers loopback requests only)")
+                return
+        await self.app(scope, receive, send)
+
+    def _allowed(self, scope: Scope) -> bool:
+        if self.token is not None:
+            return token_ok(token_of(scope), self.token)
+        host = Headers(scope=scope).get("host", "")
+        return not host or is_loopback(_host_name(host))
+
+
+async def _deny(send: Send, status: int, error_type: str, message: str) -> None:
+    body = json.dumps({"error": {"type": error_type, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="laneway"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,149 @@
+"""The request and response bodies of ``laneway serve`` (they make its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="invalid_request_error, not_found_error, conflict_error, "
+                                  "authentication_error, or the API's error type.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (and the ``error`` event of a chat stream)."""
+
+    error: ErrorDetail
+
+
+class HTTPError(Exception):
+    """Raised by a route to answer ``status`` with an :class:`ErrorBody`."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"type": self.error_type, "message": self.message}}
+
+
+# -- chat ---------------------------------------------------------------------------------
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class ChatRequest(BaseModel):
+    """One turn of a chat; the client keeps the history and sends it back each time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, description="What the person just wrote.")
+    history: list[ChatMessage] = Field(
+        default_factory=list, description="Earlier turns, oldest first, user and assistant "
+                                          "alternating.")
+    system: str | None = Field(default=None, description="System prompt (default: the "
+                                                         "server's --system).")
+    model: str | None = Field(default=None, description="Model (default: the server's "
+                                                        "--model).")
+    max_tokens: int | None = Field(default=None, ge=1, le=128_000)
+
+
+class ChatTextEvent(BaseModel):
+    """``data:`` of each delta of the answer, as it is generated."""
+
+    text: str
+
+
+class ChatDoneEvent(BaseModel):
+    """``data:`` of the last event of a successful answer."""
+
+    done: Literal[True] = True
+    text: str = Field(description="The whole answer.")
+    usage: dict[str, int] = Field(description="The API's usage: input_tokens, "
+                                              "output_tokens, cache tokens.")
+    cost_usd: float | None = Field(description="null when the model's price is unknown.")
+    ttft_ms: float | None = Field(description="Time to the first token, upstream.")
+    tokens_per_s: float | None = None
+    elapsed_ms: float
+    stop_reason: str | None
+    model: str
+
+
+class ChatStreamEvent(BaseModel):
+    """The stream, in order: ``data: ChatTextEvent`` per delta, then ``data: ChatDoneEvent``;
+    or, on failure, ``event: error`` with ``data: ErrorBody``."""
+
+    text: ChatTextEvent | None = None
+    done: ChatDoneEvent | None = None
+    error: ErrorBody | None = None
+
+
+# -- runs ---------------------------------------------------------------------------------
+class RunInfo(BaseModel):
+    id: str
+    status: str = Field(description="ingesting, ready, running, done, stopped, canceled, "
+                                    "failed.")
+    mode: str
+    provider: str
+    live: bool = Field(description="True while this server is executing the run.")
+    created_at: float
+    updated_at: float
+    total: int
+    done: int
+    succeeded: int
+    errored: int
+    canceled: int
+    expired: int
+    pending: int
+    percent: float
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    in_flight: int = 0
+    rate_per_s: float | None = None
+
+
+class RunList(BaseModel):
+    data: list[RunInfo]
+
+
+class CancelResult(BaseModel):
+    id: str
+    status: str
+    canceled: int = Field(description="Jobs recorded as canceled.")
+
+
+class RunProgressEvent(BaseModel):
+    """``data:`` of each ``event: progress`` of ``GET /v1/runs/{id}/events`` (and of the
+    final ``event: end``)."""
+
+    run_id: str
+    status: str
+    live: bool
+    total: int
+    done: int
+    succeeded: int
+    errored: int
+    canceled: int
+    pending: int
+    percent: float
+    in_flight: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    rate_per_s: float = Field(description="Jobs finished per second, recent window.")
+    limit_use: float | None = Field(
+        description="Highest share of a known rate limit (requests, input or output "
+                    "tokens per minute) used over the recent window; null if none known.")
+    limit_use_by_bucket: dict[str, float] = Field(default_factory=dict)
+    governor: dict[str, Any] = Field(default_factory=dict,
+                                     description="The governor's snapshot.")
+    at: float = Field(description="Unix time of this event.")

@@ -1,0 +1,127 @@
+"""A run's progress as the dashboard sees it: counts from the ledger, rates over a window.
+
+The ledger's counts are the truth (they include work done by any process). The
+governor's snapshot comes from this server's governor while it runs the run, else from
+the newest ``progress`` event that the process running it wrote. Throughput and
+rate-limit use are measured over the last few seconds, from successive samples.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from laneway.agent import ENDED, HybridAgent
+from laneway.server.models import RunInfo, RunProgressEvent
+from laneway.store import Counts, RunRow, Store
+from laneway.store import schema as S
+
+WINDOW_S = 5.0
+
+
+def run_info(run: RunRow, counts: Counts, *, live: bool, in_flight: int = 0,
+             rate_per_s: float | None = None) -> RunInfo:
+    done = counts.final
+    total = max(run.total, counts.total)
+    return RunInfo(
+        id=run.id, status=run.status, mode=run.mode, provider=run.provider, live=live,
+        created_at=run.created_at, updated_at=run.updated_at, total=total, done=done,
+        succeeded=counts[S.SUCCEEDED], errored=counts[S.ERRORED],
+        canceled=counts[S.CANCELED], expired=counts[S.EXPIRED], pending=total - done,
+        percent=round(100.0 * done / total, 2) if total else 0.0,
+        input_tokens=counts.input_tokens, output_tokens=counts.output_tokens,
+        cost_usd=round(counts.cost_usd, 6), in_flight=in_flight, rate_per_s=rate_per_s)
+
+
+def latest_progress(store: Store, run_id: str, after_id: int) -> tuple[int, dict[str, Any]]:
+    """The newest ``progress`` event after ``after_id``: ``(its id, its data)``, or
+    ``(after_id, {})`` when there is none."""
+    newest: dict[str, Any] = {}
+    while True:
+        rows = store.events_since(run_id, after_id=after_id, kind="progress")
+        if not rows:
+            return after_id, newest
+        after_id = int(rows[-1]["id"])
+        newest = rows[-1]["data"]
+
+
+def _counts(governor: dict[str, Any]) -> dict[str, float]:
+    """``model:bucket -> sent so far`` (requests, input and output tokens) of every model."""
+    return {f"{model}:{kind}": float(st.get("sent", {}).get(kind, 0.0))
+            for model, st in governor.items() if isinstance(st, dict)
+            for kind in ("requests", "input", "output")}
+
+
+def _limits(governor: dict[str, Any]) -> dict[str, tuple[int, float]]:
+    """``model:bucket -> (limit per minute, use since the governor started)`` of every
+    known limit."""
+    out: dict[str, tuple[int, float]] = {}
+    for model, st in governor.items():
+        if not isinstance(st, dict):
+            continue
+        for kind, bucket in (st.get("buckets") or {}).items():
+            if bucket.get("limit"):
+                out[f"{model}:{kind}"] = (int(bucket["limit"]),
+                                          float(bucket.get("utilization") or 0.0))
+    return out
+
+
+@dataclass
+class ProgressTracker:
+    """Turns successive samples of one run into :class:`RunProgressEvent` s."""
+
+    run_id: str
+    samples: deque[tuple[float, int, dict[str, float]]] = field(
+        default_factory=deque)
+    event_id: int = 0
+    governor: dict[str, Any] = field(default_factory=dict)
+    in_flight: int = 0
+
+    def sample(self, agent: HybridAgent) -> tuple[RunProgressEvent, bool] | None:
+        """Read the run now (blocking: call it on the store's thread). ``None`` if there
+        is no such run; else the event and whether the run has ended."""
+        store = agent.store
+        run = store.get_run(self.run_id)
+        if run is None:
+            return None
+        counts = store.counts(self.run_id)
+        live = agent.is_live(self.run_id)
+        if live:
+            self.governor = agent.governor.snapshot()
+            self.in_flight = agent.progress(self.run_id).in_flight
+        else:
+            self.event_id, data = latest_progress(store, self.run_id, self.event_id)
+            if data:
+                self.governor = data.get("governor") or {}
+                self.in_flight = 0 if run.status in ENDED else int(data.get("in_flight", 0))
+        now = time.time()
+        info = run_info(run, counts, live=live)
+        rate, use = self._rates(now, info.done)
+        event = RunProgressEvent(
+            run_id=run.id, status=run.status, live=live, total=info.total, done=info.done,
+            succeeded=info.succeeded, errored=info.errored, canceled=info.canceled,
+            pending=info.pending, percent=info.percent,
+            in_flight=self.in_flight if live or run.status not in ENDED else 0,
+            input_tokens=info.input_tokens, output_tokens=info.output_tokens,
+            cost_usd=info.cost_usd, rate_per_s=round(rate, 3),
+            limit_use=round(max(use.values()), 4) if use else None,
+            limit_use_by_bucket={k: round(v, 4) for k, v in use.items()},
+            governor=self.governor, at=now)
+        ended = not live and (run.status in ENDED or (info.total > 0 and info.pending == 0))
+        return event, ended
+
+    def _rates(self, now: float, done: int) -> tuple[float, dict[str, float]]:
+        counts = _counts(self.governor)
+        limits = _limits(self.governor)
+        self.samples.append((now, done, counts))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= WINDOW_S:
+            self.samples.popleft()
+        t0, done0, counts0 = self.samples[0]
+        dt = now - t0
+        if dt <= 0:  # a first look: the average since the governor started
+            return 0.0, {key: overall for key, (_, overall) in limits.items()}
+        use = {key: max(0.0, counts.get(key, 0.0) - counts0.get(key, 0.0)) / dt * 60.0 / limit
+               for key, (limit, _) in limits.items()}
+        return max(0, done - done0) / dt, use

@@ -1,0 +1,229 @@
+"""The runs API: start background runs, watch them, read their results, cancel them.
+
+Runs live in the ledger (the same runs ``laneway run`` makes), so they survive a restart
+of the server; this server executes the ones started through it, through its governor,
+behind any chat stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from laneway.agent import HybridAgent
+from laneway.errors import InputError, RunMismatchError
+from laneway.jobs import JobDefaults
+from laneway.server.models import (
+    CancelResult,
+    ErrorBody,
+    HTTPError,
+    RunInfo,
+    RunList,
+    RunProgressEvent,
+)
+from laneway.server.progress import ProgressTracker, run_info
+
+router = APIRouter(tags=["runs"])
+
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+_JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/json",
+                "text/plain", "application/octet-stream")
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "The jobs, one JSON object a line: `{\"custom_id\", \"params\"}` or "
+                   "`{\"id\", \"prompt\"}` (the input format of `laneway run`), as the raw "
+                   "body or as the `file` field of a multipart form.",
+    "content": {
+        **{t: {"schema": {"type": "string"}} for t in ("application/x-ndjson", "text/plain")},
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary"}}}},
+    },
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "A token is required."},
+    404: {"model": ErrorBody, "description": "No such run."},
+}
+
+
+def _agent(request: Request) -> HybridAgent:
+    agent: HybridAgent = request.app.state.agent
+    return agent
+
+
+async def _read_upload(request: Request) -> bytes:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=10)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPError(400, "invalid_request_error",
+                            "multipart upload: put the JSONL file in a field named 'file'")
+        data = await upload.read()
+    elif ctype and ctype not in _JSONL_TYPES:
+        raise HTTPError(415, "invalid_request_error",
+                        f"content-type {ctype!r}: send JSONL (application/x-ndjson) or a "
+                        "multipart form with a 'file' field")
+    else:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                raise HTTPError(413, "request_too_large",
+                                f"the input is larger than {MAX_UPLOAD_BYTES} bytes")
+            chunks.append(chunk)
+        data = b"".join(chunks)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise HTTPError(413, "request_too_large",
+                        f"the input is larger than {MAX_UPLOAD_BYTES} bytes")
+    if not data.strip():
+        raise HTTPError(400, "invalid_request_error", "the input is empty: send JSONL jobs")
+    return data
+
+
+async def _info(agent: HybridAgent, run_id: str) -> RunInfo:
+    def read() -> RunInfo | None:
+        run = agent.store.get_run(run_id)
+        if run is None:
+            return None
+        live = agent.is_live(run_id)
+        p = agent.progress(run_id) if live else None
+        return run_info(run, agent.store.counts(run_id), live=live,
+                        in_flight=p.in_flight if p else 0,
+                        rate_per_s=round(p.rate_per_s, 3) if p else None)
+
+    info = await agent.astore.call(read)
+    if info is None:
+        raise HTTPError(404, "not_found_error", f"no run {run_id!r}")
+    return info
+
+
+@router.post("/v1/runs", status_code=201, response_model=RunInfo,
+             responses={**_ERRORS, 400: {"model": ErrorBody, "description": "A bad line."},
+                        409: {"model": ErrorBody,
+                              "description": "The run name is taken by other input."}},
+             openapi_extra={"requestBody": _UPLOAD_BODY}, summary="Start a background run")
+async def create_run(
+    request: Request,
+    name: str | None = Query(None, description="Run name (default: from the content)."),
+    model: str | None = Query(None, description="Model for lines that name none."),
+    max_tokens: int | None = Query(None, ge=1, description="max_tokens for lines that "
+                                                           "give none."),
+    system: str | None = Query(None, description="System prompt for lines that give none."),
+) -> RunInfo:
+    """Start (or resume: the same input again is the same run) a durable background run.
+
+    Answers at once; watch it with `GET /v1/runs/{id}/events`.
+    """
+    agent = _agent(request)
+    data = await _read_upload(request)
+    path = await asyncio.to_thread(agent.save_input, data)
+    defaults = JobDefaults(model=model or agent.model,
+                           max_tokens=max_tokens or agent.max_tokens,
+                           system=system if system is not None else agent.system)
+    try:
+        run_id = await agent.submit(path, run_name=name, defaults=defaults)
+    except InputError as exc:
+        # Name the line, not the server's copy of the file.
+        where = f"line {exc.line}: " if exc.line else ""
+        field = f"{exc.field}: " if exc.field else ""
+        raise HTTPError(400, "invalid_request_error", f"{where}{field}{exc.reason}") from None
+    except RunMismatchError as exc:
+        raise HTTPError(409, "conflict_error", str(exc)) from None
+    return await _info(agent, run_id)
+
+
+@router.get("/v1/runs", response_model=RunList, responses=_ERRORS, summary="List runs")
+async def list_runs(request: Request, limit: int = Query(50, ge=1, le=1000)) -> RunList:
+    """The newest runs of the ledger first (started here or by `laneway run`)."""
+    agent = _agent(request)
+
+    def read() -> list[RunInfo]:
+        return [run_info(r, agent.store.counts(r.id), live=agent.is_live(r.id))
+                for r in agent.store.list_runs(limit=limit)]
+
+    return RunList(data=await agent.astore.call(read))
+
+
+@router.get("/v1/runs/{run_id}", response_model=RunInfo, responses=_ERRORS,
+            summary="One run")
+async def get_run(request: Request, run_id: str) -> RunInfo:
+    return await _info(_agent(request), run_id)
+
+
+@router.get("/v1/runs/{run_id}/results", response_class=StreamingResponse,
+            responses={**_ERRORS, 200: {
+                "description": "JSONL, one line per finished job in input order, in the "
+                               "Message Batches results format: `{\"custom_id\", \"result\": "
+                               "{\"type\": \"succeeded\", \"message\"}}` (or errored, canceled,"
+                               " expired). Jobs not finished yet are not listed.",
+                "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
+            summary="Results (JSONL)")
+async def get_results(request: Request, run_id: str) -> StreamingResponse:
+    agent = _agent(request)
+    await _info(agent, run_id)
+    rows: Iterator[tuple[str, dict[str, Any]]] = agent.store.iter_results(run_id)
+
+    def next_chunk() -> bytes:
+        lines = []
+        for custom_id, result in rows:  # the generator only ever runs on the store thread
+            lines.append(json.dumps({"custom_id": custom_id, "result": result},
+                                    ensure_ascii=False, separators=(",", ":")))
+            if len(lines) >= 1000:
+                break
+        return ("\n".join(lines) + "\n").encode() if lines else b""
+
+    async def body() -> AsyncIterator[bytes]:
+        while chunk := await agent.astore.call(next_chunk):
+            yield chunk
+
+    return StreamingResponse(body(), media_type="application/x-ndjson",
+                             headers={"content-disposition": f'inline; filename="{run_id}'
+                                                             '.results.jsonl"'})
+
+
+@router.post("/v1/runs/{run_id}/cancel", response_model=CancelResult, responses=_ERRORS,
+             summary="Cancel a run")
+async def cancel_run(request: Request, run_id: str) -> CancelResult:
+    """Stop sending; every job not finished is recorded as `canceled`."""
+    agent = _agent(request)
+    await _info(agent, run_id)
+    canceled = await agent.cancel(run_id)
+    return CancelResult(id=run_id, status="canceled", canceled=canceled)
+
+
+@router.get("/v1/runs/{run_id}/events", response_class=EventSourceResponse,
+            responses={**_ERRORS, 200: {
+                "model": RunProgressEvent,
+                "description": "Server-sent events: `event: progress` with a "
+                               "RunProgressEvent about twice a second, and a last "
+                               "`event: end` (same data) when the run has ended."}},
+            summary="Live progress (SSE)")
+async def run_events(request: Request, run_id: str) -> EventSourceResponse:
+    agent = _agent(request)
+    await _info(agent, run_id)
+    interval_s: float = request.app.state.events_interval_s
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        tracker = ProgressTracker(run_id)
+        seq = 0
+        while True:
+            sampled = await agent.astore.call(tracker.sample, agent)
+            if sampled is None:
+                return
+            event, ended = sampled
+            seq += 1
+            yield ServerSentEvent(data=event.model_dump_json(), id=str(seq),
+                                  event="end" if ended else "progress")
+            if ended:
+                return
+            await asyncio.sleep(interval_s)
+
+    return EventSourceResponse(events(), ping=15, sep="\n")

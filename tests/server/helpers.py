@@ -1,0 +1,136 @@
+"""Helpers for the server tests: ``laneway serve`` on a loopback port (uvicorn in a
+thread) backed by the local API, an SSE parser, and an engine wrapper that counts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from laneway.agent import HybridAgent
+from laneway.local import RunningLocal
+from laneway.local.server import free_port
+from laneway.provider import Provider
+from laneway.server import ServerSettings, create_app
+
+
+@dataclass
+class Served:
+    base_url: str
+    app: FastAPI
+    server: uvicorn.Server
+    thread: threading.Thread
+    local: RunningLocal
+    token: str | None = None
+
+    @property
+    def agent(self) -> HybridAgent:
+        agent: HybridAgent = self.app.state.agent
+        return agent
+
+    def client(self, *, token: bool = True) -> httpx.Client:
+        headers = {"authorization": f"Bearer {self.token}"} if token and self.token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=10)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
+                 **settings: Any) -> Served:
+    """Run the app in a thread whose event loop owns the provider's client."""
+    port = free_port()
+    client = anthropic.AsyncAnthropic(base_url=local.base_url, api_key="k", max_retries=0)
+    provider = Provider(client, "local", local.base_url, description="the test local API")
+    app = create_app(ServerSettings(port=port, token=token, db=db, events_interval_s=0.1,
+                                    progress_interval_s=0.2, **settings), provider=provider)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False,
+                                           timeout_graceful_shutdown=2))
+
+    async def main() -> None:
+        try:
+            await server.serve()
+        finally:
+            await provider.aclose()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True,
+                              name="laneway-serve-test")
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    return Served(f"http://127.0.0.1:{port}", app, server, thread, local, token)
+
+
+def parse_sse(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, JSON data) of each event; comments (pings) are skipped."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    name, data = "message", []
+    for line in lines:
+        if line == "":
+            if data:
+                events.append((name, json.loads("\n".join(data))))
+            name, data = "message", []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            name = line.partition(":")[2].strip()
+        elif line.startswith("data:"):
+            data.append(line.partition(":")[2].removeprefix(" "))
+    if data:
+        events.append((name, json.loads("\n".join(data))))
+    return events
+
+
+class CountingEngine:
+    """Wraps the local API's engine: how much it generated, and whether a request was cut
+    short (the client went away) or finished."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.tokens = 0
+        self.active = 0
+        self.finished = 0
+        self.cut = 0
+
+    def count_tokens(self, prompt: Any) -> int:
+        return int(self.inner.count_tokens(prompt))
+
+    async def generate(self, prompt: Any, params: Any) -> AsyncIterator[str]:
+        complete = False
+        self.active += 1
+        try:
+            async for token in self.inner.generate(prompt, params):
+                self.tokens += 1
+                yield token
+            complete = True
+        finally:
+            self.active -= 1
+            if complete:
+                self.finished += 1
+            else:
+                self.cut += 1
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def wait_for(predicate: Any, *, timeout_s: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
