@@ -156,11 +156,17 @@ async def test_stop_releases_unfinished_jobs(tmp_path: Path) -> None:
     provider = Provider.at(running.base_url)
     inp = make_input(tmp_path / "in.jsonl", 200)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.call_later(0.5, stop.set)
+
+    async def stop_after_some() -> None:
+        while running.api.stats["ok"] < 20:
+            await asyncio.sleep(0.01)
+        stop.set()
+
+    stopper = asyncio.create_task(stop_after_some())
     try:
         summary = await run(inp, None, provider=provider, db=tmp_path / "l.db", concurrency=4,
                             stop_event=stop)
+        await stopper
         assert summary.stop_reason == "interrupted"
         assert 0 < summary.succeeded < 200
         assert summary.pending == 200 - summary.succeeded

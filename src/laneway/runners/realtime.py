@@ -241,9 +241,23 @@ class RealtimeRunner:
     async def _attempt(self, job: _Job) -> None:
         params = job.claimed.params
         model = job.claimed.model
-        permit = await self.governor.acquire(
+        acquire = asyncio.ensure_future(self.governor.acquire(
             Lane.BACKGROUND, model, input_tokens=job.est_input,
-            max_tokens=int(params.get("max_tokens", 1)))
+            max_tokens=int(params.get("max_tokens", 1))))
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not acquire.done():  # stopping: give up the place in line; the job stays held
+            acquire.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acquire
+            return
+        permit = acquire.result()
+        if self.stopping:  # admitted just as the stop came: do not send
+            self.governor.release(permit, outcome="canceled")
+            return
         worst = self._worst_cost(job)
         self.tally.in_flight += 1
         self.tally.requests += 1

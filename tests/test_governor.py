@@ -1,0 +1,180 @@
+"""The governor with a controllable clock: buckets, AIMD, lanes, pauses, learnt limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from laneway.governor import AIMD, Governor, Lane, RateLimits, TokenBucket
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make(limits: RateLimits | None = None, **kw: object) -> tuple[Governor, FakeClock]:
+    clock = FakeClock()
+    # speed ~0: the governor's own timers never fire; the test moves time and pumps.
+    gov = Governor(limits=limits, clock=clock, speed=1e-9, margin=1.0, **kw)  # type: ignore[arg-type]
+    return gov, clock
+
+
+# -- buckets ----------------------------------------------------------------------------
+def test_bucket_refills_continuously_up_to_capacity() -> None:
+    b = TokenBucket(600, now=0.0)  # 10 per second
+    b.take(600, 0.0)
+    b.refill(3.0)
+    assert b.level == pytest.approx(30)
+    b.refill(1000.0)
+    assert b.level == 600
+    b.take(100, 1000.0)
+    assert b.wait_s(200, 0.0, 1000.0) == 0.0
+    assert b.wait_s(560, 0.0, 1000.0) == pytest.approx(6.0)
+
+
+def test_oversize_request_waits_for_a_full_bucket_then_goes() -> None:
+    b = TokenBucket(1000, now=0.0)
+    b.take(500, 0.0)
+    # 5000 tokens can never fit in a 1000 bucket: it needs a full bucket, not forever.
+    wait = b.wait_s(5000, 0.0, 0.0)
+    assert wait == pytest.approx(500 / (1000 / 60))
+    assert b.wait_s(5000, 0.0, wait) == 0.0
+    b.take(5000, wait)
+    assert b.level == pytest.approx(-4000)  # the debt delays what comes next
+
+
+# -- AIMD -------------------------------------------------------------------------------
+def test_aimd_slow_start_then_additive_and_multiplicative() -> None:
+    a = AIMD(initial=4, maximum=64, cooldown_s=5)
+    for _ in range(4):
+        a.on_success(saturated=True)
+    assert a.value == 8  # slow start doubles each clean round
+    for _ in range(20):
+        a.on_success(saturated=False)
+    assert a.value == 8  # not held back by the limit: no reason to grow
+    assert a.on_overload(now=100.0)
+    assert a.value == 5  # 8 * 0.7
+    assert not a.on_overload(now=101.0)  # within the cooldown: one decrease per episode
+    assert a.value == 5
+    for _ in range(5):
+        a.on_success(saturated=True)
+    assert a.value == 6  # additive increase after the first decrease
+    for _ in range(50):
+        a.on_overload(now=200.0 + _ * 10)
+    assert a.value == 1  # never below the minimum
+
+
+# -- lanes ------------------------------------------------------------------------------
+async def test_interactive_is_admitted_before_queued_background() -> None:
+    gov, clock = make(RateLimits(rpm=60), initial_concurrency=100)  # 1 request per second
+    bucket_full = [await gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+                   for _ in range(54)]  # background keeps 10% (6 requests) in reserve
+    assert len(bucket_full) == 54
+    waiting_bg = asyncio.ensure_future(gov.acquire(Lane.BACKGROUND, "m", input_tokens=1,
+                                                   max_tokens=1))
+    await asyncio.sleep(0)
+    assert not waiting_bg.done()  # background may not touch the reserve
+    person = await asyncio.wait_for(
+        gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1, max_tokens=1), 1)
+    assert person.lane is Lane.INTERACTIVE  # served at once, from the reserve
+    # Drain the reserve; then a second person queues behind nobody, and when capacity
+    # comes back the person goes first although background asked earlier.
+    for _ in range(5):
+        await gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1, max_tokens=1)
+    second = asyncio.ensure_future(gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1,
+                                               max_tokens=1))
+    await asyncio.sleep(0)
+    assert not second.done()
+    clock.advance(1.0)
+    gov.pump()
+    await asyncio.sleep(0)
+    assert second.done() and not waiting_bg.done()
+    clock.advance(8.0)
+    gov.pump()
+    await asyncio.sleep(0)
+    assert waiting_bg.done()
+
+
+async def test_429_pauses_the_background_lane_not_people() -> None:
+    gov, clock = make()
+    p = await gov.acquire(Lane.BACKGROUND, "m", input_tokens=10, max_tokens=10)
+    gov.release(p, outcome="rate_limited", retry_after_s=180)  # longer than the SDK's cap
+    bg = asyncio.ensure_future(gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1))
+    person = await asyncio.wait_for(
+        gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1, max_tokens=1), 1)
+    assert person is not None
+    clock.advance(179.0)
+    gov.pump()
+    await asyncio.sleep(0)
+    assert not bg.done()
+    clock.advance(1.5)
+    gov.pump()
+    await asyncio.sleep(0)
+    assert bg.done()
+    assert any(h["kind"] == "pause" and h["seconds"] == 180 for h in gov.history)
+
+
+async def test_concurrency_limit_holds_background_work() -> None:
+    gov, _ = make(initial_concurrency=2)
+    a = await gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+    await gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+    third = asyncio.ensure_future(gov.acquire(Lane.BACKGROUND, "m", input_tokens=1,
+                                              max_tokens=1))
+    await asyncio.sleep(0)
+    assert not third.done()
+    gov.release(a, outcome="ok", usage={"input_tokens": 1, "output_tokens": 1})
+    await asyncio.sleep(0)
+    assert third.done()
+
+
+async def test_limits_are_learnt_from_headers_and_per_model() -> None:
+    gov, _ = make()
+    p = await gov.acquire(Lane.BACKGROUND, "haiku", input_tokens=100, max_tokens=50)
+    headers = {
+        "anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-requests-remaining": "49",
+        "anthropic-ratelimit-input-tokens-limit": "30000",
+        "anthropic-ratelimit-input-tokens-remaining": "29000",
+        "anthropic-ratelimit-output-tokens-limit": "8000",
+        "anthropic-ratelimit-output-tokens-remaining": "7000",
+    }
+    gov.release(p, outcome="ok", usage={"input_tokens": 120, "output_tokens": 40},
+                headers=headers)
+    snap = gov.snapshot()
+    assert snap["haiku"]["buckets"]["requests"]["limit"] == 50
+    assert snap["haiku"]["buckets"]["input"]["limit"] == 30000
+    assert snap["haiku"]["buckets"]["output"]["limit"] == 8000
+    assert "sonnet" not in snap  # another model's limits are its own
+    assert gov.state("sonnet").buckets == {}
+
+
+async def test_estimates_are_settled_by_usage() -> None:
+    gov, _ = make(RateLimits(itpm=10_000, otpm=10_000))
+    st = gov.state("m")
+    p = await gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1000, max_tokens=500)
+    assert st.buckets["output"].level == pytest.approx(10_000 - p.output_tokens)
+    gov.release(p, outcome="ok", usage={"input_tokens": 1500, "output_tokens": 20})
+    assert st.buckets["input"].level == pytest.approx(10_000 - 1500)
+    assert st.buckets["output"].level == pytest.approx(10_000 - 20)
+    # Later estimates learn from what came back.
+    assert st.input_ratio > 1.0
+    assert gov.expected_output(st, 500) < 256
+
+
+async def test_cancelled_waiter_leaves_no_trace() -> None:
+    gov, _ = make(initial_concurrency=1)
+    await gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+    waiter = asyncio.ensure_future(gov.acquire(Lane.BACKGROUND, "m", input_tokens=1,
+                                               max_tokens=1))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert gov.snapshot()["m"]["waiting"]["background"] == 0

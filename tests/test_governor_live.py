@@ -1,0 +1,92 @@
+"""The governor against the local API's simulated rate limits (real time, real HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from laneway.governor import Governor, Lane
+from laneway.ingest import ingest
+from laneway.local import LocalConfig, start_local
+from laneway.provider import Provider
+from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
+from laneway.runs import RunConfig, _prepare
+from laneway.store import AsyncStore, open_store
+
+
+def setup_run(tmp_path: Path, n: int) -> tuple[object, str]:
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"j{i}", "prompt": f"short prompt {i}"}) + "\n"
+                           for i in range(n)))
+    store = open_store(str(tmp_path / "l.db"))
+    cfg = RunConfig()
+    row = _prepare(store, inp, cfg)
+    ingest(store, row, inp, defaults=cfg.defaults, skip_invalid=False)
+    return store, row.id
+
+
+async def test_learns_the_limit_and_paces_below_it(tmp_path: Path) -> None:
+    running = start_local(LocalConfig(rpm=600))  # 10/s, with a full minute of burst
+    store, run_id = setup_run(tmp_path, 700)
+    astore = AsyncStore(store)  # type: ignore[arg-type]
+    provider = Provider.at(running.base_url)
+    governor = Governor()  # not told the limit
+    try:
+        runner = RealtimeRunner(run_id=run_id, astore=astore, provider=provider,
+                                governor=governor)
+        started = time.monotonic()
+        tally = await runner.run()
+        elapsed = time.monotonic() - started
+        assert tally.succeeded == 700
+        snap = governor.snapshot()["claude-haiku-4-5"]
+        assert snap["buckets"]["requests"]["limit"] == 600  # learnt from the headers
+        # 600 of burst, then 100 more at 10/s: about 10 s, not much more.
+        assert elapsed >= 8.0
+        assert running.api.stats["rate_limited"] <= 7  # <= 1% of requests
+    finally:
+        astore.close()
+        await provider.aclose()
+        running.stop()
+
+
+async def test_interactive_request_jumps_the_background_queue(tmp_path: Path) -> None:
+    running = start_local(LocalConfig(rpm=300, ttft_ms=20))
+    store, run_id = setup_run(tmp_path, 3000)
+    astore = AsyncStore(store)  # type: ignore[arg-type]
+    provider = Provider.at(running.base_url)
+    governor = Governor()
+    runner = RealtimeRunner(run_id=run_id, astore=astore, provider=provider, governor=governor,
+                            options=RealtimeOptions())
+    task = asyncio.create_task(runner.run())
+    try:
+        # Wait until background work has used the burst and is queueing on the bucket.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            snap = governor.snapshot().get("claude-haiku-4-5")
+            if snap and snap["waiting"]["background"] > 0 and \
+                    snap["buckets"].get("requests", {}).get("level", 99) < 40:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("background work never saturated the limit")
+        waits = []
+        for _ in range(3):
+            t0 = time.monotonic()
+            permit = await governor.acquire(Lane.INTERACTIVE, "claude-haiku-4-5",
+                                            input_tokens=5, max_tokens=20)
+            waits.append(time.monotonic() - t0)
+            reply = await provider.stream({"model": "claude-haiku-4-5", "max_tokens": 20,
+                                           "messages": [{"role": "user", "content": "hi you"}]})
+            governor.release(permit, outcome="ok", usage=reply.usage, headers=reply.headers)
+            assert reply.text == "hi you"
+            assert governor.snapshot()["claude-haiku-4-5"]["waiting"]["background"] > 0
+        assert max(waits) < 0.1  # admitted at once while background work waits
+        assert running.api.stats["rate_limited"] == 0
+    finally:
+        runner.stop()
+        await task
+        astore.close()
+        await provider.aclose()
+        running.stop()
