@@ -14,7 +14,7 @@ import pytest
 from laneway.chat import Conversation
 from laneway.errors import OverloadedError
 from laneway.governor import Governor, Lane
-from laneway.local import LocalConfig, RunningLocal
+from laneway.local import RunningLocal
 from laneway.local.faults import Fault, FaultPlan
 from laneway.pricing import Usage, cost_usd
 from laneway.provider import Provider
@@ -117,9 +117,15 @@ async def test_cancel_stops_upstream_and_keeps_no_half_answer(
     conv = Conversation(provider)
     await conv.send("before")
     got: list[str] = []
-    task = asyncio.create_task(conv.send(LONG, on_text=got.append))
-    while len(got) < 3:
-        await asyncio.sleep(0.01)
+    arriving = asyncio.Event()
+
+    def on_text(delta: str) -> None:
+        got.append(delta)
+        if len(got) >= 3:
+            arriving.set()
+
+    task = asyncio.create_task(conv.send(LONG, on_text=on_text))
+    await asyncio.wait_for(arriving.wait(), timeout=5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -31,7 +31,7 @@ from laneway.governor import RateLimits
 from laneway.provider import Provider
 from laneway.server import chat_routes, runs_routes
 from laneway.server.auth import TokenAuth, check_bind
-from laneway.server.models import HTTPError
+from laneway.server.models import SSE_MARK, HTTPError
 
 STATIC_DIR = Path(str(resources.files("laneway.server") / "static"))
 
@@ -123,9 +123,30 @@ def create_app(settings: ServerSettings | None = None, *,
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "provider": the_agent.provider.description}
 
+    _describe_event_streams(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(TokenAuth, token=settings.token)
     return app
+
+
+def _describe_event_streams(app: FastAPI) -> None:
+    """Give the SSE routes' 200 answers the ``text/event-stream`` media type in the
+    OpenAPI schema (FastAPI files a response model under ``application/json``). The
+    routes say which they are with ``openapi_extra={SSE_MARK: True}``."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for operations in schema["paths"].values():
+            for op in operations.values():
+                if not op.get(SSE_MARK):
+                    continue
+                content = op["responses"]["200"].setdefault("content", {})
+                if "application/json" in content:
+                    content["text/event-stream"] = content.pop("application/json")
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def page(name: str, request: Request) -> Response:

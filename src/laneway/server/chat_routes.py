@@ -21,7 +21,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from laneway.agent import HybridAgent
 from laneway.chat import Turn
 from laneway.errors import LanewayError, ProviderError
-from laneway.server.models import ChatRequest, ChatStreamEvent, ErrorBody
+from laneway.server.models import SSE_MARK, ChatRequest, ChatStreamEvent, ErrorBody
 
 log = logging.getLogger("laneway.server")
 router = APIRouter(tags=["chat"])
@@ -35,6 +35,7 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
                        "\"message\"}}`.",
     },
     401: {"model": ErrorBody, "description": "The server has a token and none was given."},
+    422: {"model": ErrorBody, "description": "The body is not a valid ChatRequest."},
 }
 
 
@@ -94,7 +95,7 @@ async def relay(agent: HybridAgent, body: ChatRequest) -> AsyncIterator[ServerSe
 
 
 @router.post("/v1/chat/stream", response_class=EventSourceResponse, responses=_STREAM_DOC,
-             summary="Stream one chat turn (SSE)")
+             openapi_extra={SSE_MARK: True}, summary="Stream one chat turn (SSE)")
 async def chat_stream(body: ChatRequest, request: Request) -> EventSourceResponse:
     """Send `message` (after `history`) and stream the answer as it is generated.
 

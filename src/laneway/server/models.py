@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: ``openapi_extra`` key of the routes that answer with server-sent events.
+SSE_MARK = "x-laneway-sse"
+
 
 class ErrorDetail(BaseModel):
     type: str = Field(description="invalid_request_error, not_found_error, conflict_error, "
@@ -141,8 +144,9 @@ class RunProgressEvent(BaseModel):
     cost_usd: float
     rate_per_s: float = Field(description="Jobs finished per second, recent window.")
     limit_use: float | None = Field(
-        description="Highest share of a known rate limit (requests, input or output "
-                    "tokens per minute) used over the recent window; null if none known.")
+        description="How drained the fullest-used bucket of a known rate limit is "
+                    "(requests, input or output tokens per minute): 0 = full, 1 = empty, "
+                    "requests are waiting for it; null if no limit is known.")
     limit_use_by_bucket: dict[str, float] = Field(default_factory=dict)
     governor: dict[str, Any] = Field(default_factory=dict,
                                      description="The governor's snapshot.")

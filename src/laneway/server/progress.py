@@ -2,8 +2,8 @@
 
 The ledger's counts are the truth (they include work done by any process). The
 governor's snapshot comes from this server's governor while it runs the run, else from
-the newest ``progress`` event that the process running it wrote. Throughput and
-rate-limit use are measured over the last few seconds, from successive samples.
+the newest ``progress`` event that the process running it wrote. Throughput is measured
+over the last few seconds; rate-limit use is how drained the governor's buckets are.
 """
 
 from __future__ import annotations
@@ -47,24 +47,18 @@ def latest_progress(store: Store, run_id: str, after_id: int) -> tuple[int, dict
         newest = rows[-1]["data"]
 
 
-def _counts(governor: dict[str, Any]) -> dict[str, float]:
-    """``model:bucket -> sent so far`` (requests, input and output tokens) of every model."""
-    return {f"{model}:{kind}": float(st.get("sent", {}).get(kind, 0.0))
-            for model, st in governor.items() if isinstance(st, dict)
-            for kind in ("requests", "input", "output")}
-
-
-def _limits(governor: dict[str, Any]) -> dict[str, tuple[int, float]]:
-    """``model:bucket -> (limit per minute, use since the governor started)`` of every
-    known limit."""
-    out: dict[str, tuple[int, float]] = {}
+def limit_use(governor: dict[str, Any]) -> dict[str, float]:
+    """``model:bucket -> share of the bucket in use`` (1 - level / limit) for every known
+    limit: 0 when the bucket is full, near 1 when requests are held back by it."""
+    out: dict[str, float] = {}
     for model, st in governor.items():
         if not isinstance(st, dict):
             continue
         for kind, bucket in (st.get("buckets") or {}).items():
-            if bucket.get("limit"):
-                out[f"{model}:{kind}"] = (int(bucket["limit"]),
-                                          float(bucket.get("utilization") or 0.0))
+            limit = bucket.get("limit")
+            if limit:
+                used = 1.0 - float(bucket.get("level", limit)) / float(limit)
+                out[f"{model}:{kind}"] = min(1.0, max(0.0, used))
     return out
 
 
@@ -73,7 +67,7 @@ class ProgressTracker:
     """Turns successive samples of one run into :class:`RunProgressEvent` s."""
 
     run_id: str
-    samples: deque[tuple[float, int, dict[str, float]]] = field(
+    samples: deque[tuple[float, int]] = field(
         default_factory=deque)
     event_id: int = 0
     governor: dict[str, Any] = field(default_factory=dict)
@@ -98,7 +92,8 @@ class ProgressTracker:
                 self.in_flight = 0 if run.status in ENDED else int(data.get("in_flight", 0))
         now = time.time()
         info = run_info(run, counts, live=live)
-        rate, use = self._rates(now, info.done)
+        rate = self._rate(now, info.done)
+        use = limit_use(self.governor)
         event = RunProgressEvent(
             run_id=run.id, status=run.status, live=live, total=info.total, done=info.done,
             succeeded=info.succeeded, errored=info.errored, canceled=info.canceled,
@@ -112,16 +107,10 @@ class ProgressTracker:
         ended = not live and (run.status in ENDED or (info.total > 0 and info.pending == 0))
         return event, ended
 
-    def _rates(self, now: float, done: int) -> tuple[float, dict[str, float]]:
-        counts = _counts(self.governor)
-        limits = _limits(self.governor)
-        self.samples.append((now, done, counts))
+    def _rate(self, now: float, done: int) -> float:
+        """Jobs finished per second over the last ``WINDOW_S``."""
+        self.samples.append((now, done))
         while len(self.samples) > 2 and now - self.samples[1][0] >= WINDOW_S:
             self.samples.popleft()
-        t0, done0, counts0 = self.samples[0]
-        dt = now - t0
-        if dt <= 0:  # a first look: the average since the governor started
-            return 0.0, {key: overall for key, (_, overall) in limits.items()}
-        use = {key: max(0.0, counts.get(key, 0.0) - counts0.get(key, 0.0)) / dt * 60.0 / limit
-               for key, (limit, _) in limits.items()}
-        return max(0, done - done0) / dt, use
+        t0, done0 = self.samples[0]
+        return max(0, done - done0) / (now - t0) if now > t0 else 0.0

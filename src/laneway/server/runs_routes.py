@@ -20,6 +20,7 @@ from laneway.agent import HybridAgent
 from laneway.errors import InputError, RunMismatchError
 from laneway.jobs import JobDefaults
 from laneway.server.models import (
+    SSE_MARK,
     CancelResult,
     ErrorBody,
     HTTPError,
@@ -47,10 +48,12 @@ _UPLOAD_BODY: dict[str, Any] = {
             "properties": {"file": {"type": "string", "format": "binary"}}}},
     },
 }
-_ERRORS: dict[int | str, dict[str, Any]] = {
+_COMMON: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "A token is required."},
-    404: {"model": ErrorBody, "description": "No such run."},
+    422: {"model": ErrorBody, "description": "A parameter is not valid."},
 }
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_COMMON, 404: {"model": ErrorBody, "description": "No such run."}}
 
 
 def _agent(request: Request) -> HybridAgent:
@@ -106,9 +109,12 @@ async def _info(agent: HybridAgent, run_id: str) -> RunInfo:
 
 
 @router.post("/v1/runs", status_code=201, response_model=RunInfo,
-             responses={**_ERRORS, 400: {"model": ErrorBody, "description": "A bad line."},
+             responses={**_COMMON,
+                        400: {"model": ErrorBody, "description": "A bad line, or no jobs."},
                         409: {"model": ErrorBody,
-                              "description": "The run name is taken by other input."}},
+                              "description": "The run name is taken by other input."},
+                        413: {"model": ErrorBody, "description": "The input is too large."},
+                        415: {"model": ErrorBody, "description": "Not JSONL."}},
              openapi_extra={"requestBody": _UPLOAD_BODY}, summary="Start a background run")
 async def create_run(
     request: Request,
@@ -140,7 +146,7 @@ async def create_run(
     return await _info(agent, run_id)
 
 
-@router.get("/v1/runs", response_model=RunList, responses=_ERRORS, summary="List runs")
+@router.get("/v1/runs", response_model=RunList, responses=_COMMON, summary="List runs")
 async def list_runs(request: Request, limit: int = Query(50, ge=1, le=1000)) -> RunList:
     """The newest runs of the ledger first (started here or by `laneway run`)."""
     agent = _agent(request)
@@ -205,7 +211,7 @@ async def cancel_run(request: Request, run_id: str) -> CancelResult:
                 "description": "Server-sent events: `event: progress` with a "
                                "RunProgressEvent about twice a second, and a last "
                                "`event: end` (same data) when the run has ended."}},
-            summary="Live progress (SSE)")
+            openapi_extra={SSE_MARK: True}, summary="Live progress (SSE)")
 async def run_events(request: Request, run_id: str) -> EventSourceResponse:
     agent = _agent(request)
     await _info(agent, run_id)

@@ -5,7 +5,9 @@
 "use strict";
 
 const markdown = (() => {
-  const INLINE = /(`[^`\n]+`|\*\*[^*\n]+\*\*|__[^_\n]+__|\*[^*\s][^*\n]*\*|_[^_\s][^_\n]*_)/;
+  // Underscores are left alone: identifiers like __init__ are far more common in
+  // model output than _emphasis_.
+  const INLINE = /(`[^`\n]+`|\*\*[^*\n]+\*\*|\*[^*\s][^*\n]*\*)/;
 
   function inline(text, parent) {
     for (const part of text.split(INLINE)) {
@@ -14,12 +16,10 @@ const markdown = (() => {
       if (part.length > 2 && part.startsWith("`") && part.endsWith("`")) {
         node = document.createElement("code");
         node.textContent = part.slice(1, -1);
-      } else if (part.length > 4 && (part.startsWith("**") && part.endsWith("**")
-                                     || part.startsWith("__") && part.endsWith("__"))) {
+      } else if (part.length > 4 && part.startsWith("**") && part.endsWith("**")) {
         node = document.createElement("strong");
         inline(part.slice(2, -2), node);
-      } else if (part.length > 2 && (part.startsWith("*") && part.endsWith("*")
-                                     || part.startsWith("_") && part.endsWith("_"))) {
+      } else if (part.length > 2 && part.startsWith("*") && part.endsWith("*")) {
         node = document.createElement("em");
         inline(part.slice(1, -1), node);
       } else {
