@@ -17,11 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from laneway.local.engines.base import Engine
+from laneway.local.faults import FaultPlan
 from laneway.local.generation import complete
 from laneway.local.validation import validate_message
 from laneway.local.wire import APIError, error_body, new_id, rfc3339
 
 DAY_S = 24 * 3600.0
+#: Faults of :class:`FaultPlan` that a batch request can meet, as the errors it gets.
+_RESULT_FAULTS = {"529": ("overloaded_error", "Overloaded"),
+                  "500": ("api_error", "Internal server error")}
 BATCH_MAX_BYTES = 256 * 1024 * 1024
 BATCH_MAX_REQUESTS = 100_000
 _CUSTOM_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -107,13 +111,17 @@ def parse_batch_requests(body: Any) -> list[tuple[str, Any]]:
 class BatchStore:
     def __init__(
         self, engine: Engine, *, time_scale: float = 1.0, concurrency: int = 4,
-        min_s: float = 0.0, seed: int = 0,
+        min_s: float = 0.0, seed: int = 0, faults: FaultPlan | None = None,
     ) -> None:
         self.engine = engine
         self.time_scale = time_scale
         self.concurrency = concurrency
         self.min_s = min_s
         self.seed = seed
+        #: Test bed: requests drawn a ``529`` or ``500`` fault from this plan come back
+        #: ``errored`` with ``overloaded_error`` / ``api_error`` (retryable types), as the
+        #: API's batches sometimes return. Off unless set (tests set it on ``api.batches``).
+        self.faults = faults
         self.batches: dict[str, Batch] = {}
 
     # -- the API's objects -------------------------------------------------------------
@@ -208,6 +216,12 @@ class BatchStore:
     async def _one(self, batch: Batch, custom_id: str, params: Any) -> None:
         if batch.cancel_initiated_at is not None:
             batch.put(custom_id, {"type": "canceled"})
+            return
+        fault = self.faults.draw() if self.faults is not None else None
+        if fault is not None and fault.kind in _RESULT_FAULTS:
+            error_type, message = _RESULT_FAULTS[fault.kind]
+            body = error_body(error_type, message, new_id("req"))
+            batch.put(custom_id, {"type": "errored", "error": body})
             return
         try:
             parsed = validate_message(params, in_batch=True)
