@@ -219,9 +219,9 @@ class BatchStore:
             return
         fault = self.faults.draw() if self.faults is not None else None
         if fault is not None and fault.kind in _RESULT_FAULTS:
-            error_type, message = _RESULT_FAULTS[fault.kind]
-            body = error_body(error_type, message, new_id("req"))
-            batch.put(custom_id, {"type": "errored", "error": body})
+            error_type, text = _RESULT_FAULTS[fault.kind]
+            batch.put(custom_id, {"type": "errored",
+                                  "error": error_body(error_type, text, new_id("req"))})
             return
         try:
             parsed = validate_message(params, in_batch=True)
