@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from laneway.store.ledger import ClaimedJob, Counts, Finished, RunRow, Store, open_store
+from laneway.store.batches import BatchRow
+from laneway.store.ledger import Counts, RunRow, Store, open_store
+from laneway.store.queue import ClaimedJob, Finished
 from laneway.store.settings import StoreSettings
 from laneway.store.writer import AsyncStore, GroupWriter
 
 __all__ = [
     "AsyncStore",
+    "BatchRow",
     "ClaimedJob",
     "Counts",
     "Finished",

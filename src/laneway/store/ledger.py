@@ -2,9 +2,10 @@
 
 Every method is synchronous and short; async code calls them through
 :class:`laneway.store.writer.AsyncStore`, which runs them on one thread so the event
-loop never waits on the disk. Results are written by :meth:`Store.finish` in groups.
-A result is recorded once: a job already final is never overwritten (a late duplicate
-from a worker whose lease ran out changes nothing).
+loop never waits on the disk. The same SQLAlchemy Core code serves both databases.
+Claiming, leases and results are in :mod:`laneway.store.queue` (results are written
+by ``finish`` in groups, each recorded once); native batches in
+:mod:`laneway.store.batches`; shared rate-limit pauses in :mod:`laneway.store.pauses`.
 """
 
 from __future__ import annotations
@@ -15,25 +16,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    and_,
-    create_engine,
-    event,
-    func,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Engine, and_, create_engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from laneway.errors import InputError, StoreError
 from laneway.jobs import BadLine, Job
 from laneway.store import schema
+from laneway.store.batches import BatchLedger
 from laneway.store.migrations import migrate
+from laneway.store.queue import JobQueue
 from laneway.store.settings import StoreSettings
 
 S = schema
+
+#: Run statuses after which no worker joins the run.
+RUN_CLOSED = ("done", "canceled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,35 +51,6 @@ class RunRow:
     output_path: str | None
     output_written_at: float | None
     updated_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    seq: int
-    custom_id: str
-    params: dict[str, Any]
-    model: str
-    attempts: int
-    rate_limited: int
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """The final outcome of one job, as :meth:`Store.finish` records it."""
-
-    run_id: str
-    seq: int
-    status: str
-    result: dict[str, Any]
-    attempts: int
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cost_usd: float | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    mode: str = "realtime"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +85,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store:
+class Store(JobQueue, BatchLedger):
     """One ledger. Open with :func:`open_store`."""
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
         self.engine = engine
         self.settings = settings
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.settings.kind == "postgresql"
 
     def close(self) -> None:
         self.engine.dispose()
@@ -139,6 +103,13 @@ class Store:
 
     def list_runs(self, *, limit: int = 50) -> list[RunRow]:
         q = select(S.runs).order_by(S.runs.c.created_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_run_row(r) for r in conn.execute(q).mappings()]
+
+    def open_runs(self) -> list[RunRow]:
+        """Runs not finished (``done``) nor canceled, oldest first: the work of a worker."""
+        q = (select(S.runs).where(S.runs.c.status.not_in(RUN_CLOSED))
+             .order_by(S.runs.c.created_at, S.runs.c.id))
         with self.engine.connect() as conn:
             return [_run_row(r) for r in conn.execute(q).mappings()]
 
@@ -180,9 +151,13 @@ class Store:
         now = time.time()
         rows: list[dict[str, Any]] = []
         for i, item in enumerate(items):
+            # Every row has the same keys: an executemany INSERT takes its columns from
+            # the first row and would drop a later bad line's result.
             base = {
                 "run_id": run_id, "seq": first_seq + i, "custom_id": item.custom_id,
                 "line": item.line, "attempts": 0, "rate_limited": 0, "updated_at": now,
+                "result": None, "error_type": None, "error_message": None,
+                "finished_at": None, "mode": None,
             }
             if isinstance(item, Job):
                 rows.append({**base, "params": json.dumps(item.params, separators=(",", ":")),
@@ -225,107 +200,10 @@ class Store:
                                       path=path, line=seen[cid], field="custom_id")
         return InputError("duplicate id", path=path)
 
-    # -- claiming ------------------------------------------------------------------------
-    def claim(self, run_id: str, *, worker: str, limit: int, lease_s: float,
-              statuses: Sequence[str] = (S.PENDING,)) -> list[ClaimedJob]:
-        """Take up to ``limit`` sendable jobs, in input order, under a lease."""
-        now = time.time()
-        sendable = or_(
-            S.jobs.c.status.in_(statuses),
-            and_(S.jobs.c.status == S.CLAIMED, S.jobs.c.lease_until < now),
-        )
-        q = (select(S.jobs.c.seq, S.jobs.c.custom_id, S.jobs.c.params, S.jobs.c.model,
-                    S.jobs.c.attempts, S.jobs.c.rate_limited)
-             .where(S.jobs.c.run_id == run_id, sendable)
-             .order_by(S.jobs.c.seq).limit(limit))
-        if self.is_postgres:
-            q = q.with_for_update(skip_locked=True)
-        with self.engine.begin() as conn:
-            rows = conn.execute(q).all()
-            if not rows:
-                return []
-            seqs = [r.seq for r in rows]
-            conn.execute(update(S.jobs).where(S.jobs.c.run_id == run_id,
-                                              S.jobs.c.seq.in_(seqs)).values(
-                status=S.CLAIMED, claimed_by=worker, lease_until=now + lease_s,
-                updated_at=now))
-        return [ClaimedJob(r.seq, r.custom_id, json.loads(r.params), r.model, r.attempts,
-                           r.rate_limited) for r in rows]
-
-    def extend_lease(self, run_id: str, seqs: Sequence[int], *, worker: str,
-                     lease_s: float) -> None:
-        if not seqs:
-            return
-        with self.engine.begin() as conn:
-            for start in range(0, len(seqs), 500):
-                conn.execute(update(S.jobs).where(
-                    S.jobs.c.run_id == run_id, S.jobs.c.seq.in_(seqs[start:start + 500]),
-                    S.jobs.c.status == S.CLAIMED, S.jobs.c.claimed_by == worker,
-                ).values(lease_until=time.time() + lease_s))
-
-    def release(self, run_id: str, seqs: Sequence[int], *, worker: str | None = None,
-                attempts: dict[int, tuple[int, int]] | None = None) -> None:
-        """Give claimed jobs back (pending again), recording their attempt counts."""
-        now = time.time()
-        with self.engine.begin() as conn:
-            for seq in seqs:
-                cond = [S.jobs.c.run_id == run_id, S.jobs.c.seq == seq,
-                        S.jobs.c.status == S.CLAIMED]
-                if worker is not None:
-                    cond.append(S.jobs.c.claimed_by == worker)
-                values: dict[str, Any] = {"status": S.PENDING, "claimed_by": None,
-                                          "lease_until": None, "updated_at": now}
-                if attempts and seq in attempts:
-                    values["attempts"], values["rate_limited"] = attempts[seq]
-                conn.execute(update(S.jobs).where(*cond).values(**values))
-
-    def release_all(self, run_id: str) -> int:
-        """Release every claim of a run (a single-process run starting over after a crash)."""
-        with self.engine.begin() as conn:
-            res = conn.execute(update(S.jobs).where(
-                S.jobs.c.run_id == run_id, S.jobs.c.status == S.CLAIMED,
-            ).values(status=S.PENDING, claimed_by=None, lease_until=None))
-        return int(res.rowcount or 0)
-
-    # -- results -------------------------------------------------------------------------
-    def finish(self, items: Sequence[Finished]) -> list[int]:
-        """Record final outcomes in one transaction; returns the seqs that were recorded.
-
-        A job that is already final is left as it is (its seq is not returned).
-        """
-        if not items:
-            return []
-        now = time.time()
-        recorded: list[int] = []
-        with self.engine.begin() as conn:
-            for f in items:
-                res = conn.execute(update(S.jobs).where(
-                    S.jobs.c.run_id == f.run_id, S.jobs.c.seq == f.seq,
-                    S.jobs.c.status.not_in(S.FINAL),
-                ).values(
-                    status=f.status, result=json.dumps(f.result, separators=(",", ":")),
-                    attempts=f.attempts, input_tokens=f.input_tokens,
-                    output_tokens=f.output_tokens,
-                    cache_creation_input_tokens=f.cache_creation_input_tokens,
-                    cache_read_input_tokens=f.cache_read_input_tokens, cost_usd=f.cost_usd,
-                    priced=f.cost_usd is not None, error_type=f.error_type,
-                    error_message=f.error_message, claimed_by=None, lease_until=None,
-                    updated_at=now, finished_at=now, mode=f.mode,
-                ))
-                if res.rowcount:
-                    recorded.append(f.seq)
-        return recorded
-
-    def set_status(self, run_id: str, seqs: Sequence[int], status: str, **values: Any) -> None:
-        with self.engine.begin() as conn:
-            for start in range(0, len(seqs), 500):
-                conn.execute(update(S.jobs).where(
-                    S.jobs.c.run_id == run_id, S.jobs.c.seq.in_(seqs[start:start + 500]),
-                    S.jobs.c.status.not_in(S.FINAL),
-                ).values(status=status, updated_at=time.time(), **values))
-
+    # -- progress ------------------------------------------------------------------------
     def counts(self, run_id: str) -> Counts:
-        q = (select(S.jobs.c.status, func.count(), func.coalesce(func.sum(S.jobs.c.input_tokens), 0),
+        q = (select(S.jobs.c.status, func.count(),
+                    func.coalesce(func.sum(S.jobs.c.input_tokens), 0),
                     func.coalesce(func.sum(S.jobs.c.output_tokens), 0),
                     func.coalesce(func.sum(S.jobs.c.cost_usd), 0.0),
                     func.sum(_unpriced()))
@@ -368,7 +246,7 @@ class Store:
                 rows = conn.execute(q).all()
             if not rows:
                 return
-            for seq, custom_id, result in rows:
+            for _seq, custom_id, result in rows:
                 yield custom_id, json.loads(result)
             last = rows[-1][0]
 

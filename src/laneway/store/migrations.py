@@ -22,8 +22,15 @@ def _m001_initial(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _m002_batch_leases(conn: Connection) -> None:
+    # 001 creates tables from the current definitions, so a new ledger has the column.
+    if "lease_until" not in {c["name"] for c in inspect(conn).get_columns("batches")}:
+        conn.exec_driver_sql("ALTER TABLE batches ADD COLUMN lease_until FLOAT")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", _m001_initial),
+    ("002_batch_leases", _m002_batch_leases),
 ]
 
 
@@ -31,17 +38,18 @@ def migrate(engine: Engine) -> list[str]:
     """Apply the migrations this database lacks; returns the names applied."""
     applied: list[str] = []
     with engine.begin() as conn:
-        schema.schema_migrations.create(conn, checkfirst=True)
-    with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            # One migrator at a time when several workers start together.
+            # One migrator at a time when several workers start together (DDL is
+            # transactional there, so a migrator that dies leaves nothing half done).
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7411000001)")
+        schema.schema_migrations.create(conn, checkfirst=True)
         done = set(conn.scalars(select(schema.schema_migrations.c.name)))
         for name, step in MIGRATIONS:
             if name in done:
                 continue
             step(conn)
-            conn.execute(schema.schema_migrations.insert().values(name=name, applied_at=time.time()))
+            conn.execute(schema.schema_migrations.insert().values(
+                name=name, applied_at=time.time()))
             applied.append(name)
     return applied
 

@@ -101,6 +101,8 @@ batches = Table(
     Column("ended_at", Float),
     Column("counts", Text),
     Column("claimed_by", String(100)),
+    #: The owner's lease (polling and result streaming); added by 002_batch_leases.
+    Column("lease_until", Float),
 )
 Index("ix_batches_run", batches.c.run_id, batches.c.status)
 

@@ -43,7 +43,7 @@ class StoreSettings:
         if self.path is not None:
             return str(self.path)
         # Never print a password.
-        head, _, tail = self.url.partition("://")
+        _, _, tail = self.url.partition("://")
         creds, at, host = tail.rpartition("@")
         user = creds.split(":", 1)[0]
         return f"postgresql://{user}{at}{host}" if at else f"postgresql://{tail}"

@@ -4,7 +4,8 @@
 worker thread, so the event loop never waits on the disk and SQLite sees one writer.
 :class:`GroupWriter` collects finished jobs and commits them together, every
 ``interval_s`` or ``max_items``; ``await writer.record(item)`` returns only once the
-item is committed, so a result is never counted before it is durable.
+item is committed, so a result is never counted before it is durable. A commit that
+fails because the database is unreachable is tried again for about 13 s.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import contextlib
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
-from laneway.store.ledger import Finished, Store
+from sqlalchemy.exc import OperationalError
+
+from laneway.store.ledger import Store
+from laneway.store.queue import Finished
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -37,8 +41,9 @@ class AsyncStore:
 
 class GroupWriter:
     def __init__(self, astore: AsyncStore, *, interval_s: float = 0.02,
-                 max_items: int = 512) -> None:
+                 max_items: int = 512, retries: int = 6) -> None:
         self.astore = astore
+        self.retries = retries
         self.interval_s = interval_s
         self.max_items = max_items
         self._pending: list[tuple[Finished, asyncio.Future[bool]]] = []
@@ -63,8 +68,7 @@ class GroupWriter:
         if not batch:
             return
         try:
-            recorded = set(await self.astore.call(self.astore.store.finish,
-                                                  [item for item, _ in batch]))
+            recorded = set(await self._finish([item for item, _ in batch]))
         except BaseException as exc:
             for _, fut in batch:
                 if not fut.done():
@@ -72,8 +76,23 @@ class GroupWriter:
             raise
         self.commits += 1
         for item, fut in batch:
+            # An item repeated in one group is recorded (and counted) once: the first.
+            first = item.seq in recorded
+            recorded.discard(item.seq)
             if not fut.done():
-                fut.set_result(item.seq in recorded)
+                fut.set_result(first)
+
+    async def _finish(self, items: list[Finished]) -> list[int]:
+        """``Store.finish``, tried again while the database is unreachable (a PostgreSQL
+        restart, a network blip): the results are paid for, and recording is idempotent."""
+        for attempt in range(self.retries + 1):
+            try:
+                return await self.astore.call(self.astore.store.finish, items)
+            except OperationalError:
+                if attempt == self.retries:
+                    raise
+                await asyncio.sleep(min(0.25 * 2 ** attempt, 5.0))
+        raise AssertionError("unreachable")
 
     async def _loop(self) -> None:
         while not self._closed:

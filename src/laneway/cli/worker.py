@@ -1,0 +1,116 @@
+"""``laneway worker``: one of several processes sharing the runs of a PostgreSQL ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+
+import typer
+from rich.table import Table
+
+from laneway.cli.app import app, console_err
+from laneway.governor import RateLimits
+from laneway.runners.realtime import Tally
+from laneway.workers import WorkerConfig, WorkerReport, new_worker_id, work
+
+EXIT_INCOMPLETE = 3
+EXIT_INTERRUPTED = 130
+
+
+@app.command("worker")
+def worker_command(
+    db: str = typer.Option(..., help="The shared ledger: postgresql://USER@HOST/DB."),
+    run_name: str | None = typer.Option(None, "--run", help="Work on this run only (default: every run not finished, oldest first)."),
+    follow: bool = typer.Option(False, "--follow", help="When every run is done, wait for new ones instead of exiting."),
+    lease: float = typer.Option(60.0, "--lease", min=0.5, help="Seconds a claim lasts unless renewed: how soon a dead worker's jobs go to the others."),
+    provider: str = typer.Option("auto", help="auto, anthropic (needs ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL) or local."),
+    concurrency: int | None = typer.Option(None, help="Fixed requests in flight in this worker (default: adaptive)."),
+    max_attempts: int = typer.Option(6, help="Attempts per job for retryable errors (429s do not count)."),
+    stream: bool = typer.Option(False, "--stream", help="Stream each request."),
+    timeout_s: float = typer.Option(600.0, "--timeout", help="Seconds before one request times out."),
+    rpm: int | None = typer.Option(None, help="Requests-per-minute limit for this worker, if known (else learnt)."),
+    itpm: int | None = typer.Option(None, help="Input-tokens-per-minute limit for this worker, if known."),
+    otpm: int | None = typer.Option(None, help="Output-tokens-per-minute limit for this worker, if known."),
+    worker_id: str | None = typer.Option(None, "--id", help="This worker's name in the ledger (default: host-pid-random)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the summary."),
+) -> None:
+    """Work on the runs of a shared ledger until they are done, beside other workers.
+
+    Enqueue with `laneway run IN --db postgresql://... --no-work`, then start any number
+    of workers on any hosts. Jobs are claimed under a lease: if a worker dies, the
+    others take its jobs when the lease runs out. Each result is recorded once, and a
+    429 seen by one worker pauses them all. Ctrl-C stops cleanly.
+    """
+    limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
+    config = WorkerConfig(
+        db=db, run_id=run_name, follow=follow, provider=provider, concurrency=concurrency,
+        max_attempts=max_attempts, timeout_s=timeout_s, stream=stream, limits=limits,
+        lease_s=lease, worker_id=worker_id or new_worker_id())
+    try:
+        report = asyncio.run(_work(config, quiet=quiet))
+    except KeyboardInterrupt:
+        console_err.print("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    console_err.print(report_table(report))
+    if report.stopped:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if any(not r.finished for r in report.runs.values()):
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+async def _work(config: WorkerConfig, *, quiet: bool) -> WorkerReport:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    presses = 0
+
+    def on_signal() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            console_err.print("[yellow]stopping: no new requests; releasing held jobs "
+                              "(Ctrl-C again to abandon requests in flight)[/yellow]")
+            stop.set()
+        elif main is not None:
+            main.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, on_signal)
+        loop.add_signal_handler(signal.SIGTERM, on_signal)
+    last = 0.0
+
+    def notice(msg: str) -> None:
+        if not quiet:
+            console_err.print(f"laneway worker {config.worker_id}: {msg}", highlight=False)
+
+    def on_result(run_id: str, tally: Tally) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if quiet or now - last < 5.0:
+            return
+        last = now
+        elapsed = max(1e-9, now - tally.started_at)
+        notice(f"run {run_id}: {tally.done} done here ({tally.done / elapsed:.1f}/s), "
+               f"{tally.in_flight} in flight")
+
+    notice(f"joining the runs of {config.db.split('@')[-1]}")
+    try:
+        return await work(config, on_notice=notice, on_result=on_result, stop_event=stop)
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+
+
+def report_table(r: WorkerReport) -> Table:
+    t = Table(title=f"worker {r.worker_id}", title_justify="left")
+    for name in ("run", "succeeded", "errored", "requests", "retried", "rate-limited",
+                 "state"):
+        t.add_column(name)
+    for w in r.runs.values():
+        state = w.note or ("finished" if w.finished else "not finished")
+        t.add_row(w.run_id, str(w.succeeded), str(w.errored), str(w.requests),
+                  str(w.retries), str(w.rate_limited), state)
+    t.caption = (f"{r.wall_s:.1f} s; pauses shared: {r.pauses_published} published, "
+                 f"{r.pauses_applied} applied from other workers")
+    return t

@@ -1,0 +1,370 @@
+"""Workers: several processes (or hosts) sharing the runs of one PostgreSQL ledger.
+
+``laneway run IN --db postgresql://... --no-work`` enqueues a run; each
+``laneway worker --db postgresql://...`` (any number, anywhere) joins the runs that are
+not finished, oldest first, and sends their jobs with a
+:class:`~laneway.runners.realtime.RealtimeRunner` until every run is done:
+
+- jobs are claimed under a lease (``FOR UPDATE SKIP LOCKED``, see
+  :mod:`laneway.store.queue`) that the worker renews while it works; a worker that
+  dies stops renewing, and its jobs go to the others when the lease runs out. So a
+  worker whose runner has nothing left to claim does not leave while a run still has
+  jobs held by others: it waits for their leases, and exits when the runs are done
+  (``--follow`` keeps it waiting for new runs);
+- each result is recorded once whoever sends it (see ``Store.finish``);
+- rate limits are shared: every governor learns from the same response headers, and a
+  429 seen by one worker is published in the ledger's ``pauses`` table and applied by
+  the others within ``pause_poll_s`` (:class:`PauseSync`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import DBAPIError
+
+from laneway.errors import ConfigError, StoreError
+from laneway.governor import Governor, RateLimits
+from laneway.provider import Provider, open_provider
+from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
+from laneway.runners.retry import RetryPolicy
+from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
+from laneway.store import pauses as shared_pauses
+
+
+def new_worker_id() -> str:
+    """``host-pid-random``: unique among workers, and says where a claim came from."""
+    host = socket.gethostname().split(".")[0][:60] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass(kw_only=True)
+class WorkerConfig:
+    """The options of ``laneway worker``."""
+
+    db: str
+    #: Work on this run only (default: every run not finished).
+    run_id: str | None = None
+    #: Keep waiting for new runs when there is nothing to do.
+    follow: bool = False
+    provider: str = "auto"
+    concurrency: int | None = None
+    max_attempts: int = 6
+    timeout_s: float = 600.0
+    stream: bool = False
+    limits: RateLimits | None = None
+    #: A claim's lease: how long a dead worker's jobs wait before others take them.
+    lease_s: float = 60.0
+    claim_size: int = 256
+    #: How often to look again for work (new runs, leases run out), at most.
+    poll_s: float = 1.0
+    #: How often to read the pauses published by other workers.
+    pause_poll_s: float = 0.5
+    worker_id: str = field(default_factory=new_worker_id)
+
+
+@dataclass
+class RunWork:
+    """What this worker did on one run."""
+
+    run_id: str
+    succeeded: int = 0
+    errored: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    cost_usd: float = 0.0
+    finished: bool = False
+    note: str | None = None
+
+    def add(self, tally: Tally) -> None:
+        self.succeeded += tally.succeeded
+        self.errored += tally.errored
+        self.requests += tally.requests
+        self.retries += tally.retries
+        self.rate_limited += tally.rate_limited
+        self.cost_usd += tally.cost_usd
+
+
+@dataclass
+class WorkerReport:
+    worker_id: str
+    runs: dict[str, RunWork] = field(default_factory=dict)
+    pauses_published: int = 0
+    pauses_applied: int = 0
+    wall_s: float = 0.0
+    stopped: bool = False
+
+    @property
+    def done(self) -> int:
+        return sum(r.succeeded + r.errored for r in self.runs.values())
+
+
+class PauseSync:
+    """Shares 429 pauses between workers through the ledger's ``pauses`` table.
+
+    ``governor.on_pause`` publishes this worker's pauses; :meth:`run` polls the table
+    and applies the others' with ``governor.pause(..., publish=False)``.
+    """
+
+    def __init__(self, astore: AsyncStore, governor: Governor, *, poll_s: float = 0.5,
+                 on_notice: Callable[[str], None] | None = None) -> None:
+        self.astore = astore
+        self.governor = governor
+        self.poll_s = poll_s
+        self.notice = on_notice or (lambda _msg: None)
+        self.published = 0
+        self.applied = 0
+        #: The latest pause end (wall time) this worker knows of, per model.
+        self._known: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        governor.on_pause = self._on_pause
+
+    def _on_pause(self, model: str, until: float, reason: str) -> None:
+        self._known[model] = max(until, self._known.get(model, 0.0))
+        task = asyncio.get_running_loop().create_task(self._publish(model, until, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, model: str, until: float, reason: str) -> None:
+        try:
+            await self.astore.call(shared_pauses.publish, self.astore.store, model,
+                                   until=until, reason=reason)
+            self.published += 1
+        except Exception as exc:  # the ledger is away: the pause still holds here
+            self.notice(f"could not share a pause of {model}: {exc}")
+
+    async def poll(self) -> int:
+        """Apply the pauses others published since the last poll; returns how many."""
+        now = time.time()
+        found = await self.astore.call(shared_pauses.active, self.astore.store, now=now)
+        applied = 0
+        for p in found:
+            # Re-applying a pause already known would only add noise to the history.
+            if p.until <= self._known.get(p.model, 0.0) + 0.01:
+                continue
+            self._known[p.model] = p.until
+            self.governor.pause(p.model, p.until - now, reason=f"shared: {p.reason}",
+                                publish=False)
+            applied += 1
+        self.applied += applied
+        return applied
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.poll()
+            except Exception as exc:
+                self.notice(f"could not read shared pauses: {exc}")
+            await asyncio.sleep(self.poll_s)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await task
+
+
+class Worker:
+    """One worker process: see the module docstring. Use :func:`work`."""
+
+    def __init__(self, config: WorkerConfig, *, store: Store, provider: Provider,
+                 on_notice: Callable[[str], None] | None = None,
+                 on_result: Callable[[str, Tally], None] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.astore = AsyncStore(store)
+        self.provider = provider
+        self.notice = on_notice or (lambda _msg: None)
+        self.on_result = on_result
+        self.governor = Governor(limits=config.limits)
+        self.pauses = PauseSync(self.astore, self.governor, poll_s=config.pause_poll_s,
+                                on_notice=self.notice)
+        self.report = WorkerReport(config.worker_id)
+        self._runner: RealtimeRunner | None = None
+        self._stop = asyncio.Event()
+        #: Runs this worker cannot go on with (budget spent, a mode it cannot run).
+        self._skip: set[str] = set()
+
+    def stop(self) -> None:
+        """Stop cleanly: nothing new is sent, held jobs are released."""
+        self._stop.set()
+        if self._runner is not None:
+            self._runner.stop("interrupted")
+
+    async def run(self) -> WorkerReport:
+        started = time.monotonic()
+        syncer = asyncio.create_task(self.pauses.run(), name="laneway-pauses")
+        try:
+            while not self._stop.is_set():
+                runs = await self._open_runs()
+                if not runs and not self.config.follow:
+                    break
+                progressed = False
+                for run in runs:
+                    if self._stop.is_set():
+                        break
+                    progressed |= await self._work_on(run)
+                if not progressed:
+                    await self._idle(runs)
+            await self._settle_report()
+        finally:
+            syncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await syncer
+            await self.pauses.aclose()
+            self.astore.close()
+        self.report.pauses_published = self.pauses.published
+        self.report.pauses_applied = self.pauses.applied
+        self.report.wall_s = time.monotonic() - started
+        self.report.stopped = self._stop.is_set()
+        return self.report
+
+    async def _settle_report(self) -> None:
+        """Mark the runs another worker saw finish (this one may never have)."""
+        for work in self.report.runs.values():
+            if not work.finished:
+                run = await self.astore.call(self.store.get_run, work.run_id)
+                work.finished = run is not None and run.status == "done"
+
+    async def _open_runs(self) -> list[RunRow]:
+        if self.config.run_id is not None:
+            run = await self.astore.call(self.store.get_run, self.config.run_id)
+            if run is None:
+                raise ConfigError(f"no run named {self.config.run_id!r} in "
+                                  f"{self.store.settings}")
+            runs = [] if run.status in ("done", "canceled") else [run]
+        else:
+            runs = await self.astore.call(self.store.open_runs)
+        return [r for r in runs if r.id not in self._skip]
+
+    async def _idle(self, runs: list[RunRow]) -> None:
+        """Nothing to claim now: wait for a lease to run out or for new work."""
+        wait_s = self.config.poll_s
+        for run in runs:
+            left = await self.astore.call(self.store.lease_wait_s, run.id)
+            if left is not None:
+                wait_s = min(wait_s, left + 0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=max(0.05, wait_s))
+
+    async def _work_on(self, run: RunRow) -> bool:
+        """Send what can be claimed of ``run`` now; True if anything was done or closed."""
+        work = self.report.runs.setdefault(run.id, RunWork(run.id))
+        if run.mode == "native":
+            return await self._native(run, work)
+        counts = await self.astore.call(self.store.counts, run.id)
+        if run.ingest_done and counts.remaining == 0:
+            return await self._close(run, work)
+        options = RealtimeOptions(
+            concurrency=self.config.concurrency,
+            retry=RetryPolicy(max_attempts=self.config.max_attempts),
+            timeout_s=self.config.timeout_s, stream=self.config.stream,
+            budget_usd=run.budget_usd, claim_size=self.config.claim_size,
+            lease_s=self.config.lease_s, worker_id=self.config.worker_id)
+        runner = RealtimeRunner(run_id=run.id, astore=self.astore, provider=self.provider,
+                                governor=self.governor, options=options,
+                                spent_usd=counts.cost_usd)
+        if self.on_result is not None:
+            callback = self.on_result
+            runner.on_result = lambda t: callback(run.id, t)
+        self._runner = runner
+        if self._stop.is_set():
+            return False
+        try:
+            tally = await runner.run()
+        finally:
+            self._runner = None
+        work.add(tally)
+        if tally.stop_reason == "budget":
+            self._skip.add(run.id)
+            work.note = "stopped: its budget would be exceeded"
+            self.notice(f"run {run.id}: {work.note}")
+            await self.astore.call(self.store.update_run, run.id, status="stopped")
+        counts = await self.astore.call(self.store.counts, run.id)
+        fresh = await self.astore.call(self.store.get_run, run.id)
+        if fresh is not None and fresh.ingest_done and counts.remaining == 0:
+            await self._close(fresh, work)
+        return tally.requests > 0
+
+    async def _close(self, run: RunRow, work: RunWork) -> bool:
+        if not work.finished:
+            work.finished = True
+            self.notice(f"run {run.id}: finished")
+        if run.status != "done":
+            await self.astore.call(self.store.update_run, run.id, status="done")
+        return False
+
+    async def _native(self, run: RunRow, work: RunWork) -> bool:
+        # Native runs go through the native runner, which coordinates its submissions
+        # in the ledger (Store.begin_batch and claim_batches). Sending them realtime
+        # would cost twice what the run's owner chose.
+        if importlib.util.find_spec("laneway.runners.native") is None:
+            self._skip.add(run.id)
+            work.note = "native mode is not available in this laneway"
+            self.notice(f"run {run.id}: skipped: {work.note}")
+            return False
+        from laneway.runs import RunConfig
+
+        native = importlib.import_module("laneway.runners.native")
+
+        config = RunConfig(
+            mode="native", provider=self.config.provider, concurrency=self.config.concurrency,
+            max_attempts=self.config.max_attempts, timeout_s=self.config.timeout_s,
+            budget_usd=run.budget_usd, deadline_at=run.deadline_at, db=self.config.db,
+            limits=self.config.limits, worker_id=self.config.worker_id)
+        tally: Tally = await native.run_native(
+            run_id=run.id, astore=self.astore, provider=self.provider, config=config,
+            on_notice=self.notice, stop_event=self._stop)
+        work.add(tally)
+        counts = await self.astore.call(self.store.counts, run.id)
+        if counts.remaining == 0:
+            await self._close(run, work)
+        return tally.requests > 0
+
+
+async def work(config: WorkerConfig, *, provider: Provider | None = None,
+               on_notice: Callable[[str], None] | None = None,
+               on_result: Callable[[str, Tally], None] | None = None,
+               stop_event: asyncio.Event | None = None) -> WorkerReport:
+    """Be one worker until the runs are done (or ``stop_event`` is set)."""
+    settings = StoreSettings.from_dsn(config.db)
+    if settings.kind != "postgresql":
+        raise ConfigError(
+            f"--db {settings}: laneway worker needs a PostgreSQL ledger "
+            "(postgresql://USER@HOST/DB); a SQLite ledger belongs to one process: use "
+            "`laneway run` on it")
+    store = await asyncio.to_thread(open_store, settings)
+    own_provider = provider is None
+    try:
+        if provider is None:
+            provider = await asyncio.to_thread(open_provider, config.provider)
+        worker = Worker(config, store=store, provider=provider, on_notice=on_notice,
+                        on_result=on_result)
+        watch: asyncio.Task[None] | None = None
+        if stop_event is not None:
+            async def watch_stop() -> None:
+                assert stop_event is not None
+                await stop_event.wait()
+                worker.stop()
+
+            watch = asyncio.create_task(watch_stop())
+        try:
+            return await worker.run()
+        except DBAPIError as exc:  # the ledger went away for longer than retries cover
+            raise StoreError(f"the ledger {settings} failed: {exc.orig}") from None
+        finally:
+            if watch is not None:
+                watch.cancel()
+    finally:
+        if own_provider and provider is not None:
+            await provider.aclose()
+        store.close()
