@@ -1,7 +1,89 @@
-"""laneway: run Claude workloads in the mode each one needs."""
+"""laneway: run Claude workloads in the mode each one needs.
+
+Streaming for a person who is waiting, batch (parallel realtime requests or native
+Message Batches at half price) for bulk work, a durable ledger so nothing is lost or paid
+for twice, and one governor that shares the rate limits with people first.
+
+>>> import laneway
+>>> summary = await laneway.run("articles.jsonl", "results.jsonl")   # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
+from laneway.agent import HybridAgent
+from laneway.chat import Conversation, Turn
+from laneway.errors import (
+    AuthenticationError,
+    BudgetExceededError,
+    ConfigError,
+    ConnectionLostError,
+    InputError,
+    LanewayError,
+    OverloadedError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    RequestError,
+    RetryableError,
+    RunMismatchError,
+    ServerError,
+    StalledError,
+    StoreError,
+    StreamError,
+    UnknownModelError,
+)
+from laneway.governor import Governor, Lane, RateLimits
+from laneway.jobs import Job, JobDefaults, read_jobs, write_results
+from laneway.local import LocalConfig, serve_local
+from laneway.pricing import Usage, cost_usd
+from laneway.provider import Provider, Reply, open_provider
+from laneway.runs import Progress, RunConfig, Summary, results_of, run
+from laneway.store import StoreSettings, open_store
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "AuthenticationError",
+    "BudgetExceededError",
+    "ConfigError",
+    "ConnectionLostError",
+    "Conversation",
+    "Governor",
+    "HybridAgent",
+    "InputError",
+    "Job",
+    "JobDefaults",
+    "Lane",
+    "LanewayError",
+    "LocalConfig",
+    "OverloadedError",
+    "Progress",
+    "Provider",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitedError",
+    "RateLimits",
+    "Reply",
+    "RequestError",
+    "RetryableError",
+    "RunConfig",
+    "RunMismatchError",
+    "ServerError",
+    "StalledError",
+    "StoreError",
+    "StoreSettings",
+    "StreamError",
+    "Summary",
+    "Turn",
+    "UnknownModelError",
+    "Usage",
+    "__version__",
+    "cost_usd",
+    "open_provider",
+    "open_store",
+    "read_jobs",
+    "results_of",
+    "run",
+    "serve_local",
+    "write_results",
+]
