@@ -121,12 +121,23 @@ def test_stop_cancels_the_request_upstream(served: Served, page: Any) -> None:
     assert "not kept" in answer.locator(".meta").inner_text()
 
 
+@pytest.fixture
+def served4(local_api: RunningLocal, tmp_path: Path) -> Iterator[Served]:
+    """A server that sends four background requests at a time."""
+    s = start_server(local_api, tmp_path / "l4.db", concurrency=4)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
 @pytest.mark.local_config(token_ms=20, rpm=3000)
-def test_dashboard_follows_a_run_to_100_percent(served: Served, page: Any,
+def test_dashboard_follows_a_run_to_100_percent(served4: Served, page: Any,
                                                 tmp_path: Path) -> None:
+    served = served4  # four at a time, ~0.1 s each: the run takes about a second
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text("".join(json.dumps({"id": f"d{i}", "prompt": f"job number {i} of many"})
-                            + "\n" for i in range(80)))
+                            + "\n" for i in range(40)))
     page.goto(served.base_url + "/runs")
     page.set_input_files("#file", str(jobs))
     page.fill("#run-name", "dash")
@@ -142,7 +153,7 @@ def test_dashboard_follows_a_run_to_100_percent(served: Served, page: Any,
         percents.add(page.inner_text("#detail-percent"))
         time.sleep(0.02)
     assert page.inner_text("#detail-percent") == "100%"
-    assert page.inner_text("#detail-done") == "80 / 80"
+    assert page.inner_text("#detail-done") == "40 / 40"
     assert page.inner_text("#detail-errors") == "0"
     assert "%" in page.inner_text("#detail-limit")  # the limits were learnt from headers
     assert len(percents) >= 2  # it moved while we watched
@@ -159,7 +170,7 @@ def test_dashboard_follows_a_run_to_100_percent(served: Served, page: Any,
     assert blue > 20
     row = page.locator("#runs-body tr[data-run='dash']")
     row.wait_for(timeout=5000)
-    assert "done" in row.inner_text() and "80 / 80" in row.inner_text()
+    assert "done" in row.inner_text() and "40 / 40" in row.inner_text()
     assert page.errors == []
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import json
@@ -24,6 +25,7 @@ from laneway.errors import ConfigError
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
     name = host.strip().strip("[]").lower()

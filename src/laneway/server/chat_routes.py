@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from fastapi.responses import StreamingResponse
 
 from laneway.agent import HybridAgent
 from laneway.chat import Turn
@@ -24,6 +24,9 @@ from laneway.errors import LanewayError, ProviderError
 from laneway.server.models import SSE_MARK, ChatRequest, ChatStreamEvent, ErrorBody
 
 log = logging.getLogger("laneway.server")
+#: A comment line goes out after this long without an event.
+PING_S = 15.0
+SSE_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 router = APIRouter(tags=["chat"])
 
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
@@ -39,9 +42,10 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _event(data: dict[str, Any], event: str | None = None) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(data, separators=(",", ":"), ensure_ascii=False),
-                           event=event)
+def _event(data: dict[str, Any], event: str | None = None) -> bytes:
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
 
 
 def error_of(exc: BaseException) -> dict[str, Any]:
@@ -63,12 +67,17 @@ def done_of(turn: Turn) -> dict[str, Any]:
     }
 
 
-async def relay(agent: HybridAgent, body: ChatRequest) -> AsyncIterator[ServerSentEvent]:
-    """The SSE events of one turn. Closing this generator cancels the request upstream."""
+async def relay(agent: HybridAgent, body: ChatRequest) -> AsyncIterator[bytes]:
+    """The SSE bytes of one turn. Closing this generator cancels the request upstream.
+
+    Deltas that queue up while the client is being written to go out together in one
+    write (each still its own event), which keeps the server's cost per token low
+    when many streams share it.
+    """
     conv = agent.conversation(history=[m.model_dump() for m in body.history],
                               system=body.system, model=body.model,
                               max_tokens=body.max_tokens)
-    queue: asyncio.Queue[ServerSentEvent | None] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     async def produce() -> None:
         try:
@@ -85,8 +94,22 @@ async def relay(agent: HybridAgent, body: ChatRequest) -> AsyncIterator[ServerSe
 
     task = asyncio.create_task(produce(), name="laneway-chat-turn")
     try:
-        while (item := await queue.get()) is not None:
-            yield item
+        while True:
+            try:
+                async with asyncio.timeout(PING_S):
+                    item = await queue.get()
+            except TimeoutError:
+                yield b": ping\n\n"  # keeps proxies from closing a quiet stream
+                continue
+            chunk = [item] if item is not None else []
+            while item is not None and not queue.empty():
+                item = queue.get_nowait()
+                if item is not None:
+                    chunk.append(item)
+            if chunk:
+                yield b"".join(chunk)
+            if item is None:
+                return
     finally:
         if not task.done():
             task.cancel()  # the client went away: stop generation upstream
@@ -94,13 +117,14 @@ async def relay(agent: HybridAgent, body: ChatRequest) -> AsyncIterator[ServerSe
             await task
 
 
-@router.post("/v1/chat/stream", response_class=EventSourceResponse, responses=_STREAM_DOC,
+@router.post("/v1/chat/stream", response_class=StreamingResponse, responses=_STREAM_DOC,
              openapi_extra={SSE_MARK: True}, summary="Stream one chat turn (SSE)")
-async def chat_stream(body: ChatRequest, request: Request) -> EventSourceResponse:
+async def chat_stream(body: ChatRequest, request: Request) -> StreamingResponse:
     """Send `message` (after `history`) and stream the answer as it is generated.
 
     Uses the interactive lane of the server's governor, so it is served before any
     background run's waiting requests. Disconnecting cancels generation upstream.
     """
     agent: HybridAgent = request.app.state.agent
-    return EventSourceResponse(relay(agent, body), ping=15, sep="\n")
+    return StreamingResponse(relay(agent, body), media_type="text/event-stream",
+                             headers=SSE_HEADERS)
