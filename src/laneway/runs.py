@@ -28,6 +28,9 @@ from laneway.ingest import (
 )
 from laneway.jobs import JobDefaults, write_results
 from laneway.provider import Provider, open_provider
+from laneway.runners import hybrid
+from laneway.runners.native import NativeOptions, NativeTally
+from laneway.runners.planner import PlannerOptions
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
 from laneway.runners.retry import RetryPolicy
 from laneway.store import AsyncStore, Counts, Store, StoreSettings, open_store
@@ -117,6 +120,10 @@ class RunConfig:
     limits: RateLimits | None = None
     no_work: bool = False
     worker_id: str = "main"
+    #: Native batches: limits, polling, fallback (default: NativeOptions.from_env()).
+    native: NativeOptions | None = None
+    #: What ``--mode auto`` assumes (latency, batch turnaround, default limits).
+    planner: PlannerOptions | None = None
 
 
 async def run(
@@ -163,20 +170,44 @@ async def run(
             if released:
                 notice(f"run {run_id}: {released} jobs were in flight when the last process "
                        "stopped; they will be sent again")
-        await astore.call(store.update_run, run_id, status="running", mode=config.mode,
-                          provider=provider.kind)
+        canceled = run_row.status == "canceled"
+        if not canceled:
+            await astore.call(store.update_run, run_id, status="running", mode=config.mode,
+                              provider=provider.kind)
         before = await astore.call(store.counts, run_id)
-        mode = "realtime" if config.mode == "auto" else config.mode
-        if config.mode == "native" or mode == "native":
-            from laneway.runners.native import run_native
+        plan = None
+        realtime_s = None
+        mode = config.mode
+        if canceled:  # laneway cancel: only collect what batches still hold
+            notice(f"run {run_id} was canceled: nothing new is sent")
+            mode = "native"
+        elif config.mode == "auto" or config.deadline_at is not None:
+            plan, realtime_s = await hybrid.plan_run(astore, run_id, provider, config)
+            if config.mode == "auto":
+                notice(plan.reason)
+                mode = plan.mode
 
-            tally = await run_native(run_id=run_id, astore=astore, provider=provider,
-                                     config=config, on_notice=notice, stop_event=stop_event)
+        async def realtime() -> Tally:
+            now = await astore.call(store.counts, run_id)
+            return await _run_realtime(run_id, astore, provider, config, now, total,
+                                       on_progress, stop_event)
+
+        if mode in ("native", "hybrid"):
+            mode, tally = await hybrid.run_batch_modes(
+                run_id=run_id, astore=astore, provider=provider, config=config,
+                realtime_s=realtime_s, run_realtime=realtime, on_notice=notice,
+                on_progress=_native_progress(run_id, total, before, on_progress),
+                stop_event=stop_event)
         else:
             tally = await _run_realtime(run_id, astore, provider, config, before, total,
                                         on_progress, stop_event)
         summary = await _summary(astore, run_id, mode, started, tally, provider)
-        status = "done" if summary.complete else (
+        summary.plan = plan.reason if plan is not None and config.mode == "auto" else None
+        if mode != "realtime":
+            summary.realtime_cost_usd = await astore.call(
+                hybrid.realtime_cost_usd, store, run_id, local=provider.is_local)
+        canceled = canceled or tally.stop_reason == "canceled"
+        status = "canceled" if canceled else "done" if summary.complete else (
             "stopped" if tally.stop_reason else "running")
         await astore.call(store.update_run, run_id, status=status)
         if output_path is not None:
@@ -288,6 +319,27 @@ async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, t
         utilization=tally.utilization, stop_reason=tally.stop_reason,
         provider=provider.description if provider else "",
     )
+
+
+def _native_progress(run_id: str, total: int, before: Counts,
+                     on_progress: Callable[[Progress], None] | None,
+                     ) -> Callable[[NativeTally], None] | None:
+    if on_progress is None:
+        return None
+    callback = on_progress
+
+    def emit(t: NativeTally) -> None:
+        elapsed = time.monotonic() - t.started_at
+        callback(Progress(
+            run_id=run_id, total=total, succeeded=before[S.SUCCEEDED] + t.succeeded,
+            errored=before[S.ERRORED] + t.errored, in_flight=t.in_flight,
+            input_tokens=before.input_tokens + t.input_tokens,
+            output_tokens=before.output_tokens + t.output_tokens,
+            cost_usd=before.cost_usd + t.cost_usd,
+            rate_per_s=t.done / elapsed if elapsed > 0 else 0.0, elapsed_s=elapsed,
+            phase="native"))
+
+    return emit
 
 
 def _write_output(store: Store, run_id: str, path: Path) -> None:

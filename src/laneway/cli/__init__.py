@@ -19,7 +19,7 @@ __all__ = ["app", "main"]
 
 local.register(app)
 
-for _name in ("ask", "run", "runs", "chat", "serve", "worker"):
+for _name in ("ask", "run", "runs", "chat", "serve", "worker", "batches"):
     try:
         __import__(f"laneway.cli.{_name}")
     except ModuleNotFoundError as _exc:  # a command group not built yet

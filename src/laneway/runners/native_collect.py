@@ -1,0 +1,160 @@
+"""Filing an ended batch's results: each job once, in groups, as the results stream in.
+
+What each result becomes:
+
+- ``succeeded``: final, with its usage and its cost at the batch price (the only
+  results that are billed, so cost is counted from them and nowhere else);
+- ``errored`` with a retryable type (``api_error``, ``overloaded_error``,
+  ``rate_limit_error``, ``timeout_error``): sent again while the job has attempts left;
+  any other error is the request's own fault and final;
+- ``expired`` / ``canceled``: sent again while attempts are left (in the next batch, or
+  realtime if the deadline fallback takes over); final when the run was canceled.
+
+A job that is already final (another worker or an earlier pass filed it) is skipped by
+the ledger, so reading a results file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from laneway.errors import ProviderError, UnknownModelError
+from laneway.pricing import Usage, cost_usd
+from laneway.runners import native_ledger as NL
+from laneway.runners.native_batch import BatchInfo, parse_custom_id
+from laneway.store import Finished
+from laneway.store import schema as S
+
+if TYPE_CHECKING:
+    from laneway.runners.native import NativeRunner
+
+#: Error types of a batch result that another attempt may get past.
+RETRYABLE_ERRORS = frozenset({"api_error", "overloaded_error", "rate_limit_error",
+                              "timeout_error"})
+
+
+class Collector:
+    def __init__(self, runner: NativeRunner) -> None:
+        self.runner = runner
+
+    async def collect(self, row: NL.BatchRow, info: BatchInfo, *, canceled: bool,
+                      requeue_all: bool = False) -> bool:
+        """File the results of the ended batch ``row``; False if they could not all be
+        read (the rest is read on the next poll). ``canceled``: the run was canceled, so
+        nothing is sent again. ``requeue_all``: the deadline fallback, so whatever did
+        not finish goes back whatever its attempts."""
+        r = self.runner
+        assert row.provider_batch_id is not None
+        waiting = await r.astore.call(NL.members, r.store, r.run_id, row.id)
+        items: list[Finished] = []
+        again: list[int] = []
+        tally: dict[str, int] = {}
+        complete = True
+        try:
+            async for line in r.api.results(row.provider_batch_id):
+                parsed = parse_custom_id(str(line.get("custom_id", "")))
+                if parsed is None or parsed[1] != row.id:
+                    continue
+                member = waiting.pop(parsed[0], None)
+                if member is None:
+                    continue
+                result: dict[str, Any] = line.get("result") or {}
+                kind = str(result.get("type"))
+                tally[kind] = tally.get(kind, 0) + 1
+                if kind == "succeeded":
+                    items.append(self._succeeded(member, result))
+                elif kind == "errored":
+                    etype, message = _error_of(result)
+                    retry = etype in RETRYABLE_ERRORS and (
+                        requeue_all or member.attempts < r.max_attempts)
+                    if retry and not canceled:
+                        again.append(member.seq)
+                    else:
+                        items.append(Finished(
+                            run_id=r.run_id, seq=member.seq, status=S.ERRORED, result=result,
+                            attempts=member.attempts, error_type=etype,
+                            error_message=message, mode="native"))
+                else:  # canceled, expired
+                    status = S.EXPIRED if kind == "expired" else S.CANCELED
+                    if not canceled and (requeue_all or member.attempts < r.max_attempts):
+                        again.append(member.seq)
+                    else:
+                        items.append(Finished(
+                            run_id=r.run_id, seq=member.seq, status=status,
+                            result={"type": status}, attempts=member.attempts,
+                            mode="native"))
+                if len(items) + len(again) >= r.options.result_group:
+                    await self._flush(row, items, again)
+                    items, again = [], []
+        except ProviderError as err:
+            complete = False
+            r.notice(f"batch {row.id}: reading its results failed ({err}); "
+                     "the rest will be read on the next poll")
+        await self._flush(row, items, again)
+        if not complete:
+            return False
+        leftover = await r.astore.call(NL.end_batch, r.store, row.id, info.counts,
+                                       info.ended_at)
+        sent_again = sum(tally.get(k, 0) for k in ("errored", "canceled", "expired"))
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(tally.items())) or "no new results"
+        extra = f"; {leftover} missing from its results, sent again" if leftover else ""
+        r.notice(f"batch {row.id} ({row.provider_batch_id}) filed: {summary}{extra}"
+                 + (f" (up to {sent_again} to send again)" if sent_again and not canceled
+                    else ""))
+        await r.astore.call(r.store.add_event, r.run_id, "batch", {
+            "batch": row.id, "provider_batch_id": row.provider_batch_id, "status": "ended",
+            "counts": info.counts})
+        return True
+
+    def _succeeded(self, member: NL.Member, result: dict[str, Any]) -> Finished:
+        r = self.runner
+        message = result.get("message") or {}
+        usage = Usage.from_api(message.get("usage"))
+        cost: float | None
+        if r.provider.is_local:
+            cost = 0.0
+        else:
+            try:
+                cost = cost_usd(member.model, usage, batch=True)
+            except UnknownModelError:
+                cost = None
+        return Finished(
+            run_id=r.run_id, seq=member.seq, status=S.SUCCEEDED, result=result,
+            attempts=member.attempts, input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens,
+            cache_read_input_tokens=usage.cache_read_input_tokens, cost_usd=cost,
+            mode="native")
+
+    async def _flush(self, row: NL.BatchRow, items: list[Finished], again: list[int]) -> None:
+        r = self.runner
+        if items:
+            recorded = set(await r.astore.call(r.store.finish, items))
+            t = r.tally
+            for item in items:
+                if item.seq not in recorded:
+                    continue
+                if item.status == S.SUCCEEDED:
+                    t.succeeded += 1
+                elif item.status == S.ERRORED:
+                    t.errored += 1
+                t.input_tokens += item.input_tokens
+                t.output_tokens += item.output_tokens
+                if item.cost_usd is None:
+                    t.unpriced += item.status == S.SUCCEEDED
+                else:
+                    t.cost_usd += item.cost_usd
+        if again:
+            moved = await r.astore.call(NL.requeue, r.store, r.run_id, row.id, again)
+            r.tally.resubmitted += moved
+            r.tally.retries += moved
+        if items or again:
+            r.progress()
+
+
+def _error_of(result: dict[str, Any]) -> tuple[str, str]:
+    body = result.get("error") or {}
+    inner = body.get("error", body) if isinstance(body, dict) else {}
+    if not isinstance(inner, dict):
+        return "api_error", str(inner)
+    return str(inner.get("type") or "api_error"), str(inner.get("message") or "")
