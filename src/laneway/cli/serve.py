@@ -58,7 +58,9 @@ def serve_command(
                       f"API: /docs){'  token required' if token else ''}", highlight=False)
     server = uvicorn.Server(uvicorn.Config(web_app, host=host, port=port, log_level="warning",
                                            access_log=False, lifespan="on",
-                                           timeout_graceful_shutdown=5))
+                                           timeout_graceful_shutdown=5,
+                                           # No X-Forwarded-* use: skip parsing them.
+                                           proxy_headers=False))
     try:
         asyncio.run(server.serve())
     finally:
