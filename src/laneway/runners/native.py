@@ -17,7 +17,7 @@ One loop, until every job is final (or the run is stopped, over budget, or cance
 - **fall back**: with a deadline, when the time left is no more than what realtime
   would need for the jobs not finished (plus a margin), the batches are canceled, their
   results read (what they finished is kept, and billed), and the rest is left
-  ``pending`` for the realtime runner (``Tally.fallback``).
+  ``pending`` for the realtime runner (``NativeTally.fallback``; :mod:`.native_fallback`).
 
 Stopping (Ctrl-C, ``stop_event``) or a crash leaves the batches running at the
 provider; the same command later re-attaches to them (rows ``submitted``) and never
@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from laneway import estimate
@@ -40,70 +38,16 @@ from laneway.errors import ConfigError, LanewayError, ProviderError, RequestErro
 from laneway.pricing import price_of
 from laneway.provider import Provider
 from laneway.runners import native_ledger as NL
-from laneway.runners.native_batch import MAX_BYTES, MAX_REQUESTS, BatchAPI, BatchInfo
+from laneway.runners.native_batch import BatchAPI, BatchInfo
 from laneway.runners.native_collect import Collector
+from laneway.runners.native_fallback import fall_back, fallback_due
+from laneway.runners.native_options import NativeOptions, NativeTally
 from laneway.runners.native_recover import Recovery, recover_submitting
 from laneway.runners.native_submit import Chunk, build_chunk
-from laneway.runners.realtime import Tally
 from laneway.store import AsyncStore
 
 if TYPE_CHECKING:
     from laneway.runs import RunConfig
-
-
-@dataclass(kw_only=True)
-class NativeOptions:
-    #: Limits of one batch (the API's: 100,000 requests, 256 MB of request body).
-    max_requests: int = MAX_REQUESTS
-    max_bytes: int = MAX_BYTES
-    #: Polling backoff: the first wait, its growth per quiet poll, and its ceiling.
-    poll_initial_s: float = 1.0
-    poll_factor: float = 1.5
-    poll_max_s: float = 60.0
-    #: An overall progress line at least this often (per-batch changes print at once).
-    report_every_s: float = 30.0
-    #: Deadline fallback: how long to wait for canceled batches to end, and the margin
-    #: kept beyond the estimated realtime time.
-    cancel_wait_s: float = 300.0
-    fallback_margin_s: float = 60.0
-    #: ``submitting`` rows: clock skew allowed when matching ``list``, and how long after
-    #: a failed ``create`` to look (the provider may still be taking the request in).
-    recover_skew_s: float = 600.0
-    recover_after_s: float = 5.0
-    #: Results committed per transaction.
-    result_group: int = 500
-    lease_s: float = 300.0
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> NativeOptions:
-        """Defaults, then ``LANEWAY_BATCH_POLL_S`` (``initial[,max]``),
-        ``LANEWAY_BATCH_MAX_REQUESTS`` and ``LANEWAY_BATCH_MAX_BYTES``, then ``overrides``."""
-        values: dict[str, Any] = {}
-        poll = os.environ.get("LANEWAY_BATCH_POLL_S")
-        try:
-            if poll:
-                first, _, most = poll.partition(",")
-                values["poll_initial_s"] = float(first)
-                if most:
-                    values["poll_max_s"] = float(most)
-            for name, key in (("LANEWAY_BATCH_MAX_REQUESTS", "max_requests"),
-                              ("LANEWAY_BATCH_MAX_BYTES", "max_bytes")):
-                if os.environ.get(name):
-                    values[key] = int(os.environ[name])
-        except ValueError as exc:
-            raise ConfigError(f"LANEWAY_BATCH_*: {exc}") from None
-        values.update(overrides)
-        return cls(**values)
-
-
-@dataclass
-class NativeTally(Tally):
-    """A realtime :class:`Tally` plus what only batches have."""
-
-    batches: int = 0
-    resubmitted: int = 0
-    #: The deadline came near: the rest is ``pending``, for the realtime runner.
-    fallback: bool = False
 
 
 class NativeRunner:
@@ -133,7 +77,7 @@ class NativeRunner:
         self.api = BatchAPI(provider)
         self.tally = NativeTally()
         self.collector = Collector(self)
-        self._rows: dict[str, NL.BatchRow] = {}
+        self.rows: dict[str, NL.BatchRow] = {}
         self._seen: dict[str, BatchInfo] = {}
         self._worst: dict[str, float] = {}  # worst-case cost still committed, per batch
         self._spent_usd = 0.0
@@ -147,10 +91,10 @@ class NativeRunner:
         counts = await self.astore.call(self.store.counts, self.run_id)
         self._spent_usd = counts.cost_usd
         await self._own()
-        if self._rows:
-            ids = ", ".join(r.provider_batch_id or r.id for r in self._rows.values())
-            self.notice(f"re-attaching to {len(self._rows)} batch(es) submitted earlier: {ids}")
-            for row in self._rows.values():
+        if self.rows:
+            ids = ", ".join(r.provider_batch_id or r.id for r in self.rows.values())
+            self.notice(f"re-attaching to {len(self.rows)} batch(es) submitted earlier: {ids}")
+            for row in self.rows.values():
                 params = await self.astore.call(NL.submitted_params, self.store,
                                                 self.run_id, [row.id])
                 self._worst[row.id] = sum(self.worst_usd(p) for p in params)
@@ -165,15 +109,15 @@ class NativeRunner:
             if self.until is not None and time.time() >= self.until:
                 self.tally.stop_reason = self.tally.stop_reason or "timeout"
                 break
-            if not canceled and await self._fallback_due():
-                await self._fall_back()
+            if not canceled and await fallback_due(self):
+                await fall_back(self)
                 break
             sent = 0
             if not canceled and not self._budget_wait and self.tally.stop_reason is None:
                 sent = await self._submit_pending()
-            changed = await self._poll(canceled=canceled)
+            changed = await self.poll(canceled=canceled)
             self.progress()
-            if not self._rows:
+            if not self.rows:
                 if sent or changed:
                     continue  # results sent jobs back: submit them at once
                 break
@@ -191,7 +135,7 @@ class NativeRunner:
     async def _own(self) -> None:
         rows = await self.astore.call(NL.own_batches, self.store, self.run_id,
                                       worker=self.worker_id, lease_s=self.options.lease_s)
-        self._rows = {r.id: r for r in rows}
+        self.rows = {r.id: r for r in rows}
         self.tally.in_flight = sum(r.request_count for r in rows)
 
     # -- budget ----------------------------------------------------------------------------
@@ -243,7 +187,7 @@ class NativeRunner:
 
     def _over_budget(self, chunk: Chunk) -> None:
         left = self.budget_left_usd() or 0.0
-        if self._rows:
+        if self.rows:
             if not self._budget_wait:
                 self.notice(f"budget: ${left:.4f} left after the worst case of the batches in "
                             f"flight; {chunk.left_out} jobs wait for them to end")
@@ -272,7 +216,7 @@ class NativeRunner:
                         "the provider has it before sending its jobs again")
             if self._failed_creates >= max(1, self.max_attempts):
                 raise
-            self._rows[chunk.batch_id] = await self._row(chunk.batch_id)
+            self.rows[chunk.batch_id] = await self._row(chunk.batch_id)
             self._worst[chunk.batch_id] = chunk.worst_usd
             return
         await self.astore.call(NL.set_submitted, self.store, chunk.batch_id, info.id)
@@ -281,7 +225,7 @@ class NativeRunner:
         self.tally.requests += n
         self._worst[chunk.batch_id] = chunk.worst_usd
         self._seen[chunk.batch_id] = info
-        self._rows[chunk.batch_id] = await self._row(chunk.batch_id)
+        self.rows[chunk.batch_id] = await self._row(chunk.batch_id)
         self.tally.in_flight += n
         self.notice(f"batch {chunk.batch_id} submitted as {info.id}: {n} requests, "
                     f"{_size(len(body))}")
@@ -294,10 +238,10 @@ class NativeRunner:
         return next(r for r in rows if r.id == batch_id)
 
     # -- polling ---------------------------------------------------------------------------
-    async def _poll(self, *, canceled: bool, requeue_all: bool = False) -> bool:
+    async def poll(self, *, canceled: bool, requeue_all: bool = False) -> bool:
         await self._own()
         changed = False
-        for row in list(self._rows.values()):
+        for row in list(self.rows.values()):
             if row.status == NL.SUBMITTING:
                 changed |= await self._settle(row)
                 continue
@@ -310,7 +254,7 @@ class NativeRunner:
                 moved = await self.astore.call(NL.abandon_batch, self.store, row.id)
                 self.notice(f"batch {row.id} ({row.provider_batch_id}): the provider no longer "
                             f"has it; its {moved} unfinished jobs will be sent again")
-                self._forget(row.id)
+                self.forget(row.id)
                 changed = True
                 continue
             except ProviderError as err:
@@ -324,14 +268,14 @@ class NativeRunner:
             if info.ended:
                 if await self.collector.collect(row, info, canceled=canceled,
                                                 requeue_all=requeue_all):
-                    self._forget(row.id)
+                    self.forget(row.id)
                     self._budget_wait = False
                 changed = True
         self._report()
         return changed
 
-    def _forget(self, batch_id: str) -> None:
-        row = self._rows.pop(batch_id, None)
+    def forget(self, batch_id: str) -> None:
+        row = self.rows.pop(batch_id, None)
         self._worst.pop(batch_id, None)
         self._seen.pop(batch_id, None)
         if row is not None:
@@ -345,63 +289,28 @@ class NativeRunner:
             notice=self.notice, quiet=row.id in self._quiet_recovery)
         self._quiet_recovery.add(row.id)
         if outcome is Recovery.LOST:
-            self._forget(row.id)
+            self.forget(row.id)
             return True
         if outcome is Recovery.ADOPTED and info is not None:
-            self._rows[row.id] = await self._row(row.id)
+            self.rows[row.id] = await self._row(row.id)
             self._seen[row.id] = info
             return True
         return False
 
     def _report(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if not self._rows or (not force and now - self._last_report < self.options.report_every_s):
+        if not self.rows or (not force and now - self._last_report < self.options.report_every_s):
             return
         self._last_report = now
         processing = sum(i.counts.get("processing", 0) for i in self._seen.values())
         t = self.tally
-        self.notice(f"native: {len(self._rows)} batch(es) in flight ({processing} requests "
+        self.notice(f"native: {len(self.rows)} batch(es) in flight ({processing} requests "
                     f"processing); {t.succeeded} succeeded, {t.errored} errored so far, "
                     f"${t.cost_usd:.4f}")
 
     def progress(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self.tally)
-
-    # -- deadline fallback -----------------------------------------------------------------
-    async def _fallback_due(self) -> bool:
-        if self.deadline_at is None or self.realtime_s is None:
-            return False
-        counts = await self.astore.call(self.store.counts, self.run_id)
-        unfinished = counts.remaining
-        if unfinished == 0:
-            return False
-        need_s = self.realtime_s(unfinished) + self.options.fallback_margin_s
-        return time.time() >= self.deadline_at - need_s
-
-    async def _fall_back(self) -> None:
-        left_s = max(0.0, (self.deadline_at or time.time()) - time.time())
-        counts = await self.astore.call(self.store.counts, self.run_id)
-        self.notice(f"deadline in {left_s:.0f} s: canceling {len(self._rows)} batch(es) and "
-                    f"sending the {counts.remaining} unfinished jobs realtime")
-        await self.cancel_batches(list(self._rows.values()))
-        waited_until = time.monotonic() + self.options.cancel_wait_s
-        while self._rows and time.monotonic() < waited_until:
-            await self._poll(canceled=False, requeue_all=True)
-            if self._rows:
-                await asyncio.sleep(min(self.options.poll_initial_s, 1.0))
-        for row in list(self._rows.values()):
-            if row.status == NL.SUBMITTING:
-                continue  # unknown at the provider: its jobs wait (never sent twice)
-            moved = await self.astore.call(NL.requeue, self.store, self.run_id, row.id,
-                                           list((await self.astore.call(
-                                               NL.members, self.store, self.run_id,
-                                               row.id)).keys()))
-            self.notice(f"batch {row.id} still canceling after {self.options.cancel_wait_s:g} s:"
-                        f" its {moved} jobs go realtime too (any it still completes is "
-                        "billed but recorded once)")
-            self._forget(row.id)
-        self.tally.fallback = True
 
     async def cancel_batches(self, rows: list[NL.BatchRow]) -> int:
         """Ask the provider to cancel these batches; returns how many it accepted."""
