@@ -69,7 +69,6 @@ class HybridAgent:
     ) -> None:
         self._provider_arg = provider
         self._provider: Provider | None = provider if isinstance(provider, Provider) else None
-        self._own_governor = governor is None
         self.governor = governor or Governor(limits=limits)
         self.settings = StoreSettings.from_dsn(db)
         self.model = model
@@ -106,13 +105,8 @@ class HybridAgent:
         """Stop background runs (jobs not finished stay pending in the ledger) and close.
 
         Requests in flight get ``shutdown_grace_s`` to finish (they are paid for), then
-        are abandoned; nothing new is admitted meanwhile.
+        are abandoned; nothing new is sent meanwhile.
         """
-        if self._live and self._own_governor:
-            # The runner lets workers already waiting for a permit send after stop();
-            # pausing the background lane (everything is stopping) holds them back.
-            for model in list(self.governor.models):
-                self.governor.pause(model, 1e9, reason="shutdown", publish=False)
         for live in list(self._live.values()):
             live.runner.stop("shutdown")
         for live in list(self._live.values()):
