@@ -146,9 +146,12 @@ class Permit:
 
     lane: Lane
     model: str
+    #: Input tokens reserved: the caller's estimate, corrected by what usage has shown.
     input_tokens: float
     output_tokens: float
     max_tokens: int
+    #: The caller's own estimate, kept to learn how far off such estimates are.
+    estimated_input: float = 0.0
     admitted_at: float = 0.0
     released: bool = False
 
@@ -245,7 +248,8 @@ class Governor:
         """Wait until a request of this size may be sent in ``lane``; returns its permit."""
         st = self.state(model)
         permit = Permit(lane, model, input_tokens * st.input_ratio,
-                        self.expected_output(st, max_tokens), max_tokens)
+                        self.expected_output(st, max_tokens), max_tokens,
+                        estimated_input=float(input_tokens))
         fut: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(permit, fut)
         st.waiting[lane].append(waiter)
@@ -372,9 +376,10 @@ class Governor:
         st.sent["requests"] += 1
         st.sent["input"] += actual_in
         st.sent["output"] += actual_out
-        if permit.input_tokens > 0 and actual_in > 0:
-            raw_estimate = permit.input_tokens / st.input_ratio
-            st.input_ratio = 0.9 * st.input_ratio + 0.1 * (actual_in / max(1.0, raw_estimate))
+        if permit.estimated_input > 0 and actual_in > 0:
+            seen = actual_in / permit.estimated_input
+            ratio = 0.9 * st.input_ratio + 0.1 * seen
+            st.input_ratio = min(4.0, max(0.25, ratio))
         st.output_avg = actual_out if st.output_avg is None else \
             0.9 * st.output_avg + 0.1 * actual_out
         for kind, reserved, actual in (("input", permit.input_tokens, actual_in),
@@ -435,9 +440,11 @@ class Governor:
             for kind, b in st.buckets.items():
                 b.refill(now)
                 achieved = st.sent[kind] / elapsed_min
+                # Share of what the limit allowed: a full bucket at the start + its refill.
+                allowed = b.limit_per_min * (1.0 + elapsed_min)
                 buckets[kind] = {"limit": b.limit_per_min, "level": round(b.level, 1),
                                  "achieved_per_min": round(achieved, 1),
-                                 "utilization": round(achieved / b.limit_per_min, 4)}
+                                 "utilization": round(st.sent[kind] / allowed, 4)}
             out[model] = {
                 "buckets": buckets,
                 "concurrency": st.aimd.value,
@@ -449,10 +456,11 @@ class Governor:
         return out
 
     def utilization(self, model: str, *, elapsed_s: float) -> dict[str, float]:
-        """Achieved share of each known limit over ``elapsed_s`` seconds."""
+        """Share of each known limit used over ``elapsed_s`` seconds (1.0 = all of it)."""
         st = self.models.get(model)
         if st is None or elapsed_s <= 0:
             return {}
-        per_min = 60.0 / elapsed_s
-        return {kind: st.sent[kind] * per_min / b.limit_per_min
+        minutes = elapsed_s / 60.0
+        # What the limit allowed in that time: a full bucket at the start, then its refill.
+        return {kind: st.sent[kind] / (b.limit_per_min * (1.0 + minutes))
                 for kind, b in st.buckets.items()}
