@@ -281,7 +281,8 @@ async def _with_idle_timeout(events: Any, idle_timeout_s: float) -> AsyncIterato
         if remaining <= 0:
             raise StalledError(f"no content for {idle_timeout_s:g} s (stream stalled)")
         try:
-            event = await asyncio.wait_for(iterator.__anext__(), timeout=remaining)
+            async with asyncio.timeout(remaining):
+                event = await iterator.__anext__()
         except StopAsyncIteration:
             return
         except TimeoutError:

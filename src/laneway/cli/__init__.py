@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from laneway.cli import local
 from laneway.cli.app import app, console_err
@@ -30,9 +31,10 @@ for _name in ("ask", "run", "runs", "chat", "serve", "worker", "batches"):
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     try:
-        app(args=argv, prog_name="laneway", standalone_mode=False)
+        rc = app(args=argv, prog_name="laneway", standalone_mode=False)
     except LanewayError as exc:
-        console_err.print(f"[red]laneway: error:[/red] {exc}", highlight=False, markup=True)
+        console_err.print(f"[red]laneway: error:[/red] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console_err.print("laneway: interrupted")
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show(file=sys.stderr)
             return exc.exit_code
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

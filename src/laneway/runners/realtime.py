@@ -189,8 +189,10 @@ class RealtimeRunner:
                 await self.astore.call(self.astore.store.extend_lease, self.run_id,
                                        list(self._held), worker=self.options.worker_id,
                                        lease_s=self.options.lease_s)
+            # (asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel.)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=0.05)
+                async with asyncio.timeout(0.05):
+                    await self._stopping.wait()
 
     # -- working -------------------------------------------------------------------------
     async def _next_job(self) -> _Job | None:
