@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from _common import local_api_process, percentile, print_table, save, varied_jobs, write_jsonl
-
 from laneway.governor import Governor, Lane
 from laneway.ingest import ingest
 from laneway.provider import Provider

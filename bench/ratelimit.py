@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-from _common import local_api_process, print_table, save, varied_jobs, write_jsonl
 
+from _common import local_api_process, print_table, save, varied_jobs, write_jsonl
 from laneway.governor import Governor
 from laneway.ingest import ingest
 from laneway.provider import Provider

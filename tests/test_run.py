@@ -158,7 +158,7 @@ async def test_stop_releases_unfinished_jobs(tmp_path: Path) -> None:
     stop = asyncio.Event()
 
     async def stop_after_some() -> None:
-        while running.api.stats["ok"] < 20:
+        while running.api.stats["ok"] < 20:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         stop.set()
 
