@@ -110,3 +110,14 @@ def test_realtime_seconds_for_part_of_the_run() -> None:
     assert seconds(0) == 0
     assert seconds(10) == pytest.approx(10 * 2.0 / 10 + 2.0)
     assert seconds(100) > seconds(50) > seconds(10)
+
+
+def test_hybrid_is_tried_when_batches_get_a_fair_window_before_the_fallback() -> None:
+    w = docs(100)
+    half_hour = choose(w, local=False, limits=TIER_2, deadline_s=1800)
+    assert half_hour.mode == "hybrid" and "before the fallback" in half_hour.reason
+    ten_minutes = choose(w, local=False, limits=TIER_2, deadline_s=600)
+    assert ten_minutes.mode == "realtime"  # a quarter of a batch's hour is not left
+    stingy = choose(w, local=False, limits=TIER_2, deadline_s=1800,
+                    options=PlannerOptions(hybrid_min_window=0.9))
+    assert stingy.mode == "realtime"

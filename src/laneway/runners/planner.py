@@ -17,7 +17,9 @@ and, for the worst case, ``max_tokens`` itself.
 The choice: the embedded local API is free and immediate, so realtime. Otherwise the
 cheapest mode that meets the deadline and fits the budget; native with a deadline is
 **hybrid** (batches for the bulk, and whatever is unfinished when the deadline comes
-near is canceled and sent realtime). With no deadline, a run that realtime would
+near is canceled and sent realtime). Hybrid counts as meeting a deadline shorter than a
+batch's typical time when realtime could still do everything after the batches have
+had ``hybrid_min_window`` of that time. With no deadline, a run that realtime would
 finish within a batch's typical time goes realtime unless native saves at least
 ``min_savings_usd``: waiting for a batch is not worth cents. The reasoning is one or
 two lines, printed and kept in ``Summary.plan``.
@@ -55,6 +57,9 @@ class PlannerOptions:
     #: No deadline: a batch is worth waiting for when it saves at least this much (or
     #: when realtime would take longer than a batch anyway).
     min_savings_usd: float = 1.0
+    #: With a deadline batches cannot meet on their own: still try them (hybrid) when they
+    #: get at least this share of their typical time before the fallback must start.
+    hybrid_min_window: float = 0.25
     default_limits: RateLimits = FIRST_TIER
 
 
@@ -235,8 +240,17 @@ def choose(
         return plan("realtime", f"no deadline, and a batch (typically ~{human_s(nat.time_s)}) "
                     f"would save only ${rt.cost_usd - nat.cost_usd:.4f}; {rt_note}")
 
+    # With a deadline, batches need not finish in time to be worth it: the fallback
+    # sends what is unfinished realtime. They are worth trying when realtime could still
+    # finish everything after them, and they get a fair share of their typical time.
+    window_s = None if deadline_s is None else deadline_s - rt.time_s
+    partial = (deadline_s is not None and window_s is not None and nat.time_s > deadline_s
+               and window_s >= options.hybrid_min_window * nat.time_s)
+
     def meets(e: Estimate) -> bool:
-        return deadline_s is None or e.time_s <= deadline_s
+        if deadline_s is None or e.time_s <= deadline_s:
+            return True
+        return e is nat and partial
 
     def affordable(e: Estimate) -> bool:
         return budget_left_usd is None or e.cost_usd <= budget_left_usd
@@ -245,6 +259,10 @@ def choose(
     feasible = [e for e in both if meets(e) and affordable(e)]
     if feasible:
         best = feasible[0]
+        if best is nat and partial:
+            return plan(batch_mode, f"{when}batches at half price for what they finish in the "
+                        f"~{human_s(window_s)} before the fallback (all of it typically takes "
+                        f"~{human_s(nat.time_s)}; {costs}){fallback}")
         if best is nat:
             return plan(batch_mode, f"{when}batches at half price ({costs}), typically done in "
                         f"~{human_s(nat.time_s)}{fallback}")
