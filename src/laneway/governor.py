@@ -182,7 +182,7 @@ class Governor:
     def __init__(
         self, *, limits: RateLimits | Mapping[str, RateLimits] | None = None,
         clock: Callable[[], float] = time.monotonic, interactive_reserve: float = 0.1,
-        initial_concurrency: int = 8, max_concurrency: int = 512, margin: float = 0.98,
+        initial_concurrency: int = 8, max_concurrency: int = 512, margin: float = 0.99,
         learn_limits: bool = True, history_size: int = 2000, speed: float = 1.0,
     ) -> None:
         self.clock = clock

@@ -56,7 +56,8 @@ def summary_table(s: Summary) -> Table:
     t = Table(title=f"run {s.run_id}", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("mode", s.mode + (f" — {s.plan}" if s.plan else ""))
+    t.add_row("mode", s.plan if s.plan and s.plan.startswith(s.mode) else
+              s.mode + (f" — {s.plan}" if s.plan else ""))
     t.add_row("jobs", f"{s.total}: {s.succeeded} succeeded, {s.errored} errored"
               + (f", {s.canceled} canceled" if s.canceled else "")
               + (f", {s.expired} expired" if s.expired else "")
