@@ -114,6 +114,28 @@ def _held(store: Store, worker: str) -> int:
             S.jobs.c.claimed_by == worker)) or 0)
 
 
+def _supervise(store: Store, procs: dict[str, subprocess.Popen[str]], *, kill: bool,
+               jobs: int, console: Console) -> int:
+    """Wait for the workers (killing the last one a third of the way in, if ``kill``);
+    returns how many jobs the killed worker held."""
+    held = 0
+    if kill:
+        victim = list(procs)[-1]
+        while True:
+            done = store.counts(RUN)[S.SUCCEEDED]
+            held = _held(store, victim)
+            if done >= jobs // 3 and held > 0:
+                break
+            time.sleep(0.05)
+        procs[victim].send_signal(signal.SIGKILL)
+        console.print(f"  killed {victim} at {done} done, holding {held} jobs")
+    for wid, proc in procs.items():
+        _, err = proc.communicate()
+        if proc.returncode not in (0, -signal.SIGKILL):
+            raise SystemExit(f"worker {wid} failed ({proc.returncode}):\n{err}")
+    return held
+
+
 def _round(dsn: str, *, workers: int, kill: bool, jobs: int, lease_s: float,
            concurrency: int | None, env: dict[str, str], served: Any,
            console: Console) -> Round:
@@ -132,21 +154,13 @@ def _round(dsn: str, *, workers: int, kill: bool, jobs: int, lease_s: float,
                      "--id", f"w{i}", "-q", *extra], env=env,
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                     for i in range(workers)}
-                held = 0
-                if kill:
-                    victim = f"w{workers - 1}"
-                    while True:
-                        done = store.counts(RUN)[S.SUCCEEDED]
-                        held = _held(store, victim)
-                        if done >= jobs // 3 and held > 0:
-                            break
-                        time.sleep(0.05)
-                    procs[victim].send_signal(signal.SIGKILL)
-                    console.print(f"  killed {victim} at {done} done, holding {held} jobs")
-                for wid, proc in procs.items():
-                    _, err = proc.communicate()
-                    if proc.returncode not in (0, -signal.SIGKILL):
-                        raise SystemExit(f"worker {wid} failed ({proc.returncode}):\n{err}")
+                try:
+                    held = _supervise(store, procs, kill=kill, jobs=jobs, console=console)
+                finally:
+                    for proc in procs.values():  # an interrupted bench leaves no workers
+                        if proc.poll() is None:
+                            proc.kill()
+                            proc.wait()
                 wall_s = time.monotonic() - started
                 counts = store.counts(RUN)
                 with store.engine.connect() as conn:
@@ -199,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     console = Console(stderr=True)
+    load_before = os.getloadavg()
     dsn, server = _postgres(console)
     port = free_port()
     served = multiprocessing.get_context("spawn").Value("q", 0)
@@ -244,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "workers",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(),
+                    # Other work on the machine skews the numbers: the load says how much.
+                    "loadavg_1m_before": round(load_before[0], 2),
+                    "loadavg_1m_after": round(os.getloadavg()[0], 2)},
         "setup": {"engine": "echo", "ttft_ms": args.ttft_ms, "max_tokens": 32,
                   "lease_s": args.lease, "postgres": "LANEWAY_TEST_PG" if server is None
                   else "private server, fsync on", "api": "separate process, one uvicorn"},

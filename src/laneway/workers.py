@@ -39,6 +39,7 @@ from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
 from laneway.runners.retry import RetryPolicy
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
 from laneway.store import pauses as shared_pauses
+from laneway.store.leases import LeaseKeeper
 
 
 def new_worker_id() -> str:
@@ -188,6 +189,7 @@ class Worker:
         self.governor = Governor(limits=config.limits)
         self.pauses = PauseSync(self.astore, self.governor, poll_s=config.pause_poll_s,
                                 on_notice=self.notice)
+        self.leases = LeaseKeeper(store, worker=config.worker_id, lease_s=config.lease_s)
         self.report = WorkerReport(config.worker_id)
         self._runner: RealtimeRunner | None = None
         self._stop = asyncio.Event()
@@ -203,6 +205,8 @@ class Worker:
     async def run(self) -> WorkerReport:
         started = time.monotonic()
         syncer = asyncio.create_task(self.pauses.run(), name="laneway-pauses")
+        heart = asyncio.create_task(self._heartbeat(), name="laneway-heartbeat")
+        self.leases.start()
         try:
             while not self._stop.is_set():
                 runs = await self._open_runs()
@@ -217,9 +221,11 @@ class Worker:
                     await self._idle(runs)
             await self._settle_report()
         finally:
-            syncer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await syncer
+            self.leases.stop()
+            for task in (syncer, heart):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.pauses.aclose()
             self.astore.close()
         self.report.pauses_published = self.pauses.published
@@ -227,6 +233,11 @@ class Worker:
         self.report.wall_s = time.monotonic() - started
         self.report.stopped = self._stop.is_set()
         return self.report
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.leases.beat()
+            await asyncio.sleep(0.5)
 
     async def _settle_report(self) -> None:
         """Mark the runs another worker saw finish (this one may never have)."""
@@ -279,10 +290,12 @@ class Worker:
         self._runner = runner
         if self._stop.is_set():
             return False
+        self.leases.run_id = run.id
         try:
             tally = await runner.run()
         finally:
             self._runner = None
+            self.leases.run_id = None
         work.add(tally)
         if tally.stop_reason == "budget":
             self._skip.add(run.id)

@@ -3,12 +3,13 @@
 Several workers (processes, perhaps on several hosts) may share one run on PostgreSQL:
 
 - **claim** takes the first sendable jobs in input order and marks them ``claimed`` by
-  the worker until ``lease_until``, in one statement. On PostgreSQL the rows are picked
-  ``FOR UPDATE SKIP LOCKED``, so workers claiming at the same moment get different jobs
-  and never wait on each other. A job is sendable when it is pending, or claimed under
-  a lease that has run out (its worker died or hung): that is how a dead worker's jobs
-  come back. Leases are timed by the database's clock on PostgreSQL, so workers on
-  hosts whose clocks disagree still agree on when a lease ends.
+  the worker until ``lease_until`` (an UPDATE ... RETURNING fed by a CTE that picks the
+  rows). On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``, so workers
+  claiming at the same moment get different jobs and never wait on each other. A job
+  is sendable when it is pending, or claimed under a lease that has run out (its worker
+  died or hung): that is how a dead worker's jobs come back. Leases are timed by the
+  database's clock on PostgreSQL, so workers on hosts whose clocks disagree still
+  agree on when a lease ends.
 - **extend_lease** keeps a live worker's jobs; it only touches jobs still claimed by
   that worker (one reclaimed by another is not taken back).
 - **finish** records a final outcome only if the job is not final yet, whoever holds
@@ -183,6 +184,15 @@ class JobQueue:
                 ).values(lease_until=lease_clock(self.engine) + lease_s))
                 renewed += int(res.rowcount or 0)
         return renewed
+
+    def renew_leases(self, run_id: str, *, worker: str, lease_s: float) -> int:
+        """Renew every lease ``worker`` holds in the run (a heartbeat); returns how many."""
+        j = S.jobs.c
+        with self.engine.begin() as conn:
+            res = conn.execute(update(S.jobs).where(
+                j.run_id == run_id, j.status == S.CLAIMED, j.claimed_by == worker,
+            ).values(lease_until=lease_clock(self.engine) + lease_s))
+        return int(res.rowcount or 0)
 
     def release(self, run_id: str, seqs: Sequence[int], *, worker: str | None = None,
                 attempts: dict[int, tuple[int, int]] | None = None) -> None:

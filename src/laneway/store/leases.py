@@ -1,0 +1,59 @@
+"""A heartbeat that keeps a worker's leases while the worker is alive.
+
+See :class:`LeaseKeeper`; the leases themselves are in :mod:`laneway.store.queue`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from laneway.store.ledger import Store
+
+
+class LeaseKeeper:
+    """Renews this worker's leases from a thread of its own.
+
+    The runner renews the leases of the jobs it holds from the event loop; a loop that
+    is late (a starved CPU, a slow first request importing half the SDK) would let them
+    run out while the worker is alive, and another worker would send the same jobs
+    again (recorded once, but paid twice). This heartbeat keeps them while the process
+    lives and its loop still makes progress (:meth:`beat` within ``stall_s``); a dead
+    or wedged worker stops renewing, and its jobs go to the others.
+    """
+
+    def __init__(self, store: Store, *, worker: str, lease_s: float,
+                 stall_s: float | None = None) -> None:
+        self.store = store
+        self.worker = worker
+        self.lease_s = lease_s
+        self.stall_s = stall_s if stall_s is not None else max(60.0, 3 * lease_s)
+        #: The run whose leases to renew (the one the worker is on), if any.
+        self.run_id: str | None = None
+        self.renewals = 0
+        self._beat = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="laneway-leases",
+                                        daemon=True)
+
+    def beat(self) -> None:
+        """Called from the event loop: it is making progress."""
+        self._beat = time.monotonic()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            run_id = self.run_id
+            if run_id is None or time.monotonic() - self._beat > self.stall_s:
+                continue
+            try:
+                self.store.renew_leases(run_id, worker=self.worker, lease_s=self.lease_s)
+                self.renewals += 1
+            except Exception:  # the ledger is away; the runner's own renewals may work
+                continue
