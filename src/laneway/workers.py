@@ -341,7 +341,7 @@ class Worker:
         counts = await self.astore.call(self.store.counts, run.id)
         if counts.remaining == 0:
             await self._close(run, work)
-        return tally.requests > 0
+        return tally.requests > 0 or getattr(tally, "batches", 0) > 0
 
 
 async def work(config: WorkerConfig, *, provider: Provider | None = None,
