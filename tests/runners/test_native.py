@@ -176,3 +176,19 @@ async def test_budget_stops_before_it_is_exceeded(tmp_path: Path,
     assert any("--budget" in n and "not submitted" in n for n in notices)
     sent = sum(b.request_counts.succeeded for b in await server_batches(local_api.base_url))
     assert sent == summary.succeeded  # nothing paid that is not recorded
+
+
+async def test_a_job_no_batch_can_hold_does_not_stop_the_others(
+        tmp_path: Path, local_api: RunningLocal) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"id": "huge", "prompt": "z" * 5000}) + "\n")
+    make_input(tmp_path / "rest.jsonl", 3)
+    inp.write_text(inp.read_text() + (tmp_path / "rest.jsonl").read_text())
+    provider = Provider.at(local_api.base_url)
+    summary = await run(inp, tmp_path / "out.jsonl", provider=provider, db=tmp_path / "l.db",
+                        mode="native", defaults=DEFAULTS,
+                        native=fast(max_requests=1, max_bytes=1000))
+    await provider.aclose()
+    assert (summary.succeeded, summary.errored, summary.pending) == (3, 1, 0)
+    assert [r["result"]["type"] for r in read_output(tmp_path / "out.jsonl")] == \
+        ["errored", "succeeded", "succeeded", "succeeded"]

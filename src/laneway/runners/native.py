@@ -124,9 +124,19 @@ class NativeRunner:
             delay = self.options.poll_initial_s if (sent or changed) else min(
                 self.options.poll_max_s, delay * self.options.poll_factor)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), timeout=delay)
+                await asyncio.wait_for(self.stop_event.wait(), timeout=self._nap_s(delay))
         self.progress()
         return self.tally
+
+    def _nap_s(self, delay_s: float) -> float:
+        """The poll delay, shortened so a deadline or a time limit is not slept past."""
+        now = time.time()
+        if self.deadline_at is not None:
+            delay_s = min(delay_s, max(self.options.poll_initial_s,
+                                       (self.deadline_at - now) / 20))
+        if self.until is not None:
+            delay_s = min(delay_s, max(0.0, self.until - now))
+        return delay_s
 
     async def _canceled(self) -> bool:
         run = await self.astore.call(self.store.get_run, self.run_id)
@@ -168,6 +178,8 @@ class NativeRunner:
             if not chunk.seqs:
                 if chunk.over_budget:
                     self._over_budget(chunk)
+                elif chunk.too_large:
+                    continue  # all it claimed was too large (and is recorded): go on
                 break
             ok = await self.astore.call(
                 NL.begin_batch, self.store, run_id=self.run_id, batch_id=chunk.batch_id,
