@@ -65,7 +65,7 @@ class Terminal:
 
     def close(self) -> int:
         try:
-            return self.proc.wait(timeout=10)
+            return self.proc.wait(timeout=30)
         finally:
             os.close(self.master)
 

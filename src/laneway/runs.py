@@ -119,7 +119,9 @@ class RunConfig:
     db: str | Path | None = None
     limits: RateLimits | None = None
     no_work: bool = False
-    worker_id: str = "main"
+    #: Who claims jobs; empty: "main" on SQLite (one process), a unique id on PostgreSQL,
+    #: so two `laneway run` processes on one shared ledger never release each other's jobs.
+    worker_id: str = ""
     #: Native batches: limits, polling, fallback (default: NativeOptions.from_env()).
     native: NativeOptions | None = None
     #: What ``--mode auto`` assumes (latency, batch turnaround, default limits).
@@ -245,7 +247,7 @@ async def _run_realtime(
     options = RealtimeOptions(
         concurrency=config.concurrency, retry=RetryPolicy(max_attempts=config.max_attempts),
         timeout_s=config.timeout_s, stream=config.stream, budget_usd=config.budget_usd,
-        worker_id=config.worker_id)
+        worker_id=config.worker_id or _default_worker_id(astore))
     runner = RealtimeRunner(run_id=run_id, astore=astore, provider=provider,
                             governor=governor, options=options, spent_usd=before.cost_usd)
 
@@ -363,3 +365,11 @@ def results_of(run_id: str, *, db: str | Path | None = None) -> list[tuple[str, 
         return list(store.iter_results(run_id))
     finally:
         store.close()
+
+
+def _default_worker_id(astore: AsyncStore) -> str:
+    if not astore.store.is_postgres:
+        return "main"
+    from laneway.workers import new_worker_id
+
+    return new_worker_id()

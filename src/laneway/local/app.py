@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_requests
@@ -131,14 +132,17 @@ class LocalAPI:
                            f"Request exceeds the maximum allowed number of bytes ({limit_bytes})")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit_bytes:
-                raise APIError(
-                    "request_too_large",
-                    f"Request exceeds the maximum allowed number of bytes ({limit_bytes})",
-                )
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit_bytes:
+                    raise APIError(
+                        "request_too_large",
+                        f"Request exceeds the maximum allowed number of bytes ({limit_bytes})",
+                    )
+                chunks.append(chunk)
+        except ClientDisconnect:  # nobody to answer; say nothing in the server's log
+            raise DroppedConnection("the client went away before sending its body") from None
         try:
             return json.loads(b"".join(chunks))
         except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep

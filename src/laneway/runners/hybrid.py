@@ -43,7 +43,7 @@ async def plan_run(
     if counts[S.SUCCEEDED] >= 10:  # what this run's answers really are, once known
         expected = max(1, round(counts.output_tokens / counts[S.SUCCEEDED]))
     workload = await astore.call(_workload, store, run_id, expected)
-    batches = await astore.call(NL.own_batches, store, run_id, worker=config.worker_id)
+    batches = await astore.call(NL.own_batches, store, run_id, worker=config.worker_id or "main")
     learnt = await astore.call(NL.batch_durations_s, store, provider=provider.kind)
     deadline_s = None if config.deadline_at is None else max(
         0.0, config.deadline_at - time.time())

@@ -363,7 +363,7 @@ async def run_native(
     runner = NativeRunner(
         run_id=run_id, astore=astore, provider=provider, options=native_options,
         max_attempts=config.max_attempts, budget_usd=config.budget_usd,
-        deadline_at=config.deadline_at, realtime_s=realtime_s, worker_id=config.worker_id,
+        deadline_at=config.deadline_at, realtime_s=realtime_s, worker_id=config.worker_id or "main",
         on_notice=on_notice, on_progress=on_progress, stop_event=stop_event)
     return await runner.run()
 

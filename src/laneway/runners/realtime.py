@@ -341,9 +341,16 @@ class RealtimeRunner:
         self._timers.add(handle)
 
     async def _record(self, job: _Job, item: Finished) -> None:
-        recorded = await self._writer.record(item)
+        """Hand the result to the group writer and move on: the worker need not wait for
+        the commit. The job stays held, and uncounted, until its result is durable."""
+        fut = self._writer.submit(item)
+        fut.add_done_callback(lambda f: self._committed(job, item, f))
+
+    def _committed(self, job: _Job, item: Finished, fut: asyncio.Future[bool]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return  # not durable: the job stays held and is released, to be sent again
         self._held.pop(job.claimed.seq, None)
-        if recorded:
+        if fut.result():
             t = self.tally
             if item.status == S.SUCCEEDED:
                 t.succeeded += 1

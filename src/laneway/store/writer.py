@@ -57,11 +57,16 @@ class GroupWriter:
 
     async def record(self, item: Finished) -> bool:
         """Commit ``item`` (with others); True if it was recorded, False if already final."""
+        return await self.submit(item)
+
+    def submit(self, item: Finished) -> asyncio.Future[bool]:
+        """Queue ``item`` for the next group commit; the future resolves once committed."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((item, fut))
-        if len(self._pending) >= self.max_items:
-            self._wake.set()
-        return await fut
+        # Wake the writer now: what arrives while it commits forms the next group, so
+        # groups stay large under load and nobody waits for a timer when it is quiet.
+        self._wake.set()
+        return fut
 
     async def _flush(self) -> None:
         batch, self._pending = self._pending, []
