@@ -263,6 +263,22 @@ class Governor:
                 self.release(fut.result(), outcome="canceled")
             raise
 
+    def try_acquire(self, lane: Lane, model: str, *, input_tokens: int, max_tokens: int
+                    ) -> Permit | None:
+        """Admit at once if nobody waits ahead and nothing holds the request back; else
+        ``None`` (then call :meth:`acquire`). Saves a task and a loop turn per request."""
+        st = self.state(model)
+        if st.waiting[Lane.INTERACTIVE] or st.waiting[lane]:
+            return None
+        permit = Permit(lane, model, input_tokens * st.input_ratio,
+                        self.expected_output(st, max_tokens), max_tokens,
+                        estimated_input=float(input_tokens))
+        now = self.clock()
+        if self._blocked_s(st, permit, now) != 0:
+            return None
+        self._admit(st, permit, now)
+        return permit
+
     def _blocked_s(self, st: ModelState, permit: Permit, now: float) -> float | None:
         """0 if ``permit`` may go now; else seconds to wait (None: wait for a release)."""
         background = permit.lane is Lane.BACKGROUND

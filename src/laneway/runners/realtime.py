@@ -22,7 +22,7 @@ from typing import Any
 
 from laneway import estimate
 from laneway.errors import LanewayError, ProviderError, RateLimitedError, UnknownModelError
-from laneway.governor import Governor, Lane
+from laneway.governor import Governor, Lane, Permit
 from laneway.jobs import errored, succeeded
 from laneway.pricing import Usage, cost_usd, price_of
 from laneway.provider import Provider
@@ -243,9 +243,14 @@ class RealtimeRunner:
     async def _attempt(self, job: _Job) -> None:
         params = job.claimed.params
         model = job.claimed.model
+        max_tokens = int(params.get("max_tokens", 1))
+        fast = self.governor.try_acquire(Lane.BACKGROUND, model, input_tokens=job.est_input,
+                                         max_tokens=max_tokens)
+        if fast is not None:
+            await self._send(job, fast)
+            return
         acquire = asyncio.ensure_future(self.governor.acquire(
-            Lane.BACKGROUND, model, input_tokens=job.est_input,
-            max_tokens=int(params.get("max_tokens", 1))))
+            Lane.BACKGROUND, model, input_tokens=job.est_input, max_tokens=max_tokens))
         stopped = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -260,6 +265,11 @@ class RealtimeRunner:
         if self.stopping:  # admitted just as the stop came: do not send
             self.governor.release(permit, outcome="canceled")
             return
+        await self._send(job, permit)
+
+    async def _send(self, job: _Job, permit: Permit) -> None:
+        params = job.claimed.params
+        model = job.claimed.model
         worst = self._worst_cost(job)
         self.tally.in_flight += 1
         self.tally.requests += 1
