@@ -100,6 +100,8 @@ class RealtimeRunner:
         self.on_result = on_result
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._n_workers = 0
+        self._uncommitted = 0  # results handed to the writer, not yet committed
+        self._commit_done = asyncio.Event()
         self._held: dict[int, _Job] = {}  # every claimed job not yet final
         self._stopping = asyncio.Event()
         self._exhausted = False
@@ -228,6 +230,12 @@ class RealtimeRunner:
             if self._over_budget(job):
                 self.stop("budget")
                 return
+            # Requests in flight plus results not yet durable stay within the concurrency,
+            # so a kill can make at most that many requests go out twice.
+            limit = self.options.concurrency or self.governor.state(job.claimed.model).aimd.value
+            while self.tally.in_flight + self._uncommitted >= limit and self._uncommitted:
+                self._commit_done.clear()
+                await self._commit_done.wait()
             try:
                 await self._attempt(job)
             except (ProviderError, asyncio.CancelledError, KeyboardInterrupt):
@@ -354,9 +362,12 @@ class RealtimeRunner:
         """Hand the result to the group writer and move on: the worker need not wait for
         the commit. The job stays held, and uncounted, until its result is durable."""
         fut = self._writer.submit(item)
+        self._uncommitted += 1
         fut.add_done_callback(lambda f: self._committed(job, item, f))
 
     def _committed(self, job: _Job, item: Finished, fut: asyncio.Future[bool]) -> None:
+        self._uncommitted -= 1
+        self._commit_done.set()
         if fut.cancelled() or fut.exception() is not None:
             return  # not durable: the job stays held and is released, to be sent again
         self._held.pop(job.claimed.seq, None)
