@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shlex
-import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import typer
 
 from laneway.cli.app import app, console_err
 from laneway.cli.progress import ProgressBar, summary_table
+from laneway.cli.signals import stop_on_signals
 from laneway.governor import RateLimits
 from laneway.jobs import JobDefaults
 from laneway.runs import RunConfig, Summary, run
@@ -83,24 +82,8 @@ def _resume_command() -> str:
 
 async def _run(input_path: Path, output: Path | None, config: RunConfig, *,
                quiet: bool) -> Summary:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    presses = 0
-
-    def on_sigint() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            console_err.print("\n[yellow]stopping: no new requests; waiting for those in "
-                              "flight (Ctrl-C again to abandon them)[/yellow]")
-            stop.set()
-        elif main is not None:
-            main.cancel()
-
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-        loop.add_signal_handler(signal.SIGTERM, on_sigint)
+    stop = stop_on_signals("stopping: no new requests; waiting for those in flight "
+                           "(Ctrl-C again to abandon them)")
     bar = ProgressBar(console_err, enabled=not quiet and console_err.is_terminal)
     with bar:
         try:

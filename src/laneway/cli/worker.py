@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
 
 import typer
 from rich.table import Table
 
 from laneway.cli.app import app, console_err
+from laneway.cli.signals import stop_on_signals
 from laneway.governor import RateLimits
 from laneway.runners.realtime import Tally
 from laneway.workers import WorkerConfig, WorkerReport, new_worker_id, work
@@ -61,24 +60,8 @@ def worker_command(
 
 
 async def _work(config: WorkerConfig, *, quiet: bool) -> WorkerReport:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    presses = 0
-
-    def on_signal() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            console_err.print("[yellow]stopping: no new requests; releasing held jobs "
-                              "(Ctrl-C again to abandon requests in flight)[/yellow]")
-            stop.set()
-        elif main is not None:
-            main.cancel()
-
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGINT, on_signal)
-        loop.add_signal_handler(signal.SIGTERM, on_signal)
+    stop = stop_on_signals("stopping: no new requests; releasing held jobs "
+                           "(Ctrl-C again to abandon requests in flight)")
     last = 0.0
 
     def notice(msg: str) -> None:
