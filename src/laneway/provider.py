@@ -71,6 +71,16 @@ def _wire_error(body: object) -> tuple[str | None, str | None]:
     return None, None
 
 
+def stream_error(body: object, request_id: str | None) -> ProviderError:
+    """The error for an ``event: error`` that arrives after a stream has started."""
+    etype, message = _wire_error(body)
+    message = message or f"error event: {body}"
+    if etype == "overloaded_error":
+        return OverloadedError(message, status=200, error_type=etype, request_id=request_id)
+    return StreamError(message, status=200, error_type=etype or "api_error",
+                       request_id=request_id)
+
+
 def map_error(exc: BaseException) -> ProviderError:
     """Translate an SDK or transport exception into laneway's tree."""
     if isinstance(exc, ProviderError):
@@ -87,10 +97,7 @@ def map_error(exc: BaseException) -> ProviderError:
         message = message or str(exc)
         rid = exc.request_id
         if status == 200:  # an error event after the stream had started
-            if etype == "overloaded_error":
-                return OverloadedError(message, status=200, error_type=etype, request_id=rid)
-            return StreamError(message, status=200, error_type=etype or "api_error",
-                               request_id=rid)
+            return stream_error(exc.body, rid)
         if status == 429:
             return RateLimitedError(message, retry_after_s=_retry_after_s(exc.response.headers),
                                     request_id=rid)
@@ -215,48 +222,55 @@ class Provider:
             raw = await self.client.messages.with_raw_response.create(
                 **sdk_kwargs(params), stream=True, timeout=timeout_s)
             headers = dict(raw.headers)
-            events = await raw.parse()
+            response = raw.http_response
+            # The SDK's own SSE decoding, without a pydantic model per event: the events
+            # are read as JSON, which costs a fraction (this path relays every token of
+            # every person's stream in ``laneway serve``).
+            events = anthropic.AsyncStream.raw_events(response)
             try:
-                async for event in _with_idle_timeout(events, idle_timeout_s):
-                    etype = event.type
-                    if etype == "message_start":
-                        message = event.message.model_dump(mode="json")
-                        message["content"] = []
-                    elif etype == "content_block_start":
-                        message.setdefault("content", []).append(
-                            event.content_block.model_dump(mode="json", exclude_none=True))
-                    elif etype == "content_block_delta":
-                        block = message["content"][event.index]
-                        delta = event.delta
-                        if delta.type == "text_delta":
+                async for event, data in _with_idle_timeout(events, idle_timeout_s):
+                    if event == "content_block_delta":
+                        block = message["content"][data["index"]]
+                        delta = data["delta"]
+                        dtype = delta.get("type")
+                        if dtype == "text_delta":
                             if ttft is None:
                                 ttft = time.monotonic() - started
-                            block["text"] = block.get("text", "") + delta.text
+                            text = delta["text"]
+                            block["text"] = block.get("text", "") + text
                             if on_text is not None:
-                                res = on_text(delta.text)
+                                res = on_text(text)
                                 if res is not None:
                                     await res
-                        elif delta.type == "input_json_delta":
+                        elif dtype == "input_json_delta":
                             block["_partial_json"] = block.get("_partial_json", "") + \
-                                delta.partial_json
-                        elif delta.type == "thinking_delta":
-                            block["thinking"] = block.get("thinking", "") + delta.thinking
-                        elif delta.type == "signature_delta":
-                            block["signature"] = delta.signature
-                    elif etype == "content_block_stop":
-                        block = message["content"][event.index]
+                                delta["partial_json"]
+                        elif dtype == "thinking_delta":
+                            block["thinking"] = block.get("thinking", "") + delta["thinking"]
+                        elif dtype == "signature_delta":
+                            block["signature"] = delta["signature"]
+                    elif event == "message_start":
+                        message = dict(data["message"])
+                        message["content"] = []
+                    elif event == "content_block_start":
+                        message.setdefault("content", []).append(dict(data["content_block"]))
+                    elif event == "content_block_stop":
+                        block = message["content"][data["index"]]
                         partial = block.pop("_partial_json", None)
                         if partial is not None:
                             block["input"] = json.loads(partial) if partial else {}
-                    elif etype == "message_delta":
-                        message["stop_reason"] = event.delta.stop_reason
-                        message["stop_sequence"] = event.delta.stop_sequence
+                    elif event == "message_delta":
+                        message["stop_reason"] = data["delta"].get("stop_reason")
+                        message["stop_sequence"] = data["delta"].get("stop_sequence")
                         usage = message.setdefault("usage", {})
-                        usage["output_tokens"] = event.usage.output_tokens
-                    elif etype == "message_stop":
+                        usage.update({k: v for k, v in (data.get("usage") or {}).items()
+                                      if v is not None})
+                    elif event == "message_stop":
                         break
+                    elif event == "error":
+                        raise stream_error(data, raw.request_id)
             finally:
-                await events.close()
+                await response.aclose()
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                 raise
@@ -273,7 +287,11 @@ class Provider:
             self._stop = None
 
 
-async def _with_idle_timeout(events: Any, idle_timeout_s: float) -> AsyncIterator[Any]:
+async def _with_idle_timeout(
+    events: AsyncIterator[Any], idle_timeout_s: float,
+) -> AsyncIterator[tuple[str, Any]]:
+    """``(event name, JSON data)`` of each SSE event; pings are dropped and do not count
+    as content for the idle timeout."""
     iterator = events.__aiter__()
     last_content = time.monotonic()
     while True:
@@ -282,14 +300,28 @@ async def _with_idle_timeout(events: Any, idle_timeout_s: float) -> AsyncIterato
             raise StalledError(f"no content for {idle_timeout_s:g} s (stream stalled)")
         try:
             async with asyncio.timeout(remaining):
-                event = await iterator.__anext__()
+                sse = await iterator.__anext__()
         except StopAsyncIteration:
             return
         except TimeoutError:
             raise StalledError(f"no content for {idle_timeout_s:g} s (stream stalled)") from None
-        if event.type != "ping":
-            last_content = time.monotonic()
-        yield event
+        name = sse.event
+        if name is None or name == "ping":
+            continue
+        last_content = time.monotonic()
+        if name == "error":
+            try:
+                data = sse.json()
+            except ValueError:
+                data = {"error": {"type": "api_error", "message": sse.data}}
+            yield name, data
+        elif sse.data:
+            try:
+                data = sse.json()
+            except ValueError:
+                raise StreamError(f"a {name} event that is not JSON: {sse.data[:200]!r}",
+                                  status=200, error_type="api_error") from None
+            yield name, data
 
 
 def choose_provider(provider: str = "auto") -> str:
