@@ -3,7 +3,7 @@
 Part 1 reproduces "10 / 100 documents: sequential streaming vs parallel (concurrency 5)
 vs native batch" against the local API with a 3 s latency per request (echo engine,
 ``ttft_ms=3000``; a batch request takes the same 3 s, up to 100 at once), plus
-``laneway`` auto with no deadline. Prices are claude-sonnet-4-5's, from the usage the
+``laneway`` auto with no deadline. Prices are claude-sonnet-4-6's, from the usage the
 answers report: the local API is reached through ``ANTHROPIC_BASE_URL``, so laneway
 treats it as the API and prices apply. The local API's batches end as soon as their
 requests are done; the real API's take minutes to hours (the guide says 1-24 h).
@@ -41,7 +41,7 @@ from laneway.runners.planner import PlannerOptions
 from laneway.runs import Summary, run
 from laneway.timeparse import human_s
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 SCALE = 60.0
 TIER_2 = RateLimits(rpm=1_000, itpm=450_000, otpm=90_000)
 DEADLINES = {"1 minute": 60.0, "1 hour": 3600.0, "1 day": 86400.0}
@@ -150,7 +150,7 @@ async def main() -> None:
         seed = await part1(tmp, args.quick)
         print(f"part 2: auto against deadlines (all time divided by {SCALE:g})", flush=True)
         deadlines = await part2(tmp)
-    print_table("10 / 100 documents, 3 s a request, claude-sonnet-4-5 prices (local API)",
+    print_table("10 / 100 documents, 3 s a request, claude-sonnet-4-6 prices (local API)",
                 ["docs", "mode", "wall", "cost"],
                 [[r["documents"], r["mode"] + (f" -> {r['ran']}" if "auto" in r["mode"] else ""),
                   f"{r['wall_s']:.1f} s", f"${r['cost_usd']:.4f}"] for r in seed])

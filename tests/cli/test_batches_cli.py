@@ -16,7 +16,7 @@ from laneway.cli import main
 from laneway.local import LocalConfig, start_local
 
 LANEWAY = [sys.executable, "-m", "laneway"]
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 
 
 def env_for(base_url: str | None) -> dict[str, str]:
@@ -55,7 +55,7 @@ def test_estimate_shows_both_modes_side_by_side(
     assert main(["estimate", "in.jsonl", "--model", MODEL, "--rpm", "1000", "--itpm",
                  "450000", "--otpm", "90000", "--deadline", "1d"]) == 0
     out = capsys.readouterr().out
-    assert "100 jobs: claude-sonnet-4-5 (100)" in out
+    assert "100 jobs: claude-sonnet-4-6 (100)" in out
     assert "realtime" in out and "native" in out and "worst case" in out
     assert "--mode auto would choose hybrid" in out
     assert main(["estimate", "in.jsonl", "--json", "--model", MODEL]) == 0

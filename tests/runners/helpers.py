@@ -15,7 +15,7 @@ import anthropic
 from laneway.runners import native_ledger as NL
 from laneway.store import open_store
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 
 
 def make_input(path: Path, n: int, *, ids: Callable[[int], str] | None = None,

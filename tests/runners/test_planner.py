@@ -15,7 +15,7 @@ from laneway.runners.planner import (
     realtime_s_for,
 )
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 TIER_2 = RateLimits(rpm=1_000, itpm=450_000, otpm=90_000)
 
 
