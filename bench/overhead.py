@@ -1,7 +1,7 @@
 """Benchmark: throughput of laneway's runner versus the plain pattern it replaces.
 
 Both send the same JSONL file of short prompts (max_tokens 16) to the local API's echo
-engine at zero latency, run as a separate process (``laneway local --engine echo``) so
+engine at zero latency (or `--ttft-ms`), run as a separate process (``laneway local --engine echo``) so
 the server does not share the client's GIL:
 
 - **laneway**: ``await laneway.runs.run(IN, OUT, mode="realtime", concurrency=C, db=...)``
@@ -20,7 +20,7 @@ shared machine. Timings on a shared machine are noisy: compare ratios, not absol
 
     .venv/bin/python bench/overhead.py [--jobs 20000] [--concurrency 5,50,200] [--repeats 2]
     .venv/bin/python bench/overhead.py --profile laneway --jobs 3000 --concurrency 50
-    .venv/bin/python bench/overhead.py --eager-commit   # try the proposed writer fix
+    .venv/bin/python bench/overhead.py --ttft-ms 100 --jobs 3000 --concurrency 5,50
 
 Prints a table and writes ``bench/results/overhead.json``. ``--profile`` instead runs one
 trial of one side under cProfile (event-loop thread only) and prints the top functions.
@@ -247,26 +247,6 @@ def _table(rows: list[dict[str, Any]], jobs: int, repeats: int) -> Table:
     return table
 
 
-def patch_eager_commit() -> None:
-    """Experiment (not laneway's behaviour): wake the group writer on every result.
-
-    ``GroupWriter.record`` otherwise waits for the next 20 ms tick (or 512 results), and
-    the runner's worker waits for that commit before taking its next job, which caps a
-    worker at ~1 job per (latency + ~10-20 ms). Committing as soon as a result arrives
-    (results that arrive during a commit form the next group) is the fix proposed.
-    """
-    from laneway.store.queue import Finished
-    from laneway.store.writer import GroupWriter
-
-    async def record(self: GroupWriter, item: Finished) -> bool:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, fut))
-        self._wake.set()
-        return await fut
-
-    GroupWriter.record = record  # type: ignore[method-assign]
-
-
 def profile(side: str, base_url: str, tmp: Path, *, jobs: int, concurrency: int,
             top: int) -> None:
     inp = make_input(tmp / "in.jsonl", jobs)
@@ -296,21 +276,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=("laneway", "plain"),
                         help="profile one trial of this side instead (first concurrency)")
     parser.add_argument("--top", type=int, default=40, help="functions shown by --profile")
-    parser.add_argument("--eager-commit", action="store_true",
-                        help="experiment: patch laneway's GroupWriter to commit as soon as a "
-                             "result arrives (the proposed fix; see patch_eager_commit)")
+    parser.add_argument("--ttft-ms", type=float, default=0.0,
+                        help="the echo engine's time to first token (0: the client is the "
+                             "bottleneck; a realistic latency makes both sides wait on the API)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     concurrencies = [int(x) for x in args.concurrency.split(",")]
     console = Console(stderr=True)
-    if args.eager_commit:
-        patch_eager_commit()
-        console.print("[yellow]experiment: GroupWriter patched to commit eagerly[/yellow]")
-        if args.output == RESULTS:
-            args.output = RESULTS.with_name("overhead_eager_commit.json")
+    if args.ttft_ms and args.output == RESULTS:
+        args.output = RESULTS.with_name(f"overhead_ttft{args.ttft_ms:g}ms.json")
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="laneway-overhead-") as tmpdir, \
-            local_api_process() as base_url:
+            local_api_process("--ttft-ms", str(args.ttft_ms)) as base_url:
         tmp = Path(tmpdir)
         if args.profile:
             profile(args.profile, base_url, tmp, jobs=args.jobs,
@@ -330,10 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                     "platform": platform.platform(), "anthropic_sdk": anthropic.__version__,
                     "load_avg_at_end": os.getloadavg()},
         "setup": {"jobs": args.jobs, "max_tokens": MAX_TOKENS, "model": MODEL,
-                  "engine": "echo", "latency_ms": 0,
+                  "engine": "echo", "ttft_ms": args.ttft_ms,
                   "server": "separate process: laneway local --engine echo",
                   "repeats": args.repeats, "statistic": "median",
-                  "eager_commit_patch": args.eager_commit,
                   "laneway": "runs.run() end to end (ingest, run, results file), fresh "
                              "SQLite ledger per trial",
                   "plain": "AsyncAnthropic(max_retries=0) + Semaphore + messages.create, "
