@@ -147,9 +147,11 @@ def chat_command(
 
     Type /help for commands. Ctrl-C stops an answer; Ctrl-D or /quit leaves.
     """
+    from laneway.heap import freeze_startup_objects
     from laneway.provider import open_provider
 
     backend = open_provider(provider)
+    freeze_startup_objects()
     conv = Conversation(backend, model=model, system=system, max_tokens=max_tokens)
     console_err.print(f"[dim]laneway chat · {model} · /help for commands[/dim]",
                       highlight=False)

@@ -38,6 +38,7 @@ def local(
     """Serve the local Anthropic-compatible API (the embedded backend and test bed)."""
     import uvicorn
 
+    from laneway.heap import freeze_startup_objects
     from laneway.local.app import create_app
     from laneway.local.engines import smollm2_available
 
@@ -54,4 +55,5 @@ def local(
         f"laneway local API ({engine} engine) on http://{host}:{port} — "
         f"point the SDK at it with ANTHROPIC_BASE_URL=http://{host}:{port}"
     )
+    freeze_startup_objects()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

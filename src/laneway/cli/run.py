@@ -13,6 +13,7 @@ from laneway.cli.app import app, console_err
 from laneway.cli.progress import ProgressBar, summary_table
 from laneway.cli.signals import stop_on_signals
 from laneway.governor import RateLimits
+from laneway.heap import freeze_startup_objects
 from laneway.jobs import JobDefaults
 from laneway.runs import RunConfig, Summary, run
 from laneway.timeparse import parse_deadline
@@ -60,6 +61,7 @@ def run_command(
         deadline_at=parse_deadline(deadline) if deadline else None,
         skip_invalid=skip_invalid, db=db, limits=limits, no_work=no_work,
     )
+    freeze_startup_objects()
     try:
         summary = asyncio.run(_run(input_path, output, config, quiet=quiet))
     except KeyboardInterrupt:

@@ -44,6 +44,7 @@ def serve_command(
         raise SystemExit(2) from None
     import uvicorn
 
+    from laneway.heap import freeze_startup_objects
     from laneway.provider import open_provider
     from laneway.server import ServerSettings, create_app
 
@@ -61,6 +62,7 @@ def serve_command(
                                            timeout_graceful_shutdown=5,
                                            # No X-Forwarded-* use: skip parsing them.
                                            proxy_headers=False))
+    freeze_startup_objects()
     try:
         asyncio.run(server.serve())
     finally:

@@ -11,6 +11,7 @@ from rich.table import Table
 from laneway.cli.app import app, console_err
 from laneway.cli.signals import stop_on_signals
 from laneway.governor import RateLimits
+from laneway.heap import freeze_startup_objects
 from laneway.runners.realtime import Tally
 from laneway.workers import WorkerConfig, WorkerReport, new_worker_id, work
 
@@ -47,6 +48,7 @@ def worker_command(
         db=db, run_id=run_name, follow=follow, provider=provider, concurrency=concurrency,
         max_attempts=max_attempts, timeout_s=timeout_s, stream=stream, limits=limits,
         lease_s=lease, worker_id=worker_id or new_worker_id())
+    freeze_startup_objects()
     try:
         report = asyncio.run(_work(config, quiet=quiet))
     except KeyboardInterrupt:

@@ -1,0 +1,23 @@
+"""Keep the garbage collector's full passes short in laneway's long-running processes.
+
+A laneway process holds what it imported for as long as it lives: the anthropic SDK
+(thousands of type classes), FastAPI, pydantic and SQLAlchemy, some 200,000 objects.
+CPython's full (generation 2) collection walks all of them, 280-500 ms on the 2-core
+machines here, and the event loop stands still meanwhile: every stream being relayed
+stalls and a person's first token waits (``bench/sse.py`` saw one such stall in about
+150 streams, at any load). Moving the objects alive once a command has started into
+the permanent generation (:func:`gc.freeze`) leaves the full passes only what was
+made since. The commands call :func:`freeze_startup_objects`; a library user's heap is
+theirs to manage.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def freeze_startup_objects() -> None:
+    """Collect what startup left as garbage, then exempt everything alive from later
+    collections (it lives as long as the process anyway)."""
+    gc.collect()
+    gc.freeze()
