@@ -10,8 +10,9 @@ for twice, and one governor that shares the rate limits with people first.
 
 from __future__ import annotations
 
-from laneway.agent import HybridAgent
-from laneway.chat import Conversation, Turn
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from laneway.errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -32,15 +33,62 @@ from laneway.errors import (
     StreamError,
     UnknownModelError,
 )
-from laneway.governor import Governor, Lane, RateLimits
-from laneway.jobs import Job, JobDefaults, read_jobs, write_results
-from laneway.local import LocalConfig, serve_local
-from laneway.pricing import Usage, cost_usd
-from laneway.provider import Provider, Reply, open_provider
-from laneway.runs import Progress, RunConfig, Summary, results_of, run
-from laneway.store import StoreSettings, open_store
+
+if TYPE_CHECKING:
+    from laneway.agent import HybridAgent
+    from laneway.chat import Conversation, Turn
+    from laneway.governor import Governor, Lane, RateLimits
+    from laneway.jobs import Job, JobDefaults, read_jobs, write_results
+    from laneway.local import LocalConfig, serve_local
+    from laneway.pricing import Usage, cost_usd
+    from laneway.provider import Provider, Reply, open_provider
+    from laneway.runs import Progress, RunConfig, Summary, results_of, run
+    from laneway.store import StoreSettings, open_store
 
 __version__ = "0.1.0"
+
+#: Where each public name lives. They are imported on first use (PEP 562), so the CLI
+#: and ``import laneway.errors`` start without loading the SDK, SQLAlchemy or FastAPI.
+_LAZY: dict[str, str] = {
+    "Conversation": "laneway.chat",
+    "Governor": "laneway.governor",
+    "HybridAgent": "laneway.agent",
+    "Job": "laneway.jobs",
+    "JobDefaults": "laneway.jobs",
+    "Lane": "laneway.governor",
+    "LocalConfig": "laneway.local",
+    "Progress": "laneway.runs",
+    "Provider": "laneway.provider",
+    "RateLimits": "laneway.governor",
+    "Reply": "laneway.provider",
+    "RunConfig": "laneway.runs",
+    "StoreSettings": "laneway.store",
+    "Summary": "laneway.runs",
+    "Turn": "laneway.chat",
+    "Usage": "laneway.pricing",
+    "cost_usd": "laneway.pricing",
+    "open_provider": "laneway.provider",
+    "open_store": "laneway.store",
+    "read_jobs": "laneway.jobs",
+    "results_of": "laneway.runs",
+    "run": "laneway.runs",
+    "serve_local": "laneway.local",
+    "write_results": "laneway.jobs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'laneway' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AuthenticationError",

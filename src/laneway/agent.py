@@ -28,11 +28,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from laneway.chat import DEFAULT_MODEL, Conversation, Turn
+from laneway.chat import Conversation, Turn
 from laneway.errors import ConfigError, InputError
 from laneway.governor import Governor, RateLimits
 from laneway.ingest import ingest
-from laneway.jobs import Job, JobDefaults, read_jobs
+from laneway.jobs import DEFAULT_MODEL, Job, JobDefaults, read_jobs
 from laneway.provider import OnText, Provider, open_provider
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
 from laneway.runners.retry import RetryPolicy

@@ -38,10 +38,9 @@ from laneway.errors import (
     UnknownModelError,
 )
 from laneway.governor import Governor, Lane
+from laneway.jobs import DEFAULT_MODEL
 from laneway.pricing import Usage, cost_usd
 from laneway.provider import OnText, Provider, Reply
-
-DEFAULT_MODEL = "claude-haiku-4-5"
 
 
 @dataclass(slots=True, kw_only=True)

@@ -29,11 +29,15 @@ _SHORT_KEYS = frozenset({"id", "prompt", "system", "model", "max_tokens", "tempe
                          "stop_sequences", "metadata"})
 
 
+#: The model a request that names none goes to (``--model`` changes it).
+DEFAULT_MODEL = "claude-haiku-4-5"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobDefaults:
     """What fills the fields an input line leaves out (``--model``, ``--max-tokens``...)."""
 
-    model: str = "claude-haiku-4-5"
+    model: str = DEFAULT_MODEL
     max_tokens: int = 1024
     system: str | None = None
 

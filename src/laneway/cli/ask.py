@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from laneway.cli.app import app, console_err
 from laneway.errors import UnknownModelError
+from laneway.jobs import DEFAULT_MODEL
 from laneway.pricing import Usage, cost_usd
-from laneway.provider import Reply, open_provider
+
+if TYPE_CHECKING:
+    from laneway.provider import Reply
 
 
 @app.command("ask")
 def ask_command(
     prompt: str = typer.Argument(..., help="The question or instruction."),
-    model: str = typer.Option("claude-haiku-4-5", help="Model to ask."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Model to ask."),
     max_tokens: int = typer.Option(512, help="Longest answer, in tokens."),
     system: str | None = typer.Option(None, help="System prompt."),
     temperature: float | None = typer.Option(None, help="0 for deterministic answers."),
@@ -48,6 +52,8 @@ def ask_command(
 
 
 async def _ask(params: dict[str, object], provider_name: str) -> tuple[Reply, bool]:
+    from laneway.provider import open_provider  # the SDK: only for the commands that call it
+
     provider = await asyncio.to_thread(open_provider, provider_name)
     try:
         def write(text: str) -> None:

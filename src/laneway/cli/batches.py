@@ -7,25 +7,18 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from laneway.cli.app import app, console, console_err
 from laneway.governor import RateLimits
-from laneway.jobs import BadLine, JobDefaults, read_jobs
-from laneway.provider import choose_provider, open_provider
-from laneway.runners.native_cancel import CancelReport, cancel_run
-from laneway.runners.planner import (
-    PlannerOptions,
-    Workload,
-    choose,
-    limits_text,
-    native_estimate,
-    realtime_estimate,
-)
-from laneway.store import AsyncStore, StoreSettings, open_store
+from laneway.jobs import DEFAULT_MODEL, BadLine, JobDefaults, read_jobs
 from laneway.timeparse import human_s, parse_deadline
+
+if TYPE_CHECKING:
+    from laneway.runners.native_cancel import CancelReport
 
 
 @app.command("cancel")
@@ -54,6 +47,11 @@ def cancel_command(
 
 async def _cancel(run_id: str, *, db: str | None, provider: str, wait_s: float
                   ) -> CancelReport:
+    # The SDK and the store load only for the command that uses them.
+    from laneway.provider import open_provider
+    from laneway.runners.native_cancel import cancel_run
+    from laneway.store import AsyncStore, StoreSettings, open_store
+
     store = open_store(StoreSettings.from_dsn(db))
     astore = AsyncStore(store)
     backend = None
@@ -72,7 +70,7 @@ async def _cancel(run_id: str, *, db: str | None, provider: str, wait_s: float
 @app.command("estimate")
 def estimate_command(
     input_path: Path = typer.Argument(..., metavar="IN.jsonl", help="JSONL input, as for `laneway run`."),
-    model: str = typer.Option("claude-haiku-4-5", help="Model for lines that name none."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Model for lines that name none."),
     max_tokens: int = typer.Option(1024, help="max_tokens for lines that give none."),
     system: str | None = typer.Option(None, help="System prompt for lines that give none."),
     expected_output: int = typer.Option(400, help="Output tokens expected per answer (capped by max_tokens)."),
@@ -86,6 +84,16 @@ def estimate_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Estimate a run before sending anything: tokens, and each mode's time and cost."""
+    from laneway.provider import choose_provider
+    from laneway.runners.planner import (
+        PlannerOptions,
+        Workload,
+        choose,
+        limits_text,
+        native_estimate,
+        realtime_estimate,
+    )
+
     defaults = JobDefaults(model=model, max_tokens=max_tokens, system=system)
     workload = Workload()
     for job in read_jobs(input_path, defaults=defaults):

@@ -12,13 +12,17 @@ import asyncio
 import contextlib
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from laneway.chat import DEFAULT_MODEL, Conversation, Turn
 from laneway.cli.app import app, console, console_err
 from laneway.errors import LanewayError, ProviderError
+from laneway.jobs import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from laneway.chat import Conversation, Turn
 
 HELP = """\
 Commands:
@@ -147,6 +151,7 @@ def chat_command(
 
     Type /help for commands. Ctrl-C stops an answer; Ctrl-D or /quit leaves.
     """
+    from laneway.chat import Conversation
     from laneway.heap import freeze_startup_objects
     from laneway.provider import open_provider
 

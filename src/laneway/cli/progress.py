@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from laneway.runs import Progress as RunProgress
-from laneway.runs import Summary
 from laneway.timeparse import human_s
+
+if TYPE_CHECKING:
+    from laneway.runs import Progress as RunProgress
+    from laneway.runs import Summary
 
 
 class ProgressBar:

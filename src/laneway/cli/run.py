@@ -6,6 +6,7 @@ import asyncio
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -14,9 +15,11 @@ from laneway.cli.progress import ProgressBar, summary_table
 from laneway.cli.signals import stop_on_signals
 from laneway.governor import RateLimits
 from laneway.heap import freeze_startup_objects
-from laneway.jobs import JobDefaults
-from laneway.runs import RunConfig, Summary, run
+from laneway.jobs import DEFAULT_MODEL, JobDefaults
 from laneway.timeparse import parse_deadline
+
+if TYPE_CHECKING:
+    from laneway.runs import RunConfig, Summary
 
 EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
@@ -30,7 +33,7 @@ def run_command(
     run_name: str | None = typer.Option(None, "--run", help="Name the run (default: from the input and options)."),
     mode: str = typer.Option("auto", help="auto, realtime (parallel requests) or native (Message Batches, half price)."),
     provider: str = typer.Option("auto", help="auto, anthropic (needs ANTHROPIC_API_KEY) or local (embedded model)."),
-    model: str = typer.Option("claude-haiku-4-5", help="Model for lines that name none."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Model for lines that name none."),
     max_tokens: int = typer.Option(1024, help="max_tokens for lines that give none."),
     system: str | None = typer.Option(None, help="System prompt for lines that give none."),
     concurrency: int | None = typer.Option(None, help="Fixed requests in flight (default: adaptive)."),
@@ -52,6 +55,8 @@ def run_command(
     Re-running the same command continues the same run: finished jobs are not sent
     again. Ctrl-C stops cleanly (press it twice to abandon requests in flight).
     """
+    from laneway.runs import RunConfig  # the SDK and the store: not for --help
+
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
     config = RunConfig(
         run_name=run_name, mode=mode, provider=provider,
@@ -84,6 +89,8 @@ def _resume_command() -> str:
 
 async def _run(input_path: Path, output: Path | None, config: RunConfig, *,
                quiet: bool) -> Summary:
+    from laneway.runs import run
+
     stop = stop_on_signals("stopping: no new requests; waiting for those in flight "
                            "(Ctrl-C again to abandon them)")
     bar = ProgressBar(console_err, enabled=not quiet and console_err.is_terminal)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -12,14 +13,17 @@ from rich.table import Table
 from laneway.cli.app import app, console, console_err
 from laneway.errors import ConfigError
 from laneway.jobs import dump_results, result_text, write_results
-from laneway.store import Store, StoreSettings, open_store
-from laneway.store import schema as S
 from laneway.timeparse import human_s
+
+if TYPE_CHECKING:
+    from laneway.store import Store
 
 DB_HELP = "Ledger: a path, sqlite:///PATH or postgresql://... [default: .laneway/laneway.db]"
 
 
 def _open(db: str | None) -> Store:
+    from laneway.store import StoreSettings, open_store  # SQLAlchemy: only when used
+
     return open_store(StoreSettings.from_dsn(db))
 
 
@@ -41,6 +45,8 @@ def runs_command(
     limit: int = typer.Option(20, help="How many of the latest runs to list."),
 ) -> None:
     """List runs in the ledger, newest first."""
+    from laneway.store import schema as S
+
     store = _open(db)
     try:
         table = Table("run", "status", "mode", "jobs", "done", "failed", "cost", "started")
@@ -61,6 +67,8 @@ def status_command(
     db: str | None = typer.Option(None, help=DB_HELP),
 ) -> None:
     """Show one run: counts by status, tokens, cost and where it stands."""
+    from laneway.store import schema as S
+
     store = _open(db)
     try:
         run_id = run_id or _latest(store)

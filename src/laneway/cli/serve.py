@@ -6,11 +6,10 @@ import asyncio
 
 import typer
 
-from laneway.chat import DEFAULT_MODEL
 from laneway.cli.app import app, console_err
 from laneway.errors import ConfigError
 from laneway.governor import RateLimits
-from laneway.server.auth import check_bind
+from laneway.jobs import DEFAULT_MODEL
 
 
 @app.command("serve")
@@ -35,6 +34,8 @@ def serve_command(
     Chat streams over SSE and background runs share one provider client and one rate
     governor, so a person's answer is always served before queued background work.
     """
+    from laneway.server.auth import check_bind
+
     try:
         check_bind(host, token)  # before anything starts
     except ConfigError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -12,8 +13,10 @@ from laneway.cli.app import app, console_err
 from laneway.cli.signals import stop_on_signals
 from laneway.governor import RateLimits
 from laneway.heap import freeze_startup_objects
-from laneway.runners.realtime import Tally
-from laneway.workers import WorkerConfig, WorkerReport, new_worker_id, work
+
+if TYPE_CHECKING:
+    from laneway.runners.realtime import Tally
+    from laneway.workers import WorkerConfig, WorkerReport
 
 EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
@@ -43,6 +46,8 @@ def worker_command(
     others take its jobs when the lease runs out. Each result is recorded once, and a
     429 seen by one worker pauses them all. Ctrl-C stops cleanly.
     """
+    from laneway.workers import WorkerConfig, new_worker_id  # the SDK and the store
+
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
     config = WorkerConfig(
         db=db, run_id=run_name, follow=follow, provider=provider, concurrency=concurrency,
@@ -62,6 +67,8 @@ def worker_command(
 
 
 async def _work(config: WorkerConfig, *, quiet: bool) -> WorkerReport:
+    from laneway.workers import work
+
     stop = stop_on_signals("stopping: no new requests; releasing held jobs "
                            "(Ctrl-C again to abandon requests in flight)")
     last = 0.0

@@ -25,9 +25,9 @@ from fastapi.staticfiles import StaticFiles
 
 from laneway import __version__
 from laneway.agent import HybridAgent
-from laneway.chat import DEFAULT_MODEL
 from laneway.errors import LanewayError
 from laneway.governor import RateLimits
+from laneway.jobs import DEFAULT_MODEL
 from laneway.provider import Provider
 from laneway.server import chat_routes, runs_routes
 from laneway.server.auth import TokenAuth, check_bind
