@@ -1,8 +1,8 @@
 """Benchmark: throughput of laneway's runner versus the plain pattern it replaces.
 
 Both send the same JSONL file of short prompts (max_tokens 16) to the local API's echo
-engine at zero latency (or `--ttft-ms`), run as a separate process (``laneway local --engine echo``) so
-the server does not share the client's GIL:
+engine at zero latency (or ``--ttft-ms``), run as a separate process (``laneway local
+--engine echo``) so the server does not share the client's GIL:
 
 - **laneway**: ``await laneway.runs.run(IN, OUT, mode="realtime", concurrency=C, db=...)``
   with a fresh SQLite ledger per trial: ingest, claim, send, group-commit every result,
