@@ -20,6 +20,7 @@ from typing import Any
 
 import anthropic
 
+from laneway.backend import choose_provider
 from laneway.errors import (
     AuthenticationError,
     ConfigError,
@@ -322,17 +323,6 @@ async def _with_idle_timeout(
                 raise StreamError(f"a {name} event that is not JSON: {sse.data[:200]!r}",
                                   status=200, error_type="api_error") from None
             yield name, data
-
-
-def choose_provider(provider: str = "auto") -> str:
-    """``anthropic`` or ``local`` for ``--provider auto|anthropic|local``."""
-    if provider not in ("auto", "anthropic", "local"):
-        raise ConfigError(f"--provider {provider!r}: choose auto, anthropic or local")
-    if provider != "auto":
-        return provider
-    if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL"):
-        return "anthropic"
-    return "local"
 
 
 def open_provider(

@@ -84,7 +84,7 @@ def estimate_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Estimate a run before sending anything: tokens, and each mode's time and cost."""
-    from laneway.provider import choose_provider
+    from laneway.backend import choose_provider
     from laneway.runners.planner import (
         PlannerOptions,
         Workload,
