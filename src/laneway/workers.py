@@ -186,7 +186,8 @@ class Worker:
         self.provider = provider
         self.notice = on_notice or (lambda _msg: None)
         self.on_result = on_result
-        self.governor = Governor(limits=config.limits)
+        # A worker serves no person: it may use the whole limit (see runs._run_realtime).
+        self.governor = Governor(limits=config.limits, interactive_reserve=0.0)
         self.pauses = PauseSync(self.astore, self.governor, poll_s=config.pause_poll_s,
                                 on_notice=self.notice)
         self.leases = LeaseKeeper(store, worker=config.worker_id, lease_s=config.lease_s)
