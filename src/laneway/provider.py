@@ -166,6 +166,27 @@ def sdk_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _aiohttp_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("aiohttp") is not None
+
+
+def sdk_client(*, api_key: str, base_url: str | None) -> anthropic.AsyncAnthropic:
+    """The SDK's async client with its own retries off (laneway owns the policy).
+
+    Where ``aiohttp`` is installed (the ``anthropic[aiohttp]`` extra, in laneway's
+    dependencies) the SDK's aiohttp transport is used: httpx's connection pool checks
+    every pooled connection on every request, which at concurrency 50 cost more CPU than
+    all of laneway's own work per job. ``LANEWAY_HTTP=httpx`` keeps the SDK's default.
+    """
+    http_client = None
+    if os.environ.get("LANEWAY_HTTP", "aiohttp") != "httpx" and _aiohttp_installed():
+        http_client = anthropic.DefaultAioHttpClient()
+    return anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0,
+                                    http_client=http_client)
+
+
 @dataclass
 class Provider:
     """An ``AsyncAnthropic`` client and what laneway knows about the backend behind it."""
@@ -180,7 +201,7 @@ class Provider:
     @classmethod
     def at(cls, base_url: str, *, api_key: str = "local", kind: str = "anthropic") -> Provider:
         """A provider for any Anthropic-compatible server (tests, benchmarks, proxies)."""
-        client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        client = sdk_client(api_key=api_key, base_url=base_url)
         return cls(client, kind, base_url.rstrip("/"), description=f"the API at {base_url}")
 
     @property
@@ -337,8 +358,7 @@ def open_provider(
         if not key and not base_url:
             raise ConfigError("--provider anthropic needs ANTHROPIC_API_KEY (or "
                               "ANTHROPIC_BASE_URL for a compatible server)")
-        client = anthropic.AsyncAnthropic(api_key=key or "none", base_url=base_url,
-                                          max_retries=0)
+        client = sdk_client(api_key=key or "none", base_url=base_url)
         url = str(client.base_url).rstrip("/")
         return Provider(client, "anthropic", url, description=f"the API at {url}")
 
@@ -355,7 +375,6 @@ def open_provider(
     description = f"the local API ({label}) at {running.base_url}"
     if not quiet:
         print(f"laneway: no ANTHROPIC_API_KEY: using {description}", file=sys.stderr)
-    client = anthropic.AsyncAnthropic(api_key="local", base_url=running.base_url,
-                                      max_retries=0)
+    client = sdk_client(api_key="local", base_url=running.base_url)
     return Provider(client, "local", running.base_url, description=description,
                     _stop=running.stop)
