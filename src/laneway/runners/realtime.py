@@ -369,6 +369,8 @@ class RealtimeRunner:
         self._uncommitted -= 1
         self._commit_done.set()
         if fut.cancelled() or fut.exception() is not None:
+            if not fut.cancelled():  # the ledger cannot record (a full disk): send no more
+                self.stop("store_error")
             return  # not durable: the job stays held and is released, to be sent again
         self._held.pop(job.claimed.seq, None)
         if fut.result():
