@@ -81,9 +81,10 @@ def test_budget_counts_older_models(tmp_path: Path, local_api: RunningLocal, mod
 def test_price_option_prices_an_unknown_model(tmp_path: Path, local_api: RunningLocal) -> None:
     make_input(tmp_path / "in.jsonl", 40)
     env = env_for(local_api.base_url)
-    # $1/$1 per million: a request's worst case is ~0.0001 + 0.000016; $0.0025 pays ~20.
+    # $1/$1 per million: a request's worst case is ~$0.001 (1,000 max tokens) and an echo
+    # answer costs ~$0.00001: $0.0012 pays for ~18 of them.
     res = cli(["run", "in.jsonl", "-o", "out.jsonl", "--mode", "realtime", "--concurrency", "1",
-               "--model", "claude-imaginary-9", "--max-tokens", "100", "--budget", "0.0025",
+               "--model", "claude-imaginary-9", "--max-tokens", "1000", "--budget", "0.0012",
                "--price", "1/1", "-q"], env=env, cwd=tmp_path)
     assert res.returncode == 3, res.stderr
     assert 5 <= sent(local_api) < 40
