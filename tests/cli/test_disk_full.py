@@ -126,16 +126,20 @@ def test_disk_fills_mid_run(tmp_path: Path, local_api: RunningLocal) -> None:
         done_before = succeeded(db)
         assert done_before < n
         assert not (tmp_path / "out.jsonl").exists()
-        sent_before = local_api.api.stats["requests"]
+        answered_before = local_api.api.stats["ok"]
 
         filler.unlink()  # space again: the same command finishes the run
         res = subprocess.run([*LANEWAY, *args], env=env, cwd=tmp_path, capture_output=True,
                              text=True, timeout=120)
         assert res.returncode == 0, res.stderr
         check_output_file(tmp_path / "out.jsonl", n)
-        # Nothing recorded is sent again; at most what was in flight when the disk filled.
-        assert local_api.api.stats["requests"] <= n + concurrency
-        assert local_api.api.stats["requests"] - sent_before <= n - done_before + concurrency
+        # Nothing recorded is answered again; at most what was in flight or not yet
+        # committed when the disk filled (the concurrency bounds both together).
+        answered = local_api.api.stats["ok"]
+        print(f"recorded before the disk filled: {done_before}; answered: "
+              f"{answered_before} then {answered - answered_before}")
+        assert answered <= n + 2 * concurrency  # (the bound is loose under a race)
+        assert answered - answered_before == n - done_before
 
 
 @pytest.mark.timeout(120)
