@@ -56,8 +56,8 @@ def run_command(
     Re-running the same command continues the same run: finished jobs are not sent
     again. Ctrl-C stops cleanly (press it twice to abandon requests in flight).
     """
-    from laneway.runs import RunConfig  # the SDK and the store: not for --help
     from laneway.budget import parse_price
+    from laneway.runs import RunConfig  # the SDK and the store: not for --help
 
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
     config = RunConfig(
