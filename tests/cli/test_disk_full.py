@@ -138,7 +138,7 @@ def test_disk_fills_mid_run(tmp_path: Path, local_api: RunningLocal) -> None:
         answered = local_api.api.stats["ok"]
         print(f"recorded before the disk filled: {done_before}; answered: "
               f"{answered_before} then {answered - answered_before}")
-        assert answered <= n + 2 * concurrency  # (the bound is loose under a race)
+        assert answered <= n + concurrency + 2  # (two workers admitted at once: +1)
         assert answered - answered_before == n - done_before
 
 
