@@ -373,8 +373,8 @@ class RealtimeRunner:
         if fut.cancelled() or fut.exception() is not None:
             if not fut.cancelled():  # the ledger cannot record (a full disk): stop, and
                 self.stop("store_error")  # abandon answers that could not be recorded
-                for t in self._workers:
-                    t.cancel()
+                for task in self._workers:
+                    task.cancel()
             return  # not durable: the job stays held and is released, to be sent again
         self._held.pop(job.claimed.seq, None)
         if fut.result():
