@@ -146,13 +146,19 @@ def test_bad_output_is_refused_before_sending(tmp_path: Path, local_api: Running
     assert not (tmp_path / ".laneway").exists()  # nothing ran: not even a ledger
 
 
-def test_existing_output_untouched_until_results_exist(tmp_path: Path,
-                                                       local_api: RunningLocal) -> None:
+@pytest.mark.parametrize("args", [
+    ["--mode", "realtime", "--budget", "0"],
+    ["--mode", "realtime", "--budget", "-1"],
+    ["--mode", "native", "--budget", "0"],
+    ["--model", "claude-imaginary-9", "--budget", "1"],  # refused: no price
+])
+def test_existing_output_untouched_until_results_exist(tmp_path: Path, local_api: RunningLocal,
+                                                       args: list[str]) -> None:
     make_input(tmp_path / "in.jsonl", 20)
     (tmp_path / "out.jsonl").write_text("precious\n")
-    res = cli(["run", "in.jsonl", "-o", "out.jsonl", "--mode", "realtime", "--budget", "0",
-               "-q"], env=env_for(local_api.base_url), cwd=tmp_path)
-    assert res.returncode != 0
+    res = cli(["run", "in.jsonl", "-o", "out.jsonl", *args, "-q"],
+              env=env_for(local_api.base_url), cwd=tmp_path)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
     assert (tmp_path / "out.jsonl").read_text() == "precious\n"
     assert sent(local_api) == 0
 
