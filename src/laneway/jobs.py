@@ -12,16 +12,16 @@ An output line is the Message Batches results form:
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from laneway.errors import InputError
+from laneway.output import replacing
 
 CUSTOM_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 #: Keys a short-form line may carry.
@@ -203,24 +203,22 @@ def result_text(result: dict[str, Any]) -> str:
     return f"[{result.get('type')}]"
 
 
-def write_results(path: str | Path, rows: Iterable[tuple[str, dict[str, Any]]]) -> int:
+def write_results(path: str | Path, rows: Iterable[tuple[str, dict[str, Any]]], *,
+                  if_any: bool = False) -> int:
     """Write ``(custom_id, result)`` rows as results JSONL, atomically; returns the count.
 
     The file is written beside its final name and renamed into place, so a crash never
-    leaves half a results file.
+    leaves half a results file (see :func:`laneway.output.replacing`). With ``if_any``,
+    no rows leave ``path`` untouched (0 is returned).
     """
     path = Path(path)
+    it = iter(rows)
+    first = next(it, None)
+    if first is None and if_any:
+        return 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            count = dump_results(out, rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
+    with replacing(path) as out:
+        return dump_results(out, itertools.chain([] if first is None else [first], it))
 
 
 def dump_results(out: TextIO, rows: Iterable[tuple[str, dict[str, Any]]]) -> int:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DBAPIError
 
+from laneway.budget import unpriced_models
 from laneway.errors import ConfigError, StoreError
 from laneway.governor import Governor, RateLimits
 from laneway.provider import Provider, open_provider
@@ -271,6 +272,14 @@ class Worker:
     async def _work_on(self, run: RunRow) -> bool:
         """Send what can be claimed of ``run`` now; True if anything was done or closed."""
         work = self.report.runs.setdefault(run.id, RunWork(run.id))
+        if run.budget_usd is not None and not self.provider.is_local:
+            unpriced = await self.astore.call(unpriced_models, self.store, run.id)
+            if unpriced:  # its budget could not count them: never priced as zero
+                self._skip.add(run.id)
+                work.note = (f"skipped: --budget and no price known for {unpriced[0]!r} "
+                             "(run it with `laneway run ... --price IN/OUT`)")
+                self.notice(f"run {run.id}: {work.note}")
+                return False
         if run.mode == "native":
             return await self._native(run, work)
         counts = await self.astore.call(self.store.counts, run.id)

@@ -81,6 +81,7 @@ def estimate_command(
     otpm: int | None = typer.Option(None, help="Output-tokens-per-minute limit."),
     deadline: str | None = typer.Option(None, help="Finish by: 30m, 2h, 1d or 2026-12-01T09:00."),
     budget: float | None = typer.Option(None, help="Budget in USD."),
+    price: str | None = typer.Option(None, metavar="IN/OUT", help="USD per million input/output tokens for models with no known price."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Estimate a run before sending anything: tokens, and each mode's time and cost."""
@@ -99,6 +100,12 @@ def estimate_command(
     for job in read_jobs(input_path, defaults=defaults):
         if not isinstance(job, BadLine):
             workload.add(job.params, expected_output_tokens=expected_output)
+    if price is not None:
+        from laneway.budget import parse_price, require_prices
+        from laneway.pricing import known
+
+        require_prices(sorted(m for m in workload.by_model if not known(m)),
+                       budget_usd=budget, price=parse_price(price))
     local = choose_provider(provider) == "local"
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
     options = PlannerOptions(expected_output_tokens=expected_output)

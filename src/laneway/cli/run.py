@@ -41,6 +41,7 @@ def run_command(
     stream: bool = typer.Option(False, "--stream", help="Stream each request (detects stalls; needed for very long outputs)."),
     timeout_s: float = typer.Option(600.0, "--timeout", help="Seconds before one request times out."),
     budget: float | None = typer.Option(None, help="Stop sending new work before spending this many USD."),
+    price: str | None = typer.Option(None, metavar="IN/OUT", help="USD per million input/output tokens for models with no known price (needed with --budget)."),
     deadline: str | None = typer.Option(None, help="Finish by: 30m, 2h, 1d or 2026-12-01T09:00."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Record bad lines as errored results instead of stopping."),
     db: str | None = typer.Option(None, help="Ledger: a path, sqlite:///PATH or postgresql://... [default: .laneway/laneway.db]"),
@@ -55,6 +56,7 @@ def run_command(
     Re-running the same command continues the same run: finished jobs are not sent
     again. Ctrl-C stops cleanly (press it twice to abandon requests in flight).
     """
+    from laneway.budget import parse_price
     from laneway.runs import RunConfig  # the SDK and the store: not for --help
 
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
@@ -63,6 +65,7 @@ def run_command(
         defaults=JobDefaults(model=model, max_tokens=max_tokens, system=system),
         concurrency=concurrency, max_attempts=max_attempts, stream=stream,
         timeout_s=timeout_s, budget_usd=budget,
+        price=parse_price(price) if price is not None else None,
         deadline_at=parse_deadline(deadline) if deadline else None,
         skip_invalid=skip_invalid, db=db, limits=limits, no_work=no_work,
     )

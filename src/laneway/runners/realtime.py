@@ -109,6 +109,7 @@ class RealtimeRunner:
         self._rng = random.Random()
         self._writer = GroupWriter(astore)
         self._timers: set[asyncio.TimerHandle] = set()
+        self._workers: list[asyncio.Task[None]] = []
 
     # -- control -------------------------------------------------------------------------
     def stop(self, reason: str = "interrupted") -> None:
@@ -138,6 +139,7 @@ class RealtimeRunner:
         claimer = asyncio.create_task(self._claimer(), name="laneway-claimer")
         workers = [asyncio.create_task(self._worker(), name=f"laneway-worker-{i}")
                    for i in range(n_workers)]
+        self._workers = workers
         try:
             await claimer
             await asyncio.gather(*workers)
@@ -369,6 +371,10 @@ class RealtimeRunner:
         self._uncommitted -= 1
         self._commit_done.set()
         if fut.cancelled() or fut.exception() is not None:
+            if not fut.cancelled():  # the ledger cannot record (a full disk): stop, and
+                self.stop("store_error")  # abandon answers that could not be recorded
+                for task in self._workers:
+                    task.cancel()
             return  # not durable: the job stays held and is released, to be sent again
         self._held.pop(job.claimed.seq, None)
         if fut.result():
