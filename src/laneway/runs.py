@@ -24,6 +24,7 @@ from laneway.ingest import (
     file_sha256,
     fingerprint,
     ingest,
+    replace_failed,
     request_options,
 )
 from laneway.jobs import JobDefaults, write_results
@@ -35,6 +36,7 @@ from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
 from laneway.runners.retry import RetryPolicy
 from laneway.store import AsyncStore, Counts, Store, StoreSettings, open_store
 from laneway.store import schema as S
+from laneway.store.runlock import RunLock, hold_run
 
 MODES = ("auto", "realtime", "native")
 
@@ -148,9 +150,12 @@ async def run(
     store = open_store(StoreSettings.from_dsn(config.db))
     astore = AsyncStore(store)
     own_provider = provider is None
+    lock: RunLock | None = None
     try:
         run_row = await astore.call(_prepare, store, Path(input_path), config)
         run_id = run_row.id
+        # One process per run on SQLite: a second is refused, naming the first.
+        lock = hold_run(store.settings, run_id)
         if run_row.total and run_row.ingest_done:
             notice(f"run {run_id}: {run_row.total} jobs")
         total = await astore.call(
@@ -221,6 +226,8 @@ async def run(
             await provider.aclose()
         astore.close()
         store.close()
+        if lock is not None:
+            lock.release()
 
 
 def _prepare(store: Store, path: Path, config: RunConfig) -> Any:
@@ -228,6 +235,7 @@ def _prepare(store: Store, path: Path, config: RunConfig) -> Any:
     fp = fingerprint(digest, config.defaults)
     run_id = config.run_name or default_run_id(path, fp)
     options = {**request_options(config.defaults), "input_sha256": digest}
+    replace_failed(store, run_id=run_id, fingerprint=fp, input_path=str(path.resolve()))
     existing = store.get_run(run_id)
     if existing is not None:
         check_same(existing, fp, options, digest)
