@@ -20,8 +20,8 @@ from laneway.store import open_store, pgserver
 from laneway.store import schema as S
 
 LANEWAY = [sys.executable, "-m", "laneway"]
-N = 3000
-BAD_LINE = 2501  # ingest commits 2,000 jobs in its first chunk, then meets it
+N, BAD_LINE = 2600, 2501  # ingest commits 2,000 jobs in its first chunk, then meets it
+SMALL_N, SMALL_BAD_LINE = 40, 30
 
 
 def cli(args: list[str], *, base_url: str, cwd: Path,
@@ -32,11 +32,11 @@ def cli(args: list[str], *, base_url: str, cwd: Path,
                           text=True, timeout=timeout)
 
 
-def write_input(path: Path, *, bad: bool) -> Path:
+def write_input(path: Path, *, bad: bool, n: int = N, bad_line: int = BAD_LINE) -> Path:
     lines = []
-    for i in range(N):
+    for i in range(n):
         prompt: object = f"line {i + 1} of the input"
-        if bad and i + 1 == BAD_LINE:
+        if bad and i + 1 == bad_line:
             prompt = 3
         lines.append(json.dumps({"id": f"job-{i}", "prompt": prompt}) + "\n")
     path.write_text("".join(lines))
@@ -50,8 +50,10 @@ def one_error_line(res: subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
-def test_failed_ingest_is_marked_explained_and_replaced(tmp_path: Path,
-                                                       local_api: RunningLocal) -> None:
+def test_failed_ingest_is_marked_explained_and_never_sent(tmp_path: Path,
+                                                         local_api: RunningLocal) -> None:
+    """`--no-work` fails at line 2,501 with 2,000 jobs in: the run is `ingest_failed`,
+    `status` says where and what to do, nothing of it is claimed or sent."""
     url = local_api.base_url
     write_input(tmp_path / "in.jsonl", bad=True)
     res = cli(["run", "in.jsonl", "--no-work"], base_url=url, cwd=tmp_path)
@@ -63,6 +65,13 @@ def test_failed_ingest_is_marked_explained_and_replaced(tmp_path: Path,
     assert "ingest_failed" in status.stdout
     assert (f"ingest failed at line {BAD_LINE}: prompt: must be a non-empty string; fix "
             "the input and run the same command again") in " ".join(status.stdout.split())
+    store = open_store(tmp_path / ".laneway" / "laneway.db")
+    try:
+        [failed] = store.list_runs()
+        assert failed.status == S.INGEST_FAILED and failed.total == 2000
+        assert store.claim(failed.id, worker="w", limit=10, lease_s=60) == []
+    finally:
+        store.close()
 
     # The same command on the same (bad) input: refused again, and nothing is sent.
     again = cli(["run", "in.jsonl", "-o", "out.jsonl"], base_url=url, cwd=tmp_path)
@@ -70,43 +79,30 @@ def test_failed_ingest_is_marked_explained_and_replaced(tmp_path: Path,
     assert local_api.api.completions.total == 0
     assert not (tmp_path / "out.jsonl").exists()
 
-    # Fixed: the same command replaces the failed run and sends every job once.
-    write_input(tmp_path / "in.jsonl", bad=False)
-    fixed = cli(["run", "in.jsonl", "-o", "out.jsonl", "--mode", "realtime"], base_url=url,
-                cwd=tmp_path)
+
+@pytest.mark.parametrize("named", [False, True])
+def test_the_fixed_input_replaces_the_failed_run(tmp_path: Path, local_api: RunningLocal,
+                                                 named: bool) -> None:
+    """The same command on the fixed input replaces the run whose ingest failed (before:
+    a named run was refused as "started with different input")."""
+    url = local_api.base_url
+    name = ["--run", "docs"] if named else []
+    write_input(tmp_path / "in.jsonl", bad=True, n=SMALL_N, bad_line=SMALL_BAD_LINE)
+    res = cli(["run", "in.jsonl", *name], base_url=url, cwd=tmp_path)
+    assert res.returncode == 2 and f"in.jsonl:{SMALL_BAD_LINE}" in one_error_line(res)
+    write_input(tmp_path / "in.jsonl", bad=False, n=SMALL_N)
+    fixed = cli(["run", "in.jsonl", *name, "-o", "out.jsonl", "--mode", "realtime"],
+                base_url=url, cwd=tmp_path)
     assert fixed.returncode == 0, fixed.stderr
     done = local_api.api.completions
-    assert done.total == N and not done.more_than_once()
-    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == N
+    assert done.total == SMALL_N and not done.more_than_once()
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == SMALL_N
     store = open_store(tmp_path / ".laneway" / "laneway.db")
     try:
         runs = store.list_runs()
         assert len(runs) == 1 and runs[0].status == "done" and runs[0].note is None
     finally:
         store.close()
-
-
-def test_a_named_run_whose_ingest_failed_is_replaced(tmp_path: Path,
-                                                    local_api: RunningLocal) -> None:
-    url = local_api.base_url
-    write_input(tmp_path / "in.jsonl", bad=True)
-    res = cli(["run", "in.jsonl", "--run", "docs"], base_url=url, cwd=tmp_path)
-    assert res.returncode == 2
-    store = open_store(tmp_path / ".laneway" / "laneway.db")
-    try:
-        failed = store.get_run("docs")
-        assert failed is not None and failed.status == S.INGEST_FAILED
-        assert failed.total == 2000 and not failed.ingest_done
-        # Nothing of it can be claimed, by any worker.
-        assert store.claim("docs", worker="w", limit=10, lease_s=60) == []
-    finally:
-        store.close()
-    write_input(tmp_path / "in.jsonl", bad=False)
-    fixed = cli(["run", "in.jsonl", "--run", "docs", "--mode", "realtime"], base_url=url,
-                cwd=tmp_path)
-    assert fixed.returncode == 0, fixed.stderr
-    done = local_api.api.completions
-    assert done.total == N and not done.more_than_once()
 
 
 @pytest.fixture
