@@ -142,8 +142,7 @@ class RealtimeRunner:
         workers = [asyncio.create_task(self._worker(), name=f"laneway-worker-{i}")
                    for i in range(n_workers)]
         try:
-            await claimer
-            await asyncio.gather(*workers)
+            await _until_done(claimer, workers, watch=(renewer, self._writer.task))
         finally:
             for t in (claimer, renewer, *workers):
                 t.cancel()
@@ -392,6 +391,26 @@ class RealtimeRunner:
                 t.cost_usd += item.cost_usd
             if self.on_result is not None:
                 self.on_result(t)
+
+
+async def _until_done(claimer: asyncio.Task[None], workers: list[asyncio.Task[None]], *,
+                      watch: tuple[asyncio.Task[None] | None, ...]) -> None:
+    """Wait for the claimer, then the workers. A watched task that fails (the ledger
+    lost for good: results no longer durable, leases no longer renewed) ends the run
+    with its error, instead of leaving the workers waiting for commits forever."""
+    async def body() -> None:
+        await claimer
+        await asyncio.gather(*workers)
+
+    main = asyncio.ensure_future(body())
+    pending: set[asyncio.Future[None]] = {main, *(t for t in watch if t is not None)}
+    try:
+        while main in pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+    finally:
+        main.cancel()
 
 
 def describe(tally: Tally) -> dict[str, Any]:

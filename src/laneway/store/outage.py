@@ -31,6 +31,9 @@ DEFAULT_OUTAGE_S = 300.0
 #: Backoff between tries: from the first, doubling, to the most.
 FIRST_WAIT_S = 0.1
 MOST_WAIT_S = 2.0
+#: One warning per outage, however many calls wait on it.
+_WARN_EVERY_S = 30.0
+_warned_at = -_WARN_EVERY_S
 
 
 def outage_s() -> float:
@@ -55,6 +58,7 @@ async def ride_out(attempt: Callable[[], Awaitable[T]], *, where: str,
     ``budget_s`` (default :func:`outage_s`); then :class:`StoreError`, one line."""
     limit_s = outage_s() if budget_s is None else budget_s
     down_since: float | None = None
+    warned = False
     wait_s = FIRST_WAIT_S
     while True:
         try:
@@ -65,8 +69,8 @@ async def ride_out(attempt: Callable[[], Awaitable[T]], *, where: str,
             now = time.monotonic()
             if down_since is None:
                 down_since = now
-                log.warning("the ledger %s is unreachable (%s); trying again for up to "
-                            "%g s", where, _reason(exc), limit_s)
+                warned = _warn("the ledger %s is unreachable (%s); trying again for up to %g s",
+                      where, _reason(exc), limit_s)
             left_s = limit_s - (now - down_since)
             if left_s <= 0:
                 raise StoreError(
@@ -76,7 +80,18 @@ async def ride_out(attempt: Callable[[], Awaitable[T]], *, where: str,
             await asyncio.sleep(min(wait_s, left_s))
             wait_s = min(wait_s * 2, MOST_WAIT_S)
             continue
-        if down_since is not None:
+        if warned and down_since is not None:
             log.warning("the ledger %s is back after %.1f s", where,
                         time.monotonic() - down_since)
         return result
+
+
+def _warn(msg: str, *args: object) -> bool:
+    """Log ``msg`` unless another call did within the last 30 s; True if logged."""
+    global _warned_at
+    now = time.monotonic()
+    if now - _warned_at < _WARN_EVERY_S:
+        return False
+    _warned_at = now
+    log.warning(msg, *args)
+    return True

@@ -61,6 +61,11 @@ class GroupWriter:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The committing task (it ends with an error when the ledger is lost for good)."""
+        return self._task
+
     async def record(self, item: Finished) -> bool:
         """Commit ``item`` (with others); True if it was recorded, False if already final."""
         return await self.submit(item)
