@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from laneway.backend import choose_provider
 from laneway.budget import require_prices, unpriced_models
 from laneway.errors import ConfigError
 from laneway.governor import Governor, RateLimits
@@ -25,12 +26,13 @@ from laneway.ingest import (
     file_sha256,
     fingerprint,
     ingest,
+    replace_failed,
     request_options,
 )
 from laneway.jobs import JobDefaults, write_results
 from laneway.output import check_output, clean_stale_parts
 from laneway.pricing import Price
-from laneway.provider import Provider, choose_provider, open_provider
+from laneway.provider import Provider, open_provider
 from laneway.runners import hybrid
 from laneway.runners.native import NativeOptions, NativeTally
 from laneway.runners.planner import PlannerOptions
@@ -39,6 +41,7 @@ from laneway.runners.retry import RetryPolicy
 from laneway.store import AsyncStore, Counts, Store, StoreSettings, open_store
 from laneway.store import schema as S
 from laneway.store.diskfull import disk_full_error, disk_full_errors
+from laneway.store.runlock import RunLock, hold_run
 
 MODES = ("auto", "realtime", "native")
 
@@ -158,9 +161,12 @@ async def run(
     store = open_store(StoreSettings.from_dsn(config.db))
     astore = AsyncStore(store)
     own_provider = provider is None
+    lock: RunLock | None = None
     try:
         run_row = await astore.call(_prepare, store, Path(input_path), config)
         run_id = run_row.id
+        # One process per run on SQLite: a second is refused, naming the first.
+        lock = hold_run(store.settings, run_id)
         if run_row.total and run_row.ingest_done:
             notice(f"run {run_id}: {run_row.total} jobs")
         total = await astore.call(
@@ -241,6 +247,8 @@ async def run(
             await provider.aclose()
         astore.close()
         store.close()
+        if lock is not None:
+            lock.release()
 
 
 def _prepare(store: Store, path: Path, config: RunConfig) -> Any:
@@ -248,6 +256,7 @@ def _prepare(store: Store, path: Path, config: RunConfig) -> Any:
     fp = fingerprint(digest, config.defaults)
     run_id = config.run_name or default_run_id(path, fp)
     options = {**request_options(config.defaults), "input_sha256": digest}
+    replace_failed(store, run_id=run_id, fingerprint=fp, input_path=str(path.resolve()))
     existing = store.get_run(run_id)
     if existing is not None:
         check_same(existing, fp, options, digest)

@@ -40,6 +40,7 @@ from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
 from laneway.runners.retry import RetryPolicy
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
 from laneway.store import pauses as shared_pauses
+from laneway.store import schema as S
 from laneway.store.leases import LeaseKeeper
 
 
@@ -257,7 +258,13 @@ class Worker:
             runs = [] if run.status in ("done", "canceled") else [run]
         else:
             runs = await self.astore.call(self.store.open_runs)
-        return [r for r in runs if r.id not in self._skip]
+        for r in runs:
+            if r.status == S.INGEST_FAILED:  # never worked on: its input needs fixing
+                work = self.report.runs.setdefault(r.id, RunWork(r.id))
+                if work.note is None:
+                    work.note = f"skipped: {r.note or 'its ingest failed'}"
+                    self.notice(f"run {r.id}: {work.note}")
+        return [r for r in runs if r.id not in self._skip and r.status != S.INGEST_FAILED]
 
     async def _idle(self, runs: list[RunRow]) -> None:
         """Nothing to claim now: wait for a lease to run out or for new work."""
@@ -300,6 +307,9 @@ class Worker:
         self._runner = runner
         if self._stop.is_set():
             return False
+        # Claims of this worker that no runner of it holds (a release lost to an outage):
+        # claim() never takes this worker's own claims back, so give them back first.
+        await self.astore.call(self.store.release_all, run.id, worker=self.config.worker_id)
         self.leases.run_id = run.id
         try:
             tally = await runner.run()

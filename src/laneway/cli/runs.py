@@ -81,7 +81,11 @@ def status_command(
         table = Table(title=f"run {run_id}", show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("status", r.status + ("" if r.ingest_done else " (ingest not finished)"))
+        failed = r.status == S.INGEST_FAILED
+        table.add_row("status", r.status + (" (nothing of it is sent)" if failed else
+                                            "" if r.ingest_done else " (ingest not finished)"))
+        if r.note:
+            table.add_row("why", r.note)
         table.add_row("mode", r.mode)
         table.add_row("input", str(r.input_path))
         table.add_row("jobs", str(c.total))

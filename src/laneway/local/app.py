@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_requests
+from laneway.local.completions import Completions
 from laneway.local.config import LocalConfig
 from laneway.local.engines import Engine, make_engine
 from laneway.local.faults import Fault, FaultPlan
@@ -112,6 +113,8 @@ class LocalAPI:
         )
         #: Counters a test or benchmark can read: requests by outcome.
         self.stats: dict[str, int] = {"requests": 0, "ok": 0, "rate_limited": 0, "faults": 0}
+        #: Completed answers per request content (what a client was billed for).
+        self.completions = Completions()
 
     # -- request plumbing ------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
@@ -196,8 +199,10 @@ class LocalAPI:
         self.limits.record_output(outcome.output_tokens)
         headers.update(self.limits.headers())
         if kind == "drop":
+            self.completions.record(params.prompt.last_user_text, dropped=True)
             return self.dropped(message, headers)
         self.stats["ok"] += 1
+        self.completions.record(params.prompt.last_user_text)
         return JSONResponse(message, headers=headers)
 
     @staticmethod
@@ -256,6 +261,7 @@ class LocalAPI:
                     "usage": {"output_tokens": outcome.output_tokens}})
         yield _sse({"type": "message_stop"})
         self.stats["ok"] += 1
+        self.completions.record(params.prompt.last_user_text)
 
     async def count_tokens(self, request: Request) -> dict[str, int]:
         self.check_auth(request)
@@ -320,6 +326,11 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
     @app.post("/v1/messages/count_tokens")
     async def count_tokens(request: Request) -> dict[str, int]:
         return await api.count_tokens(request)
+
+    @app.get("/v1/laneway/completions")
+    async def completions(request: Request) -> dict[str, Any]:
+        api.check_auth(request)
+        return api.completions.as_json()
 
     @app.post("/v1/messages/batches")
     async def create_batch(request: Request) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from laneway.provider import Provider
 from laneway.runners.retry import RetryPolicy
 from laneway.store import AsyncStore, ClaimedJob, Finished, GroupWriter
 from laneway.store import schema as S
+from laneway.store.leases import lease_s as default_lease_s
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ class RealtimeOptions:
     budget_usd: float | None = None
     #: Jobs claimed from the ledger at a time.
     claim_size: int = 256
-    lease_s: float = 300.0
+    #: A claim's lease (``$LANEWAY_LEASE_S``, default 300 s), renewed every third of it.
+    lease_s: float = field(default_factory=default_lease_s)
     worker_id: str = "main"
     #: Only jobs with seq below this are sent (the planner's realtime share), if set.
     max_seq: int | None = None
@@ -137,16 +139,16 @@ class RealtimeRunner:
         self._n_workers = n_workers
         self._writer.start()
         claimer = asyncio.create_task(self._claimer(), name="laneway-claimer")
+        renewer = asyncio.create_task(self._renewer(), name="laneway-leases")
         workers = [asyncio.create_task(self._worker(), name=f"laneway-worker-{i}")
                    for i in range(n_workers)]
         self._workers = workers
         try:
-            await claimer
-            await asyncio.gather(*workers)
+            await _until_done(claimer, workers, watch=(renewer, self._writer.task))
         finally:
-            for t in (claimer, *workers):
+            for t in (claimer, renewer, *workers):
                 t.cancel()
-            for t in (claimer, *workers):
+            for t in (claimer, renewer, *workers):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             for h in self._timers:
@@ -167,7 +169,6 @@ class RealtimeRunner:
     # -- claiming ------------------------------------------------------------------------
     async def _claimer(self) -> None:
         low_water = max(self.options.claim_size // 2, 1)
-        last_lease = time.monotonic()
         while not self.stopping:
             if self._queue.qsize() < low_water and not self._exhausted:
                 claimed = await self.astore.call(
@@ -187,16 +188,21 @@ class RealtimeRunner:
             if self._exhausted and not self._held:
                 self._set_stopping()
                 break
-            if self.astore.store.is_postgres and \
-                    time.monotonic() - last_lease > self.options.lease_s / 3:
-                last_lease = time.monotonic()
-                await self.astore.call(self.astore.store.extend_lease, self.run_id,
-                                       list(self._held), worker=self.options.worker_id,
-                                       lease_s=self.options.lease_s)
             # (asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel.)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.05):
                     await self._stopping.wait()
+
+    async def _renewer(self) -> None:
+        """Renew the lease of every job held (queued, in flight, waiting on a pause or a
+        backoff) every third of the lease, on every database, for as long as the run
+        lasts: a job is sent again only when the process that held it is gone."""
+        while True:
+            await asyncio.sleep(self.options.lease_s / 3)
+            if self._held:
+                await self.astore.call(self.astore.store.extend_lease, self.run_id,
+                                       list(self._held), worker=self.options.worker_id,
+                                       lease_s=self.options.lease_s)
 
     # -- working -------------------------------------------------------------------------
     async def _next_job(self) -> _Job | None:
@@ -391,6 +397,26 @@ class RealtimeRunner:
                 t.cost_usd += item.cost_usd
             if self.on_result is not None:
                 self.on_result(t)
+
+
+async def _until_done(claimer: asyncio.Task[None], workers: list[asyncio.Task[None]], *,
+                      watch: tuple[asyncio.Task[None] | None, ...]) -> None:
+    """Wait for the claimer, then the workers. A watched task that fails (the ledger
+    lost for good: results no longer durable, leases no longer renewed) ends the run
+    with its error, instead of leaving the workers waiting for commits forever."""
+    async def body() -> None:
+        await claimer
+        await asyncio.gather(*workers)
+
+    main = asyncio.ensure_future(body())
+    pending: set[asyncio.Future[None]] = {main, *(t for t in watch if t is not None)}
+    try:
+        while main in pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+    finally:
+        main.cancel()
 
 
 def describe(tally: Tally) -> dict[str, Any]:

@@ -4,8 +4,9 @@
 worker thread, so the event loop never waits on the disk and SQLite sees one writer.
 :class:`GroupWriter` collects finished jobs and commits them together, every
 ``interval_s`` or ``max_items``; ``await writer.record(item)`` returns only once the
-item is committed, so a result is never counted before it is durable. A commit that
-fails because the database is unreachable is tried again for about 13 s. A commit that
+item is committed, so a result is never counted before it is durable. On PostgreSQL
+every call rides out an outage of the database (see :mod:`laneway.store.outage`); on
+SQLite a commit that fails (a locked file) is tried again for about 13 s. A commit that
 fails for good (a full disk: :class:`~laneway.errors.DiskFullError`, at once) fails
 every waiter, and every later ``submit``, with that error: nobody waits for a writer
 that is gone, and :meth:`GroupWriter.close` raises it.
@@ -24,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from laneway.store.diskfull import disk_full_error
 from laneway.store.ledger import Store
+from laneway.store.outage import ride_out
 from laneway.store.queue import Finished
 
 P = ParamSpec("P")
@@ -37,7 +39,11 @@ class AsyncStore:
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        job = functools.partial(fn, *args, **kwargs)
+        if not self.store.is_postgres:
+            return await loop.run_in_executor(self._executor, job)
+        return await ride_out(lambda: loop.run_in_executor(self._executor, job),
+                              where=str(self.store.settings))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -60,6 +66,11 @@ class GroupWriter:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The committing task (it ends with an error when the ledger is lost for good)."""
+        return self._task
 
     async def record(self, item: Finished) -> bool:
         """Commit ``item`` (with others); True if it was recorded, False if already final."""
