@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from laneway.cli import local
 from laneway.cli.app import app, console_err
+from laneway.cli.usage import CLICK_EXCEPTION, show_usage_error
 from laneway.errors import LanewayError
 
 __all__ = ["app", "main"]
@@ -44,13 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         console_err.print("laneway: aborted")
         return 130
-    except Exception as exc:  # click's usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show(file=sys.stderr)
-            return exc.exit_code
-        raise
+    except CLICK_EXCEPTION as exc:  # usage errors: Typer's own click, not `import click`
+        return show_usage_error(exc, console_err)
     return rc if isinstance(rc, int) else 0
 
 
