@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from laneway.cli import bounds
 from laneway.cli.app import app, console, console_err
 from laneway.errors import LanewayError, ProviderError
 from laneway.jobs import DEFAULT_MODEL
