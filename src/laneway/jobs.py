@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from laneway.errors import InputError
 
@@ -196,7 +196,7 @@ def read_jobs(
     with handle:
         # Bytes, decoded line by line: a bad byte is blamed on its own line (a text-mode
         # reader decodes ahead in blocks and fails on a line before it is yielded).
-        for lineno, raw in enumerate(handle, start=1):
+        for lineno, raw in enumerate(_lines(handle, path), start=1):
             if lineno <= start_line:
                 continue
             try:
@@ -210,6 +210,17 @@ def read_jobs(
                     raise
                 item = BadLine(custom_id=f"invalid-line-{lineno}", error=exc, line=lineno)
             yield item
+
+
+def _lines(handle: BinaryIO, path: Path) -> Iterator[bytes]:
+    while True:
+        try:
+            raw = handle.readline()
+        except OSError as exc:  # an I/O error while reading
+            raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+        if not raw:
+            return
+        yield raw
 
 
 def _decode(raw: bytes, *, line: int, path: Path) -> str:

@@ -118,6 +118,13 @@ def test_an_unreadable_input(tmp_path: Path) -> None:
         assert "is not readable" in line or "cannot read: Permission denied" in line
 
 
+def test_an_input_that_fails_while_read(tmp_path: Path) -> None:
+    # Opens, then every read fails (EIO): the process's own memory at address 0.
+    for args in (["run", "/proc/self/mem"], ["estimate", "/proc/self/mem"]):
+        res = laneway(args, tmp_path)
+        assert_one_error_line(res, "/proc/self/mem: cannot read: Input/output error")
+
+
 def test_invalid_utf8_names_its_line(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_bytes(job(1) + job(2) + b'{"id": "c", "prompt": "caf\xe9"}\n'
                                         + job(4))
