@@ -1,8 +1,9 @@
 """The ``laneway`` command line: one Typer app, one module per command group.
 
 Errors are turned into one-line messages in one place, :func:`main`: a
-:class:`~laneway.errors.LanewayError` prints ``laneway: error: ...`` and exits 2;
-Ctrl-C exits 130. A user mistake never shows a traceback.
+:class:`~laneway.errors.LanewayError` prints ``laneway: error: ...`` and exits 2; a
+usage error (see :mod:`laneway.cli.usage`) prints the usage line and one such line,
+exit 2; Ctrl-C exits 130. A user mistake never shows a traceback.
 """
 
 from __future__ import annotations
