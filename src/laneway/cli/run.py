@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from laneway.cli import bounds
 from laneway.cli.app import app, console_err
 from laneway.cli.progress import ProgressBar, summary_table
 from laneway.cli.signals import stop_on_signals
@@ -34,20 +35,20 @@ def run_command(
     mode: str = typer.Option("auto", help="auto, realtime (parallel requests) or native (Message Batches, half price)."),
     provider: str = typer.Option("auto", help="auto, anthropic (needs ANTHROPIC_API_KEY) or local (embedded model)."),
     model: str = typer.Option(DEFAULT_MODEL, help="Model for lines that name none."),
-    max_tokens: int = typer.Option(1024, help="max_tokens for lines that give none."),
+    max_tokens: int = typer.Option(1024, min=1, help="max_tokens for lines that give none."),
     system: str | None = typer.Option(None, help="System prompt for lines that give none."),
-    concurrency: int | None = typer.Option(None, help="Fixed requests in flight (default: adaptive)."),
-    max_attempts: int = typer.Option(6, help="Attempts per job for retryable errors (429s do not count)."),
+    concurrency: int | None = typer.Option(None, min=1, help="Fixed requests in flight (default: adaptive)."),
+    max_attempts: int = typer.Option(6, min=1, help="Attempts per job for retryable errors (429s do not count)."),
     stream: bool = typer.Option(False, "--stream", help="Stream each request (detects stalls; needed for very long outputs)."),
-    timeout_s: float = typer.Option(600.0, "--timeout", help="Seconds before one request times out."),
-    budget: float | None = typer.Option(None, help="Stop sending new work before spending this many USD."),
+    timeout_s: float = typer.Option(600.0, "--timeout", callback=bounds.above_zero, help="Seconds before one request times out."),
+    budget: float | None = typer.Option(None, callback=bounds.above_zero, help="Stop sending new work before spending this many USD."),
     price: str | None = typer.Option(None, metavar="IN/OUT", help="USD per million input/output tokens for models with no known price (needed with --budget)."),
     deadline: str | None = typer.Option(None, help="Finish by: 30m, 2h, 1d or 2026-12-01T09:00."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Record bad lines as errored results instead of stopping."),
     db: str | None = typer.Option(None, help="Ledger: a path, sqlite:///PATH or postgresql://... [default: .laneway/laneway.db]"),
-    rpm: int | None = typer.Option(None, help="Requests-per-minute limit, if known (else learnt)."),
-    itpm: int | None = typer.Option(None, help="Input-tokens-per-minute limit, if known."),
-    otpm: int | None = typer.Option(None, help="Output-tokens-per-minute limit, if known."),
+    rpm: int | None = typer.Option(None, min=1, help="Requests-per-minute limit, if known (else learnt)."),
+    itpm: int | None = typer.Option(None, min=1, help="Input-tokens-per-minute limit, if known."),
+    otpm: int | None = typer.Option(None, min=1, help="Output-tokens-per-minute limit, if known."),
     no_work: bool = typer.Option(False, "--no-work", help="Only enqueue the jobs (for `laneway worker`)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

@@ -44,7 +44,7 @@ def _need(store: Store, run_id: str) -> None:
 @app.command("runs")
 def runs_command(
     db: str | None = typer.Option(None, help=DB_HELP),
-    limit: int = typer.Option(20, help="How many of the latest runs to list."),
+    limit: int = typer.Option(20, min=1, help="How many of the latest runs to list."),
 ) -> None:
     """List runs in the ledger, newest first."""
     from laneway.store import schema as S
