@@ -53,9 +53,9 @@ def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
     port = free_port()
     client = anthropic.AsyncAnthropic(base_url=local.base_url, api_key="k", max_retries=0)
     provider = Provider(client, "local", local.base_url, description="the test local API")
-    app = create_app(ServerSettings(host=host, port=port, token=token, db=db,
-                                    events_interval_s=0.1, progress_interval_s=0.2,
-                                    **settings), provider=provider)
+    settings = {"events_interval_s": 0.1, "progress_interval_s": 0.2, **settings}
+    app = create_app(ServerSettings(host=host, port=port, token=token, db=db, **settings),
+                     provider=provider)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
                                            log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=2))

@@ -17,14 +17,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from laneway.agent import HybridAgent
-from laneway.server.models import RunProgressEvent
 from laneway.server.progress import ProgressTracker
 
 log = logging.getLogger("laneway.server")
 
-#: One sample of a run: the event and whether the run has ended; ``None``: no such run
-#: (or the ledger could not be read).
-Sample = tuple[RunProgressEvent, bool] | None
+#: One sample of a run: the event's JSON (made once for every listener) and whether the
+#: run has ended; ``None``: no such run (or the ledger could not be read).
+Sample = tuple[str, bool] | None
 
 
 @dataclass(eq=False)
@@ -51,6 +50,10 @@ class EventsHub:
         #: Ledger samples taken, over all runs (a test or a benchmark reads it).
         self.polls = 0
         self._feeds: dict[str, _Feed] = {}
+
+    def polled_runs(self) -> list[str]:
+        """The runs polled now (those with a listener, until they end)."""
+        return list(self._feeds)
 
     def listeners(self, run_id: str) -> int:
         feed = self._feeds.get(run_id)
@@ -85,12 +88,13 @@ class EventsHub:
         tracker = ProgressTracker(feed.run_id)
         try:
             while True:
-                sample: Sample
+                sample: Sample = None
                 try:
-                    sample = await self.agent.astore.call(tracker.sample, self.agent)
+                    read = await self.agent.astore.call(tracker.sample, self.agent)
+                    if read is not None:
+                        sample = (read[0].model_dump_json(), read[1])
                 except Exception:
                     log.exception("reading the progress of run %r failed", feed.run_id)
-                    sample = None
                 self.polls += 1
                 feed.latest[:] = [sample]
                 for queue in feed.listeners:

@@ -226,9 +226,9 @@ async def run_events(request: Request, run_id: str) -> EventSourceResponse:
         seq = 0
         async with hub.listen(run_id) as samples:  # one ledger poll per run, shared
             while (sample := await samples.get()) is not None:
-                event, ended = sample
+                data, ended = sample
                 seq += 1
-                yield ServerSentEvent(data=event.model_dump_json(), id=str(seq),
+                yield ServerSentEvent(data=data, id=str(seq),
                                       event="end" if ended else "progress")
                 if ended:
                     return
