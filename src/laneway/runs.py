@@ -33,6 +33,7 @@ from laneway.jobs import JobDefaults, write_results
 from laneway.output import check_output, clean_stale_parts
 from laneway.pricing import Price
 from laneway.provider import Provider, open_provider
+from laneway.runname import check_run_name
 from laneway.runners import hybrid
 from laneway.runners.native import NativeOptions, NativeTally
 from laneway.runners.planner import PlannerOptions
@@ -254,7 +255,7 @@ async def run(
 def _prepare(store: Store, path: Path, config: RunConfig) -> Any:
     digest = file_sha256(path)
     fp = fingerprint(digest, config.defaults)
-    run_id = config.run_name or default_run_id(path, fp)
+    run_id = check_run_name(config.run_name) if config.run_name else default_run_id(path, fp)
     options = {**request_options(config.defaults), "input_sha256": digest}
     replace_failed(store, run_id=run_id, fingerprint=fp, input_path=str(path.resolve()))
     existing = store.get_run(run_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +16,8 @@ from laneway.cli.signals import stop_on_signals
 from laneway.governor import RateLimits
 from laneway.heap import freeze_startup_objects
 from laneway.jobs import DEFAULT_MODEL, JobDefaults
+from laneway.redact import shell_command
+from laneway.runname import check_run_name
 from laneway.timeparse import parse_deadline
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ def run_command(
     from laneway.budget import parse_price
     from laneway.runs import RunConfig  # the SDK and the store: not for --help
 
+    if run_name is not None:
+        check_run_name(run_name)  # before the ledger or the provider is opened
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
     config = RunConfig(
         run_name=run_name, mode=mode, provider=provider,
@@ -88,7 +91,7 @@ def run_command(
 
 
 def _resume_command() -> str:
-    return "laneway " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return "laneway " + shell_command(sys.argv[1:])  # a --db password shows as ***
 
 
 async def _run(input_path: Path, output: Path | None, config: RunConfig, *,

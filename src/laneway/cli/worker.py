@@ -14,6 +14,7 @@ from laneway.cli.app import app, console_err
 from laneway.cli.signals import stop_on_signals
 from laneway.governor import RateLimits
 from laneway.heap import freeze_startup_objects
+from laneway.runname import check_run_name
 
 if TYPE_CHECKING:
     from laneway.runners.realtime import Tally
@@ -49,6 +50,8 @@ def worker_command(
     """
     from laneway.workers import WorkerConfig, new_worker_id  # the SDK and the store
 
+    if run_name is not None:
+        check_run_name(run_name)
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
     config = WorkerConfig(
         db=db, run_id=run_name, follow=follow, provider=provider, concurrency=concurrency,

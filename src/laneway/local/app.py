@@ -43,7 +43,9 @@ class DroppedConnection(Exception):
 class _QuietDrops(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        while exc is not None:
+        seen: set[int] = set()  # a chain can loop (a.__context__ = b, b.__context__ = a)
+        while exc is not None and id(exc) not in seen:
+            seen.add(id(exc))
             if isinstance(exc, DroppedConnection):
                 return False
             exc = exc.__cause__ or exc.__context__
