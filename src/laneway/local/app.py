@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_requests
+from laneway.local.completions import Completions
 from laneway.local.config import LocalConfig
 from laneway.local.engines import Engine, make_engine
 from laneway.local.faults import Fault, FaultPlan
@@ -112,6 +113,7 @@ class LocalAPI:
         )
         #: Counters a test or benchmark can read: requests by outcome.
         self.stats: dict[str, int] = {"requests": 0, "ok": 0, "rate_limited": 0, "faults": 0}
+        self.completions = Completions()
 
     # -- request plumbing ------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
@@ -195,6 +197,7 @@ class LocalAPI:
         )
         self.limits.record_output(outcome.output_tokens)
         headers.update(self.limits.headers())
+        self.completions.add(dropped=kind == "drop")
         if kind == "drop":
             return self.dropped(message, headers)
         self.stats["ok"] += 1
@@ -245,10 +248,13 @@ class LocalAPI:
                         "error": {"type": "overloaded_error", "message": "Overloaded"}})
             return
         if fault == "drop":  # the answer was shorter than two deltas: cut it anyway
+            self.completions.add(dropped=True)
             raise DroppedConnection("fault: dropped connection")
         if deltas == 0:  # a block gets at least one delta, even when its text is empty
             yield _sse({"type": "content_block_delta", "index": 0,
                         "delta": {"type": "text_delta", "text": ""}})
+        # Counted before the last events: a client that has its answer hangs up at once.
+        self.completions.add()
         yield _sse({"type": "content_block_stop", "index": 0})
         yield _sse({"type": "message_delta",
                     "delta": {"stop_reason": outcome.stop_reason,
@@ -316,6 +322,10 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
     @app.post("/v1/messages")
     async def messages(request: Request) -> Response:
         return await api.messages(request, request.state.request_id)
+
+    @app.get("/v1/laneway/completions")
+    async def completions() -> dict[str, int]:
+        return api.completions.as_json()
 
     @app.post("/v1/messages/count_tokens")
     async def count_tokens(request: Request) -> dict[str, int]:
