@@ -8,7 +8,9 @@ exactly once (counted by the server, not only by the output file).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,9 +21,21 @@ from laneway.local.server import free_port
 from laneway.store import open_store
 from laneway.store import schema as S
 
-from .test_cli_run import LANEWAY, env_for, make_input
-
+LANEWAY = [sys.executable, "-m", "laneway"]
 RUN = ["run", "in.jsonl", "-o", "out.jsonl", "--run", "outage", "--mode", "realtime", "-q"]
+
+
+def env_for(base_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env["ANTHROPIC_BASE_URL"] = base_url
+    env["COLUMNS"] = "200"
+    return env
+
+
+def make_input(path: Path, n: int) -> Path:
+    path.write_text("".join(json.dumps({"id": f"doc-{i}", "prompt": f"text number {i} here"})
+                            + "\n" for i in range(n)))
+    return path
 
 
 def laneway(args: list[str], env: dict[str, str], cwd: Path,
@@ -58,7 +72,7 @@ def test_api_down_stops_with_exit_3_and_a_rerun_sends_every_job_once(tmp_path: P
     down = laneway([*RUN, "--wait-for-api", "3"], env_for(dead), tmp_path)
     took = time.monotonic() - started
     assert down.returncode == 3, down.stderr
-    errors = [x for x in down.stderr.splitlines() if "error" in x]
+    errors = [x for x in down.stderr.splitlines() if x.startswith("laneway: error")]
     assert len(errors) == 1, down.stderr
     assert f"the API at {dead} has not answered for 3 s" in errors[0]
     assert "jobs stay pending, run the same command again" in errors[0]
