@@ -108,6 +108,10 @@ def map_error(exc: BaseException) -> ProviderError:
             return AuthenticationError(message, status=status, error_type=etype, request_id=rid)
         if status == 408:
             return ProviderTimeoutError(message, status=status, request_id=rid)
+        if status in (502, 503, 504) and etype is None:
+            # A proxy or gateway answered, not the API (no API error body): unreachable.
+            return ConnectionLostError(f"HTTP {status} from a gateway, not the API: {message}",
+                                       status=status, request_id=rid)
         if status == 409 or status >= 500:
             return ServerError(message, status=status, error_type=etype, request_id=rid)
         return RequestError(message, status=status, error_type=etype or "invalid_request_error",

@@ -96,6 +96,8 @@ class Summary:
     unpriced_models: list[str] = field(default_factory=list)
     utilization: dict[str, float] = field(default_factory=dict)
     stop_reason: str | None = None
+    #: The one line that says why the run stopped on its own (API unreachable, key refused).
+    stop_detail: str | None = None
     output_path: str | None = None
     plan: str | None = None
     realtime_cost_usd: float | None = None
@@ -121,6 +123,8 @@ class RunConfig:
     max_attempts: int = 6
     stream: bool = False
     timeout_s: float = 600.0
+    #: Stop (jobs left pending) after this many seconds with no answer from the API.
+    wait_for_api_s: float = 30.0
     budget_usd: float | None = None
     #: The price of models with no known one (``--price IN/OUT``); with a budget and no
     #: price, such a model stops the run before anything is sent.
@@ -278,7 +282,8 @@ async def _run_realtime(
     governor = Governor(limits=config.limits, interactive_reserve=0.0)
     options = RealtimeOptions(
         concurrency=config.concurrency, retry=RetryPolicy(max_attempts=config.max_attempts),
-        timeout_s=config.timeout_s, stream=config.stream, budget_usd=config.budget_usd,
+        timeout_s=config.timeout_s, wait_for_api_s=config.wait_for_api_s,
+        stream=config.stream, budget_usd=config.budget_usd,
         worker_id=config.worker_id or _default_worker_id(astore))
     runner = RealtimeRunner(run_id=run_id, astore=astore, provider=provider,
                             governor=governor, options=options, spent_usd=before.cost_usd)
@@ -351,6 +356,7 @@ async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, t
         wall_s=time.monotonic() - started, requests=tally.requests, retries=tally.retries,
         rate_limited=tally.rate_limited, unpriced_models=unpriced,
         utilization=tally.utilization, stop_reason=tally.stop_reason,
+        stop_detail=tally.stop_detail,
         provider=provider.description if provider else "",
     )
 

@@ -106,6 +106,9 @@ class WorkerReport:
     pauses_applied: int = 0
     wall_s: float = 0.0
     stopped: bool = False
+    #: Why the worker stopped on its own: ``auth`` or ``api_unreachable`` (runners.api_wait).
+    stop_reason: str | None = None
+    stop_detail: str | None = None
 
     @property
     def done(self) -> int:
@@ -234,7 +237,7 @@ class Worker:
         self.report.pauses_published = self.pauses.published
         self.report.pauses_applied = self.pauses.applied
         self.report.wall_s = time.monotonic() - started
-        self.report.stopped = self._stop.is_set()
+        self.report.stopped = self._stop.is_set() and self.report.stop_reason is None
         return self.report
 
     async def _heartbeat(self) -> None:
@@ -322,6 +325,14 @@ class Worker:
             work.note = "stopped: its budget would be exceeded"
             self.notice(f"run {run.id}: {work.note}")
             await self.astore.call(self.store.update_run, run.id, status="stopped")
+        if tally.stop_reason == "auth" or (tally.stop_reason == "api_unreachable"
+                                           and not self.config.follow):
+            # The API, not the run: every run would fail alike (a following worker waits
+            # and tries again; its jobs stay pending either way).
+            self.report.stop_reason, self.report.stop_detail = tally.stop_reason, \
+                tally.stop_detail
+            self._stop.set()
+            return False
         counts = await self.astore.call(self.store.counts, run.id)
         fresh = await self.astore.call(self.store.get_run, run.id)
         if fresh is not None and fresh.ingest_done and counts.remaining == 0:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from laneway.cli import bounds
 from laneway.cli.app import app, console_err
@@ -23,6 +24,7 @@ from laneway.timeparse import parse_deadline
 if TYPE_CHECKING:
     from laneway.runs import RunConfig, Summary
 
+EXIT_ERROR = 2
 EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
 
@@ -41,7 +43,8 @@ def run_command(
     concurrency: int | None = typer.Option(None, min=1, help="Fixed requests in flight (default: adaptive)."),
     max_attempts: int = typer.Option(6, min=1, help="Attempts per job for retryable errors (429s do not count)."),
     stream: bool = typer.Option(False, "--stream", help="Stream each request (detects stalls; needed for very long outputs)."),
-    timeout_s: float = typer.Option(600.0, "--timeout", callback=bounds.above_zero, help="Seconds before one request times out."),
+    timeout_s: float = typer.Option(600.0, "--timeout", callback=bounds.above_zero, help="Seconds before one request times out (non-streamed ones get less, from the run's observed speed)."),
+    wait_for_api_s: float = typer.Option(30.0, "--wait-for-api", callback=bounds.above_zero, help="Stop after this many seconds with no answer from the API (jobs stay pending).", metavar="SECONDS"),
     budget: float | None = typer.Option(None, callback=bounds.above_zero, help="Stop sending new work before spending this many USD."),
     price: str | None = typer.Option(None, metavar="IN/OUT", help="USD per million input/output tokens for models with no known price (needed with --budget)."),
     deadline: str | None = typer.Option(None, help="Finish by: 30m, 2h, 1d or 2026-12-01T09:00."),
@@ -68,7 +71,7 @@ def run_command(
         run_name=run_name, mode=mode, provider=provider,
         defaults=JobDefaults(model=model, max_tokens=max_tokens, system=system),
         concurrency=concurrency, max_attempts=max_attempts, stream=stream,
-        timeout_s=timeout_s, budget_usd=budget,
+        timeout_s=timeout_s, wait_for_api_s=wait_for_api_s, budget_usd=budget,
         price=parse_price(price) if price is not None else None,
         deadline_at=parse_deadline(deadline) if deadline else None,
         skip_invalid=skip_invalid, db=db, limits=limits, no_work=no_work,
@@ -79,7 +82,15 @@ def run_command(
     except KeyboardInterrupt:
         console_err.print(f"interrupted. Resume with: [bold]{_resume_command()}[/bold]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    if summary.stop_reason == "auth":  # nothing was done: one line, as for any mistake
+        console_err.print(f"[red]laneway: error:[/red] {escape(summary.stop_detail or '')}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR)
     console_err.print(summary_table(summary))
+    if summary.stop_reason == "api_unreachable":
+        console_err.print(f"[red]laneway: error:[/red] {escape(summary.stop_detail or '')}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INCOMPLETE)
     if summary.stop_reason == "budget":
         console_err.print(f"[yellow]stopped: the budget of ${budget} would be exceeded; "
                           f"{summary.pending} jobs not sent[/yellow]")

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from laneway.cli import bounds
@@ -64,6 +65,10 @@ def worker_command(
         console_err.print("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     console_err.print(report_table(report))
+    if report.stop_reason is not None:
+        console_err.print(f"[red]laneway: error:[/red] {escape(report.stop_detail or '')}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(2 if report.stop_reason == "auth" else EXIT_INCOMPLETE)
     if report.stopped:
         raise typer.Exit(EXIT_INTERRUPTED)
     if any(not r.finished for r in report.runs.values()):

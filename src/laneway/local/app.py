@@ -252,10 +252,13 @@ class LocalAPI:
                         "error": {"type": "overloaded_error", "message": "Overloaded"}})
             return
         if fault == "drop":  # the answer was shorter than two deltas: cut it anyway
+            self.completions.record(params.prompt.last_user_text, dropped=True)
             raise DroppedConnection("fault: dropped connection")
         if deltas == 0:  # a block gets at least one delta, even when its text is empty
             yield _sse({"type": "content_block_delta", "index": 0,
                         "delta": {"type": "text_delta", "text": ""}})
+        # Counted before the last events: a client that has its answer hangs up at once.
+        self.completions.record(params.prompt.last_user_text)
         yield _sse({"type": "content_block_stop", "index": 0})
         yield _sse({"type": "message_delta",
                     "delta": {"stop_reason": outcome.stop_reason,
@@ -263,7 +266,6 @@ class LocalAPI:
                     "usage": {"output_tokens": outcome.output_tokens}})
         yield _sse({"type": "message_stop"})
         self.stats["ok"] += 1
-        self.completions.record(params.prompt.last_user_text)
 
     async def count_tokens(self, request: Request) -> dict[str, int]:
         self.check_auth(request)
