@@ -54,8 +54,9 @@ def counts(cwd: Path) -> dict[str, int]:
         store.close()
 
 
-def completions(base_url: str) -> dict[str, int]:
-    data: dict[str, int] = httpx.get(f"{base_url}/v1/laneway/completions").json()
+def completions(base_url: str, key: str = "local") -> dict[str, int]:
+    data: dict[str, int] = httpx.get(f"{base_url}/v1/laneway/completions",
+                                     headers={"x-api-key": key}).json()
     return data
 
 
@@ -110,7 +111,8 @@ def test_a_refused_key_stops_at_once_with_exit_2_and_a_good_key_finishes(
         good = laneway(RUN, {**env, "ANTHROPIC_API_KEY": "the-right-key"}, tmp_path)
         assert good.returncode == 0, good.stderr
         assert output_ids(tmp_path) == [f"doc-{i}" for i in range(40)]
-        assert completions(running.base_url) == {"completed": 40, "completed_after_drop": 0}
+        assert completions(running.base_url, "the-right-key") == {
+            "completed": 40, "completed_after_drop": 0}
     finally:
         running.stop()
 
