@@ -133,6 +133,7 @@ def test_output_equal_to_input_is_refused(tmp_path: Path, local_api: RunningLoca
     ("adir", "is a directory"),
     ("afile/out.jsonl", "is a file, not a directory"),
     ("missing/out.jsonl", "does not exist"),
+    ("/dev/null", "not a regular file"),
 ])
 def test_bad_output_is_refused_before_sending(tmp_path: Path, local_api: RunningLocal,
                                               out: str, message: str) -> None:
