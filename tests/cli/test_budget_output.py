@@ -133,13 +133,14 @@ def test_output_equal_to_input_is_refused(tmp_path: Path, local_api: RunningLoca
     ("adir", "is a directory"),
     ("afile/out.jsonl", "is a file, not a directory"),
     ("missing/out.jsonl", "does not exist"),
-    ("/dev/null", "not a regular file"),
+    ("apipe", "not a regular file"),  # (a pipe of our own: never a system device)
 ])
 def test_bad_output_is_refused_before_sending(tmp_path: Path, local_api: RunningLocal,
                                               out: str, message: str) -> None:
     make_input(tmp_path / "in.jsonl", 20)
     (tmp_path / "adir").mkdir()
     (tmp_path / "afile").write_text("x")
+    os.mkfifo(tmp_path / "apipe")
     res = cli(["run", "in.jsonl", "-o", out, "-q"], env=env_for(local_api.base_url),
               cwd=tmp_path)
     assert res.returncode == 2
