@@ -118,8 +118,9 @@ class RunConfig:
     stream: bool = False
     timeout_s: float = 600.0
     budget_usd: float | None = None
-    #: The price of models with no known one (``--price IN/OUT``); with a budget and no
-    #: price, such a model stops the run before anything is sent.
+    #: The price of models with no known one (``--price IN/OUT``; registered for this
+    #: process with ``pricing.set_price``); with a budget and no price, such a model
+    #: stops the run before anything is sent.
     price: Price | None = None
     deadline_at: float | None = None
     skip_invalid: bool = False
