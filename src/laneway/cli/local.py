@@ -35,7 +35,16 @@ def local(
     batch_concurrency: int = typer.Option(4, help="Batch requests processed at once."),
     batch_min_s: float = typer.Option(0.0, help="Keep each batch in progress at least this long."),
 ) -> None:
-    """Serve the local Anthropic-compatible API (the embedded backend and test bed)."""
+    """Serve the local Anthropic-compatible API (the embedded backend and test bed).
+
+    smollm2 (SmolLM2-135M-Instruct) samples at temperature 0.2 and top_p 0.9, the model
+    card's recommendation, when a request sets none of temperature / top_p / top_k; a
+    request that sets any of them gets exactly what it asked for. Its context holds
+    2,048 tokens per request: a longer prompt is a 400, an answer that fills it stops
+    with model_context_window_exceeded. Structured outputs (output_config.format) and
+    forced tool calls (tool_choice tool / any) are decoded under the JSON schema (echo
+    answers a minimal instance of it). GET /v1/models describes the engine.
+    """
     import uvicorn
 
     from laneway.heap import freeze_startup_objects
