@@ -62,6 +62,6 @@ class KVContext:
         """Free the context (its KV cache and buffers) if it is there."""
         if self.ctx is None:
             return
-        ctx, self.ctx, self.mem = self.ctx, None, None
-        self._ll.llama_free(ctx)
+        self._ll.llama_free(self.ctx)
+        self.ctx = self.mem = None
         self.freed += 1
