@@ -76,9 +76,14 @@ async def sdk(api: RunningLocal) -> AsyncIterator[anthropic.AsyncAnthropic]:
 
 
 async def test_default_sampling_answers_sensibly(sdk: anthropic.AsyncAnthropic) -> None:
-    message = await sdk.messages.create(model=MODEL, max_tokens=60, messages=user(FRANCE))
-    assert "Paris" in text_of(message)
-    assert message.stop_reason == "end_turn"
+    """At the API's default temperature (1.0) this model wandered ("Allezoncedeur
+    (France) Occitan(rel) : 9624, ..."); at its own defaults it answers in a sentence."""
+    for country, city in (("France", "Paris"), ("Italy", "Rome")):
+        message = await sdk.messages.create(
+            model=MODEL, max_tokens=60, messages=user(FRANCE.replace("France", country)))
+        text = text_of(message)
+        assert city in text and "capital" in text.lower(), text
+        assert message.stop_reason == "end_turn" and message.usage.output_tokens < 30, text
 
 
 async def test_defaults_apply_only_when_the_request_sets_no_sampling(
