@@ -105,13 +105,13 @@ async def test_worker_rides_out_a_database_outage(server: pgserver.TempPostgres,
         api.stop(wait=False)
 
 
-async def test_an_outage_longer_than_the_bound_fails_in_one_line(
+def test_an_outage_longer_than_the_bound_fails_in_one_line(
     server: pgserver.TempPostgres, dsn: str, tmp_path: Path,
 ) -> None:
     """With LANEWAY_DB_OUTAGE_S=2 and the server away longer, the worker stops with one
     line (no traceback), exit 2; what it recorded stays recorded."""
-    await run(write_input(tmp_path / "in.jsonl", 200),
-              config=RunConfig(db=dsn, no_work=True, run_name="long"))
+    asyncio.run(run(write_input(tmp_path / "in.jsonl", 200),
+                    config=RunConfig(db=dsn, no_work=True, run_name="long")))
     api = start_local(LocalConfig(ttft_ms=50))
     proc = worker(dsn, api.base_url, LANEWAY_DB_OUTAGE_S="2")
     try:
