@@ -39,6 +39,8 @@ def file_sha256(path: Path) -> str:
         raise InputError("no such file", path=path) from None
     except IsADirectoryError:
         raise InputError("is a directory, not a JSONL file", path=path) from None
+    except OSError as exc:  # permission denied, an I/O error
+        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
     return h.hexdigest()
 
 

@@ -43,7 +43,9 @@ class DroppedConnection(Exception):
 class _QuietDrops(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        while exc is not None:
+        seen: set[int] = set()  # a chain can loop (a.__context__ = b, b.__context__ = a)
+        while exc is not None and id(exc) not in seen:
+            seen.add(id(exc))
             if isinstance(exc, DroppedConnection):
                 return False
             exc = exc.__cause__ or exc.__context__
@@ -250,10 +252,13 @@ class LocalAPI:
                         "error": {"type": "overloaded_error", "message": "Overloaded"}})
             return
         if fault == "drop":  # the answer was shorter than two deltas: cut it anyway
+            self.completions.record(params.prompt.last_user_text, dropped=True)
             raise DroppedConnection("fault: dropped connection")
         if deltas == 0:  # a block gets at least one delta, even when its text is empty
             yield _sse({"type": "content_block_delta", "index": 0,
                         "delta": {"type": "text_delta", "text": ""}})
+        # Counted before the last events: a client that has its answer hangs up at once.
+        self.completions.record(params.prompt.last_user_text)
         yield _sse({"type": "content_block_stop", "index": 0})
         yield _sse({"type": "message_delta",
                     "delta": {"stop_reason": outcome.stop_reason,
@@ -261,7 +266,6 @@ class LocalAPI:
                     "usage": {"output_tokens": outcome.output_tokens}})
         yield _sse({"type": "message_stop"})
         self.stats["ok"] += 1
-        self.completions.record(params.prompt.last_user_text)
 
     async def count_tokens(self, request: Request) -> dict[str, int]:
         self.check_auth(request)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, func, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from laneway.errors import InputError, StoreError
 from laneway.jobs import BadLine, Job
@@ -329,7 +329,7 @@ def open_store(settings: StoreSettings | str | None = None) -> Store:
         else:
             engine = create_engine(settings.url, pool_pre_ping=True, pool_size=5)
         migrate(engine)
-    except OperationalError as exc:
+    except DatabaseError as exc:  # cannot connect, or "file is not a database"
         raise StoreError(f"cannot open the ledger {settings}: {exc.orig}") from None
     except OSError as exc:
         raise StoreError(f"cannot open the ledger {settings}: {exc}") from None
