@@ -200,7 +200,7 @@ def main() -> None:
     args = parser.parse_args()
     results = {"ask": fresh_asks(args.fresh), "structured": asyncio.run(structured()),
                "grammar": asyncio.run(grammar_cost())}
-    print(f"wrote {save('local_quality', results)}")
+    save("local_quality", results)
 
 
 if __name__ == "__main__":
