@@ -100,7 +100,7 @@ class BatchDecoder:
     def __init__(
         self, model: Any, vocab: Any, *, slots: int = 16, slot_ctx: int = 2048,
         n_batch: int = 512, n_threads: int = 2, prefill_budget: int = 256,
-        idle_s: float = 30.0,
+        idle_s: float = 120.0,
     ) -> None:
         import llama_cpp
 
