@@ -1,7 +1,9 @@
 """Validate Messages API bodies the way the API does, naming the field that is wrong.
 
 The result is a :class:`MessageParams`: the fields the local API acts on, with the
-conversation reduced to text for the engine.
+conversation reduced to text for the engine. A ``system``-role message (SDK 2.x's
+``SystemMessageParam``: text only) stays a ``system`` turn at its place in the
+conversation.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from laneway.local.engines.base import Prompt
 from laneway.local.wire import APIError, invalid
 
-_ROLES = ("user", "assistant")
+_ROLES = ("user", "assistant", "system")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,15 @@ def _content_text(content: object, field: str) -> str:
     raise invalid(field, "Input should be a valid string or a list of content blocks")
 
 
+def _system_text(content: object, field: str) -> str:
+    """A system prompt's text: a string or text blocks, nothing else."""
+    if isinstance(content, list):
+        for i, block in enumerate(content):
+            if isinstance(block, dict) and block.get("type") != "text":
+                raise invalid(f"{field}.{i}.type", "Input should be 'text'")
+    return _content_text(content, field)
+
+
 def _prompt(body: dict[str, Any]) -> Prompt:
     messages = body.get("messages")
     if messages is None:
@@ -86,14 +97,17 @@ def _prompt(body: dict[str, Any]) -> Prompt:
         if role is None:
             raise invalid(f"{field}.role", "Field required")
         if role not in _ROLES:
-            raise invalid(f"{field}.role", "Input should be 'user' or 'assistant'")
+            raise invalid(f"{field}.role", "Input should be 'user', 'assistant' or 'system'")
         if "content" not in msg:
             raise invalid(f"{field}.content", "Field required")
-        turns.append((role, _content_text(msg["content"], f"{field}.content")))
+        if role == "system":
+            turns.append((role, _system_text(msg["content"], f"{field}.content")))
+        else:
+            turns.append((role, _content_text(msg["content"], f"{field}.content")))
     system = body.get("system", "")
     if system is None:
         system = ""
-    system_text = _content_text(system, "system")
+    system_text = _system_text(system, "system")
     return Prompt(system=system_text, turns=tuple(turns))
 
 

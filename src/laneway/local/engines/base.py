@@ -11,6 +11,8 @@ from typing import Protocol
 class Prompt:
     """A conversation reduced to text: the system prompt and (role, text) turns.
 
+    A turn's role is ``user``, ``assistant`` or ``system`` (a system-role message, as
+    SDK 2.x sends one mid-conversation: system text at that point of the conversation).
     A final ``assistant`` turn is a prefill: generation continues it.
     """
 
