@@ -27,7 +27,7 @@ from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_reque
 from laneway.local.config import LocalConfig
 from laneway.local.engines import Engine, make_engine
 from laneway.local.faults import Fault, FaultPlan
-from laneway.local.generation import Outcome, complete, generate, message_json
+from laneway.local.generation import Outcome, complete, delta_usage, generate, message_json
 from laneway.local.ratelimit import RateLimiter
 from laneway.local.validation import MessageParams, validate_count_tokens, validate_message
 from laneway.local.wire import APIError, error_response, new_id
@@ -253,7 +253,7 @@ class LocalAPI:
         yield _sse({"type": "message_delta",
                     "delta": {"stop_reason": outcome.stop_reason,
                               "stop_sequence": outcome.stop_sequence},
-                    "usage": {"output_tokens": outcome.output_tokens}})
+                    "usage": delta_usage(input_tokens, outcome.output_tokens)})
         yield _sse({"type": "message_stop"})
         self.stats["ok"] += 1
 

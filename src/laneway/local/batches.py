@@ -228,7 +228,7 @@ class BatchStore:
             input_tokens = self.engine.count_tokens(parsed.prompt)
             message, _ = await complete(
                 self.engine, parsed, msg_id=new_id("msg"), input_tokens=input_tokens,
-                seed=self.seed,
+                seed=self.seed, service_tier="batch",
             )
         except APIError as err:
             body = error_body(err.error_type, err.message, new_id("req"))

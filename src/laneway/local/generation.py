@@ -86,17 +86,34 @@ async def generate(
         outcome.output_tokens = max(1, outcome.output_tokens)
 
 
-def usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def usage(
+    input_tokens: int, output_tokens: int, *, service_tier: str = "standard"
+) -> dict[str, Any]:
+    """A Message's full ``usage`` (the SDK's ``Usage``)."""
     return {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "service_tier": service_tier,
+    }
+
+
+def delta_usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    """``message_delta``'s usage: cumulative counts, input ones included (LangChain reads
+    input usage only from here)."""
+    return {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": output_tokens,
     }
 
 
 def message_json(
-    *, msg_id: str, model: str, outcome: Outcome | None, input_tokens: int
+    *, msg_id: str, model: str, outcome: Outcome | None, input_tokens: int,
+    service_tier: str = "standard",
 ) -> dict[str, Any]:
     """A Message object; with ``outcome=None``, the empty one of ``message_start``."""
     return {
@@ -107,12 +124,14 @@ def message_json(
         "model": model,
         "stop_reason": None if outcome is None else outcome.stop_reason,
         "stop_sequence": None if outcome is None else outcome.stop_sequence,
-        "usage": usage(input_tokens, 1 if outcome is None else outcome.output_tokens),
+        "usage": usage(input_tokens, 1 if outcome is None else outcome.output_tokens,
+                       service_tier=service_tier),
     }
 
 
 async def complete(
-    engine: Engine, params: MessageParams, *, msg_id: str, input_tokens: int, seed: int = 0
+    engine: Engine, params: MessageParams, *, msg_id: str, input_tokens: int, seed: int = 0,
+    service_tier: str = "standard",
 ) -> tuple[dict[str, Any], Outcome]:
     """Generate the whole answer and return the Message object."""
     outcome = Outcome()
@@ -120,6 +139,6 @@ async def complete(
         pass
     return (
         message_json(msg_id=msg_id, model=params.model, outcome=outcome,
-                     input_tokens=input_tokens),
+                     input_tokens=input_tokens, service_tier=service_tier),
         outcome,
     )
