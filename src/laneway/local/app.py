@@ -1,8 +1,9 @@
 """The local Anthropic-compatible API: a FastAPI app that speaks the wire format exactly.
 
-Routes: ``POST /v1/messages`` (plain and SSE), ``POST /v1/messages/count_tokens`` and the
-Message Batches calls. Every answer carries a ``request-id`` header; errors carry the
-API's error body; rate-limit headers come on every answer when limits are set.
+Routes: ``POST /v1/messages`` (plain and SSE), ``POST /v1/messages/count_tokens``,
+``GET /v1/models`` and the Message Batches calls. Every answer carries a ``request-id``
+header; errors carry the API's error body; rate-limit headers come on every answer when
+limits are set.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from laneway.local import models
 from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_requests
 from laneway.local.config import LocalConfig
 from laneway.local.engines import Engine, make_engine
@@ -320,6 +322,22 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
     @app.post("/v1/messages/count_tokens")
     async def count_tokens(request: Request) -> dict[str, int]:
         return await api.count_tokens(request)
+
+    @app.get("/v1/models")
+    async def list_models(
+        request: Request, limit: int = 20, after_id: str | None = None,
+        before_id: str | None = None,
+    ) -> dict[str, Any]:
+        api.check_auth(request)
+        q = request.query_params  # the SDK sends a list as ``lifecycle[]=...``
+        stages = q.getlist("lifecycle[]") + q.getlist("lifecycle")
+        return models.page(api.engine, limit=limit, after_id=after_id, before_id=before_id,
+                           lifecycle=stages)
+
+    @app.get("/v1/models/{model_id}")
+    async def get_model(request: Request, model_id: str) -> dict[str, Any]:
+        api.check_auth(request)
+        return models.retrieve(api.engine, model_id)
 
     @app.post("/v1/messages/batches")
     async def create_batch(request: Request) -> dict[str, Any]:

@@ -51,6 +51,12 @@ class Engine(Protocol):
     ends when the model ends its turn. It may be closed early (``aclose``): at
     ``max_tokens``, at a stop sequence, or when the client goes away; an engine must then
     free what the sequence held.
+
+    An engine may also have ``describe() -> dict``: facts about itself merged into its
+    ``GET /v1/models`` entries (``display_name``, ``max_input_tokens``, ``max_tokens``,
+    ``capabilities`` such as ``{"structured_outputs": {"supported": True}}``); the
+    request validation refuses what the capabilities say it cannot do. See
+    :mod:`laneway.local.models`.
     """
 
     name: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from laneway.local import tokenizer
 from laneway.local.engines.base import Prompt, SamplingParams
@@ -30,6 +31,10 @@ class EchoEngine:
         for _role, text in prompt.turns:
             total += tokenizer.count(text) + TURN_OVERHEAD_TOKENS
         return max(1, total)
+
+    def describe(self) -> dict[str, Any]:
+        """Its ``GET /v1/models`` entry (see :mod:`laneway.local.models`)."""
+        return {"display_name": "Echo (laneway's deterministic test engine)"}
 
     @staticmethod
     def reply_text(prompt: Prompt) -> str:
