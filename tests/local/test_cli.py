@@ -58,3 +58,14 @@ def test_bad_fault_spec_is_a_one_line_error() -> None:
     assert done.returncode == 2
     assert "--faults" in done.stderr and "explode" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_public_url_without_scheme_is_a_one_line_error() -> None:
+    done = subprocess.run(
+        [LANEWAY, "local", "--engine", "echo", "--port", str(free_port()),
+         "--public-url", "proxy.internal:8443"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 2
+    assert "--public-url" in done.stderr and "proxy.internal:8443" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -34,6 +34,9 @@ def local(
         1.0, help="Scale of batch time: 0.0001 makes the 24 h expiry 8.6 s."),
     batch_concurrency: int = typer.Option(4, help="Batch requests processed at once."),
     batch_min_s: float = typer.Option(0.0, help="Keep each batch in progress at least this long."),
+    public_url: str | None = typer.Option(
+        None, help="Base URL clients reach the server at, e.g. a proxy's (batch results_url "
+        "is built on it; default: the address it listens on)."),
 ) -> None:
     """Serve the local Anthropic-compatible API (the embedded backend and test bed)."""
     import uvicorn
@@ -48,7 +51,7 @@ def local(
         engine=engine, ttft_ms=ttft_ms, token_ms=token_ms, rpm=rpm, itpm=itpm, otpm=otpm,
         faults=faults, fault_retry_after_s=fault_retry_after_s, seed=seed, api_key=api_key,
         batch_time_scale=batch_time_scale, batch_concurrency=batch_concurrency,
-        batch_min_s=batch_min_s,
+        batch_min_s=batch_min_s, public_url=public_url,
     )
     app = create_app(config)
     console_err.print(

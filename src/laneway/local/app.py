@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from laneway.errors import ConfigError
 from laneway.local import models
 from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_requests
 from laneway.local.config import LocalConfig
@@ -105,6 +106,9 @@ class LocalAPI:
             config.engine, ttft_ms=config.ttft_ms, token_ms=config.token_ms
         )
         self.limits = RateLimiter(rpm=config.rpm, itpm=config.itpm, otpm=config.otpm)
+        public = config.public_url
+        if public is not None and not public.startswith(("http://", "https://")):
+            raise ConfigError(f"--public-url: {public!r} must start with http:// or https://")
         self.faults = FaultPlan.parse(
             config.faults, seed=config.seed, retry_after_s=config.fault_retry_after_s
         )
@@ -387,4 +391,17 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """Base of ``results_url``: the configured public URL, else the listen address."""
+    public: str | None = request.app.state.local.config.public_url
+    return (public or _listen_url(request)).rstrip("/")
+
+
+def _listen_url(request: Request) -> str:
+    """The address this server listens on, as the connection arrived at it (the socket's,
+    not the Host header's: a proxy's Host would send clients around the proxy)."""
+    server = request.scope.get("server")
+    if not server or server[1] is None:
+        return str(request.base_url).rstrip("/")  # a Unix socket: nothing better
+    host, port = server
+    host = f"[{host}]" if ":" in host else host
+    return f"{request.url.scheme}://{host}:{port}"
