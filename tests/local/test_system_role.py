@@ -3,17 +3,16 @@ mid-conversation: accepted, and handed to the engine as system text at that poin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anthropic
 import pytest
 from anthropic.types import Message, MessageParam
 
-from laneway.local import LocalConfig, RunningLocal, start_local
-from laneway.local.engines import EchoEngine, Prompt, SamplingParams
+from laneway.local import RunningLocal
+from laneway.local.engines import Prompt
 
-from .helpers import MODEL, PROMPT, text_of, user, wait_ended
+from .helpers import MODEL, PROMPT, RecordingEngine, text_of, user, wait_ended
 
 CONVERSATION: list[MessageParam] = [
     {"role": "user", "content": "an earlier question"},
@@ -23,45 +22,19 @@ CONVERSATION: list[MessageParam] = [
 ]
 
 
-class _RecordingEngine(EchoEngine):
-    """The echo engine, keeping every prompt it was asked to continue."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.prompts: list[Prompt] = []
-
-    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[str]:
-        self.prompts.append(prompt)
-        async for token in super().generate(prompt, params):
-            yield token
-
-
-@pytest.fixture
-def recording() -> Iterator[tuple[RunningLocal, _RecordingEngine]]:
-    engine = _RecordingEngine()
-    running = start_local(LocalConfig(), engine=engine)
-    try:
-        yield running, engine
-    finally:
-        running.stop(wait=False)
-
-
 async def test_system_message_mid_conversation_reaches_the_engine_in_place(
-    recording: tuple[RunningLocal, _RecordingEngine],
+    recording: tuple[RunningLocal, RecordingEngine], recording_client: anthropic.AsyncAnthropic,
 ) -> None:
-    running, engine = recording
-    async with anthropic.AsyncAnthropic(
-        base_url=running.base_url, api_key="k", max_retries=0
-    ) as client:
-        message = await client.messages.create(
-            model=MODEL, max_tokens=100, system="Be brief.", messages=CONVERSATION)
-        async with client.messages.stream(
-            model=MODEL, max_tokens=100, messages=CONVERSATION
-        ) as stream:
-            streamed = await stream.get_final_message()
-        counted = await client.messages.count_tokens(model=MODEL, messages=CONVERSATION)
-        without = await client.messages.count_tokens(
-            model=MODEL, messages=[m for m in CONVERSATION if m["role"] != "system"])
+    engine, client = recording[1], recording_client
+    message = await client.messages.create(
+        model=MODEL, max_tokens=100, system="Be brief.", messages=CONVERSATION)
+    async with client.messages.stream(
+        model=MODEL, max_tokens=100, messages=CONVERSATION
+    ) as stream:
+        streamed = await stream.get_final_message()
+    counted = await client.messages.count_tokens(model=MODEL, messages=CONVERSATION)
+    without = await client.messages.count_tokens(
+        model=MODEL, messages=[m for m in CONVERSATION if m["role"] != "system"])
 
     assert text_of(message) == text_of(streamed) == PROMPT
     assert engine.prompts[0] == Prompt(system="Be brief.", turns=(

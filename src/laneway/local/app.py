@@ -33,7 +33,7 @@ from laneway.local.faults import Fault, FaultPlan
 from laneway.local.generation import Outcome, complete, delta_usage, generate, message_json
 from laneway.local.ratelimit import RateLimiter
 from laneway.local.validation import MessageParams, validate_count_tokens, validate_message
-from laneway.local.wire import APIError, error_response, new_id
+from laneway.local.wire import APIError, check_version, error_response, new_id
 
 MESSAGES_MAX_BYTES = 32 * 1024 * 1024
 
@@ -121,6 +121,8 @@ class LocalAPI:
 
     # -- request plumbing ------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
+        """Check what every call carries: ``anthropic-version``, and the key when set."""
+        check_version(request.headers.get("anthropic-version"))
         if self.config.api_key is None:
             return
         key = request.headers.get("x-api-key")
