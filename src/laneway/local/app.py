@@ -175,7 +175,7 @@ class LocalAPI:
     async def messages(self, request: Request, request_id: str) -> Response:
         self.check_auth(request)
         body = await self.read_json(request, MESSAGES_MAX_BYTES)
-        params = validate_message(body)
+        params = validate_message(body, capabilities=models.capabilities_of(self.engine))
         self.stats["requests"] += 1
         fault = self.faults.draw(request.headers.get("x-laneway-fault"))
         self.immediate_fault(fault)

@@ -19,6 +19,7 @@ from typing import Any
 from laneway.local.engines.base import Engine
 from laneway.local.faults import FaultPlan
 from laneway.local.generation import complete
+from laneway.local.models import capabilities_of
 from laneway.local.validation import validate_message
 from laneway.local.wire import APIError, error_body, new_id, rfc3339
 
@@ -224,7 +225,8 @@ class BatchStore:
                                   "error": error_body(error_type, text, new_id("req"))})
             return
         try:
-            parsed = validate_message(params, in_batch=True)
+            parsed = validate_message(
+                params, in_batch=True, capabilities=capabilities_of(self.engine))
             input_tokens = self.engine.count_tokens(parsed.prompt)
             message, _ = await complete(
                 self.engine, parsed, msg_id=new_id("msg"), input_tokens=input_tokens,

@@ -8,10 +8,13 @@ conversation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from laneway.local.engines.base import Prompt
+from laneway.local.models import local_capabilities
+from laneway.local.unsupported import check_supported
 from laneway.local.wire import APIError, invalid
 
 _ROLES = ("user", "assistant", "system")
@@ -59,6 +62,12 @@ def _block_text(block: object, field: str) -> str:
         raise invalid(f"{field}.content", "Input should be a valid string or list")
     if kind == "tool_use":
         return str(block.get("input", ""))
+    source = block.get("source")
+    if kind == "document" and isinstance(source, dict) and source.get("type") == "text":
+        data = source.get("data")
+        if not isinstance(data, str):
+            raise invalid(f"{field}.source.data", "Input should be a valid string")
+        return data
     # Images, documents, thinking: nothing the engines read as text.
     return ""
 
@@ -127,8 +136,11 @@ def validate_count_tokens(body: object) -> tuple[str, Prompt]:
     return _model(body), _prompt(body)
 
 
-def validate_message(body: object, *, in_batch: bool = False) -> MessageParams:
-    """Validate a ``/v1/messages`` body (or a batch request's ``params``)."""
+def validate_message(
+    body: object, *, in_batch: bool = False, capabilities: Mapping[str, Any] | None = None,
+) -> MessageParams:
+    """Validate a ``/v1/messages`` body (or a batch request's ``params``), refusing what
+    the engine (``capabilities``, as its model entry states them) cannot honour."""
     if not isinstance(body, dict):
         raise APIError("invalid_request_error", "The request body must be a JSON object")
     model = _model(body)
@@ -168,6 +180,7 @@ def validate_message(body: object, *, in_batch: bool = False) -> MessageParams:
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise invalid("metadata", "Input should be a valid dictionary or object")
+    check_supported(body, local_capabilities() if capabilities is None else capabilities)
     return MessageParams(
         model=model,
         max_tokens=max_tokens,
