@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from laneway.errors import ConfigError
 from laneway.local import models
 from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_requests
+from laneway.local.cache import CacheUsage, PromptCache
 from laneway.local.config import LocalConfig
 from laneway.local.engines import Engine, make_engine
 from laneway.local.faults import Fault, FaultPlan
@@ -112,8 +113,9 @@ class LocalAPI:
         self.faults = FaultPlan.parse(
             config.faults, seed=config.seed, retry_after_s=config.fault_retry_after_s
         )
+        self.cache = PromptCache(time_scale=config.cache_time_scale)
         self.batches = BatchStore(
-            self.engine, time_scale=config.batch_time_scale,
+            self.engine, cache=self.cache, time_scale=config.batch_time_scale,
             concurrency=config.batch_concurrency, min_s=config.batch_min_s, seed=config.seed,
         )
         #: Counters a test or benchmark can read: requests by outcome.
@@ -179,18 +181,22 @@ class LocalAPI:
         self.stats["requests"] += 1
         fault = self.faults.draw(request.headers.get("x-laneway-fault"))
         self.immediate_fault(fault)
-        input_tokens = self.engine.count_tokens(params.prompt)
+        plan = self.cache.plan(params.model, params.breakpoints,
+                               self.engine.count_tokens(params.prompt), self.engine.count_tokens)
+        cached = plan.usage
+        input_tokens = cached.input_tokens
         try:
-            self.limits.admit(input_tokens)
+            self.limits.admit(cached.rate_limited_tokens)  # cache reads do not count
         except APIError:
             self.stats["rate_limited"] += 1
             raise
+        self.cache.commit(plan)
         headers = {"request-id": request_id, **self.limits.headers()}
         kind = fault.kind if fault else None
         if kind is not None:
             self.stats["faults"] += 1
         if params.stream:
-            events = self.stream_events(params, input_tokens, kind)
+            events = self.stream_events(params, input_tokens, kind, cache=cached)
             return EventSourceResponse(events, headers=headers, ping=3600, sep="\n")
         if kind == "midstream":
             raise APIError("overloaded_error", "Overloaded")
@@ -199,7 +205,7 @@ class LocalAPI:
             raise APIError("api_error", "the request stalled")
         message, outcome = await complete(
             self.engine, params, msg_id=new_id("msg"), input_tokens=input_tokens,
-            seed=self.config.seed,
+            seed=self.config.seed, cache=cached,
         )
         self.limits.record_output(outcome.output_tokens)
         headers.update(self.limits.headers())
@@ -219,12 +225,13 @@ class LocalAPI:
         return StreamingResponse(cut(), media_type="application/json", headers=headers)
 
     async def stream_events(
-        self, params: MessageParams, input_tokens: int, fault: str | None
+        self, params: MessageParams, input_tokens: int, fault: str | None, *,
+        cache: CacheUsage | None = None,
     ) -> AsyncIterator[ServerSentEvent]:
         msg_id = new_id("msg")
         yield _sse({"type": "message_start",
                     "message": message_json(msg_id=msg_id, model=params.model, outcome=None,
-                                            input_tokens=input_tokens)})
+                                            input_tokens=input_tokens, cache=cache)})
         if fault == "stall":
             waited = 0.0
             while waited < self.config.stall_s:
@@ -261,7 +268,7 @@ class LocalAPI:
         yield _sse({"type": "message_delta",
                     "delta": {"stop_reason": outcome.stop_reason,
                               "stop_sequence": outcome.stop_sequence},
-                    "usage": delta_usage(input_tokens, outcome.output_tokens)})
+                    "usage": delta_usage(input_tokens, outcome.output_tokens, cache=cache)})
         yield _sse({"type": "message_stop"})
         self.stats["ok"] += 1
 

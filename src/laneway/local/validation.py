@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from laneway.local.cache import Breakpoint
 from laneway.local.engines.base import Prompt
 from laneway.local.models import local_capabilities
 from laneway.local.unsupported import check_supported
@@ -30,6 +31,8 @@ class MessageParams:
     top_p: float | None
     top_k: int | None
     stream: bool
+    #: The prompt's ``cache_control`` markers, in prompt order.
+    breakpoints: tuple[Breakpoint, ...] = ()
 
 
 def _is_int(v: object) -> bool:
@@ -120,6 +123,48 @@ def _prompt(body: dict[str, Any]) -> Prompt:
     return Prompt(system=system_text, turns=tuple(turns))
 
 
+#: The API refuses more ``cache_control`` markers than this.
+MAX_BREAKPOINTS = 4
+
+
+def _ttl(block: object) -> str | None:
+    control = block.get("cache_control") if isinstance(block, dict) else None
+    if not isinstance(control, dict):
+        return None
+    ttl = control.get("ttl", "5m")
+    return ttl if isinstance(ttl, str) else "5m"
+
+
+def _breakpoints(body: dict[str, Any], prompt: Prompt) -> tuple[Breakpoint, ...]:
+    """The ``cache_control`` markers of an already validated body, each with its prefix:
+    system blocks, then message content blocks, then the top-level marker (the whole)."""
+    out: list[Breakpoint] = []
+    system = body.get("system")
+    if isinstance(system, list):
+        for j, block in enumerate(system):
+            ttl = _ttl(block)
+            if ttl is not None:
+                text = "".join(_block_text(b, "system") for b in system[: j + 1])
+                out.append(Breakpoint(Prompt(system=text, turns=()), ttl))
+    for i, msg in enumerate(body["messages"]):
+        content = msg["content"]
+        if not isinstance(content, list):
+            continue
+        for j, block in enumerate(content):
+            ttl = _ttl(block)
+            if ttl is not None:
+                text = "".join(_block_text(b, "messages") for b in content[: j + 1])
+                turns = (*prompt.turns[:i], (prompt.turns[i][0], text))
+                out.append(Breakpoint(Prompt(system=prompt.system, turns=turns), ttl))
+    top = _ttl(body)
+    if top is not None:
+        out.append(Breakpoint(prompt, top))
+    if len(out) > MAX_BREAKPOINTS:
+        raise invalid("cache_control", f"A maximum of {MAX_BREAKPOINTS} blocks with "
+                      f"cache_control may be provided. Found {len(out)}.")
+    return tuple(out)
+
+
 def _model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if model is None:
@@ -181,6 +226,7 @@ def validate_message(
     if metadata is not None and not isinstance(metadata, dict):
         raise invalid("metadata", "Input should be a valid dictionary or object")
     check_supported(body, local_capabilities() if capabilities is None else capabilities)
+    breakpoints = _breakpoints(body, prompt)
     return MessageParams(
         model=model,
         max_tokens=max_tokens,
@@ -190,4 +236,5 @@ def validate_message(
         top_p=float(top_p) if top_p is not None else None,
         top_k=top_k,
         stream=stream,
+        breakpoints=breakpoints,
     )
