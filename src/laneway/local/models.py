@@ -76,13 +76,13 @@ def local_capabilities() -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
+    """``extra`` merged into ``base`` key by key (``base`` is changed: pass a fresh one)."""
     for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], value)
         else:
-            out[key] = copy.deepcopy(value)
-    return out
+            base[key] = copy.deepcopy(value)
+    return base
 
 
 def describe(engine: Engine) -> dict[str, Any]:
@@ -128,8 +128,10 @@ def catalogue(engine: Engine) -> list[dict[str, Any]]:
 
 def capabilities_of(engine: Engine) -> dict[str, Any]:
     """The capabilities every model of this engine has (the validation's reference)."""
-    caps = describe(engine).get("capabilities", {})
-    return _merge(local_capabilities(), caps if isinstance(caps, Mapping) else {})
+    caps = describe(engine).get("capabilities")
+    if not isinstance(caps, Mapping) or not caps:
+        return local_capabilities()
+    return _merge(local_capabilities(), caps)
 
 
 def retrieve(engine: Engine, model_id: str) -> dict[str, Any]:
