@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from laneway.errors import UnknownModelError
+from laneway.budget import parse_price, require_prices
+from laneway.errors import ConfigError, UnknownModelError
 from laneway.pricing import Usage, cost_usd, known, price_of
 
 
@@ -17,6 +18,18 @@ from laneway.pricing import Usage, cost_usd, known, price_of
     ("claude-sonnet-4-6", 3 + 15),
     ("claude-haiku-4-5", 1 + 5),
     ("claude-haiku-4-5-20251001", 1 + 5),
+    # Older models, still served, with their aliases and dated ids.
+    ("claude-opus-4-1", 15 + 75),
+    ("claude-opus-4-1-20250805", 15 + 75),
+    ("claude-opus-4-0", 15 + 75),
+    ("claude-opus-4-20250514", 15 + 75),
+    ("claude-sonnet-4-0", 3 + 15),
+    ("claude-sonnet-4-20250514", 3 + 15),
+    ("claude-3-7-sonnet-latest", 3 + 15),
+    ("claude-3-7-sonnet-20250219", 3 + 15),
+    ("claude-3-5-haiku-latest", 0.80 + 4),
+    ("claude-3-5-haiku-20241022", 0.80 + 4),
+    ("claude-3-haiku-20240307", 0.25 + 1.25),
 ])
 def test_standard_prices(model: str, expected: float) -> None:
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
@@ -56,3 +69,23 @@ def test_unknown_model_is_never_zero() -> None:
         cost_usd("claude-imaginary-9", Usage(input_tokens=10))
     assert not known("gpt-4")
     assert price_of("smollm2").input == 0.0
+
+
+def test_older_cache_prices() -> None:
+    usage = Usage(cache_creation_input_tokens=1_000_000, cache_read_input_tokens=1_000_000)
+    assert cost_usd("claude-opus-4-1", usage) == pytest.approx(18.75 + 1.50)
+    assert cost_usd("claude-3-5-haiku-latest", usage) == pytest.approx(1.0 + 0.08)
+
+
+def test_a_given_price_for_an_unknown_model() -> None:
+    with pytest.raises(UnknownModelError, match="--price IN/OUT"):
+        require_prices(["claude-made-up-1"], budget_usd=0.05, price=None)
+    require_prices(["claude-made-up-1"], budget_usd=None, price=None)  # reported, not refused
+    assert not known("claude-made-up-1")
+    require_prices(["claude-made-up-1"], budget_usd=0.05, price=parse_price("2/8"))
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    assert cost_usd("claude-made-up-1", usage) == pytest.approx(2 + 8)
+    assert cost_usd("claude-sonnet-4-6", usage) == pytest.approx(3 + 15)  # known: its own
+    for bad in ("3", "a/b", "-1/2", "1/2/3", "nan/1"):
+        with pytest.raises(ConfigError, match="--price"):
+            parse_price(bad)

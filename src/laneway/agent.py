@@ -39,6 +39,7 @@ from laneway.runners.retry import RetryPolicy
 from laneway.runs import Progress, RunConfig, _prepare
 from laneway.store import AsyncStore, Finished, Store, StoreSettings, open_store
 from laneway.store import schema as S
+from laneway.store.runlock import RunLock, hold_run
 
 #: Run statuses after which nothing more happens to a run.
 ENDED = ("done", "canceled", "stopped", "failed")
@@ -55,6 +56,8 @@ class _Live:
     task: asyncio.Task[None] | None = None
     started_at: float = field(default_factory=time.monotonic)
     canceled: bool = False
+    #: This process's hold on the run (SQLite), released when the run ends.
+    lock: RunLock | None = None
 
 
 class HybridAgent:
@@ -185,13 +188,21 @@ class HybridAgent:
         run_id: str = run_row.id
         if run_id in self._live:
             return run_id
-        total = await self.astore.call(ingest, self.store, run_row, path, defaults=defaults,
-                                       skip_invalid=False)
-        if not self.store.is_postgres:  # one process owns a SQLite ledger's claims
-            await self.astore.call(self.store.release_all, run_id)
-        counts = await self.astore.call(self.store.counts, run_id)
+        lock = hold_run(self.store.settings, run_id)  # refused if another process has it
+        try:
+            total = await self.astore.call(ingest, self.store, run_row, path,
+                                           defaults=defaults, skip_invalid=False)
+            if not self.store.is_postgres:  # one process owns a SQLite ledger's claims
+                await self.astore.call(self.store.release_all, run_id)
+            counts = await self.astore.call(self.store.counts, run_id)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         if counts.remaining == 0:
             await self.astore.call(self.store.update_run, run_id, status="done")
+            if lock is not None:
+                lock.release()
             return run_id
         await self.astore.call(self.store.update_run, run_id, status="running",
                                mode="realtime", provider=self.provider.kind)
@@ -204,7 +215,7 @@ class HybridAgent:
         before = {"succeeded": counts[S.SUCCEEDED], "errored": counts[S.ERRORED],
                   "input_tokens": counts.input_tokens, "output_tokens": counts.output_tokens,
                   "cost_usd": counts.cost_usd}
-        live = _Live(run_id, runner, total, before)
+        live = _Live(run_id, runner, total, before, lock=lock)
         live.task = asyncio.create_task(self._execute(live), name=f"laneway-run-{run_id}")
         self._live[run_id] = live
         return run_id
@@ -251,6 +262,8 @@ class HybridAgent:
                 await self._write_progress(live, phase="done")
                 await self.astore.call(self.store.update_run, live.run_id, status=status)
             self._live.pop(live.run_id, None)
+            if live.lock is not None:
+                live.lock.release()
 
     async def _ticker(self, live: _Live) -> None:
         while True:

@@ -6,7 +6,8 @@
     ├── ConfigError                 a bad option, setting, DSN, deadline or budget
     ├── InputError                  a bad line of an input file (path, line, field)
     ├── StoreError                  the ledger cannot be opened, read or written
-    │   └── RunMismatchError        a re-run whose input or options differ from the run's
+    │   ├── RunMismatchError        a re-run whose input or options differ from the run's
+    │   └── DiskFullError           no space left for the ledger or the results (exit 1)
     ├── UnknownModelError           a model with no known price (never priced as zero)
     ├── BudgetExceededError         new work would exceed --budget
     └── ProviderError               the API answered with an error, or did not answer
@@ -67,14 +68,29 @@ class RunMismatchError(StoreError):
     """A run name was reused with a different input or different options."""
 
 
+class DiskFullError(StoreError):
+    """The disk holding the ledger or the results file is full: nothing committed is
+    lost, and running the same command again, once there is space, carries on."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"disk full: {detail}; free space and run the same command")
+
+
 class UnknownModelError(LanewayError):
     """A model whose price laneway does not know."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, budget: bool = False) -> None:
         self.model = model
+        if budget:  # refused before sending: the budget could not count its cost
+            super().__init__(
+                f"--budget: no price known for model {model!r}, so its cost cannot be "
+                "counted; pass --price IN/OUT (USD per million input/output tokens)"
+            )
+            return
         super().__init__(
             f"unknown model {model!r}: no price known, so its cost is not counted "
-            "(pass a known model, or --price-in/--price-out)"
+            "(pass a known model, or --price IN/OUT in USD per million tokens)"
         )
 
 

@@ -5,6 +5,11 @@ changes a request (default model, max_tokens, system). The same command again fi
 the same run; a run name reused with a different input or options is refused, saying
 what differs. Ingest writes jobs in chunks, each with the line it reached, so an
 interrupted ingest continues where it stopped.
+
+An ingest that stops at a bad line marks its run ``ingest_failed`` (with the line and
+the reason, which ``laneway status`` shows): nothing of such a run is claimed or sent.
+The same command on the fixed input replaces it (a run whose jobs were never sent), or
+resumes it when the input is the same (``--skip-invalid`` records the bad lines).
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from laneway.errors import InputError, RunMismatchError
+from laneway.errors import InputError, RunMismatchError, StoreError
 from laneway.jobs import BadLine, Job, JobDefaults, read_jobs
 from laneway.store import RunRow, Store
+from laneway.store import schema as S
+from laneway.store.runlock import hold_run, ingest_lock
 
 CHUNK = 2000
 
@@ -32,6 +39,8 @@ def file_sha256(path: Path) -> str:
         raise InputError("no such file", path=path) from None
     except IsADirectoryError:
         raise InputError("is a directory, not a JSONL file", path=path) from None
+    except OSError as exc:  # permission denied, an I/O error
+        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
     return h.hexdigest()
 
 
@@ -73,10 +82,58 @@ def ingest(
     """Write the input's jobs into the run (continuing an interrupted ingest).
 
     Returns the number of jobs in the run. Raises :class:`InputError` on a bad line
-    (unless ``skip_invalid``), a duplicate id, or an input with no jobs.
+    (unless ``skip_invalid``), a duplicate id, or an input with no jobs, and marks the
+    run ``ingest_failed`` first.
     """
-    if run.ingest_done:
-        return run.total
+    with ingest_lock(store, run.id):
+        # Another process may have ingested (some of) it meanwhile: go on from its mark.
+        run = store.get_run(run.id) or run
+        if run.ingest_done:
+            return run.total
+        try:
+            return _ingest(store, run, path, defaults=defaults, skip_invalid=skip_invalid,
+                           on_progress=on_progress)
+        except InputError as exc:
+            store.update_run(run.id, status=S.INGEST_FAILED, note=failure_note(exc))
+            raise
+
+
+def failure_note(exc: InputError) -> str:
+    """What ``laneway status`` says of a run whose ingest stopped at ``exc``."""
+    where = f" at line {exc.line}" if exc.line is not None else ""
+    reason = f"{exc.field}: {exc.reason}" if exc.field else exc.reason
+    return f"ingest failed{where}: {reason}; fix the input and run the same command again"
+
+
+def replace_failed(store: Store, *, run_id: str, fingerprint: str, input_path: str) -> None:
+    """Drop the runs this command replaces: its own name, or the same input file, whose
+    ingest failed and none of whose jobs were sent (a run with results is kept)."""
+    for old in store.failed_ingests(input_path):
+        if old.id != run_id:
+            _drop_unsent(store, old.id)
+    named = store.get_run(run_id)
+    if (named is not None and named.status == S.INGEST_FAILED
+            and named.fingerprint != fingerprint):
+        _drop_unsent(store, run_id)
+
+
+def _drop_unsent(store: Store, run_id: str) -> None:
+    try:
+        lock = hold_run(store.settings, run_id)
+    except StoreError:
+        return  # another process is on it (resuming it): leave it be
+    try:
+        if store.sent_jobs(run_id) == 0:
+            store.delete_run(run_id)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _ingest(
+    store: Store, run: RunRow, path: Path, *, defaults: JobDefaults, skip_invalid: bool,
+    on_progress: Callable[[int], None] | None,
+) -> int:
     seq = run.total
     chunk: list[Job | BadLine] = []
     last_line = run.ingested_lines
@@ -94,7 +151,7 @@ def ingest(
     seq += len(chunk)
     if seq == 0:
         raise InputError("no jobs: the file is empty (or has only blank lines)", path=path)
-    store.update_run(run.id, ingest_done=True, total=seq, status="ready")
+    store.update_run(run.id, ingest_done=True, total=seq, status="ready", note=None)
     if on_progress is not None:
         on_progress(seq)
     return seq

@@ -12,16 +12,17 @@ An output line is the Message Batches results form:
 
 from __future__ import annotations
 
+import codecs
+import itertools
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from laneway.errors import InputError
+from laneway.output import replacing
 
 CUSTOM_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 #: Keys a short-form line may carry.
@@ -60,6 +61,31 @@ class BadLine:
     line: int
 
 
+#: The deepest nesting of arrays and objects a line may have. Python's JSON reader
+#: recurses and fails near 1,000 (less in a deep call stack), as would writing it back.
+MAX_NESTING = 100
+_BRACKET_OR_STRING = re.compile(r'[\[\]{}]|"(?:[^"\\]|\\.)*"')
+
+
+def _nested_too_deep(text: str) -> bool:
+    """Whether ``text`` nests arrays and objects more than :data:`MAX_NESTING` deep.
+
+    Only a line with that many opening brackets is scanned, by tokens, not characters.
+    """
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return False
+    depth = 0
+    for match in _BRACKET_OR_STRING.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return True
+        elif token in "]}":
+            depth -= 1
+    return False
+
+
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -94,6 +120,8 @@ def parse_line(
     def err(reason: str, field: str | None = None) -> InputError:
         return InputError(reason, path=path, line=line, field=field)
 
+    if _nested_too_deep(text):
+        raise err(f"invalid JSON (nested more than {MAX_NESTING} deep)")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -160,25 +188,49 @@ def read_jobs(
     """
     path = Path(path)
     try:
-        handle = path.open("r", encoding="utf-8")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise InputError("no such file", path=path) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", path=path) from None
     with handle:
-        lineno = 0
-        try:
-            for lineno, text in enumerate(handle, start=1):
-                if lineno <= start_line or not text.strip():
+        # Bytes, decoded line by line: a bad byte is blamed on its own line (a text-mode
+        # reader decodes ahead in blocks and fails on a line before it is yielded).
+        for lineno, raw in enumerate(_lines(handle, path), start=1):
+            if lineno <= start_line:
+                continue
+            try:
+                text = _decode(raw, line=lineno, path=path)
+                if not text.strip():
                     continue
-                try:
-                    yield parse_line(text, line=lineno, path=path, defaults=defaults)
-                except InputError as exc:
-                    if not skip_invalid:
-                        raise
-                    yield BadLine(custom_id=f"invalid-line-{lineno}", error=exc, line=lineno)
-        except UnicodeDecodeError:
-            raise InputError("not valid UTF-8 text", path=path, line=lineno + 1) from None
+                item: Job | BadLine = parse_line(text, line=lineno, path=path,
+                                                 defaults=defaults)
+            except InputError as exc:
+                if not skip_invalid:
+                    raise
+                item = BadLine(custom_id=f"invalid-line-{lineno}", error=exc, line=lineno)
+            yield item
+
+
+def _lines(handle: BinaryIO, path: Path) -> Iterator[bytes]:
+    while True:
+        try:
+            raw = handle.readline()
+        except OSError as exc:  # an I/O error while reading
+            raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+        if not raw:
+            return
+        yield raw
+
+
+def _decode(raw: bytes, *, line: int, path: Path) -> str:
+    if line == 1 and raw.startswith(codecs.BOM_UTF8):  # editors on Windows write one
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
+                         f"{exc.start + 1} of the line)", path=path, line=line) from None
 
 
 def succeeded(message: dict[str, Any]) -> dict[str, Any]:
@@ -203,24 +255,22 @@ def result_text(result: dict[str, Any]) -> str:
     return f"[{result.get('type')}]"
 
 
-def write_results(path: str | Path, rows: Iterable[tuple[str, dict[str, Any]]]) -> int:
+def write_results(path: str | Path, rows: Iterable[tuple[str, dict[str, Any]]], *,
+                  if_any: bool = False) -> int:
     """Write ``(custom_id, result)`` rows as results JSONL, atomically; returns the count.
 
     The file is written beside its final name and renamed into place, so a crash never
-    leaves half a results file.
+    leaves half a results file (see :func:`laneway.output.replacing`). With ``if_any``,
+    no rows leave ``path`` untouched (0 is returned).
     """
     path = Path(path)
+    it = iter(rows)
+    first = next(it, None)
+    if first is None and if_any:
+        return 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            count = dump_results(out, rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
+    with replacing(path) as out:
+        return dump_results(out, itertools.chain([] if first is None else [first], it))
 
 
 def dump_results(out: TextIO, rows: Iterable[tuple[str, dict[str, Any]]]) -> int:

@@ -1,9 +1,10 @@
 """What a request costs: the price table, cache-token prices and the batch discount.
 
 Prices are USD per million tokens. A model is matched by its name or by a dated
-snapshot of it (``claude-haiku-4-5-20251001`` is priced as ``claude-haiku-4-5``). The
-local model costs nothing. An unknown model raises :class:`UnknownModelError`: it is
-never priced silently as zero.
+snapshot or ``-latest`` alias of it (``claude-haiku-4-5-20251001`` is priced as
+``claude-haiku-4-5``). The local model costs nothing. An unknown model raises
+:class:`UnknownModelError`: it is never priced silently as zero. A price the user gives
+(``--price IN/OUT``) is registered with :func:`set_price` for models not in the table.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ _OPUS = Price(5.0, 25.0, 6.25, 10.0, 0.50)
 _SONNET_5 = Price(2.0, 10.0, 2.50, 4.0, 0.20)
 _SONNET_4 = Price(3.0, 15.0, 3.75, 6.0, 0.30)
 _HAIKU = Price(1.0, 5.0, 1.25, 2.0, 0.10)
+# Older models, still served (official prices).
+_OPUS_4 = Price(15.0, 75.0, 18.75, 30.0, 1.50)
+_HAIKU_3_5 = Price(0.80, 4.0, 1.0, 1.6, 0.08)
+_HAIKU_3 = Price(0.25, 1.25, 0.30, 0.50, 0.03)
 FREE = Price(0.0, 0.0, 0.0, 0.0, 0.0)
 
 PRICES: dict[str, Price] = {
@@ -45,12 +50,34 @@ PRICES: dict[str, Price] = {
     "claude-sonnet-4-5": _SONNET_4,
     "claude-sonnet-4-6": _SONNET_4,
     "claude-haiku-4-5": _HAIKU,
+    "claude-opus-4-1": _OPUS_4,
+    "claude-opus-4-0": _OPUS_4,
+    "claude-opus-4": _OPUS_4,  # claude-opus-4-20250514
+    "claude-sonnet-4-0": _SONNET_4,
+    "claude-sonnet-4": _SONNET_4,  # claude-sonnet-4-20250514
+    "claude-3-7-sonnet": _SONNET_4,
+    "claude-3-5-haiku": _HAIKU_3_5,
+    "claude-3-haiku": _HAIKU_3,
 }
+
+#: Prices the user gave for models not in :data:`PRICES` (``--price IN/OUT``).
+_GIVEN: dict[str, Price] = {}
 
 #: Models served by laneway's own local API.
 LOCAL_MODELS = frozenset({"smollm2", "smollm2-135m", "local", "echo"})
 
 _SNAPSHOT = re.compile(r"^(?P<base>.+?)(?:-\d{8}|-latest)$")
+
+
+def given_price(input_usd: float, output_usd: float) -> Price:
+    """A price from input and output USD per million tokens; cache prices follow the
+    API's multipliers (5 min write 1.25x, 1 h write 2x, read 0.1x of input)."""
+    return Price(input_usd, output_usd, input_usd * 1.25, input_usd * 2.0, input_usd * 0.1)
+
+
+def set_price(model: str, price: Price) -> None:
+    """Price ``model`` at ``price`` in this process (for a model with no known price)."""
+    _GIVEN[model] = price
 
 
 def is_local(model: str) -> bool:
@@ -66,6 +93,8 @@ def price_of(model: str) -> Price:
     m = _SNAPSHOT.match(model)
     if m and m.group("base") in PRICES:
         return PRICES[m.group("base")]
+    if model in _GIVEN:
+        return _GIVEN[model]
     raise UnknownModelError(model)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import anthropic
 
+from laneway.backend import choose_provider
 from laneway.errors import (
     AuthenticationError,
     ConfigError,
@@ -107,6 +108,10 @@ def map_error(exc: BaseException) -> ProviderError:
             return AuthenticationError(message, status=status, error_type=etype, request_id=rid)
         if status == 408:
             return ProviderTimeoutError(message, status=status, request_id=rid)
+        if status in (502, 503, 504) and etype is None:
+            # A proxy or gateway answered, not the API (no API error body): unreachable.
+            return ConnectionLostError(f"HTTP {status} from a gateway, not the API: {message}",
+                                       status=status, request_id=rid)
         if status == 409 or status >= 500:
             return ServerError(message, status=status, error_type=etype, request_id=rid)
         return RequestError(message, status=status, error_type=etype or "invalid_request_error",
@@ -165,6 +170,27 @@ def sdk_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _aiohttp_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("aiohttp") is not None
+
+
+def sdk_client(*, api_key: str, base_url: str | None) -> anthropic.AsyncAnthropic:
+    """The SDK's async client with its own retries off (laneway owns the policy).
+
+    Where ``aiohttp`` is installed (the ``anthropic[aiohttp]`` extra, in laneway's
+    dependencies) the SDK's aiohttp transport is used: httpx's connection pool checks
+    every pooled connection on every request, which at concurrency 50 cost more CPU than
+    all of laneway's own work per job. ``LANEWAY_HTTP=httpx`` keeps the SDK's default.
+    """
+    http_client = None
+    if os.environ.get("LANEWAY_HTTP", "aiohttp") != "httpx" and _aiohttp_installed():
+        http_client = anthropic.DefaultAioHttpClient()
+    return anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0,
+                                    http_client=http_client)
+
+
 @dataclass
 class Provider:
     """An ``AsyncAnthropic`` client and what laneway knows about the backend behind it."""
@@ -179,7 +205,7 @@ class Provider:
     @classmethod
     def at(cls, base_url: str, *, api_key: str = "local", kind: str = "anthropic") -> Provider:
         """A provider for any Anthropic-compatible server (tests, benchmarks, proxies)."""
-        client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        client = sdk_client(api_key=api_key, base_url=base_url)
         return cls(client, kind, base_url.rstrip("/"), description=f"the API at {base_url}")
 
     @property
@@ -324,17 +350,6 @@ async def _with_idle_timeout(
             yield name, data
 
 
-def choose_provider(provider: str = "auto") -> str:
-    """``anthropic`` or ``local`` for ``--provider auto|anthropic|local``."""
-    if provider not in ("auto", "anthropic", "local"):
-        raise ConfigError(f"--provider {provider!r}: choose auto, anthropic or local")
-    if provider != "auto":
-        return provider
-    if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL"):
-        return "anthropic"
-    return "local"
-
-
 def open_provider(
     provider: str = "auto", *, engine: str | None = None, quiet: bool = False,
     local_config: Any = None,
@@ -347,8 +362,7 @@ def open_provider(
         if not key and not base_url:
             raise ConfigError("--provider anthropic needs ANTHROPIC_API_KEY (or "
                               "ANTHROPIC_BASE_URL for a compatible server)")
-        client = anthropic.AsyncAnthropic(api_key=key or "none", base_url=base_url,
-                                          max_retries=0)
+        client = sdk_client(api_key=key or "none", base_url=base_url)
         url = str(client.base_url).rstrip("/")
         return Provider(client, "anthropic", url, description=f"the API at {url}")
 
@@ -365,7 +379,6 @@ def open_provider(
     description = f"the local API ({label}) at {running.base_url}"
     if not quiet:
         print(f"laneway: no ANTHROPIC_API_KEY: using {description}", file=sys.stderr)
-    client = anthropic.AsyncAnthropic(api_key="local", base_url=running.base_url,
-                                      max_retries=0)
+    client = sdk_client(api_key="local", base_url=running.base_url)
     return Provider(client, "local", running.base_url, description=description,
                     _stop=running.stop)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from laneway.backend import choose_provider
+from laneway.budget import require_prices, unpriced_models
 from laneway.errors import ConfigError
 from laneway.governor import Governor, RateLimits
 from laneway.ingest import (
@@ -24,10 +26,14 @@ from laneway.ingest import (
     file_sha256,
     fingerprint,
     ingest,
+    replace_failed,
     request_options,
 )
 from laneway.jobs import JobDefaults, write_results
+from laneway.output import check_output, clean_stale_parts
+from laneway.pricing import Price
 from laneway.provider import Provider, open_provider
+from laneway.runname import check_run_name
 from laneway.runners import hybrid
 from laneway.runners.native import NativeOptions, NativeTally
 from laneway.runners.planner import PlannerOptions
@@ -35,6 +41,8 @@ from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
 from laneway.runners.retry import RetryPolicy
 from laneway.store import AsyncStore, Counts, Store, StoreSettings, open_store
 from laneway.store import schema as S
+from laneway.store.diskfull import disk_full_error, disk_full_errors
+from laneway.store.runlock import RunLock, hold_run
 
 MODES = ("auto", "realtime", "native")
 
@@ -88,6 +96,8 @@ class Summary:
     unpriced_models: list[str] = field(default_factory=list)
     utilization: dict[str, float] = field(default_factory=dict)
     stop_reason: str | None = None
+    #: The one line that says why the run stopped on its own (API unreachable, key refused).
+    stop_detail: str | None = None
     output_path: str | None = None
     plan: str | None = None
     realtime_cost_usd: float | None = None
@@ -113,7 +123,12 @@ class RunConfig:
     max_attempts: int = 6
     stream: bool = False
     timeout_s: float = 600.0
+    #: Stop (jobs left pending) after this many seconds with no answer from the API.
+    wait_for_api_s: float = 30.0
     budget_usd: float | None = None
+    #: The price of models with no known one (``--price IN/OUT``); with a budget and no
+    #: price, such a model stops the run before anything is sent.
+    price: Price | None = None
     deadline_at: float | None = None
     skip_invalid: bool = False
     db: str | Path | None = None
@@ -143,19 +158,30 @@ async def run(
     config = config or RunConfig(**options)
     if config.mode not in MODES:
         raise ConfigError(f"--mode {config.mode!r}: choose {', '.join(MODES)}")
+    if output_path is not None:  # before anything runs: never find a bad -o at the end
+        check_output(output_path, input_path=input_path)
+        clean_stale_parts(output_path)
     started = time.monotonic()
     notice = on_notice or (lambda _msg: None)
     store = open_store(StoreSettings.from_dsn(config.db))
     astore = AsyncStore(store)
     own_provider = provider is None
+    lock: RunLock | None = None
     try:
         run_row = await astore.call(_prepare, store, Path(input_path), config)
         run_id = run_row.id
+        # One process per run on SQLite: a second is refused, naming the first.
+        lock = hold_run(store.settings, run_id)
         if run_row.total and run_row.ingest_done:
             notice(f"run {run_id}: {run_row.total} jobs")
         total = await astore.call(
             ingest, store, run_row, Path(input_path), defaults=config.defaults,
             skip_invalid=config.skip_invalid)
+        local = provider.is_local if provider is not None else (
+            choose_provider(config.provider) == "local")
+        if not local:  # before anything is sent: a budget must be able to count every cost
+            require_prices(await astore.call(unpriced_models, store, run_id),
+                           budget_usd=config.budget_usd, price=config.price)
         if config.no_work:
             return await _summary(astore, run_id, "enqueued", started, Tally(), None)
         counts = await astore.call(store.counts, run_id)
@@ -163,7 +189,7 @@ async def run(
             summary = await _summary(astore, run_id, run_row.mode, started, Tally(), None)
             if output_path is not None:
                 summary.output_path = str(output_path)
-                await astore.call(_write_output, store, run_id, Path(output_path))
+                await _write_output_async(astore, run_id, Path(output_path))
             return summary
         if provider is None:
             provider = await asyncio.to_thread(open_provider, config.provider)
@@ -214,20 +240,28 @@ async def run(
         await astore.call(store.update_run, run_id, status=status)
         if output_path is not None:
             summary.output_path = str(output_path)
-            await astore.call(_write_output, store, run_id, Path(output_path))
+            await _write_output_async(astore, run_id, Path(output_path))
         return summary
+    except Exception as exc:  # a full disk, wherever it surfaced: one line, nothing lost
+        full = disk_full_error(exc, f"the ledger {store.settings} cannot be written")
+        if full is None:
+            raise
+        raise full from exc
     finally:
         if own_provider and provider is not None:
             await provider.aclose()
         astore.close()
         store.close()
+        if lock is not None:
+            lock.release()
 
 
 def _prepare(store: Store, path: Path, config: RunConfig) -> Any:
     digest = file_sha256(path)
     fp = fingerprint(digest, config.defaults)
-    run_id = config.run_name or default_run_id(path, fp)
+    run_id = check_run_name(config.run_name) if config.run_name else default_run_id(path, fp)
     options = {**request_options(config.defaults), "input_sha256": digest}
+    replace_failed(store, run_id=run_id, fingerprint=fp, input_path=str(path.resolve()))
     existing = store.get_run(run_id)
     if existing is not None:
         check_same(existing, fp, options, digest)
@@ -243,10 +277,13 @@ async def _run_realtime(
     total: int, on_progress: Callable[[Progress], None] | None,
     stop_event: asyncio.Event | None,
 ) -> Tally:
-    governor = Governor(limits=config.limits)
+    # No person waits on this process's governor, so no share of the limit is kept
+    # free for one: on a drained bucket that share alone cost 6 s of a 40 s run.
+    governor = Governor(limits=config.limits, interactive_reserve=0.0)
     options = RealtimeOptions(
         concurrency=config.concurrency, retry=RetryPolicy(max_attempts=config.max_attempts),
-        timeout_s=config.timeout_s, stream=config.stream, budget_usd=config.budget_usd,
+        timeout_s=config.timeout_s, wait_for_api_s=config.wait_for_api_s,
+        stream=config.stream, budget_usd=config.budget_usd,
         worker_id=config.worker_id or _default_worker_id(astore))
     runner = RealtimeRunner(run_id=run_id, astore=astore, provider=provider,
                             governor=governor, options=options, spent_usd=before.cost_usd)
@@ -319,6 +356,7 @@ async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, t
         wall_s=time.monotonic() - started, requests=tally.requests, retries=tally.retries,
         rate_limited=tally.rate_limited, unpriced_models=unpriced,
         utilization=tally.utilization, stop_reason=tally.stop_reason,
+        stop_detail=tally.stop_detail,
         provider=provider.description if provider else "",
     )
 
@@ -344,6 +382,11 @@ def _native_progress(run_id: str, total: int, before: Counts,
     return emit
 
 
+async def _write_output_async(astore: AsyncStore, run_id: str, path: Path) -> None:
+    with disk_full_errors(f"cannot write {path}"):
+        await astore.call(_write_output, astore.store, run_id, path)
+
+
 def _write_output(store: Store, run_id: str, path: Path) -> None:
     """Write the results file, unless the one there is already up to date."""
     run_row = store.get_run(run_id)
@@ -352,7 +395,8 @@ def _write_output(store: Store, run_id: str, path: Path) -> None:
             and os.path.getmtime(path) >= run_row.output_written_at - 1
             and store.last_change(run_id) <= run_row.output_written_at):
         return
-    write_results(path, store.iter_results(run_id))
+    if not write_results(path, store.iter_results(run_id), if_any=True):
+        return  # no results yet: an existing file there is left as it is
     store.update_run(run_id, output_path=str(path.resolve()), output_written_at=time.time())
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DBAPIError
 
+from laneway.budget import unpriced_models
 from laneway.errors import ConfigError, StoreError
 from laneway.governor import Governor, RateLimits
 from laneway.provider import Provider, open_provider
@@ -39,6 +40,7 @@ from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
 from laneway.runners.retry import RetryPolicy
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
 from laneway.store import pauses as shared_pauses
+from laneway.store import schema as S
 from laneway.store.leases import LeaseKeeper
 
 
@@ -104,6 +106,9 @@ class WorkerReport:
     pauses_applied: int = 0
     wall_s: float = 0.0
     stopped: bool = False
+    #: Why the worker stopped on its own: ``auth`` or ``api_unreachable`` (runners.api_wait).
+    stop_reason: str | None = None
+    stop_detail: str | None = None
 
     @property
     def done(self) -> int:
@@ -186,7 +191,8 @@ class Worker:
         self.provider = provider
         self.notice = on_notice or (lambda _msg: None)
         self.on_result = on_result
-        self.governor = Governor(limits=config.limits)
+        # A worker serves no person: it may use the whole limit (see runs._run_realtime).
+        self.governor = Governor(limits=config.limits, interactive_reserve=0.0)
         self.pauses = PauseSync(self.astore, self.governor, poll_s=config.pause_poll_s,
                                 on_notice=self.notice)
         self.leases = LeaseKeeper(store, worker=config.worker_id, lease_s=config.lease_s)
@@ -231,7 +237,7 @@ class Worker:
         self.report.pauses_published = self.pauses.published
         self.report.pauses_applied = self.pauses.applied
         self.report.wall_s = time.monotonic() - started
-        self.report.stopped = self._stop.is_set()
+        self.report.stopped = self._stop.is_set() and self.report.stop_reason is None
         return self.report
 
     async def _heartbeat(self) -> None:
@@ -255,7 +261,13 @@ class Worker:
             runs = [] if run.status in ("done", "canceled") else [run]
         else:
             runs = await self.astore.call(self.store.open_runs)
-        return [r for r in runs if r.id not in self._skip]
+        for r in runs:
+            if r.status == S.INGEST_FAILED:  # never worked on: its input needs fixing
+                work = self.report.runs.setdefault(r.id, RunWork(r.id))
+                if work.note is None:
+                    work.note = f"skipped: {r.note or 'its ingest failed'}"
+                    self.notice(f"run {r.id}: {work.note}")
+        return [r for r in runs if r.id not in self._skip and r.status != S.INGEST_FAILED]
 
     async def _idle(self, runs: list[RunRow]) -> None:
         """Nothing to claim now: wait for a lease to run out or for new work."""
@@ -270,6 +282,14 @@ class Worker:
     async def _work_on(self, run: RunRow) -> bool:
         """Send what can be claimed of ``run`` now; True if anything was done or closed."""
         work = self.report.runs.setdefault(run.id, RunWork(run.id))
+        if run.budget_usd is not None and not self.provider.is_local:
+            unpriced = await self.astore.call(unpriced_models, self.store, run.id)
+            if unpriced:  # its budget could not count them: never priced as zero
+                self._skip.add(run.id)
+                work.note = (f"skipped: --budget and no price known for {unpriced[0]!r} "
+                             "(run it with `laneway run ... --price IN/OUT`)")
+                self.notice(f"run {run.id}: {work.note}")
+                return False
         if run.mode == "native":
             return await self._native(run, work)
         counts = await self.astore.call(self.store.counts, run.id)
@@ -290,6 +310,9 @@ class Worker:
         self._runner = runner
         if self._stop.is_set():
             return False
+        # Claims of this worker that no runner of it holds (a release lost to an outage):
+        # claim() never takes this worker's own claims back, so give them back first.
+        await self.astore.call(self.store.release_all, run.id, worker=self.config.worker_id)
         self.leases.run_id = run.id
         try:
             tally = await runner.run()
@@ -302,6 +325,14 @@ class Worker:
             work.note = "stopped: its budget would be exceeded"
             self.notice(f"run {run.id}: {work.note}")
             await self.astore.call(self.store.update_run, run.id, status="stopped")
+        if tally.stop_reason == "auth" or (tally.stop_reason == "api_unreachable"
+                                           and not self.config.follow):
+            # The API, not the run: every run would fail alike (a following worker waits
+            # and tries again; its jobs stay pending either way).
+            self.report.stop_reason, self.report.stop_detail = tally.stop_reason, \
+                tally.stop_detail
+            self._stop.set()
+            return False
         counts = await self.astore.call(self.store.counts, run.id)
         fresh = await self.astore.call(self.store.get_run, run.id)
         if fresh is not None and fresh.ingest_done and counts.remaining == 0:

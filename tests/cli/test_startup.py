@@ -23,3 +23,16 @@ def test_public_names_still_load_on_first_use() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.split() == ["True", "laneway.runs", "laneway.local.config"]
+
+
+def test_estimate_answers_without_the_sdk_or_the_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "prompt": "hello"}\n')
+    probe = ("import sys; sys.argv = ['laneway', 'estimate', sys.argv[1]]\n"
+             "from laneway.cli import main\n"
+             "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+             f"print('LOADED', ' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe, str(src)], capture_output=True,
+                         text=True, check=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    loaded = out.stdout.rsplit("LOADED", 1)[1].strip()
+    assert loaded == "", f"laneway estimate imported: {loaded}"

@@ -48,14 +48,15 @@ class Served:
 
 
 def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
-                 **settings: Any) -> Served:
+                 host: str = "127.0.0.1", **settings: Any) -> Served:
     """Run the app in a thread whose event loop owns the provider's client."""
     port = free_port()
     client = anthropic.AsyncAnthropic(base_url=local.base_url, api_key="k", max_retries=0)
     provider = Provider(client, "local", local.base_url, description="the test local API")
-    app = create_app(ServerSettings(port=port, token=token, db=db, events_interval_s=0.1,
-                                    progress_interval_s=0.2, **settings), provider=provider)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+    settings = {"events_interval_s": 0.1, "progress_interval_s": 0.2, **settings}
+    app = create_app(ServerSettings(host=host, port=port, token=token, db=db, **settings),
+                     provider=provider)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
                                            log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=2))
 
@@ -72,7 +73,8 @@ def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.01)
-    return Served(f"http://127.0.0.1:{port}", app, server, thread, local, token)
+    shown = f"[{host}]" if ":" in host else host
+    return Served(f"http://{shown}:{port}", app, server, thread, local, token)
 
 
 def parse_sse(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:

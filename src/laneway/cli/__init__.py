@@ -1,8 +1,10 @@
 """The ``laneway`` command line: one Typer app, one module per command group.
 
 Errors are turned into one-line messages in one place, :func:`main`: a
-:class:`~laneway.errors.LanewayError` prints ``laneway: error: ...`` and exits 2;
-Ctrl-C exits 130. A user mistake never shows a traceback.
+:class:`~laneway.errors.LanewayError` prints ``laneway: error: ...`` and exits 2; a
+usage error (see :mod:`laneway.cli.usage`) prints the usage line and one such line,
+exit 2; a full disk (:class:`~laneway.errors.DiskFullError`) exits 1; Ctrl-C exits 130.
+A user mistake never shows a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from rich.markup import escape
 
 from laneway.cli import local
 from laneway.cli.app import app, console_err
-from laneway.errors import LanewayError
+from laneway.cli.usage import CLICK_EXCEPTION, show_usage_error
+from laneway.errors import DiskFullError, LanewayError
 
 __all__ = ["app", "main"]
 
@@ -32,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     try:
         rc = app(args=argv, prog_name="laneway", standalone_mode=False)
+    except DiskFullError as exc:  # not a user mistake: exit 1, and the run can go on
+        console_err.print(f"[red]laneway: error:[/red] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
+        return 1
     except LanewayError as exc:
         console_err.print(f"[red]laneway: error:[/red] {escape(str(exc))}", highlight=False,
                           soft_wrap=True)
@@ -44,13 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         console_err.print("laneway: aborted")
         return 130
-    except Exception as exc:  # click's usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show(file=sys.stderr)
-            return exc.exit_code
-        raise
+    except CLICK_EXCEPTION as exc:  # usage errors: Typer's own click, not `import click`
+        return show_usage_error(exc, console_err)
     return rc if isinstance(rc, int) else 0
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from laneway.cli import bounds
 from laneway.cli.app import app, console_err
 from laneway.errors import UnknownModelError
 from laneway.jobs import DEFAULT_MODEL
@@ -21,9 +22,9 @@ if TYPE_CHECKING:
 def ask_command(
     prompt: str = typer.Argument(..., help="The question or instruction."),
     model: str = typer.Option(DEFAULT_MODEL, help="Model to ask."),
-    max_tokens: int = typer.Option(512, help="Longest answer, in tokens."),
+    max_tokens: int = typer.Option(512, min=1, help="Longest answer, in tokens."),
     system: str | None = typer.Option(None, help="System prompt."),
-    temperature: float | None = typer.Option(None, help="0 for deterministic answers."),
+    temperature: float | None = typer.Option(None, callback=bounds.zero_to_one, help="0 for deterministic answers."),
     provider: str = typer.Option("auto", help="auto, anthropic or local."),
 ) -> None:
     """Stream one answer to the terminal, then time to first token, tokens/s and cost."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from laneway.cli import bounds
 from laneway.cli.app import app, console, console_err
 from laneway.governor import RateLimits
 from laneway.jobs import DEFAULT_MODEL, BadLine, JobDefaults, read_jobs
@@ -26,7 +27,7 @@ def cancel_command(
     run_id: str = typer.Argument(..., metavar="RUN", help="The run to cancel (see `laneway runs`)."),
     db: str | None = typer.Option(None, help="Ledger: a path, sqlite:///PATH or postgresql://... [default: .laneway/laneway.db]"),
     provider: str = typer.Option("auto", help="auto, anthropic or local: where the run's batches are."),
-    wait: float = typer.Option(60.0, help="Seconds to wait for canceled batches to end and read what they finished."),
+    wait: float = typer.Option(60.0, callback=bounds.at_least_zero, help="Seconds to wait for canceled batches to end and read what they finished."),
 ) -> None:
     """Cancel a run: its batches at the provider, and every job not finished.
 
@@ -71,20 +72,21 @@ async def _cancel(run_id: str, *, db: str | None, provider: str, wait_s: float
 def estimate_command(
     input_path: Path = typer.Argument(..., metavar="IN.jsonl", help="JSONL input, as for `laneway run`."),
     model: str = typer.Option(DEFAULT_MODEL, help="Model for lines that name none."),
-    max_tokens: int = typer.Option(1024, help="max_tokens for lines that give none."),
+    max_tokens: int = typer.Option(1024, min=1, help="max_tokens for lines that give none."),
     system: str | None = typer.Option(None, help="System prompt for lines that give none."),
-    expected_output: int = typer.Option(400, help="Output tokens expected per answer (capped by max_tokens)."),
+    expected_output: int = typer.Option(400, min=1, help="Output tokens expected per answer (capped by max_tokens)."),
     provider: str = typer.Option("auto", help="auto, anthropic or local: where a run would go."),
-    concurrency: int | None = typer.Option(None, help="Requests in flight realtime would use."),
-    rpm: int | None = typer.Option(None, help="Requests-per-minute limit (default: the first tier's)."),
-    itpm: int | None = typer.Option(None, help="Input-tokens-per-minute limit."),
-    otpm: int | None = typer.Option(None, help="Output-tokens-per-minute limit."),
+    concurrency: int | None = typer.Option(None, min=1, help="Requests in flight realtime would use."),
+    rpm: int | None = typer.Option(None, min=1, help="Requests-per-minute limit (default: the first tier's)."),
+    itpm: int | None = typer.Option(None, min=1, help="Input-tokens-per-minute limit."),
+    otpm: int | None = typer.Option(None, min=1, help="Output-tokens-per-minute limit."),
     deadline: str | None = typer.Option(None, help="Finish by: 30m, 2h, 1d or 2026-12-01T09:00."),
-    budget: float | None = typer.Option(None, help="Budget in USD."),
+    budget: float | None = typer.Option(None, callback=bounds.above_zero, help="Budget in USD."),
+    price: str | None = typer.Option(None, metavar="IN/OUT", help="USD per million input/output tokens for models with no known price."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Estimate a run before sending anything: tokens, and each mode's time and cost."""
-    from laneway.provider import choose_provider
+    from laneway.backend import choose_provider
     from laneway.runners.planner import (
         PlannerOptions,
         Workload,
@@ -99,6 +101,12 @@ def estimate_command(
     for job in read_jobs(input_path, defaults=defaults):
         if not isinstance(job, BadLine):
             workload.add(job.params, expected_output_tokens=expected_output)
+    if price is not None:
+        from laneway.budget import parse_price, require_prices
+        from laneway.pricing import known
+
+        require_prices(sorted(m for m in workload.by_model if not known(m)),
+                       budget_usd=budget, price=parse_price(price))
     local = choose_provider(provider) == "local"
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
     options = PlannerOptions(expected_output_tokens=expected_output)

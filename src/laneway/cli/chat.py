@@ -144,7 +144,7 @@ class TerminalChat:
 def chat_command(
     model: str = typer.Option(DEFAULT_MODEL, help="Model to talk to."),
     system: str | None = typer.Option(None, help="System prompt."),
-    max_tokens: int = typer.Option(1024, help="Longest answer, in tokens."),
+    max_tokens: int = typer.Option(1024, min=1, help="Longest answer, in tokens."),
     provider: str = typer.Option("auto", help="auto, anthropic (needs ANTHROPIC_API_KEY) or local (embedded model)."),
 ) -> None:
     """Chat in the terminal, with answers streamed as they are written.

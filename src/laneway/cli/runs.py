@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from rich.table import Table
 from laneway.cli.app import app, console, console_err
 from laneway.errors import ConfigError
 from laneway.jobs import dump_results, result_text, write_results
+from laneway.output import check_output, replacing
 from laneway.timeparse import human_s
 
 if TYPE_CHECKING:
@@ -42,7 +44,7 @@ def _need(store: Store, run_id: str) -> None:
 @app.command("runs")
 def runs_command(
     db: str | None = typer.Option(None, help=DB_HELP),
-    limit: int = typer.Option(20, help="How many of the latest runs to list."),
+    limit: int = typer.Option(20, min=1, help="How many of the latest runs to list."),
 ) -> None:
     """List runs in the ledger, newest first."""
     from laneway.store import schema as S
@@ -79,7 +81,11 @@ def status_command(
         table = Table(title=f"run {run_id}", show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("status", r.status + ("" if r.ingest_done else " (ingest not finished)"))
+        failed = r.status == S.INGEST_FAILED
+        table.add_row("status", r.status + (" (nothing of it is sent)" if failed else
+                                            "" if r.ingest_done else " (ingest not finished)"))
+        if r.note:
+            table.add_row("why", r.note)
         table.add_row("mode", r.mode)
         table.add_row("input", str(r.input_path))
         table.add_row("jobs", str(c.total))
@@ -110,23 +116,27 @@ def results_command(
     """Print or write a run's results in input order."""
     if fmt not in ("jsonl", "text"):
         raise ConfigError(f"--format {fmt!r}: choose jsonl or text")
+    from laneway.store.diskfull import disk_full_errors
+
     store = _open(db)
     try:
         _need(store, run_id)
+        if output is not None:
+            run = store.get_run(run_id)
+            check_output(output, input_path=run.input_path if run else None)
         rows = store.iter_results(run_id)
         if fmt == "jsonl":
             if output is not None:
-                n = write_results(output, rows)
+                with disk_full_errors(f"cannot write {output}"):
+                    n = write_results(output, rows)
                 console_err.print(f"wrote {n} results to {output}")
             else:
                 dump_results(sys.stdout, rows)
             return
-        out = output.open("w", encoding="utf-8") if output is not None else sys.stdout
-        try:
+        with disk_full_errors(f"cannot write {output}"), (
+                contextlib.nullcontext(sys.stdout) if output is None else replacing(output)
+        ) as out:
             for custom_id, result in rows:
                 out.write(f"== {custom_id}\n{result_text(result)}\n\n")
-        finally:
-            if output is not None:
-                out.close()
     finally:
         store.close()

@@ -15,19 +15,19 @@ from laneway.jobs import DEFAULT_MODEL
 @app.command("serve")
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but loopback needs --token."),
-    port: int = typer.Option(8000, help="Port to listen on."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
     token: str | None = typer.Option(None, envvar="LANEWAY_SERVE_TOKEN",
                                      help="Require this bearer token on every request "
                                           "(header, or ?token= in page URLs)."),
     provider: str = typer.Option("auto", help="auto, anthropic (needs ANTHROPIC_API_KEY) or local (embedded model)."),
     model: str = typer.Option(DEFAULT_MODEL, help="Default model for chat and runs."),
     system: str | None = typer.Option(None, help="Default system prompt."),
-    max_tokens: int = typer.Option(1024, help="Default max_tokens."),
+    max_tokens: int = typer.Option(1024, min=1, help="Default max_tokens."),
     db: str | None = typer.Option(None, help="Ledger: a path, sqlite:///PATH or postgresql://... [default: .laneway/laneway.db]"),
-    concurrency: int | None = typer.Option(None, help="Fixed background requests in flight (default: adaptive)."),
-    rpm: int | None = typer.Option(None, help="Requests-per-minute limit, if known (else learnt)."),
-    itpm: int | None = typer.Option(None, help="Input-tokens-per-minute limit, if known."),
-    otpm: int | None = typer.Option(None, help="Output-tokens-per-minute limit, if known."),
+    concurrency: int | None = typer.Option(None, min=1, help="Fixed background requests in flight (default: adaptive)."),
+    rpm: int | None = typer.Option(None, min=1, help="Requests-per-minute limit, if known (else learnt)."),
+    itpm: int | None = typer.Option(None, min=1, help="Input-tokens-per-minute limit, if known."),
+    otpm: int | None = typer.Option(None, min=1, help="Output-tokens-per-minute limit, if known."),
 ) -> None:
     """Serve the chat page (/), the runs dashboard (/runs) and the API (/docs).
 

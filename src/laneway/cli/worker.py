@@ -7,12 +7,15 @@ import time
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from laneway.cli import bounds
 from laneway.cli.app import app, console_err
 from laneway.cli.signals import stop_on_signals
 from laneway.governor import RateLimits
 from laneway.heap import freeze_startup_objects
+from laneway.runname import check_run_name
 
 if TYPE_CHECKING:
     from laneway.runners.realtime import Tally
@@ -29,13 +32,13 @@ def worker_command(
     follow: bool = typer.Option(False, "--follow", help="When every run is done, wait for new ones instead of exiting."),
     lease: float = typer.Option(60.0, "--lease", min=0.5, help="Seconds a claim lasts unless renewed: how soon a dead worker's jobs go to the others."),
     provider: str = typer.Option("auto", help="auto, anthropic (needs ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL) or local."),
-    concurrency: int | None = typer.Option(None, help="Fixed requests in flight in this worker (default: adaptive)."),
-    max_attempts: int = typer.Option(6, help="Attempts per job for retryable errors (429s do not count)."),
+    concurrency: int | None = typer.Option(None, min=1, help="Fixed requests in flight in this worker (default: adaptive)."),
+    max_attempts: int = typer.Option(6, min=1, help="Attempts per job for retryable errors (429s do not count)."),
     stream: bool = typer.Option(False, "--stream", help="Stream each request."),
-    timeout_s: float = typer.Option(600.0, "--timeout", help="Seconds before one request times out."),
-    rpm: int | None = typer.Option(None, help="Requests-per-minute limit for this worker, if known (else learnt)."),
-    itpm: int | None = typer.Option(None, help="Input-tokens-per-minute limit for this worker, if known."),
-    otpm: int | None = typer.Option(None, help="Output-tokens-per-minute limit for this worker, if known."),
+    timeout_s: float = typer.Option(600.0, "--timeout", callback=bounds.above_zero, help="Seconds before one request times out."),
+    rpm: int | None = typer.Option(None, min=1, help="Requests-per-minute limit for this worker, if known (else learnt)."),
+    itpm: int | None = typer.Option(None, min=1, help="Input-tokens-per-minute limit for this worker, if known."),
+    otpm: int | None = typer.Option(None, min=1, help="Output-tokens-per-minute limit for this worker, if known."),
     worker_id: str | None = typer.Option(None, "--id", help="This worker's name in the ledger (default: host-pid-random)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the summary."),
 ) -> None:
@@ -48,6 +51,8 @@ def worker_command(
     """
     from laneway.workers import WorkerConfig, new_worker_id  # the SDK and the store
 
+    if run_name is not None:
+        check_run_name(run_name)
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
     config = WorkerConfig(
         db=db, run_id=run_name, follow=follow, provider=provider, concurrency=concurrency,
@@ -60,6 +65,10 @@ def worker_command(
         console_err.print("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     console_err.print(report_table(report))
+    if report.stop_reason is not None:
+        console_err.print(f"[red]laneway: error:[/red] {escape(report.stop_detail or '')}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(2 if report.stop_reason == "auth" else EXIT_INCOMPLETE)
     if report.stopped:
         raise typer.Exit(EXIT_INTERRUPTED)
     if any(not r.finished for r in report.runs.values()):

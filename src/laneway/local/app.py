@@ -25,13 +25,21 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from laneway.errors import ConfigError
-from laneway.local import models
+from laneway.local import models, structured
 from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_requests
 from laneway.local.cache import CacheUsage, PromptCache
+from laneway.local.completions import Completions
 from laneway.local.config import LocalConfig
 from laneway.local.engines import Engine, make_engine
 from laneway.local.faults import Fault, FaultPlan
-from laneway.local.generation import Outcome, complete, delta_usage, generate, message_json
+from laneway.local.generation import (
+    Outcome,
+    check_request,
+    complete,
+    delta_usage,
+    generate,
+    message_json,
+)
 from laneway.local.ratelimit import RateLimiter
 from laneway.local.validation import MessageParams, validate_count_tokens, validate_message
 from laneway.local.wire import APIError, check_version, error_response, new_id
@@ -46,7 +54,9 @@ class DroppedConnection(Exception):
 class _QuietDrops(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        while exc is not None:
+        seen: set[int] = set()  # a chain can loop (a.__context__ = b, b.__context__ = a)
+        while exc is not None and id(exc) not in seen:
+            seen.add(id(exc))
             if isinstance(exc, DroppedConnection):
                 return False
             exc = exc.__cause__ or exc.__context__
@@ -120,6 +130,8 @@ class LocalAPI:
         )
         #: Counters a test or benchmark can read: requests by outcome.
         self.stats: dict[str, int] = {"requests": 0, "ok": 0, "rate_limited": 0, "faults": 0}
+        #: Completed answers per request content (what a client was billed for).
+        self.completions = Completions()
 
     # -- request plumbing ------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
@@ -181,8 +193,10 @@ class LocalAPI:
         self.stats["requests"] += 1
         fault = self.faults.draw(request.headers.get("x-laneway-fault"))
         self.immediate_fault(fault)
-        plan = self.cache.plan(params.model, params.breakpoints,
-                               self.engine.count_tokens(params.prompt), self.engine.count_tokens)
+        total_tokens = self.engine.count_tokens(params.prompt)
+        check_request(self.engine, params, total_tokens)
+        plan = self.cache.plan(params.model, params.breakpoints, total_tokens,
+                               self.engine.count_tokens)
         cached = plan.usage
         input_tokens = cached.input_tokens
         try:
@@ -210,8 +224,10 @@ class LocalAPI:
         self.limits.record_output(outcome.output_tokens)
         headers.update(self.limits.headers())
         if kind == "drop":
+            self.completions.record(params.prompt.last_user_text, dropped=True)
             return self.dropped(message, headers)
         self.stats["ok"] += 1
+        self.completions.record(params.prompt.last_user_text)
         return JSONResponse(message, headers=headers)
 
     @staticmethod
@@ -240,14 +256,14 @@ class LocalAPI:
                 yield _sse({"type": "ping"})
             raise DroppedConnection("fault: stalled stream ended")
         yield _sse({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "text", "text": ""}})
+                    "content_block": structured.block_start(params.output)})
         yield _sse({"type": "ping"})
         outcome = Outcome()
         deltas = 0
         try:
             async for text in generate(self.engine, params, outcome, seed=self.config.seed):
                 yield _sse({"type": "content_block_delta", "index": 0,
-                            "delta": {"type": "text_delta", "text": text}})
+                            "delta": structured.delta(params.output, text)})
                 deltas += 1
                 if fault == "midstream" and deltas >= 2:
                     break
@@ -260,10 +276,13 @@ class LocalAPI:
                         "error": {"type": "overloaded_error", "message": "Overloaded"}})
             return
         if fault == "drop":  # the answer was shorter than two deltas: cut it anyway
+            self.completions.record(params.prompt.last_user_text, dropped=True)
             raise DroppedConnection("fault: dropped connection")
         if deltas == 0:  # a block gets at least one delta, even when its text is empty
             yield _sse({"type": "content_block_delta", "index": 0,
-                        "delta": {"type": "text_delta", "text": ""}})
+                        "delta": structured.delta(params.output, "")})
+        # Counted before the last events: a client that has its answer hangs up at once.
+        self.completions.record(params.prompt.last_user_text)
         yield _sse({"type": "content_block_stop", "index": 0})
         yield _sse({"type": "message_delta",
                     "delta": {"stop_reason": outcome.stop_reason,
@@ -351,6 +370,11 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
     async def get_model(request: Request, model_id: str) -> dict[str, Any]:
         api.check_auth(request)
         return models.retrieve(api.engine, model_id)
+
+    @app.get("/v1/laneway/completions")
+    async def completions(request: Request) -> dict[str, Any]:
+        api.check_auth(request)
+        return api.completions.as_json()
 
     @app.post("/v1/messages/batches")
     async def create_batch(request: Request) -> dict[str, Any]:

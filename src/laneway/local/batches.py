@@ -19,7 +19,7 @@ from typing import Any
 from laneway.local.cache import PromptCache
 from laneway.local.engines.base import Engine
 from laneway.local.faults import FaultPlan
-from laneway.local.generation import complete
+from laneway.local.generation import check_request, complete
 from laneway.local.models import capabilities_of
 from laneway.local.validation import validate_message
 from laneway.local.wire import APIError, error_body, new_id, rfc3339
@@ -231,8 +231,9 @@ class BatchStore:
         try:
             parsed = validate_message(
                 params, in_batch=True, capabilities=capabilities_of(self.engine))
-            plan = self.cache.plan(parsed.model, parsed.breakpoints,
-                                   self.engine.count_tokens(parsed.prompt),
+            total_tokens = self.engine.count_tokens(parsed.prompt)
+            check_request(self.engine, parsed, total_tokens)
+            plan = self.cache.plan(parsed.model, parsed.breakpoints, total_tokens,
                                    self.engine.count_tokens)
             self.cache.commit(plan)
             message, _ = await complete(

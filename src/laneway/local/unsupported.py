@@ -5,9 +5,10 @@ not implement is either ignored, when ignoring it cannot change what a client re
 on (``metadata``, ``speed``, ``inference_geo``, ``output_config.effort``, history
 blocks such as ``thinking``; ``thinking`` itself, since no engine thinks and the model
 entry says so), or refused with ``invalid_request_error`` naming the field: anything
-whose absence a client would read as an answer (forced tool use, server tools, MCP,
-images or PDFs the engine cannot see, structured outputs from an engine that cannot
-keep to a schema). A field the API does not have is refused as the API refuses it
+whose absence a client would read as an answer (server tools, MCP, images or PDFs the
+engine cannot see, structured outputs or a forced tool call (``tool_choice`` ``any`` /
+``tool``) from an engine that cannot keep to a schema; both engines can, see
+:mod:`laneway.local.structured`). A field the API does not have is refused as the API refuses it
 ("Extra inputs are not permitted"). What is refused follows the engine's capabilities
 (:func:`laneway.local.models.capabilities_of`), so an engine that gains one is let
 through without a change here.
@@ -108,10 +109,11 @@ def _check_tools(tools: object, choice: object, caps: Mapping[str, Any]) -> None
     kind = choice.get("type") if isinstance(choice, dict) else None
     if kind not in ("auto", "any", "tool", "none"):
         raise invalid("tool_choice.type", "Input should be 'auto', 'any', 'tool' or 'none'")
-    if kind in ("any", "tool"):
-        # The engines never call a tool: the answer could not hold the tool_use it must.
-        raise invalid("tool_choice.type", f"{kind!r} is not supported by the local API: "
-                      "its engines do not call tools (use 'auto' or 'none')")
+    if kind in ("any", "tool") and not _supported(caps, "structured_outputs"):
+        # A forced call is decoded under the tool's input_schema, as structured outputs
+        # are: an engine that cannot keep to a schema could not hold the tool_use it must.
+        raise invalid("tool_choice.type", f"{kind!r} is not supported by this model: "
+                      "it cannot keep a tool's input to its schema (use 'auto' or 'none')")
 
 
 def _check_output_config(config: object, caps: Mapping[str, Any]) -> None:

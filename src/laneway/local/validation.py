@@ -15,6 +15,7 @@ from typing import Any
 from laneway.local.cache import Breakpoint
 from laneway.local.engines.base import Prompt
 from laneway.local.models import local_capabilities
+from laneway.local.structured import OutputSpec, instructed, parse_output
 from laneway.local.unsupported import check_supported
 from laneway.local.wire import APIError, invalid
 
@@ -33,6 +34,11 @@ class MessageParams:
     stream: bool
     #: The prompt's ``cache_control`` markers, in prompt order.
     breakpoints: tuple[Breakpoint, ...] = ()
+    #: Whether the request set any of temperature / top_p / top_k (if not, the engine's
+    #: own sampling defaults apply).
+    sampling_set: bool = False
+    #: JSON the answer must be (structured outputs, a forced tool call), if any.
+    output: OutputSpec | None = None
 
 
 def _is_int(v: object) -> bool:
@@ -178,7 +184,8 @@ def validate_count_tokens(body: object) -> tuple[str, Prompt]:
     """Validate a ``count_tokens`` body: the model and the conversation."""
     if not isinstance(body, dict):
         raise APIError("invalid_request_error", "The request body must be a JSON object")
-    return _model(body), _prompt(body)
+    prompt = _prompt(body)
+    return _model(body), instructed(prompt, parse_output(body, prompt))
 
 
 def validate_message(
@@ -227,14 +234,17 @@ def validate_message(
         raise invalid("metadata", "Input should be a valid dictionary or object")
     check_supported(body, local_capabilities() if capabilities is None else capabilities)
     breakpoints = _breakpoints(body, prompt)
+    output = parse_output(body, prompt)
     return MessageParams(
         model=model,
         max_tokens=max_tokens,
-        prompt=prompt,
+        prompt=instructed(prompt, output),
         stop_sequences=tuple(stops),
         temperature=float(temperature),
         top_p=float(top_p) if top_p is not None else None,
         top_k=top_k,
         stream=stream,
         breakpoints=breakpoints,
+        sampling_set=any(body.get(k) is not None for k in ("temperature", "top_p", "top_k")),
+        output=output,
     )

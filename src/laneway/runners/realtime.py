@@ -3,7 +3,9 @@
 Jobs are claimed from the ledger in input order, sent when the governor admits them
 (background lane), and each result is committed (in groups) before it is counted.
 Retryable failures go back to the queue after a backoff; a 429 pauses the lane and
-is not held against the job; request errors are recorded and the run goes on.
+is not held against the job; request errors are recorded and the run goes on. Errors
+with no answer and refused keys follow :mod:`laneway.runners.api_wait`; a job that
+used up its attempts on errors that are not its fault is left pending, not failed.
 
 ``stop()`` stops cleanly: nothing new is sent, requests in flight finish (or, on a
 second stop, are cancelled), and every job not finished is released for the next run.
@@ -15,65 +17,30 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from laneway import estimate
-from laneway.errors import LanewayError, ProviderError, RateLimitedError, UnknownModelError
+from laneway.errors import (
+    LanewayError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    RequestError,
+    UnknownModelError,
+)
 from laneway.governor import Governor, Lane, Permit
 from laneway.jobs import errored, succeeded
 from laneway.pricing import Usage, cost_usd, price_of
 from laneway.provider import Provider
-from laneway.runners.retry import RetryPolicy
+from laneway.runners import api_wait as W
+from laneway.runners.realtime_options import RealtimeOptions as RealtimeOptions
+from laneway.runners.tally import Tally as Tally
+from laneway.runners.timeouts import RequestTimeouts
 from laneway.store import AsyncStore, ClaimedJob, Finished, GroupWriter
 from laneway.store import schema as S
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(kw_only=True)
-class RealtimeOptions:
-    #: Fixed number of requests in flight; ``None`` lets the governor adapt it.
-    concurrency: int | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout_s: float = 600.0
-    #: Stream each request (detects stalls and mid-stream errors; needed for huge outputs).
-    stream: bool = False
-    idle_timeout_s: float = 60.0
-    #: Stop sending new work before the run's spend would pass this (USD).
-    budget_usd: float | None = None
-    #: Jobs claimed from the ledger at a time.
-    claim_size: int = 256
-    lease_s: float = 300.0
-    worker_id: str = "main"
-    #: Only jobs with seq below this are sent (the planner's realtime share), if set.
-    max_seq: int | None = None
-
-
-@dataclass
-class Tally:
-    """What the runner has done so far (all counts are committed results)."""
-
-    succeeded: int = 0
-    errored: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    unpriced: int = 0
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    in_flight: int = 0
-    started_at: float = field(default_factory=time.monotonic)
-    stop_reason: str | None = None
-    #: Achieved share of each known rate limit, ``"model:bucket" -> share``.
-    utilization: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def done(self) -> int:
-        return self.succeeded + self.errored
 
 
 @dataclass(eq=False)
@@ -82,6 +49,8 @@ class _Job:
     attempts: int
     rate_limited: int
     est_input: int
+    unanswered: int = 0  # errors with no answer (they use no attempts)
+    timeouts: int = 0
 
 
 class RealtimeRunner:
@@ -103,18 +72,23 @@ class RealtimeRunner:
         self._uncommitted = 0  # results handed to the writer, not yet committed
         self._commit_done = asyncio.Event()
         self._held: dict[int, _Job] = {}  # every claimed job not yet final
+        self._parked: set[int] = set()  # held, not sent again by this run
+        self.api_wait = W.ApiWait(wait_s=self.options.wait_for_api_s)
+        self.timeouts = RequestTimeouts(ceiling_s=self.options.timeout_s)
         self._stopping = asyncio.Event()
         self._exhausted = False
         self._committed_usd = 0.0  # estimated cost of requests in flight
         self._rng = random.Random()
         self._writer = GroupWriter(astore)
         self._timers: set[asyncio.TimerHandle] = set()
+        self._workers: list[asyncio.Task[None]] = []
 
     # -- control -------------------------------------------------------------------------
-    def stop(self, reason: str = "interrupted") -> None:
+    def stop(self, reason: str = "interrupted", detail: str | None = None) -> None:
         """Send nothing new; let requests in flight finish."""
         if self.tally.stop_reason is None:
             self.tally.stop_reason = reason
+            self.tally.stop_detail = detail
         self._set_stopping()
 
     def _set_stopping(self) -> None:
@@ -136,15 +110,16 @@ class RealtimeRunner:
         self._n_workers = n_workers
         self._writer.start()
         claimer = asyncio.create_task(self._claimer(), name="laneway-claimer")
+        renewer = asyncio.create_task(self._renewer(), name="laneway-leases")
         workers = [asyncio.create_task(self._worker(), name=f"laneway-worker-{i}")
                    for i in range(n_workers)]
+        self._workers = workers
         try:
-            await claimer
-            await asyncio.gather(*workers)
+            await _until_done(claimer, workers, watch=(renewer, self._writer.task))
         finally:
-            for t in (claimer, *workers):
+            for t in (claimer, renewer, *workers):
                 t.cancel()
-            for t in (claimer, *workers):
+            for t in (claimer, renewer, *workers):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             for h in self._timers:
@@ -156,7 +131,9 @@ class RealtimeRunner:
     async def _release_held(self) -> None:
         if not self._held:
             return
-        attempts = {seq: (j.attempts, j.rate_limited) for seq, j in self._held.items()}
+        # A parked job gets a full set of attempts on the next run.
+        attempts = {seq: (0 if seq in self._parked else j.attempts, j.rate_limited)
+                    for seq, j in self._held.items()}
         seqs = list(self._held)
         self._held.clear()
         await self.astore.call(self.astore.store.release, self.run_id, seqs,
@@ -165,7 +142,6 @@ class RealtimeRunner:
     # -- claiming ------------------------------------------------------------------------
     async def _claimer(self) -> None:
         low_water = max(self.options.claim_size // 2, 1)
-        last_lease = time.monotonic()
         while not self.stopping:
             if self._queue.qsize() < low_water and not self._exhausted:
                 claimed = await self.astore.call(
@@ -182,19 +158,24 @@ class RealtimeRunner:
                     job = _Job(c, c.attempts, c.rate_limited, estimate.input_tokens(c.params))
                     self._held[c.seq] = job
                     self._queue.put_nowait(job)
-            if self._exhausted and not self._held:
+            if self._exhausted and len(self._held) == len(self._parked):
                 self._set_stopping()
                 break
-            if self.astore.store.is_postgres and \
-                    time.monotonic() - last_lease > self.options.lease_s / 3:
-                last_lease = time.monotonic()
-                await self.astore.call(self.astore.store.extend_lease, self.run_id,
-                                       list(self._held), worker=self.options.worker_id,
-                                       lease_s=self.options.lease_s)
             # (asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel.)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.05):
                     await self._stopping.wait()
+
+    async def _renewer(self) -> None:
+        """Renew the lease of every job held (queued, in flight, waiting on a pause or a
+        backoff) every third of the lease, on every database, for as long as the run
+        lasts: a job is sent again only when the process that held it is gone."""
+        while True:
+            await asyncio.sleep(self.options.lease_s / 3)
+            if self._held:
+                await self.astore.call(self.astore.store.extend_lease, self.run_id,
+                                       list(self._held), worker=self.options.worker_id,
+                                       lease_s=self.options.lease_s)
 
     # -- working -------------------------------------------------------------------------
     async def _next_job(self) -> _Job | None:
@@ -287,7 +268,9 @@ class RealtimeRunner:
                 reply = await self.provider.stream(params, timeout_s=self.options.timeout_s,
                                                    idle_timeout_s=self.options.idle_timeout_s)
             else:
-                reply = await self.provider.create(params, timeout_s=self.options.timeout_s)
+                reply = await self.timeouts.call(
+                    lambda t: self.provider.create(params, timeout_s=t),
+                    max_tokens=int(params.get("max_tokens", 1)), timeouts=job.timeouts)
         except ProviderError as err:
             self._committed_usd -= worst
             self.tally.in_flight -= 1
@@ -307,6 +290,8 @@ class RealtimeRunner:
         self.governor.release(permit, outcome="ok", usage=reply.usage, headers=reply.headers)
         job.attempts += 1
         usage = Usage.from_api(reply.usage)
+        self.api_wait.answered()
+        self.timeouts.observe(output_tokens=usage.output_tokens, elapsed_s=reply.elapsed_s)
         cost: float | None
         if self.provider.is_local:
             cost = 0.0
@@ -324,6 +309,13 @@ class RealtimeRunner:
         ))
 
     async def _failed(self, job: _Job, err: ProviderError) -> None:
+        if W.refused_key(err):  # every request would be refused: the job stays pending
+            self.stop(W.AUTH, W.auth_message(self.provider.base_url, err))
+            return
+        if W.no_answer(err):
+            self._unanswered(job, err)
+            return
+        self.api_wait.answered()
         rate_limited = isinstance(err, RateLimitedError)
         if rate_limited:
             job.rate_limited += 1
@@ -338,11 +330,36 @@ class RealtimeRunner:
                                                             rng=self._rng)
             self._requeue(job, delay)
             return
+        if not isinstance(err, RequestError):  # not the request's fault: left pending
+            self._park(job)
+            return
         await self._record(job, Finished(
             run_id=self.run_id, seq=job.claimed.seq, status=S.ERRORED,
             result=errored(err.error_type or "api_error", err.message, err.request_id),
             attempts=job.attempts, error_type=err.error_type, error_message=err.message,
         ))
+
+    def _unanswered(self, job: _Job, err: ProviderError) -> None:
+        job.unanswered += 1
+        job.timeouts += isinstance(err, ProviderTimeoutError)
+        pause_s = self.api_wait.unanswered(err)
+        if self.api_wait.given_up:  # the job stays held and is released, still pending
+            self.stop(W.UNREACHABLE, self.api_wait.message(self.provider.base_url))
+            return
+        if pause_s is not None:
+            self.governor.pause(job.claimed.model, pause_s, reason="unreachable", publish=False)
+        policy = self.options.retry
+        if job.unanswered >= 2 * policy.max_attempts:
+            self._park(job)
+            return
+        self.tally.retries += 1
+        self._requeue(job, min(self.api_wait.cap_s,
+                               policy.delay_s(err, attempts=job.unanswered, rng=self._rng)))
+
+    def _park(self, job: _Job) -> None:
+        """Keep the job held but send it no more in this run; it is released pending."""
+        self._parked.add(job.claimed.seq)
+        self.tally.parked += 1
 
     def _requeue(self, job: _Job, delay_s: float) -> None:
         if delay_s <= 0:
@@ -369,6 +386,10 @@ class RealtimeRunner:
         self._uncommitted -= 1
         self._commit_done.set()
         if fut.cancelled() or fut.exception() is not None:
+            if not fut.cancelled():  # the ledger cannot record (a full disk): stop, and
+                self.stop("store_error")  # abandon answers that could not be recorded
+                for task in self._workers:
+                    task.cancel()
             return  # not durable: the job stays held and is released, to be sent again
         self._held.pop(job.claimed.seq, None)
         if fut.result():
@@ -387,10 +408,21 @@ class RealtimeRunner:
                 self.on_result(t)
 
 
-def describe(tally: Tally) -> dict[str, Any]:
-    elapsed = max(1e-9, time.monotonic() - tally.started_at)
-    return {"done": tally.done, "succeeded": tally.succeeded, "errored": tally.errored,
-            "requests": tally.requests, "retries": tally.retries,
-            "rate_limited": tally.rate_limited, "input_tokens": tally.input_tokens,
-            "output_tokens": tally.output_tokens, "cost_usd": round(tally.cost_usd, 6),
-            "rate_per_s": round(tally.done / elapsed, 3), "elapsed_s": round(elapsed, 3)}
+async def _until_done(claimer: asyncio.Task[None], workers: list[asyncio.Task[None]], *,
+                      watch: tuple[asyncio.Task[None] | None, ...]) -> None:
+    """Wait for the claimer, then the workers. A watched task that fails (the ledger
+    lost for good: results no longer durable, leases no longer renewed) ends the run
+    with its error, instead of leaving the workers waiting for commits forever."""
+    async def body() -> None:
+        await claimer
+        await asyncio.gather(*workers)
+
+    main = asyncio.ensure_future(body())
+    pending: set[asyncio.Future[None]] = {main, *(t for t in watch if t is not None)}
+    try:
+        while main in pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+    finally:
+        main.cancel()

@@ -31,7 +31,10 @@ from laneway.jobs import DEFAULT_MODEL
 from laneway.provider import Provider
 from laneway.server import chat_routes, runs_routes
 from laneway.server.auth import TokenAuth, check_bind
+from laneway.server.body_limit import BodyLimit
+from laneway.server.events_hub import EventsHub
 from laneway.server.models import SSE_MARK, HTTPError
+from laneway.server.origin import SameOrigin
 
 STATIC_DIR = Path(str(resources.files("laneway.server") / "static"))
 
@@ -88,6 +91,7 @@ def create_app(settings: ServerSettings | None = None, *,
     )
     app.state.agent = the_agent
     app.state.events_interval_s = settings.events_interval_s
+    app.state.events_hub = EventsHub(the_agent, settings.events_interval_s)
     app.state.token = settings.token
 
     @app.exception_handler(HTTPError)
@@ -125,6 +129,9 @@ def create_app(settings: ServerSettings | None = None, *,
 
     _describe_event_streams(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # The last added runs first: who may talk, then where from, then how much.
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SameOrigin, token=settings.token)
     app.add_middleware(TokenAuth, token=settings.token)
     return app
 

@@ -6,7 +6,8 @@
   it: ``Authorization: Bearer TOKEN``, or ``?token=TOKEN`` for what a browser loads by
   URL (the pages, their scripts, ``EventSource``).
 - Without a token (loopback only), requests must name a loopback ``Host``, so a web
-  page elsewhere cannot reach the server through DNS rebinding.
+  page elsewhere cannot reach the server through DNS rebinding; an address literal must
+  also be of the family the server listens on (``[::1]`` is not an IPv4 server's name).
 """
 
 from __future__ import annotations
@@ -53,6 +54,26 @@ def _host_name(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
+def host_ok(scope: Scope) -> bool:
+    """The request's ``Host`` names this loopback server: a loopback name, and an address
+    of the family of the socket it came in on (``[::1]`` on 127.0.0.1 is refused)."""
+    host = Headers(scope=scope).get("host", "")
+    if not host:
+        return True
+    name = _host_name(host)
+    if not is_loopback(name):
+        return False
+    server = scope.get("server")
+    try:
+        given = ipaddress.ip_address(name.strip().strip("[]"))
+        bound = ipaddress.ip_address(server[0]) if server else None
+    except ValueError:
+        return True  # a name (localhost), or a socket that is not an IP one
+    if isinstance(bound, ipaddress.IPv6Address) and bound.ipv4_mapped is not None:
+        bound = bound.ipv4_mapped
+    return bound is None or given.version == bound.version
+
+
 def token_of(scope: Scope) -> str | None:
     """The token a request carries, from its ``Authorization`` header or ``?token=``."""
     auth = Headers(scope=scope).get("authorization", "")
@@ -92,19 +113,18 @@ class TokenAuth:
                             "or add ?token=TOKEN to the URL")
                 return
         else:
-            host = Headers(scope=scope).get("host", "")
-            if host and not is_loopback(_host_name(host)):
+            if not host_ok(scope):
+                host = Headers(scope=scope).get("host", "")
                 await _deny(send, 400, "invalid_request_error",
-                            f"Host {host!r} is not a loopback name (this server has no "
-                            "token, so it answers loopback requests only)")
+                            f"Host {host!r} is not this server's loopback name (this server "
+                            "has no token, so it answers loopback requests only)")
                 return
         await self.app(scope, receive, send)
 
     def _allowed(self, scope: Scope) -> bool:
         if self.token is not None:
             return token_ok(token_of(scope), self.token)
-        host = Headers(scope=scope).get("host", "")
-        return not host or is_loopback(_host_name(host))
+        return host_ok(scope)
 
 
 async def _deny(send: Send, status: int, error_type: str, message: str) -> None:

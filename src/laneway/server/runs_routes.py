@@ -19,6 +19,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from laneway.agent import HybridAgent
 from laneway.errors import InputError, RunMismatchError
 from laneway.jobs import JobDefaults
+from laneway.runname import RULE, run_name_problem, safe_file_stem
+from laneway.server.events_hub import EventsHub
 from laneway.server.models import (
     SSE_MARK,
     CancelResult,
@@ -28,7 +30,7 @@ from laneway.server.models import (
     RunList,
     RunProgressEvent,
 )
-from laneway.server.progress import ProgressTracker, run_info
+from laneway.server.progress import run_info
 
 router = APIRouter(tags=["runs"])
 
@@ -118,7 +120,8 @@ async def _info(agent: HybridAgent, run_id: str) -> RunInfo:
              openapi_extra={"requestBody": _UPLOAD_BODY}, summary="Start a background run")
 async def create_run(
     request: Request,
-    name: str | None = Query(None, description="Run name (default: from the content)."),
+    name: str | None = Query(None, description=f"Run name: {RULE} (default: from the "
+                                               "content)."),
     model: str | None = Query(None, description="Model for lines that name none."),
     max_tokens: int | None = Query(None, ge=1, description="max_tokens for lines that "
                                                            "give none."),
@@ -129,6 +132,8 @@ async def create_run(
     Answers at once; watch it with `GET /v1/runs/{id}/events`.
     """
     agent = _agent(request)
+    if name is not None and (problem := run_name_problem(name)) is not None:
+        raise HTTPError(422, "invalid_request_error", f"name: {problem}")
     data = await _read_upload(request)
     path = await asyncio.to_thread(agent.save_input, data)
     defaults = JobDefaults(model=model or agent.model,
@@ -190,9 +195,10 @@ async def get_results(request: Request, run_id: str) -> StreamingResponse:
         while chunk := await agent.astore.call(next_chunk):
             yield chunk
 
+    # A run made before names were checked may hold anything: never echo it raw.
+    filename = f"{safe_file_stem(run_id)}.results.jsonl"
     return StreamingResponse(body(), media_type="application/x-ndjson",
-                             headers={"content-disposition": f'inline; filename="{run_id}'
-                                                             '.results.jsonl"'})
+                             headers={"content-disposition": f'inline; filename="{filename}"'})
 
 
 @router.post("/v1/runs/{run_id}/cancel", response_model=CancelResult, responses=_ERRORS,
@@ -213,23 +219,18 @@ async def cancel_run(request: Request, run_id: str) -> CancelResult:
                                "`event: end` (same data) when the run has ended."}},
             openapi_extra={SSE_MARK: True}, summary="Live progress (SSE)")
 async def run_events(request: Request, run_id: str) -> EventSourceResponse:
-    agent = _agent(request)
-    await _info(agent, run_id)
-    interval_s: float = request.app.state.events_interval_s
+    await _info(_agent(request), run_id)
+    hub: EventsHub = request.app.state.events_hub
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        tracker = ProgressTracker(run_id)
         seq = 0
-        while True:
-            sampled = await agent.astore.call(tracker.sample, agent)
-            if sampled is None:
-                return
-            event, ended = sampled
-            seq += 1
-            yield ServerSentEvent(data=event.model_dump_json(), id=str(seq),
-                                  event="end" if ended else "progress")
-            if ended:
-                return
-            await asyncio.sleep(interval_s)
+        async with hub.listen(run_id) as samples:  # one ledger poll per run, shared
+            while (sample := await samples.get()) is not None:
+                data, ended = sample
+                seq += 1
+                yield ServerSentEvent(data=data, id=str(seq),
+                                      event="end" if ended else "progress")
+                if ended:
+                    return
 
     return EventSourceResponse(events(), ping=15, sep="\n")

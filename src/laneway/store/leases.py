@@ -1,14 +1,43 @@
-"""A heartbeat that keeps a worker's leases while the worker is alive.
+"""How long a claim lasts, and a heartbeat that keeps a worker's leases while it lives.
 
-See :class:`LeaseKeeper`; the leases themselves are in :mod:`laneway.store.queue`.
+See :func:`lease_s` and :class:`LeaseKeeper`; the leases themselves are in
+:mod:`laneway.store.queue`.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
+from laneway.errors import ConfigError
 from laneway.store.ledger import Store
+
+#: The environment variable that sets a claim's lease, in seconds.
+LEASE_ENV = "LANEWAY_LEASE_S"
+DEFAULT_LEASE_S = 300.0
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment variable ``name``, or ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: not a number of seconds") from None
+    if not value > 0:
+        raise ConfigError(f"{name}={raw!r}: must be more than 0 seconds")
+    return value
+
+
+def lease_s() -> float:
+    """A claim's lease (``$LANEWAY_LEASE_S``, default 300 s): how long jobs held by a
+    process that died wait before another process takes them. A live process renews
+    its leases every third of it, however long it waits (a 429's retry-after included).
+    """
+    return env_seconds(LEASE_ENV, DEFAULT_LEASE_S)
 
 
 class LeaseKeeper:

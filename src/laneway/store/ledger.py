@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, func, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from laneway.errors import InputError, StoreError
 from laneway.jobs import BadLine, Job
@@ -51,6 +51,8 @@ class RunRow:
     output_path: str | None
     output_written_at: float | None
     updated_at: float
+    #: Why the run stopped short, e.g. where its ingest failed.
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,29 @@ class Store(JobQueue, BatchLedger):
         values["updated_at"] = time.time()
         with self.engine.begin() as conn:
             conn.execute(update(S.runs).where(S.runs.c.id == run_id).values(**values))
+
+    def failed_ingests(self, input_path: str) -> list[RunRow]:
+        """Runs of ``input_path`` whose ingest failed (see ``schema.INGEST_FAILED``)."""
+        q = select(S.runs).where(S.runs.c.input_path == input_path,
+                                 S.runs.c.status == S.INGEST_FAILED)
+        with self.engine.connect() as conn:
+            return [_run_row(r) for r in conn.execute(q).mappings()]
+
+    def sent_jobs(self, run_id: str) -> int:
+        """Jobs of the run that were ever handed to a worker or sent (not only ingested)."""
+        j = S.jobs.c
+        q = select(func.count()).where(j.run_id == run_id, (
+            j.status.in_((S.CLAIMED, S.SUBMITTED)) | (j.attempts > 0)
+            | (j.status.in_(S.FINAL) & (j.mode != "ingest"))))
+        with self.engine.connect() as conn:
+            return int(conn.scalar(q) or 0)
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run, its jobs and its events (one whose jobs were never sent)."""
+        with self.engine.begin() as conn:
+            for table in (S.jobs, S.events):
+                conn.execute(table.delete().where(table.c.run_id == run_id))
+            conn.execute(S.runs.delete().where(S.runs.c.id == run_id))
 
     # -- ingest --------------------------------------------------------------------------
     def add_jobs(
@@ -286,7 +311,7 @@ def _run_row(row: Any) -> RunRow:
         input_path=row["input_path"], created_at=row["created_at"],
         budget_usd=row["budget_usd"], deadline_at=row["deadline_at"],
         output_path=row["output_path"], output_written_at=row["output_written_at"],
-        updated_at=row["updated_at"],
+        updated_at=row["updated_at"], note=row["note"],
     )
 
 
@@ -304,7 +329,7 @@ def open_store(settings: StoreSettings | str | None = None) -> Store:
         else:
             engine = create_engine(settings.url, pool_pre_ping=True, pool_size=5)
         migrate(engine)
-    except OperationalError as exc:
+    except DatabaseError as exc:  # cannot connect, or "file is not a database"
         raise StoreError(f"cannot open the ledger {settings}: {exc.orig}") from None
     except OSError as exc:
         raise StoreError(f"cannot open the ledger {settings}: {exc}") from None

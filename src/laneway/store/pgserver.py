@@ -70,6 +70,8 @@ class TempPostgres:
     bindir: Path
     run_as: str | None
     port: int
+    #: The server's options (``pg_ctl -o``), to start it again after :meth:`down`.
+    options: str = ""
 
     @classmethod
     def start(cls, *, fast: bool = True, timeout_s: float = 60.0) -> TempPostgres:
@@ -105,8 +107,8 @@ class TempPostgres:
                        f"-c unix_socket_directories={root} -c max_connections=200")
             if fast:
                 options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            server._run("pg_ctl", "-D", str(root / "data"), "-l", str(root / "log"),
-                        "-o", options, "-w", "-t", str(int(timeout_s)), "start")
+            server.options = options
+            server.up(timeout_s=timeout_s)
             server._run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
                         DATABASE)
         except BaseException:
@@ -126,6 +128,15 @@ class TempPostgres:
             raise PostgresUnavailable(
                 f"{tool} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
                 + (f"\n{log}" if log else ""))
+
+    def up(self, *, timeout_s: float = 60.0) -> None:
+        """Start the server (again, after :meth:`down`)."""
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "log"),
+                  "-o", self.options, "-w", "-t", str(int(timeout_s)), "start")
+
+    def down(self) -> None:
+        """Stop the server, cutting every connection (an outage; :meth:`up` ends it)."""
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its directory. Safe to call twice."""

@@ -140,16 +140,23 @@ class JobQueue:
               statuses: Sequence[str] = (S.PENDING,)) -> list[ClaimedJob]:
         """Take up to ``limit`` sendable jobs, in input order, under a lease of ``lease_s``.
 
-        Sendable: claimed under a lease that has run out (taken first: the oldest work),
-        or in ``statuses``. Each kind is one statement that walks the (run, status, seq)
-        index, so a claim costs the same late in a run of millions as at its start.
+        Sendable: claimed by another worker under a lease that has run out (taken
+        first: the oldest work), or in ``statuses``. A job ``worker`` itself holds is
+        never taken again, however late its lease: it is in this worker's hands (queued,
+        or waiting on a 429's retry-after), and sending it again would pay twice. Each
+        kind is one statement that walks the (run, status, seq) index, so a claim costs
+        the same late in a run of millions as at its start. A run whose ingest failed
+        gives nothing (see :data:`laneway.store.schema.INGEST_FAILED`).
         """
         j = S.jobs.c
         now = lease_clock(self.engine)
-        kinds = [and_(j.status == S.CLAIMED, j.lease_until < now),
+        kinds = [and_(j.status == S.CLAIMED, j.lease_until < now, j.claimed_by != worker),
                  j.status == statuses[0] if len(statuses) == 1 else j.status.in_(statuses)]
         rows: list[Any] = []
         with self.engine.begin() as conn:
+            run_status = conn.scalar(select(S.runs.c.status).where(S.runs.c.id == run_id))
+            if run_status == S.INGEST_FAILED:
+                return []
             for sendable in kinds:
                 if len(rows) >= limit:
                     break
@@ -221,12 +228,15 @@ class JobQueue:
                     conn.execute(update(S.jobs).where(*cond, j.seq == seq).values(
                         **free, attempts=n, rate_limited=limited))
 
-    def release_all(self, run_id: str) -> int:
-        """Release every claim of a run (a single-process run starting over after a crash)."""
+    def release_all(self, run_id: str, *, worker: str | None = None) -> int:
+        """Release every claim of a run (a single-process run starting over after a crash),
+        or with ``worker`` every claim of that worker (one that holds none of them now)."""
+        cond = [S.jobs.c.run_id == run_id, S.jobs.c.status == S.CLAIMED]
+        if worker is not None:
+            cond.append(S.jobs.c.claimed_by == worker)
         with self.engine.begin() as conn:
-            res = conn.execute(update(S.jobs).where(
-                S.jobs.c.run_id == run_id, S.jobs.c.status == S.CLAIMED,
-            ).values(status=S.PENDING, claimed_by=None, lease_until=None))
+            res = conn.execute(update(S.jobs).where(*cond).values(
+                status=S.PENDING, claimed_by=None, lease_until=None))
         return int(res.rowcount or 0)
 
     def lease_wait_s(self, run_id: str) -> float | None:

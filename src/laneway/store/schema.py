@@ -23,6 +23,9 @@ metadata = MetaData()
 PENDING, CLAIMED, SUBMITTED = "pending", "claimed", "submitted"
 SUCCEEDED, ERRORED, CANCELED, EXPIRED = "succeeded", "errored", "canceled", "expired"
 FINAL = (SUCCEEDED, ERRORED, CANCELED, EXPIRED)
+#: A run's status when its ingest stopped at a bad line: nothing of it is sent until
+#: the same command, on a fixed input, resumes or replaces it.
+INGEST_FAILED = "ingest_failed"
 
 schema_migrations = Table(
     "schema_migrations", metadata,
@@ -42,7 +45,7 @@ runs = Table(
     Column("options", Text, nullable=False),
     Column("mode", String(20), nullable=False),
     Column("provider", String(20), nullable=False),
-    #: ingesting, ready, running, done, canceled
+    #: ingesting, ingest_failed, ready, running, stopped, done, canceled
     Column("status", String(20), nullable=False),
     Column("total", Integer, nullable=False, default=0),
     Column("ingested_lines", Integer, nullable=False, default=0),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from laneway.errors import ConfigError
+from laneway.redact import mask_url
 
 DEFAULT_PATH = Path(".laneway") / "laneway.db"
 
@@ -31,7 +32,8 @@ class StoreSettings:
             return cls.sqlite(Path(text[len("sqlite:///"):]))
         if "://" in text:
             raise ConfigError(
-                f"--db {text!r}: use a file path, sqlite:///PATH or postgresql://USER@HOST/DB"
+                f"--db {mask_url(text)!r}: use a file path, sqlite:///PATH or "
+                "postgresql://USER@HOST/DB"
             )
         return cls.sqlite(Path(text))
 

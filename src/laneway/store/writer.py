@@ -4,8 +4,12 @@
 worker thread, so the event loop never waits on the disk and SQLite sees one writer.
 :class:`GroupWriter` collects finished jobs and commits them together, every
 ``interval_s`` or ``max_items``; ``await writer.record(item)`` returns only once the
-item is committed, so a result is never counted before it is durable. A commit that
-fails because the database is unreachable is tried again for about 13 s.
+item is committed, so a result is never counted before it is durable. On PostgreSQL
+every call rides out an outage of the database (see :mod:`laneway.store.outage`); on
+SQLite a commit that fails (a locked file) is tried again for about 13 s. A commit that
+fails for good (a full disk: :class:`~laneway.errors.DiskFullError`, at once) fails
+every waiter, and every later ``submit``, with that error: nobody waits for a writer
+that is gone, and :meth:`GroupWriter.close` raises it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import ParamSpec, TypeVar
 
 from sqlalchemy.exc import OperationalError
 
+from laneway.store.diskfull import disk_full_error
 from laneway.store.ledger import Store
+from laneway.store.outage import ride_out
 from laneway.store.queue import Finished
 
 P = ParamSpec("P")
@@ -33,7 +39,11 @@ class AsyncStore:
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        job = functools.partial(fn, *args, **kwargs)
+        if not self.store.is_postgres:
+            return await loop.run_in_executor(self._executor, job)
+        return await ride_out(lambda: loop.run_in_executor(self._executor, job),
+                              where=str(self.store.settings))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -51,9 +61,16 @@ class GroupWriter:
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
+        #: Why the writer stopped for good (every later item fails with it), if it did.
+        self.error: BaseException | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The committing task (it ends with an error when the ledger is lost for good)."""
+        return self._task
 
     async def record(self, item: Finished) -> bool:
         """Commit ``item`` (with others); True if it was recorded, False if already final."""
@@ -62,6 +79,9 @@ class GroupWriter:
     def submit(self, item: Finished) -> asyncio.Future[bool]:
         """Queue ``item`` for the next group commit; the future resolves once committed."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self.error is not None:
+            fut.set_exception(self.error)
+            return fut
         self._pending.append((item, fut))
         # Wake the writer now: what arrives while it commits forms the next group, so
         # groups stay large under load and nobody waits for a timer when it is quiet.
@@ -75,9 +95,13 @@ class GroupWriter:
         try:
             recorded = set(await self._finish([item for item, _ in batch]))
         except BaseException as exc:
+            if isinstance(exc, Exception):
+                self.error = disk_full_error(exc, "the ledger could not record results") or exc
+            # Fail everyone waiting, not only this group: the writer does not go on.
+            batch, self._pending = batch + self._pending, []
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(exc)
+                    fut.set_exception(self.error if self.error is not None else exc)
             raise
         self.commits += 1
         for item, fut in batch:
@@ -93,9 +117,9 @@ class GroupWriter:
         for attempt in range(self.retries + 1):
             try:
                 return await self.astore.call(self.astore.store.finish, items)
-            except OperationalError:
-                if attempt == self.retries:
-                    raise
+            except OperationalError as exc:
+                if attempt == self.retries or disk_full_error(exc, "") is not None:
+                    raise  # a full disk stays full: stop now, not in 13 s
                 await asyncio.sleep(min(0.25 * 2 ** attempt, 5.0))
         raise AssertionError("unreachable")
 
@@ -104,7 +128,10 @@ class GroupWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
             self._wake.clear()
-            await self._flush()
+            try:
+                await self._flush()
+            except Exception:  # kept in self.error: close() raises it
+                return
         await self._flush()
 
     async def close(self) -> None:
@@ -112,6 +139,8 @@ class GroupWriter:
         self._wake.set()
         if self._task is not None:
             await self._task
+        if self.error is not None:
+            raise self.error
         await self._flush()
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,39 @@ class SamplingParams:
     top_p: float | None = None
     top_k: int | None = None
     seed: int = 0
+    #: When set, a JSON schema (as canonical JSON text) the output must be valid against:
+    #: the engine constrains its decoding to it (structured outputs, forced tool calls).
+    json_schema: str | None = None
+
+
+class UnsupportedSchemaError(ValueError):
+    """An engine cannot constrain its output to this JSON schema (the API answers 400)."""
+
+
+class ContextWindowFull(str):
+    """The last item an engine yields when the context filled before the answer ended.
+
+    It is no token (empty text, not counted): the answer stops with ``stop_reason:
+    "model_context_window_exceeded"``.
+    """
+
+
+#: The one instance engines yield.
+CONTEXT_WINDOW_FULL = ContextWindowFull("")
+
+
+def limits(context_window: int) -> dict[str, Any]:
+    """``max_input_tokens`` and ``max_tokens`` of a model entry for a context of
+    ``context_window`` tokens shared by prompt and answer (each leaves the other one)."""
+    return {"max_input_tokens": context_window - 1, "max_tokens": context_window - 1}
+
+
+def sampling_note(defaults: Mapping[str, float]) -> str:
+    """How a display name states sampling defaults: ``temperature 0.2, top_p 0.9 when a
+    request sets none``."""
+    if not defaults:
+        return ""
+    return ", ".join(f"{k} {v:g}" for k, v in defaults.items()) + " when a request sets none"
 
 
 class Engine(Protocol):
@@ -52,14 +85,33 @@ class Engine(Protocol):
     ``max_tokens``, at a stop sequence, or when the client goes away; an engine must then
     free what the sequence held.
 
-    An engine may also have ``describe() -> dict``: facts about itself merged into its
-    ``GET /v1/models`` entries (``display_name``, ``max_input_tokens``, ``max_tokens``,
-    ``capabilities`` such as ``{"structured_outputs": {"supported": True}}``); the
-    request validation refuses what the capabilities say it cannot do. See
-    :mod:`laneway.local.models`.
+    ``describe()`` gives the facts about the engine merged into its ``GET /v1/models``
+    entries (``display_name``, ``max_input_tokens``, ``max_tokens``, ``capabilities``
+    such as ``{"structured_outputs": {"supported": True}}``); the request validation
+    refuses what the capabilities say it cannot do. See :mod:`laneway.local.models`.
     """
 
     name: str
+
+    @property
+    def sampling_defaults(self) -> Mapping[str, float]:
+        """Sampling used when a request sets none of temperature / top_p / top_k (the
+        model's own recommendation; empty: the API's default, temperature 1.0)."""
+        ...
+
+    @property
+    def context_window(self) -> int:
+        """Tokens of prompt plus answer one request may hold."""
+        ...
+
+    def describe(self) -> Mapping[str, Any]:
+        """Its ``GET /v1/models`` facts: limits, capabilities, and a display name that
+        states its sampling defaults (see :func:`limits`)."""
+        ...
+
+    def check_schema(self, schema: str) -> None:
+        """Raise :class:`UnsupportedSchemaError` if outputs cannot be held to ``schema``."""
+        ...
 
     def count_tokens(self, prompt: Prompt) -> int: ...
 

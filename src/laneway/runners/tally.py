@@ -1,0 +1,44 @@
+"""What a realtime run has done so far: one counter for progress and the summary."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Tally:
+    """What the runner has done so far (all counts are committed results)."""
+
+    succeeded: int = 0
+    errored: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    in_flight: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    stop_reason: str | None = None
+    #: The one line that says why the run stopped, when it was not asked to.
+    stop_detail: str | None = None
+    #: Jobs left pending by this run: attempts used up on errors not theirs.
+    parked: int = 0
+    #: Achieved share of each known rate limit, ``"model:bucket" -> share``.
+    utilization: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.errored
+
+
+def describe(tally: Tally) -> dict[str, Any]:
+    elapsed = max(1e-9, time.monotonic() - tally.started_at)
+    return {"done": tally.done, "succeeded": tally.succeeded, "errored": tally.errored,
+            "requests": tally.requests, "retries": tally.retries,
+            "rate_limited": tally.rate_limited, "input_tokens": tally.input_tokens,
+            "output_tokens": tally.output_tokens, "cost_usd": round(tally.cost_usd, 6),
+            "rate_per_s": round(tally.done / elapsed, 3), "elapsed_s": round(elapsed, 3)}

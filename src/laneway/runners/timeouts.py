@@ -1,0 +1,83 @@
+"""How long a non-streamed request may take before it is abandoned and sent again.
+
+A stalled non-streamed request shows no sign of life until its timeout, so a fixed
+600 s timeout let 1% of stalled requests hold the pool for minutes at a time (a
+3,000-job run at rpm 1,200 used 13% of the limit). The bound follows the run's own
+speed instead: ``factor`` × max_tokens ÷ the median output tokens per second of this
+run's answers so far, never under ``floor_s`` nor over ``ceiling_s`` (``--timeout``),
+doubled each time the same job has timed out (an answer that really needs longer gets
+it). A request sent before the run's first answer (its speed unknown) is sent with the
+ceiling and cut once the bound is known and passed. Streamed requests do not need this:
+the idle timeout between events catches a stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from laneway.errors import ProviderTimeoutError
+
+T = TypeVar("T")
+
+
+@dataclass(kw_only=True)
+class RequestTimeouts:
+    ceiling_s: float = 600.0
+    floor_s: float = 10.0
+    factor: float = 4.0
+    #: Answers the median is taken over (the most recent).
+    window: int = 101
+    #: How often a request sent before the speed was known checks its bound.
+    poll_s: float = 0.5
+    _speeds: deque[float] = field(default_factory=deque, repr=False)
+    _median_tps: float | None = field(default=None, repr=False)
+
+    def observe(self, *, output_tokens: int, elapsed_s: float) -> None:
+        """Note one complete answer's output tokens and the time it took."""
+        if output_tokens <= 0 or elapsed_s <= 0:
+            return
+        self._speeds.append(output_tokens / elapsed_s)
+        if len(self._speeds) > self.window:
+            self._speeds.popleft()
+        self._median_tps = statistics.median(self._speeds)
+
+    @property
+    def median_tps(self) -> float | None:
+        return self._median_tps
+
+    def timeout_s(self, max_tokens: int, *, timeouts: int = 0) -> float:
+        """The timeout for a request of ``max_tokens`` whose job timed out ``timeouts``
+        times before."""
+        tps = self._median_tps
+        if tps is None:
+            return self.ceiling_s
+        bound = max(self.floor_s, self.factor * max(1, max_tokens) / tps)
+        return min(self.ceiling_s, bound * 2.0 ** timeouts)
+
+    async def call(self, send: Callable[[float], Awaitable[T]], *, max_tokens: int,
+                   timeouts: int = 0) -> T:
+        """``await send(timeout_s)`` within the bound for ``max_tokens``."""
+        if self._median_tps is not None:
+            return await send(self.timeout_s(max_tokens, timeouts=timeouts))
+        started = time.monotonic()
+        task = asyncio.ensure_future(send(self.ceiling_s))
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.poll_s)
+                if done:
+                    return task.result()
+                if self._median_tps is not None and time.monotonic() - started >= \
+                        self.timeout_s(max_tokens, timeouts=timeouts):
+                    raise ProviderTimeoutError("the request timed out")
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
