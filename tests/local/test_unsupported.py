@@ -51,17 +51,21 @@ async def test_safely_ignorable_fields_are_accepted(
     assert [b.type for b in message.content] == ["text"]
 
 
-#: Refused, with the field the message names first.
-REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+#: Refused by an engine whose model entry says it cannot keep to a schema (both of
+#: laneway's engines can: see test_structured.py), with the field the message names.
+NEEDS_SCHEMAS: dict[str, tuple[dict[str, Any], str]] = {
     "tool_choice any": ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "any"}},
                         "tool_choice.type:"),
     "tool_choice tool": ({"tools": [WEATHER_TOOL],
                           "tool_choice": {"type": "tool", "name": "get_weather"}},
                          "tool_choice.type:"),
-    "server tool": ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
-                    "tools.0.type:"),
     "structured outputs": ({"output_config": {"format": SCHEMA_FORMAT}},
                            "output_config.format:"),
+}
+#: Refused, with the field the message names first.
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    "server tool": ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
+                    "tools.0.type:"),
     "beta output_format": ({"output_format": SCHEMA_FORMAT}, "output_format:"),
     "mcp servers": ({"mcp_servers": [{"type": "url", "url": "https://mcp.invalid",
                                       "name": "x"}]}, "mcp_servers:"),
@@ -133,7 +137,7 @@ async def test_plain_text_documents_and_thinking_history_are_read(
 async def test_refused_params_in_a_batch_come_back_errored(
     client: anthropic.AsyncAnthropic,
 ) -> None:
-    body, field = _refused_body("tool_choice any")
+    body, field = _refused_body("server tool")
     ok, _ = _refused_body("unknown field")
     del ok["frobnicate"]
     batch = await client.messages.batches.create(requests=[
@@ -150,29 +154,44 @@ async def test_refused_params_in_a_batch_come_back_errored(
     assert results["fine"].type == "succeeded"
 
 
-class _SchemaEngine(EchoEngine):
-    """An engine whose entry says it keeps to schemas: the same field is let through."""
+class _NoSchemaEngine(EchoEngine):
+    """An engine whose entry says it cannot keep to schemas: what needs one is refused."""
 
     def describe(self) -> dict[str, Any]:
-        return {"capabilities": {"structured_outputs": {"supported": True}}}
+        return {"capabilities": {"structured_outputs": {"supported": False}}}
 
 
 @pytest.fixture
-def schema_api() -> Iterator[RunningLocal]:
-    running = start_local(LocalConfig(), engine=_SchemaEngine())
+def no_schema_api() -> Iterator[RunningLocal]:
+    running = start_local(LocalConfig(), engine=_NoSchemaEngine())
     try:
         yield running
     finally:
         running.stop(wait=False)
 
 
-async def test_refusals_follow_the_engines_capabilities(schema_api: RunningLocal) -> None:
+@pytest.mark.parametrize("case", sorted(NEEDS_SCHEMAS))
+async def test_refusals_follow_the_engines_capabilities(
+    client: anthropic.AsyncAnthropic, no_schema_api: RunningLocal, case: str
+) -> None:
+    extra, field = NEEDS_SCHEMAS[case]
+    body = {"model": MODEL, "max_tokens": 100, "messages": user(PROMPT), **extra}
+    # The echo engine keeps to schemas (its entry says so): the request is answered.
+    entry = await client.models.retrieve(MODEL)
+    assert entry.capabilities is not None
+    assert entry.capabilities.structured_outputs.supported is True
+    message = await client.post("/v1/messages", body=body, cast_to=Message)
+    assert message.content and message.content[0].type in ("text", "tool_use")
+    # An engine whose entry says it cannot gets a 400 naming the field, never text.
     async with anthropic.AsyncAnthropic(
-        base_url=schema_api.base_url, api_key="k", max_retries=0
-    ) as client:
-        body, _ = _refused_body("structured outputs")
-        message = await client.post("/v1/messages", body=body, cast_to=Message)
-        assert text_of(message) == PROMPT
-        entry = await client.models.retrieve(MODEL)
+        base_url=no_schema_api.base_url, api_key="k", max_retries=0
+    ) as other:
+        entry = await other.models.retrieve(MODEL)
         assert entry.capabilities is not None
-        assert entry.capabilities.structured_outputs.supported is True
+        assert entry.capabilities.structured_outputs.supported is False
+        for stream in (False, True):
+            with pytest.raises(anthropic.BadRequestError) as info:
+                await other.post("/v1/messages", body={**body, "stream": stream},
+                                 cast_to=Message)
+            assert info.value.type == "invalid_request_error"
+            assert (info.value.api_message or "").startswith(field)
