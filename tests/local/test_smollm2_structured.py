@@ -214,3 +214,30 @@ async def test_a_schema_the_grammar_cannot_express_is_a_400(
             extra_body={"output_config": {"format": {"type": "json_schema",
                                                      "schema": schema}}})
     assert (info.value.api_message or "").startswith("output_config.format.schema: ")
+
+
+async def test_sdk_tool_runner_calls_the_tool(sdk: anthropic.AsyncAnthropic) -> None:
+    """The SDK's tool runner against the local API (``thread=False``: the runner's
+    server-side threads are a beta the local API does not keep)."""
+    calls: list[dict[str, str]] = []
+
+    @anthropic.beta_async_tool
+    async def get_weather(city: str, unit: str) -> str:
+        """Get the current weather in a city.
+
+        Args:
+            city: the city
+            unit: celsius or fahrenheit
+        """
+        calls.append({"city": city, "unit": unit})
+        return json.dumps({"city": city, "temperature": 21, "unit": unit})
+
+    runner = sdk.beta.messages.tool_runner(
+        model=MODEL, max_tokens=100, tools=[get_weather], tool_choice={"type": "any"},
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        max_iterations=2, thread=False)
+    stops = [message.stop_reason async for message in runner]
+    assert stops == ["tool_use", "tool_use"]
+    assert len(calls) == 2
+    for call in calls:
+        jsonschema.validate(call, get_weather.to_dict()["input_schema"])

@@ -100,7 +100,7 @@ class BatchDecoder:
     def __init__(
         self, model: Any, vocab: Any, *, slots: int = 16, slot_ctx: int = 2048,
         n_batch: int = 512, n_threads: int = 2, prefill_budget: int = 256,
-        idle_s: float = 30.0,
+        idle_s: float = 120.0,
     ) -> None:
         import llama_cpp
 
@@ -346,17 +346,15 @@ class BatchDecoder:
         ptr = self._ll.llama_get_logits_ith(self._kv.ctx, row)
         logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
         token = sample(logits, seq.params, seq.rng)
-        if seq.grammar is not None and not self.grammars.allows(seq.grammar, token):
-            allowed = self.grammars.masked(seq.grammar, logits)
-            if not np.isfinite(allowed).any():  # the grammar allows nothing: stop
+        if seq.grammar is not None:
+            token = self.grammars.pick(
+                seq.grammar, logits, token, lambda allowed: sample(allowed, seq.params, seq.rng))
+            if token < 0:  # the grammar allows nothing: stop
                 self._finish(seq)
                 return
-            token = sample(allowed, seq.params, seq.rng)
         if self._ll.llama_vocab_is_eog(self._vocab, token):
             self._finish(seq)
             return
-        if seq.grammar is not None:
-            self.grammars.accept(seq.grammar, token)
         seq.generated += 1
         self._send(seq, token)
         if seq.generated >= seq.params.max_tokens:

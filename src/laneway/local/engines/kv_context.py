@@ -4,7 +4,9 @@ The context holds the KV cache of every slot (~23 KB per token: 750 MB for 16 sl
 2,048 tokens) and the compute buffers; the weights live in the model, not here. An idle
 server needs none of it: the decoder creates the context when a request arrives and
 frees it after ``idle_s`` seconds without one, so a loaded, idle engine holds the
-weights only. Creating it again costs ~0.1-0.3 s on the next request.
+weights only. Creating it again costs the next request ~1 s on 2 busy cores (llama.cpp
+zeroes the whole cache): 185 MiB RSS idle instead of ~920 MiB, measured on
+``laneway local``.
 """
 
 from __future__ import annotations

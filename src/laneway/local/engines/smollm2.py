@@ -151,7 +151,8 @@ class SmolLM2Engine:
     wait for a free slot. ``slots``, ``slot_ctx`` and ``n_threads`` default to
     ``$LANEWAY_SMOLLM2_SLOTS`` (16), ``$LANEWAY_SMOLLM2_SLOT_CTX`` (2048) and
     ``$LANEWAY_SMOLLM2_THREADS`` (2). The KV cache exists while requests run and
-    ``idle_s`` seconds more (``$LANEWAY_SMOLLM2_IDLE_S``, 30).
+    ``idle_s`` seconds more (``$LANEWAY_SMOLLM2_IDLE_S``, 120): making it again takes
+    ~1 s (llama.cpp zeroes the whole cache), so a pause in a chat should not cost that.
 
     A request that sets none of temperature / top_p / top_k samples at temperature 0.2
     and top_p 0.9, as the model card recommends: at the API's default temperature of
@@ -166,7 +167,7 @@ class SmolLM2Engine:
                  idle_s: float | None = None) -> None:
         self.slots = slots or _env_int("LANEWAY_SMOLLM2_SLOTS", 16)
         self.slot_ctx = slot_ctx or _env_int("LANEWAY_SMOLLM2_SLOT_CTX", 2048)
-        self.idle_s = idle_s if idle_s is not None else _env_int("LANEWAY_SMOLLM2_IDLE_S", 30)
+        self.idle_s = idle_s if idle_s is not None else _env_int("LANEWAY_SMOLLM2_IDLE_S", 120)
         self.n_batch = n_batch
         self.n_threads = n_threads or _env_int("LANEWAY_SMOLLM2_THREADS", 2)
         self._lock = threading.Lock()
