@@ -6,10 +6,12 @@ so every entry states what that engine can do: ``capabilities`` (no thinking: a
 ``thinking`` request is accepted and ignored, hence ``thinking.supported`` false with
 the accepted ``types`` true), ``max_input_tokens`` and ``max_tokens``.
 
-An engine describes itself with an optional ``describe()`` returning a dict merged into
-the entries: its own entry takes every key (``id``, ``display_name``, ``created_at``...),
+An engine describes itself with ``describe()`` returning a dict merged into the
+entries: its own entry takes every key (``id``, ``display_name``, ``created_at``...),
 the Claude entries take what is about the engine (limits and ``capabilities``, merged
-key by key). :func:`capabilities_of` is what the request validation consults.
+key by key). Nothing is sent that the SDK's ``ModelInfo`` does not declare: an engine's
+sampling defaults are stated in its own ``display_name``. :func:`capabilities_of` is
+what the request validation consults.
 
 Listing is newest first (by ``created_at``, then id), paged by ``limit``, ``after_id``
 and ``before_id`` like the API's other lists.
