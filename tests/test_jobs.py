@@ -44,6 +44,17 @@ def test_batch_form_keeps_params_and_fills_gaps(tmp_path: Path) -> None:
     assert jobs[0].params["system"] == "Be brief."
 
 
+def test_system_role_messages_pass_through(tmp_path: Path) -> None:
+    """SDK 2.x's ``SystemMessageParam``: a system-role message mid-conversation."""
+    messages = [{"role": "user", "content": "hi"},
+                {"role": "system", "content": [{"type": "text", "text": "Be terse."}]},
+                {"role": "user", "content": "again"}]
+    line = {"custom_id": "s-1", "params": {"messages": messages}}
+    jobs = list(read_jobs(write(tmp_path, [json.dumps(line)]), defaults=DEFAULTS))
+    assert isinstance(jobs[0], Job)
+    assert jobs[0].params["messages"] == messages
+
+
 @pytest.mark.parametrize(("line", "field", "reason"), [
     ('{"id": "a", "prompt": "x"', None, "invalid JSON"),
     ('[1, 2]', None, "expected a JSON object"),
@@ -54,7 +65,7 @@ def test_batch_form_keeps_params_and_fills_gaps(tmp_path: Path) -> None:
     ('{"id": "a", "prompt": "x", "colour": "red"}', "colour", "unknown field"),
     ('{"custom_id": "a", "params": {"messages": []}}', "params.messages", "non-empty list"),
     ('{"custom_id": "a", "params": {"messages": [{"role": "bot", "content": "x"}]}}',
-     "params.messages.0.role", "'user' or 'assistant'"),
+     "params.messages.0.role", "'user', 'assistant' or 'system'"),
     ('{"custom_id": "a", "params": "hi"}', "params", "object"),
     ('{"custom_id": "a", "params": {"messages": [{"role": "user", "content": "x"}], '
      '"stream": true}}', "params.stream", "streaming"),

@@ -54,6 +54,16 @@ def test_cache_tokens() -> None:
     assert cost_usd("claude-haiku-4-5", usage, batch=True) == pytest.approx(expected / 2)
 
 
+def test_service_tier_batch_gets_the_batch_price() -> None:
+    """Usage says which tier served it: a batch result is half price whoever prices it."""
+    api = {"input_tokens": 1_000_000, "output_tokens": 1_000_000, "service_tier": "batch"}
+    assert Usage.from_api(api).service_tier == "batch"
+    assert cost_usd("claude-sonnet-5", Usage.from_api(api)) == pytest.approx(6.0)
+    standard = Usage.from_api({**api, "service_tier": "standard"})
+    assert cost_usd("claude-sonnet-5", standard) == pytest.approx(12.0)
+    assert cost_usd("claude-sonnet-5", standard, batch=True) == pytest.approx(6.0)
+
+
 def test_unknown_model_is_never_zero() -> None:
     with pytest.raises(UnknownModelError, match="claude-imaginary-9"):
         cost_usd("claude-imaginary-9", Usage(input_tokens=10))

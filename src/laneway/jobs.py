@@ -100,8 +100,8 @@ def _check_params(params: dict[str, Any], err: Any) -> None:
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
             raise err("must be an object with role and content", f"params.messages.{i}")
-        if msg.get("role") not in ("user", "assistant"):
-            raise err("must be 'user' or 'assistant'", f"params.messages.{i}.role")
+        if msg.get("role") not in ("user", "assistant", "system"):
+            raise err("must be 'user', 'assistant' or 'system'", f"params.messages.{i}.role")
         if not isinstance(msg.get("content"), str | list):
             raise err("must be a string or a list of content blocks",
                       f"params.messages.{i}.content")

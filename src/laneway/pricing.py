@@ -116,6 +116,8 @@ class Usage:
     cache_read_input_tokens: int = 0
     #: Of the cache writes, those with a 1 h lifetime (the rest are 5 min).
     cache_creation_1h_tokens: int = 0
+    #: The tier that served the request (``standard``, ``priority``, ``batch``), if said.
+    service_tier: str | None = None
 
     @classmethod
     def from_api(cls, usage: dict[str, Any] | None) -> Usage:
@@ -128,11 +130,13 @@ class Usage:
             cache_creation_input_tokens=int(usage.get("cache_creation_input_tokens") or 0),
             cache_read_input_tokens=int(usage.get("cache_read_input_tokens") or 0),
             cache_creation_1h_tokens=int(creation.get("ephemeral_1h_input_tokens") or 0),
+            service_tier=usage.get("service_tier") or None,
         )
 
 
 def cost_usd(model: str, usage: Usage, *, batch: bool = False) -> float:
-    """The cost of ``usage`` on ``model``; ``batch=True`` applies the batch discount."""
+    """The cost of ``usage`` on ``model``; ``batch=True``, or usage served in the
+    ``batch`` tier, applies the batch discount."""
     p = price_of(model)
     write_1h = min(usage.cache_creation_1h_tokens, usage.cache_creation_input_tokens)
     write_5m = usage.cache_creation_input_tokens - write_1h
@@ -143,4 +147,4 @@ def cost_usd(model: str, usage: Usage, *, batch: bool = False) -> float:
         + write_1h * p.cache_write_1h
         + usage.cache_read_input_tokens * p.cache_read
     ) / 1_000_000
-    return total * BATCH_DISCOUNT if batch else total
+    return total * BATCH_DISCOUNT if batch or usage.service_tier == "batch" else total

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
 from anthropic.types import Message, MessageParam
 from anthropic.types.messages import MessageBatch
+
+from laneway.local.engines import EchoEngine, Prompt, SamplingParams
 
 MODEL = "claude-sonnet-5"
 #: The echo engine answers with the last user turn; this one is 10 tokens long.
@@ -63,3 +66,19 @@ async def raw_sse(
             assert line == "", f"unexpected SSE line {line!r}"
     assert name is None, "the stream ended after an event line"
     return events, lines
+
+
+class RecordingEngine(EchoEngine):
+    """The echo engine, keeping every prompt and sampling it was asked to generate with
+    (plug it in with ``start_local(config, engine=RecordingEngine())``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompts: list[Prompt] = []
+        self.sampling: list[SamplingParams] = []
+
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[str]:
+        self.prompts.append(prompt)
+        self.sampling.append(params)
+        async for token in super().generate(prompt, params):
+            yield token

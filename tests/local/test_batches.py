@@ -10,6 +10,10 @@ import anthropic
 import httpx2
 import pytest
 
+from laneway.errors import ConfigError
+from laneway.local import LocalConfig, RunningLocal
+from laneway.local.app import create_app
+
 from .helpers import MODEL, PROMPT, text_of, user, wait_ended
 
 DAY = timedelta(hours=24)
@@ -250,3 +254,33 @@ async def test_at_most_100_000_requests(client: anthropic.AsyncAnthropic) -> Non
     # Each of these ``params`` is invalid: whatever ran before the cancel errored.
     assert counts.errored + counts.canceled == 100_000
     assert counts.canceled > 0
+
+
+async def test_results_url_ignores_the_host_header(
+    client: anthropic.AsyncAnthropic, local_api: RunningLocal
+) -> None:
+    """Behind a proxy the request's Host is the proxy's upstream view; ``results_url``
+    is built from the address the server listens on instead."""
+    batch = await client.messages.batches.create(requests=[request("r")])  # type: ignore[list-item]
+    await wait_ended(client, batch.id)
+    proxied = await client.messages.batches.retrieve(
+        batch.id, extra_headers={"host": "upstream.invalid:9999"})
+    assert proxied.results_url == (
+        f"{local_api.base_url}/v1/messages/batches/{batch.id}/results")
+    listed = await client.messages.batches.list(extra_headers={"host": "upstream.invalid:9999"})
+    assert listed.data[0].results_url == proxied.results_url
+
+
+@pytest.mark.local_config(public_url="http://proxy.invalid:8443/anthropic/")
+async def test_results_url_is_built_on_the_public_url(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    batch = await client.messages.batches.create(requests=[request("r")])  # type: ignore[list-item]
+    ended = await wait_ended(client, batch.id)
+    assert ended.results_url == (
+        f"http://proxy.invalid:8443/anthropic/v1/messages/batches/{batch.id}/results")
+
+
+def test_public_url_without_a_scheme_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="--public-url"):
+        create_app(LocalConfig(public_url="proxy:8443"))

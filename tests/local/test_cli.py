@@ -62,6 +62,17 @@ def test_bad_fault_spec_is_a_one_line_error() -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_public_url_without_scheme_is_a_one_line_error() -> None:
+    done = subprocess.run(
+        [LANEWAY, "local", "--engine", "echo", "--port", str(free_port()),
+         "--public-url", "proxy.internal:8443"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 2
+    assert "--public-url" in done.stderr and "proxy.internal:8443" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_help_states_the_smollm2_sampling_defaults() -> None:
     done = subprocess.run([LANEWAY, "local", "--help"], capture_output=True, text=True,
                           timeout=30, env={**os.environ, "COLUMNS": "100"})

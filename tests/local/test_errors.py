@@ -108,7 +108,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("max_tokens 0", {**GOOD, "max_tokens": 0}, "max_tokens:"),
     ("max_tokens text", {**GOOD, "max_tokens": "ten"}, "max_tokens:"),
     ("empty messages", {**GOOD, "messages": []}, "messages:"),
-    ("bad role", {**GOOD, "messages": [{"role": "system", "content": "hi"}]},
+    ("bad role", {**GOOD, "messages": [{"role": "tool", "content": "hi"}]},
      "messages.0.role:"),
     ("no content", {**GOOD, "messages": [{"role": "user"}]}, "messages.0.content: Field"),
     ("text block without text",

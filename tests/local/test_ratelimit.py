@@ -42,17 +42,69 @@ async def test_headers_are_present_and_consistent(client: anthropic.AsyncAnthrop
     in_limit, in_left, in_reset = ratelimit(raw.headers, "input-tokens")
     out_limit, out_left, out_reset = ratelimit(raw.headers, "output-tokens")
     assert (in_limit, out_limit) == (30_000, 8_000)
-    # Token counts are rounded down to thousands.
-    assert in_left == (30_000 - message.usage.input_tokens) // 1000 * 1000 == 29_000
-    assert out_left == (8_000 - message.usage.output_tokens) // 1000 * 1000 == 7_000
+    # Token counts are exact (not rounded down to thousands, which made 5 used of 30,000
+    # read 29,000). The buckets refill continuously: at most a token or two came back.
+    assert 0 <= in_left - (30_000 - message.usage.input_tokens) <= 2
+    assert 0 <= out_left - (8_000 - message.usage.output_tokens) <= 2
+    assert in_left % 1000 and out_left % 1000
     assert before <= in_reset <= after + 60 and before <= out_reset <= after + 60
 
-    # "tokens" describes the more depleted token bucket: here the output one.
-    assert ratelimit(raw.headers, "tokens")[:2] == (out_limit, out_left)
+    # "tokens" describes the most restrictive token bucket: here the output one.
+    assert ratelimit(raw.headers, "tokens") == (out_limit, out_left, out_reset)
 
     second = await client.messages.with_raw_response.create(
         model=MODEL, max_tokens=100, messages=user(PROMPT))
     assert ratelimit(second.headers, "requests")[1] == 48
+
+
+@pytest.mark.local_config(itpm=30_000, otpm=1_000)
+async def test_tokens_headers_describe_the_bucket_with_fewest_remaining(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    """A long prompt empties a larger share of the input bucket, but the output bucket
+    still has fewer tokens left: ``tokens-*`` describe the output bucket, all three
+    headers from it, on every response."""
+    long_prompt = " ".join(["word"] * 600)
+    for _ in range(3):
+        raw = await client.messages.with_raw_response.create(
+            model=MODEL, max_tokens=3, messages=user(long_prompt))
+        limit_in, left_in, _ = ratelimit(raw.headers, "input-tokens")
+        out = ratelimit(raw.headers, "output-tokens")
+        assert left_in / limit_in < out[1] / out[0]  # input is the more depleted share
+        assert left_in > out[1]  # ... but output has fewer tokens left
+        assert ratelimit(raw.headers, "tokens") == out
+
+
+@pytest.mark.local_config(rpm=2)
+async def test_retry_after_is_the_buckets_refill_time(client: anthropic.AsyncAnthropic) -> None:
+    """2 RPM: one request comes back every 30 s, so the third request is told 30."""
+    for _ in range(2):
+        await client.messages.create(model=MODEL, max_tokens=5, messages=user("hi"))
+    with pytest.raises(anthropic.RateLimitError) as info:
+        await client.messages.create(model=MODEL, max_tokens=5, messages=user("hi"))
+    headers = info.value.response.headers
+    assert headers["retry-after"] == "30"
+    _, remaining, reset = ratelimit(headers, "requests")
+    assert remaining == 0
+    assert 59 <= reset - time.time() <= 60.5  # full again after two refills
+
+
+@pytest.mark.local_config(rpm=60)
+async def test_waiting_retry_after_is_enough(client: anthropic.AsyncAnthropic) -> None:
+    """60 RPM refills one request a second: after a 429, waiting ``retry-after`` seconds
+    (rounded up, never down) is enough for the next request to pass."""
+    sent = 0
+    while True:  # drain the starting burst (60, and what refills meanwhile)
+        try:
+            await client.messages.create(model=MODEL, max_tokens=1, messages=user("hi"))
+        except anthropic.RateLimitError as err:
+            retry_after = int(err.response.headers["retry-after"])
+            break
+        sent += 1
+    assert sent >= 60
+    assert retry_after == 1
+    await asyncio.sleep(retry_after)
+    await client.messages.create(model=MODEL, max_tokens=1, messages=user("hi"))
 
 
 @pytest.mark.local_config(rpm=50, itpm=30_000, otpm=8_000)
@@ -113,7 +165,8 @@ async def test_input_tokens_bucket(client: anthropic.AsyncAnthropic) -> None:
     retry_after = int(info.value.response.headers["retry-after"])
     # 63 tokens needed, 37 left, 100/60 tokens a second come back: about 16 s.
     assert 10 <= retry_after <= 20
-    assert ratelimit(info.value.response.headers, "input-tokens")[1] == 0
+    # Exactly what is left (it read 0 when rounded down to thousands).
+    assert ratelimit(info.value.response.headers, "input-tokens")[1] in (37, 38)
 
 
 @pytest.mark.local_config(otpm=5)

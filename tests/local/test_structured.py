@@ -177,10 +177,16 @@ async def test_a_prompt_longer_than_the_context_is_a_400(
 
 
 async def test_models_lists_the_engine(client: anthropic.AsyncAnthropic) -> None:
-    page = await client.models.list()
-    [model] = page.data
-    assert model.id == "echo" and model.type == "model"
+    page = await client.models.list(limit=1000)
+    [model] = [m for m in page.data if m.id == "echo"]
+    assert model.type == "model"
     assert (await client.models.retrieve("echo")).id == "echo"
+    # Its limits and what it does, on its own entry and on the Claude ids it serves.
+    window = EchoEngine.context_window
+    for entry in (model, await client.models.retrieve(MODEL)):
+        assert (entry.max_input_tokens, entry.max_tokens) == (window - 1, window - 1)
+        assert entry.capabilities is not None
+        assert entry.capabilities.structured_outputs.supported is True
     with pytest.raises(anthropic.NotFoundError):
         await client.models.retrieve("claude-nothing")
 

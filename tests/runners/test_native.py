@@ -58,6 +58,10 @@ async def test_native_results_have_realtime_form_and_half_the_cost(
     native_rows, rt_rows = read_output(tmp_path / "native.jsonl"), read_output(tmp_path / "rt.jsonl")
     assert [r["custom_id"] for r in native_rows] == [r["custom_id"] for r in rt_rows]
     assert native_rows[1]["custom_id"] == "x" * 80
+    # The same results, but for the tier that served them (a batch's are "batch").
+    tiers = [{r["result"]["message"]["usage"].pop("service_tier") for r in rows}
+             for rows in (native_rows, rt_rows)]
+    assert tiers == [{"batch"}, {"standard"}]
     assert [strip_ids(r) for r in native_rows] == [strip_ids(r) for r in rt_rows]
     assert (nat.mode, nat.succeeded, nat.pending) == ("native", 25, 0)
     # Three batches (10 + 10 + 5), each job sent once.

@@ -1,8 +1,9 @@
 """The local Anthropic-compatible API: a FastAPI app that speaks the wire format exactly.
 
-Routes: ``POST /v1/messages`` (plain and SSE), ``POST /v1/messages/count_tokens`` and the
-Message Batches calls. Every answer carries a ``request-id`` header; errors carry the
-API's error body; rate-limit headers come on every answer when limits are set.
+Routes: ``POST /v1/messages`` (plain and SSE), ``POST /v1/messages/count_tokens``,
+``GET /v1/models`` and the Message Batches calls. Every answer carries a ``request-id``
+header; errors carry the API's error body; rate-limit headers come on every answer when
+limits are set.
 """
 
 from __future__ import annotations
@@ -23,16 +24,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from laneway.errors import ConfigError
 from laneway.local import models, structured
 from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_requests
+from laneway.local.cache import CacheUsage, PromptCache
 from laneway.local.completions import Completions
 from laneway.local.config import LocalConfig
 from laneway.local.engines import Engine, make_engine
 from laneway.local.faults import Fault, FaultPlan
-from laneway.local.generation import Outcome, check_request, complete, generate, message_json
+from laneway.local.generation import (
+    Outcome,
+    check_request,
+    complete,
+    delta_usage,
+    generate,
+    message_json,
+)
 from laneway.local.ratelimit import RateLimiter
 from laneway.local.validation import MessageParams, validate_count_tokens, validate_message
-from laneway.local.wire import APIError, error_response, new_id
+from laneway.local.wire import APIError, check_version, error_response, new_id
 
 MESSAGES_MAX_BYTES = 32 * 1024 * 1024
 
@@ -107,11 +117,15 @@ class LocalAPI:
             config.engine, ttft_ms=config.ttft_ms, token_ms=config.token_ms
         )
         self.limits = RateLimiter(rpm=config.rpm, itpm=config.itpm, otpm=config.otpm)
+        public = config.public_url
+        if public is not None and not public.startswith(("http://", "https://")):
+            raise ConfigError(f"--public-url: {public!r} must start with http:// or https://")
         self.faults = FaultPlan.parse(
             config.faults, seed=config.seed, retry_after_s=config.fault_retry_after_s
         )
+        self.cache = PromptCache(time_scale=config.cache_time_scale)
         self.batches = BatchStore(
-            self.engine, time_scale=config.batch_time_scale,
+            self.engine, cache=self.cache, time_scale=config.batch_time_scale,
             concurrency=config.batch_concurrency, min_s=config.batch_min_s, seed=config.seed,
         )
         #: Counters a test or benchmark can read: requests by outcome.
@@ -121,6 +135,8 @@ class LocalAPI:
 
     # -- request plumbing ------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
+        """Check what every call carries: ``anthropic-version``, and the key when set."""
+        check_version(request.headers.get("anthropic-version"))
         if self.config.api_key is None:
             return
         key = request.headers.get("x-api-key")
@@ -173,23 +189,28 @@ class LocalAPI:
     async def messages(self, request: Request, request_id: str) -> Response:
         self.check_auth(request)
         body = await self.read_json(request, MESSAGES_MAX_BYTES)
-        params = validate_message(body)
+        params = validate_message(body, capabilities=models.capabilities_of(self.engine))
         self.stats["requests"] += 1
         fault = self.faults.draw(request.headers.get("x-laneway-fault"))
         self.immediate_fault(fault)
-        input_tokens = self.engine.count_tokens(params.prompt)
-        check_request(self.engine, params, input_tokens)
+        total_tokens = self.engine.count_tokens(params.prompt)
+        check_request(self.engine, params, total_tokens)
+        plan = self.cache.plan(params.model, params.breakpoints, total_tokens,
+                               self.engine.count_tokens)
+        cached = plan.usage
+        input_tokens = cached.input_tokens
         try:
-            self.limits.admit(input_tokens)
+            self.limits.admit(cached.rate_limited_tokens)  # cache reads do not count
         except APIError:
             self.stats["rate_limited"] += 1
             raise
+        self.cache.commit(plan)
         headers = {"request-id": request_id, **self.limits.headers()}
         kind = fault.kind if fault else None
         if kind is not None:
             self.stats["faults"] += 1
         if params.stream:
-            events = self.stream_events(params, input_tokens, kind)
+            events = self.stream_events(params, input_tokens, kind, cache=cached)
             return EventSourceResponse(events, headers=headers, ping=3600, sep="\n")
         if kind == "midstream":
             raise APIError("overloaded_error", "Overloaded")
@@ -198,7 +219,7 @@ class LocalAPI:
             raise APIError("api_error", "the request stalled")
         message, outcome = await complete(
             self.engine, params, msg_id=new_id("msg"), input_tokens=input_tokens,
-            seed=self.config.seed,
+            seed=self.config.seed, cache=cached,
         )
         self.limits.record_output(outcome.output_tokens)
         headers.update(self.limits.headers())
@@ -220,12 +241,13 @@ class LocalAPI:
         return StreamingResponse(cut(), media_type="application/json", headers=headers)
 
     async def stream_events(
-        self, params: MessageParams, input_tokens: int, fault: str | None
+        self, params: MessageParams, input_tokens: int, fault: str | None, *,
+        cache: CacheUsage | None = None,
     ) -> AsyncIterator[ServerSentEvent]:
         msg_id = new_id("msg")
         yield _sse({"type": "message_start",
                     "message": message_json(msg_id=msg_id, model=params.model, outcome=None,
-                                            input_tokens=input_tokens)})
+                                            input_tokens=input_tokens, cache=cache)})
         if fault == "stall":
             waited = 0.0
             while waited < self.config.stall_s:
@@ -265,7 +287,7 @@ class LocalAPI:
         yield _sse({"type": "message_delta",
                     "delta": {"stop_reason": outcome.stop_reason,
                               "stop_sequence": outcome.stop_sequence},
-                    "usage": {"output_tokens": outcome.output_tokens}})
+                    "usage": delta_usage(input_tokens, outcome.output_tokens, cache=cache)})
         yield _sse({"type": "message_stop"})
         self.stats["ok"] += 1
 
@@ -324,7 +346,6 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
         return error_response(err, rid)
 
     app.add_middleware(RequestIdMiddleware, limits=api.limits)
-    models.register(app, api)
 
     @app.post("/v1/messages")
     async def messages(request: Request) -> Response:
@@ -333,6 +354,22 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
     @app.post("/v1/messages/count_tokens")
     async def count_tokens(request: Request) -> dict[str, int]:
         return await api.count_tokens(request)
+
+    @app.get("/v1/models")
+    async def list_models(
+        request: Request, limit: int = 20, after_id: str | None = None,
+        before_id: str | None = None,
+    ) -> dict[str, Any]:
+        api.check_auth(request)
+        q = request.query_params  # the SDK sends a list as ``lifecycle[]=...``
+        stages = q.getlist("lifecycle[]") + q.getlist("lifecycle")
+        return models.page(api.engine, limit=limit, after_id=after_id, before_id=before_id,
+                           lifecycle=stages)
+
+    @app.get("/v1/models/{model_id}")
+    async def get_model(request: Request, model_id: str) -> dict[str, Any]:
+        api.check_auth(request)
+        return models.retrieve(api.engine, model_id)
 
     @app.get("/v1/laneway/completions")
     async def completions(request: Request) -> dict[str, Any]:
@@ -387,4 +424,17 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """Base of ``results_url``: the configured public URL, else the listen address."""
+    public: str | None = request.app.state.local.config.public_url
+    return (public or _listen_url(request)).rstrip("/")
+
+
+def _listen_url(request: Request) -> str:
+    """The address this server listens on, as the connection arrived at it (the socket's,
+    not the Host header's: a proxy's Host would send clients around the proxy)."""
+    server = request.scope.get("server")
+    if not server or server[1] is None:
+        return str(request.base_url).rstrip("/")  # a Unix socket: nothing better
+    host, port = server
+    host = f"[{host}]" if ":" in host else host
+    return f"{request.url.scheme}://{host}:{port}"

@@ -16,9 +16,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from laneway.local.cache import PromptCache
 from laneway.local.engines.base import Engine
 from laneway.local.faults import FaultPlan
 from laneway.local.generation import check_request, complete
+from laneway.local.models import capabilities_of
 from laneway.local.validation import validate_message
 from laneway.local.wire import APIError, error_body, new_id, rfc3339
 
@@ -112,8 +114,11 @@ class BatchStore:
     def __init__(
         self, engine: Engine, *, time_scale: float = 1.0, concurrency: int = 4,
         min_s: float = 0.0, seed: int = 0, faults: FaultPlan | None = None,
+        cache: PromptCache | None = None,
     ) -> None:
         self.engine = engine
+        #: Batch requests read and write the server's prompt cache too.
+        self.cache = cache or PromptCache()
         self.time_scale = time_scale
         self.concurrency = concurrency
         self.min_s = min_s
@@ -224,12 +229,16 @@ class BatchStore:
                                   "error": error_body(error_type, text, new_id("req"))})
             return
         try:
-            parsed = validate_message(params, in_batch=True)
-            input_tokens = self.engine.count_tokens(parsed.prompt)
-            check_request(self.engine, parsed, input_tokens)
+            parsed = validate_message(
+                params, in_batch=True, capabilities=capabilities_of(self.engine))
+            total_tokens = self.engine.count_tokens(parsed.prompt)
+            check_request(self.engine, parsed, total_tokens)
+            plan = self.cache.plan(parsed.model, parsed.breakpoints, total_tokens,
+                                   self.engine.count_tokens)
+            self.cache.commit(plan)
             message, _ = await complete(
-                self.engine, parsed, msg_id=new_id("msg"), input_tokens=input_tokens,
-                seed=self.seed,
+                self.engine, parsed, msg_id=new_id("msg"), input_tokens=plan.usage.input_tokens,
+                seed=self.seed, service_tier="batch", cache=plan.usage,
             )
         except APIError as err:
             body = error_body(err.error_type, err.message, new_id("req"))

@@ -29,3 +29,8 @@ class LocalConfig:
     batch_concurrency: int = 4
     #: A batch stays in progress at least this long (to test clients that poll).
     batch_min_s: float = 0.0
+    #: Shrinks prompt-cache lifetimes (5 min, 1 h): 0.001 makes 5 min 0.3 s.
+    cache_time_scale: float = 1.0
+    #: Base URL clients reach the server at (``results_url`` is built on it), e.g. a
+    #: proxy's. ``None``: the address the server listens on, never a request's Host.
+    public_url: str | None = None

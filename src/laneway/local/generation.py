@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laneway.local import structured
+from laneway.local.cache import CacheUsage
 from laneway.local.engines.base import ContextWindowFull, Engine, SamplingParams
 from laneway.local.validation import MessageParams
 from laneway.local.wire import APIError
@@ -116,17 +117,41 @@ async def generate(
             outcome.stop_reason = "tool_use"
 
 
-def usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def usage(
+    input_tokens: int, output_tokens: int, *, service_tier: str = "standard",
+    cache: CacheUsage | None = None,
+) -> dict[str, Any]:
+    """A Message's full ``usage`` (the SDK's ``Usage``); ``input_tokens`` are the plain
+    ones, ``cache`` the prompt cache's reads and writes."""
+    cache = cache or CacheUsage(input_tokens)
     return {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": cache.written,
+        "cache_read_input_tokens": cache.read,
+        "cache_creation": {"ephemeral_5m_input_tokens": cache.write_5m,
+                           "ephemeral_1h_input_tokens": cache.write_1h},
+        "service_tier": service_tier,
+    }
+
+
+def delta_usage(
+    input_tokens: int, output_tokens: int, *, cache: CacheUsage | None = None
+) -> dict[str, Any]:
+    """``message_delta``'s usage: cumulative counts, input ones included (LangChain reads
+    input usage only from here)."""
+    cache = cache or CacheUsage(input_tokens)
+    return {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": cache.written,
+        "cache_read_input_tokens": cache.read,
+        "output_tokens": output_tokens,
     }
 
 
 def message_json(
-    *, msg_id: str, model: str, outcome: Outcome | None, input_tokens: int
+    *, msg_id: str, model: str, outcome: Outcome | None, input_tokens: int,
+    service_tier: str = "standard", cache: CacheUsage | None = None,
 ) -> dict[str, Any]:
     """A Message object; with ``outcome=None``, the empty one of ``message_start``."""
     return {
@@ -137,12 +162,14 @@ def message_json(
         "model": model,
         "stop_reason": None if outcome is None else outcome.stop_reason,
         "stop_sequence": None if outcome is None else outcome.stop_sequence,
-        "usage": usage(input_tokens, 1 if outcome is None else outcome.output_tokens),
+        "usage": usage(input_tokens, 1 if outcome is None else outcome.output_tokens,
+                       service_tier=service_tier, cache=cache),
     }
 
 
 async def complete(
-    engine: Engine, params: MessageParams, *, msg_id: str, input_tokens: int, seed: int = 0
+    engine: Engine, params: MessageParams, *, msg_id: str, input_tokens: int, seed: int = 0,
+    service_tier: str = "standard", cache: CacheUsage | None = None,
 ) -> tuple[dict[str, Any], Outcome]:
     """Generate the whole answer and return the Message object."""
     outcome = Outcome()
@@ -150,6 +177,6 @@ async def complete(
         pass
     return (
         message_json(msg_id=msg_id, model=params.model, outcome=outcome,
-                     input_tokens=input_tokens),
+                     input_tokens=input_tokens, service_tier=service_tier, cache=cache),
         outcome,
     )

@@ -6,6 +6,11 @@ A request is admitted when the requests bucket holds one request, the input buck
 its input tokens (or is full, so a request larger than the whole bucket still passes
 once it is full), and the output bucket is not in debt. Output tokens are taken when
 they are generated, which can put the output bucket into debt until it refills.
+
+Headers: ``remaining`` is exact (whole units, never rounded to thousands); ``reset`` is
+when the bucket is full again; ``anthropic-ratelimit-tokens-*`` all describe the token
+bucket with the fewest tokens left. A 429's ``retry-after`` is the time until the
+blocking bucket holds what the request needs, rounded up to whole seconds.
 """
 
 from __future__ import annotations
@@ -41,6 +46,11 @@ class Bucket:
         """Seconds until the bucket holds ``amount`` (capped at a full bucket)."""
         need = min(amount, float(self.limit_per_min)) - self.level
         return max(0.0, need / self.rate_per_s)
+
+    @property
+    def remaining(self) -> int:
+        """Whole units the bucket holds now (0 when in debt)."""
+        return max(0, math.floor(self.level))
 
     def seconds_until_full(self) -> float:
         return max(0.0, (self.limit_per_min - self.level) / self.rate_per_s)
@@ -119,23 +129,25 @@ class RateLimiter:
         wall = self.wall_clock()
         out: dict[str, str] = {}
 
-        def put(name: str, b: Bucket, *, tokens: bool) -> None:
-            remaining = max(0, math.floor(b.level))
-            if tokens:
-                remaining = remaining // 1000 * 1000
+        def put(name: str, b: Bucket) -> None:
+            # Exact, not rounded to thousands: a small limit must not read as empty.
             out[f"anthropic-ratelimit-{name}-limit"] = str(b.limit_per_min)
-            out[f"anthropic-ratelimit-{name}-remaining"] = str(remaining)
+            out[f"anthropic-ratelimit-{name}-remaining"] = str(b.remaining)
             out[f"anthropic-ratelimit-{name}-reset"] = str(rfc3339(wall + b.seconds_until_full()))
 
         if self.requests is not None:
-            put("requests", self.requests, tokens=False)
+            put("requests", self.requests)
         if self.input is not None:
-            put("input-tokens", self.input, tokens=True)
+            put("input-tokens", self.input)
         if self.output is not None:
-            put("output-tokens", self.output, tokens=True)
-        # "tokens" is whichever token bucket is the more depleted.
-        token_buckets = [b for b in (self.input, self.output) if b is not None]
-        if token_buckets:
-            tightest = min(token_buckets, key=lambda b: b.level / b.limit_per_min)
-            put("tokens", tightest, tokens=True)
+            put("output-tokens", self.output)
+        tightest = self.most_restrictive()
+        if tightest is not None:
+            put("tokens", tightest)
         return out
+
+    def most_restrictive(self) -> Bucket | None:
+        """The token bucket ``anthropic-ratelimit-tokens-*`` describe: the one with the
+        fewest tokens remaining (the smaller limit on a tie), all three headers from it."""
+        buckets = [b for b in (self.input, self.output) if b is not None]
+        return min(buckets, key=lambda b: (b.remaining, b.limit_per_min), default=None)

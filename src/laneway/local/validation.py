@@ -1,19 +1,25 @@
 """Validate Messages API bodies the way the API does, naming the field that is wrong.
 
 The result is a :class:`MessageParams`: the fields the local API acts on, with the
-conversation reduced to text for the engine.
+conversation reduced to text for the engine. A ``system``-role message (SDK 2.x's
+``SystemMessageParam``: text only) stays a ``system`` turn at its place in the
+conversation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from laneway.local.cache import Breakpoint
 from laneway.local.engines.base import Prompt
+from laneway.local.models import local_capabilities
 from laneway.local.structured import OutputSpec, instructed, parse_output
+from laneway.local.unsupported import check_supported
 from laneway.local.wire import APIError, invalid
 
-_ROLES = ("user", "assistant")
+_ROLES = ("user", "assistant", "system")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +32,8 @@ class MessageParams:
     top_p: float | None
     top_k: int | None
     stream: bool
+    #: The prompt's ``cache_control`` markers, in prompt order.
+    breakpoints: tuple[Breakpoint, ...] = ()
     #: Whether the request set any of temperature / top_p / top_k (if not, the engine's
     #: own sampling defaults apply).
     sampling_set: bool = False
@@ -63,6 +71,12 @@ def _block_text(block: object, field: str) -> str:
         raise invalid(f"{field}.content", "Input should be a valid string or list")
     if kind == "tool_use":
         return str(block.get("input", ""))
+    source = block.get("source")
+    if kind == "document" and isinstance(source, dict) and source.get("type") == "text":
+        data = source.get("data")
+        if not isinstance(data, str):
+            raise invalid(f"{field}.source.data", "Input should be a valid string")
+        return data
     # Images, documents, thinking: nothing the engines read as text.
     return ""
 
@@ -73,6 +87,15 @@ def _content_text(content: object, field: str) -> str:
     if isinstance(content, list):
         return "".join(_block_text(b, f"{field}.{i}") for i, b in enumerate(content))
     raise invalid(field, "Input should be a valid string or a list of content blocks")
+
+
+def _system_text(content: object, field: str) -> str:
+    """A system prompt's text: a string or text blocks, nothing else."""
+    if isinstance(content, list):
+        for i, block in enumerate(content):
+            if isinstance(block, dict) and block.get("type") != "text":
+                raise invalid(f"{field}.{i}.type", "Input should be 'text'")
+    return _content_text(content, field)
 
 
 def _prompt(body: dict[str, Any]) -> Prompt:
@@ -92,15 +115,60 @@ def _prompt(body: dict[str, Any]) -> Prompt:
         if role is None:
             raise invalid(f"{field}.role", "Field required")
         if role not in _ROLES:
-            raise invalid(f"{field}.role", "Input should be 'user' or 'assistant'")
+            raise invalid(f"{field}.role", "Input should be 'user', 'assistant' or 'system'")
         if "content" not in msg:
             raise invalid(f"{field}.content", "Field required")
-        turns.append((role, _content_text(msg["content"], f"{field}.content")))
+        if role == "system":
+            turns.append((role, _system_text(msg["content"], f"{field}.content")))
+        else:
+            turns.append((role, _content_text(msg["content"], f"{field}.content")))
     system = body.get("system", "")
     if system is None:
         system = ""
-    system_text = _content_text(system, "system")
+    system_text = _system_text(system, "system")
     return Prompt(system=system_text, turns=tuple(turns))
+
+
+#: The API refuses more ``cache_control`` markers than this.
+MAX_BREAKPOINTS = 4
+
+
+def _ttl(block: object) -> str | None:
+    control = block.get("cache_control") if isinstance(block, dict) else None
+    if not isinstance(control, dict):
+        return None
+    ttl = control.get("ttl", "5m")
+    return ttl if isinstance(ttl, str) else "5m"
+
+
+def _breakpoints(body: dict[str, Any], prompt: Prompt) -> tuple[Breakpoint, ...]:
+    """The ``cache_control`` markers of an already validated body, each with its prefix:
+    system blocks, then message content blocks, then the top-level marker (the whole)."""
+    out: list[Breakpoint] = []
+    system = body.get("system")
+    if isinstance(system, list):
+        for j, block in enumerate(system):
+            ttl = _ttl(block)
+            if ttl is not None:
+                text = "".join(_block_text(b, "system") for b in system[: j + 1])
+                out.append(Breakpoint(Prompt(system=text, turns=()), ttl))
+    for i, msg in enumerate(body["messages"]):
+        content = msg["content"]
+        if not isinstance(content, list):
+            continue
+        for j, block in enumerate(content):
+            ttl = _ttl(block)
+            if ttl is not None:
+                text = "".join(_block_text(b, "messages") for b in content[: j + 1])
+                turns = (*prompt.turns[:i], (prompt.turns[i][0], text))
+                out.append(Breakpoint(Prompt(system=prompt.system, turns=turns), ttl))
+    top = _ttl(body)
+    if top is not None:
+        out.append(Breakpoint(prompt, top))
+    if len(out) > MAX_BREAKPOINTS:
+        raise invalid("cache_control", f"A maximum of {MAX_BREAKPOINTS} blocks with "
+                      f"cache_control may be provided. Found {len(out)}.")
+    return tuple(out)
 
 
 def _model(body: dict[str, Any]) -> str:
@@ -120,8 +188,11 @@ def validate_count_tokens(body: object) -> tuple[str, Prompt]:
     return _model(body), instructed(prompt, parse_output(body, prompt))
 
 
-def validate_message(body: object, *, in_batch: bool = False) -> MessageParams:
-    """Validate a ``/v1/messages`` body (or a batch request's ``params``)."""
+def validate_message(
+    body: object, *, in_batch: bool = False, capabilities: Mapping[str, Any] | None = None,
+) -> MessageParams:
+    """Validate a ``/v1/messages`` body (or a batch request's ``params``), refusing what
+    the engine (``capabilities``, as its model entry states them) cannot honour."""
     if not isinstance(body, dict):
         raise APIError("invalid_request_error", "The request body must be a JSON object")
     model = _model(body)
@@ -161,6 +232,8 @@ def validate_message(body: object, *, in_batch: bool = False) -> MessageParams:
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise invalid("metadata", "Input should be a valid dictionary or object")
+    check_supported(body, local_capabilities() if capabilities is None else capabilities)
+    breakpoints = _breakpoints(body, prompt)
     output = parse_output(body, prompt)
     return MessageParams(
         model=model,
@@ -171,6 +244,7 @@ def validate_message(body: object, *, in_batch: bool = False) -> MessageParams:
         top_p=float(top_p) if top_p is not None else None,
         top_k=top_k,
         stream=stream,
+        breakpoints=breakpoints,
         sampling_set=any(body.get(k) is not None for k in ("temperature", "top_p", "top_k")),
         output=output,
     )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
     """A conversation reduced to text: the system prompt and (role, text) turns.
 
+    A turn's role is ``user``, ``assistant`` or ``system`` (a system-role message, as
+    SDK 2.x sends one mid-conversation: system text at that point of the conversation).
     A final ``assistant`` turn is a prefill: generation continues it.
     """
 
@@ -61,6 +63,20 @@ class ContextWindowFull(str):
 CONTEXT_WINDOW_FULL = ContextWindowFull("")
 
 
+def limits(context_window: int) -> dict[str, Any]:
+    """``max_input_tokens`` and ``max_tokens`` of a model entry for a context of
+    ``context_window`` tokens shared by prompt and answer (each leaves the other one)."""
+    return {"max_input_tokens": context_window - 1, "max_tokens": context_window - 1}
+
+
+def sampling_note(defaults: Mapping[str, float]) -> str:
+    """How a display name states sampling defaults: ``temperature 0.2, top_p 0.9 when a
+    request sets none``."""
+    if not defaults:
+        return ""
+    return ", ".join(f"{k} {v:g}" for k, v in defaults.items()) + " when a request sets none"
+
+
 class Engine(Protocol):
     """A text generator behind the local API.
 
@@ -68,6 +84,11 @@ class Engine(Protocol):
     ends when the model ends its turn. It may be closed early (``aclose``): at
     ``max_tokens``, at a stop sequence, or when the client goes away; an engine must then
     free what the sequence held.
+
+    ``describe()`` gives the facts about the engine merged into its ``GET /v1/models``
+    entries (``display_name``, ``max_input_tokens``, ``max_tokens``, ``capabilities``
+    such as ``{"structured_outputs": {"supported": True}}``); the request validation
+    refuses what the capabilities say it cannot do. See :mod:`laneway.local.models`.
     """
 
     name: str
@@ -83,8 +104,9 @@ class Engine(Protocol):
         """Tokens of prompt plus answer one request may hold."""
         ...
 
-    def describe(self) -> str:
-        """One line for people: the model, its context, its sampling defaults."""
+    def describe(self) -> Mapping[str, Any]:
+        """Its ``GET /v1/models`` facts: limits, capabilities, and a display name that
+        states its sampling defaults (see :func:`limits`)."""
         ...
 
     def check_schema(self, schema: str) -> None:

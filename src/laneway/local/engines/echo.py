@@ -11,10 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from laneway.local import tokenizer
-from laneway.local.engines.base import Prompt, SamplingParams, UnsupportedSchemaError
+from laneway.local.engines.base import (
+    Prompt,
+    SamplingParams,
+    UnsupportedSchemaError,
+    limits,
+)
 from laneway.local.engines.schema_instance import minimal_instance
 
 #: Tokens of framing counted per turn, as a chat template would add.
@@ -28,10 +33,6 @@ class EchoEngine:
     sampling_defaults: ClassVar[Mapping[str, float]] = {}
     #: As large as Claude's, so that only a really long prompt is refused.
     context_window = 200_000
-
-    def describe(self) -> str:
-        return (f"echo: repeats the last user turn; {self.context_window:,}-token context; "
-                "structured outputs answer a minimal instance of the schema")
 
     def check_schema(self, schema: str) -> None:
         try:
@@ -48,6 +49,14 @@ class EchoEngine:
         for _role, text in prompt.turns:
             total += tokenizer.count(text) + TURN_OVERHEAD_TOKENS
         return max(1, total)
+
+    def describe(self) -> dict[str, Any]:
+        """Its ``GET /v1/models`` facts (see :mod:`laneway.local.models`)."""
+        return {
+            "display_name": "Echo (laneway's deterministic test engine)",
+            **limits(self.context_window),
+            "capabilities": {"structured_outputs": {"supported": True}},
+        }
 
     @staticmethod
     def reply_text(prompt: Prompt) -> str:

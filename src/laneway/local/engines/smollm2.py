@@ -32,7 +32,13 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from laneway.local.engines import model_file
-from laneway.local.engines.base import CONTEXT_WINDOW_FULL, Prompt, SamplingParams
+from laneway.local.engines.base import (
+    CONTEXT_WINDOW_FULL,
+    Prompt,
+    SamplingParams,
+    limits,
+    sampling_note,
+)
 from laneway.local.engines.batch_decoder import (
     BatchDecoder,
     ContextWindowExceeded,
@@ -206,11 +212,15 @@ class SmolLM2Engine:
         """Prompt plus answer tokens of one request (one slot)."""
         return self.slot_ctx
 
-    def describe(self) -> str:
-        defaults = ", ".join(f"{k} {v:g}" for k, v in self.sampling_defaults.items())
-        return (f"SmolLM2-135M-Instruct (llama.cpp, embedded): {self.slot_ctx:,}-token "
-                f"context; when a request sets no temperature/top_p/top_k: {defaults}; "
-                "structured outputs and forced tool calls by grammar")
+    def describe(self) -> dict[str, Any]:
+        """Its ``GET /v1/models`` facts: a context of ``slot_ctx`` tokens, structured
+        outputs and forced tool calls (by grammar), the sampling defaults."""
+        return {
+            "display_name": "SmolLM2-135M-Instruct (llama.cpp, embedded; samples at "
+                            f"{sampling_note(self.sampling_defaults)})",
+            **limits(self.slot_ctx),
+            "capabilities": {"structured_outputs": {"supported": True}},
+        }
 
     def check_schema(self, schema: str) -> None:
         """Raise ``UnsupportedSchemaError`` unless the schema's grammar can be built."""

@@ -1,0 +1,162 @@
+"""What the local API does not do, answered as the API would: a 400 naming the field.
+
+The local API implements the Messages API's text generation. A request field it does
+not implement is either ignored, when ignoring it cannot change what a client relies
+on (``metadata``, ``speed``, ``inference_geo``, ``output_config.effort``, history
+blocks such as ``thinking``; ``thinking`` itself, since no engine thinks and the model
+entry says so), or refused with ``invalid_request_error`` naming the field: anything
+whose absence a client would read as an answer (server tools, MCP, images or PDFs the
+engine cannot see, structured outputs or a forced tool call (``tool_choice`` ``any`` /
+``tool``) from an engine that cannot keep to a schema; both engines can, see
+:mod:`laneway.local.structured`). A field the API does not have is refused as the API refuses it
+("Extra inputs are not permitted"). What is refused follows the engine's capabilities
+(:func:`laneway.local.models.capabilities_of`), so an engine that gains one is let
+through without a change here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from laneway.local.wire import invalid
+
+#: Top-level fields of ``MessageCreateParams`` (SDK 2.x) and the sampling fields older
+#: clients send; the body may carry nothing else.
+KNOWN_FIELDS = frozenset({
+    "model", "max_tokens", "messages", "system", "stop_sequences", "stream", "metadata",
+    "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "output_config",
+    "context_management", "service_tier", "cache_control", "container", "diagnostics",
+    "inference_geo", "speed",
+})
+#: Fields clients send that the local API cannot honour, and why.
+REFUSED_FIELDS = {
+    "mcp_servers": "the MCP connector is not supported by the local API",
+    "output_format": "not supported by the local API: use output_config.format",
+}
+#: Content blocks of a conversation's history that carry nothing an engine reads.
+_HISTORY_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+_READ_BLOCKS = frozenset({"text", "tool_use", "tool_result", "document", "image"})
+_THINKING_TYPES = ("enabled", "adaptive", "disabled", "between_tools")
+_EFFORTS = ("low", "medium", "high", "max", "xhigh")
+
+
+def _supported(caps: Mapping[str, Any], *path: str) -> bool:
+    node: Any = caps
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return bool(isinstance(node, Mapping) and node.get("supported"))
+
+
+def check_supported(body: Mapping[str, Any], caps: Mapping[str, Any]) -> None:
+    """Raise a 400 naming the first field of ``body`` the local API cannot honour."""
+    for key in body:
+        if key in REFUSED_FIELDS:
+            raise invalid(key, REFUSED_FIELDS[key])
+        if key not in KNOWN_FIELDS:
+            raise invalid(key, "Extra inputs are not permitted")
+    _check_thinking(body.get("thinking"), caps, body.get("max_tokens"))
+    _check_tools(body.get("tools"), body.get("tool_choice"), caps)
+    _check_output_config(body.get("output_config"), caps)
+    _check_cache_control(body.get("cache_control"), "cache_control")
+    tier = body.get("service_tier")
+    if tier is not None and tier not in ("auto", "standard_only"):
+        raise invalid("service_tier", "Input should be 'auto' or 'standard_only'")
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for i, msg in enumerate(messages):
+            content = msg.get("content") if isinstance(msg, dict) else None
+            if isinstance(content, list):
+                for j, block in enumerate(content):
+                    _check_block(block, f"messages.{i}.content.{j}", caps)
+
+
+def _check_thinking(thinking: object, caps: Mapping[str, Any], max_tokens: object) -> None:
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict) or thinking.get("type") not in _THINKING_TYPES:
+        raise invalid("thinking.type", "Input should be one of " + ", ".join(
+            repr(t) for t in _THINKING_TYPES))
+    kind = thinking["type"]
+    if not _supported(caps, "thinking", "types", kind):
+        raise invalid("thinking.type", f"{kind!r} is not supported by this model")
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+            raise invalid("thinking.budget_tokens", "Input should be an integer >= 1024")
+        if isinstance(max_tokens, int) and budget >= max_tokens:
+            raise invalid("thinking.budget_tokens", "`max_tokens` must be greater than "
+                          f"`thinking.budget_tokens` ({budget})")
+
+
+def _check_tools(tools: object, choice: object, caps: Mapping[str, Any]) -> None:
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise invalid("tools", "Input should be a valid list")
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                raise invalid(f"tools.{i}", "Input should be a valid dictionary or object")
+            kind = tool.get("type")
+            if kind not in (None, "custom"):  # a server tool (web search, code execution...)
+                raise invalid(f"tools.{i}.type",
+                              f"server tool {kind!r} is not supported by the local API")
+            if not isinstance(tool.get("name"), str):
+                raise invalid(f"tools.{i}.name", "Field required")
+            if not isinstance(tool.get("input_schema"), dict):
+                raise invalid(f"tools.{i}.input_schema", "Field required")
+    if choice is None:
+        return
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind not in ("auto", "any", "tool", "none"):
+        raise invalid("tool_choice.type", "Input should be 'auto', 'any', 'tool' or 'none'")
+    if kind in ("any", "tool") and not _supported(caps, "structured_outputs"):
+        # A forced call is decoded under the tool's input_schema, as structured outputs
+        # are: an engine that cannot keep to a schema could not hold the tool_use it must.
+        raise invalid("tool_choice.type", f"{kind!r} is not supported by this model: "
+                      "it cannot keep a tool's input to its schema (use 'auto' or 'none')")
+
+
+def _check_output_config(config: object, caps: Mapping[str, Any]) -> None:
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise invalid("output_config", "Input should be a valid dictionary or object")
+    effort = config.get("effort")
+    if effort is not None and effort not in _EFFORTS:
+        raise invalid("output_config.effort", "Input should be one of " + ", ".join(
+            repr(e) for e in _EFFORTS))
+    if config.get("format") is not None and not _supported(caps, "structured_outputs"):
+        raise invalid("output_config.format",
+                      "structured outputs are not supported by this model")
+
+
+def _check_cache_control(control: object, field: str) -> None:
+    if control is None:
+        return
+    if not isinstance(control, dict) or control.get("type") != "ephemeral":
+        raise invalid(f"{field}.type", "Input should be 'ephemeral'")
+    if control.get("ttl", "5m") not in ("5m", "1h"):
+        raise invalid(f"{field}.ttl", "Input should be '5m' or '1h'")
+
+
+def _check_block(block: object, field: str, caps: Mapping[str, Any]) -> None:
+    if not isinstance(block, dict):
+        return  # the shape is validation's to report
+    kind = block.get("type")
+    _check_cache_control(block.get("cache_control"), f"{field}.cache_control")
+    if kind in _HISTORY_BLOCKS:
+        return
+    if kind not in _READ_BLOCKS:
+        raise invalid(f"{field}.type", f"content block {kind!r} is not supported by the "
+                      "local API")
+    if kind == "image" and not _supported(caps, "image_input"):
+        raise invalid(field, "image input is not supported by this model")
+    if kind == "document":
+        source = block.get("source")
+        text = isinstance(source, dict) and source.get("type") == "text"
+        if not text and not _supported(caps, "pdf_input"):
+            raise invalid(f"{field}.source",
+                          "only plain-text documents are supported by this model")
+    if kind == "tool_result" and isinstance(block.get("content"), list):
+        for k, inner in enumerate(block["content"]):
+            _check_block(inner, f"{field}.content.{k}", caps)
