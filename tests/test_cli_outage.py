@@ -11,7 +11,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -54,8 +58,9 @@ def counts(cwd: Path) -> dict[str, int]:
         store.close()
 
 
-def completions(base_url: str) -> dict[str, int]:
-    data: dict[str, int] = httpx.get(f"{base_url}/v1/laneway/completions").json()
+def completions(base_url: str, key: str = "local") -> dict[str, int]:
+    data: dict[str, int] = httpx.get(f"{base_url}/v1/laneway/completions",
+                                     headers={"x-api-key": key}).json()
     return data
 
 
@@ -91,6 +96,43 @@ def test_api_down_stops_with_exit_3_and_a_rerun_sends_every_job_once(tmp_path: P
         running.stop()
 
 
+class _Gateway(BaseHTTPRequestHandler):
+    """A proxy whose upstream is down: 502 with an HTML page, not the API's error body."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+        self.send_response(502)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def gateway_with_no_api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_gateways_502_is_the_api_not_answering(tmp_path: Path) -> None:
+    make_input(tmp_path / "in.jsonl", 10)
+    with gateway_with_no_api() as url:
+        res = laneway([*RUN, "--wait-for-api", "2"], env_for(url), tmp_path)
+    assert res.returncode == 3, res.stderr
+    assert f"the API at {url} has not answered for 2 s: HTTP 502 from a gateway" in res.stderr
+    assert counts(tmp_path) == {"pending": 10, "succeeded": 0, "errored": 0}
+
+
 def test_a_refused_key_stops_at_once_with_exit_2_and_a_good_key_finishes(
         tmp_path: Path) -> None:
     make_input(tmp_path / "in.jsonl", 40)
@@ -110,7 +152,8 @@ def test_a_refused_key_stops_at_once_with_exit_2_and_a_good_key_finishes(
         good = laneway(RUN, {**env, "ANTHROPIC_API_KEY": "the-right-key"}, tmp_path)
         assert good.returncode == 0, good.stderr
         assert output_ids(tmp_path) == [f"doc-{i}" for i in range(40)]
-        assert completions(running.base_url) == {"completed": 40, "completed_after_drop": 0}
+        assert completions(running.base_url, "the-right-key") == {
+            "completed": 40, "completed_after_drop": 0}
     finally:
         running.stop()
 

@@ -226,3 +226,33 @@ def _wait_until_working(store: object, worker: str, *, min_done: int,
             return held, done
         time.sleep(0.05)
     raise AssertionError(f"{worker} never got to work ({done} done)")
+
+
+@pytest.mark.postgres
+def test_a_refused_key_stops_the_worker_with_exit_2_and_jobs_pending(
+        pg: str, tmp_path: Path) -> None:
+    """Before: the worker recorded every job as errored (authentication_error)."""
+    from laneway.local import LocalConfig, start_local
+
+    inp = write_input(tmp_path / "in.jsonl", 50)
+    running = start_local(LocalConfig(api_key="right"))
+    try:
+        env = {**os.environ, "ANTHROPIC_BASE_URL": running.base_url,
+               "ANTHROPIC_API_KEY": "wrong"}
+        subprocess.run([LANEWAY, "run", str(inp), "--db", pg, "--no-work", "--run", "keyed"],
+                       check=True, env=env, capture_output=True, timeout=60)
+        res = subprocess.run([LANEWAY, "worker", "--db", pg, "--run", "keyed",
+                              "--concurrency", "4", "-q"],
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2, res.stderr
+        errors = [x for x in res.stderr.splitlines() if x.startswith("laneway: error")]
+        assert len(errors) == 1 and "refused the key (401" in errors[0], res.stderr
+        assert running.api.completions.completed == 0
+        store = open_store(pg)
+        try:
+            counts = store.counts("keyed")
+            assert counts[S.PENDING] == 50 and counts[S.ERRORED] == 0, counts
+        finally:
+            store.close()
+    finally:
+        running.stop()

@@ -255,15 +255,22 @@ class HybridAgent:
             status = "failed"
             raise
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-            with contextlib.suppress(Exception):
-                await self._write_progress(live, phase="done")
-                await self.astore.call(self.store.update_run, live.run_id, status=status)
-            self._live.pop(live.run_id, None)
-            if live.lock is not None:
-                live.lock.release()
+            # cancel() cancels this task again every 0.1 s until it ends: whatever of the
+            # clean-up that interrupts, the run must stop being live (or its event
+            # streams never end), and a canceled run never shows as merely stopped.
+            try:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+                if live.canceled and status != "done":
+                    status = "canceled"
+                with contextlib.suppress(Exception):
+                    await self._write_progress(live, phase="done")
+                    await self.astore.call(self.store.update_run, live.run_id, status=status)
+            finally:
+                self._live.pop(live.run_id, None)
+                if live.lock is not None:
+                    live.lock.release()
 
     async def _ticker(self, live: _Live) -> None:
         while True:

@@ -154,6 +154,8 @@ class Permit:
     estimated_input: float = 0.0
     admitted_at: float = 0.0
     released: bool = False
+    #: No longer counted against the concurrency limit (see :meth:`Governor.set_aside`).
+    set_aside: bool = False
 
 
 @dataclass(eq=False)
@@ -355,7 +357,8 @@ class Governor:
         st = self.state(permit.model)
         now = self.clock()
         saturated = st.in_flight[Lane.BACKGROUND] >= st.aimd.value
-        st.in_flight[permit.lane] -= 1
+        if not permit.set_aside:
+            st.in_flight[permit.lane] -= 1
         if headers:
             self._learn(st, headers, now, synced=outcome == "rate_limited")
         if outcome == "ok" and usage is not None:
@@ -371,6 +374,16 @@ class Governor:
         if outcome == "rate_limited":
             pause_s = retry_after_s if retry_after_s is not None else 5.0
             self.pause(st.model, pause_s, reason="429")
+        self.pump()
+
+    def set_aside(self, permit: Permit) -> None:
+        """Stop counting a request against the concurrency limit: one far past the usual
+        latency is stalled, and 1% of stalled requests would otherwise take most of the
+        slots (its tokens stay reserved until :meth:`release`)."""
+        if permit.released or permit.set_aside:
+            return
+        permit.set_aside = True
+        self.state(permit.model).in_flight[permit.lane] -= 1
         self.pump()
 
     def pause(self, model: str, seconds: float, *, reason: str = "429",

@@ -12,14 +12,13 @@ An output line is the Message Batches results form:
 
 from __future__ import annotations
 
-import codecs
 import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, TextIO
 
 from laneway.errors import InputError
 from laneway.output import replacing
@@ -70,10 +69,8 @@ _BRACKET_OR_STRING = re.compile(r'[\[\]{}]|"(?:[^"\\]|\\.)*"')
 def _nested_too_deep(text: str) -> bool:
     """Whether ``text`` nests arrays and objects more than :data:`MAX_NESTING` deep.
 
-    Only a line with that many opening brackets is scanned, by tokens, not characters.
+    Brackets and strings are scanned as tokens (a bracket in a string does not count).
     """
-    if text.count("[") + text.count("{") <= MAX_NESTING:
-        return False
     depth = 0
     for match in _BRACKET_OR_STRING.finditer(text):
         token = match.group()
@@ -120,7 +117,7 @@ def parse_line(
     def err(reason: str, field: str | None = None) -> InputError:
         return InputError(reason, path=path, line=line, field=field)
 
-    if _nested_too_deep(text):
+    if text.count("[") + text.count("{") > MAX_NESTING and _nested_too_deep(text):
         raise err(f"invalid JSON (nested more than {MAX_NESTING} deep)")
     try:
         obj = json.loads(text)
@@ -196,41 +193,31 @@ def read_jobs(
     with handle:
         # Bytes, decoded line by line: a bad byte is blamed on its own line (a text-mode
         # reader decodes ahead in blocks and fails on a line before it is yielded).
-        for lineno, raw in enumerate(_lines(handle, path), start=1):
-            if lineno <= start_line:
-                continue
-            try:
-                text = _decode(raw, line=lineno, path=path)
-                if not text.strip():
-                    continue
-                item: Job | BadLine = parse_line(text, line=lineno, path=path,
-                                                 defaults=defaults)
-            except InputError as exc:
-                if not skip_invalid:
-                    raise
-                item = BadLine(custom_id=f"invalid-line-{lineno}", error=exc, line=lineno)
-            yield item
-
-
-def _lines(handle: BinaryIO, path: Path) -> Iterator[bytes]:
-    while True:
         try:
-            raw = handle.readline()
+            for lineno, raw in enumerate(handle, start=1):
+                if lineno <= start_line:
+                    continue
+                try:
+                    try:  # "-sig": editors on Windows start a file with a BOM
+                        text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise _not_utf8(exc, path=path, line=lineno) from None
+                    if not text.strip():
+                        continue
+                    item: Job | BadLine = parse_line(text, line=lineno, path=path,
+                                                     defaults=defaults)
+                except InputError as exc:
+                    if not skip_invalid:
+                        raise
+                    item = BadLine(custom_id=f"invalid-line-{lineno}", error=exc, line=lineno)
+                yield item
         except OSError as exc:  # an I/O error while reading
             raise InputError(f"cannot read: {exc.strerror}", path=path) from None
-        if not raw:
-            return
-        yield raw
 
 
-def _decode(raw: bytes, *, line: int, path: Path) -> str:
-    if line == 1 and raw.startswith(codecs.BOM_UTF8):  # editors on Windows write one
-        raw = raw[len(codecs.BOM_UTF8):]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
-                         f"{exc.start + 1} of the line)", path=path, line=line) from None
+def _not_utf8(exc: UnicodeDecodeError, *, path: Path, line: int) -> InputError:
+    return InputError(f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at byte "
+                      f"{exc.start + 1} of the line)", path=path, line=line)
 
 
 def succeeded(message: dict[str, Any]) -> dict[str, Any]:

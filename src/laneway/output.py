@@ -2,8 +2,8 @@
 
 :func:`check_output` refuses, with one line, an ``-o`` that could not be written or
 would destroy something: the input itself (also through a symlink or a hard link: the
-same device and inode), a directory, a path under a regular file, or a missing
-directory. :func:`replacing` writes beside the final name, in
+same device and inode), a directory or another file that is not a regular one, a path
+under a regular file, or a missing directory. :func:`replacing` writes beside the final name, in
 ``.NAME.PID.XXXXXXXX.part``, and renames into place, so a crash or a full disk never
 leaves half a file, and the file is untouched until the new one is complete. A part
 file whose process is gone (a kill) is removed by :func:`clean_stale_parts` on the
@@ -29,6 +29,8 @@ def check_output(path: str | Path, *, input_path: str | Path | None = None,
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{option} {path}: is a directory; give a file name")
+    if path.exists() and not path.is_file():  # a device or a pipe: it would be replaced
+        raise ConfigError(f"{option} {path}: not a regular file; give a file name")
     parent = path.absolute().parent
     if not parent.is_dir():
         ancestor = parent

@@ -123,6 +123,15 @@ def map_error(exc: BaseException) -> ProviderError:
     raise exc
 
 
+#: How long connecting may take: an API that drops packets (no refusal) is found out in
+#: seconds, not after a request's whole timeout (see runners.api_wait).
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _timeout(timeout_s: float) -> anthropic.Timeout:
+    return anthropic.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S))
+
+
 @dataclass(slots=True)
 class Reply:
     """A complete answer: the Message as JSON, the response headers, and timings."""
@@ -218,7 +227,7 @@ class Provider:
         started = time.monotonic()
         try:
             raw = await self.client.messages.with_raw_response.create(
-                **sdk_kwargs(params), timeout=timeout_s)
+                **sdk_kwargs(params), timeout=_timeout(timeout_s))
             body = await raw.read()
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
@@ -246,7 +255,7 @@ class Provider:
         message: dict[str, Any] = {}
         try:
             raw = await self.client.messages.with_raw_response.create(
-                **sdk_kwargs(params), stream=True, timeout=timeout_s)
+                **sdk_kwargs(params), stream=True, timeout=_timeout(timeout_s))
             headers = dict(raw.headers)
             response = raw.http_response
             # The SDK's own SSE decoding, without a pydantic model per event: the events

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,12 +133,14 @@ def test_output_equal_to_input_is_refused(tmp_path: Path, local_api: RunningLoca
     ("adir", "is a directory"),
     ("afile/out.jsonl", "is a file, not a directory"),
     ("missing/out.jsonl", "does not exist"),
+    ("apipe", "not a regular file"),  # (a pipe of our own: never a system device)
 ])
 def test_bad_output_is_refused_before_sending(tmp_path: Path, local_api: RunningLocal,
                                               out: str, message: str) -> None:
     make_input(tmp_path / "in.jsonl", 20)
     (tmp_path / "adir").mkdir()
     (tmp_path / "afile").write_text("x")
+    os.mkfifo(tmp_path / "apipe")
     res = cli(["run", "in.jsonl", "-o", out, "-q"], env=env_for(local_api.base_url),
               cwd=tmp_path)
     assert res.returncode == 2
@@ -191,3 +194,37 @@ def test_results_output_checked_and_stale_parts_cleaned(tmp_path: Path,
     assert (tmp_path / "in.jsonl").read_text() == before
     res = cli(["results", "r", "-o", "."], env=env, cwd=tmp_path)
     assert res.returncode == 2 and "is a directory" in one_error_line(res)
+
+
+# -- laneway worker ------------------------------------------------------------------------
+@pytest.fixture
+def pg() -> Iterator[str]:
+    from laneway.store import pgserver
+
+    try:
+        server = pgserver.find_postgres()
+        pgserver.wait_ready(server)
+    except pgserver.PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL: {exc}")
+    name, dsn = pgserver.new_schema(server)
+    yield dsn
+    pgserver.drop_schema(server, name)
+
+
+@pytest.mark.postgres
+async def test_worker_skips_a_budget_it_cannot_count(tmp_path: Path, local_api: RunningLocal,
+                                                     pg: str) -> None:
+    """Enqueued with --price (this process does not know it): a worker sends nothing."""
+    from laneway.provider import Provider
+    from laneway.workers import WorkerConfig, work
+
+    make_input(tmp_path / "in.jsonl", 20)
+    res = cli(["run", "in.jsonl", "--db", pg, "--no-work", "--run", "r", "--budget", "1",
+               "--model", "claude-imaginary-8", "--price", "3/15"],
+              env=env_for(local_api.base_url), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    notices: list[str] = []
+    report = await work(WorkerConfig(db=pg), provider=Provider.at(local_api.base_url),
+                        on_notice=notices.append)
+    assert sent(local_api) == 0
+    assert "no price known for 'claude-imaginary-8'" in report.runs["r"].note, notices

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import subprocess
 import sys
 import time
@@ -58,3 +60,12 @@ def test_bad_fault_spec_is_a_one_line_error() -> None:
     assert done.returncode == 2
     assert "--faults" in done.stderr and "explode" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_help_states_the_smollm2_sampling_defaults() -> None:
+    done = subprocess.run([LANEWAY, "local", "--help"], capture_output=True, text=True,
+                          timeout=30, env={**os.environ, "COLUMNS": "100"})
+    assert done.returncode == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", done.stdout).split())
+    assert "samples at temperature 0.2 and top_p 0.9" in text
+    assert "sets none of temperature / top_p / top_k" in text

@@ -18,7 +18,12 @@ import pytest
 
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.local.engines import model_file
-from laneway.local.engines.base import Prompt, SamplingParams
+from laneway.local.engines.base import (
+    CONTEXT_WINDOW_FULL,
+    ContextWindowFull,
+    Prompt,
+    SamplingParams,
+)
 
 # Before llama_cpp is imported: this module tunes OpenMP for llama.cpp (GOMP_SPINCOUNT).
 from laneway.local.engines.smollm2 import SmolLM2Engine
@@ -258,10 +263,12 @@ async def test_more_requests_than_slots_wait_for_one() -> None:
         solo = [await answer(text) for text in PROMPTS[:5]]
         assert await asyncio.gather(*(answer(text) for text in PROMPTS[:5])) == solo
         assert engine.decoder.stats["max_batch"] == 2
-        # a prompt longer than a slot ends at once instead of failing
+        # a prompt longer than a slot ends at once, saying the context is full
         huge = Prompt(system="", turns=(("user", "word " * 400),))
         assert engine.count_tokens(huge) > 256
-        assert [t async for t in engine.generate(huge, params)] == []
+        assert [t async for t in engine.generate(huge, params)] == [CONTEXT_WINDOW_FULL]
+        assert isinstance((await anext(aiter(engine.generate(huge, params)))),
+                          ContextWindowFull)
     finally:
         await engine.aclose()
 

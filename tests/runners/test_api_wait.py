@@ -101,3 +101,26 @@ async def test_a_request_sent_before_the_speed_was_known_is_cut_once_it_is() -> 
         return timeout_s
 
     assert await t.call(quick, max_tokens=10) == 0.2  # known now: the bound is the timeout
+
+
+async def test_a_request_far_past_the_usual_time_gives_its_slot_back() -> None:
+    from laneway.governor import Governor, Lane
+
+    t = RequestTimeouts()
+    governor = Governor(initial_concurrency=2)
+    stalled = await governor.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+    other = await governor.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+    assert governor.try_acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1) is None
+    with t.stall_watch(lambda: governor.set_aside(stalled)):
+        await asyncio.sleep(0.05)  # no answers yet: nothing counts as stalled
+    assert not stalled.set_aside
+    t.observe(output_tokens=10, elapsed_s=0.001)  # answers take 1 ms: stalled after 1 s
+    assert t.stalled_after_s == 1.0
+    with t.stall_watch(lambda: governor.set_aside(stalled)):
+        await asyncio.sleep(1.1)
+    assert stalled.set_aside
+    third = governor.try_acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+    assert third is not None  # the stalled request no longer holds a slot
+    for permit in (stalled, other, third):
+        governor.release(permit, outcome="ok", usage={"input_tokens": 1, "output_tokens": 1})
+    assert governor.state("m").in_flight[Lane.BACKGROUND] == 0

@@ -18,7 +18,14 @@ def local(
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
     engine: str = typer.Option(
         "", help="echo (deterministic, for tests) or smollm2 (a real model; the default "
-        "when the 'local' extra is installed)."),
+        "when the 'local' extra is installed). smollm2 samples at temperature 0.2 and "
+        "top_p 0.9, its model card's recommendation, when a request sets none of "
+        "temperature / top_p / top_k; a request that sets any of them gets exactly what "
+        "it asked for. Its context holds 2,048 tokens per request (prompt and answer): a "
+        "longer prompt is a 400, an answer that fills it stops with "
+        "model_context_window_exceeded. Structured outputs and forced tool calls follow "
+        "the JSON schema (a grammar on smollm2, a minimal instance on echo). "
+        "GET /v1/models describes the engine."),
     ttft_ms: float = typer.Option(0.0, callback=bounds.at_least_zero, help="echo: milliseconds before the first token."),
     token_ms: float = typer.Option(0.0, callback=bounds.at_least_zero, help="echo: milliseconds between tokens."),
     rpm: int | None = typer.Option(None, min=1, help="Simulated requests-per-minute limit."),

@@ -82,7 +82,7 @@ def run_command(
     except KeyboardInterrupt:
         console_err.print(f"interrupted. Resume with: [bold]{_resume_command()}[/bold]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    if summary.stop_reason == "auth":  # nothing was done: one line, as for any mistake
+    if summary.stop_reason == "auth":  # a refused key: one line, as for any mistake
         console_err.print(f"[red]laneway: error:[/red] {escape(summary.stop_detail or '')}",
                           highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_ERROR)

@@ -38,9 +38,10 @@ def show_usage_error(exc: Exception, console: Console) -> int:
         anyexc.show(file=sys.stderr)  # `laneway` alone, or a group with no command: help
         return code
     ctx = getattr(anyexc, "ctx", None)
+    message = " ".join(str(anyexc.format_message()).split())  # one line, however long
     if ctx is not None:
         console.print(escape(ctx.get_usage()), highlight=False, soft_wrap=True)
-    message = " ".join(str(anyexc.format_message()).split())  # one line, however long
+        message += f" (see {ctx.command_path} --help)"
     console.print(f"[red]laneway: error:[/red] {escape(message)}", highlight=False,
                   soft_wrap=True)
     return code

@@ -23,12 +23,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from laneway.local import models, structured
 from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_requests
 from laneway.local.completions import Completions
 from laneway.local.config import LocalConfig
 from laneway.local.engines import Engine, make_engine
 from laneway.local.faults import Fault, FaultPlan
-from laneway.local.generation import Outcome, complete, generate, message_json
+from laneway.local.generation import Outcome, check_request, complete, generate, message_json
 from laneway.local.ratelimit import RateLimiter
 from laneway.local.validation import MessageParams, validate_count_tokens, validate_message
 from laneway.local.wire import APIError, error_response, new_id
@@ -177,6 +178,7 @@ class LocalAPI:
         fault = self.faults.draw(request.headers.get("x-laneway-fault"))
         self.immediate_fault(fault)
         input_tokens = self.engine.count_tokens(params.prompt)
+        check_request(self.engine, params, input_tokens)
         try:
             self.limits.admit(input_tokens)
         except APIError:
@@ -232,14 +234,14 @@ class LocalAPI:
                 yield _sse({"type": "ping"})
             raise DroppedConnection("fault: stalled stream ended")
         yield _sse({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "text", "text": ""}})
+                    "content_block": structured.block_start(params.output)})
         yield _sse({"type": "ping"})
         outcome = Outcome()
         deltas = 0
         try:
             async for text in generate(self.engine, params, outcome, seed=self.config.seed):
                 yield _sse({"type": "content_block_delta", "index": 0,
-                            "delta": {"type": "text_delta", "text": text}})
+                            "delta": structured.delta(params.output, text)})
                 deltas += 1
                 if fault == "midstream" and deltas >= 2:
                     break
@@ -256,7 +258,7 @@ class LocalAPI:
             raise DroppedConnection("fault: dropped connection")
         if deltas == 0:  # a block gets at least one delta, even when its text is empty
             yield _sse({"type": "content_block_delta", "index": 0,
-                        "delta": {"type": "text_delta", "text": ""}})
+                        "delta": structured.delta(params.output, "")})
         # Counted before the last events: a client that has its answer hangs up at once.
         self.completions.record(params.prompt.last_user_text)
         yield _sse({"type": "content_block_stop", "index": 0})
@@ -322,6 +324,7 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
         return error_response(err, rid)
 
     app.add_middleware(RequestIdMiddleware, limits=api.limits)
+    models.register(app, api)
 
     @app.post("/v1/messages")
     async def messages(request: Request) -> Response:

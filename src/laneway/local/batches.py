@@ -18,7 +18,7 @@ from typing import Any
 
 from laneway.local.engines.base import Engine
 from laneway.local.faults import FaultPlan
-from laneway.local.generation import complete
+from laneway.local.generation import check_request, complete
 from laneway.local.validation import validate_message
 from laneway.local.wire import APIError, error_body, new_id, rfc3339
 
@@ -226,6 +226,7 @@ class BatchStore:
         try:
             parsed = validate_message(params, in_batch=True)
             input_tokens = self.engine.count_tokens(parsed.prompt)
+            check_request(self.engine, parsed, input_tokens)
             message, _ = await complete(
                 self.engine, parsed, msg_id=new_id("msg"), input_tokens=input_tokens,
                 seed=self.seed,

@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from laneway.local.engines.base import Engine, SamplingParams
+from laneway.local import structured
+from laneway.local.engines.base import ContextWindowFull, Engine, SamplingParams
 from laneway.local.validation import MessageParams
+from laneway.local.wire import APIError
 
 
 @dataclass(slots=True)
@@ -24,6 +26,7 @@ class Outcome:
     stop_reason: str = "end_turn"
     stop_sequence: str | None = None
     output_tokens: int = 0
+    output: structured.OutputSpec | None = None
 
 
 def _held_back(text: str, stops: tuple[str, ...]) -> int:
@@ -36,20 +39,45 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
     return 0
 
 
+def check_request(engine: Engine, params: MessageParams, input_tokens: int) -> None:
+    """The 400s a request gets before generation: a prompt that leaves no room in the
+    engine's context (prompt and answer share it), a JSON schema the engine cannot
+    follow."""
+    window = getattr(engine, "context_window", None)
+    if isinstance(window, int) and input_tokens >= window:  # leave room for one token
+        raise APIError("invalid_request_error",
+                       f"prompt is too long: {input_tokens} tokens > {window - 1} maximum")
+    structured.check(engine, params.output)
+
+
+def sampling_of(engine: Engine, params: MessageParams, *, seed: int = 0) -> SamplingParams:
+    """How the engine samples for ``params``: what the request set, or else (when it set
+    none of temperature / top_p / top_k) the engine's own defaults."""
+    fields: dict[str, Any] = {
+        "temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
+    if not params.sampling_set:
+        fields.update(getattr(engine, "sampling_defaults", None) or {})
+    return SamplingParams(
+        max_tokens=params.max_tokens, seed=seed,
+        json_schema=params.output.schema if params.output is not None else None, **fields,
+    )
+
+
 async def generate(
     engine: Engine, params: MessageParams, outcome: Outcome, *, seed: int = 0
 ) -> AsyncIterator[str]:
     """Yield text deltas for ``params``; ``outcome`` is filled in as generation ends."""
-    sampling = SamplingParams(
-        max_tokens=params.max_tokens, temperature=params.temperature,
-        top_p=params.top_p, top_k=params.top_k, seed=seed,
-    )
+    sampling = sampling_of(engine, params, seed=seed)
+    outcome.output = params.output
     stops = params.stop_sequences
     text = ""
     sent = 0
     tokens = engine.generate(params.prompt, sampling)
     try:
         async for token in tokens:
+            if isinstance(token, ContextWindowFull):
+                outcome.stop_reason = "model_context_window_exceeded"
+                break
             outcome.output_tokens += 1
             text += token
             if stops:
@@ -76,7 +104,7 @@ async def generate(
             if len(text) > sent:
                 yield text[sent:]
                 sent = len(text)
-        if outcome.stop_reason == "max_tokens" and len(text) > sent:
+        if outcome.stop_reason != "stop_sequence" and len(text) > sent:
             yield text[sent:]
             sent = len(text)
     finally:
@@ -84,6 +112,8 @@ async def generate(
             await tokens.aclose()  # type: ignore[attr-defined]
         outcome.text = text[:sent]
         outcome.output_tokens = max(1, outcome.output_tokens)
+        if outcome.stop_reason == "end_turn" and params.output and params.output.tool:
+            outcome.stop_reason = "tool_use"
 
 
 def usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
@@ -103,7 +133,7 @@ def message_json(
         "id": msg_id,
         "type": "message",
         "role": "assistant",
-        "content": [] if outcome is None else [{"type": "text", "text": outcome.text}],
+        "content": [] if outcome is None else structured.content(outcome.output, outcome.text),
         "model": model,
         "stop_reason": None if outcome is None else outcome.stop_reason,
         "stop_sequence": None if outcome is None else outcome.stop_sequence,

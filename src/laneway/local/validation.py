@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laneway.local.engines.base import Prompt
+from laneway.local.structured import OutputSpec, instructed, parse_output
 from laneway.local.wire import APIError, invalid
 
 _ROLES = ("user", "assistant")
@@ -25,6 +26,11 @@ class MessageParams:
     top_p: float | None
     top_k: int | None
     stream: bool
+    #: Whether the request set any of temperature / top_p / top_k (if not, the engine's
+    #: own sampling defaults apply).
+    sampling_set: bool = False
+    #: JSON the answer must be (structured outputs, a forced tool call), if any.
+    output: OutputSpec | None = None
 
 
 def _is_int(v: object) -> bool:
@@ -110,7 +116,8 @@ def validate_count_tokens(body: object) -> tuple[str, Prompt]:
     """Validate a ``count_tokens`` body: the model and the conversation."""
     if not isinstance(body, dict):
         raise APIError("invalid_request_error", "The request body must be a JSON object")
-    return _model(body), _prompt(body)
+    prompt = _prompt(body)
+    return _model(body), instructed(prompt, parse_output(body, prompt))
 
 
 def validate_message(body: object, *, in_batch: bool = False) -> MessageParams:
@@ -154,13 +161,16 @@ def validate_message(body: object, *, in_batch: bool = False) -> MessageParams:
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise invalid("metadata", "Input should be a valid dictionary or object")
+    output = parse_output(body, prompt)
     return MessageParams(
         model=model,
         max_tokens=max_tokens,
-        prompt=prompt,
+        prompt=instructed(prompt, output),
         stop_sequences=tuple(stops),
         temperature=float(temperature),
         top_p=float(top_p) if top_p is not None else None,
         top_k=top_k,
         stream=stream,
+        sampling_set=any(body.get(k) is not None for k in ("temperature", "top_p", "top_k")),
+        output=output,
     )

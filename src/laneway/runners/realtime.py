@@ -3,9 +3,8 @@
 Jobs are claimed from the ledger in input order, sent when the governor admits them
 (background lane), and each result is committed (in groups) before it is counted.
 Retryable failures go back to the queue after a backoff; a 429 pauses the lane and
-is not held against the job; request errors are recorded and the run goes on. Errors
-with no answer and refused keys follow :mod:`laneway.runners.api_wait`; a job that
-used up its attempts on errors that are not its fault is left pending, not failed.
+is not held against the job; request errors are recorded and the run goes on (the
+rest, outages and refused keys: :mod:`laneway.runners.api_wait`).
 
 ``stop()`` stops cleanly: nothing new is sent, requests in flight finish (or, on a
 second stop, are cancelled), and every job not finished is released for the next run.
@@ -264,13 +263,15 @@ class RealtimeRunner:
         self.tally.requests += 1
         self._committed_usd += worst
         try:
-            if self.options.stream:
-                reply = await self.provider.stream(params, timeout_s=self.options.timeout_s,
-                                                   idle_timeout_s=self.options.idle_timeout_s)
-            else:
-                reply = await self.timeouts.call(
-                    lambda t: self.provider.create(params, timeout_s=t),
-                    max_tokens=int(params.get("max_tokens", 1)), timeouts=job.timeouts)
+            with self.timeouts.stall_watch(lambda: self.governor.set_aside(permit)):
+                if self.options.stream:
+                    reply = await self.provider.stream(
+                        params, timeout_s=self.options.timeout_s,
+                        idle_timeout_s=self.options.idle_timeout_s)
+                else:
+                    reply = await self.timeouts.call(
+                        lambda t: self.provider.create(params, timeout_s=t),
+                        max_tokens=int(params.get("max_tokens", 1)), timeouts=job.timeouts)
         except ProviderError as err:
             self._committed_usd -= worst
             self.tally.in_flight -= 1
@@ -356,8 +357,7 @@ class RealtimeRunner:
         self._requeue(job, min(self.api_wait.cap_s,
                                policy.delay_s(err, attempts=job.unanswered, rng=self._rng)))
 
-    def _park(self, job: _Job) -> None:
-        """Keep the job held but send it no more in this run; it is released pending."""
+    def _park(self, job: _Job) -> None:  # held, not sent again; released pending at the end
         self._parked.add(job.claimed.seq)
         self.tally.parked += 1
 

@@ -4,7 +4,9 @@ Request errors (4xx) are final. Rate limits (429) are not failures: the job goes
 to the queue and the governor pauses the lane for the ``retry-after`` the server gave,
 however long. Other retryable errors (529, 5xx, timeouts, dropped connections, an error
 event mid-stream, a stalled stream) back off exponentially with jitter, honouring
-``retry-after`` when the server sends one.
+``retry-after`` when the server sends one. Errors with no answer use no attempts (see
+:mod:`laneway.runners.api_wait`), and a job whose attempts run out on errors that are
+not the request's fault is left pending for the next run, not failed.
 """
 
 from __future__ import annotations

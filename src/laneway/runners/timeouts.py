@@ -18,7 +18,7 @@ import contextlib
 import statistics
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -38,10 +38,18 @@ class RequestTimeouts:
     poll_s: float = 0.5
     _speeds: deque[float] = field(default_factory=deque, repr=False)
     _median_tps: float | None = field(default=None, repr=False)
+    _elapsed: deque[float] = field(default_factory=deque, repr=False)
+    _median_s: float | None = field(default=None, repr=False)
 
     def observe(self, *, output_tokens: int, elapsed_s: float) -> None:
         """Note one complete answer's output tokens and the time it took."""
-        if output_tokens <= 0 or elapsed_s <= 0:
+        if elapsed_s <= 0:
+            return
+        self._elapsed.append(elapsed_s)
+        if len(self._elapsed) > self.window:
+            self._elapsed.popleft()
+        self._median_s = statistics.median(self._elapsed)
+        if output_tokens <= 0:
             return
         self._speeds.append(output_tokens / elapsed_s)
         if len(self._speeds) > self.window:
@@ -51,6 +59,12 @@ class RequestTimeouts:
     @property
     def median_tps(self) -> float | None:
         return self._median_tps
+
+    @property
+    def stalled_after_s(self) -> float | None:
+        """When a request in flight counts as stalled: 10 x the median answer's time, at
+        least 1 s (None until answers have come)."""
+        return None if self._median_s is None else max(1.0, 10 * self._median_s)
 
     def timeout_s(self, max_tokens: int, *, timeouts: int = 0) -> float:
         """The timeout for a request of ``max_tokens`` whose job timed out ``timeouts``
@@ -81,3 +95,15 @@ class RequestTimeouts:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    @contextlib.contextmanager
+    def stall_watch(self, on_stalled: Callable[[], None]) -> Iterator[None]:
+        """Call ``on_stalled`` if the block runs past :attr:`stalled_after_s`."""
+        after_s = self.stalled_after_s
+        handle = None if after_s is None else \
+            asyncio.get_running_loop().call_later(after_s, on_stalled)
+        try:
+            yield
+        finally:
+            if handle is not None:
+                handle.cancel()

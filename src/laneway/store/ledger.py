@@ -19,10 +19,11 @@ from typing import Any
 from sqlalchemy import Engine, and_, create_engine, event, func, select, update
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
-from laneway.errors import InputError, StoreError
+from laneway.errors import DiskFullError, InputError, StoreError
 from laneway.jobs import BadLine, Job
 from laneway.store import schema
 from laneway.store.batches import BatchLedger
+from laneway.store.diskfull import is_disk_full
 from laneway.store.migrations import migrate
 from laneway.store.queue import JobQueue
 from laneway.store.settings import StoreSettings
@@ -329,9 +330,13 @@ def open_store(settings: StoreSettings | str | None = None) -> Store:
         else:
             engine = create_engine(settings.url, pool_pre_ping=True, pool_size=5)
         migrate(engine)
-    except DatabaseError as exc:  # cannot connect, or "file is not a database"
+    except DatabaseError as exc:  # cannot connect, "file is not a database", disk full
+        if is_disk_full(exc):
+            raise DiskFullError(f"cannot write the ledger {settings}") from None
         raise StoreError(f"cannot open the ledger {settings}: {exc.orig}") from None
     except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(f"cannot write the ledger {settings}") from None
         raise StoreError(f"cannot open the ledger {settings}: {exc}") from None
     except ModuleNotFoundError as exc:
         raise StoreError(

@@ -23,7 +23,7 @@ from typing import ParamSpec, TypeVar
 
 from sqlalchemy.exc import OperationalError
 
-from laneway.store.diskfull import disk_full_error
+from laneway.store.diskfull import disk_full_error, is_disk_full
 from laneway.store.ledger import Store
 from laneway.store.outage import outage_s, ride_out
 from laneway.store.queue import Finished
@@ -98,7 +98,8 @@ class GroupWriter:
             recorded = set(await self._finish([item for item, _ in batch]))
         except BaseException as exc:
             if isinstance(exc, Exception):
-                self.error = disk_full_error(exc, "the ledger could not record results") or exc
+                self.error = disk_full_error(
+                    exc, f"the ledger {self.astore.store.settings} cannot record results") or exc
             # Fail everyone waiting, not only this group: the writer does not go on.
             batch, self._pending = batch + self._pending, []
             for _, fut in batch:
@@ -120,7 +121,7 @@ class GroupWriter:
             try:
                 return await self.astore.call(self.astore.store.finish, items)
             except OperationalError as exc:
-                if attempt == self.retries or disk_full_error(exc, "") is not None:
+                if attempt == self.retries or is_disk_full(exc):
                     raise  # a full disk stays full: stop now, not in 13 s
                 await asyncio.sleep(min(0.25 * 2 ** attempt, 5.0))
         raise AssertionError("unreachable")

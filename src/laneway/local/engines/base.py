@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +40,25 @@ class SamplingParams:
     top_p: float | None = None
     top_k: int | None = None
     seed: int = 0
+    #: When set, a JSON schema (as canonical JSON text) the output must be valid against:
+    #: the engine constrains its decoding to it (structured outputs, forced tool calls).
+    json_schema: str | None = None
+
+
+class UnsupportedSchemaError(ValueError):
+    """An engine cannot constrain its output to this JSON schema (the API answers 400)."""
+
+
+class ContextWindowFull(str):
+    """The last item an engine yields when the context filled before the answer ended.
+
+    It is no token (empty text, not counted): the answer stops with ``stop_reason:
+    "model_context_window_exceeded"``.
+    """
+
+
+#: The one instance engines yield.
+CONTEXT_WINDOW_FULL = ContextWindowFull("")
 
 
 class Engine(Protocol):
@@ -52,6 +71,25 @@ class Engine(Protocol):
     """
 
     name: str
+
+    @property
+    def sampling_defaults(self) -> Mapping[str, float]:
+        """Sampling used when a request sets none of temperature / top_p / top_k (the
+        model's own recommendation; empty: the API's default, temperature 1.0)."""
+        ...
+
+    @property
+    def context_window(self) -> int:
+        """Tokens of prompt plus answer one request may hold."""
+        ...
+
+    def describe(self) -> str:
+        """One line for people: the model, its context, its sampling defaults."""
+        ...
+
+    def check_schema(self, schema: str) -> None:
+        """Raise :class:`UnsupportedSchemaError` if outputs cannot be held to ``schema``."""
+        ...
 
     def count_tokens(self, prompt: Prompt) -> int: ...
 

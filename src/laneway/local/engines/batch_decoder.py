@@ -37,6 +37,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,8 @@ from typing import Any
 import numpy as np
 
 from laneway.local.engines.base import SamplingParams
+from laneway.local.engines.grammar import Grammars
+from laneway.local.engines.kv_context import KVContext
 from laneway.local.engines.sampling import new_rng, sample
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,10 @@ MIN_SHARED_PREFIX = 8
 
 class EngineClosedError(RuntimeError):
     """The engine was closed while a sequence was waiting or generating."""
+
+
+class ContextWindowExceeded(Exception):
+    """Sent (not raised) to end a sequence whose slot filled before its answer ended."""
 
 
 @dataclass(eq=False)
@@ -76,6 +83,9 @@ class Sequence:
     pending: int | None = None
     cancelled: bool = False
     done: bool = False
+    #: The GBNF the output must follow, and its llama.cpp sampler while the sequence runs.
+    grammar_text: str | None = None
+    grammar: Any = None
 
 
 class BatchDecoder:
@@ -84,34 +94,27 @@ class BatchDecoder:
     ``model`` and ``vocab`` are llama.cpp pointers (``llama_model *``, ``llama_vocab *``)
     that must outlive the decoder. ``slots`` sequences run at once, each with a KV
     stream of ``slot_ctx`` cells (prompt + output); more requests wait for a free slot.
+    The context (the KV cache) exists while there is work, and ``idle_s`` seconds more.
     """
 
     def __init__(
         self, model: Any, vocab: Any, *, slots: int = 16, slot_ctx: int = 2048,
         n_batch: int = 512, n_threads: int = 2, prefill_budget: int = 256,
+        idle_s: float = 120.0,
     ) -> None:
         import llama_cpp
 
         self._ll: Any = llama_cpp
         self._vocab = vocab
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = slots * slot_ctx
-        params.n_batch = params.n_ubatch = n_batch
-        params.n_seq_max = slots
-        params.kv_unified = False  # one KV stream per sequence: see the module docstring
-        params.n_threads = params.n_threads_batch = n_threads
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as Llama()
-        params.no_perf = True
-        ctx = llama_cpp.llama_init_from_model(model, params)
-        if not ctx:
-            raise RuntimeError("llama.cpp could not create a context")
-        self._ctx: Any = ctx
-        self._mem: Any = llama_cpp.llama_get_memory(ctx)
+        self._kv = KVContext(model, slots=slots, slot_ctx=slot_ctx, n_batch=n_batch,
+                             n_threads=n_threads)
+        self.idle_s = idle_s
         self.slots = slots
-        self.slot_ctx = int(llama_cpp.llama_n_ctx_seq(ctx))
+        self.slot_ctx = slot_ctx
         self.n_batch = n_batch
         self.prefill_budget = prefill_budget
         self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
+        self.grammars = Grammars(vocab, self._n_vocab)
         self._batch: Any = llama_cpp.llama_batch_init(max(n_batch, slots), 0, 1)
         self._cond = threading.Condition()
         self._waiting: collections.deque[Sequence] = collections.deque()
@@ -127,11 +130,14 @@ class BatchDecoder:
         self._thread.start()
 
     # -- the consumers' side (any thread) ------------------------------------------------
-    def submit(self, prompt: list[int], params: SamplingParams, emit: Emit) -> Sequence:
-        """Queue a sequence; it joins the running batch at the next turn of the loop."""
+    def submit(self, prompt: list[int], params: SamplingParams, emit: Emit, *,
+               grammar: str | None = None) -> Sequence:
+        """Queue a sequence; it joins the running batch at the next turn of the loop.
+        With ``grammar`` (GBNF), its tokens are held to that grammar."""
         if not prompt:
             raise ValueError("a sequence needs at least one prompt token")
-        seq = Sequence(prompt=list(prompt), params=params, emit=emit, rng=new_rng(params))
+        seq = Sequence(prompt=list(prompt), params=params, emit=emit, rng=new_rng(params),
+                       grammar_text=grammar)
         with self._cond:
             if self._stopping:
                 raise EngineClosedError("the SmolLM2 engine is closed")
@@ -162,7 +168,7 @@ class BatchDecoder:
         with self._cond:
             self._closed = True
         self._ll.llama_batch_free(self._batch)
-        self._ll.llama_free(self._ctx)
+        self._kv.free()
 
     # -- the decoder thread --------------------------------------------------------------
     def _run(self) -> None:
@@ -170,10 +176,11 @@ class BatchDecoder:
         try:
             while True:
                 with self._cond:
-                    while not self._stopping and not self._waiting and not self._active:
-                        self._cond.wait()
+                    self._wait_for_work()
                     if self._stopping:
                         break
+                self._kv.ensure()  # outside the lock: submit() must not wait for it
+                with self._cond:
                     self._schedule()
                     work = list(self._active)
                 self._prefill([s for s in work if s.n_past < len(s.prompt) and not s.done])
@@ -186,22 +193,56 @@ class BatchDecoder:
             left = [*self._active, *self._waiting]
             self._waiting.clear()
         for seq in left:
+            self._release_grammar(seq)
             if not seq.done:
                 seq.done = True
                 self._send(seq, error)
 
+    def _wait_for_work(self) -> None:
+        """Under the lock: wait until there is work or the decoder stops; free the
+        context after ``idle_s`` without work."""
+        idle_since = time.monotonic()
+        while not self._stopping and not self._waiting and not self._active:
+            if not self._kv.live:
+                self._cond.wait()
+                continue
+            left = idle_since + self.idle_s - time.monotonic()
+            if left <= 0:
+                self._kv.free()
+                log.info("SmolLM2 context freed after %.0f s idle", self.idle_s)
+            else:
+                self._cond.wait(left)
+
+    @property
+    def context_live(self) -> bool:
+        """Whether the context (the KV cache) is allocated now."""
+        return self._kv.live
+
+    def _release_grammar(self, seq: Sequence) -> None:
+        if seq.grammar is not None:
+            self.grammars.free(seq.grammar)
+            seq.grammar = None
+
     def _schedule(self) -> None:
         """Under the lock: release finished and cancelled sequences, admit waiting ones."""
         for seq in [s for s in self._active if s.done or s.cancelled]:
-            self._ll.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
+            self._ll.llama_memory_seq_rm(self._kv.mem, seq.slot, -1, -1)
             self._active.remove(seq)
             self._free.append(seq.slot)
+            self._release_grammar(seq)
             seq.done = True
         while self._waiting and self._free:
             seq = self._waiting.popleft()
             if seq.cancelled:
                 seq.done = True
                 continue
+            if seq.grammar_text is not None:
+                try:
+                    seq.grammar = self.grammars.new(seq.grammar_text)
+                except ValueError as exc:
+                    seq.done = True
+                    self._send(seq, exc)
+                    continue
             seq.slot = self._free.pop()
             self._active.append(seq)
         if any(s.cancelled for s in self._waiting):
@@ -214,13 +255,13 @@ class BatchDecoder:
         for seq in joining:
             if budget <= 0:
                 break
-            if seq.n_past == 0 and len(seq.prompt) <= self.slot_ctx and not seq.cancelled:
+            if seq.n_past == 0 and len(seq.prompt) < self.slot_ctx and not seq.cancelled:
                 self._share_prefix(seq)  # llama.cpp copies the cells at the next decode
             while budget > 0 and seq.n_past < len(seq.prompt) and not seq.cancelled:
-                if len(seq.prompt) > self.slot_ctx:
+                if len(seq.prompt) >= self.slot_ctx:  # no room left for an answer
                     log.warning("a prompt of %d tokens does not fit a %d-token slot",
                                 len(seq.prompt), self.slot_ctx)
-                    self._finish(seq)
+                    self._finish(seq, ContextWindowExceeded())
                     break
                 start = seq.n_past
                 end = min(len(seq.prompt), start + self.n_batch)
@@ -253,9 +294,9 @@ class BatchDecoder:
                 best, donor = n, other
         if donor is None or best < MIN_SHARED_PREFIX:
             return
-        self._ll.llama_memory_seq_cp(self._mem, donor.slot, seq.slot, -1, -1)
-        if not self._ll.llama_memory_seq_rm(self._mem, seq.slot, best, -1):
-            self._ll.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
+        self._ll.llama_memory_seq_cp(self._kv.mem, donor.slot, seq.slot, -1, -1)
+        if not self._ll.llama_memory_seq_rm(self._kv.mem, seq.slot, best, -1):
+            self._ll.llama_memory_seq_rm(self._kv.mem, seq.slot, -1, -1)
             return
         seq.n_past = best
         self.stats["prefix_tokens_reused"] += best
@@ -289,7 +330,7 @@ class BatchDecoder:
     def _decode(self, seqs: list[Sequence]) -> bool:
         """Run the batch; on failure, fail ``seqs`` (their cells are removed later)."""
         self.stats["decode_calls"] += 1
-        rc = int(self._ll.llama_decode(self._ctx, self._batch))
+        rc = int(self._ll.llama_decode(self._kv.ctx, self._batch))
         if rc == 0:
             return True
         error = RuntimeError(f"llama_decode failed (code {rc})")
@@ -302,23 +343,31 @@ class BatchDecoder:
 
     def _sampled(self, seq: Sequence, row: int) -> None:
         """Sample ``seq``'s next token from logits row ``row``; emit it or end the sequence."""
-        ptr = self._ll.llama_get_logits_ith(self._ctx, row)
+        ptr = self._ll.llama_get_logits_ith(self._kv.ctx, row)
         logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
         token = sample(logits, seq.params, seq.rng)
+        if seq.grammar is not None:
+            token = self.grammars.pick(
+                seq.grammar, logits, token, lambda allowed: sample(allowed, seq.params, seq.rng))
+            if token < 0:  # the grammar allows nothing: stop
+                self._finish(seq)
+                return
         if self._ll.llama_vocab_is_eog(self._vocab, token):
             self._finish(seq)
             return
         seq.generated += 1
         self._send(seq, token)
-        if seq.generated >= seq.params.max_tokens or seq.n_past >= self.slot_ctx:
-            self._finish(seq)  # max_tokens, or the slot is full: end with what it has
+        if seq.generated >= seq.params.max_tokens:
+            self._finish(seq)
+        elif seq.n_past + 1 >= self.slot_ctx:  # prompt + answer fill the slot: end there
+            self._finish(seq, ContextWindowExceeded())
         else:
             seq.pending = token
 
-    def _finish(self, seq: Sequence) -> None:
+    def _finish(self, seq: Sequence, end: ContextWindowExceeded | None = None) -> None:
         seq.done = True
         seq.pending = None
-        self._send(seq, None)
+        self._send(seq, end)
 
     @staticmethod
     def _send(seq: Sequence, item: int | BaseException | None) -> None:

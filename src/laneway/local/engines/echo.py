@@ -9,17 +9,35 @@ tokens, so benchmarks can model a realistic server.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import ClassVar
 
 from laneway.local import tokenizer
-from laneway.local.engines.base import Prompt, SamplingParams
+from laneway.local.engines.base import Prompt, SamplingParams, UnsupportedSchemaError
+from laneway.local.engines.schema_instance import minimal_instance
 
 #: Tokens of framing counted per turn, as a chat template would add.
 TURN_OVERHEAD_TOKENS = 3
 
 
 class EchoEngine:
+    """With a JSON schema to follow, it answers with a minimal instance of the schema."""
+
     name = "echo"
+    sampling_defaults: ClassVar[Mapping[str, float]] = {}
+    #: As large as Claude's, so that only a really long prompt is refused.
+    context_window = 200_000
+
+    def describe(self) -> str:
+        return (f"echo: repeats the last user turn; {self.context_window:,}-token context; "
+                "structured outputs answer a minimal instance of the schema")
+
+    def check_schema(self, schema: str) -> None:
+        try:
+            minimal_instance(json.loads(schema))
+        except (ValueError, TypeError) as exc:
+            raise UnsupportedSchemaError(str(exc)) from None
 
     def __init__(self, *, ttft_ms: float = 0.0, token_ms: float = 0.0) -> None:
         self.ttft_s = ttft_ms / 1000.0
@@ -41,7 +59,11 @@ class EchoEngine:
         return text
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[str]:
-        tokens = tokenizer.tokenize(self.reply_text(prompt))
+        if params.json_schema is not None:
+            text = json.dumps(minimal_instance(json.loads(params.json_schema)))
+            tokens = [text[i:i + 4] for i in range(0, len(text), 4)]
+        else:
+            tokens = tokenizer.tokenize(self.reply_text(prompt))
         if self.ttft_s > 0:
             await asyncio.sleep(self.ttft_s)
         for i, token in enumerate(tokens[: params.max_tokens]):

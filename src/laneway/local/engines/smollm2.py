@@ -28,12 +28,17 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
 
 from laneway.local.engines import model_file
-from laneway.local.engines.base import Prompt, SamplingParams
-from laneway.local.engines.batch_decoder import BatchDecoder, EngineClosedError, Sequence
+from laneway.local.engines.base import CONTEXT_WINDOW_FULL, Prompt, SamplingParams
+from laneway.local.engines.batch_decoder import (
+    BatchDecoder,
+    ContextWindowExceeded,
+    EngineClosedError,
+    Sequence,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,15 +144,24 @@ class SmolLM2Engine:
     prompt and answer; the KV cache takes ~23 KB per token, 750 MB for 16 x 2048); more
     wait for a free slot. ``slots``, ``slot_ctx`` and ``n_threads`` default to
     ``$LANEWAY_SMOLLM2_SLOTS`` (16), ``$LANEWAY_SMOLLM2_SLOT_CTX`` (2048) and
-    ``$LANEWAY_SMOLLM2_THREADS`` (2).
+    ``$LANEWAY_SMOLLM2_THREADS`` (2). The KV cache exists while requests run and
+    ``idle_s`` seconds more (``$LANEWAY_SMOLLM2_IDLE_S``, 120): making it again takes
+    ~1 s (llama.cpp zeroes the whole cache), so a pause in a chat should not cost that.
+
+    A request that sets none of temperature / top_p / top_k samples at temperature 0.2
+    and top_p 0.9, as the model card recommends: at the API's default temperature of
+    1.0 this small model wanders off into nonsense.
     """
 
     name = "smollm2"
+    sampling_defaults: ClassVar[Mapping[str, float]] = {"temperature": 0.2, "top_p": 0.9}
 
     def __init__(self, *, slots: int | None = None, slot_ctx: int | None = None,
-                 n_batch: int = 512, n_threads: int | None = None) -> None:
+                 n_batch: int = 512, n_threads: int | None = None,
+                 idle_s: float | None = None) -> None:
         self.slots = slots or _env_int("LANEWAY_SMOLLM2_SLOTS", 16)
         self.slot_ctx = slot_ctx or _env_int("LANEWAY_SMOLLM2_SLOT_CTX", 2048)
+        self.idle_s = idle_s if idle_s is not None else _env_int("LANEWAY_SMOLLM2_IDLE_S", 120)
         self.n_batch = n_batch
         self.n_threads = n_threads or _env_int("LANEWAY_SMOLLM2_THREADS", 2)
         self._lock = threading.Lock()
@@ -176,7 +190,7 @@ class SmolLM2Engine:
                 loaded = _Model(str(path))
                 self._decoder = BatchDecoder(
                     loaded.model, loaded.vocab, slots=self.slots, slot_ctx=self.slot_ctx,
-                    n_batch=self.n_batch, n_threads=self.n_threads,
+                    n_batch=self.n_batch, n_threads=self.n_threads, idle_s=self.idle_s,
                 )
                 self._model = loaded
                 log.info("SmolLM2-135M loaded in %.2f s (%d slots of %d tokens)",
@@ -186,6 +200,21 @@ class SmolLM2Engine:
     @property
     def decoder(self) -> BatchDecoder:
         return self._load()[1]
+
+    @property
+    def context_window(self) -> int:
+        """Prompt plus answer tokens of one request (one slot)."""
+        return self.slot_ctx
+
+    def describe(self) -> str:
+        defaults = ", ".join(f"{k} {v:g}" for k, v in self.sampling_defaults.items())
+        return (f"SmolLM2-135M-Instruct (llama.cpp, embedded): {self.slot_ctx:,}-token "
+                f"context; when a request sets no temperature/top_p/top_k: {defaults}; "
+                "structured outputs and forced tool calls by grammar")
+
+    def check_schema(self, schema: str) -> None:
+        """Raise ``UnsupportedSchemaError`` unless the schema's grammar can be built."""
+        self._load()[1].grammars.check(schema)
 
     # -- prompts -------------------------------------------------------------------------
     def render(self, prompt: Prompt) -> str:
@@ -230,12 +259,18 @@ class SmolLM2Engine:
         def emit(item: int | BaseException | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
+        grammar = (decoder.grammars.check(params.json_schema)
+                   if params.json_schema is not None else None)
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        seq: Sequence = decoder.submit(tokens, params, emit)
+        seq: Sequence = decoder.submit(tokens, params, emit, grammar=grammar)
+        full = False
         try:
             while True:
                 item = await queue.get()
                 if item is None:
+                    break
+                if isinstance(item, ContextWindowExceeded):
+                    full = True
                     break
                 if isinstance(item, BaseException):
                     raise item
@@ -243,6 +278,8 @@ class SmolLM2Engine:
             tail = utf8.decode(b"", final=True)
             if tail:  # the answer ended inside a UTF-8 character
                 yield tail
+            if full:
+                yield CONTEXT_WINDOW_FULL
         finally:
             decoder.cancel(seq)
 

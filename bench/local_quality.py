@@ -1,0 +1,207 @@
+"""Benchmark: what the embedded ``smollm2`` engine answers, through the official SDK.
+
+1. Sampling defaults: "What is the capital of France? One sentence." asked of ``laneway
+   ask --provider local`` in ``--fresh`` new processes (default 10), each with a new
+   server and the engine's defaults (no temperature sent): how many say Paris.
+2. Structured outputs: 50 requests, 10 prompts on each of 5 JSON schemas (nested
+   objects, arrays, enums, required fields; four as ``output_config.format``, one as a
+   forced tool call), 8 at a time against one in-process server: how many are valid
+   JSON against their schema (``jsonschema``), and how they stopped.
+3. Grammar cost: one greedy stream, decode ms per token with and without a schema
+   (the engine called directly: same prompt, same number of tokens), and the time the
+   grammar itself takes per token (its own clock: on a loaded machine the wall-clock
+   difference drowns in noise).
+
+    .venv/bin/python bench/local_quality.py [--fresh 10]
+
+Prints tables and writes ``bench/results/local_quality.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import anthropic
+import jsonschema
+
+from _common import print_table, save
+from laneway.local import LocalConfig, start_local
+from laneway.local.engines.base import Prompt, SamplingParams
+from laneway.local.engines.smollm2 import SmolLM2Engine
+
+QUESTION = "What is the capital of France? One sentence."
+PEOPLE = ["Marie, 34, an engineer in Lyon who speaks French and English",
+          "Tom, 52, a baker in Leeds", "Aiko, 27, a pilot in Osaka who speaks Japanese",
+          "Carlos, 41, a teacher in Seville", "Greta, 65, a retired nurse in Hamburg",
+          "Omar, 30, a chef in Cairo who speaks Arabic and French",
+          "Lena, 19, a student in Vienna", "Raj, 45, a doctor in Mumbai",
+          "Sofia, 38, an architect in Milan", "Ben, 23, a musician in Austin"]
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "person (nested object, array of enums)": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"}, "age": {"type": "integer"},
+            "languages": {"type": "array",
+                          "items": {"enum": ["English", "French", "German", "Japanese",
+                                             "Arabic", "Spanish", "Italian", "Hindi"]}},
+            "address": {"type": "object",
+                        "properties": {"city": {"type": "string"},
+                                       "country": {"type": "string"}},
+                        "required": ["city", "country"]}},
+        "required": ["name", "age", "address"]},
+    "sentiment (enum, number)": {
+        "type": "object",
+        "properties": {"sentiment": {"enum": ["positive", "neutral", "negative"]},
+                       "confidence": {"type": "number"}},
+        "required": ["sentiment", "confidence"]},
+    "tags (array of strings)": {
+        "type": "object",
+        "properties": {"tags": {"type": "array", "items": {"type": "string"},
+                                "minItems": 1, "maxItems": 5}},
+        "required": ["tags"]},
+    "event (array of objects, booleans)": {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"},
+            "attendees": {"type": "array",
+                          "items": {"type": "object",
+                                    "properties": {"name": {"type": "string"},
+                                                   "confirmed": {"type": "boolean"}},
+                                    "required": ["name", "confirmed"]}}},
+        "required": ["title", "attendees"]},
+}
+TOOL = {"name": "record_person", "description": "Record a person's name, age and job.",
+        "input_schema": {"type": "object",
+                         "properties": {"name": {"type": "string"},
+                                        "age": {"type": "integer"},
+                                        "job": {"type": "string"}},
+                         "required": ["name", "age", "job"]}}
+
+
+def prompt_for(schema_name: str, i: int) -> str:
+    if schema_name.startswith("person") or schema_name == "tool":
+        return f"Describe {PEOPLE[i]}."
+    if schema_name.startswith("sentiment"):
+        return f"How does this review feel? 'Review {i}: the {PEOPLE[i].split(',')[0]} " \
+               "bakery was lovely, the bread was fresh.'"
+    if schema_name.startswith("tags"):
+        return f"Tags for an article about {PEOPLE[i].split(', ')[-1]}."
+    return f"A dinner with {PEOPLE[i].split(',')[0]} and two friends, one not sure yet."
+
+
+def fresh_asks(n: int) -> dict[str, Any]:
+    answers = []
+    for _ in range(n):
+        done = subprocess.run(
+            [sys.executable, "-m", "laneway", "ask", "--provider", "local", QUESTION],
+            capture_output=True, text=True, timeout=120)
+        answers.append(done.stdout.strip())
+    paris = sum("Paris" in a for a in answers)
+    print_table("laneway ask, fresh processes", ["asked", "said Paris", "first answer"],
+                [[n, paris, answers[0][:60] if answers else ""]])
+    return {"asked": n, "paris": paris, "answers": answers}
+
+
+async def structured() -> dict[str, Any]:
+    running = start_local(LocalConfig(engine="smollm2"))
+    cases: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    for name, schema in SCHEMAS.items():
+        for i in range(10):
+            cases.append((name, schema, {"output_config": {"format": {
+                "type": "json_schema", "schema": schema}}, "prompt": prompt_for(name, i)}))
+    for i in range(10):
+        cases.append(("tool", TOOL["input_schema"], {
+            "tools": [TOOL], "tool_choice": {"type": "tool", "name": TOOL["name"]},
+            "prompt": prompt_for("tool", i)}))
+    gate = asyncio.Semaphore(8)
+    try:
+        async with anthropic.AsyncAnthropic(base_url=running.base_url, api_key="x",
+                                            max_retries=0, timeout=300) as client:
+            async def one(schema: dict[str, Any], extra: dict[str, Any]) -> tuple[bool, str]:
+                extra = dict(extra)
+                text = extra.pop("prompt")
+                async with gate:
+                    message = await client.messages.create(
+                        model="local", max_tokens=400, extra_body=extra,
+                        messages=[{"role": "user", "content": text}])
+                block: Any = message.content[0]
+                value = block.input if block.type == "tool_use" else json.loads(block.text)
+                try:
+                    jsonschema.validate(value, schema)
+                    return True, str(message.stop_reason)
+                except jsonschema.ValidationError:
+                    return False, str(message.stop_reason)
+
+            started = time.monotonic()
+            results = await asyncio.gather(*(one(s, e) for _, s, e in cases),
+                                           return_exceptions=True)
+            elapsed = time.monotonic() - started
+    finally:
+        running.stop()
+    rows, by_schema = [], {}
+    for name in [*SCHEMAS, "tool"]:
+        mine = [r for (n, _, _), r in zip(cases, results, strict=True) if n == name]
+        valid = sum(1 for r in mine if isinstance(r, tuple) and r[0])
+        stops = sorted({r[1] if isinstance(r, tuple) else type(r).__name__ for r in mine})
+        by_schema[name] = {"requests": len(mine), "valid": valid, "stop_reasons": stops}
+        rows.append([name, len(mine), valid, ", ".join(stops)])
+    total_valid = sum(v["valid"] for v in by_schema.values())
+    rows.append(["all", len(cases), total_valid, f"{elapsed:.1f} s"])
+    print_table("structured outputs (smollm2)", ["schema", "requests", "valid", "stop"], rows)
+    return {"requests": len(cases), "valid": total_valid, "seconds": elapsed,
+            "by_schema": by_schema}
+
+
+async def grammar_cost() -> dict[str, Any]:
+    engine = SmolLM2Engine(slots=2, slot_ctx=1024)
+    prompt = Prompt(system="Reply with JSON.", turns=(("user", f"Describe {PEOPLE[0]}."),))
+    schema = json.dumps(SCHEMAS["event (array of objects, booleans)"])
+
+    async def per_token(json_schema: str | None) -> tuple[float, int]:
+        params = SamplingParams(max_tokens=120, temperature=0.0, json_schema=json_schema)
+        stamps = [time.perf_counter() async for _ in engine.generate(prompt, params)]
+        return (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1) * 1000, len(stamps)
+
+    try:
+        await per_token(None)  # warm up
+        plain = [await per_token(None) for _ in range(3)]
+        before = dict(engine.decoder.grammars.stats)
+        constrained = [await per_token(schema) for _ in range(3)]
+        after = engine.decoder.grammars.stats
+    finally:
+        await engine.aclose()
+    plain_ms = min(ms for ms, _ in plain)
+    grammar_ms = min(ms for ms, _ in constrained)
+    tokens = after["tokens"] - before["tokens"]
+    own_ms = (after["us"] - before["us"]) / 1000 / max(1, tokens)
+    masks = after["masks"] - before["masks"]
+    print_table("grammar cost per token (one greedy stream)",
+                ["decoding", "ms/token", "tokens", "grammar ms/token", "full masks"],
+                [["plain", f"{plain_ms:.2f}", plain[0][1], "", ""],
+                 ["JSON schema", f"{grammar_ms:.2f}", constrained[0][1], f"{own_ms:.2f}",
+                  f"{masks} of {tokens}"]])
+    return {"plain_ms_per_token": plain_ms, "schema_ms_per_token": grammar_ms,
+            "grammar_own_ms_per_token": own_ms, "full_masks": masks,
+            "constrained_tokens": tokens}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fresh", type=int, default=10, help="fresh `laneway ask` processes")
+    args = parser.parse_args()
+    results = {"ask": fresh_asks(args.fresh), "structured": asyncio.run(structured()),
+               "grammar": asyncio.run(grammar_cost())}
+    save("local_quality", results)
+
+
+if __name__ == "__main__":
+    main()
