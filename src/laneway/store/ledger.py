@@ -154,7 +154,7 @@ class Store(JobQueue, BatchLedger):
         j = S.jobs.c
         q = select(func.count()).where(j.run_id == run_id, (
             j.status.in_((S.CLAIMED, S.SUBMITTED)) | (j.attempts > 0)
-            | (j.status.in_(S.FINAL) & (j.mode != "ingest"))))
+            | (j.status.in_(S.FINAL) & (j.mode.is_(None) | (j.mode != "ingest")))))
         with self.engine.connect() as conn:
             return int(conn.scalar(q) or 0)
 

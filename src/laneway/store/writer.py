@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from laneway.store.diskfull import disk_full_error, is_disk_full
 from laneway.store.ledger import Store
-from laneway.store.outage import ride_out
+from laneway.store.outage import outage_s, ride_out
 from laneway.store.queue import Finished
 
 P = ParamSpec("P")
@@ -35,6 +35,8 @@ T = TypeVar("T")
 class AsyncStore:
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: How long a PostgreSQL outage is ridden out (read now: a bad value fails at once).
+        self.outage_s = outage_s() if store.is_postgres else 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="laneway-store")
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -43,7 +45,7 @@ class AsyncStore:
         if not self.store.is_postgres:
             return await loop.run_in_executor(self._executor, job)
         return await ride_out(lambda: loop.run_in_executor(self._executor, job),
-                              where=str(self.store.settings))
+                              where=str(self.store.settings), budget_s=self.outage_s)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
