@@ -10,11 +10,12 @@ client is used, with the SDK's own retries turned off: laneway owns the retry po
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +124,20 @@ def map_error(exc: BaseException) -> ProviderError:
     raise exc
 
 
+@contextlib.contextmanager
+def sdk_errors() -> Iterator[None]:
+    """Around SDK calls: whatever they raise leaves as a :class:`ProviderError`.
+
+    Cancellation, Ctrl-C and an async generator being closed pass through unchanged.
+    """
+    try:
+        yield
+    except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:
+        raise map_error(exc) from exc
+
+
 @dataclass(slots=True)
 class Reply:
     """A complete answer: the Message as JSON, the response headers, and timings."""
@@ -216,14 +231,10 @@ class Provider:
     async def create(self, params: dict[str, Any], *, timeout_s: float = 600.0) -> Reply:
         """Send one non-streaming request; raise a :class:`ProviderError` on failure."""
         started = time.monotonic()
-        try:
+        with sdk_errors():
             raw = await self.client.messages.with_raw_response.create(
                 **sdk_kwargs(params), timeout=timeout_s)
             body = await raw.read()
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-                raise
-            raise map_error(exc) from exc
         try:
             message = json.loads(body)
         except ValueError as exc:
@@ -244,7 +255,7 @@ class Provider:
         started = time.monotonic()
         ttft: float | None = None
         message: dict[str, Any] = {}
-        try:
+        with sdk_errors():
             raw = await self.client.messages.with_raw_response.create(
                 **sdk_kwargs(params), stream=True, timeout=timeout_s)
             headers = dict(raw.headers)
@@ -297,10 +308,6 @@ class Provider:
                         raise stream_error(data, raw.request_id)
             finally:
                 await response.aclose()
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-                raise
-            raise map_error(exc) from exc
         if message.get("stop_reason") is None:
             raise ConnectionLostError("the stream ended before message_stop")
         return Reply(message, headers, raw.request_id, ttft_s=ttft,

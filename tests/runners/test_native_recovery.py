@@ -15,8 +15,9 @@ import pytest
 
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.provider import Provider
+from laneway.provider_batches import Batches
 from laneway.runners import native_ledger as NL
-from laneway.runners.native_batch import BatchAPI, encode_request
+from laneway.runners.native_batch import encode_request
 from laneway.runners.native_submit import new_batch_id
 from laneway.runs import run
 from laneway.store import open_store
@@ -84,7 +85,7 @@ async def _half_submitted(tmp_path: Path, base_url: str, *, create: bool
                           seqs=[j.seq for j in jobs], size_bytes=0, worker="main")
     store.close()
     if create:
-        await BatchAPI(provider).create(b'{"requests":[' + b",".join(parts) + b"]}")
+        await Batches(provider).create(b'{"requests":[' + b",".join(parts) + b"]}")
     await provider.aclose()
     return summary.run_id, batch_id
 

@@ -37,8 +37,8 @@ from laneway import estimate
 from laneway.errors import ConfigError, LanewayError, ProviderError, RequestError
 from laneway.pricing import price_of
 from laneway.provider import Provider
+from laneway.provider_batches import Batches, BatchInfo
 from laneway.runners import native_ledger as NL
-from laneway.runners.native_batch import BatchAPI, BatchInfo
 from laneway.runners.native_collect import Collector
 from laneway.runners.native_fallback import fall_back, fallback_due
 from laneway.runners.native_options import NativeOptions, NativeTally
@@ -74,7 +74,7 @@ class NativeRunner:
         self.on_progress = on_progress
         self.stop_event = stop_event or asyncio.Event()
         self.until = until
-        self.api = BatchAPI(provider)
+        self.api = Batches(provider)
         self.tally = NativeTally()
         self.collector = Collector(self)
         self.rows: dict[str, NL.BatchRow] = {}

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from laneway.errors import ProviderError, UnknownModelError
 from laneway.pricing import Usage, cost_usd
+from laneway.provider_batches import BatchInfo
 from laneway.runners import native_ledger as NL
-from laneway.runners.native_batch import BatchInfo, parse_custom_id
+from laneway.runners.native_batch import parse_custom_id
 from laneway.store import Finished
 from laneway.store import schema as S
 

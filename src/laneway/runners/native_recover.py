@@ -22,8 +22,9 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from laneway.errors import ProviderError
+from laneway.provider_batches import Batches, BatchInfo
 from laneway.runners import native_ledger as NL
-from laneway.runners.native_batch import BatchAPI, BatchInfo, parse_custom_id
+from laneway.runners.native_batch import parse_custom_id
 from laneway.store import AsyncStore
 
 
@@ -34,7 +35,7 @@ class Recovery(StrEnum):
 
 
 async def recover_submitting(
-    api: BatchAPI, astore: AsyncStore, row: NL.BatchRow, *, skew_s: float,
+    api: Batches, astore: AsyncStore, row: NL.BatchRow, *, skew_s: float,
     notice: Callable[[str], None], quiet: bool = False,
 ) -> tuple[Recovery, BatchInfo | None]:
     """Settle one ``submitting`` row: adopt the provider's batch, give the jobs back, or

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from laneway.jobs import errored
+from laneway.provider_batches import BODY_OVERHEAD_BYTES
 from laneway.runners import native_ledger as NL
-from laneway.runners.native_batch import BODY_OVERHEAD_BYTES, encode_request
+from laneway.runners.native_batch import encode_request
 from laneway.store import ClaimedJob, Finished
 from laneway.store import schema as S
 
