@@ -10,9 +10,8 @@ import pytest
 from laneway.local import LocalConfig, RunningLocal
 from laneway.local.faults import FaultPlan
 from laneway.provider import Provider
-from laneway.runners import native_ledger as NL
 from laneway.runs import run
-from laneway.store import open_store
+from laneway.store import BatchStatus, open_store
 
 from .helpers import make_input, read_output, server_batches
 from .test_native import DEFAULTS, fast
@@ -50,8 +49,8 @@ async def test_native_on_postgres(tmp_path: Path, local_api: RunningLocal, pg_ds
     assert [r["custom_id"] for r in read_output(tmp_path / "out.jsonl")] == \
         [f"doc-{i}" for i in range(30)]
     store = open_store(pg_dsn)
-    rows = NL.run_batches(store, summary.run_id)
-    assert {r.status for r in rows} == {NL.ENDED}
-    assert NL.usage_by_model(store, summary.run_id)[0][0] == DEFAULTS.model
+    rows = store.run_batches(summary.run_id)
+    assert {r.status for r in rows} == {BatchStatus.ENDED}
+    assert store.usage_by_model(summary.run_id)[0][0] == DEFAULTS.model
     store.close()
     assert len(await server_batches(local_api.base_url)) == len(rows)

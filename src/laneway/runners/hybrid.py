@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from laneway.errors import UnknownModelError
 from laneway.pricing import Usage, cost_usd
 from laneway.provider import Provider
-from laneway.runners import native_ledger as NL
 from laneway.runners.native import NativeOptions, NativeTally, run_native
 from laneway.runners.planner import Plan, PlannerOptions, Workload, choose, realtime_s_for
 from laneway.runners.realtime import Tally
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def _workload(store: Store, run_id: str, expected_output_tokens: int) -> Workload:
-    return Workload.of(NL.unfinished_params(store, run_id),
+    return Workload.of(store.unfinished_params(run_id),
                        expected_output_tokens=expected_output_tokens)
 
 
@@ -43,8 +42,8 @@ async def plan_run(
     if counts[S.SUCCEEDED] >= 10:  # what this run's answers really are, once known
         expected = max(1, round(counts.output_tokens / counts[S.SUCCEEDED]))
     workload = await astore.call(_workload, store, run_id, expected)
-    batches = await astore.call(NL.own_batches, store, run_id, worker=config.worker_id or "main")
-    learnt = await astore.call(NL.batch_durations_s, store, provider=provider.kind)
+    batches = await astore.call(store.own_batches, run_id, worker=config.worker_id or "main")
+    learnt = await astore.call(store.batch_durations_s, provider=provider.kind)
     deadline_s = None if config.deadline_at is None else max(
         0.0, config.deadline_at - time.time())
     budget_left = None if config.budget_usd is None else config.budget_usd - counts.cost_usd
@@ -90,7 +89,7 @@ def realtime_cost_usd(store: Store, run_id: str, *, local: bool) -> float | None
     if local:
         return 0.0
     total = 0.0
-    for model, tin, tout, write, read in NL.usage_by_model(store, run_id):
+    for model, tin, tout, write, read in store.usage_by_model(run_id):
         usage = Usage(input_tokens=tin, output_tokens=tout,
                       cache_creation_input_tokens=write, cache_read_input_tokens=read)
         try:

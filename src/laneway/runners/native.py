@@ -38,13 +38,13 @@ from laneway.errors import ConfigError, LanewayError, ProviderError, RequestErro
 from laneway.pricing import price_of
 from laneway.provider import Provider
 from laneway.provider_batches import Batches, BatchInfo
-from laneway.runners import native_ledger as NL
 from laneway.runners.native_collect import Collector
 from laneway.runners.native_fallback import fall_back, fallback_due
 from laneway.runners.native_options import NativeOptions, NativeTally
 from laneway.runners.native_recover import Recovery, recover_submitting
 from laneway.runners.native_submit import Chunk, build_chunk
 from laneway.store import AsyncStore
+from laneway.store.batches import BatchRow, BatchStatus
 
 if TYPE_CHECKING:
     from laneway.runs import RunConfig
@@ -77,7 +77,7 @@ class NativeRunner:
         self.api = Batches(provider)
         self.tally = NativeTally()
         self.collector = Collector(self)
-        self.rows: dict[str, NL.BatchRow] = {}
+        self.rows: dict[str, BatchRow] = {}
         self._seen: dict[str, BatchInfo] = {}
         self._worst: dict[str, float] = {}  # worst-case cost still committed, per batch
         self._spent_usd = 0.0
@@ -95,8 +95,7 @@ class NativeRunner:
             ids = ", ".join(r.provider_batch_id or r.id for r in self.rows.values())
             self.notice(f"re-attaching to {len(self.rows)} batch(es) submitted earlier: {ids}")
             for row in self.rows.values():
-                params = await self.astore.call(NL.submitted_params, self.store,
-                                                self.run_id, [row.id])
+                params = await self.astore.call(self.store.submitted_params, self.run_id, [row.id])
                 self._worst[row.id] = sum(self.worst_usd(p) for p in params)
         delay = self.options.poll_initial_s
         while True:
@@ -143,7 +142,7 @@ class NativeRunner:
         return run is not None and run.status == "canceled"
 
     async def _own(self) -> None:
-        rows = await self.astore.call(NL.own_batches, self.store, self.run_id,
+        rows = await self.astore.call(self.store.own_batches, self.run_id,
                                       worker=self.worker_id, lease_s=self.options.lease_s)
         self.rows = {r.id: r for r in rows}
         self.tally.in_flight = sum(r.request_count for r in rows)
@@ -182,7 +181,7 @@ class NativeRunner:
                     continue  # all it claimed was too large (and is recorded): go on
                 break
             ok = await self.astore.call(
-                NL.begin_batch, self.store, run_id=self.run_id, batch_id=chunk.batch_id,
+                self.store.begin_batch, run_id=self.run_id, batch_id=chunk.batch_id,
                 seqs=chunk.seqs, size_bytes=chunk.size_bytes, worker=self.worker_id,
                 lease_s=self.options.lease_s)
             if not ok:  # a lease ran out and another worker took some: claim again
@@ -216,7 +215,7 @@ class NativeRunner:
         try:
             info = await self.api.create(body)
         except RequestError as err:
-            await self.astore.call(NL.abandon_batch, self.store, chunk.batch_id,
+            await self.astore.call(self.store.abandon_batch, chunk.batch_id,
                                    refund_attempt=True)
             raise ConfigError(f"the provider refused a batch of {n} requests "
                               f"({len(body):,} bytes): {err}") from None
@@ -231,7 +230,7 @@ class NativeRunner:
             self.rows[chunk.batch_id] = await self._row(chunk.batch_id)
             self._worst[chunk.batch_id] = chunk.worst_usd
             return
-        await self.astore.call(NL.set_submitted, self.store, chunk.batch_id, info.id)
+        await self.astore.call(self.store.batch_submitted, chunk.batch_id, info.id)
         self._failed_creates = 0
         self.tally.batches += 1
         self.tally.requests += n
@@ -245,8 +244,8 @@ class NativeRunner:
             "batch": chunk.batch_id, "provider_batch_id": info.id, "status": "submitted",
             "requests": n, "bytes": len(body)})
 
-    async def _row(self, batch_id: str) -> NL.BatchRow:
-        rows = await self.astore.call(NL.run_batches, self.store, self.run_id)
+    async def _row(self, batch_id: str) -> BatchRow:
+        rows = await self.astore.call(self.store.run_batches, self.run_id)
         return next(r for r in rows if r.id == batch_id)
 
     # -- polling ---------------------------------------------------------------------------
@@ -254,7 +253,7 @@ class NativeRunner:
         await self._own()
         changed = False
         for row in list(self.rows.values()):
-            if row.status == NL.SUBMITTING:
+            if row.status == BatchStatus.SUBMITTING:
                 changed |= await self._settle(row)
                 continue
             assert row.provider_batch_id is not None
@@ -263,7 +262,7 @@ class NativeRunner:
             except RequestError as err:
                 if err.status != 404:
                     raise
-                moved = await self.astore.call(NL.abandon_batch, self.store, row.id)
+                moved = await self.astore.call(self.store.abandon_batch, row.id)
                 self.notice(f"batch {row.id} ({row.provider_batch_id}): the provider no longer "
                             f"has it; its {moved} unfinished jobs will be sent again")
                 self.forget(row.id)
@@ -293,7 +292,7 @@ class NativeRunner:
         if row is not None:
             self.tally.in_flight = max(0, self.tally.in_flight - row.request_count)
 
-    async def _settle(self, row: NL.BatchRow) -> bool:
+    async def _settle(self, row: BatchRow) -> bool:
         if time.time() - row.created_at < self.options.recover_after_s:
             return False
         outcome, info = await recover_submitting(
@@ -324,18 +323,18 @@ class NativeRunner:
         if self.on_progress is not None:
             self.on_progress(self.tally)
 
-    async def cancel_batches(self, rows: list[NL.BatchRow]) -> int:
+    async def cancel_batches(self, rows: list[BatchRow]) -> int:
         """Ask the provider to cancel these batches; returns how many it accepted."""
         done = 0
         for row in rows:
-            if row.provider_batch_id is None or row.status == NL.CANCELING:
+            if row.provider_batch_id is None or row.status == BatchStatus.CANCELING:
                 continue
             try:
                 info = await self.api.cancel(row.provider_batch_id)
             except ProviderError as err:
                 self.notice(f"batch {row.id}: cancel failed ({err})")
                 continue
-            await self.astore.call(NL.set_status, self.store, row.id, NL.CANCELING)
+            await self.astore.call(self.store.set_batch_status, row.id, BatchStatus.CANCELING)
             self._seen[row.id] = info
             done += 1
             await self.astore.call(self.store.add_event, self.run_id, "batch", {

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 from laneway.errors import ProviderError, UnknownModelError
 from laneway.pricing import Usage, cost_usd
 from laneway.provider_batches import BatchInfo
-from laneway.runners import native_ledger as NL
 from laneway.runners.native_batch import parse_custom_id
 from laneway.store import Finished
 from laneway.store import schema as S
+from laneway.store.batches import BatchRow, Member
 
 if TYPE_CHECKING:
     from laneway.runners.native import NativeRunner
@@ -38,7 +38,7 @@ class Collector:
     def __init__(self, runner: NativeRunner) -> None:
         self.runner = runner
 
-    async def collect(self, row: NL.BatchRow, info: BatchInfo, *, canceled: bool,
+    async def collect(self, row: BatchRow, info: BatchInfo, *, canceled: bool,
                       requeue_all: bool = False) -> bool:
         """File the results of the ended batch ``row``; False if they could not all be
         read (the rest is read on the next poll). ``canceled``: the run was canceled, so
@@ -46,7 +46,7 @@ class Collector:
         not finish goes back whatever its attempts."""
         r = self.runner
         assert row.provider_batch_id is not None
-        waiting = await r.astore.call(NL.members, r.store, r.run_id, row.id)
+        waiting = await r.astore.call(r.store.batch_members, r.run_id, row.id)
         items: list[Finished] = []
         again: list[int] = []
         tally: dict[str, int] = {}
@@ -94,7 +94,7 @@ class Collector:
         await self._flush(row, items, again)
         if not complete:
             return False
-        leftover = await r.astore.call(NL.end_batch, r.store, row.id, info.counts,
+        leftover = await r.astore.call(r.store.end_batch, row.id, info.counts,
                                        info.ended_at)
         sent_again = sum(tally.get(k, 0) for k in ("errored", "canceled", "expired"))
         summary = ", ".join(f"{n} {k}" for k, n in sorted(tally.items())) or "no new results"
@@ -107,7 +107,7 @@ class Collector:
             "counts": info.counts})
         return True
 
-    def _succeeded(self, member: NL.Member, result: dict[str, Any]) -> Finished:
+    def _succeeded(self, member: Member, result: dict[str, Any]) -> Finished:
         r = self.runner
         message = result.get("message") or {}
         usage = Usage.from_api(message.get("usage"))
@@ -127,7 +127,7 @@ class Collector:
             cache_read_input_tokens=usage.cache_read_input_tokens, cost_usd=cost,
             mode="native")
 
-    async def _flush(self, row: NL.BatchRow, items: list[Finished], again: list[int]) -> None:
+    async def _flush(self, row: BatchRow, items: list[Finished], again: list[int]) -> None:
         r = self.runner
         if items:
             recorded = set(await r.astore.call(r.store.finish, items))
@@ -146,7 +146,7 @@ class Collector:
                 else:
                     t.cost_usd += item.cost_usd
         if again:
-            moved = await r.astore.call(NL.requeue, r.store, r.run_id, row.id, again)
+            moved = await r.astore.call(r.store.requeue_batch, r.run_id, row.id, again)
             r.tally.resubmitted += moved
             r.tally.retries += moved
         if items or again:

@@ -16,7 +16,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from laneway.runners import native_ledger as NL
+from laneway.store.batches import BatchRow, BatchStatus
 
 if TYPE_CHECKING:
     from laneway.runners.native import NativeRunner
@@ -32,8 +32,8 @@ async def fallback_due(runner: NativeRunner) -> bool:
     return time.time() >= runner.deadline_at - need_s
 
 
-def _known(runner: NativeRunner) -> list[NL.BatchRow]:
-    return [r for r in runner.rows.values() if r.status != NL.SUBMITTING]
+def _known(runner: NativeRunner) -> list[BatchRow]:
+    return [r for r in runner.rows.values() if r.status != BatchStatus.SUBMITTING]
 
 
 async def fall_back(runner: NativeRunner) -> None:
@@ -50,8 +50,8 @@ async def fall_back(runner: NativeRunner) -> None:
         if _known(runner):
             await asyncio.sleep(min(opts.poll_initial_s, 1.0))
     for row in _known(runner):
-        waiting = await runner.astore.call(NL.members, runner.store, runner.run_id, row.id)
-        moved = await runner.astore.call(NL.requeue, runner.store, runner.run_id, row.id,
+        waiting = await runner.astore.call(runner.store.batch_members, runner.run_id, row.id)
+        moved = await runner.astore.call(runner.store.requeue_batch, runner.run_id, row.id,
                                          list(waiting))
         runner.notice(f"batch {row.id} still canceling after {opts.cancel_wait_s:g} s: its "
                       f"{moved} jobs go realtime too (any it still completes is billed, "

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from laneway.jobs import errored
 from laneway.provider_batches import BODY_OVERHEAD_BYTES
-from laneway.runners import native_ledger as NL
 from laneway.runners.native_batch import encode_request
 from laneway.store import ClaimedJob, Finished
 from laneway.store import schema as S
@@ -98,7 +97,7 @@ async def build_chunk(runner: NativeRunner) -> Chunk | None:
     if not claimed_any:
         return None
     if chunk.over_budget:
-        chunk.left_out = len(await astore.call(NL.unsent_seqs, store, runner.run_id))
+        chunk.left_out = len(await astore.call(store.unsent_seqs, runner.run_id))
     return chunk
 
 
