@@ -14,7 +14,7 @@ from laneway.local.faults import FaultPlan
 from laneway.pricing import Usage, cost_usd
 from laneway.provider import Provider
 from laneway.runners.native import NativeOptions
-from laneway.runners.native_batch import encode_request
+from laneway.runners.native.wire import encode_request
 from laneway.runs import run
 from laneway.store import open_store
 from laneway.store import schema as S

@@ -16,8 +16,8 @@ import pytest
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.provider import Provider
 from laneway.provider_batches import Batches
-from laneway.runners.native_batch import encode_request
-from laneway.runners.native_submit import new_batch_id
+from laneway.runners.native.submit import new_batch_id
+from laneway.runners.native.wire import encode_request
 from laneway.runs import run
 from laneway.store import BatchStatus, open_store
 from laneway.store import schema as S

@@ -19,8 +19,9 @@ from dataclasses import dataclass, replace
 
 from laneway.errors import ConfigError
 from laneway.provider import Provider
-from laneway.runners.native import NativeOptions, NativeRunner
-from laneway.runners.native_recover import Recovery, recover_submitting
+from laneway.runners.native.options import NativeOptions
+from laneway.runners.native.recover import Recovery, recover_submitting
+from laneway.runners.native.runner import NativeRunner
 from laneway.store import AsyncStore
 from laneway.store.batches import ACTIVE, BatchStatus
 
@@ -61,7 +62,7 @@ async def cancel_run(
     for row in rows:
         if row.status == BatchStatus.SUBMITTING:  # settle it first: it may be running unseen
             outcome, info = await recover_submitting(
-                runner.api, astore, row, skew_s=options.recover_skew_s, notice=notice)
+                runner.state.batches, astore, row, skew_s=options.recover_skew_s, notice=notice)
             if outcome is not Recovery.ADOPTED or info is None:
                 continue
             row = replace(row, provider_batch_id=info.id, status=BatchStatus.SUBMITTED)

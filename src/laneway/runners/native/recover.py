@@ -23,7 +23,7 @@ from enum import StrEnum
 
 from laneway.errors import ProviderError
 from laneway.provider_batches import Batches, BatchInfo
-from laneway.runners.native_batch import parse_custom_id
+from laneway.runners.native.wire import parse_custom_id
 from laneway.store import AsyncStore
 from laneway.store.batches import BatchRow
 
