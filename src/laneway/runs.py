@@ -222,9 +222,8 @@ async def run(
             mode, tally = "native", await run_native(
                 run_id=run_id, astore=astore, provider=provider, options=config.native,
                 max_attempts=config.max_attempts, budget_usd=config.budget_usd,
-                deadline_at=config.deadline_at, worker_id=config.worker_id or "main",
-                realtime_s=realtime_s if config.deadline_at is not None else None,
-                on_notice=notice, stop_event=stop_event,
+                deadline_at=config.deadline_at, realtime_s=realtime_s, on_notice=notice,
+                worker_id=config.worker_id or "main", stop_event=stop_event,
                 on_progress=_native_progress(run_id, total, before, on_progress))
             if tally.fallback and tally.stop_reason is None:  # the deadline left these
                 now = await astore.call(store.counts, run_id)
