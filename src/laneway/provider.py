@@ -10,11 +10,12 @@ client is used, with the SDK's own retries turned off: laneway owns the retry po
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +32,9 @@ from laneway.errors import (
     RateLimitedError,
     RequestError,
     ServerError,
-    StalledError,
     StreamError,
 )
+from laneway.provider_stream import apply_event, read_events
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -132,6 +133,20 @@ def _timeout(timeout_s: float) -> anthropic.Timeout:
     return anthropic.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S))
 
 
+@contextlib.contextmanager
+def sdk_errors() -> Iterator[None]:
+    """Around SDK calls: whatever they raise leaves as a :class:`ProviderError`.
+
+    Cancellation, Ctrl-C and an async generator being closed pass through unchanged.
+    """
+    try:
+        yield
+    except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:
+        raise map_error(exc) from exc
+
+
 @dataclass(slots=True)
 class Reply:
     """A complete answer: the Message as JSON, the response headers, and timings."""
@@ -225,14 +240,10 @@ class Provider:
     async def create(self, params: dict[str, Any], *, timeout_s: float = 600.0) -> Reply:
         """Send one non-streaming request; raise a :class:`ProviderError` on failure."""
         started = time.monotonic()
-        try:
+        with sdk_errors():
             raw = await self.client.messages.with_raw_response.create(
                 **sdk_kwargs(params), timeout=_timeout(timeout_s))
             body = await raw.read()
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-                raise
-            raise map_error(exc) from exc
         try:
             message = json.loads(body)
         except ValueError as exc:
@@ -253,7 +264,7 @@ class Provider:
         started = time.monotonic()
         ttft: float | None = None
         message: dict[str, Any] = {}
-        try:
+        with sdk_errors():
             raw = await self.client.messages.with_raw_response.create(
                 **sdk_kwargs(params), stream=True, timeout=_timeout(timeout_s))
             headers = dict(raw.headers)
@@ -263,53 +274,21 @@ class Provider:
             # every person's stream in ``laneway serve``).
             events = anthropic.AsyncStream.raw_events(response)
             try:
-                async for event, data in _with_idle_timeout(events, idle_timeout_s):
-                    if event == "content_block_delta":
-                        block = message["content"][data["index"]]
-                        delta = data["delta"]
-                        dtype = delta.get("type")
-                        if dtype == "text_delta":
-                            if ttft is None:
-                                ttft = time.monotonic() - started
-                            text = delta["text"]
-                            block["text"] = block.get("text", "") + text
-                            if on_text is not None:
-                                res = on_text(text)
-                                if res is not None:
-                                    await res
-                        elif dtype == "input_json_delta":
-                            block["_partial_json"] = block.get("_partial_json", "") + \
-                                delta["partial_json"]
-                        elif dtype == "thinking_delta":
-                            block["thinking"] = block.get("thinking", "") + delta["thinking"]
-                        elif dtype == "signature_delta":
-                            block["signature"] = delta["signature"]
-                    elif event == "message_start":
-                        message = dict(data["message"])
-                        message["content"] = []
-                    elif event == "content_block_start":
-                        message.setdefault("content", []).append(dict(data["content_block"]))
-                    elif event == "content_block_stop":
-                        block = message["content"][data["index"]]
-                        partial = block.pop("_partial_json", None)
-                        if partial is not None:
-                            block["input"] = json.loads(partial) if partial else {}
-                    elif event == "message_delta":
-                        message["stop_reason"] = data["delta"].get("stop_reason")
-                        message["stop_sequence"] = data["delta"].get("stop_sequence")
-                        usage = message.setdefault("usage", {})
-                        usage.update({k: v for k, v in (data.get("usage") or {}).items()
-                                      if v is not None})
-                    elif event == "message_stop":
+                async for event, data in read_events(events, idle_timeout_s):
+                    if event == "message_stop":
                         break
-                    elif event == "error":
+                    if event == "error":
                         raise stream_error(data, raw.request_id)
+                    text = apply_event(message, event, data)
+                    if text is not None:
+                        if ttft is None:
+                            ttft = time.monotonic() - started
+                        if on_text is not None:
+                            res = on_text(text)
+                            if res is not None:
+                                await res
             finally:
                 await response.aclose()
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-                raise
-            raise map_error(exc) from exc
         if message.get("stop_reason") is None:
             raise ConnectionLostError("the stream ended before message_stop")
         return Reply(message, headers, raw.request_id, ttft_s=ttft,
@@ -320,43 +299,6 @@ class Provider:
         if self._stop is not None:
             self._stop()
             self._stop = None
-
-
-async def _with_idle_timeout(
-    events: AsyncIterator[Any], idle_timeout_s: float,
-) -> AsyncIterator[tuple[str, Any]]:
-    """``(event name, JSON data)`` of each SSE event; pings are dropped and do not count
-    as content for the idle timeout."""
-    iterator = events.__aiter__()
-    last_content = time.monotonic()
-    while True:
-        remaining = idle_timeout_s - (time.monotonic() - last_content)
-        if remaining <= 0:
-            raise StalledError(f"no content for {idle_timeout_s:g} s (stream stalled)")
-        try:
-            async with asyncio.timeout(remaining):
-                sse = await iterator.__anext__()
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise StalledError(f"no content for {idle_timeout_s:g} s (stream stalled)") from None
-        name = sse.event
-        if name is None or name == "ping":
-            continue
-        last_content = time.monotonic()
-        if name == "error":
-            try:
-                data = sse.json()
-            except ValueError:
-                data = {"error": {"type": "api_error", "message": sse.data}}
-            yield name, data
-        elif sse.data:
-            try:
-                data = sse.json()
-            except ValueError:
-                raise StreamError(f"a {name} event that is not JSON: {sse.data[:200]!r}",
-                                  status=200, error_type="api_error") from None
-            yield name, data
 
 
 def open_provider(

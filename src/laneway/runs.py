@@ -35,7 +35,7 @@ from laneway.pricing import Price
 from laneway.provider import Provider, open_provider
 from laneway.runname import check_run_name
 from laneway.runners import hybrid
-from laneway.runners.native import NativeOptions, NativeTally
+from laneway.runners.native import NativeOptions, NativeTally, run_native
 from laneway.runners.planner import PlannerOptions
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
 from laneway.runners.retry import RetryPolicy
@@ -211,22 +211,25 @@ async def run(
             notice(f"run {run_id} was canceled: nothing new is sent")
             mode = "native"
         elif config.mode == "auto" or config.deadline_at is not None:
-            plan, realtime_s = await hybrid.plan_run(astore, run_id, provider, config)
+            plan, realtime_s = await hybrid.plan_run(
+                astore, run_id, provider, options=config.planner, limits=config.limits,
+                concurrency=config.concurrency, deadline_at=config.deadline_at,
+                budget_usd=config.budget_usd, worker_id=config.worker_id or "main")
             if config.mode == "auto":
                 notice(plan.reason)
                 mode = plan.mode
-
-        async def realtime() -> Tally:
-            now = await astore.call(store.counts, run_id)
-            return await _run_realtime(run_id, astore, provider, config, now, total,
-                                       on_progress, stop_event)
-
+        tally: Tally
         if mode in ("native", "hybrid"):
-            mode, tally = await hybrid.run_batch_modes(
-                run_id=run_id, astore=astore, provider=provider, config=config,
-                realtime_s=realtime_s, run_realtime=realtime, on_notice=notice,
-                on_progress=_native_progress(run_id, total, before, on_progress),
-                stop_event=stop_event)
+            mode, tally = "native", await run_native(
+                run_id=run_id, astore=astore, provider=provider, options=config.native,
+                max_attempts=config.max_attempts, budget_usd=config.budget_usd,
+                deadline_at=config.deadline_at, realtime_s=realtime_s, on_notice=notice,
+                worker_id=config.worker_id or "main", stop_event=stop_event,
+                on_progress=_native_progress(run_id, total, before, on_progress))
+            if tally.fallback and tally.stop_reason is None:  # the deadline left these
+                now = await astore.call(store.counts, run_id)
+                mode, tally = "hybrid", hybrid.merge(tally, await _run_realtime(
+                    run_id, astore, provider, config, now, total, on_progress, stop_event))
         else:
             tally = await _run_realtime(run_id, astore, provider, config, before, total,
                                         on_progress, stop_event)

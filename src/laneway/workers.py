@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import os
 import secrets
 import socket
@@ -36,6 +34,7 @@ from laneway.budget import unpriced_models
 from laneway.errors import ConfigError, StoreError
 from laneway.governor import Governor, RateLimits
 from laneway.provider import Provider, open_provider
+from laneway.runners.native import run_native
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
 from laneway.runners.retry import RetryPolicy
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
@@ -349,30 +348,18 @@ class Worker:
 
     async def _native(self, run: RunRow, work: RunWork) -> bool:
         # Native runs go through the native runner, which coordinates its submissions
-        # in the ledger (Store.begin_batch and claim_batches). Sending them realtime
+        # in the ledger (Store.begin_batch and own_batches). Sending them realtime
         # would cost twice what the run's owner chose.
-        if importlib.util.find_spec("laneway.runners.native") is None:
-            self._skip.add(run.id)
-            work.note = "native mode is not available in this laneway"
-            self.notice(f"run {run.id}: skipped: {work.note}")
-            return False
-        from laneway.runs import RunConfig
-
-        native = importlib.import_module("laneway.runners.native")
-
-        config = RunConfig(
-            mode="native", provider=self.config.provider, concurrency=self.config.concurrency,
-            max_attempts=self.config.max_attempts, timeout_s=self.config.timeout_s,
-            budget_usd=run.budget_usd, deadline_at=run.deadline_at, db=self.config.db,
-            limits=self.config.limits, worker_id=self.config.worker_id)
-        tally: Tally = await native.run_native(
-            run_id=run.id, astore=self.astore, provider=self.provider, config=config,
+        tally = await run_native(
+            run_id=run.id, astore=self.astore, provider=self.provider,
+            max_attempts=self.config.max_attempts, budget_usd=run.budget_usd,
+            deadline_at=run.deadline_at, worker_id=self.config.worker_id,
             on_notice=self.notice, stop_event=self._stop)
         work.add(tally)
         counts = await self.astore.call(self.store.counts, run.id)
         if counts.remaining == 0:
             await self._close(run, work)
-        return tally.requests > 0 or getattr(tally, "batches", 0) > 0
+        return tally.requests > 0 or tally.batches > 0
 
 
 async def work(config: WorkerConfig, *, provider: Provider | None = None,

@@ -12,8 +12,7 @@ from typing import Any
 
 import anthropic
 
-from laneway.runners import native_ledger as NL
-from laneway.store import open_store
+from laneway.store import BatchRow, open_store
 
 MODEL = "claude-sonnet-4-6"
 
@@ -60,13 +59,13 @@ def ledger_statuses(db: Path) -> list[tuple[str, str | None]]:
         return []
 
 
-def ledger_batches(db: Path, run_id: str | None = None) -> list[NL.BatchRow]:
+def ledger_batches(db: Path, run_id: str | None = None) -> list[BatchRow]:
     store = open_store(str(db))
     try:
         if run_id is None:
             runs = store.list_runs()
             run_id = runs[0].id if runs else ""
-        return NL.run_batches(store, run_id)
+        return store.run_batches(run_id)
     finally:
         store.close()
 

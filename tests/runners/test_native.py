@@ -13,9 +13,8 @@ from laneway.local import RunningLocal
 from laneway.local.faults import FaultPlan
 from laneway.pricing import Usage, cost_usd
 from laneway.provider import Provider
-from laneway.runners import native_ledger as NL
 from laneway.runners.native import NativeOptions
-from laneway.runners.native_batch import encode_request
+from laneway.runners.native.wire import encode_request
 from laneway.runs import run
 from laneway.store import open_store
 from laneway.store import schema as S
@@ -95,7 +94,7 @@ async def test_chunks_respect_request_and_byte_limits(tmp_path: Path,
     assert (summary.succeeded, summary.errored, summary.pending) == (30, 1, 0)
     huge = read_output(tmp_path / "out.jsonl")[-1]
     assert huge["result"]["error"]["error"]["type"] == "request_too_large"
-    rows = [r for r in NL.run_batches(open_store(str(tmp_path / "l.db")), summary.run_id)]
+    rows = [r for r in open_store(str(tmp_path / "l.db")).run_batches(summary.run_id)]
     assert sum(r.request_count for r in rows) == 30
     assert all(r.bytes <= max_bytes for r in rows)
     # Packed: no batch (but the last) had room for even the smallest request.

@@ -12,7 +12,7 @@ import pytest
 from laneway.governor import RateLimits
 from laneway.local import RunningLocal
 from laneway.provider import Provider
-from laneway.runners.native_cancel import cancel_run
+from laneway.runners.native import cancel_run
 from laneway.runners.planner import PlannerOptions
 from laneway.runs import run
 from laneway.store import AsyncStore, open_store

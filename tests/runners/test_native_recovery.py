@@ -15,11 +15,12 @@ import pytest
 
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.provider import Provider
-from laneway.runners import native_ledger as NL
-from laneway.runners.native_batch import BatchAPI, encode_request
-from laneway.runners.native_submit import new_batch_id
+from laneway.provider_batches import Batches
+from laneway.runners.native.submit import new_batch_id
+from laneway.runners.native.wire import encode_request
 from laneway.runs import run
-from laneway.store import open_store
+from laneway.store import BatchStatus, open_store
+from laneway.store import schema as S
 
 from .helpers import (
     MODEL,
@@ -49,7 +50,7 @@ def test_reattach_after_sigkill_during_polling(tmp_path: Path) -> None:
 
         def all_submitted() -> bool:
             rows = ledger_statuses(db)
-            return len(rows) == 3 and all(status == NL.SUBMITTED for status, _ in rows)
+            return len(rows) == 3 and all(status == BatchStatus.SUBMITTED for status, _ in rows)
 
         wait_until(all_submitted, what="three batches submitted")
         assert proc.poll() is None  # still polling: the batches take 4 s
@@ -80,11 +81,11 @@ async def _half_submitted(tmp_path: Path, base_url: str, *, create: bool
     jobs = store.claim(summary.run_id, worker="main", limit=100, lease_s=60)
     batch_id = new_batch_id()
     parts = [encode_request(j.seq, batch_id, j.params) for j in jobs]
-    assert NL.begin_batch(store, run_id=summary.run_id, batch_id=batch_id,
+    assert store.begin_batch(run_id=summary.run_id, batch_id=batch_id,
                           seqs=[j.seq for j in jobs], size_bytes=0, worker="main")
     store.close()
     if create:
-        await BatchAPI(provider).create(b'{"requests":[' + b",".join(parts) + b"]}")
+        await Batches(provider).create(b'{"requests":[' + b",".join(parts) + b"]}")
     await provider.aclose()
     return summary.run_id, batch_id
 
@@ -129,12 +130,12 @@ async def test_create_that_never_happened_is_sent_again(tmp_path: Path,
     assert len(await server_batches(local_api.base_url)) == 1
     assert any("has no such batch" in n for n in notices)
     store = open_store(str(tmp_path / "l.db"))
-    statuses = {r.id: r.status for r in NL.run_batches(store, run_id)}
+    statuses = {r.id: r.status for r in store.run_batches(run_id)}
     with store.engine.connect() as conn:
         attempts = {a for (a,) in conn.execute(
-            NL.S.jobs.select().with_only_columns(NL.S.jobs.c.attempts))}
+            S.jobs.select().with_only_columns(S.jobs.c.attempts))}
     store.close()
-    assert statuses[batch_id] == NL.LOST and attempts == {1}  # the lost try is not counted
+    assert statuses[batch_id] == BatchStatus.LOST and attempts == {1}  # the lost try is not counted
 
 
 @pytest.mark.local_config(batch_min_s=1.5)

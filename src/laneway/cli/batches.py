@@ -19,7 +19,7 @@ from laneway.jobs import DEFAULT_MODEL, BadLine, JobDefaults, read_jobs
 from laneway.timeparse import human_s, parse_deadline
 
 if TYPE_CHECKING:
-    from laneway.runners.native_cancel import CancelReport
+    from laneway.runners.native.cancel import CancelReport
 
 
 @app.command("cancel")
@@ -50,7 +50,7 @@ async def _cancel(run_id: str, *, db: str | None, provider: str, wait_s: float
                   ) -> CancelReport:
     # The SDK and the store load only for the command that uses them.
     from laneway.provider import open_provider
-    from laneway.runners.native_cancel import cancel_run
+    from laneway.runners.native.cancel import cancel_run
     from laneway.store import AsyncStore, StoreSettings, open_store
 
     store = open_store(StoreSettings.from_dsn(db))

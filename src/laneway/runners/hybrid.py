@@ -1,78 +1,57 @@
 """The planner and the native runner as :func:`laneway.run` uses them.
 
 :func:`plan_run` measures what is left of a run (from the ledger) and asks the planner;
-:func:`run_batch_modes` runs native batches and, if the deadline fallback fired, the
-realtime runner for what the batches left; :func:`realtime_cost_usd` prices what
-succeeded at the standard price, for the summary's "realtime would have cost".
+:func:`merge` adds the realtime runner's tally to the native runner's when the deadline
+fallback left jobs for realtime (the caller runs them); :func:`realtime_cost_usd`
+prices what succeeded at the standard price, for the summary's "realtime would have
+cost".
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from laneway.errors import UnknownModelError
+from laneway.governor import RateLimits
 from laneway.pricing import Usage, cost_usd
 from laneway.provider import Provider
-from laneway.runners import native_ledger as NL
-from laneway.runners.native import NativeOptions, NativeTally, run_native
+from laneway.runners.native import NativeTally
 from laneway.runners.planner import Plan, PlannerOptions, Workload, choose, realtime_s_for
-from laneway.runners.realtime import Tally
+from laneway.runners.tally import Tally
 from laneway.store import AsyncStore, Store
 from laneway.store import schema as S
 
-if TYPE_CHECKING:
-    from laneway.runs import RunConfig
-
 
 def _workload(store: Store, run_id: str, expected_output_tokens: int) -> Workload:
-    return Workload.of(NL.unfinished_params(store, run_id),
+    return Workload.of(store.unfinished_params(run_id),
                        expected_output_tokens=expected_output_tokens)
 
 
 async def plan_run(
-    astore: AsyncStore, run_id: str, provider: Provider, config: RunConfig,
+    astore: AsyncStore, run_id: str, provider: Provider, *,
+    options: PlannerOptions | None = None, limits: RateLimits | None = None,
+    concurrency: int | None = None, deadline_at: float | None = None,
+    budget_usd: float | None = None, worker_id: str = "main",
 ) -> tuple[Plan, Callable[[int], float]]:
     """The plan for the unfinished part of ``run_id``, and ``jobs -> realtime seconds``."""
     store = astore.store
-    options: PlannerOptions = getattr(config, "planner", None) or PlannerOptions()
+    options = options or PlannerOptions()
     counts = await astore.call(store.counts, run_id)
     expected = options.expected_output_tokens
     if counts[S.SUCCEEDED] >= 10:  # what this run's answers really are, once known
         expected = max(1, round(counts.output_tokens / counts[S.SUCCEEDED]))
     workload = await astore.call(_workload, store, run_id, expected)
-    batches = await astore.call(NL.own_batches, store, run_id, worker=config.worker_id or "main")
-    learnt = await astore.call(NL.batch_durations_s, store, provider=provider.kind)
-    deadline_s = None if config.deadline_at is None else max(
-        0.0, config.deadline_at - time.time())
-    budget_left = None if config.budget_usd is None else config.budget_usd - counts.cost_usd
-    plan = choose(workload, local=provider.is_local, limits=config.limits,
-                  concurrency=config.concurrency, deadline_s=deadline_s,
+    batches = await astore.call(store.own_batches, run_id, worker=worker_id)
+    learnt = await astore.call(store.batch_durations_s, provider=provider.kind)
+    deadline_s = None if deadline_at is None else max(0.0, deadline_at - time.time())
+    budget_left = None if budget_usd is None else budget_usd - counts.cost_usd
+    plan = choose(workload, local=provider.is_local, limits=limits,
+                  concurrency=concurrency, deadline_s=deadline_s,
                   budget_left_usd=budget_left, batches_in_flight=len(batches),
                   options=options, learnt_s=learnt)
-    return plan, realtime_s_for(workload, limits=config.limits,
-                                concurrency=config.concurrency, options=options)
-
-
-async def run_batch_modes(
-    *, run_id: str, astore: AsyncStore, provider: Provider, config: RunConfig,
-    realtime_s: Callable[[int], float] | None, run_realtime: Callable[[], Awaitable[Tally]],
-    on_notice: Callable[[str], None], on_progress: Callable[[NativeTally], None] | None,
-    stop_event: asyncio.Event | None,
-) -> tuple[str, Tally]:
-    """Native batches, then realtime for what the deadline fallback left; returns the
-    mode that ran (``native`` or ``hybrid``) and the combined tally."""
-    options: NativeOptions | None = getattr(config, "native", None)
-    tally = await run_native(
-        run_id=run_id, astore=astore, provider=provider, config=config, on_notice=on_notice,
-        stop_event=stop_event, on_progress=on_progress,
-        realtime_s=realtime_s if config.deadline_at is not None else None, options=options)
-    if not tally.fallback or tally.stop_reason is not None:
-        return "native", tally
-    rt = await run_realtime()
-    return "hybrid", merge(tally, rt)
+    return plan, realtime_s_for(workload, limits=limits, concurrency=concurrency,
+                                options=options)
 
 
 def merge(native: NativeTally, rt: Tally) -> NativeTally:
@@ -90,7 +69,7 @@ def realtime_cost_usd(store: Store, run_id: str, *, local: bool) -> float | None
     if local:
         return 0.0
     total = 0.0
-    for model, tin, tout, write, read in NL.usage_by_model(store, run_id):
+    for model, tin, tout, write, read in store.usage_by_model(run_id):
         usage = Usage(input_tokens=tin, output_tokens=tout,
                       cache_creation_input_tokens=write, cache_read_input_tokens=read)
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from laneway.store.batches import BatchRow
+from laneway.store.batches import BatchRow, BatchStatus
 from laneway.store.ledger import Counts, RunRow, Store, open_store
 from laneway.store.queue import ClaimedJob, Finished
 from laneway.store.settings import StoreSettings
@@ -11,6 +11,7 @@ from laneway.store.writer import AsyncStore, GroupWriter
 __all__ = [
     "AsyncStore",
     "BatchRow",
+    "BatchStatus",
     "ClaimedJob",
     "Counts",
     "Finished",

@@ -1,50 +1,61 @@
-"""Native batches in the ledger, coordinated between workers so each chunk is sent once.
+"""Native batches in the ledger: the SQL of a batch's life, mixed into the store.
 
-The lifecycle, for a worker ``w`` (any number of workers may run it at once):
+Synchronous and short, like every :class:`laneway.store.Store` method: async code
+calls them through :class:`laneway.store.AsyncStore`. Written against the tables of
+:mod:`laneway.store.schema`, in SQL that SQLite and PostgreSQL both run.
 
-1. ``claim`` jobs as for realtime (``FOR UPDATE SKIP LOCKED``, under a lease) and build
-   a chunk from them within the provider's limits.
-2. :meth:`BatchLedger.begin_batch` records the submission *before* ``create`` and moves
-   the chunk's jobs to ``submitted`` in one transaction, but only if ``w`` still holds
-   every one of them (False means a lease ran out and someone else may have them: drop
-   the chunk and claim again). Submitted jobs are no longer claimable, so no other
-   worker can send them while ``create`` is in flight. The batch row gets a lease.
-3. :meth:`BatchLedger.batch_created` records the provider's ``msgbatch_`` id as soon as
-   ``create`` returns (always, even if the lease was lost: an id is never forgotten).
-   :meth:`BatchLedger.abort_batch` gives the jobs back if ``create`` failed for sure.
-4. Polling and result streaming are owned through :meth:`BatchLedger.claim_batches`,
-   a lease on batch rows (``SKIP LOCKED`` again): one worker polls a batch; if it dies,
-   another takes the batch over when the lease runs out. A taken-over batch still in
-   ``submitting`` means its submitter died during ``create``: the new owner must find
-   out from the provider whether it exists before sending its jobs again.
-5. Results go through :meth:`~laneway.store.queue.JobQueue.finish` (``mode="native"``),
-   which records each job once.
+The life of one batch row (:class:`BatchStatus`):
 
-:meth:`BatchLedger.try_lock` is a plain named lock for anything else that needs one
-worker at a time (PostgreSQL advisory lock; released if the worker dies).
+``submitting``
+    written, with its jobs moved from ``claimed`` to ``submitted`` (``jobs.batch_id``
+    set), in one transaction *before* ``create`` is called (:meth:`~BatchLedger.begin_batch`);
+``submitted``
+    the provider's id stored the moment ``create`` returns
+    (:meth:`~BatchLedger.batch_submitted`);
+``canceling``
+    laneway asked the provider to cancel it;
+``ended``
+    its results are all filed (:meth:`~BatchLedger.end_batch`);
+``lost``
+    ``create`` never took effect, or the provider no longer knows the batch: its
+    unfinished jobs went back to ``pending`` (:meth:`~BatchLedger.abandon_batch`).
+
+A row is owned by one worker (``claimed_by``) under a lease; a worker only polls,
+recovers or ends the rows it owns (:meth:`~BatchLedger.own_batches`), so two workers
+never both decide a batch's fate. Leases are timed by the database's clock
+(:func:`~laneway.store.queue.lease_clock`), as job leases are, so workers on hosts
+whose clocks disagree still agree on whose batch it is.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import threading
+import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, text, update
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Engine, and_, or_, select, update
 
 from laneway.store import schema as S
-from laneway.store.queue import lease_clock, run_once
+from laneway.store.queue import lease_clock
 
-#: Batch statuses after which nobody needs to own the batch.
-BATCH_DONE = ("ended", "failed", "canceled", "lost")
 
-_local_locks: dict[str, threading.Lock] = {}
-_local_guard = threading.Lock()
+class BatchStatus(StrEnum):
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    CANCELING = "canceling"
+    ENDED = "ended"
+    LOST = "lost"
+
+
+#: Rows whose batch may still be running at the provider.
+ACTIVE = (BatchStatus.SUBMITTING, BatchStatus.SUBMITTED, BatchStatus.CANCELING)
+
+_B = S.batches.c
+_J = S.jobs.c
+_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,24 +63,39 @@ class BatchRow:
     id: str
     run_id: str
     provider_batch_id: str | None
-    status: str
+    status: BatchStatus
     request_count: int
     bytes: int
     created_at: float
     submitted_at: float | None
     ended_at: float | None
-    counts: str | None
+    counts: dict[str, int] | None
     claimed_by: str | None
     lease_until: float | None
 
 
-def _batch_row(row: Any) -> BatchRow:
-    return BatchRow(**{f: row[f] for f in BatchRow.__slots__})
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A job still waiting for its result from a batch."""
+
+    seq: int
+    model: str
+    attempts: int
 
 
-def lock_key(name: str) -> int:
-    """The 64-bit advisory-lock key of a lock name."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+def _row(r: Any) -> BatchRow:
+    return BatchRow(
+        id=r["id"], run_id=r["run_id"], provider_batch_id=r["provider_batch_id"],
+        status=BatchStatus(r["status"]), request_count=int(r["request_count"]),
+        bytes=int(r["bytes"]), created_at=float(r["created_at"]),
+        submitted_at=r["submitted_at"], ended_at=r["ended_at"],
+        counts=json.loads(r["counts"]) if r["counts"] else None,
+        claimed_by=r["claimed_by"], lease_until=r["lease_until"])
+
+
+def _chunks(seqs: Sequence[int]) -> Iterator[list[int]]:
+    for start in range(0, len(seqs), _PAGE):
+        yield list(seqs[start:start + _PAGE])
 
 
 class BatchLedger:
@@ -77,137 +103,149 @@ class BatchLedger:
 
     engine: Engine
 
-    @contextlib.contextmanager
-    def try_lock(self, name: str) -> Iterator[bool]:
-        """Hold the lock ``name`` for the ``with`` block if nobody holds it; yields whether
-        it was taken (never waits). On PostgreSQL it is an advisory lock shared by every
-        worker and released when the block ends or the worker's connection dies; on
-        SQLite (one process) a lock within this process.
-        """
-        if self.engine.dialect.name != "postgresql":
-            with _local_guard:
-                lock = _local_locks.setdefault(name, threading.Lock())
-            got = lock.acquire(blocking=False)
-            try:
-                yield got
-            finally:
-                if got:
-                    lock.release()
-            return
-        key = lock_key(name)
-        conn = self.engine.connect()
-        try:
-            got = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
-            conn.commit()
-            try:
-                yield got
-            finally:
-                if got:
-                    try:
-                        conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                        conn.commit()
-                    except Exception:
-                        conn.invalidate()  # closing the session drops the lock
-                        raise
-        finally:
-            conn.close()
-
-    def begin_batch(self, run_id: str, *, batch_id: str, seqs: Sequence[int], worker: str,
-                    size_bytes: int, lease_s: float) -> bool:
-        """Record a submission before ``create``; False (nothing changed) if ``worker`` no
-        longer holds every job of ``seqs``."""
-        j = S.jobs.c
+    # -- submitting ----------------------------------------------------------------------
+    def begin_batch(self, *, run_id: str, batch_id: str, seqs: Sequence[int],
+                    size_bytes: int, worker: str, lease_s: float = 300.0) -> bool:
+        """Record a submission before ``create``: the row, and the jobs moved to
+        ``submitted`` (one more attempt each), in one transaction. False (nothing
+        changed) if ``worker`` no longer holds every one of the claimed jobs ``seqs``."""
         now = time.time()
         with self.engine.begin() as conn:
             moved = 0
-            for start in range(0, len(seqs), 1000):
+            for part in _chunks(seqs):
                 res = conn.execute(update(S.jobs).where(
-                    j.run_id == run_id, j.seq.in_(list(seqs[start:start + 1000])),
-                    j.status == S.CLAIMED, j.claimed_by == worker,
-                ).values(status=S.SUBMITTED, batch_id=batch_id, lease_until=None,
-                         updated_at=now))
+                    _J.run_id == run_id, _J.seq.in_(part), _J.status == S.CLAIMED,
+                    _J.claimed_by == worker,
+                ).values(status=S.SUBMITTED, batch_id=batch_id, attempts=_J.attempts + 1,
+                         lease_until=None, updated_at=now))
                 moved += int(res.rowcount or 0)
             if moved != len(set(seqs)):
                 conn.rollback()
                 return False
             conn.execute(S.batches.insert().values(
-                id=batch_id, run_id=run_id, status="submitting", request_count=len(seqs),
-                bytes=size_bytes, created_at=now, claimed_by=worker,
-                lease_until=lease_clock(self.engine) + lease_s))
+                id=batch_id, run_id=run_id, status=BatchStatus.SUBMITTING,
+                request_count=len(seqs), bytes=size_bytes, created_at=now,
+                claimed_by=worker, lease_until=lease_clock(self.engine) + lease_s))
         return True
 
-    def batch_created(self, batch_id: str, *, provider_batch_id: str, worker: str) -> bool:
-        """Record the provider's id for the batch; True if ``worker`` still owns it."""
+    def batch_submitted(self, batch_id: str, provider_batch_id: str) -> None:
+        """The provider's id, stored the moment ``create`` returns it."""
         with self.engine.begin() as conn:
-            owner = conn.scalar(select(S.batches.c.claimed_by).where(
-                S.batches.c.id == batch_id))
-            conn.execute(update(S.batches).where(S.batches.c.id == batch_id).values(
-                provider_batch_id=provider_batch_id, status="submitted",
+            conn.execute(update(S.batches).where(_B.id == batch_id).values(
+                provider_batch_id=provider_batch_id, status=BatchStatus.SUBMITTED,
                 submitted_at=time.time()))
-        return owner == worker
 
-    def abort_batch(self, batch_id: str, *, status: str = "failed") -> int:
-        """``create`` surely failed: the batch's unfinished jobs become pending again."""
-        j = S.jobs.c
+    def set_batch_status(self, batch_id: str, status: BatchStatus,
+                         counts: dict[str, int] | None = None) -> None:
+        values: dict[str, Any] = {"status": status}
+        if counts is not None:
+            values["counts"] = json.dumps(counts, sort_keys=True)
+        with self.engine.begin() as conn:
+            conn.execute(update(S.batches).where(_B.id == batch_id).values(**values))
+
+    def end_batch(self, batch_id: str, counts: dict[str, int] | None,
+                  ended_at: float | None = None) -> int:
+        """Mark a batch ended once its results are filed; any of its jobs still waiting
+        (none, unless the results file missed some) go back to ``pending``."""
+        now = time.time()
         with self.engine.begin() as conn:
             res = conn.execute(update(S.jobs).where(
-                j.batch_id == batch_id, j.status == S.SUBMITTED,
-            ).values(status=S.PENDING, batch_id=None, claimed_by=None, lease_until=None,
-                     updated_at=time.time()))
-            conn.execute(update(S.batches).where(S.batches.c.id == batch_id).values(
-                status=status, ended_at=time.time(), claimed_by=None, lease_until=None))
+                _J.batch_id == batch_id, _J.status == S.SUBMITTED,
+            ).values(status=S.PENDING, batch_id=None, updated_at=now))
+            values: dict[str, Any] = {"status": BatchStatus.ENDED,
+                                      "ended_at": ended_at or now, "claimed_by": None,
+                                      "lease_until": None}
+            if counts is not None:
+                values["counts"] = json.dumps(counts, sort_keys=True)
+            conn.execute(update(S.batches).where(_B.id == batch_id).values(**values))
         return int(res.rowcount or 0)
 
-    def claim_batches(self, run_id: str, *, worker: str, lease_s: float,
-                      limit: int = 100) -> list[BatchRow]:
-        """Own the run's unfinished batches nobody else owns (or whose owner's lease ran
-        out, or that ``worker`` already owns), renewing the lease on each."""
-        b = S.batches.c
+    def abandon_batch(self, batch_id: str, *, refund_attempt: bool = False) -> int:
+        """The batch never ran (or is gone): its waiting jobs become ``pending`` again.
+
+        ``refund_attempt``: the batch never reached the provider, so the attempt that
+        :meth:`begin_batch` counted is taken back.
+        """
+        now = time.time()
+        values: dict[str, Any] = {"status": S.PENDING, "batch_id": None, "updated_at": now}
+        if refund_attempt:
+            values["attempts"] = _J.attempts - 1  # begin_batch added one
+        with self.engine.begin() as conn:
+            res = conn.execute(update(S.jobs).where(
+                _J.batch_id == batch_id, _J.status == S.SUBMITTED,
+            ).values(**values))
+            conn.execute(update(S.batches).where(_B.id == batch_id).values(
+                status=BatchStatus.LOST, ended_at=now, claimed_by=None, lease_until=None))
+        return int(res.rowcount or 0)
+
+    def requeue_batch(self, run_id: str, batch_id: str, seqs: Sequence[int]) -> int:
+        """Send jobs of a batch again: ``submitted`` back to ``pending``."""
+        now = time.time()
+        moved = 0
+        with self.engine.begin() as conn:
+            for part in _chunks(seqs):
+                res = conn.execute(update(S.jobs).where(
+                    _J.run_id == run_id, _J.seq.in_(part), _J.batch_id == batch_id,
+                    _J.status == S.SUBMITTED,
+                ).values(status=S.PENDING, batch_id=None, updated_at=now))
+                moved += int(res.rowcount or 0)
+        return moved
+
+    # -- owning and reading --------------------------------------------------------------
+    def own_batches(self, run_id: str, *, worker: str, lease_s: float = 300.0
+                    ) -> list[BatchRow]:
+        """Take (or keep, renewing the lease) the run's active batches that nobody else
+        holds or whose owner's lease ran out, and return those ``worker`` owns, oldest
+        first. "Ran out" is judged by the database's clock, never this host's."""
         now = lease_clock(self.engine)
-        free = or_(b.claimed_by.is_(None), b.claimed_by == worker, b.lease_until < now)
-        pick = (select(b.id).where(b.run_id == run_id, b.status.not_in(BATCH_DONE), free)
-                .order_by(b.created_at).limit(limit))
-        if self.engine.dialect.name == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        picked = run_once(pick, "picked", postgres=self.engine.dialect.name == "postgresql")
-        stmt = (update(S.batches).where(b.id == picked.c.id)
-                .values(claimed_by=worker, lease_until=now + lease_s)
-                .returning(*S.batches.c))
+        free = or_(_B.claimed_by.is_(None), _B.claimed_by == worker, _B.lease_until < now)
         with self.engine.begin() as conn:
-            rows = conn.execute(stmt).mappings().all()
-        return sorted((_batch_row(r) for r in rows), key=lambda r: r.created_at)
+            conn.execute(update(S.batches).where(
+                _B.run_id == run_id, _B.status.in_(ACTIVE), free,
+            ).values(claimed_by=worker, lease_until=now + lease_s))
+            rows = conn.execute(select(S.batches).where(
+                _B.run_id == run_id, _B.status.in_(ACTIVE), _B.claimed_by == worker,
+            ).order_by(_B.created_at)).mappings().all()
+        return [_row(r) for r in rows]
 
-    def extend_batch_lease(self, batch_ids: Sequence[str], *, worker: str,
-                           lease_s: float) -> int:
+    def run_batches(self, run_id: str) -> list[BatchRow]:
+        """Every batch row of a run, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(S.batches).where(_B.run_id == run_id)
+                                .order_by(_B.created_at)).mappings().all()
+        return [_row(r) for r in rows]
+
+    def known_provider_ids(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` that some batch row (of any run) already holds."""
+        if not ids:
+            return set()
+        with self.engine.connect() as conn:
+            return {str(i) for i in conn.scalars(select(_B.provider_batch_id).where(
+                _B.provider_batch_id.in_(list(ids))))}
+
+    def batch_members(self, run_id: str, batch_id: str) -> dict[int, Member]:
+        """The jobs of a batch still waiting for a result, by seq."""
+        q = select(_J.seq, _J.model, _J.attempts).where(
+            _J.run_id == run_id, _J.batch_id == batch_id, _J.status == S.SUBMITTED)
+        with self.engine.connect() as conn:
+            return {int(s): Member(int(s), str(m), int(a)) for s, m, a in conn.execute(q)}
+
+    def submitted_params(self, run_id: str, batch_ids: Sequence[str]
+                         ) -> list[dict[str, Any]]:
+        """The params of jobs waiting in these batches (what they may still cost)."""
         if not batch_ids:
-            return 0
-        with self.engine.begin() as conn:
-            res = conn.execute(update(S.batches).where(
-                S.batches.c.id.in_(list(batch_ids)), S.batches.c.claimed_by == worker,
-            ).values(lease_until=lease_clock(self.engine) + lease_s))
-        return int(res.rowcount or 0)
-
-    def update_batch(self, batch_id: str, *, worker: str | None = None,
-                     **values: Any) -> bool:
-        """Set columns of a batch (status, ended_at, counts...); with ``worker``, only if
-        that worker owns it. A batch that reaches a done status is released."""
-        cond: list[ColumnElement[bool]] = [S.batches.c.id == batch_id]
-        if worker is not None:
-            cond.append(S.batches.c.claimed_by == worker)
-        if values.get("status") in BATCH_DONE:
-            values = {"claimed_by": None, "lease_until": None, **values}
-        with self.engine.begin() as conn:
-            res = conn.execute(update(S.batches).where(and_(*cond)).values(**values))
-        return bool(res.rowcount)
-
-    def list_batches(self, run_id: str) -> list[BatchRow]:
-        q = select(S.batches).where(S.batches.c.run_id == run_id).order_by(
-            S.batches.c.created_at)
+            return []
+        q = select(_J.params).where(_J.run_id == run_id, _J.status == S.SUBMITTED,
+                                    _J.batch_id.in_(list(batch_ids)))
         with self.engine.connect() as conn:
-            return [_batch_row(r) for r in conn.execute(q).mappings()]
+            return [json.loads(p) for p in conn.scalars(q)]
 
-    def batch_members(self, batch_id: str) -> dict[str, int]:
-        """``custom_id -> seq`` of the jobs sent in a batch (to file its results)."""
-        q = select(S.jobs.c.custom_id, S.jobs.c.seq).where(S.jobs.c.batch_id == batch_id)
+    def batch_durations_s(self, *, provider: str, limit: int = 20) -> list[float]:
+        """How long the last ended batches took, submission to end, for this provider."""
+        q = (select(_B.ended_at - _B.submitted_at)
+             .select_from(S.batches.join(S.runs, S.runs.c.id == _B.run_id))
+             .where(_B.status == BatchStatus.ENDED, _B.submitted_at.is_not(None),
+                    and_(_B.ended_at.is_not(None), S.runs.c.provider == provider))
+             .order_by(_B.ended_at.desc()).limit(limit))
         with self.engine.connect() as conn:
-            return {str(cid): int(seq) for cid, seq in conn.execute(q)}
+            return [float(d) for d in conn.scalars(q) if d is not None]

@@ -5,7 +5,8 @@ Every method is synchronous and short; async code calls them through
 loop never waits on the disk. The same SQLAlchemy Core code serves both databases.
 Claiming, leases and results are in :mod:`laneway.store.queue` (results are written
 by ``finish`` in groups, each recorded once); native batches in
-:mod:`laneway.store.batches`; shared rate-limit pauses in :mod:`laneway.store.pauses`.
+:mod:`laneway.store.batches`; whole-run queries in :mod:`laneway.store.runqueries`;
+shared rate-limit pauses in :mod:`laneway.store.pauses`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from laneway.store.batches import BatchLedger
 from laneway.store.diskfull import is_disk_full
 from laneway.store.migrations import migrate
 from laneway.store.queue import JobQueue
+from laneway.store.runqueries import RunQueries
 from laneway.store.settings import StoreSettings
 
 S = schema
@@ -88,7 +90,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store(JobQueue, BatchLedger):
+class Store(JobQueue, BatchLedger, RunQueries):
     """One ledger. Open with :func:`open_store`."""
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from laneway.errors import ConfigError
-from laneway.runners.native_batch import MAX_BYTES, MAX_REQUESTS
-from laneway.runners.realtime import Tally
+from laneway.provider_batches import MAX_BYTES, MAX_REQUESTS
+from laneway.runners.tally import Tally
 
 
 @dataclass(kw_only=True)
@@ -62,5 +62,8 @@ class NativeTally(Tally):
 
     batches: int = 0
     resubmitted: int = 0
-    #: The deadline came near: the rest is ``pending``, for the realtime runner.
+    #: The deadline came near: the batches were canceled and the jobs they did not
+    #: finish are ``pending`` again, for the caller to send realtime.
     fallback: bool = False
+    #: How many jobs the fallback left for realtime.
+    left_for_realtime: int = 0

@@ -19,10 +19,11 @@ from dataclasses import dataclass, replace
 
 from laneway.errors import ConfigError
 from laneway.provider import Provider
-from laneway.runners import native_ledger as NL
-from laneway.runners.native import NativeOptions, NativeRunner
-from laneway.runners.native_recover import Recovery, recover_submitting
+from laneway.runners.native.options import NativeOptions
+from laneway.runners.native.recover import Recovery, recover_submitting
+from laneway.runners.native.runner import NativeRunner
 from laneway.store import AsyncStore
+from laneway.store.batches import ACTIVE, BatchStatus
 
 
 @dataclass
@@ -51,29 +52,29 @@ async def cancel_run(
         raise ConfigError(f"no run named {run_id!r} in {store.settings}")
     report = CancelReport(run_id)
     await astore.call(store.update_run, run_id, status="canceled")
-    report.unsent_canceled = await astore.call(NL.cancel_unsent, store, run_id)
+    report.unsent_canceled = await astore.call(store.cancel_unsent, run_id)
     options = options or NativeOptions.from_env()
     runner = NativeRunner(run_id=run_id, astore=astore, provider=provider, options=options,
                           worker_id=worker_id, on_notice=notice,
                           until=time.time() + max(0.0, wait_s))
-    rows = [r for r in await astore.call(NL.run_batches, store, run_id)
-            if r.status in NL.ACTIVE]
+    rows = [r for r in await astore.call(store.run_batches, run_id)
+            if r.status in ACTIVE]
     for row in rows:
-        if row.status == NL.SUBMITTING:  # settle it first: it may be running unseen
+        if row.status == BatchStatus.SUBMITTING:  # settle it first: it may be running unseen
             outcome, info = await recover_submitting(
-                runner.api, astore, row, skew_s=options.recover_skew_s, notice=notice)
+                runner.state.batches, astore, row, skew_s=options.recover_skew_s, notice=notice)
             if outcome is not Recovery.ADOPTED or info is None:
                 continue
-            row = replace(row, provider_batch_id=info.id, status=NL.SUBMITTED)
+            row = replace(row, provider_batch_id=info.id, status=BatchStatus.SUBMITTED)
         report.batches_canceled += await runner.cancel_batches([row])
     if report.batches_canceled:
         notice(f"run {run_id}: canceled {report.batches_canceled} batch(es); reading what "
                f"they finished before the cancel (up to {wait_s:g} s)")
     tally = await runner.run()
     report.succeeded, report.cost_usd = tally.succeeded, tally.cost_usd
-    report.unsent_canceled += await astore.call(NL.cancel_unsent, store, run_id)
-    left = [r for r in await astore.call(NL.run_batches, store, run_id)
-            if r.status in NL.ACTIVE]
+    report.unsent_canceled += await astore.call(store.cancel_unsent, run_id)
+    left = [r for r in await astore.call(store.run_batches, run_id)
+            if r.status in ACTIVE]
     report.still_running = len(left)
     return report
 

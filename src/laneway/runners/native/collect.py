@@ -16,17 +16,16 @@ the ledger, so reading a results file twice changes nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from laneway.errors import ProviderError, UnknownModelError
 from laneway.pricing import Usage, cost_usd
-from laneway.runners import native_ledger as NL
-from laneway.runners.native_batch import BatchInfo, parse_custom_id
+from laneway.provider_batches import BatchInfo
+from laneway.runners.native.state import NativeState
+from laneway.runners.native.wire import parse_custom_id
 from laneway.store import Finished
 from laneway.store import schema as S
-
-if TYPE_CHECKING:
-    from laneway.runners.native import NativeRunner
+from laneway.store.batches import BatchRow, Member
 
 #: Error types of a batch result that another attempt may get past.
 RETRYABLE_ERRORS = frozenset({"api_error", "overloaded_error", "rate_limit_error",
@@ -34,24 +33,24 @@ RETRYABLE_ERRORS = frozenset({"api_error", "overloaded_error", "rate_limit_error
 
 
 class Collector:
-    def __init__(self, runner: NativeRunner) -> None:
-        self.runner = runner
+    def __init__(self, state: NativeState) -> None:
+        self.state = state
 
-    async def collect(self, row: NL.BatchRow, info: BatchInfo, *, canceled: bool,
+    async def collect(self, row: BatchRow, info: BatchInfo, *, canceled: bool,
                       requeue_all: bool = False) -> bool:
         """File the results of the ended batch ``row``; False if they could not all be
         read (the rest is read on the next poll). ``canceled``: the run was canceled, so
         nothing is sent again. ``requeue_all``: the deadline fallback, so whatever did
         not finish goes back whatever its attempts."""
-        r = self.runner
+        r = self.state
         assert row.provider_batch_id is not None
-        waiting = await r.astore.call(NL.members, r.store, r.run_id, row.id)
+        waiting = await r.astore.call(r.store.batch_members, r.run_id, row.id)
         items: list[Finished] = []
         again: list[int] = []
         tally: dict[str, int] = {}
         complete = True
         try:
-            async for line in r.api.results(row.provider_batch_id):
+            async for line in r.batches.results(row.provider_batch_id):
                 parsed = parse_custom_id(str(line.get("custom_id", "")))
                 if parsed is None or parsed[1] != row.id:
                     continue
@@ -61,28 +60,11 @@ class Collector:
                 result: dict[str, Any] = line.get("result") or {}
                 kind = str(result.get("type"))
                 tally[kind] = tally.get(kind, 0) + 1
-                if kind == "succeeded":
-                    items.append(self._succeeded(member, result))
-                elif kind == "errored":
-                    etype, message = _error_of(result)
-                    retry = etype in RETRYABLE_ERRORS and (
-                        requeue_all or member.attempts < r.max_attempts)
-                    if retry and not canceled:
-                        again.append(member.seq)
-                    else:
-                        items.append(Finished(
-                            run_id=r.run_id, seq=member.seq, status=S.ERRORED, result=result,
-                            attempts=member.attempts, error_type=etype,
-                            error_message=message, mode="native"))
-                else:  # canceled, expired
-                    status = S.EXPIRED if kind == "expired" else S.CANCELED
-                    if not canceled and (requeue_all or member.attempts < r.max_attempts):
-                        again.append(member.seq)
-                    else:
-                        items.append(Finished(
-                            run_id=r.run_id, seq=member.seq, status=status,
-                            result={"type": status}, attempts=member.attempts,
-                            mode="native"))
+                item = self._file(member, result, canceled=canceled, requeue_all=requeue_all)
+                if item is None:
+                    again.append(member.seq)
+                else:
+                    items.append(item)
                 if len(items) + len(again) >= r.options.result_group:
                     await self._flush(row, items, again)
                     items, again = [], []
@@ -91,9 +73,37 @@ class Collector:
             r.notice(f"batch {row.id}: reading its results failed ({err}); "
                      "the rest will be read on the next poll")
         await self._flush(row, items, again)
-        if not complete:
-            return False
-        leftover = await r.astore.call(NL.end_batch, r.store, row.id, info.counts,
+        if complete:
+            await self._ended(row, info, tally, canceled=canceled)
+        return complete
+
+    def _file(self, member: Member, result: dict[str, Any], *, canceled: bool,
+              requeue_all: bool) -> Finished | None:
+        """What one result makes of its job: a final record, or ``None`` to send it again."""
+        r = self.state
+        kind = str(result.get("type"))
+        retry_left = requeue_all or member.attempts < r.max_attempts
+        if kind == "succeeded":
+            return self._succeeded(member, result)
+        if kind == "errored":
+            etype, message = _error_of(result)
+            if etype in RETRYABLE_ERRORS and retry_left and not canceled:
+                return None
+            return Finished(
+                run_id=r.run_id, seq=member.seq, status=S.ERRORED, result=result,
+                attempts=member.attempts, error_type=etype, error_message=message,
+                mode="native")
+        # canceled, expired
+        if not canceled and retry_left:
+            return None
+        status = S.EXPIRED if kind == "expired" else S.CANCELED
+        return Finished(run_id=r.run_id, seq=member.seq, status=status,
+                        result={"type": status}, attempts=member.attempts, mode="native")
+
+    async def _ended(self, row: BatchRow, info: BatchInfo, tally: dict[str, int], *,
+                     canceled: bool) -> None:
+        r = self.state
+        leftover = await r.astore.call(r.store.end_batch, row.id, info.counts,
                                        info.ended_at)
         sent_again = sum(tally.get(k, 0) for k in ("errored", "canceled", "expired"))
         summary = ", ".join(f"{n} {k}" for k, n in sorted(tally.items())) or "no new results"
@@ -104,10 +114,9 @@ class Collector:
         await r.astore.call(r.store.add_event, r.run_id, "batch", {
             "batch": row.id, "provider_batch_id": row.provider_batch_id, "status": "ended",
             "counts": info.counts})
-        return True
 
-    def _succeeded(self, member: NL.Member, result: dict[str, Any]) -> Finished:
-        r = self.runner
+    def _succeeded(self, member: Member, result: dict[str, Any]) -> Finished:
+        r = self.state
         message = result.get("message") or {}
         usage = Usage.from_api(message.get("usage"))
         cost: float | None
@@ -126,8 +135,8 @@ class Collector:
             cache_read_input_tokens=usage.cache_read_input_tokens, cost_usd=cost,
             mode="native")
 
-    async def _flush(self, row: NL.BatchRow, items: list[Finished], again: list[int]) -> None:
-        r = self.runner
+    async def _flush(self, row: BatchRow, items: list[Finished], again: list[int]) -> None:
+        r = self.state
         if items:
             recorded = set(await r.astore.call(r.store.finish, items))
             t = r.tally
@@ -145,7 +154,7 @@ class Collector:
                 else:
                     t.cost_usd += item.cost_usd
         if again:
-            moved = await r.astore.call(NL.requeue, r.store, r.run_id, row.id, again)
+            moved = await r.astore.call(r.store.requeue_batch, r.run_id, row.id, again)
             r.tally.resubmitted += moved
             r.tally.retries += moved
         if items or again:

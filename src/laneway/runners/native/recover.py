@@ -22,9 +22,10 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from laneway.errors import ProviderError
-from laneway.runners import native_ledger as NL
-from laneway.runners.native_batch import BatchAPI, BatchInfo, parse_custom_id
+from laneway.provider_batches import Batches, BatchInfo
+from laneway.runners.native.wire import parse_custom_id
 from laneway.store import AsyncStore
+from laneway.store.batches import BatchRow
 
 
 class Recovery(StrEnum):
@@ -34,7 +35,7 @@ class Recovery(StrEnum):
 
 
 async def recover_submitting(
-    api: BatchAPI, astore: AsyncStore, row: NL.BatchRow, *, skew_s: float,
+    api: Batches, astore: AsyncStore, row: BatchRow, *, skew_s: float,
     notice: Callable[[str], None], quiet: bool = False,
 ) -> tuple[Recovery, BatchInfo | None]:
     """Settle one ``submitting`` row: adopt the provider's batch, give the jobs back, or
@@ -47,7 +48,7 @@ async def recover_submitting(
             notice(f"batch {row.id}: cannot list the provider's batches yet ({err}); "
                    "will check again")
         return Recovery.WAITING, None
-    known = await astore.call(NL.known_provider_ids, store, [b.id for b in recent])
+    known = await astore.call(store.known_provider_ids, [b.id for b in recent])
     candidates = [b for b in recent if b.total == row.request_count and b.id not in known]
     running: list[BatchInfo] = []
     for cand in candidates:
@@ -61,7 +62,7 @@ async def recover_submitting(
             continue
         parsed = parse_custom_id(str(first.get("custom_id", ""))) if first else None
         if parsed is not None and parsed[1] == row.id:
-            await astore.call(NL.set_submitted, store, row.id, cand.id)
+            await astore.call(store.batch_submitted, row.id, cand.id)
             notice(f"batch {row.id}: found it at the provider as {cand.id} "
                    "(its create answer had been lost); carrying on")
             return Recovery.ADOPTED, cand
@@ -72,7 +73,7 @@ async def recover_submitting(
                    f"the same size are still running ({ids}); its {row.request_count} jobs "
                    "wait until they end, to tell whether one is ours (never sent twice)")
         return Recovery.WAITING, None
-    moved = await astore.call(NL.abandon_batch, store, row.id, refund_attempt=True)
+    moved = await astore.call(store.abandon_batch, row.id, refund_attempt=True)
     age_s = time.time() - row.created_at
     notice(f"batch {row.id}: the provider has no such batch (checked {age_s:.0f} s after "
            f"the attempt); its {moved} jobs will be sent again")

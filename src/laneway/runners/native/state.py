@@ -1,0 +1,88 @@
+"""What the parts of the native runner share while one run's batches are in flight.
+
+The runner (:mod:`.runner`) owns one :class:`NativeState`; submitting (:mod:`.submit`),
+polling (:mod:`.poll`), collecting (:mod:`.collect`) and the deadline fallback
+(:mod:`.fallback`) each take it, so none of them needs the runner itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from laneway import estimate
+from laneway.errors import LanewayError
+from laneway.pricing import price_of
+from laneway.provider import Provider
+from laneway.provider_batches import Batches, BatchInfo
+from laneway.runners.native.options import NativeOptions, NativeTally
+from laneway.store import AsyncStore, Store
+from laneway.store.batches import BatchRow
+
+
+@dataclass(eq=False)
+class NativeState:
+    run_id: str
+    astore: AsyncStore
+    provider: Provider
+    options: NativeOptions
+    notice: Callable[[str], None]
+    max_attempts: int = 6
+    budget_usd: float | None = None
+    worker_id: str = "main"
+    on_progress: Callable[[NativeTally], None] | None = None
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    tally: NativeTally = field(default_factory=NativeTally)
+    #: The batch rows this worker owns, by ledger id, and what the provider last said.
+    rows: dict[str, BatchRow] = field(default_factory=dict)
+    seen: dict[str, BatchInfo] = field(default_factory=dict)
+    #: Worst-case cost still committed, per batch in flight.
+    worst: dict[str, float] = field(default_factory=dict)
+    #: What the run had spent before this runner started.
+    spent_usd: float = 0.0
+    #: The budget holds back the next chunk until a batch in flight ends.
+    budget_wait: bool = False
+    #: The provider's Message Batches calls.
+    batches: Batches = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.batches = Batches(self.provider)
+
+    @property
+    def store(self) -> Store:
+        return self.astore.store
+
+    def worst_usd(self, params: dict[str, Any]) -> float:
+        """The most a request can cost in a batch (0 when local or unpriced)."""
+        if self.provider.is_local:
+            return 0.0
+        try:
+            price = price_of(str(params.get("model", "")))
+        except LanewayError:
+            return 0.0
+        tokens_in = estimate.input_tokens(params)
+        tokens_out = int(params.get("max_tokens", 0))
+        return (tokens_in * price.input + tokens_out * price.output) / 2_000_000
+
+    def budget_left_usd(self) -> float | None:
+        if self.budget_usd is None:
+            return None
+        return self.budget_usd - self.spent_usd - self.tally.cost_usd - sum(
+            self.worst.values())
+
+    async def row(self, batch_id: str) -> BatchRow:
+        rows = await self.astore.call(self.store.run_batches, self.run_id)
+        return next(r for r in rows if r.id == batch_id)
+
+    def forget(self, batch_id: str) -> None:
+        row = self.rows.pop(batch_id, None)
+        self.worst.pop(batch_id, None)
+        self.seen.pop(batch_id, None)
+        if row is not None:
+            self.tally.in_flight = max(0, self.tally.in_flight - row.request_count)
+
+    def progress(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.tally)
