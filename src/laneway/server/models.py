@@ -22,19 +22,6 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class HTTPError(Exception):
-    """Raised by a route to answer ``status`` with an :class:`ErrorBody`."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"type": self.error_type, "message": self.message}}
-
-
 # -- chat ---------------------------------------------------------------------------------
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")

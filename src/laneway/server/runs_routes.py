@@ -17,15 +17,15 @@ from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from laneway.agent import HybridAgent
-from laneway.errors import InputError, RunMismatchError
+from laneway.errors import InputError, RunNotFoundError
 from laneway.jobs import JobDefaults
 from laneway.runname import RULE, run_name_problem, safe_file_stem
+from laneway.server.errors import HTTPError
 from laneway.server.events_hub import EventsHub
 from laneway.server.models import (
     SSE_MARK,
     CancelResult,
     ErrorBody,
-    HTTPError,
     RunInfo,
     RunList,
     RunProgressEvent,
@@ -106,7 +106,7 @@ async def _info(agent: HybridAgent, run_id: str) -> RunInfo:
 
     info = await agent.astore.call(read)
     if info is None:
-        raise HTTPError(404, "not_found_error", f"no run {run_id!r}")
+        raise RunNotFoundError(f"no run {run_id!r}")
     return info
 
 
@@ -145,9 +145,7 @@ async def create_run(
         # Name the line, not the server's copy of the file.
         where = f"line {exc.line}: " if exc.line else ""
         field = f"{exc.field}: " if exc.field else ""
-        raise HTTPError(400, "invalid_request_error", f"{where}{field}{exc.reason}") from None
-    except RunMismatchError as exc:
-        raise HTTPError(409, "conflict_error", str(exc)) from None
+        raise InputError(f"{where}{field}{exc.reason}") from None
     return await _info(agent, run_id)
 
 
