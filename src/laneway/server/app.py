@@ -61,6 +61,9 @@ class ServerSettings:
     events_interval_s: float = 0.5
     #: How often a running run writes a progress event to the ledger.
     progress_interval_s: float = 1.0
+    #: How long a cancel waits for the run's canceled batches to end (and reads what
+    #: they finished); the rest is read by the next cancel or ``laneway run``.
+    cancel_wait_s: float = 10.0
 
 
 def create_app(settings: ServerSettings | None = None, *,
@@ -90,6 +93,7 @@ def create_app(settings: ServerSettings | None = None, *,
     )
     app.state.agent = the_agent
     app.state.events_interval_s = settings.events_interval_s
+    app.state.cancel_wait_s = settings.cancel_wait_s
     app.state.events_hub = EventsHub(the_agent, settings.events_interval_s)
     app.state.token = settings.token
 

@@ -109,6 +109,14 @@ class CancelResult(BaseModel):
     id: str
     status: str
     canceled: int = Field(description="Jobs recorded as canceled.")
+    batches_canceled: int = Field(0, description="Native batches the provider was asked "
+                                                 "to cancel.")
+    batches_still_running: int = Field(0, description="Canceled batches not ended within "
+                                                      "the wait: cancel again later to "
+                                                      "record what they finished.")
+    billed: int = Field(0, description="Results the canceled batches had finished before "
+                                       "the cancel: billed, so recorded.")
+    billed_usd: float = Field(0.0, description="Their cost.")
 
 
 class RunProgressEvent(BaseModel):

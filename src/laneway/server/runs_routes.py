@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -20,6 +21,7 @@ from laneway.agent import HybridAgent
 from laneway.errors import InputError, RunNotFoundError
 from laneway.jobs import JobDefaults
 from laneway.runname import RULE, run_name_problem, safe_file_stem
+from laneway.server.cancel import cancel
 from laneway.server.errors import HTTPError
 from laneway.server.events_hub import EventsHub
 from laneway.server.models import (
@@ -202,11 +204,12 @@ async def get_results(request: Request, run_id: str) -> StreamingResponse:
 @router.post("/v1/runs/{run_id}/cancel", response_model=CancelResult, responses=_ERRORS,
              summary="Cancel a run")
 async def cancel_run(request: Request, run_id: str) -> CancelResult:
-    """Stop sending; every job not finished is recorded as `canceled`."""
+    """Stop sending, cancel the run's native batches at the provider (what they had
+    finished is billed, so recorded), and record every job not finished as `canceled`."""
     agent = _agent(request)
     await _info(agent, run_id)
-    canceled = await agent.cancel(run_id)
-    return CancelResult(id=run_id, status="canceled", canceled=canceled)
+    done = await cancel(agent, run_id, wait_s=request.app.state.cancel_wait_s)
+    return CancelResult(id=run_id, status="canceled", **asdict(done))
 
 
 @router.get("/v1/runs/{run_id}/events", response_class=EventSourceResponse,
