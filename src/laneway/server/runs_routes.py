@@ -55,6 +55,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 _COMMON: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "A token is required."},
     422: {"model": ErrorBody, "description": "A parameter is not valid."},
+    503: {"model": ErrorBody, "description": "The ledger or the backend is unavailable."},
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
     **_COMMON, 404: {"model": ErrorBody, "description": "No such run."}}
