@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from laneway.local import LocalConfig, serve_local
     from laneway.pricing import Usage, cost_usd
     from laneway.provider import Provider, Reply, open_provider
-    from laneway.runs import Progress, RunConfig, Summary, results_of, run
+    from laneway.runs import Summary, results_of, run
+    from laneway.session.config import RunConfig
+    from laneway.session.progress import Progress
     from laneway.store import StoreSettings, open_store
 
 __version__ = "0.1.0"
@@ -57,11 +59,11 @@ _LAZY: dict[str, str] = {
     "JobDefaults": "laneway.jobs",
     "Lane": "laneway.governor",
     "LocalConfig": "laneway.local",
-    "Progress": "laneway.runs",
+    "Progress": "laneway.session.progress",
     "Provider": "laneway.provider",
     "RateLimits": "laneway.governor",
     "Reply": "laneway.provider",
-    "RunConfig": "laneway.runs",
+    "RunConfig": "laneway.session.config",
     "StoreSettings": "laneway.store",
     "Summary": "laneway.runs",
     "Turn": "laneway.chat",

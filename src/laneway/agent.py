@@ -31,15 +31,16 @@ from typing import Any
 from laneway.chat import Conversation, Turn
 from laneway.errors import ConfigError, InputError
 from laneway.governor import Governor, RateLimits
-from laneway.ingest import ingest
 from laneway.jobs import DEFAULT_MODEL, Job, JobDefaults, read_jobs
 from laneway.provider import OnText, Provider, open_provider
-from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
-from laneway.runners.retry import RetryPolicy
-from laneway.runs import Progress, RunConfig, _prepare
-from laneway.store import AsyncStore, Finished, Store, StoreSettings, open_store
+from laneway.runners.realtime import RealtimeRunner
+from laneway.session.config import RunConfig
+from laneway.session.options import realtime_options
+from laneway.session.prepare import prepare, take_up
+from laneway.session.progress import Progress, progress_of
+from laneway.store import AsyncStore, Counts, Finished, Store, StoreSettings, open_store
 from laneway.store import schema as S
-from laneway.store.runlock import RunLock, hold_run
+from laneway.store.runlock import RunLock
 
 #: Run statuses after which nothing more happens to a run.
 ENDED = ("done", "canceled", "stopped", "failed")
@@ -52,7 +53,8 @@ class _Live:
     run_id: str
     runner: RealtimeRunner
     total: int
-    before: dict[str, Any]
+    #: The ledger's counts when the runner started (its tally counts from there).
+    before: Counts
     task: asyncio.Task[None] | None = None
     started_at: float = field(default_factory=time.monotonic)
     canceled: bool = False
@@ -183,38 +185,33 @@ class HybridAgent:
         path = Path(jobs) if isinstance(jobs, str | Path) else \
             await asyncio.to_thread(self._write_jobs, jobs)
         await asyncio.to_thread(check_input, path, defaults)
-        config = RunConfig(run_name=run_name, mode="realtime", defaults=defaults)
-        run_row = await self.astore.call(_prepare, self.store, path, config)
+        config = RunConfig(run_name=run_name, mode="realtime", defaults=defaults,
+                           concurrency=self.concurrency, max_attempts=self.max_attempts,
+                           worker_id=f"agent-{id(self):x}")
+        run_row = await self.astore.call(prepare, self.store, path, config)
         run_id: str = run_row.id
         if run_id in self._live:
             return run_id
-        lock = hold_run(self.store.settings, run_id)  # refused if another process has it
+        total, lock = await take_up(self.astore, run_row, path, config)
         try:
-            total = await self.astore.call(ingest, self.store, run_row, path,
-                                           defaults=defaults, skip_invalid=False)
-            if not self.store.is_postgres:  # one process owns a SQLite ledger's claims
-                await self.astore.call(self.store.release_all, run_id)
-            counts = await self.astore.call(self.store.counts, run_id)
+            before = await self.astore.call(self.store.counts, run_id)
+            if before.remaining == 0:
+                await self.astore.call(self.store.update_run, run_id, status="done")
+            else:
+                await self.astore.call(self.store.update_run, run_id, status="running",
+                                       mode="realtime", provider=self.provider.kind)
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
-        if counts.remaining == 0:
-            await self.astore.call(self.store.update_run, run_id, status="done")
+        if before.remaining == 0:
             if lock is not None:
                 lock.release()
             return run_id
-        await self.astore.call(self.store.update_run, run_id, status="running",
-                               mode="realtime", provider=self.provider.kind)
-        options = RealtimeOptions(
-            concurrency=self.concurrency, retry=RetryPolicy(max_attempts=self.max_attempts),
-            worker_id=f"agent-{id(self):x}")
+        options = realtime_options(config, worker_id=config.worker_id, budget_usd=None)
         runner = RealtimeRunner(run_id=run_id, astore=self.astore, provider=self.provider,
                                 governor=self.governor, options=options,
-                                spent_usd=counts.cost_usd)
-        before = {"succeeded": counts[S.SUCCEEDED], "errored": counts[S.ERRORED],
-                  "input_tokens": counts.input_tokens, "output_tokens": counts.output_tokens,
-                  "cost_usd": counts.cost_usd}
+                                spent_usd=before.cost_usd)
         live = _Live(run_id, runner, total, before, lock=lock)
         live.task = asyncio.create_task(self._execute(live), name=f"laneway-run-{run_id}")
         self._live[run_id] = live
@@ -282,17 +279,8 @@ class HybridAgent:
         await self.astore.call(self.store.add_event, live.run_id, "progress", data)
 
     def _progress_of(self, live: _Live, phase: str = "running") -> Progress:
-        t = live.runner.tally
-        b = live.before
-        elapsed = time.monotonic() - live.started_at
-        return Progress(
-            run_id=live.run_id, total=live.total, succeeded=b["succeeded"] + t.succeeded,
-            errored=b["errored"] + t.errored, in_flight=t.in_flight,
-            input_tokens=b["input_tokens"] + t.input_tokens,
-            output_tokens=b["output_tokens"] + t.output_tokens,
-            cost_usd=b["cost_usd"] + t.cost_usd,
-            rate_per_s=t.done / elapsed if elapsed > 0 else 0.0, elapsed_s=elapsed,
-            phase=phase)
+        return progress_of(live.run_id, live.total, live.before, live.runner.tally,
+                           phase=phase)
 
     def is_live(self, run_id: str) -> bool:
         return run_id in self._live
@@ -306,11 +294,8 @@ class HybridAgent:
         if run_row is None:
             raise ConfigError(f"no run named {run_id!r} in {self.settings}")
         counts = self.store.counts(run_id)
-        return Progress(
-            run_id=run_id, total=counts.total, succeeded=counts[S.SUCCEEDED],
-            errored=counts[S.ERRORED], in_flight=0, input_tokens=counts.input_tokens,
-            output_tokens=counts.output_tokens, cost_usd=counts.cost_usd, rate_per_s=0.0,
-            elapsed_s=0.0, phase="done" if counts.remaining == 0 else run_row.status)
+        return progress_of(run_id, counts.total, counts,
+                           phase="done" if counts.remaining == 0 else run_row.status)
 
     async def wait(self, run_id: str, *, timeout_s: float | None = None) -> None:
         """Wait until this agent's run of ``run_id`` ends (at once if it is not running)."""

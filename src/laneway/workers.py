@@ -35,8 +35,8 @@ from laneway.errors import ConfigError, StoreError
 from laneway.governor import Governor, RateLimits
 from laneway.provider import Provider, open_provider
 from laneway.runners.native import run_native
-from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
-from laneway.runners.retry import RetryPolicy
+from laneway.runners.realtime import RealtimeRunner, Tally
+from laneway.session.options import background_governor, realtime_options
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
 from laneway.store import pauses as shared_pauses
 from laneway.store import schema as S
@@ -62,6 +62,8 @@ class WorkerConfig:
     concurrency: int | None = None
     max_attempts: int = 6
     timeout_s: float = 600.0
+    #: Stop after this many seconds with no answer from the API (see runners.api_wait).
+    wait_for_api_s: float = 30.0
     stream: bool = False
     limits: RateLimits | None = None
     #: A claim's lease: how long a dead worker's jobs wait before others take them.
@@ -190,8 +192,7 @@ class Worker:
         self.provider = provider
         self.notice = on_notice or (lambda _msg: None)
         self.on_result = on_result
-        # A worker serves no person: it may use the whole limit (see runs._run_realtime).
-        self.governor = Governor(limits=config.limits, interactive_reserve=0.0)
+        self.governor = background_governor(config.limits)  # it serves no person
         self.pauses = PauseSync(self.astore, self.governor, poll_s=config.pause_poll_s,
                                 on_notice=self.notice)
         self.leases = LeaseKeeper(store, worker=config.worker_id, lease_s=config.lease_s)
@@ -294,12 +295,9 @@ class Worker:
         counts = await self.astore.call(self.store.counts, run.id)
         if run.ingest_done and counts.remaining == 0:
             return await self._close(run, work)
-        options = RealtimeOptions(
-            concurrency=self.config.concurrency,
-            retry=RetryPolicy(max_attempts=self.config.max_attempts),
-            timeout_s=self.config.timeout_s, stream=self.config.stream,
-            budget_usd=run.budget_usd, claim_size=self.config.claim_size,
-            lease_s=self.config.lease_s, worker_id=self.config.worker_id)
+        options = realtime_options(
+            self.config, worker_id=self.config.worker_id, budget_usd=run.budget_usd,
+            claim_size=self.config.claim_size, lease_s=self.config.lease_s)
         runner = RealtimeRunner(run_id=run.id, astore=self.astore, provider=self.provider,
                                 governor=self.governor, options=options,
                                 spent_usd=counts.cost_usd)
