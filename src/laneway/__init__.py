@@ -36,12 +36,13 @@ from laneway.errors import (
 
 if TYPE_CHECKING:
     from laneway.agent import HybridAgent
+    from laneway.backend import open_provider
     from laneway.chat import Conversation, Turn
     from laneway.governor import Governor, Lane, RateLimits
     from laneway.jobs import Job, JobDefaults, read_jobs, write_results
     from laneway.local import LocalConfig, serve_local
     from laneway.pricing import Usage, cost_usd
-    from laneway.provider import Provider, Reply, open_provider
+    from laneway.provider import Provider, Reply
     from laneway.runs import Summary, results_of, run
     from laneway.session.config import RunConfig
     from laneway.session.progress import Progress
@@ -69,7 +70,7 @@ _LAZY: dict[str, str] = {
     "Turn": "laneway.chat",
     "Usage": "laneway.pricing",
     "cost_usd": "laneway.pricing",
-    "open_provider": "laneway.provider",
+    "open_provider": "laneway.backend",
     "open_store": "laneway.store",
     "read_jobs": "laneway.jobs",
     "results_of": "laneway.runs",

@@ -28,11 +28,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from laneway.backend import open_provider
 from laneway.chat import Conversation, Turn
 from laneway.errors import ConfigError, InputError
 from laneway.governor import Governor, RateLimits
 from laneway.jobs import DEFAULT_MODEL, Job, JobDefaults, read_jobs
-from laneway.provider import OnText, Provider, open_provider
+from laneway.provider import OnText, Provider
 from laneway.runners.realtime import RealtimeRunner
 from laneway.session.config import RunConfig
 from laneway.session.options import realtime_options

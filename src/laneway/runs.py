@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from laneway.backend import choose_provider
+from laneway.backend import choose_provider, open_provider
 from laneway.budget import require_prices, unpriced_models
 from laneway.errors import ConfigError
 from laneway.jobs import write_results
 from laneway.output import check_output, clean_stale_parts
-from laneway.provider import Provider, open_provider
+from laneway.provider import Provider
 from laneway.runners import hybrid
 from laneway.runners.native import NativeTally, run_native
 from laneway.runners.realtime import RealtimeRunner, Tally

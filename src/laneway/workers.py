@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DBAPIError
 
+from laneway.backend import open_provider
 from laneway.budget import unpriced_models
 from laneway.errors import ConfigError, StoreError
 from laneway.governor import Governor, RateLimits
-from laneway.provider import Provider, open_provider
+from laneway.provider import Provider
 from laneway.runners.native import run_native
 from laneway.runners.realtime import RealtimeRunner, Tally
 from laneway.session.options import background_governor, realtime_options
