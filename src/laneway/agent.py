@@ -21,9 +21,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,7 +38,8 @@ from laneway.session.config import RunConfig
 from laneway.session.options import realtime_options
 from laneway.session.prepare import prepare, take_up
 from laneway.session.progress import Progress, progress_of
-from laneway.store import AsyncStore, Counts, Finished, Store, StoreSettings, open_store
+from laneway.session.watch import RunWatch
+from laneway.store import AsyncStore, Finished, Store, StoreSettings, open_store
 from laneway.store import schema as S
 from laneway.store.runlock import RunLock
 
@@ -52,12 +52,9 @@ class _Live:
     """A run this agent is executing."""
 
     run_id: str
-    runner: RealtimeRunner
-    total: int
-    #: The ledger's counts when the runner started (its tally counts from there).
-    before: Counts
+    #: The runner, its progress over the ledger's counts when it started, its events.
+    watch: RunWatch
     task: asyncio.Task[None] | None = None
-    started_at: float = field(default_factory=time.monotonic)
     canceled: bool = False
     #: This process's hold on the run (SQLite), released when the run ends.
     lock: RunLock | None = None
@@ -114,7 +111,7 @@ class HybridAgent:
         are abandoned; nothing new is sent meanwhile.
         """
         for live in list(self._live.values()):
-            live.runner.stop("shutdown")
+            live.watch.runner.stop("shutdown")
         for live in list(self._live.values()):
             if live.task is None:
                 continue
@@ -213,7 +210,9 @@ class HybridAgent:
         runner = RealtimeRunner(run_id=run_id, astore=self.astore, provider=self.provider,
                                 governor=self.governor, options=options,
                                 spent_usd=before.cost_usd)
-        live = _Live(run_id, runner, total, before, lock=lock)
+        watch = RunWatch(runner, total=total, before=before,
+                         event_every_s=self.progress_interval_s)
+        live = _Live(run_id, watch, lock=lock)
         live.task = asyncio.create_task(self._execute(live), name=f"laneway-run-{run_id}")
         self._live[run_id] = live
         return run_id
@@ -242,10 +241,11 @@ class HybridAgent:
         return path
 
     async def _execute(self, live: _Live) -> None:
-        ticker = asyncio.create_task(self._ticker(live))
         status = "stopped"
+        watched = False
         try:
-            await live.runner.run()
+            await live.watch.run()
+            watched = True
             counts = await self.astore.call(self.store.counts, live.run_id)
             status = "done" if counts.remaining == 0 else (
                 "canceled" if live.canceled else "stopped")
@@ -257,31 +257,16 @@ class HybridAgent:
             # clean-up that interrupts, the run must stop being live (or its event
             # streams never end), and a canceled run never shows as merely stopped.
             try:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
                 if live.canceled and status != "done":
                     status = "canceled"
                 with contextlib.suppress(Exception):
-                    await self._write_progress(live, phase="done")
+                    if not watched:  # the watch wrote the final progress when it ended
+                        await live.watch.write("done")
                     await self.astore.call(self.store.update_run, live.run_id, status=status)
             finally:
                 self._live.pop(live.run_id, None)
                 if live.lock is not None:
                     live.lock.release()
-
-    async def _ticker(self, live: _Live) -> None:
-        while True:
-            await asyncio.sleep(self.progress_interval_s)
-            await self._write_progress(live)
-
-    async def _write_progress(self, live: _Live, phase: str = "running") -> None:
-        data = {**asdict(self._progress_of(live, phase)), "governor": self.governor.snapshot()}
-        await self.astore.call(self.store.add_event, live.run_id, "progress", data)
-
-    def _progress_of(self, live: _Live, phase: str = "running") -> Progress:
-        return progress_of(live.run_id, live.total, live.before, live.runner.tally,
-                           phase=phase)
 
     def is_live(self, run_id: str) -> bool:
         return run_id in self._live
@@ -290,7 +275,7 @@ class HybridAgent:
         """Where a run is now: live counters if this agent runs it, else the ledger's."""
         live = self._live.get(run_id)
         if live is not None:
-            return self._progress_of(live)
+            return live.watch.progress()
         run_row = self.store.get_run(run_id)
         if run_row is None:
             raise ConfigError(f"no run named {run_id!r} in {self.settings}")

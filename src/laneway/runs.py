@@ -8,7 +8,6 @@ The CLI's ``laneway run`` is a thin shell around :func:`run`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from laneway.session.options import background_governor, realtime_options
 from laneway.session.prepare import prepare, take_up
 from laneway.session.progress import Progress as Progress
 from laneway.session.progress import progress_of
+from laneway.session.watch import RunWatch
 from laneway.store import AsyncStore, Counts, Store, StoreSettings, open_store
 from laneway.store import schema as S
 from laneway.store.diskfull import disk_full_error, disk_full_errors
@@ -189,51 +189,8 @@ async def _run_realtime(
                                worker_id=config.worker_id or _default_worker_id(astore))
     runner = RealtimeRunner(run_id=run_id, astore=astore, provider=provider,
                             governor=governor, options=options, spent_usd=before.cost_usd)
-
-    def progress(phase: str = "running") -> Progress:
-        return progress_of(run_id, total, before, runner.tally, phase=phase)
-
-    async def ticker() -> None:
-        last_event = 0.0
-        while True:
-            await asyncio.sleep(0.1)
-            p = progress()
-            if on_progress is not None:
-                on_progress(p)
-            if time.monotonic() - last_event >= 1.0:
-                last_event = time.monotonic()
-                data = {**asdict(p), "governor": governor.snapshot()}
-                await astore.call(astore.store.add_event, run_id, "progress", data)
-
-    async def watch_stop() -> None:
-        assert stop_event is not None
-        await stop_event.wait()
-        runner.stop("interrupted")
-
-    tasks = [asyncio.create_task(ticker())]
-    if stop_event is not None:
-        tasks.append(asyncio.create_task(watch_stop()))
-    try:
-        tally = await runner.run()
-    finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-    final = progress("done")
-    if on_progress is not None:
-        on_progress(final)
-    data = {**asdict(final), "governor": governor.snapshot(),
-            "history": list(governor.history)[-200:]}
-    await astore.call(astore.store.add_event, run_id, "progress", data)
-    elapsed = time.monotonic() - tally.started_at
-    tally_util: dict[str, float] = {}
-    for model in governor.models:
-        for kind, share in governor.utilization(model, elapsed_s=elapsed).items():
-            tally_util[f"{model}:{kind}"] = round(share, 4)
-    tally.utilization = tally_util
-    return tally
+    watch = RunWatch(runner, total=total, before=before, on_progress=on_progress)
+    return await watch.run(stop_event)
 
 
 async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, tally: Tally,
