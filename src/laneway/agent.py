@@ -35,6 +35,7 @@ from laneway.jobs import DEFAULT_MODEL, Job, JobDefaults, read_jobs
 from laneway.provider import OnText, Provider
 from laneway.runners.realtime import RealtimeRunner
 from laneway.session.config import RunConfig
+from laneway.session.execute import final_status
 from laneway.session.options import realtime_options
 from laneway.session.prepare import prepare, take_up
 from laneway.session.progress import Progress, progress_of
@@ -244,11 +245,11 @@ class HybridAgent:
         status = "stopped"
         watched = False
         try:
-            await live.watch.run()
+            tally = await live.watch.run()
             watched = True
             counts = await self.astore.call(self.store.counts, live.run_id)
-            status = "done" if counts.remaining == 0 else (
-                "canceled" if live.canceled else "stopped")
+            status = final_status(complete=counts.remaining == 0, canceled=live.canceled,
+                                  stop_reason=tally.stop_reason, unfinished="stopped")
         except Exception:
             status = "failed"
             raise
@@ -257,7 +258,7 @@ class HybridAgent:
             # clean-up that interrupts, the run must stop being live (or its event
             # streams never end), and a canceled run never shows as merely stopped.
             try:
-                if live.canceled and status != "done":
+                if live.canceled:  # cancel() interrupted the run (or came as it ended)
                     status = "canceled"
                 with contextlib.suppress(Exception):
                     if not watched:  # the watch wrote the final progress when it ended

@@ -22,16 +22,13 @@ from laneway.jobs import write_results
 from laneway.output import check_output, clean_stale_parts
 from laneway.provider import Provider
 from laneway.runners import hybrid
-from laneway.runners.native import NativeTally, run_native
-from laneway.runners.realtime import RealtimeRunner, Tally
+from laneway.runners.realtime import Tally
 from laneway.session.config import MODES as MODES
 from laneway.session.config import RunConfig as RunConfig
-from laneway.session.options import background_governor, realtime_options
+from laneway.session.execute import Execution, execute, final_status
 from laneway.session.prepare import prepare, take_up
 from laneway.session.progress import Progress as Progress
-from laneway.session.progress import progress_of
-from laneway.session.watch import RunWatch
-from laneway.store import AsyncStore, Counts, Store, StoreSettings, open_store
+from laneway.store import AsyncStore, Store, StoreSettings, open_store
 from laneway.store import schema as S
 from laneway.store.diskfull import disk_full_error, disk_full_errors
 from laneway.store.runlock import RunLock
@@ -112,55 +109,13 @@ async def run(
         counts = await astore.call(store.counts, run_id)
         if counts.remaining == 0:  # finished before: nothing to send, nothing to start
             summary = await _summary(astore, run_id, run_row.mode, started, Tally(), None)
-            if output_path is not None:
-                summary.output_path = str(output_path)
-                await _write_output_async(astore, run_id, Path(output_path))
-            return summary
-        if provider is None:
-            provider = await asyncio.to_thread(open_provider, config.provider)
-        canceled = run_row.status == "canceled"
-        if not canceled:
-            await astore.call(store.update_run, run_id, status="running", mode=config.mode,
-                              provider=provider.kind)
-        before = await astore.call(store.counts, run_id)
-        plan = None
-        realtime_s = None
-        mode = config.mode
-        if canceled:  # laneway cancel: only collect what batches still hold
-            notice(f"run {run_id} was canceled: nothing new is sent")
-            mode = "native"
-        elif config.mode == "auto" or config.deadline_at is not None:
-            plan, realtime_s = await hybrid.plan_run(
-                astore, run_id, provider, options=config.planner, limits=config.limits,
-                concurrency=config.concurrency, deadline_at=config.deadline_at,
-                budget_usd=config.budget_usd, worker_id=config.worker_id or "main")
-            if config.mode == "auto":
-                notice(plan.reason)
-                mode = plan.mode
-        tally: Tally
-        if mode in ("native", "hybrid"):
-            mode, tally = "native", await run_native(
-                run_id=run_id, astore=astore, provider=provider, options=config.native,
-                max_attempts=config.max_attempts, budget_usd=config.budget_usd,
-                deadline_at=config.deadline_at, realtime_s=realtime_s, on_notice=notice,
-                worker_id=config.worker_id or "main", stop_event=stop_event,
-                on_progress=_native_progress(run_id, total, before, on_progress))
-            if tally.fallback and tally.stop_reason is None:  # the deadline left these
-                now = await astore.call(store.counts, run_id)
-                mode, tally = "hybrid", hybrid.merge(tally, await _run_realtime(
-                    run_id, astore, provider, config, now, total, on_progress, stop_event))
         else:
-            tally = await _run_realtime(run_id, astore, provider, config, before, total,
-                                        on_progress, stop_event)
-        summary = await _summary(astore, run_id, mode, started, tally, provider)
-        summary.plan = plan.reason if plan is not None and config.mode == "auto" else None
-        if mode != "realtime":
-            summary.realtime_cost_usd = await astore.call(
-                hybrid.realtime_cost_usd, store, run_id, local=provider.is_local)
-        canceled = canceled or tally.stop_reason == "canceled"
-        status = "canceled" if canceled else "done" if summary.complete else (
-            "stopped" if tally.stop_reason else "running")
-        await astore.call(store.update_run, run_id, status=status)
+            if provider is None:
+                provider = await asyncio.to_thread(open_provider, config.provider)
+            summary = await _carry_out(Execution(
+                run_id=run_id, astore=astore, provider=provider, config=config, total=total,
+                notice=notice, on_progress=on_progress, stop_event=stop_event),
+                canceled=run_row.status == "canceled", started=started)
         if output_path is not None:
             summary.output_path = str(output_path)
             await _write_output_async(astore, run_id, Path(output_path))
@@ -179,18 +134,37 @@ async def run(
             lock.release()
 
 
-async def _run_realtime(
-    run_id: str, astore: AsyncStore, provider: Provider, config: RunConfig, before: Counts,
-    total: int, on_progress: Callable[[Progress], None] | None,
-    stop_event: asyncio.Event | None,
-) -> Tally:
-    governor = background_governor(config.limits)
-    options = realtime_options(config, budget_usd=config.budget_usd,
-                               worker_id=config.worker_id or _default_worker_id(astore))
-    runner = RealtimeRunner(run_id=run_id, astore=astore, provider=provider,
-                            governor=governor, options=options, spent_usd=before.cost_usd)
-    watch = RunWatch(runner, total=total, before=before, on_progress=on_progress)
-    return await watch.run(stop_event)
+async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summary:
+    """Choose the mode (``--mode auto``: the planner), execute it, set the final status."""
+    astore, config, provider = ex.astore, ex.config, ex.provider
+    store = astore.store
+    plan = None
+    realtime_s = None
+    mode = config.mode
+    if canceled:  # laneway cancel: only collect what batches still hold
+        ex.notice(f"run {ex.run_id} was canceled: nothing new is sent")
+        mode = "native"
+    else:
+        await astore.call(store.update_run, ex.run_id, status="running", mode=config.mode,
+                          provider=provider.kind)
+        if config.mode == "auto" or config.deadline_at is not None:
+            plan, realtime_s = await hybrid.plan_run(
+                astore, ex.run_id, provider, options=config.planner, limits=config.limits,
+                concurrency=config.concurrency, deadline_at=config.deadline_at,
+                budget_usd=config.budget_usd, worker_id=config.worker_id or "main")
+            if config.mode == "auto":
+                ex.notice(plan.reason)
+                mode = plan.mode
+    mode, tally = await execute(ex, mode, realtime_s)
+    summary = await _summary(astore, ex.run_id, mode, started, tally, provider)
+    summary.plan = plan.reason if plan is not None and config.mode == "auto" else None
+    if mode != "realtime":
+        summary.realtime_cost_usd = await astore.call(
+            hybrid.realtime_cost_usd, store, ex.run_id, local=provider.is_local)
+    status = final_status(complete=summary.complete, stop_reason=tally.stop_reason,
+                          canceled=canceled or tally.stop_reason == "canceled")
+    await astore.call(store.update_run, ex.run_id, status=status)
+    return summary
 
 
 async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, tally: Tally,
@@ -209,19 +183,6 @@ async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, t
         stop_detail=tally.stop_detail,
         provider=provider.description if provider else "",
     )
-
-
-def _native_progress(run_id: str, total: int, before: Counts,
-                     on_progress: Callable[[Progress], None] | None,
-                     ) -> Callable[[NativeTally], None] | None:
-    if on_progress is None:
-        return None
-    callback = on_progress
-
-    def emit(t: NativeTally) -> None:
-        callback(progress_of(run_id, total, before, t, phase="native"))
-
-    return emit
 
 
 async def _write_output_async(astore: AsyncStore, run_id: str, path: Path) -> None:
@@ -251,11 +212,3 @@ def results_of(run_id: str, *, db: str | Path | None = None) -> list[tuple[str, 
         return list(store.iter_results(run_id))
     finally:
         store.close()
-
-
-def _default_worker_id(astore: AsyncStore) -> str:
-    if not astore.store.is_postgres:
-        return "main"
-    from laneway.workers import new_worker_id
-
-    return new_worker_id()

@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,19 +32,15 @@ from laneway.budget import unpriced_models
 from laneway.errors import ConfigError, StoreError
 from laneway.governor import Governor, RateLimits
 from laneway.provider import Provider
-from laneway.runners.native import run_native
 from laneway.runners.realtime import RealtimeRunner, Tally
+from laneway.session.config import RunConfig
+from laneway.session.execute import Execution, run_batches
 from laneway.session.options import background_governor, realtime_options
+from laneway.session.options import new_worker_id as new_worker_id
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
 from laneway.store import pauses as shared_pauses
 from laneway.store import schema as S
 from laneway.store.leases import LeaseKeeper
-
-
-def new_worker_id() -> str:
-    """``host-pid-random``: unique among workers, and says where a claim came from."""
-    host = socket.gethostname().split(".")[0][:60] or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @dataclass(kw_only=True)
@@ -349,11 +342,11 @@ class Worker:
         # Native runs go through the native runner, which coordinates its submissions
         # in the ledger (Store.begin_batch and own_batches). Sending them realtime
         # would cost twice what the run's owner chose.
-        tally = await run_native(
-            run_id=run.id, astore=self.astore, provider=self.provider,
-            max_attempts=self.config.max_attempts, budget_usd=run.budget_usd,
-            deadline_at=run.deadline_at, worker_id=self.config.worker_id,
-            on_notice=self.notice, stop_event=self._stop)
+        config = RunConfig(max_attempts=self.config.max_attempts, budget_usd=run.budget_usd,
+                           deadline_at=run.deadline_at, worker_id=self.config.worker_id)
+        tally = await run_batches(Execution(
+            run_id=run.id, astore=self.astore, provider=self.provider, config=config,
+            total=run.total, notice=self.notice, stop_event=self._stop))
         work.add(tally)
         counts = await self.astore.call(self.store.counts, run.id)
         if counts.remaining == 0:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from typing import Protocol
 
 from laneway.governor import Governor, RateLimits
@@ -48,3 +51,9 @@ def background_governor(limits: RateLimits | None) -> Governor:
     alone cost 6 s of a 40 s run.
     """
     return Governor(limits=limits, interactive_reserve=0.0)
+
+
+def new_worker_id() -> str:
+    """``host-pid-random``: unique among workers, and says where a claim came from."""
+    host = socket.gethostname().split(".")[0][:60] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
