@@ -18,6 +18,7 @@ from laneway.local import RunningLocal
 from laneway.provider import Provider
 from laneway.runners.tally import Tally
 from laneway.runs import RunConfig, run
+from laneway.session.execute import final_status
 from laneway.session.options import realtime_options
 from laneway.session.progress import progress_of
 from laneway.store import Counts, open_store
@@ -115,3 +116,12 @@ async def test_run_and_agent_write_the_same_final_progress(
         store.close()
     assert (final["phase"], final["succeeded"], final["total"]) == ("done", 5, 5)
     assert {"governor", "history"} <= set(final)
+
+
+def test_final_status_one_rule_for_every_caller() -> None:
+    assert final_status(complete=True, canceled=True, stop_reason=None) == "canceled"
+    assert final_status(complete=True, canceled=False, stop_reason="interrupted") == "done"
+    assert final_status(complete=False, canceled=False, stop_reason="budget") == "stopped"
+    assert final_status(complete=False, canceled=False, stop_reason=None) == "running"
+    assert final_status(complete=False, canceled=False, stop_reason=None,
+                        unfinished="stopped") == "stopped"

@@ -21,8 +21,8 @@ from laneway.errors import ConfigError
 from laneway.jobs import write_results
 from laneway.output import check_output, clean_stale_parts
 from laneway.provider import Provider
-from laneway.runners import hybrid
 from laneway.runners.realtime import Tally
+from laneway.session import plan as planning
 from laneway.session.config import MODES as MODES
 from laneway.session.config import RunConfig as RunConfig
 from laneway.session.execute import Execution, execute, final_status
@@ -148,7 +148,7 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
         await astore.call(store.update_run, ex.run_id, status="running", mode=config.mode,
                           provider=provider.kind)
         if config.mode == "auto" or config.deadline_at is not None:
-            plan, realtime_s = await hybrid.plan_run(
+            plan, realtime_s = await planning.plan_run(
                 astore, ex.run_id, provider, options=config.planner, limits=config.limits,
                 concurrency=config.concurrency, deadline_at=config.deadline_at,
                 budget_usd=config.budget_usd, worker_id=config.worker_id or "main")
@@ -160,7 +160,7 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
     summary.plan = plan.reason if plan is not None and config.mode == "auto" else None
     if mode != "realtime":
         summary.realtime_cost_usd = await astore.call(
-            hybrid.realtime_cost_usd, store, ex.run_id, local=provider.is_local)
+            planning.realtime_cost_usd, store, ex.run_id, local=provider.is_local)
     status = final_status(complete=summary.complete, stop_reason=tally.stop_reason,
                           canceled=canceled or tally.stop_reason == "canceled")
     await astore.call(store.update_run, ex.run_id, status=status)

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from laneway.provider import Provider
-from laneway.runners import hybrid
 from laneway.runners.native import NativeTally, run_native
 from laneway.runners.realtime import RealtimeRunner
 from laneway.runners.tally import Tally
+from laneway.session import plan as planning
 from laneway.session.config import RunConfig
 from laneway.session.options import background_governor, new_worker_id, realtime_options
 from laneway.session.progress import Progress, progress_of
@@ -53,7 +53,7 @@ async def execute(ex: Execution, mode: str,
     tally = await run_batches(ex, realtime_s)
     if not tally.fallback or tally.stop_reason is not None:
         return "native", tally
-    return "hybrid", hybrid.merge(tally, await run_realtime(ex))  # what the deadline left
+    return "hybrid", planning.merge(tally, await run_realtime(ex))  # what the deadline left
 
 
 async def run_realtime(ex: Execution) -> Tally:
