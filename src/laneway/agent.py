@@ -33,10 +33,8 @@ from laneway.errors import ConfigError, InputError
 from laneway.governor import Governor, RateLimits
 from laneway.jobs import DEFAULT_MODEL, Job, JobDefaults, read_jobs
 from laneway.provider import OnText, Provider
-from laneway.runners.realtime import RealtimeRunner
 from laneway.session.config import RunConfig
-from laneway.session.execute import final_status
-from laneway.session.options import realtime_options
+from laneway.session.execute import Execution, final_status, watch_realtime
 from laneway.session.prepare import prepare, take_up
 from laneway.session.progress import Progress, progress_of
 from laneway.session.watch import RunWatch
@@ -207,12 +205,10 @@ class HybridAgent:
             if lock is not None:
                 lock.release()
             return run_id
-        options = realtime_options(config, worker_id=config.worker_id, budget_usd=None)
-        runner = RealtimeRunner(run_id=run_id, astore=self.astore, provider=self.provider,
-                                governor=self.governor, options=options,
-                                spent_usd=before.cost_usd)
-        watch = RunWatch(runner, total=total, before=before,
-                         event_every_s=self.progress_interval_s)
+        watch = watch_realtime(
+            Execution(run_id=run_id, astore=self.astore, provider=self.provider,
+                      config=config, total=total),
+            before, governor=self.governor, event_every_s=self.progress_interval_s)
         live = _Live(run_id, watch, lock=lock)
         live.task = asyncio.create_task(self._execute(live), name=f"laneway-run-{run_id}")
         self._live[run_id] = live

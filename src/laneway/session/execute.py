@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from laneway.governor import Governor
 from laneway.provider import Provider
 from laneway.runners.native import NativeTally, run_native
 from laneway.runners.realtime import RealtimeRunner
@@ -58,16 +59,27 @@ async def execute(ex: Execution, mode: str,
 
 async def run_realtime(ex: Execution) -> Tally:
     """Send the run's pending jobs realtime, with progress and events (:class:`RunWatch`)."""
+    before = await ex.astore.call(ex.astore.store.counts, ex.run_id)
+    return await watch_realtime(ex, before).run(ex.stop_event)
+
+
+def watch_realtime(ex: Execution, before: Counts, *, governor: Governor | None = None,
+                   event_every_s: float = 1.0) -> RunWatch:
+    """A realtime runner for the run, watched; ``before``: the ledger's counts now.
+
+    ``governor``: one shared with a person (``HybridAgent``); by default the run's own,
+    which keeps nothing free for a person (:func:`background_governor`).
+    """
     config, astore = ex.config, ex.astore
-    before = await astore.call(astore.store.counts, ex.run_id)
     # Claims on a shared ledger need an id no other process uses.
     worker_id = config.worker_id or (new_worker_id() if astore.store.is_postgres else "main")
     options = realtime_options(config, budget_usd=config.budget_usd, worker_id=worker_id)
-    runner = RealtimeRunner(run_id=ex.run_id, astore=astore, provider=ex.provider,
-                            governor=background_governor(config.limits), options=options,
-                            spent_usd=before.cost_usd)
-    watch = RunWatch(runner, total=ex.total, before=before, on_progress=ex.on_progress)
-    return await watch.run(ex.stop_event)
+    runner = RealtimeRunner(
+        run_id=ex.run_id, astore=astore, provider=ex.provider,
+        governor=governor or background_governor(config.limits), options=options,
+        spent_usd=before.cost_usd)
+    return RunWatch(runner, total=ex.total, before=before, on_progress=ex.on_progress,
+                    event_every_s=event_every_s)
 
 
 async def run_batches(ex: Execution,
