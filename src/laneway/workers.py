@@ -34,8 +34,8 @@ from laneway.governor import Governor, RateLimits
 from laneway.provider import Provider
 from laneway.runners.realtime import RealtimeRunner, Tally
 from laneway.session.config import RunConfig
-from laneway.session.execute import Execution, run_batches
-from laneway.session.options import background_governor, realtime_options
+from laneway.session.execute import Execution, realtime_runner, run_batches
+from laneway.session.options import background_governor
 from laneway.session.options import new_worker_id as new_worker_id
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
 from laneway.store import pauses as shared_pauses
@@ -289,12 +289,9 @@ class Worker:
         counts = await self.astore.call(self.store.counts, run.id)
         if run.ingest_done and counts.remaining == 0:
             return await self._close(run, work)
-        options = realtime_options(
-            self.config, worker_id=self.config.worker_id, budget_usd=run.budget_usd,
-            claim_size=self.config.claim_size, lease_s=self.config.lease_s)
-        runner = RealtimeRunner(run_id=run.id, astore=self.astore, provider=self.provider,
-                                governor=self.governor, options=options,
-                                spent_usd=counts.cost_usd)
+        runner = realtime_runner(self._execution(run), counts, governor=self.governor,
+                                 claim_size=self.config.claim_size,
+                                 lease_s=self.config.lease_s)
         if self.on_result is not None:
             callback = self.on_result
             runner.on_result = lambda t: callback(run.id, t)
@@ -330,6 +327,17 @@ class Worker:
             await self._close(fresh, work)
         return tally.requests > 0
 
+    def _execution(self, run: RunRow) -> Execution:
+        """``run`` as this worker carries it out: its budget and deadline, our options."""
+        c = self.config
+        config = RunConfig(
+            concurrency=c.concurrency, max_attempts=c.max_attempts, timeout_s=c.timeout_s,
+            wait_for_api_s=c.wait_for_api_s, stream=c.stream, limits=c.limits,
+            budget_usd=run.budget_usd, deadline_at=run.deadline_at, worker_id=c.worker_id)
+        return Execution(run_id=run.id, astore=self.astore, provider=self.provider,
+                         config=config, total=run.total, notice=self.notice,
+                         stop_event=self._stop)
+
     async def _close(self, run: RunRow, work: RunWork) -> bool:
         if not work.finished:
             work.finished = True
@@ -342,11 +350,7 @@ class Worker:
         # Native runs go through the native runner, which coordinates its submissions
         # in the ledger (Store.begin_batch and own_batches). Sending them realtime
         # would cost twice what the run's owner chose.
-        config = RunConfig(max_attempts=self.config.max_attempts, budget_usd=run.budget_usd,
-                           deadline_at=run.deadline_at, worker_id=self.config.worker_id)
-        tally = await run_batches(Execution(
-            run_id=run.id, astore=self.astore, provider=self.provider, config=config,
-            total=run.total, notice=self.notice, stop_event=self._stop))
+        tally = await run_batches(self._execution(run))
         work.add(tally)
         counts = await self.astore.call(self.store.counts, run.id)
         if counts.remaining == 0:

@@ -65,21 +65,28 @@ async def run_realtime(ex: Execution) -> Tally:
 
 def watch_realtime(ex: Execution, before: Counts, *, governor: Governor | None = None,
                    event_every_s: float = 1.0) -> RunWatch:
-    """A realtime runner for the run, watched; ``before``: the ledger's counts now.
+    """A realtime runner for the run (:func:`realtime_runner`), watched."""
+    return RunWatch(realtime_runner(ex, before, governor=governor), total=ex.total,
+                    before=before, on_progress=ex.on_progress, event_every_s=event_every_s)
 
-    ``governor``: one shared with a person (``HybridAgent``); by default the run's own,
-    which keeps nothing free for a person (:func:`background_governor`).
+
+def realtime_runner(ex: Execution, before: Counts, *, governor: Governor | None = None,
+                    claim_size: int | None = None,
+                    lease_s: float | None = None) -> RealtimeRunner:
+    """A realtime runner for the run; ``before``: the ledger's counts now.
+
+    ``governor``: one shared with a person (``HybridAgent``) or across runs (a worker);
+    by default the run's own, which keeps nothing free for a person.
     """
     config, astore = ex.config, ex.astore
     # Claims on a shared ledger need an id no other process uses.
     worker_id = config.worker_id or (new_worker_id() if astore.store.is_postgres else "main")
-    options = realtime_options(config, budget_usd=config.budget_usd, worker_id=worker_id)
-    runner = RealtimeRunner(
+    options = realtime_options(config, budget_usd=config.budget_usd, worker_id=worker_id,
+                               claim_size=claim_size, lease_s=lease_s)
+    return RealtimeRunner(
         run_id=ex.run_id, astore=astore, provider=ex.provider,
         governor=governor or background_governor(config.limits), options=options,
         spent_usd=before.cost_usd)
-    return RunWatch(runner, total=ex.total, before=before, on_progress=ex.on_progress,
-                    event_every_s=event_every_s)
 
 
 async def run_batches(ex: Execution,
