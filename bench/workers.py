@@ -30,12 +30,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # pgserver: a test server
+
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+import pgserver
 from laneway.local.server import free_port
-from laneway.store import Store, open_store, pgserver
+from laneway.store import Store, open_store
 from laneway.store import schema as S
 
 RESULTS = Path(__file__).parent / "results" / "workers.json"

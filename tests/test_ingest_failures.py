@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+import pgserver
 from laneway.local import RunningLocal
-from laneway.store import open_store, pgserver
+from laneway.store import open_store
 from laneway.store import schema as S
 
 LANEWAY = [sys.executable, "-m", "laneway"]

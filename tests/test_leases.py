@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
+import pgserver
 from laneway.governor import Governor
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.local.faults import FaultPlan
 from laneway.provider import Provider
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
 from laneway.runs import RunConfig, run
-from laneway.store import AsyncStore, open_store, pgserver
+from laneway.store import AsyncStore, open_store
 from laneway.store import schema as S
 
 LANEWAY = [sys.executable, "-m", "laneway"]

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
+import pgserver
 from laneway.local import LocalConfig, start_local
 from laneway.provider import Provider
 from laneway.runs import RunConfig, run
-from laneway.store import open_store, pgserver
+from laneway.store import open_store
 from laneway.store import schema as S
 from laneway.workers import WorkerConfig, work
 

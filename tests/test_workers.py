@@ -1,7 +1,7 @@
 """Several workers on one run, on a real PostgreSQL and the local API over loopback.
 
 The PostgreSQL server is ``$LANEWAY_TEST_PG`` or a private one started from Debian's
-binaries (see :mod:`laneway.store.pgserver`); without either these tests are skipped.
+binaries (see ``tests/pgserver.py``); without either these tests are skipped.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
+import pgserver
 from laneway.errors import ConfigError
 from laneway.governor import Governor
 from laneway.local import RunningLocal
 from laneway.local.server import free_port
 from laneway.provider import Provider
 from laneway.runs import RunConfig, run
-from laneway.store import AsyncStore, open_store, pgserver
+from laneway.store import AsyncStore, open_store
 from laneway.store import schema as S
 from laneway.workers import PauseSync, WorkerConfig, new_worker_id, work
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import pgserver
 from laneway.local import LocalConfig, RunningLocal
 from laneway.local.faults import FaultPlan
 from laneway.provider import Provider
@@ -18,7 +19,6 @@ from laneway.store import schema as S
 from .helpers import make_input, read_output, server_batches
 from .test_native import DEFAULTS, fast
 
-pgserver = pytest.importorskip("laneway.store.pgserver")
 pytestmark = pytest.mark.postgres
 
 
