@@ -23,7 +23,7 @@ from laneway.provider import Provider
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
 from laneway.runs import RunConfig, run
 from laneway.store import AsyncStore, open_store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 LANEWAY = [sys.executable, "-m", "laneway"]
 
@@ -83,7 +83,7 @@ async def test_a_retry_after_longer_than_the_lease_sends_nothing_twice(tmp_path:
             tally = await runner.run()
             assert tally.rate_limited == 1
             assert tally.succeeded == n
-            assert store.counts("r")[S.SUCCEEDED] == n
+            assert store.counts("r")[JobStatus.SUCCEEDED] == n
         finally:
             await provider.aclose()
             astore.close()

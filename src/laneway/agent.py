@@ -38,11 +38,8 @@ from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
 from laneway.runners.retry import RetryPolicy
 from laneway.runs import Progress, RunConfig, _prepare
 from laneway.store import AsyncStore, Finished, Store, StoreSettings, open_store
-from laneway.store import schema as S
 from laneway.store.runlock import RunLock, hold_run
-
-#: Run statuses after which nothing more happens to a run.
-ENDED = ("done", "canceled", "stopped", "failed")
+from laneway.store.statuses import JobStatus, RunStatus
 
 
 @dataclass
@@ -200,11 +197,11 @@ class HybridAgent:
                 lock.release()
             raise
         if counts.remaining == 0:
-            await self.astore.call(self.store.update_run, run_id, status="done")
+            await self.astore.call(self.store.update_run, run_id, status=RunStatus.DONE)
             if lock is not None:
                 lock.release()
             return run_id
-        await self.astore.call(self.store.update_run, run_id, status="running",
+        await self.astore.call(self.store.update_run, run_id, status=RunStatus.RUNNING,
                                mode="realtime", provider=self.provider.kind)
         options = RealtimeOptions(
             concurrency=self.concurrency, retry=RetryPolicy(max_attempts=self.max_attempts),
@@ -212,7 +209,7 @@ class HybridAgent:
         runner = RealtimeRunner(run_id=run_id, astore=self.astore, provider=self.provider,
                                 governor=self.governor, options=options,
                                 spent_usd=counts.cost_usd)
-        before = {"succeeded": counts[S.SUCCEEDED], "errored": counts[S.ERRORED],
+        before = {"succeeded": counts[JobStatus.SUCCEEDED], "errored": counts[JobStatus.ERRORED],
                   "input_tokens": counts.input_tokens, "output_tokens": counts.output_tokens,
                   "cost_usd": counts.cost_usd}
         live = _Live(run_id, runner, total, before, lock=lock)
@@ -245,14 +242,14 @@ class HybridAgent:
 
     async def _execute(self, live: _Live) -> None:
         ticker = asyncio.create_task(self._ticker(live))
-        status = "stopped"
+        status = RunStatus.STOPPED
         try:
             await live.runner.run()
             counts = await self.astore.call(self.store.counts, live.run_id)
-            status = "done" if counts.remaining == 0 else (
-                "canceled" if live.canceled else "stopped")
+            status = RunStatus.DONE if counts.remaining == 0 else (
+                RunStatus.CANCELED if live.canceled else RunStatus.STOPPED)
         except Exception:
-            status = "failed"
+            status = RunStatus.FAILED
             raise
         finally:
             # cancel() cancels this task again every 0.1 s until it ends: whatever of the
@@ -262,8 +259,8 @@ class HybridAgent:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ticker
-                if live.canceled and status != "done":
-                    status = "canceled"
+                if live.canceled and status != RunStatus.DONE:
+                    status = RunStatus.CANCELED
                 with contextlib.suppress(Exception):
                     await self._write_progress(live, phase="done")
                     await self.astore.call(self.store.update_run, live.run_id, status=status)
@@ -307,8 +304,8 @@ class HybridAgent:
             raise ConfigError(f"no run named {run_id!r} in {self.settings}")
         counts = self.store.counts(run_id)
         return Progress(
-            run_id=run_id, total=counts.total, succeeded=counts[S.SUCCEEDED],
-            errored=counts[S.ERRORED], in_flight=0, input_tokens=counts.input_tokens,
+            run_id=run_id, total=counts.total, succeeded=counts[JobStatus.SUCCEEDED],
+            errored=counts[JobStatus.ERRORED], in_flight=0, input_tokens=counts.input_tokens,
             output_tokens=counts.output_tokens, cost_usd=counts.cost_usd, rate_per_s=0.0,
             elapsed_s=0.0, phase="done" if counts.remaining == 0 else run_row.status)
 
@@ -340,7 +337,7 @@ class HybridAgent:
             live.canceled = True
             await _abandon(live.task)  # requests in flight too; held jobs are released
         canceled = await self.astore.call(_cancel_pending, self.store, run_id)
-        await self.astore.call(self.store.update_run, run_id, status="canceled")
+        await self.astore.call(self.store.update_run, run_id, status=RunStatus.CANCELED)
         return canceled
 
 
@@ -376,7 +373,7 @@ def _cancel_pending(store: Store, run_id: str) -> int:
         claimed = store.claim(run_id, worker="cancel", limit=1000, lease_s=60.0)
         if not claimed:
             return total
-        store.finish([Finished(run_id=run_id, seq=c.seq, status=S.CANCELED,
+        store.finish([Finished(run_id=run_id, seq=c.seq, status=JobStatus.CANCELED,
                                result={"type": "canceled"}, attempts=c.attempts,
                                mode="canceled") for c in claimed])
         total += len(claimed)

@@ -40,9 +40,9 @@ from laneway.runners.planner import PlannerOptions
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
 from laneway.runners.retry import RetryPolicy
 from laneway.store import AsyncStore, Counts, Store, StoreSettings, open_store
-from laneway.store import schema as S
 from laneway.store.diskfull import disk_full_error, disk_full_errors
 from laneway.store.runlock import RunLock, hold_run
+from laneway.store.statuses import JobStatus, RunStatus
 
 MODES = ("auto", "realtime", "native")
 
@@ -199,9 +199,9 @@ async def run(
             if released:
                 notice(f"run {run_id}: {released} jobs were in flight when the last process "
                        "stopped; they will be sent again")
-        canceled = run_row.status == "canceled"
+        canceled = run_row.status == RunStatus.CANCELED
         if not canceled:
-            await astore.call(store.update_run, run_id, status="running", mode=config.mode,
+            await astore.call(store.update_run, run_id, status=RunStatus.RUNNING, mode=config.mode,
                               provider=provider.kind)
         before = await astore.call(store.counts, run_id)
         plan = None
@@ -239,8 +239,8 @@ async def run(
             summary.realtime_cost_usd = await astore.call(
                 hybrid.realtime_cost_usd, store, run_id, local=provider.is_local)
         canceled = canceled or tally.stop_reason == "canceled"
-        status = "canceled" if canceled else "done" if summary.complete else (
-            "stopped" if tally.stop_reason else "running")
+        status = (RunStatus.CANCELED if canceled else RunStatus.DONE if summary.complete
+                  else RunStatus.STOPPED if tally.stop_reason else RunStatus.RUNNING)
         await astore.call(store.update_run, run_id, status=status)
         if output_path is not None:
             summary.output_path = str(output_path)
@@ -296,8 +296,8 @@ async def _run_realtime(
         t = runner.tally
         elapsed = time.monotonic() - t.started_at
         return Progress(
-            run_id=run_id, total=total, succeeded=before[S.SUCCEEDED] + t.succeeded,
-            errored=before[S.ERRORED] + t.errored, in_flight=t.in_flight,
+            run_id=run_id, total=total, succeeded=before[JobStatus.SUCCEEDED] + t.succeeded,
+            errored=before[JobStatus.ERRORED] + t.errored, in_flight=t.in_flight,
             input_tokens=before.input_tokens + t.input_tokens,
             output_tokens=before.output_tokens + t.output_tokens,
             cost_usd=before.cost_usd + t.cost_usd,
@@ -353,8 +353,9 @@ async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, t
     counts = await astore.call(store.counts, run_id)
     unpriced = await astore.call(store.unpriced_models, run_id)
     return Summary(
-        run_id=run_id, mode=mode, total=counts.total, succeeded=counts[S.SUCCEEDED],
-        errored=counts[S.ERRORED], canceled=counts[S.CANCELED], expired=counts[S.EXPIRED],
+        run_id=run_id, mode=mode, total=counts.total, succeeded=counts[JobStatus.SUCCEEDED],
+        errored=counts[JobStatus.ERRORED], canceled=counts[JobStatus.CANCELED],
+        expired=counts[JobStatus.EXPIRED],
         pending=counts.remaining, input_tokens=counts.input_tokens,
         output_tokens=counts.output_tokens, cost_usd=counts.cost_usd,
         wall_s=time.monotonic() - started, requests=tally.requests, retries=tally.retries,
@@ -375,8 +376,8 @@ def _native_progress(run_id: str, total: int, before: Counts,
     def emit(t: NativeTally) -> None:
         elapsed = time.monotonic() - t.started_at
         callback(Progress(
-            run_id=run_id, total=total, succeeded=before[S.SUCCEEDED] + t.succeeded,
-            errored=before[S.ERRORED] + t.errored, in_flight=t.in_flight,
+            run_id=run_id, total=total, succeeded=before[JobStatus.SUCCEEDED] + t.succeeded,
+            errored=before[JobStatus.ERRORED] + t.errored, in_flight=t.in_flight,
             input_tokens=before.input_tokens + t.input_tokens,
             output_tokens=before.output_tokens + t.output_tokens,
             cost_usd=before.cost_usd + t.cost_usd,

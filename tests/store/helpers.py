@@ -6,7 +6,7 @@ from typing import Any
 
 from laneway.jobs import Job
 from laneway.store import Finished, Store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 
 def params(text: str = "hi", *, model: str = "claude-haiku-4-5") -> dict[str, Any]:
@@ -28,10 +28,10 @@ def make_run(store: Store, run_id: str = "r1", *, n: int = 10, chunk: int = 4,
 
 
 def done(run_id: str, seq: int, *, text: str = "ok", cost_usd: float | None = 0.01,
-         status: str = S.SUCCEEDED, tokens: tuple[int, int] = (10, 5)) -> Finished:
+         status: str = JobStatus.SUCCEEDED, tokens: tuple[int, int] = (10, 5)) -> Finished:
     result = ({"type": "succeeded", "message": {"content": [{"type": "text", "text": text}]}}
-              if status == S.SUCCEEDED else
+              if status == JobStatus.SUCCEEDED else
               {"type": "errored", "error": {"type": "invalid_request_error", "message": text}})
     return Finished(run_id=run_id, seq=seq, status=status, result=result, attempts=1,
                     input_tokens=tokens[0], output_tokens=tokens[1], cost_usd=cost_usd,
-                    error_type=None if status == S.SUCCEEDED else "invalid_request_error")
+                    error_type=None if status == JobStatus.SUCCEEDED else "invalid_request_error")

@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 
 from laneway.store import Store, open_store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 from .helpers import done, make_run
 
@@ -65,4 +65,4 @@ def test_concurrent_finishes_count_each_job_once(store: Store, store_dsn: str) -
     every = Counter(seq for got in results for seq in got)  # type: ignore[union-attr]
     assert sorted(every) == list(range(300)) and max(every.values()) == 1
     counts = store.counts("r1")
-    assert counts[S.SUCCEEDED] == 300 and counts.input_tokens == 3000
+    assert counts[JobStatus.SUCCEEDED] == 300 and counts.input_tokens == 3000

@@ -31,6 +31,7 @@ from laneway.server.models import (
     RunProgressEvent,
 )
 from laneway.server.progress import run_info
+from laneway.store.statuses import RunStatus
 
 router = APIRouter(tags=["runs"])
 
@@ -208,7 +209,7 @@ async def cancel_run(request: Request, run_id: str) -> CancelResult:
     agent = _agent(request)
     await _info(agent, run_id)
     canceled = await agent.cancel(run_id)
-    return CancelResult(id=run_id, status="canceled", canceled=canceled)
+    return CancelResult(id=run_id, status=RunStatus.CANCELED, canceled=canceled)
 
 
 @router.get("/v1/runs/{run_id}/events", response_class=EventSourceResponse,
