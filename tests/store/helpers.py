@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from sqlalchemy import select
 
 from laneway.jobs import Job
 from laneway.store import Finished, Store
+from laneway.store import schema as S
 from laneway.store.statuses import JobStatus
+
+
+def job_rows(store: Store, run_id: str, seqs: Sequence[int]) -> list[dict[str, Any]]:
+    """The ledger's rows of these jobs, every column, read straight from the table."""
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(S.jobs).where(
+            S.jobs.c.run_id == run_id, S.jobs.c.seq.in_(list(seqs)))).mappings()]
 
 
 def params(text: str = "hi", *, model: str = "claude-haiku-4-5") -> dict[str, Any]:

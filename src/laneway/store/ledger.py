@@ -276,11 +276,6 @@ class Store(JobQueue, BatchLedger, RunQueries):
                 yield custom_id, json.loads(result)
             last = rows[-1][0]
 
-    def job_rows(self, run_id: str, seqs: Sequence[int]) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(S.jobs).where(
-                S.jobs.c.run_id == run_id, S.jobs.c.seq.in_(list(seqs)))).mappings()]
-
     # -- events --------------------------------------------------------------------------
     def add_event(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
         with self.engine.begin() as conn:

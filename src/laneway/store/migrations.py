@@ -52,7 +52,3 @@ def migrate(engine: Engine) -> list[str]:
                 name=name, applied_at=time.time()))
             applied.append(name)
     return applied
-
-
-def table_names(engine: Engine) -> list[str]:
-    return sorted(inspect(engine).get_table_names())

@@ -49,7 +49,7 @@ class Finished:
 
     run_id: str
     seq: int
-    status: str
+    status: JobStatus
     result: dict[str, Any]
     attempts: int
     input_tokens: int = 0
@@ -138,7 +138,7 @@ class JobQueue:
 
     # -- claiming ------------------------------------------------------------------------
     def claim(self, run_id: str, *, worker: str, limit: int, lease_s: float,
-              statuses: Sequence[str] = (JobStatus.PENDING,)) -> list[ClaimedJob]:
+              statuses: Sequence[JobStatus] = (JobStatus.PENDING,)) -> list[ClaimedJob]:
         """Take up to ``limit`` sendable jobs, in input order, under a lease of ``lease_s``.
 
         Sendable: claimed by another worker under a lease that has run out (taken
@@ -272,12 +272,3 @@ class JobQueue:
                 recorded.extend(int(s) for s in conn.scalars(stmt, {"items": blob,
                                                                     "now": now}))
         return sorted(recorded)
-
-    def set_status(self, run_id: str, seqs: Sequence[int], status: str, **values: Any) -> None:
-        """Move jobs that are not final to ``status`` (with other column ``values``)."""
-        with self.engine.begin() as conn:
-            for start in range(0, len(seqs), 1000):
-                conn.execute(update(S.jobs).where(
-                    S.jobs.c.run_id == run_id, S.jobs.c.seq.in_(list(seqs[start:start + 1000])),
-                    S.jobs.c.status.not_in(FINAL_JOBS),
-                ).values(status=status, updated_at=time.time(), **values))
