@@ -10,7 +10,7 @@ from sqlalchemy import select
 from laneway.jobs import Job
 from laneway.store import Finished, Store
 from laneway.store import schema as S
-from laneway.store.statuses import JobStatus
+from laneway.store.statuses import JobStatus, RunStatus
 
 
 def job_rows(store: Store, run_id: str, seqs: Sequence[int]) -> list[dict[str, Any]]:
@@ -34,7 +34,7 @@ def make_run(store: Store, run_id: str = "r1", *, n: int = 10, chunk: int = 4,
     for start in range(0, n, chunk):
         part = jobs[start:start + chunk]
         store.add_jobs(run_id, part, first_seq=start, last_line=part[-1].line)
-    store.update_run(run_id, ingest_done=True, total=n, status="ready")
+    store.update_run(run_id, ingest_done=True, total=n, status=RunStatus.READY)
     return run_id
 
 
