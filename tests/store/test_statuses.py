@@ -32,7 +32,8 @@ def test_the_values_are_the_strings_ledgers_already_hold() -> None:
 def test_closed_is_never_worked_on_again_and_ended_is_at_rest() -> None:
     assert {s for s in RunStatus if s.closed} == {RunStatus.DONE, RunStatus.CANCELED}
     assert {s for s in RunStatus if s.ended} == {
-        RunStatus.DONE, RunStatus.CANCELED, RunStatus.STOPPED, RunStatus.FAILED}
+        RunStatus.DONE, RunStatus.CANCELED, RunStatus.STOPPED, RunStatus.FAILED,
+        RunStatus.INGEST_FAILED}
     assert set(CLOSED_RUNS) < set(ENDED_RUNS)
 
 

@@ -12,8 +12,8 @@ Two questions are asked of a run's status, and they have different answers:
   or by the same command run again.
 - **ended** (:attr:`RunStatus.ended`, :data:`ENDED_RUNS`): nothing is working on the
   run now, so a view of it stops waiting for progress (its event stream ends, nothing
-  is in flight). The closed statuses, plus ``stopped`` and ``failed``: a run that may
-  be resumed later but is at rest.
+  is in flight). The closed statuses, plus ``stopped``, ``failed`` and
+  ``ingest_failed``: a run that may be resumed later but is at rest.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ class RunStatus(StrEnum):
 #: Run statuses after which no worker joins the run.
 CLOSED_RUNS: tuple[RunStatus, ...] = (RunStatus.DONE, RunStatus.CANCELED)
 #: Run statuses at rest: nothing works on the run now.
-ENDED_RUNS: tuple[RunStatus, ...] = (*CLOSED_RUNS, RunStatus.STOPPED, RunStatus.FAILED)
+ENDED_RUNS: tuple[RunStatus, ...] = (
+    *CLOSED_RUNS, RunStatus.STOPPED, RunStatus.FAILED, RunStatus.INGEST_FAILED)
 
 
 class JobStatus(StrEnum):
