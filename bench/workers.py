@@ -30,13 +30,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # pgserver: a test server
+
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+import pgserver
 from laneway.local.server import free_port
-from laneway.store import Store, open_store, pgserver
+from laneway.store import Store, open_store
 from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 RESULTS = Path(__file__).parent / "results" / "workers.json"
 LANEWAY = str(Path(sys.executable).with_name("laneway"))
@@ -110,7 +114,7 @@ def _enqueue(dsn: str, jobs: int, tmp: Path, env: dict[str, str]) -> float:
 def _held(store: Store, worker: str) -> int:
     with store.engine.connect() as conn:
         return int(conn.scalar(select(func.count()).where(
-            S.jobs.c.run_id == RUN, S.jobs.c.status == S.CLAIMED,
+            S.jobs.c.run_id == RUN, S.jobs.c.status == JobStatus.CLAIMED,
             S.jobs.c.claimed_by == worker)) or 0)
 
 
@@ -122,7 +126,7 @@ def _supervise(store: Store, procs: dict[str, subprocess.Popen[str]], *, kill: b
     if kill:
         victim = list(procs)[-1]
         while True:
-            done = store.counts(RUN)[S.SUCCEEDED]
+            done = store.counts(RUN)[JobStatus.SUCCEEDED]
             held = _held(store, victim)
             if done >= jobs // 3 and held > 0:
                 break
@@ -178,7 +182,7 @@ def _round(dsn: str, *, workers: int, kill: bool, jobs: int, lease_s: float,
         wall_s=round(wall_s, 2), work_s=round(work_s, 2),
         jobs_per_s=round(jobs / work_s, 1) if work_s else 0.0, requests=served.value,
         held_by_killed=held, lost=jobs - len(set(ids)), duplicated=len(ids) - len(set(ids)),
-        succeeded=counts[S.SUCCEEDED])
+        succeeded=counts[JobStatus.SUCCEEDED])
 
 
 def _table(rounds: list[Round], *, ttft_ms: float, concurrency: int | None) -> Table:

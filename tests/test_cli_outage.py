@@ -23,7 +23,7 @@ import httpx
 from laneway.local import LocalConfig, start_local
 from laneway.local.server import free_port
 from laneway.store import open_store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 LANEWAY = [sys.executable, "-m", "laneway"]
 RUN = ["run", "in.jsonl", "-o", "out.jsonl", "--run", "outage", "--mode", "realtime", "-q"]
@@ -52,8 +52,8 @@ def counts(cwd: Path) -> dict[str, int]:
     store = open_store(str(cwd / ".laneway" / "laneway.db"))
     try:
         c = store.counts("outage")
-        return {"pending": c[S.PENDING] + c[S.CLAIMED], "succeeded": c[S.SUCCEEDED],
-                "errored": c[S.ERRORED]}
+        return {"pending": c[JobStatus.PENDING] + c[JobStatus.CLAIMED], "succeeded": c[JobStatus.SUCCEEDED],
+                "errored": c[JobStatus.ERRORED]}
     finally:
         store.close()
 

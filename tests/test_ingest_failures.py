@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+import pgserver
 from laneway.local import RunningLocal
-from laneway.store import open_store, pgserver
-from laneway.store import schema as S
+from laneway.store import open_store
+from laneway.store.statuses import JobStatus, RunStatus
 
 LANEWAY = [sys.executable, "-m", "laneway"]
 N, BAD_LINE = 2600, 2501  # ingest commits 2,000 jobs in its first chunk, then meets it
@@ -68,7 +69,7 @@ def test_failed_ingest_is_marked_explained_and_never_sent(tmp_path: Path,
     store = open_store(tmp_path / ".laneway" / "laneway.db")
     try:
         [failed] = store.list_runs()
-        assert failed.status == S.INGEST_FAILED and failed.total == 2000
+        assert failed.status == RunStatus.INGEST_FAILED and failed.total == 2000
         assert store.claim(failed.id, worker="w", limit=10, lease_s=60) == []
     finally:
         store.close()
@@ -135,6 +136,6 @@ def test_worker_never_works_on_a_failed_ingest(tmp_path: Path, local_api: Runnin
     store = open_store(pg)
     try:
         counts = store.counts("half")
-        assert counts.total == 2000 and counts[S.PENDING] == 2000
+        assert counts.total == 2000 and counts[JobStatus.PENDING] == 2000
     finally:
         store.close()

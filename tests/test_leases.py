@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
+import pgserver
 from laneway.governor import Governor
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.local.faults import FaultPlan
 from laneway.provider import Provider
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
 from laneway.runs import RunConfig, run
-from laneway.store import AsyncStore, open_store, pgserver
-from laneway.store import schema as S
+from laneway.store import AsyncStore, open_store
+from laneway.store.statuses import JobStatus
 
 LANEWAY = [sys.executable, "-m", "laneway"]
 
@@ -82,7 +83,7 @@ async def test_a_retry_after_longer_than_the_lease_sends_nothing_twice(tmp_path:
             tally = await runner.run()
             assert tally.rate_limited == 1
             assert tally.succeeded == n
-            assert store.counts("r")[S.SUCCEEDED] == n
+            assert store.counts("r")[JobStatus.SUCCEEDED] == n
         finally:
             await provider.aclose()
             astore.close()

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+import pgserver
 from laneway.errors import ConfigError
 from laneway.local import RunningLocal
-from laneway.store import StoreSettings, pgserver
+from laneway.store import StoreSettings
 
 PASSWORD = "hunter2-s3cret"
 

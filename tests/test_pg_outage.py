@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
+import pgserver
 from laneway.local import LocalConfig, start_local
 from laneway.provider import Provider
 from laneway.runs import RunConfig, run
-from laneway.store import open_store, pgserver
-from laneway.store import schema as S
+from laneway.store import open_store
+from laneway.store.statuses import JobStatus
 from laneway.workers import WorkerConfig, work
 
 LANEWAY = [sys.executable, "-m", "laneway"]
@@ -93,7 +94,7 @@ async def test_worker_rides_out_a_database_outage(server: pgserver.TempPostgres,
         assert done.total == n and len(done.answered) == n
         store = open_store(dsn)
         try:
-            assert store.counts("out")[S.SUCCEEDED] == n
+            assert store.counts("out")[JobStatus.SUCCEEDED] == n
         finally:
             store.close()
     finally:

@@ -21,7 +21,7 @@ from laneway.runners.retry import RetryPolicy
 from laneway.runs import RunConfig, run
 from laneway.session.prepare import prepare
 from laneway.store import AsyncStore, open_store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 
 def make_input(path: Path, n: int, *, words: int = 6) -> Path:
@@ -145,7 +145,7 @@ async def test_long_retry_after_pauses_the_whole_lane(tmp_path: Path) -> None:
         # After each 429, the next request (any job) waited >= 90 clock seconds.
         gaps = [b - a for a, b in itertools.pairwise(sent)]
         assert sum(1 for g in gaps if g >= 90) >= tally.rate_limited
-        assert store.counts(row.id)[S.SUCCEEDED] == 12
+        assert store.counts(row.id)[JobStatus.SUCCEEDED] == 12
     finally:
         store.close()
         await provider.aclose()
@@ -172,7 +172,7 @@ async def test_stop_releases_unfinished_jobs(tmp_path: Path) -> None:
         assert 0 < summary.succeeded < 200
         assert summary.pending == 200 - summary.succeeded
         store = open_store(str(tmp_path / "l.db"))
-        assert store.counts(summary.run_id)[S.CLAIMED] == 0  # nothing left claimed
+        assert store.counts(summary.run_id)[JobStatus.CLAIMED] == 0  # nothing left claimed
         store.close()
         resumed = await run(inp, tmp_path / "out.jsonl", provider=provider, db=tmp_path / "l.db",
                             concurrency=32)

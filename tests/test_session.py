@@ -22,7 +22,7 @@ from laneway.session.execute import final_status
 from laneway.session.options import realtime_options
 from laneway.session.progress import progress_of
 from laneway.store import Counts, open_store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 from laneway.workers import WorkerConfig
 
 SRC = Path(laneway.__file__).parent
@@ -41,7 +41,7 @@ def test_no_module_imports_a_private_name() -> None:
 
 
 def test_progress_is_the_counts_before_plus_the_live_tally() -> None:
-    before = Counts(total=10, by_status={S.SUCCEEDED: 3, S.ERRORED: 1, S.PENDING: 6},
+    before = Counts(total=10, by_status={JobStatus.SUCCEEDED: 3, JobStatus.ERRORED: 1, JobStatus.PENDING: 6},
                     input_tokens=100, output_tokens=50, cost_usd=0.5, unpriced=0)
     tally = Tally(succeeded=2, errored=1, input_tokens=20, output_tokens=10, cost_usd=0.25,
                   in_flight=4)

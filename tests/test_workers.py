@@ -1,7 +1,7 @@
 """Several workers on one run, on a real PostgreSQL and the local API over loopback.
 
 The PostgreSQL server is ``$LANEWAY_TEST_PG`` or a private one started from Debian's
-binaries (see :mod:`laneway.store.pgserver`); without either these tests are skipped.
+binaries (see ``tests/pgserver.py``); without either these tests are skipped.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from pathlib import Path
 
 import pytest
 
+import pgserver
 from laneway.errors import ConfigError
 from laneway.governor import Governor
 from laneway.local import RunningLocal
 from laneway.local.server import free_port
 from laneway.provider import Provider
 from laneway.runs import RunConfig, run
-from laneway.store import AsyncStore, open_store, pgserver
+from laneway.store import AsyncStore, open_store
 from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 from laneway.workers import PauseSync, WorkerConfig, new_worker_id, work
 
 LANEWAY = str(Path(sys.executable).with_name("laneway"))
@@ -114,7 +116,7 @@ async def test_two_workers_share_a_run_and_its_pauses(
     store = open_store(pg)
     try:
         counts = store.counts("shared")
-        assert counts[S.SUCCEEDED] == 300 and counts.total == 300
+        assert counts[JobStatus.SUCCEEDED] == 300 and counts.total == 300
         run_row = store.get_run("shared")
         assert run_row is not None and run_row.status == "done"
         assert store.open_runs() == []
@@ -140,7 +142,7 @@ async def test_follow_waits_for_new_runs_and_stops_cleanly(
             if not store.counts("later").remaining:
                 break
             await asyncio.sleep(0.05)
-        assert store.counts("later")[S.SUCCEEDED] == 40
+        assert store.counts("later")[JobStatus.SUCCEEDED] == 40
     finally:
         store.close()
     stop.set()
@@ -187,7 +189,7 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(pg: str, tmp_path: P
                 outputs[name] = out
                 assert workers[name].returncode == 0, out
             counts = store.counts("big")
-            assert counts[S.SUCCEEDED] == n and counts.remaining == 0, counts
+            assert counts[JobStatus.SUCCEEDED] == n and counts.remaining == 0, counts
             assert done_at_kill < n
         finally:
             store.close()
@@ -217,10 +219,10 @@ def _wait_until_working(store: object, worker: str, *, min_done: int,
     assert isinstance(store, Store)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        done = store.counts("big")[S.SUCCEEDED]
+        done = store.counts("big")[JobStatus.SUCCEEDED]
         with store.engine.connect() as conn:
             held = int(conn.scalar(select(func.count()).where(
-                S.jobs.c.run_id == "big", S.jobs.c.status == S.CLAIMED,
+                S.jobs.c.run_id == "big", S.jobs.c.status == JobStatus.CLAIMED,
                 S.jobs.c.claimed_by == worker)) or 0)
         if done >= min_done and held > 0:
             return held, done
@@ -251,7 +253,7 @@ def test_a_refused_key_stops_the_worker_with_exit_2_and_jobs_pending(
         store = open_store(pg)
         try:
             counts = store.counts("keyed")
-            assert counts[S.PENDING] == 50 and counts[S.ERRORED] == 0, counts
+            assert counts[JobStatus.PENDING] == 50 and counts[JobStatus.ERRORED] == 0, counts
         finally:
             store.close()
     finally:

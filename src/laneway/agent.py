@@ -39,11 +39,8 @@ from laneway.session.prepare import prepare, take_up
 from laneway.session.progress import Progress, progress_of
 from laneway.session.watch import RunWatch
 from laneway.store import AsyncStore, Finished, Store, StoreSettings, open_store
-from laneway.store import schema as S
 from laneway.store.runlock import RunLock
-
-#: Run statuses after which nothing more happens to a run.
-ENDED = ("done", "canceled", "stopped", "failed")
+from laneway.store.statuses import JobStatus, RunStatus
 
 
 @dataclass
@@ -193,7 +190,7 @@ class HybridAgent:
         try:
             before = await self.astore.call(self.store.counts, run_id)
             if before.remaining == 0:
-                await self.astore.call(self.store.update_run, run_id, status="done")
+                await self.astore.call(self.store.update_run, run_id, status=RunStatus.DONE)
             else:
                 await self.astore.call(self.store.update_run, run_id, status="running",
                                        mode="realtime", provider=self.provider.kind)
@@ -238,16 +235,16 @@ class HybridAgent:
         return path
 
     async def _execute(self, live: _Live) -> None:
-        status = "stopped"
+        status: str = RunStatus.STOPPED
         watched = False
         try:
             tally = await live.watch.run()
             watched = True
             counts = await self.astore.call(self.store.counts, live.run_id)
             status = final_status(complete=counts.remaining == 0, canceled=live.canceled,
-                                  stop_reason=tally.stop_reason, unfinished="stopped")
+                                  stop_reason=tally.stop_reason, unfinished=RunStatus.STOPPED)
         except Exception:
-            status = "failed"
+            status = RunStatus.FAILED
             raise
         finally:
             # cancel() cancels this task again every 0.1 s until it ends: whatever of the
@@ -255,7 +252,7 @@ class HybridAgent:
             # streams never end), and a canceled run never shows as merely stopped.
             try:
                 if live.canceled:  # cancel() interrupted the run (or came as it ended)
-                    status = "canceled"
+                    status = RunStatus.CANCELED
                 with contextlib.suppress(Exception):
                     if not watched:  # the watch wrote the final progress when it ended
                         await live.watch.write("done")
@@ -308,7 +305,7 @@ class HybridAgent:
             live.canceled = True
             await _abandon(live.task)  # requests in flight too; held jobs are released
         canceled = await self.astore.call(_cancel_pending, self.store, run_id)
-        await self.astore.call(self.store.update_run, run_id, status="canceled")
+        await self.astore.call(self.store.update_run, run_id, status=RunStatus.CANCELED)
         return canceled
 
 
@@ -344,7 +341,7 @@ def _cancel_pending(store: Store, run_id: str) -> int:
         claimed = store.claim(run_id, worker="cancel", limit=1000, lease_s=60.0)
         if not claimed:
             return total
-        store.finish([Finished(run_id=run_id, seq=c.seq, status=S.CANCELED,
+        store.finish([Finished(run_id=run_id, seq=c.seq, status=JobStatus.CANCELED,
                                result={"type": "canceled"}, attempts=c.attempts,
                                mode="canceled") for c in claimed])
         total += len(claimed)

@@ -14,6 +14,7 @@ from laneway.errors import ConfigError, UnknownModelError
 from laneway.pricing import Price, given_price, known, set_price
 from laneway.store import Store
 from laneway.store import schema as S
+from laneway.store.statuses import FINAL_JOBS
 
 
 def parse_price(text: str) -> Price:
@@ -34,7 +35,7 @@ def parse_price(text: str) -> Price:
 def unpriced_models(store: Store, run_id: str) -> list[str]:
     """Models of the run's unfinished jobs that have no known price, sorted."""
     q = (select(S.jobs.c.model).distinct()
-         .where(S.jobs.c.run_id == run_id, S.jobs.c.status.not_in(S.FINAL)))
+         .where(S.jobs.c.run_id == run_id, S.jobs.c.status.not_in(FINAL_JOBS)))
     with store.engine.connect() as conn:
         models = [str(m) for m in conn.scalars(q)]
     return sorted(m for m in models if not known(m))

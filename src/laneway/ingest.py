@@ -23,8 +23,8 @@ from typing import Any
 from laneway.errors import InputError, RunMismatchError, StoreError
 from laneway.jobs import BadLine, Job, JobDefaults, read_jobs
 from laneway.store import RunRow, Store
-from laneway.store import schema as S
 from laneway.store.runlock import hold_run, ingest_lock
+from laneway.store.statuses import RunStatus
 
 CHUNK = 2000
 
@@ -94,7 +94,7 @@ def ingest(
             return _ingest(store, run, path, defaults=defaults, skip_invalid=skip_invalid,
                            on_progress=on_progress)
         except InputError as exc:
-            store.update_run(run.id, status=S.INGEST_FAILED, note=failure_note(exc))
+            store.update_run(run.id, status=RunStatus.INGEST_FAILED, note=failure_note(exc))
             raise
 
 
@@ -112,7 +112,7 @@ def replace_failed(store: Store, *, run_id: str, fingerprint: str, input_path: s
         if old.id != run_id:
             _drop_unsent(store, old.id)
     named = store.get_run(run_id)
-    if (named is not None and named.status == S.INGEST_FAILED
+    if (named is not None and named.status == RunStatus.INGEST_FAILED
             and named.fingerprint != fingerprint):
         _drop_unsent(store, run_id)
 
@@ -151,7 +151,7 @@ def _ingest(
     seq += len(chunk)
     if seq == 0:
         raise InputError("no jobs: the file is empty (or has only blank lines)", path=path)
-    store.update_run(run.id, ingest_done=True, total=seq, status="ready", note=None)
+    store.update_run(run.id, ingest_done=True, total=seq, status=RunStatus.READY, note=None)
     if on_progress is not None:
         on_progress(seq)
     return seq

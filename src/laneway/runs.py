@@ -29,9 +29,9 @@ from laneway.session.execute import Execution, execute, final_status
 from laneway.session.prepare import prepare, take_up
 from laneway.session.progress import Progress as Progress
 from laneway.store import AsyncStore, Store, StoreSettings, open_store
-from laneway.store import schema as S
 from laneway.store.diskfull import disk_full_error, disk_full_errors
 from laneway.store.runlock import RunLock
+from laneway.store.statuses import JobStatus, RunStatus
 
 
 @dataclass
@@ -115,7 +115,7 @@ async def run(
             summary = await _carry_out(Execution(
                 run_id=run_id, astore=astore, provider=provider, config=config, total=total,
                 notice=notice, on_progress=on_progress, stop_event=stop_event),
-                canceled=run_row.status == "canceled", started=started)
+                canceled=run_row.status == RunStatus.CANCELED, started=started)
         if output_path is not None:
             summary.output_path = str(output_path)
             await _write_output_async(astore, run_id, Path(output_path))
@@ -173,8 +173,9 @@ async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, t
     counts = await astore.call(store.counts, run_id)
     unpriced = await astore.call(store.unpriced_models, run_id)
     return Summary(
-        run_id=run_id, mode=mode, total=counts.total, succeeded=counts[S.SUCCEEDED],
-        errored=counts[S.ERRORED], canceled=counts[S.CANCELED], expired=counts[S.EXPIRED],
+        run_id=run_id, mode=mode, total=counts.total, succeeded=counts[JobStatus.SUCCEEDED],
+        errored=counts[JobStatus.ERRORED], canceled=counts[JobStatus.CANCELED],
+        expired=counts[JobStatus.EXPIRED],
         pending=counts.remaining, input_tokens=counts.input_tokens,
         output_tokens=counts.output_tokens, cost_usd=counts.cost_usd,
         wall_s=time.monotonic() - started, requests=tally.requests, retries=tally.retries,

@@ -39,8 +39,8 @@ from laneway.session.options import background_governor
 from laneway.session.options import new_worker_id as new_worker_id
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
 from laneway.store import pauses as shared_pauses
-from laneway.store import schema as S
 from laneway.store.leases import LeaseKeeper
+from laneway.store.statuses import RunStatus
 
 
 @dataclass(kw_only=True)
@@ -244,7 +244,7 @@ class Worker:
         for work in self.report.runs.values():
             if not work.finished:
                 run = await self.astore.call(self.store.get_run, work.run_id)
-                work.finished = run is not None and run.status == "done"
+                work.finished = run is not None and run.status == RunStatus.DONE
 
     async def _open_runs(self) -> list[RunRow]:
         if self.config.run_id is not None:
@@ -252,16 +252,16 @@ class Worker:
             if run is None:
                 raise ConfigError(f"no run named {self.config.run_id!r} in "
                                   f"{self.store.settings}")
-            runs = [] if run.status in ("done", "canceled") else [run]
+            runs = [] if run.status.closed else [run]
         else:
             runs = await self.astore.call(self.store.open_runs)
         for r in runs:
-            if r.status == S.INGEST_FAILED:  # never worked on: its input needs fixing
+            if r.status == RunStatus.INGEST_FAILED:  # never worked on: its input needs fixing
                 work = self.report.runs.setdefault(r.id, RunWork(r.id))
                 if work.note is None:
                     work.note = f"skipped: {r.note or 'its ingest failed'}"
                     self.notice(f"run {r.id}: {work.note}")
-        return [r for r in runs if r.id not in self._skip and r.status != S.INGEST_FAILED]
+        return [r for r in runs if r.id not in self._skip and r.status != RunStatus.INGEST_FAILED]
 
     async def _idle(self, runs: list[RunRow]) -> None:
         """Nothing to claim now: wait for a lease to run out or for new work."""
@@ -312,7 +312,7 @@ class Worker:
             self._skip.add(run.id)
             work.note = "stopped: its budget would be exceeded"
             self.notice(f"run {run.id}: {work.note}")
-            await self.astore.call(self.store.update_run, run.id, status="stopped")
+            await self.astore.call(self.store.update_run, run.id, status=RunStatus.STOPPED)
         if tally.stop_reason == "auth" or (tally.stop_reason == "api_unreachable"
                                            and not self.config.follow):
             # The API, not the run: every run would fail alike (a following worker waits
@@ -342,8 +342,8 @@ class Worker:
         if not work.finished:
             work.finished = True
             self.notice(f"run {run.id}: finished")
-        if run.status != "done":
-            await self.astore.call(self.store.update_run, run.id, status="done")
+        if run.status != RunStatus.DONE:
+            await self.astore.call(self.store.update_run, run.id, status=RunStatus.DONE)
         return False
 
     async def _native(self, run: RunRow, work: RunWork) -> bool:

@@ -199,7 +199,7 @@ def test_results_output_checked_and_stale_parts_cleaned(tmp_path: Path,
 # -- laneway worker ------------------------------------------------------------------------
 @pytest.fixture
 def pg() -> Iterator[str]:
-    from laneway.store import pgserver
+    import pgserver
 
     try:
         server = pgserver.find_postgres()

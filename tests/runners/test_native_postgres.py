@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
+import pgserver
 from laneway.local import LocalConfig, RunningLocal
 from laneway.local.faults import FaultPlan
 from laneway.provider import Provider
 from laneway.runs import run
 from laneway.store import BatchStatus, open_store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 from .helpers import make_input, read_output, server_batches
 from .test_native import DEFAULTS, fast
 
-pgserver = pytest.importorskip("laneway.store.pgserver")
 pytestmark = pytest.mark.postgres
 
 
@@ -82,7 +82,7 @@ async def test_workers_share_a_native_run(tmp_path: Path, local_api: RunningLoca
     assert sum(r.runs["shared"].succeeded for r in reports) == 40
     store = open_store(pg_dsn)
     try:
-        assert store.counts("shared")[S.SUCCEEDED] == 40
+        assert store.counts("shared")[JobStatus.SUCCEEDED] == 40
         rows = store.run_batches("shared")
         assert {r.status for r in rows} == {BatchStatus.ENDED}
         assert sum(r.request_count for r in rows) == 40

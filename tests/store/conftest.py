@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from laneway.store import Store, open_store, pgserver
+import pgserver
+from laneway.store import Store, open_store
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from laneway.store import BatchStatus, Store, open_store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 from .helpers import done, make_run
 
@@ -23,7 +23,7 @@ def test_begin_batch_needs_every_job_held(store: Store) -> None:
     assert not store.begin_batch(run_id="r1", batch_id="bbad", seqs=[0, 1, 3], worker="w1",
                                  size_bytes=10, lease_s=60)
     assert store.run_batches("r1") == []
-    assert store.counts("r1")[S.SUBMITTED] == 0
+    assert store.counts("r1")[JobStatus.SUBMITTED] == 0
     assert store.begin_batch(run_id="r1", batch_id="b1", seqs=mine, worker="w1",
                              size_bytes=123, lease_s=60)
     [b] = store.run_batches("r1")

@@ -6,9 +6,9 @@ import threading
 from collections import Counter
 
 from laneway.store import Store, open_store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
-from .helpers import done, make_run
+from .helpers import done, job_rows, make_run
 
 
 def _race(store_dsn: str, n_workers: int, body: object) -> list[object]:
@@ -46,7 +46,7 @@ def test_concurrent_claims_never_overlap(store: Store, store_dsn: str) -> None:
     every = Counter(seq for got in results for seq in got)  # type: ignore[union-attr]
     assert sorted(every) == list(range(600))
     assert max(every.values()) == 1
-    by_worker = Counter(r["claimed_by"] for r in store.job_rows("r1", range(600)))
+    by_worker = Counter(r["claimed_by"] for r in job_rows(store, "r1", range(600)))
     assert sum(by_worker.values()) == 600 and len(by_worker) >= 2
 
 
@@ -65,4 +65,4 @@ def test_concurrent_finishes_count_each_job_once(store: Store, store_dsn: str) -
     every = Counter(seq for got in results for seq in got)  # type: ignore[union-attr]
     assert sorted(every) == list(range(300)) and max(every.values()) == 1
     counts = store.counts("r1")
-    assert counts[S.SUCCEEDED] == 300 and counts.input_tokens == 3000
+    assert counts[JobStatus.SUCCEEDED] == 300 and counts.input_tokens == 3000

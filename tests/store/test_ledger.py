@@ -10,9 +10,9 @@ import pytest
 from laneway.errors import InputError
 from laneway.jobs import BadLine, Job
 from laneway.store import AsyncStore, GroupWriter, Store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
-from .helpers import done, make_run, params
+from .helpers import done, job_rows, make_run, params
 
 
 def test_create_and_get_runs(store: Store) -> None:
@@ -39,10 +39,10 @@ def test_ingest_in_chunks(store: Store) -> None:
     run = store.get_run("r1")
     assert run is not None and run.total == 10 and run.ingest_done
     assert run.ingested_lines == 10
-    rows = store.job_rows("r1", range(10))
+    rows = job_rows(store, "r1", range(10))
     assert [r["custom_id"] for r in sorted(rows, key=lambda r: r["seq"])] == \
         [f"j{i}" for i in range(10)]
-    assert {r["status"] for r in rows} == {S.PENDING}
+    assert {r["status"] for r in rows} == {JobStatus.PENDING}
 
 
 def test_duplicate_id_in_a_later_chunk_names_both_lines(store: Store) -> None:
@@ -71,7 +71,7 @@ def test_bad_line_is_recorded_as_errored(store: Store) -> None:
     bad = BadLine("invalid-line-2", InputError("not JSON", line=2), 2)
     store.add_jobs("r", [Job("a", params(), 1), bad], first_seq=0, last_line=2)
     counts = store.counts("r")
-    assert counts[S.PENDING] == 1 and counts[S.ERRORED] == 1
+    assert counts[JobStatus.PENDING] == 1 and counts[JobStatus.ERRORED] == 1
     assert [cid for cid, _ in store.iter_results("r")] == ["invalid-line-2"]
 
 
@@ -83,9 +83,9 @@ def test_claims_come_in_input_order_without_overlap(store: Store) -> None:
     assert [c.seq for c in second] == [4, 5, 6, 7]
     assert first[0].custom_id == "j0" and first[0].params == params("job 0")
     assert first[0].model == "claude-haiku-4-5" and first[0].attempts == 0
-    rows = {r["seq"]: r for r in store.job_rows("r1", range(10))}
+    rows = {r["seq"]: r for r in job_rows(store, "r1", range(10))}
     assert rows[0]["claimed_by"] == "w1" and rows[5]["claimed_by"] == "w2"
-    assert rows[0]["status"] == S.CLAIMED and rows[8]["status"] == S.PENDING
+    assert rows[0]["status"] == JobStatus.CLAIMED and rows[8]["status"] == JobStatus.PENDING
     assert [c.seq for c in store.claim("r1", worker="w3", limit=10, lease_s=60)] == [8, 9]
     assert store.claim("r1", worker="w3", limit=10, lease_s=60) == []
 
@@ -121,15 +121,15 @@ def test_release_gives_back_own_jobs_with_attempts(store: Store) -> None:
     store.claim("r1", worker="w1", limit=2, lease_s=60)
     store.claim("r1", worker="w2", limit=2, lease_s=60)
     store.release("r1", [0, 1, 2], worker="w1", attempts={1: (3, 2)})
-    rows = {r["seq"]: r for r in store.job_rows("r1", range(4))}
-    assert rows[0]["status"] == rows[1]["status"] == S.PENDING
+    rows = {r["seq"]: r for r in job_rows(store, "r1", range(4))}
+    assert rows[0]["status"] == rows[1]["status"] == JobStatus.PENDING
     assert rows[1]["attempts"] == 3 and rows[1]["rate_limited"] == 2
     assert rows[0]["claimed_by"] is None and rows[0]["lease_until"] is None
-    assert rows[2]["status"] == S.CLAIMED and rows[2]["claimed_by"] == "w2"
+    assert rows[2]["status"] == JobStatus.CLAIMED and rows[2]["claimed_by"] == "w2"
     again = store.claim("r1", worker="w3", limit=10, lease_s=60)
     assert [(c.seq, c.attempts, c.rate_limited) for c in again] == [(0, 0, 0), (1, 3, 2)]
     assert store.release_all("r1") == 4
-    assert store.counts("r1")[S.PENDING] == 4
+    assert store.counts("r1")[JobStatus.PENDING] == 4
 
 
 def test_finish_records_each_result_once(store: Store) -> None:
@@ -144,10 +144,10 @@ def test_finish_records_each_result_once(store: Store) -> None:
     assert results["j0"]["message"]["content"][0]["text"] == "first"
     assert results["j3"]["message"]["content"][0]["text"] == "a"
     counts = store.counts("r1")
-    assert counts[S.SUCCEEDED] == 4 and counts.remaining == 0
+    assert counts[JobStatus.SUCCEEDED] == 4 and counts.remaining == 0
     assert counts.input_tokens == 40 and counts.output_tokens == 20
     assert counts.cost_usd == pytest.approx(0.04)
-    row = store.job_rows("r1", [0])[0]
+    row = job_rows(store, "r1", [0])[0]
     assert row["claimed_by"] is None and row["lease_until"] is None
     assert row["finished_at"] is not None and row["mode"] == "realtime"
 
@@ -162,7 +162,7 @@ def test_late_result_from_an_expired_lease_is_kept_once(store: Store) -> None:
     # ...and the new holder's answer for the same job is not counted again.
     assert store.finish([done("r1", 0, text="fast"), done("r1", 1, text="fast")]) == [1]
     assert dict(store.iter_results("r1"))["j0"]["message"]["content"][0]["text"] == "slow"
-    assert store.counts("r1")[S.SUCCEEDED] == 2
+    assert store.counts("r1")[JobStatus.SUCCEEDED] == 2
     # A finished job is never claimed again.
     assert store.claim("r1", worker="w", limit=10, lease_s=60) == []
 
@@ -171,9 +171,9 @@ def test_counts_and_cost_sums(store: Store) -> None:
     make_run(store, n=5)
     store.finish([done("r1", 0, cost_usd=0.25, tokens=(100, 50)),
                   done("r1", 1, cost_usd=None, tokens=(1, 2)),
-                  done("r1", 2, status=S.ERRORED, cost_usd=None, tokens=(0, 0))])
+                  done("r1", 2, status=JobStatus.ERRORED, cost_usd=None, tokens=(0, 0))])
     c = store.counts("r1")
-    assert c.total == 5 and c[S.SUCCEEDED] == 2 and c[S.ERRORED] == 1 and c[S.PENDING] == 2
+    assert c.total == 5 and c[JobStatus.SUCCEEDED] == 2 and c[JobStatus.ERRORED] == 1 and c[JobStatus.PENDING] == 2
     assert c.final == 3 and c.remaining == 2
     assert c.input_tokens == 101 and c.output_tokens == 52
     assert c.cost_usd == pytest.approx(0.25) and c.unpriced == 1
@@ -187,14 +187,6 @@ def test_results_come_in_input_order(store: Store) -> None:
     assert [cid for cid, _ in store.iter_results("r1", page=2)] == ["j0", "j2", "j4", "j5",
                                                                     "j6"]
     assert store.last_change("r1") > 0
-
-
-def test_set_status_leaves_final_jobs(store: Store) -> None:
-    make_run(store, n=3)
-    store.finish([done("r1", 0)])
-    store.set_status("r1", [0, 1], S.CANCELED, result='{"type": "canceled"}')
-    c = store.counts("r1")
-    assert c[S.SUCCEEDED] == 1 and c[S.CANCELED] == 1 and c[S.PENDING] == 1
 
 
 async def test_group_writer_counts_a_repeated_item_once(store: Store) -> None:

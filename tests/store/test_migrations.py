@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import inspect, select
+import time
+from typing import Any
 
-from laneway.store import Store, open_store
+from sqlalchemy import Engine, UniqueConstraint, create_engine, inspect, select
+
+from laneway.store import Store, StoreSettings, open_store
 from laneway.store import schema as S
-from laneway.store.migrations import MIGRATIONS, migrate
+from laneway.store.migrations import MIGRATIONS, m001_initial, migrate
 
 
 def _applied(store: Store) -> list[str]:
@@ -42,5 +45,62 @@ def test_an_older_ledger_is_upgraded(store: Store, store_dsn: str) -> None:
         assert "002_batch_leases" in _applied(upgraded)
         columns = {c["name"] for c in inspect(upgraded.engine).get_columns("batches")}
         assert "lease_until" in columns
+    finally:
+        upgraded.close()
+
+
+def _shape(engine: Engine) -> dict[str, Any]:
+    """What a ledger's tables are: columns (nullable or not), keys, indexes, uniques."""
+    look = inspect(engine)
+    shape: dict[str, Any] = {}
+    for table in sorted(S.metadata.tables):
+        if table not in look.get_table_names():
+            shape[table] = None
+            continue
+        shape[table] = {
+            "columns": {c["name"]: c["nullable"] for c in look.get_columns(table)},
+            "primary key": look.get_pk_constraint(table)["constrained_columns"],
+            "indexes": sorted((i["name"], tuple(i["column_names"]))
+                              for i in look.get_indexes(table)
+                              if not i.get("duplicates_constraint")),  # a unique's own
+            "unique": sorted((u["name"], tuple(u["column_names"]))
+                             for u in look.get_unique_constraints(table)),
+        }
+    return shape
+
+
+def _declared_shape() -> dict[str, Any]:
+    """The same, as laneway.store.schema declares the tables now."""
+    return {name: {
+        "columns": {c.name: bool(c.nullable) for c in t.columns},
+        "primary key": [c.name for c in t.primary_key.columns],
+        "indexes": sorted((i.name, tuple(c.name for c in i.columns)) for i in t.indexes),
+        "unique": sorted((u.name, tuple(c.name for c in u.columns)) for u in t.constraints
+                         if isinstance(u, UniqueConstraint)),
+    } for name, t in sorted(S.metadata.tables.items())}
+
+
+def test_the_migrations_make_the_declared_tables(store: Store) -> None:
+    # schema.py changed without a migration (or a migration without schema.py) fails here.
+    assert _shape(store.engine) == _declared_shape()
+
+
+def test_a_ledger_made_by_001_alone_migrates_to_the_current_tables(store_dsn: str) -> None:
+    # A ledger as the first laneway left it: 001's frozen tables, 001 recorded, nothing
+    # after. 001 must still make exactly those (no batch leases: 002 adds them).
+    engine = create_engine(StoreSettings.from_dsn(store_dsn).url)
+    try:
+        with engine.begin() as conn:
+            S.schema_migrations.create(conn)
+            m001_initial.apply(conn)
+            conn.execute(S.schema_migrations.insert().values(name=m001_initial.NAME,
+                                                             applied_at=time.time()))
+        assert "lease_until" not in _shape(engine)["batches"]["columns"]
+    finally:
+        engine.dispose()
+    upgraded = open_store(store_dsn)
+    try:
+        assert _applied(upgraded) == [name for name, _ in MIGRATIONS]
+        assert _shape(upgraded.engine) == _declared_shape()
     finally:
         upgraded.close()

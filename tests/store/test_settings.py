@@ -8,7 +8,7 @@ import pytest
 
 from laneway.errors import ConfigError, StoreError
 from laneway.store import StoreSettings, open_store
-from laneway.store.pgserver import schema_dsn
+from pgserver import schema_dsn
 
 
 def test_postgres_dsns_use_psycopg_and_never_print_the_password() -> None:

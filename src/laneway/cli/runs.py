@@ -47,7 +47,7 @@ def runs_command(
     limit: int = typer.Option(20, min=1, help="How many of the latest runs to list."),
 ) -> None:
     """List runs in the ledger, newest first."""
-    from laneway.store import schema as S
+    from laneway.store.statuses import JobStatus
 
     store = _open(db)
     try:
@@ -55,8 +55,8 @@ def runs_command(
         now = time.time()
         for r in store.list_runs(limit=limit):
             c = store.counts(r.id)
-            table.add_row(r.id, r.status, r.mode, str(c.total), str(c[S.SUCCEEDED]),
-                          str(c[S.ERRORED]), f"${c.cost_usd:.4f}",
+            table.add_row(r.id, r.status, r.mode, str(c.total), str(c[JobStatus.SUCCEEDED]),
+                          str(c[JobStatus.ERRORED]), f"${c.cost_usd:.4f}",
                           f"{human_s(now - r.created_at)} ago")
         console.print(table)
     finally:
@@ -69,7 +69,7 @@ def status_command(
     db: str | None = typer.Option(None, help=DB_HELP),
 ) -> None:
     """Show one run: counts by status, tokens, cost and where it stands."""
-    from laneway.store import schema as S
+    from laneway.store.statuses import FINAL_JOBS, JobStatus, RunStatus
 
     store = _open(db)
     try:
@@ -81,7 +81,7 @@ def status_command(
         table = Table(title=f"run {run_id}", show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column()
-        failed = r.status == S.INGEST_FAILED
+        failed = r.status == RunStatus.INGEST_FAILED
         table.add_row("status", r.status + (" (nothing of it is sent)" if failed else
                                             "" if r.ingest_done else " (ingest not finished)"))
         if r.note:
@@ -89,8 +89,7 @@ def status_command(
         table.add_row("mode", r.mode)
         table.add_row("input", str(r.input_path))
         table.add_row("jobs", str(c.total))
-        for status in (S.SUCCEEDED, S.ERRORED, S.CANCELED, S.EXPIRED, S.PENDING, S.CLAIMED,
-                       S.SUBMITTED):
+        for status in (*FINAL_JOBS, JobStatus.PENDING, JobStatus.CLAIMED, JobStatus.SUBMITTED):
             if c[status]:
                 table.add_row(f"  {status}", str(c[status]))
         table.add_row("tokens", f"{c.input_tokens:,} in, {c.output_tokens:,} out")

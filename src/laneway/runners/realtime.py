@@ -37,7 +37,7 @@ from laneway.runners.realtime_options import RealtimeOptions as RealtimeOptions
 from laneway.runners.tally import Tally as Tally
 from laneway.runners.timeouts import RequestTimeouts
 from laneway.store import AsyncStore, ClaimedJob, Finished, GroupWriter
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class RealtimeRunner:
             except Exception as exc:  # a bug or a bad job must not stall the whole run
                 log.exception("job %s failed unexpectedly", job.claimed.custom_id)
                 await self._record(job, Finished(
-                    run_id=self.run_id, seq=job.claimed.seq, status=S.ERRORED,
+                    run_id=self.run_id, seq=job.claimed.seq, status=JobStatus.ERRORED,
                     result=errored("internal_error", f"{type(exc).__name__}: {exc}"),
                     attempts=job.attempts, error_type="internal_error",
                     error_message=f"{type(exc).__name__}: {exc}"))
@@ -302,7 +302,7 @@ class RealtimeRunner:
             except UnknownModelError:
                 cost = None
         await self._record(job, Finished(
-            run_id=self.run_id, seq=job.claimed.seq, status=S.SUCCEEDED,
+            run_id=self.run_id, seq=job.claimed.seq, status=JobStatus.SUCCEEDED,
             result=succeeded(reply.message), attempts=job.attempts,
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
@@ -335,7 +335,7 @@ class RealtimeRunner:
             self._park(job)
             return
         await self._record(job, Finished(
-            run_id=self.run_id, seq=job.claimed.seq, status=S.ERRORED,
+            run_id=self.run_id, seq=job.claimed.seq, status=JobStatus.ERRORED,
             result=errored(err.error_type or "api_error", err.message, err.request_id),
             attempts=job.attempts, error_type=err.error_type, error_message=err.message,
         ))
@@ -394,14 +394,14 @@ class RealtimeRunner:
         self._held.pop(job.claimed.seq, None)
         if fut.result():
             t = self.tally
-            if item.status == S.SUCCEEDED:
+            if item.status == JobStatus.SUCCEEDED:
                 t.succeeded += 1
             else:
                 t.errored += 1
             t.input_tokens += item.input_tokens
             t.output_tokens += item.output_tokens
             if item.cost_usd is None:
-                t.unpriced += item.status == S.SUCCEEDED
+                t.unpriced += item.status == JobStatus.SUCCEEDED
             else:
                 t.cost_usd += item.cost_usd
             if self.on_result is not None:

@@ -18,8 +18,7 @@ from dataclasses import dataclass, replace
 
 from laneway.agent import HybridAgent
 from laneway.runners.native.cancel import cancel_run as cancel_batches
-from laneway.store import schema as S
-from laneway.store.batches import ACTIVE
+from laneway.store.statuses import ACTIVE_BATCHES, JobStatus
 
 log = logging.getLogger("laneway.server")
 
@@ -38,18 +37,18 @@ class Canceled:
 
 async def cancel(agent: HybridAgent, run_id: str, *, wait_s: float) -> Canceled:
     """Cancel ``run_id``: this server's work on it, then its batches at the provider."""
-    before = (await agent.astore.call(agent.store.counts, run_id))[S.CANCELED]
+    before = (await agent.astore.call(agent.store.counts, run_id))[JobStatus.CANCELED]
     await agent.cancel(run_id)
     batches = await agent.astore.call(agent.store.run_batches, run_id)
     outcome = Canceled()
-    if any(b.status in ACTIVE for b in batches):
+    if any(b.status in ACTIVE_BATCHES for b in batches):
         report = await cancel_batches(run_id=run_id, astore=agent.astore,
                                       provider=agent.provider, wait_s=wait_s,
                                       on_notice=log.info)
         outcome = Canceled(batches_canceled=report.batches_canceled,
                            batches_still_running=report.still_running,
                            billed=report.succeeded, billed_usd=report.cost_usd)
-    after = (await agent.astore.call(agent.store.counts, run_id))[S.CANCELED]
+    after = (await agent.astore.call(agent.store.counts, run_id))[JobStatus.CANCELED]
     return replace(outcome, canceled=after - before)
 
 

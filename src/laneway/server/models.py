@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from laneway.store.statuses import RunStatus
+
 #: ``openapi_extra`` key of the routes that answer with server-sent events.
 SSE_MARK = "x-laneway-sse"
 
@@ -79,8 +81,7 @@ class ChatStreamEvent(BaseModel):
 # -- runs ---------------------------------------------------------------------------------
 class RunInfo(BaseModel):
     id: str
-    status: str = Field(description="ingesting, ready, running, done, stopped, canceled, "
-                                    "failed.")
+    status: str = Field(description=", ".join(RunStatus) + ".")
     mode: str
     provider: str
     live: bool = Field(description="True while this server is executing the run.")

@@ -13,10 +13,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from laneway.agent import ENDED, HybridAgent
+from laneway.agent import HybridAgent
 from laneway.server.models import RunInfo, RunProgressEvent
 from laneway.store import Counts, RunRow, Store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 WINDOW_S = 5.0
 
@@ -28,8 +28,9 @@ def run_info(run: RunRow, counts: Counts, *, live: bool, in_flight: int = 0,
     return RunInfo(
         id=run.id, status=run.status, mode=run.mode, provider=run.provider, live=live,
         created_at=run.created_at, updated_at=run.updated_at, total=total, done=done,
-        succeeded=counts[S.SUCCEEDED], errored=counts[S.ERRORED],
-        canceled=counts[S.CANCELED], expired=counts[S.EXPIRED], pending=total - done,
+        succeeded=counts[JobStatus.SUCCEEDED], errored=counts[JobStatus.ERRORED],
+        canceled=counts[JobStatus.CANCELED], expired=counts[JobStatus.EXPIRED],
+        pending=total - done,
         percent=round(100.0 * done / total, 2) if total else 0.0,
         input_tokens=counts.input_tokens, output_tokens=counts.output_tokens,
         cost_usd=round(counts.cost_usd, 6), in_flight=in_flight, rate_per_s=rate_per_s)
@@ -89,7 +90,7 @@ class ProgressTracker:
             self.event_id, data = latest_progress(store, self.run_id, self.event_id)
             if data:
                 self.governor = data.get("governor") or {}
-                self.in_flight = 0 if run.status in ENDED else int(data.get("in_flight", 0))
+                self.in_flight = 0 if run.status.ended else int(data.get("in_flight", 0))
         now = time.time()
         info = run_info(run, counts, live=live)
         rate = self._rate(now, info.done)
@@ -98,13 +99,13 @@ class ProgressTracker:
             run_id=run.id, status=run.status, live=live, total=info.total, done=info.done,
             succeeded=info.succeeded, errored=info.errored, canceled=info.canceled,
             pending=info.pending, percent=info.percent,
-            in_flight=self.in_flight if live or run.status not in ENDED else 0,
+            in_flight=self.in_flight if live or not run.status.ended else 0,
             input_tokens=info.input_tokens, output_tokens=info.output_tokens,
             cost_usd=info.cost_usd, rate_per_s=round(rate, 3),
             limit_use=round(max(use.values()), 4) if use else None,
             limit_use_by_bucket={k: round(v, 4) for k, v in use.items()},
             governor=self.governor, at=now)
-        ended = not live and (run.status in ENDED or (info.total > 0 and info.pending == 0))
+        ended = not live and (run.status.ended or (info.total > 0 and info.pending == 0))
         return event, ended
 
     def _rate(self, now: float, done: int) -> float:

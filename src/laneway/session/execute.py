@@ -24,6 +24,7 @@ from laneway.session.options import background_governor, new_worker_id, realtime
 from laneway.session.progress import Progress, progress_of
 from laneway.session.watch import RunWatch
 from laneway.store import AsyncStore, Counts
+from laneway.store.statuses import RunStatus
 
 
 @dataclass(kw_only=True)
@@ -110,12 +111,12 @@ def _native_progress(ex: Execution, before: Counts) -> Callable[[NativeTally], N
 
 
 def final_status(*, complete: bool, canceled: bool, stop_reason: str | None,
-                 unfinished: str = "running") -> str:
+                 unfinished: RunStatus = RunStatus.RUNNING) -> RunStatus:
     """A run's status once its runner returned: ``canceled`` (``laneway cancel``, even if
     every job is final by then), ``done``, ``stopped`` (a stop reason: interrupted, budget,
     API unreachable...), else ``unfinished`` (jobs left pending for another process)."""
     if canceled:
-        return "canceled"
+        return RunStatus.CANCELED
     if complete:
-        return "done"
-    return "stopped" if stop_reason else unfinished
+        return RunStatus.DONE
+    return RunStatus.STOPPED if stop_reason else unfinished

@@ -20,7 +20,7 @@ from laneway.runners.native import NativeTally
 from laneway.runners.planner import Plan, PlannerOptions, Workload, choose, realtime_s_for
 from laneway.runners.tally import Tally
 from laneway.store import AsyncStore, Store
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 
 def _workload(store: Store, run_id: str, expected_output_tokens: int) -> Workload:
@@ -39,8 +39,8 @@ async def plan_run(
     options = options or PlannerOptions()
     counts = await astore.call(store.counts, run_id)
     expected = options.expected_output_tokens
-    if counts[S.SUCCEEDED] >= 10:  # what this run's answers really are, once known
-        expected = max(1, round(counts.output_tokens / counts[S.SUCCEEDED]))
+    if counts[JobStatus.SUCCEEDED] >= 10:  # what this run's answers really are, once known
+        expected = max(1, round(counts.output_tokens / counts[JobStatus.SUCCEEDED]))
     workload = await astore.call(_workload, store, run_id, expected)
     batches = await astore.call(store.own_batches, run_id, worker=worker_id)
     learnt = await astore.call(store.batch_durations_s, provider=provider.kind)

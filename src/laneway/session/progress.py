@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 if TYPE_CHECKING:
     from laneway.runners.tally import Tally
@@ -46,14 +46,14 @@ def progress_of(run_id: str, total: int, before: Counts, tally: Tally | None = N
     runner has committed since; a native tally too). Without a tally: the ledger's."""
     if tally is None:
         return Progress(
-            run_id=run_id, total=total, succeeded=before[S.SUCCEEDED],
-            errored=before[S.ERRORED], in_flight=0, input_tokens=before.input_tokens,
+            run_id=run_id, total=total, succeeded=before[JobStatus.SUCCEEDED],
+            errored=before[JobStatus.ERRORED], in_flight=0, input_tokens=before.input_tokens,
             output_tokens=before.output_tokens, cost_usd=before.cost_usd, rate_per_s=0.0,
             elapsed_s=0.0, phase=phase)
     elapsed = time.monotonic() - tally.started_at
     return Progress(
-        run_id=run_id, total=total, succeeded=before[S.SUCCEEDED] + tally.succeeded,
-        errored=before[S.ERRORED] + tally.errored, in_flight=tally.in_flight,
+        run_id=run_id, total=total, succeeded=before[JobStatus.SUCCEEDED] + tally.succeeded,
+        errored=before[JobStatus.ERRORED] + tally.errored, in_flight=tally.in_flight,
         input_tokens=before.input_tokens + tally.input_tokens,
         output_tokens=before.output_tokens + tally.output_tokens,
         cost_usd=before.cost_usd + tally.cost_usd,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from laneway.store.batches import BatchRow, BatchStatus
+from laneway.store.batches import BatchRow
 from laneway.store.ledger import Counts, RunRow, Store, open_store
 from laneway.store.queue import ClaimedJob, Finished
 from laneway.store.settings import StoreSettings
+from laneway.store.statuses import BatchStatus, JobStatus, RunStatus
 from laneway.store.writer import AsyncStore, GroupWriter
 
 __all__ = [
@@ -16,7 +17,9 @@ __all__ = [
     "Counts",
     "Finished",
     "GroupWriter",
+    "JobStatus",
     "RunRow",
+    "RunStatus",
     "Store",
     "StoreSettings",
     "open_store",

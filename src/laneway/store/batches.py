@@ -33,25 +33,13 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, update
 
 from laneway.store import schema as S
 from laneway.store.queue import lease_clock
-
-
-class BatchStatus(StrEnum):
-    SUBMITTING = "submitting"
-    SUBMITTED = "submitted"
-    CANCELING = "canceling"
-    ENDED = "ended"
-    LOST = "lost"
-
-
-#: Rows whose batch may still be running at the provider.
-ACTIVE = (BatchStatus.SUBMITTING, BatchStatus.SUBMITTED, BatchStatus.CANCELING)
+from laneway.store.statuses import ACTIVE_BATCHES, BatchStatus, JobStatus
 
 _B = S.batches.c
 _J = S.jobs.c
@@ -114,9 +102,9 @@ class BatchLedger:
             moved = 0
             for part in _chunks(seqs):
                 res = conn.execute(update(S.jobs).where(
-                    _J.run_id == run_id, _J.seq.in_(part), _J.status == S.CLAIMED,
+                    _J.run_id == run_id, _J.seq.in_(part), _J.status == JobStatus.CLAIMED,
                     _J.claimed_by == worker,
-                ).values(status=S.SUBMITTED, batch_id=batch_id, attempts=_J.attempts + 1,
+                ).values(status=JobStatus.SUBMITTED, batch_id=batch_id, attempts=_J.attempts + 1,
                          lease_until=None, updated_at=now))
                 moved += int(res.rowcount or 0)
             if moved != len(set(seqs)):
@@ -150,8 +138,8 @@ class BatchLedger:
         now = time.time()
         with self.engine.begin() as conn:
             res = conn.execute(update(S.jobs).where(
-                _J.batch_id == batch_id, _J.status == S.SUBMITTED,
-            ).values(status=S.PENDING, batch_id=None, updated_at=now))
+                _J.batch_id == batch_id, _J.status == JobStatus.SUBMITTED,
+            ).values(status=JobStatus.PENDING, batch_id=None, updated_at=now))
             values: dict[str, Any] = {"status": BatchStatus.ENDED,
                                       "ended_at": ended_at or now, "claimed_by": None,
                                       "lease_until": None}
@@ -167,12 +155,12 @@ class BatchLedger:
         :meth:`begin_batch` counted is taken back.
         """
         now = time.time()
-        values: dict[str, Any] = {"status": S.PENDING, "batch_id": None, "updated_at": now}
+        values: dict[str, Any] = {"status": JobStatus.PENDING, "batch_id": None, "updated_at": now}
         if refund_attempt:
             values["attempts"] = _J.attempts - 1  # begin_batch added one
         with self.engine.begin() as conn:
             res = conn.execute(update(S.jobs).where(
-                _J.batch_id == batch_id, _J.status == S.SUBMITTED,
+                _J.batch_id == batch_id, _J.status == JobStatus.SUBMITTED,
             ).values(**values))
             conn.execute(update(S.batches).where(_B.id == batch_id).values(
                 status=BatchStatus.LOST, ended_at=now, claimed_by=None, lease_until=None))
@@ -186,8 +174,8 @@ class BatchLedger:
             for part in _chunks(seqs):
                 res = conn.execute(update(S.jobs).where(
                     _J.run_id == run_id, _J.seq.in_(part), _J.batch_id == batch_id,
-                    _J.status == S.SUBMITTED,
-                ).values(status=S.PENDING, batch_id=None, updated_at=now))
+                    _J.status == JobStatus.SUBMITTED,
+                ).values(status=JobStatus.PENDING, batch_id=None, updated_at=now))
                 moved += int(res.rowcount or 0)
         return moved
 
@@ -201,10 +189,10 @@ class BatchLedger:
         free = or_(_B.claimed_by.is_(None), _B.claimed_by == worker, _B.lease_until < now)
         with self.engine.begin() as conn:
             conn.execute(update(S.batches).where(
-                _B.run_id == run_id, _B.status.in_(ACTIVE), free,
+                _B.run_id == run_id, _B.status.in_(ACTIVE_BATCHES), free,
             ).values(claimed_by=worker, lease_until=now + lease_s))
             rows = conn.execute(select(S.batches).where(
-                _B.run_id == run_id, _B.status.in_(ACTIVE), _B.claimed_by == worker,
+                _B.run_id == run_id, _B.status.in_(ACTIVE_BATCHES), _B.claimed_by == worker,
             ).order_by(_B.created_at)).mappings().all()
         return [_row(r) for r in rows]
 
@@ -226,7 +214,7 @@ class BatchLedger:
     def batch_members(self, run_id: str, batch_id: str) -> dict[int, Member]:
         """The jobs of a batch still waiting for a result, by seq."""
         q = select(_J.seq, _J.model, _J.attempts).where(
-            _J.run_id == run_id, _J.batch_id == batch_id, _J.status == S.SUBMITTED)
+            _J.run_id == run_id, _J.batch_id == batch_id, _J.status == JobStatus.SUBMITTED)
         with self.engine.connect() as conn:
             return {int(s): Member(int(s), str(m), int(a)) for s, m, a in conn.execute(q)}
 
@@ -235,7 +223,7 @@ class BatchLedger:
         """The params of jobs waiting in these batches (what they may still cost)."""
         if not batch_ids:
             return []
-        q = select(_J.params).where(_J.run_id == run_id, _J.status == S.SUBMITTED,
+        q = select(_J.params).where(_J.run_id == run_id, _J.status == JobStatus.SUBMITTED,
                                     _J.batch_id.in_(list(batch_ids)))
         with self.engine.connect() as conn:
             return [json.loads(p) for p in conn.scalars(q)]

@@ -29,12 +29,9 @@ from laneway.store.migrations import migrate
 from laneway.store.queue import JobQueue
 from laneway.store.runqueries import RunQueries
 from laneway.store.settings import StoreSettings
+from laneway.store.statuses import CLOSED_RUNS, FINAL_JOBS, JobStatus, RunStatus
 
 S = schema
-
-#: Run statuses after which no worker joins the run.
-RUN_CLOSED = ("done", "canceled")
-
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
@@ -43,7 +40,7 @@ class RunRow:
     options: dict[str, Any]
     mode: str
     provider: str
-    status: str
+    status: RunStatus
     total: int
     ingested_lines: int
     ingest_done: bool
@@ -72,7 +69,7 @@ class Counts:
 
     @property
     def final(self) -> int:
-        return sum(self.by_status.get(s, 0) for s in S.FINAL)
+        return sum(self.by_status.get(s, 0) for s in FINAL_JOBS)
 
     @property
     def remaining(self) -> int:
@@ -112,8 +109,9 @@ class Store(JobQueue, BatchLedger, RunQueries):
             return [_run_row(r) for r in conn.execute(q).mappings()]
 
     def open_runs(self) -> list[RunRow]:
-        """Runs not finished (``done``) nor canceled, oldest first: the work of a worker."""
-        q = (select(S.runs).where(S.runs.c.status.not_in(RUN_CLOSED))
+        """Runs not closed (see :data:`~laneway.store.statuses.CLOSED_RUNS`), oldest first:
+        the work of a worker."""
+        q = (select(S.runs).where(S.runs.c.status.not_in(CLOSED_RUNS))
              .order_by(S.runs.c.created_at, S.runs.c.id))
         with self.engine.connect() as conn:
             return [_run_row(r) for r in conn.execute(q).mappings()]
@@ -130,7 +128,7 @@ class Store(JobQueue, BatchLedger, RunQueries):
                     id=run_id, created_at=now, updated_at=now, input_path=input_path,
                     input_sha256=input_sha256, fingerprint=fingerprint,
                     options=json.dumps(options, sort_keys=True), mode=mode, provider=provider,
-                    status="ingesting", total=0, ingested_lines=0, ingest_done=False,
+                    status=RunStatus.INGESTING, total=0, ingested_lines=0, ingest_done=False,
                     budget_usd=budget_usd, deadline_at=deadline_at,
                 ))
         except IntegrityError:
@@ -145,9 +143,9 @@ class Store(JobQueue, BatchLedger, RunQueries):
             conn.execute(update(S.runs).where(S.runs.c.id == run_id).values(**values))
 
     def failed_ingests(self, input_path: str) -> list[RunRow]:
-        """Runs of ``input_path`` whose ingest failed (see ``schema.INGEST_FAILED``)."""
+        """Runs of ``input_path`` whose ingest failed (``RunStatus.INGEST_FAILED``)."""
         q = select(S.runs).where(S.runs.c.input_path == input_path,
-                                 S.runs.c.status == S.INGEST_FAILED)
+                                 S.runs.c.status == RunStatus.INGEST_FAILED)
         with self.engine.connect() as conn:
             return [_run_row(r) for r in conn.execute(q).mappings()]
 
@@ -155,8 +153,8 @@ class Store(JobQueue, BatchLedger, RunQueries):
         """Jobs of the run that were ever handed to a worker or sent (not only ingested)."""
         j = S.jobs.c
         q = select(func.count()).where(j.run_id == run_id, (
-            j.status.in_((S.CLAIMED, S.SUBMITTED)) | (j.attempts > 0)
-            | (j.status.in_(S.FINAL) & (j.mode.is_(None) | (j.mode != "ingest")))))
+            j.status.in_((JobStatus.CLAIMED, JobStatus.SUBMITTED)) | (j.attempts > 0)
+            | (j.status.in_(FINAL_JOBS) & (j.mode.is_(None) | (j.mode != "ingest")))))
         with self.engine.connect() as conn:
             return int(conn.scalar(q) or 0)
 
@@ -189,12 +187,12 @@ class Store(JobQueue, BatchLedger, RunQueries):
             }
             if isinstance(item, Job):
                 rows.append({**base, "params": json.dumps(item.params, separators=(",", ":")),
-                             "model": item.params.get("model", ""), "status": S.PENDING})
+                             "model": item.params.get("model", ""), "status": JobStatus.PENDING})
             else:
                 from laneway.jobs import errored
 
                 result = errored("invalid_request_error", str(item.error))
-                rows.append({**base, "params": "{}", "model": "", "status": S.ERRORED,
+                rows.append({**base, "params": "{}", "model": "", "status": JobStatus.ERRORED,
                              "result": json.dumps(result), "error_type": "invalid_input",
                              "error_message": str(item.error), "finished_at": now,
                              "mode": "ingest"})
@@ -256,7 +254,7 @@ class Store(JobQueue, BatchLedger, RunQueries):
 
     def unpriced_models(self, run_id: str) -> list[str]:
         q = (select(S.jobs.c.model).distinct()
-             .where(S.jobs.c.run_id == run_id, S.jobs.c.status == S.SUCCEEDED,
+             .where(S.jobs.c.run_id == run_id, S.jobs.c.status == JobStatus.SUCCEEDED,
                     S.jobs.c.priced.is_(False)))
         with self.engine.connect() as conn:
             return sorted(str(m) for m in conn.scalars(q))
@@ -278,11 +276,6 @@ class Store(JobQueue, BatchLedger, RunQueries):
                 yield custom_id, json.loads(result)
             last = rows[-1][0]
 
-    def job_rows(self, run_id: str, seqs: Sequence[int]) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(S.jobs).where(
-                S.jobs.c.run_id == run_id, S.jobs.c.seq.in_(list(seqs)))).mappings()]
-
     # -- events --------------------------------------------------------------------------
     def add_event(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
@@ -303,13 +296,15 @@ class Store(JobQueue, BatchLedger, RunQueries):
 def _unpriced() -> Any:
     from sqlalchemy import case
 
-    return case((and_(S.jobs.c.status == S.SUCCEEDED, S.jobs.c.priced.is_(False)), 1), else_=0)
+    return case((and_(S.jobs.c.status == JobStatus.SUCCEEDED, S.jobs.c.priced.is_(False)), 1),
+                else_=0)
 
 
 def _run_row(row: Any) -> RunRow:
     return RunRow(
         id=row["id"], fingerprint=row["fingerprint"], options=json.loads(row["options"]),
-        mode=row["mode"], provider=row["provider"], status=row["status"], total=row["total"],
+        mode=row["mode"], provider=row["provider"], status=RunStatus(row["status"]),
+        total=row["total"],
         ingested_lines=row["ingested_lines"], ingest_done=bool(row["ingest_done"]),
         input_path=row["input_path"], created_at=row["created_at"],
         budget_usd=row["budget_usd"], deadline_at=row["deadline_at"],

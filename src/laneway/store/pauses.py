@@ -26,9 +26,6 @@ class Pause:
     until: float
     reason: str
 
-    def remaining_s(self, now: float | None = None) -> float:
-        return max(0.0, self.until - (time.time() if now is None else now))
-
 
 def publish(store: Store, model: str, *, until: float, reason: str = "429") -> None:
     """Record that ``model``'s background lane is paused until ``until`` (wall time)."""
@@ -42,15 +39,6 @@ def publish(store: Store, model: str, *, until: float, reason: str = "429") -> N
         where=p.c.until < ins.excluded.until)
     with store.engine.begin() as conn:
         conn.execute(stmt)
-
-
-def current(store: Store, model: str, *, now: float | None = None) -> Pause | None:
-    """The pause of ``model`` still in force, if any."""
-    now = time.time() if now is None else now
-    q = select(S.pauses).where(S.pauses.c.model == model, S.pauses.c.until > now)
-    with store.engine.connect() as conn:
-        row = conn.execute(q).first()
-    return Pause(row.model, float(row.until), row.reason or "") if row else None
 
 
 def active(store: Store, *, now: float | None = None) -> list[Pause]:

@@ -30,6 +30,7 @@ from sqlalchemy import CTE, Engine, Select, and_, func, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from laneway.store import schema as S
+from laneway.store.statuses import FINAL_JOBS, JobStatus, RunStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ class Finished:
 
     run_id: str
     seq: int
-    status: str
+    status: JobStatus
     result: dict[str, Any]
     attempts: int
     input_tokens: int = 0
@@ -70,7 +71,7 @@ _FINISH_COLUMNS = (
     ("error_message", "text"), ("mode", "text"),
 )
 _SET_COLUMNS = [name for name, _ in _FINISH_COLUMNS if name not in ("run_id", "seq")]
-_FINAL_SQL = ", ".join(f"'{s}'" for s in S.FINAL)
+_FINAL_SQL = ", ".join(f"'{s}'" for s in FINAL_JOBS)
 
 # One statement per database for a whole group: the group travels as one JSON parameter.
 _FINISH_PG = text(
@@ -137,7 +138,7 @@ class JobQueue:
 
     # -- claiming ------------------------------------------------------------------------
     def claim(self, run_id: str, *, worker: str, limit: int, lease_s: float,
-              statuses: Sequence[str] = (S.PENDING,)) -> list[ClaimedJob]:
+              statuses: Sequence[JobStatus] = (JobStatus.PENDING,)) -> list[ClaimedJob]:
         """Take up to ``limit`` sendable jobs, in input order, under a lease of ``lease_s``.
 
         Sendable: claimed by another worker under a lease that has run out (taken
@@ -150,12 +151,12 @@ class JobQueue:
         """
         j = S.jobs.c
         now = lease_clock(self.engine)
-        kinds = [and_(j.status == S.CLAIMED, j.lease_until < now, j.claimed_by != worker),
+        kinds = [and_(j.status == JobStatus.CLAIMED, j.lease_until < now, j.claimed_by != worker),
                  j.status == statuses[0] if len(statuses) == 1 else j.status.in_(statuses)]
         rows: list[Any] = []
         with self.engine.begin() as conn:
             run_status = conn.scalar(select(S.runs.c.status).where(S.runs.c.id == run_id))
-            if run_status == S.INGEST_FAILED:
+            if run_status == RunStatus.INGEST_FAILED:
                 return []
             for sendable in kinds:
                 if len(rows) >= limit:
@@ -168,7 +169,7 @@ class JobQueue:
                 rows += conn.execute(
                     update(S.jobs)
                     .where(j.run_id == run_id, j.seq == picked.c.seq)
-                    .values(status=S.CLAIMED, claimed_by=worker,
+                    .values(status=JobStatus.CLAIMED, claimed_by=worker,
                             lease_until=now + lease_s, updated_at=time.time())
                     .returning(j.seq, j.custom_id, j.params, j.model, j.attempts,
                                j.rate_limited)).all()
@@ -187,7 +188,7 @@ class JobQueue:
             for start in range(0, len(seqs), 1000):
                 res = conn.execute(update(S.jobs).where(
                     j.run_id == run_id, j.seq.in_(list(seqs[start:start + 1000])),
-                    j.status == S.CLAIMED, j.claimed_by == worker,
+                    j.status == JobStatus.CLAIMED, j.claimed_by == worker,
                 ).values(lease_until=lease_clock(self.engine) + lease_s))
                 renewed += int(res.rowcount or 0)
         return renewed
@@ -197,7 +198,7 @@ class JobQueue:
         j = S.jobs.c
         with self.engine.begin() as conn:
             res = conn.execute(update(S.jobs).where(
-                j.run_id == run_id, j.status == S.CLAIMED, j.claimed_by == worker,
+                j.run_id == run_id, j.status == JobStatus.CLAIMED, j.claimed_by == worker,
             ).values(lease_until=lease_clock(self.engine) + lease_s))
         return int(res.rowcount or 0)
 
@@ -211,9 +212,9 @@ class JobQueue:
             return
         j = S.jobs.c
         now = time.time()
-        free = {"status": S.PENDING, "claimed_by": None, "lease_until": None,
+        free = {"status": JobStatus.PENDING, "claimed_by": None, "lease_until": None,
                 "updated_at": now}
-        cond: list[ColumnElement[bool]] = [j.run_id == run_id, j.status == S.CLAIMED]
+        cond: list[ColumnElement[bool]] = [j.run_id == run_id, j.status == JobStatus.CLAIMED]
         if worker is not None:
             cond.append(j.claimed_by == worker)
         attempts = attempts or {}
@@ -231,19 +232,19 @@ class JobQueue:
     def release_all(self, run_id: str, *, worker: str | None = None) -> int:
         """Release every claim of a run (a single-process run starting over after a crash),
         or with ``worker`` every claim of that worker (one that holds none of them now)."""
-        cond = [S.jobs.c.run_id == run_id, S.jobs.c.status == S.CLAIMED]
+        cond = [S.jobs.c.run_id == run_id, S.jobs.c.status == JobStatus.CLAIMED]
         if worker is not None:
             cond.append(S.jobs.c.claimed_by == worker)
         with self.engine.begin() as conn:
             res = conn.execute(update(S.jobs).where(*cond).values(
-                status=S.PENDING, claimed_by=None, lease_until=None))
+                status=JobStatus.PENDING, claimed_by=None, lease_until=None))
         return int(res.rowcount or 0)
 
     def lease_wait_s(self, run_id: str) -> float | None:
         """Seconds until the first lease of the run runs out (0 if one has); None if none."""
         j = S.jobs.c
         q = select(func.min(j.lease_until) - lease_clock(self.engine)).where(
-            j.run_id == run_id, j.status == S.CLAIMED)
+            j.run_id == run_id, j.status == JobStatus.CLAIMED)
         with self.engine.connect() as conn:
             left = conn.scalar(q)
         return None if left is None else max(0.0, float(left))
@@ -271,12 +272,3 @@ class JobQueue:
                 recorded.extend(int(s) for s in conn.scalars(stmt, {"items": blob,
                                                                     "now": now}))
         return sorted(recorded)
-
-    def set_status(self, run_id: str, seqs: Sequence[int], status: str, **values: Any) -> None:
-        """Move jobs that are not final to ``status`` (with other column ``values``)."""
-        with self.engine.begin() as conn:
-            for start in range(0, len(seqs), 1000):
-                conn.execute(update(S.jobs).where(
-                    S.jobs.c.run_id == run_id, S.jobs.c.seq.in_(list(seqs[start:start + 1000])),
-                    S.jobs.c.status.not_in(S.FINAL),
-                ).values(status=status, updated_at=time.time(), **values))

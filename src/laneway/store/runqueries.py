@@ -12,6 +12,7 @@ from sqlalchemy import Engine, and_, func, or_, select, update
 
 from laneway.store import schema as S
 from laneway.store.queue import lease_clock
+from laneway.store.statuses import FINAL_JOBS, JobStatus
 
 _J = S.jobs.c
 _PAGE = 1000
@@ -25,7 +26,7 @@ class RunQueries:
     def unsent_seqs(self, run_id: str) -> list[int]:
         """Jobs not in any batch and not final (``pending``, or ``claimed`` by someone)."""
         q = select(_J.seq).where(_J.run_id == run_id,
-                                 _J.status.in_((S.PENDING, S.CLAIMED)))
+                                 _J.status.in_((JobStatus.PENDING, JobStatus.CLAIMED)))
         with self.engine.connect() as conn:
             return [int(s) for s in conn.scalars(q.order_by(_J.seq))]
 
@@ -34,7 +35,7 @@ class RunQueries:
         last = -1
         while True:
             q = (select(_J.seq, _J.params).where(
-                _J.run_id == run_id, _J.seq > last, _J.status.not_in(S.FINAL))
+                _J.run_id == run_id, _J.seq > last, _J.status.not_in(FINAL_JOBS))
                 .order_by(_J.seq).limit(_PAGE))
             with self.engine.connect() as conn:
                 rows = conn.execute(q).all()
@@ -50,7 +51,7 @@ class RunQueries:
                     func.coalesce(func.sum(_J.output_tokens), 0),
                     func.coalesce(func.sum(_J.cache_creation_input_tokens), 0),
                     func.coalesce(func.sum(_J.cache_read_input_tokens), 0))
-             .where(_J.run_id == run_id, _J.status == S.SUCCEEDED).group_by(_J.model))
+             .where(_J.run_id == run_id, _J.status == JobStatus.SUCCEEDED).group_by(_J.model))
         with self.engine.connect() as conn:
             return [(str(m), int(i), int(o), int(w), int(r))
                     for m, i, o, w, r in conn.execute(q)]
@@ -61,11 +62,12 @@ class RunQueries:
         are left to finish: their requests are already on the way and will be billed,
         so their results are kept."""
         now = time.time()
-        sendable = or_(_J.status == S.PENDING,
-                       and_(_J.status == S.CLAIMED, _J.lease_until < lease_clock(self.engine)))
+        sendable = or_(_J.status == JobStatus.PENDING,
+                       and_(_J.status == JobStatus.CLAIMED,
+                            _J.lease_until < lease_clock(self.engine)))
         with self.engine.begin() as conn:
             res = conn.execute(update(S.jobs).where(_J.run_id == run_id, sendable).values(
-                status=S.CANCELED, result='{"type":"canceled"}', claimed_by=None,
+                status=JobStatus.CANCELED, result='{"type":"canceled"}', claimed_by=None,
                 lease_until=None, batch_id=None, mode="canceled", updated_at=now,
                 finished_at=now))
         return int(res.rowcount or 0)

@@ -1,4 +1,8 @@
-"""The ledger's tables (SQLAlchemy Core). Changes go through :mod:`laneway.store.migrations`."""
+"""The ledger's tables (SQLAlchemy Core), as they are now.
+
+A change here needs a migration in :mod:`laneway.store.migrations` that makes it on an
+existing ledger. The values of the ``status`` columns are in :mod:`laneway.store.statuses`.
+"""
 
 from __future__ import annotations
 
@@ -18,15 +22,6 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-#: Job statuses. ``pending`` waits to be sent; ``claimed`` is held by a worker under a
-#: lease; ``submitted`` is inside a native batch; the rest are final.
-PENDING, CLAIMED, SUBMITTED = "pending", "claimed", "submitted"
-SUCCEEDED, ERRORED, CANCELED, EXPIRED = "succeeded", "errored", "canceled", "expired"
-FINAL = (SUCCEEDED, ERRORED, CANCELED, EXPIRED)
-#: A run's status when its ingest stopped at a bad line: nothing of it is sent until
-#: the same command, on a fixed input, resumes or replaces it.
-INGEST_FAILED = "ingest_failed"
-
 schema_migrations = Table(
     "schema_migrations", metadata,
     Column("name", String(200), primary_key=True),
@@ -45,7 +40,7 @@ runs = Table(
     Column("options", Text, nullable=False),
     Column("mode", String(20), nullable=False),
     Column("provider", String(20), nullable=False),
-    #: ingesting, ingest_failed, ready, running, stopped, done, canceled
+    #: A :class:`~laneway.store.statuses.RunStatus`.
     Column("status", String(20), nullable=False),
     Column("total", Integer, nullable=False, default=0),
     Column("ingested_lines", Integer, nullable=False, default=0),
@@ -65,6 +60,7 @@ jobs = Table(
     Column("line", Integer, nullable=False),
     Column("params", Text, nullable=False),
     Column("model", String(200), nullable=False),
+    #: A :class:`~laneway.store.statuses.JobStatus`.
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("rate_limited", Integer, nullable=False, default=0),
@@ -95,7 +91,7 @@ batches = Table(
     Column("run_id", String(200), nullable=False),
     #: The provider's msgbatch_ id, once ``create`` has returned it.
     Column("provider_batch_id", String(200)),
-    #: submitting, submitted, ended, canceling, lost
+    #: A :class:`~laneway.store.statuses.BatchStatus`.
     Column("status", String(20), nullable=False),
     Column("request_count", Integer, nullable=False),
     Column("bytes", Integer, nullable=False),

@@ -23,7 +23,7 @@ from laneway.runners.native.options import NativeOptions
 from laneway.runners.native.recover import Recovery, recover_submitting
 from laneway.runners.native.runner import NativeRunner
 from laneway.store import AsyncStore
-from laneway.store.batches import ACTIVE, BatchStatus
+from laneway.store.statuses import ACTIVE_BATCHES, BatchStatus, RunStatus
 
 
 @dataclass
@@ -51,14 +51,14 @@ async def cancel_run(
     if run is None:
         raise ConfigError(f"no run named {run_id!r} in {store.settings}")
     report = CancelReport(run_id)
-    await astore.call(store.update_run, run_id, status="canceled")
+    await astore.call(store.update_run, run_id, status=RunStatus.CANCELED)
     report.unsent_canceled = await astore.call(store.cancel_unsent, run_id)
     options = options or NativeOptions.from_env()
     runner = NativeRunner(run_id=run_id, astore=astore, provider=provider, options=options,
                           worker_id=worker_id, on_notice=notice,
                           until=time.time() + max(0.0, wait_s))
     rows = [r for r in await astore.call(store.run_batches, run_id)
-            if r.status in ACTIVE]
+            if r.status in ACTIVE_BATCHES]
     for row in rows:
         if row.status == BatchStatus.SUBMITTING:  # settle it first: it may be running unseen
             outcome, info = await recover_submitting(
@@ -74,7 +74,7 @@ async def cancel_run(
     report.succeeded, report.cost_usd = tally.succeeded, tally.cost_usd
     report.unsent_canceled += await astore.call(store.cancel_unsent, run_id)
     left = [r for r in await astore.call(store.run_batches, run_id)
-            if r.status in ACTIVE]
+            if r.status in ACTIVE_BATCHES]
     report.still_running = len(left)
     return report
 

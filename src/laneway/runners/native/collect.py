@@ -24,8 +24,8 @@ from laneway.provider_batches import BatchInfo
 from laneway.runners.native.state import NativeState
 from laneway.runners.native.wire import parse_custom_id
 from laneway.store import Finished
-from laneway.store import schema as S
 from laneway.store.batches import BatchRow, Member
+from laneway.store.statuses import JobStatus
 
 #: Error types of a batch result that another attempt may get past.
 RETRYABLE_ERRORS = frozenset({"api_error", "overloaded_error", "rate_limit_error",
@@ -90,13 +90,13 @@ class Collector:
             if etype in RETRYABLE_ERRORS and retry_left and not canceled:
                 return None
             return Finished(
-                run_id=r.run_id, seq=member.seq, status=S.ERRORED, result=result,
+                run_id=r.run_id, seq=member.seq, status=JobStatus.ERRORED, result=result,
                 attempts=member.attempts, error_type=etype, error_message=message,
                 mode="native")
         # canceled, expired
         if not canceled and retry_left:
             return None
-        status = S.EXPIRED if kind == "expired" else S.CANCELED
+        status = JobStatus.EXPIRED if kind == "expired" else JobStatus.CANCELED
         return Finished(run_id=r.run_id, seq=member.seq, status=status,
                         result={"type": status}, attempts=member.attempts, mode="native")
 
@@ -128,7 +128,7 @@ class Collector:
             except UnknownModelError:
                 cost = None
         return Finished(
-            run_id=r.run_id, seq=member.seq, status=S.SUCCEEDED, result=result,
+            run_id=r.run_id, seq=member.seq, status=JobStatus.SUCCEEDED, result=result,
             attempts=member.attempts, input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
@@ -143,14 +143,14 @@ class Collector:
             for item in items:
                 if item.seq not in recorded:
                     continue
-                if item.status == S.SUCCEEDED:
+                if item.status == JobStatus.SUCCEEDED:
                     t.succeeded += 1
-                elif item.status == S.ERRORED:
+                elif item.status == JobStatus.ERRORED:
                     t.errored += 1
                 t.input_tokens += item.input_tokens
                 t.output_tokens += item.output_tokens
                 if item.cost_usd is None:
-                    t.unpriced += item.status == S.SUCCEEDED
+                    t.unpriced += item.status == JobStatus.SUCCEEDED
                 else:
                     t.cost_usd += item.cost_usd
         if again:

@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 from laneway.runners.native.poll import Poller
 from laneway.runners.native.state import NativeState
-from laneway.store.batches import BatchRow, BatchStatus
+from laneway.store.batches import BatchRow
+from laneway.store.statuses import BatchStatus
 
 
 async def fallback_due(st: NativeState, *, deadline_at: float | None,

@@ -12,7 +12,8 @@ from laneway.provider_batches import BatchInfo
 from laneway.runners.native.collect import Collector
 from laneway.runners.native.recover import Recovery, recover_submitting
 from laneway.runners.native.state import NativeState
-from laneway.store.batches import BatchRow, BatchStatus
+from laneway.store.batches import BatchRow
+from laneway.store.statuses import BatchStatus
 
 
 class Poller:

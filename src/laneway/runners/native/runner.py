@@ -18,6 +18,7 @@ from laneway.runners.native.state import NativeState
 from laneway.runners.native.submit import Submitter
 from laneway.store import AsyncStore
 from laneway.store.batches import BatchRow
+from laneway.store.statuses import RunStatus
 
 
 class NativeRunner:
@@ -117,7 +118,7 @@ class NativeRunner:
     async def _canceled(self) -> bool:
         st = self.state
         run = await st.astore.call(st.store.get_run, st.run_id)
-        return run is not None and run.status == "canceled"
+        return run is not None and run.status == RunStatus.CANCELED
 
 
 async def run_native(

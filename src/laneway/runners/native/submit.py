@@ -20,7 +20,7 @@ from laneway.provider_batches import BODY_OVERHEAD_BYTES
 from laneway.runners.native.state import NativeState
 from laneway.runners.native.wire import encode_request
 from laneway.store import ClaimedJob, Finished
-from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 #: Jobs claimed per query while a chunk is built.
 CLAIM_PAGE = 2000
@@ -107,7 +107,7 @@ async def _record_too_large(st: NativeState, jobs: list[ClaimedJob]) -> None:
         message = (f"the request is larger than a whole batch may be ({limit:,} bytes); "
                    "it cannot be sent as a native batch request")
         items.append(Finished(
-            run_id=st.run_id, seq=job.seq, status=S.ERRORED,
+            run_id=st.run_id, seq=job.seq, status=JobStatus.ERRORED,
             result=errored("request_too_large", message), attempts=job.attempts,
             error_type="request_too_large", error_message=message, mode="native"))
     recorded = await st.astore.call(st.store.finish, items)

@@ -18,8 +18,6 @@ import json
 import re
 from typing import Any
 
-from laneway.provider_batches import BODY_OVERHEAD_BYTES
-
 _CUSTOM_ID = re.compile(r"^j(\d+)_([a-z0-9]+)$")
 
 
@@ -37,8 +35,3 @@ def encode_request(seq: int, batch_id: str, params: dict[str, Any]) -> bytes:
     """One request of a batch body, exactly as the SDK encodes it."""
     item = {"custom_id": batch_custom_id(seq, batch_id), "params": params}
     return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def body_bytes(request_sizes: list[int]) -> int:
-    """The size of a create body holding requests of these sizes."""
-    return BODY_OVERHEAD_BYTES + sum(request_sizes) + max(0, len(request_sizes) - 1)

@@ -2,7 +2,8 @@
 
 A ledger written by an older laneway opens in a newer one: each migration not yet in
 ``schema_migrations`` runs once, in order. Never edit a migration that has shipped;
-add a new one.
+add a new one. The bookkeeping table itself (``schema_migrations``) is the
+migrator's own and never changes.
 """
 
 from __future__ import annotations
@@ -10,27 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, inspect, select
+from sqlalchemy import Connection, Engine, select
 
 from laneway.store import schema
+from laneway.store.migrations import m001_initial, m002_batch_leases
 
 Migration = Callable[[Connection], None]
 
-
-def _m001_initial(conn: Connection) -> None:
-    for table in (schema.runs, schema.jobs, schema.batches, schema.events, schema.pauses):
-        table.create(conn, checkfirst=True)
-
-
-def _m002_batch_leases(conn: Connection) -> None:
-    # 001 creates tables from the current definitions, so a new ledger has the column.
-    if "lease_until" not in {c["name"] for c in inspect(conn).get_columns("batches")}:
-        conn.exec_driver_sql("ALTER TABLE batches ADD COLUMN lease_until FLOAT")
-
-
+#: In order. Each step's DDL is frozen in its own module: never edit one that has
+#: shipped (add the next), and keep :mod:`laneway.store.schema` equal to their sum.
 MIGRATIONS: list[tuple[str, Migration]] = [
-    ("001_initial", _m001_initial),
-    ("002_batch_leases", _m002_batch_leases),
+    (m001_initial.NAME, m001_initial.apply),
+    (m002_batch_leases.NAME, m002_batch_leases.apply),
 ]
 
 
@@ -52,7 +44,3 @@ def migrate(engine: Engine) -> list[str]:
                 name=name, applied_at=time.time()))
             applied.append(name)
     return applied
-
-
-def table_names(engine: Engine) -> list[str]:
-    return sorted(inspect(engine).get_table_names())
