@@ -26,6 +26,7 @@ from laneway.errors import (
     ProviderTimeoutError,
     RateLimitedError,
     RequestError,
+    StalledError,
     UnknownModelError,
 )
 from laneway.governor import Governor, Lane, Permit
@@ -74,6 +75,7 @@ class RealtimeRunner:
         self._parked: set[int] = set()  # held, not sent again by this run
         self.api_wait = W.ApiWait(wait_s=self.options.wait_for_api_s)
         self.timeouts = RequestTimeouts(ceiling_s=self.options.timeout_s)
+        self.timeouts.streams.ceiling_s = self.options.idle_timeout_s
         self._stopping = asyncio.Event()
         self._exhausted = False
         self._committed_usd = 0.0  # estimated cost of requests in flight
@@ -264,14 +266,9 @@ class RealtimeRunner:
         self._committed_usd += worst
         try:
             with self.timeouts.stall_watch(lambda: self.governor.set_aside(permit)):
-                if self.options.stream:
-                    reply = await self.provider.stream(
-                        params, timeout_s=self.options.timeout_s,
-                        idle_timeout_s=self.options.idle_timeout_s)
-                else:
-                    reply = await self.timeouts.call(
-                        lambda t: self.provider.create(params, timeout_s=t),
-                        max_tokens=int(params.get("max_tokens", 1)), timeouts=job.timeouts)
+                reply = await self.timeouts.send(self.provider, params,
+                                                 stream=self.options.stream,
+                                                 timeouts=job.timeouts)
         except ProviderError as err:
             self._committed_usd -= worst
             self.tally.in_flight -= 1
@@ -292,7 +289,6 @@ class RealtimeRunner:
         job.attempts += 1
         usage = Usage.from_api(reply.usage)
         self.api_wait.answered()
-        self.timeouts.observe(output_tokens=usage.output_tokens, elapsed_s=reply.elapsed_s)
         cost: float | None
         if self.provider.is_local:
             cost = 0.0
@@ -342,7 +338,7 @@ class RealtimeRunner:
 
     def _unanswered(self, job: _Job, err: ProviderError) -> None:
         job.unanswered += 1
-        job.timeouts += isinstance(err, ProviderTimeoutError)
+        job.timeouts += isinstance(err, ProviderTimeoutError | StalledError)
         pause_s = self.api_wait.unanswered(err)
         if self.api_wait.given_up:  # the job stays held and is released, still pending
             self.stop(W.UNREACHABLE, self.api_wait.message(self.provider.base_url))
