@@ -37,6 +37,7 @@ from laneway.runners import api_wait as W
 from laneway.runners.realtime_options import RealtimeOptions as RealtimeOptions
 from laneway.runners.tally import Tally as Tally
 from laneway.runners.timeouts import RequestTimeouts
+from laneway.runners.until_done import until_done
 from laneway.store import AsyncStore, ClaimedJob, Finished, GroupWriter
 from laneway.store import schema as S
 
@@ -116,7 +117,7 @@ class RealtimeRunner:
                    for i in range(n_workers)]
         self._workers = workers
         try:
-            await _until_done(claimer, workers, watch=(renewer, self._writer.task))
+            await until_done(claimer, workers, watch=(renewer, self._writer.task))
         finally:
             for t in (claimer, renewer, *workers):
                 t.cancel()
@@ -389,36 +390,7 @@ class RealtimeRunner:
             return  # not durable: the job stays held and is released, to be sent again
         self._held.pop(job.claimed.seq, None)
         if fut.result():
-            t = self.tally
-            if item.status == S.SUCCEEDED:
-                t.succeeded += 1
-            else:
-                t.errored += 1
-            t.input_tokens += item.input_tokens
-            t.output_tokens += item.output_tokens
-            if item.cost_usd is None:
-                t.unpriced += item.status == S.SUCCEEDED
-            else:
-                t.cost_usd += item.cost_usd
+            self.tally.count(item)
             if self.on_result is not None:
-                self.on_result(t)
+                self.on_result(self.tally)
 
-
-async def _until_done(claimer: asyncio.Task[None], workers: list[asyncio.Task[None]], *,
-                      watch: tuple[asyncio.Task[None] | None, ...]) -> None:
-    """Wait for the claimer, then the workers. A watched task that fails (the ledger
-    lost for good: results no longer durable, leases no longer renewed) ends the run
-    with its error, instead of leaving the workers waiting for commits forever."""
-    async def body() -> None:
-        await claimer
-        await asyncio.gather(*workers)
-
-    main = asyncio.ensure_future(body())
-    pending: set[asyncio.Future[None]] = {main, *(t for t in watch if t is not None)}
-    try:
-        while main in pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-    finally:
-        main.cancel()
