@@ -23,7 +23,8 @@ from laneway.governor import Governor, Lane
 from laneway.ingest import ingest
 from laneway.provider import Provider
 from laneway.runners.realtime import RealtimeRunner
-from laneway.runs import RunConfig, _prepare
+from laneway.runs import RunConfig
+from laneway.session.prepare import prepare
 from laneway.store import AsyncStore, open_store
 
 MODEL = "claude-haiku-4-5"
@@ -72,7 +73,7 @@ async def main() -> None:
                           varied_jobs(args.background_jobs, min_out=16, max_out=128))
         store = open_store(str(Path(tmp) / "ledger.db"))
         cfg = RunConfig()
-        row = _prepare(store, inp, cfg)
+        row = prepare(store, inp, cfg)
         ingest(store, row, inp, defaults=cfg.defaults, skip_invalid=False)
         astore = AsyncStore(store)
         runner = RealtimeRunner(run_id=row.id, astore=astore, provider=provider,

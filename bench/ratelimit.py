@@ -34,7 +34,8 @@ from laneway.governor import Governor
 from laneway.ingest import ingest
 from laneway.provider import Provider
 from laneway.runners.realtime import RealtimeRunner
-from laneway.runs import RunConfig, _prepare
+from laneway.runs import RunConfig
+from laneway.session.prepare import prepare
 from laneway.store import AsyncStore, open_store
 
 LIMITS = {"rpm": 600, "itpm": 200_000, "otpm": 40_000}
@@ -98,7 +99,7 @@ async def laneway_run(base_url: str, counter: Counter, jobs: list[dict[str, Any]
     inp = write_jsonl(workdir / "in.jsonl", jobs)
     store = open_store(str(workdir / "ledger.db"))
     cfg = RunConfig()
-    row = _prepare(store, inp, cfg)
+    row = prepare(store, inp, cfg)
     ingest(store, row, inp, defaults=cfg.defaults, skip_invalid=False)
     astore = AsyncStore(store)
     provider = Provider(counter.client(base_url, max_retries=0), "anthropic", base_url)

@@ -126,7 +126,7 @@ class Ledger:
         if self.conn is None and self.path.exists():
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             try:
-                conn.execute("SELECT 1 FROM runs LIMIT 1")
+                conn.execute("SELECT 1 FROM runs, jobs LIMIT 1")
             except sqlite3.OperationalError:  # not migrated yet
                 conn.close()
                 return None

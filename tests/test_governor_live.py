@@ -12,7 +12,8 @@ from laneway.ingest import ingest
 from laneway.local import LocalConfig, start_local
 from laneway.provider import Provider
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
-from laneway.runs import RunConfig, _prepare
+from laneway.runs import RunConfig
+from laneway.session.prepare import prepare
 from laneway.store import AsyncStore, open_store
 
 
@@ -22,7 +23,7 @@ def setup_run(tmp_path: Path, n: int) -> tuple[object, str]:
                            for i in range(n)))
     store = open_store(str(tmp_path / "l.db"))
     cfg = RunConfig()
-    row = _prepare(store, inp, cfg)
+    row = prepare(store, inp, cfg)
     ingest(store, row, inp, defaults=cfg.defaults, skip_invalid=False)
     return store, row.id
 

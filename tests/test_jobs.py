@@ -103,11 +103,12 @@ def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
 
 
 def _run(store_path: Path, path: Path, *, skip_invalid: bool = False) -> int:
-    from laneway.runs import RunConfig, _prepare
+    from laneway.runs import RunConfig
+    from laneway.session.prepare import prepare
 
     store = open_store(str(store_path))
     try:
-        run = _prepare(store, path, RunConfig(defaults=DEFAULTS))
+        run = prepare(store, path, RunConfig(defaults=DEFAULTS))
         return ingest(store, run, path, defaults=DEFAULTS, skip_invalid=skip_invalid)
     finally:
         store.close()

@@ -18,7 +18,8 @@ from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.provider import Provider
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
 from laneway.runners.retry import RetryPolicy
-from laneway.runs import RunConfig, _prepare, run
+from laneway.runs import RunConfig, run
+from laneway.session.prepare import prepare
 from laneway.store import AsyncStore, open_store
 from laneway.store import schema as S
 
@@ -130,7 +131,7 @@ async def test_long_retry_after_pauses_the_whole_lane(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "l.db"))
     try:
         cfg = RunConfig()
-        row = _prepare(store, inp, cfg)
+        row = prepare(store, inp, cfg)
         ingest(store, row, inp, defaults=cfg.defaults, skip_invalid=False)
         astore = AsyncStore(store)
         runner = RealtimeRunner(run_id=row.id, astore=astore, provider=provider,

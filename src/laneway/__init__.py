@@ -36,13 +36,16 @@ from laneway.errors import (
 
 if TYPE_CHECKING:
     from laneway.agent import HybridAgent
+    from laneway.backend import open_provider
     from laneway.chat import Conversation, Turn
     from laneway.governor import Governor, Lane, RateLimits
     from laneway.jobs import Job, JobDefaults, read_jobs, write_results
     from laneway.local import LocalConfig, serve_local
     from laneway.pricing import Usage, cost_usd
-    from laneway.provider import Provider, Reply, open_provider
-    from laneway.runs import Progress, RunConfig, Summary, results_of, run
+    from laneway.provider import Provider, Reply
+    from laneway.runs import Summary, results_of, run
+    from laneway.session.config import RunConfig
+    from laneway.session.progress import Progress
     from laneway.store import StoreSettings, open_store
 
 __version__ = "0.1.0"
@@ -57,17 +60,17 @@ _LAZY: dict[str, str] = {
     "JobDefaults": "laneway.jobs",
     "Lane": "laneway.governor",
     "LocalConfig": "laneway.local",
-    "Progress": "laneway.runs",
+    "Progress": "laneway.session.progress",
     "Provider": "laneway.provider",
     "RateLimits": "laneway.governor",
     "Reply": "laneway.provider",
-    "RunConfig": "laneway.runs",
+    "RunConfig": "laneway.session.config",
     "StoreSettings": "laneway.store",
     "Summary": "laneway.runs",
     "Turn": "laneway.chat",
     "Usage": "laneway.pricing",
     "cost_usd": "laneway.pricing",
-    "open_provider": "laneway.provider",
+    "open_provider": "laneway.backend",
     "open_store": "laneway.store",
     "read_jobs": "laneway.jobs",
     "results_of": "laneway.runs",

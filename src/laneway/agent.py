@@ -21,25 +21,26 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from laneway.backend import open_provider
 from laneway.chat import Conversation, Turn
 from laneway.errors import ConfigError, InputError
 from laneway.governor import Governor, RateLimits
-from laneway.ingest import ingest
 from laneway.jobs import DEFAULT_MODEL, Job, JobDefaults, read_jobs
-from laneway.provider import OnText, Provider, open_provider
-from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
-from laneway.runners.retry import RetryPolicy
-from laneway.runs import Progress, RunConfig, _prepare
+from laneway.provider import OnText, Provider
+from laneway.session.config import RunConfig
+from laneway.session.execute import Execution, final_status, watch_realtime
+from laneway.session.prepare import prepare, take_up
+from laneway.session.progress import Progress, progress_of
+from laneway.session.watch import RunWatch
 from laneway.store import AsyncStore, Finished, Store, StoreSettings, open_store
 from laneway.store import schema as S
-from laneway.store.runlock import RunLock, hold_run
+from laneway.store.runlock import RunLock
 
 #: Run statuses after which nothing more happens to a run.
 ENDED = ("done", "canceled", "stopped", "failed")
@@ -50,11 +51,9 @@ class _Live:
     """A run this agent is executing."""
 
     run_id: str
-    runner: RealtimeRunner
-    total: int
-    before: dict[str, Any]
+    #: The runner, its progress over the ledger's counts when it started, its events.
+    watch: RunWatch
     task: asyncio.Task[None] | None = None
-    started_at: float = field(default_factory=time.monotonic)
     canceled: bool = False
     #: This process's hold on the run (SQLite), released when the run ends.
     lock: RunLock | None = None
@@ -111,7 +110,7 @@ class HybridAgent:
         are abandoned; nothing new is sent meanwhile.
         """
         for live in list(self._live.values()):
-            live.runner.stop("shutdown")
+            live.watch.runner.stop("shutdown")
         for live in list(self._live.values()):
             if live.task is None:
                 continue
@@ -183,39 +182,34 @@ class HybridAgent:
         path = Path(jobs) if isinstance(jobs, str | Path) else \
             await asyncio.to_thread(self._write_jobs, jobs)
         await asyncio.to_thread(check_input, path, defaults)
-        config = RunConfig(run_name=run_name, mode="realtime", defaults=defaults)
-        run_row = await self.astore.call(_prepare, self.store, path, config)
+        config = RunConfig(run_name=run_name, mode="realtime", defaults=defaults,
+                           concurrency=self.concurrency, max_attempts=self.max_attempts,
+                           worker_id=f"agent-{id(self):x}")
+        run_row = await self.astore.call(prepare, self.store, path, config)
         run_id: str = run_row.id
         if run_id in self._live:
             return run_id
-        lock = hold_run(self.store.settings, run_id)  # refused if another process has it
+        total, lock = await take_up(self.astore, run_row, path, config)
         try:
-            total = await self.astore.call(ingest, self.store, run_row, path,
-                                           defaults=defaults, skip_invalid=False)
-            if not self.store.is_postgres:  # one process owns a SQLite ledger's claims
-                await self.astore.call(self.store.release_all, run_id)
-            counts = await self.astore.call(self.store.counts, run_id)
+            before = await self.astore.call(self.store.counts, run_id)
+            if before.remaining == 0:
+                await self.astore.call(self.store.update_run, run_id, status="done")
+            else:
+                await self.astore.call(self.store.update_run, run_id, status="running",
+                                       mode="realtime", provider=self.provider.kind)
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
-        if counts.remaining == 0:
-            await self.astore.call(self.store.update_run, run_id, status="done")
+        if before.remaining == 0:
             if lock is not None:
                 lock.release()
             return run_id
-        await self.astore.call(self.store.update_run, run_id, status="running",
-                               mode="realtime", provider=self.provider.kind)
-        options = RealtimeOptions(
-            concurrency=self.concurrency, retry=RetryPolicy(max_attempts=self.max_attempts),
-            worker_id=f"agent-{id(self):x}")
-        runner = RealtimeRunner(run_id=run_id, astore=self.astore, provider=self.provider,
-                                governor=self.governor, options=options,
-                                spent_usd=counts.cost_usd)
-        before = {"succeeded": counts[S.SUCCEEDED], "errored": counts[S.ERRORED],
-                  "input_tokens": counts.input_tokens, "output_tokens": counts.output_tokens,
-                  "cost_usd": counts.cost_usd}
-        live = _Live(run_id, runner, total, before, lock=lock)
+        watch = watch_realtime(
+            Execution(run_id=run_id, astore=self.astore, provider=self.provider,
+                      config=config, total=total),
+            before, governor=self.governor, event_every_s=self.progress_interval_s)
+        live = _Live(run_id, watch, lock=lock)
         live.task = asyncio.create_task(self._execute(live), name=f"laneway-run-{run_id}")
         self._live[run_id] = live
         return run_id
@@ -244,13 +238,14 @@ class HybridAgent:
         return path
 
     async def _execute(self, live: _Live) -> None:
-        ticker = asyncio.create_task(self._ticker(live))
         status = "stopped"
+        watched = False
         try:
-            await live.runner.run()
+            tally = await live.watch.run()
+            watched = True
             counts = await self.astore.call(self.store.counts, live.run_id)
-            status = "done" if counts.remaining == 0 else (
-                "canceled" if live.canceled else "stopped")
+            status = final_status(complete=counts.remaining == 0, canceled=live.canceled,
+                                  stop_reason=tally.stop_reason, unfinished="stopped")
         except Exception:
             status = "failed"
             raise
@@ -259,40 +254,16 @@ class HybridAgent:
             # clean-up that interrupts, the run must stop being live (or its event
             # streams never end), and a canceled run never shows as merely stopped.
             try:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
-                if live.canceled and status != "done":
+                if live.canceled:  # cancel() interrupted the run (or came as it ended)
                     status = "canceled"
                 with contextlib.suppress(Exception):
-                    await self._write_progress(live, phase="done")
+                    if not watched:  # the watch wrote the final progress when it ended
+                        await live.watch.write("done")
                     await self.astore.call(self.store.update_run, live.run_id, status=status)
             finally:
                 self._live.pop(live.run_id, None)
                 if live.lock is not None:
                     live.lock.release()
-
-    async def _ticker(self, live: _Live) -> None:
-        while True:
-            await asyncio.sleep(self.progress_interval_s)
-            await self._write_progress(live)
-
-    async def _write_progress(self, live: _Live, phase: str = "running") -> None:
-        data = {**asdict(self._progress_of(live, phase)), "governor": self.governor.snapshot()}
-        await self.astore.call(self.store.add_event, live.run_id, "progress", data)
-
-    def _progress_of(self, live: _Live, phase: str = "running") -> Progress:
-        t = live.runner.tally
-        b = live.before
-        elapsed = time.monotonic() - live.started_at
-        return Progress(
-            run_id=live.run_id, total=live.total, succeeded=b["succeeded"] + t.succeeded,
-            errored=b["errored"] + t.errored, in_flight=t.in_flight,
-            input_tokens=b["input_tokens"] + t.input_tokens,
-            output_tokens=b["output_tokens"] + t.output_tokens,
-            cost_usd=b["cost_usd"] + t.cost_usd,
-            rate_per_s=t.done / elapsed if elapsed > 0 else 0.0, elapsed_s=elapsed,
-            phase=phase)
 
     def is_live(self, run_id: str) -> bool:
         return run_id in self._live
@@ -301,16 +272,13 @@ class HybridAgent:
         """Where a run is now: live counters if this agent runs it, else the ledger's."""
         live = self._live.get(run_id)
         if live is not None:
-            return self._progress_of(live)
+            return live.watch.progress()
         run_row = self.store.get_run(run_id)
         if run_row is None:
             raise ConfigError(f"no run named {run_id!r} in {self.settings}")
         counts = self.store.counts(run_id)
-        return Progress(
-            run_id=run_id, total=counts.total, succeeded=counts[S.SUCCEEDED],
-            errored=counts[S.ERRORED], in_flight=0, input_tokens=counts.input_tokens,
-            output_tokens=counts.output_tokens, cost_usd=counts.cost_usd, rate_per_s=0.0,
-            elapsed_s=0.0, phase="done" if counts.remaining == 0 else run_row.status)
+        return progress_of(run_id, counts.total, counts,
+                           phase="done" if counts.remaining == 0 else run_row.status)
 
     async def wait(self, run_id: str, *, timeout_s: float | None = None) -> None:
         """Wait until this agent's run of ``run_id`` ends (at once if it is not running)."""

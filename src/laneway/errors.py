@@ -4,6 +4,7 @@
 
     LanewayError
     ├── ConfigError                 a bad option, setting, DSN, deadline or budget
+    │   └── RunNotFoundError        no run of that name in the ledger
     ├── InputError                  a bad line of an input file (path, line, field)
     ├── StoreError                  the ledger cannot be opened, read or written
     │   ├── RunMismatchError        a re-run whose input or options differ from the run's
@@ -36,6 +37,10 @@ class LanewayError(Exception):
 
 class ConfigError(LanewayError):
     """An option, setting or environment value that cannot be used."""
+
+
+class RunNotFoundError(ConfigError):
+    """No run of that name (or id) in the ledger."""
 
 
 class InputError(LanewayError):

@@ -1,10 +1,10 @@
 """The one place the ``anthropic`` SDK is called, and where its errors become laneway's.
 
-:func:`open_provider` picks the backend: the real API when ``ANTHROPIC_API_KEY`` is set
-(or ``ANTHROPIC_BASE_URL`` points at a compatible server), otherwise the embedded local
-API, started in-process on a loopback port. Either way the same ``AsyncAnthropic``
-client is used, with the SDK's own retries turned off: laneway owns the retry policy
-(the SDK would ignore a ``retry-after`` over 60 s and cannot pause a whole lane).
+Which backend a :class:`Provider` talks to (the real API, or the embedded local API
+started in-process) is chosen by :func:`laneway.backend.open_provider`. Either way the
+same ``AsyncAnthropic`` client is used, with the SDK's own retries turned off: laneway
+owns the retry policy (the SDK would ignore a ``retry-after`` over 60 s and cannot pause
+a whole lane).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,10 +20,8 @@ from typing import Any
 
 import anthropic
 
-from laneway.backend import choose_provider
 from laneway.errors import (
     AuthenticationError,
-    ConfigError,
     ConnectionLostError,
     OverloadedError,
     ProviderError,
@@ -304,37 +301,3 @@ class Provider:
         if self._stop is not None:
             self._stop()
             self._stop = None
-
-
-def open_provider(
-    provider: str = "auto", *, engine: str | None = None, quiet: bool = False,
-    local_config: Any = None,
-) -> Provider:
-    """Open the backend (see the module docstring); prints one line when it is local."""
-    kind = choose_provider(provider)
-    if kind == "anthropic":
-        key = os.environ.get("ANTHROPIC_API_KEY")
-        base_url = os.environ.get("ANTHROPIC_BASE_URL")
-        if not key and not base_url:
-            raise ConfigError("--provider anthropic needs ANTHROPIC_API_KEY (or "
-                              "ANTHROPIC_BASE_URL for a compatible server)")
-        client = sdk_client(api_key=key or "none", base_url=base_url)
-        url = str(client.base_url).rstrip("/")
-        return Provider(client, "anthropic", url, description=f"the API at {url}")
-
-    from laneway.local import LocalConfig, start_local
-    from laneway.local.engines import smollm2_available
-
-    if local_config is None:
-        name = engine or os.environ.get("LANEWAY_LOCAL_ENGINE") or (
-            "smollm2" if smollm2_available() else "echo")
-        local_config = LocalConfig(engine=name)
-    running = start_local(local_config)
-    label = {"smollm2": "SmolLM2-135M on this machine",
-             "echo": "the echo engine"}.get(local_config.engine, local_config.engine)
-    description = f"the local API ({label}) at {running.base_url}"
-    if not quiet:
-        print(f"laneway: no ANTHROPIC_API_KEY: using {description}", file=sys.stderr)
-    client = sdk_client(api_key="local", base_url=running.base_url)
-    return Provider(client, "local", running.base_url, description=description,
-                    _stop=running.stop)

@@ -21,32 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DBAPIError
 
+from laneway.backend import open_provider
 from laneway.budget import unpriced_models
 from laneway.errors import ConfigError, StoreError
 from laneway.governor import Governor, RateLimits
-from laneway.provider import Provider, open_provider
-from laneway.runners.native import run_native
-from laneway.runners.realtime import RealtimeOptions, RealtimeRunner, Tally
-from laneway.runners.retry import RetryPolicy
+from laneway.provider import Provider
+from laneway.runners.realtime import RealtimeRunner, Tally
+from laneway.session.config import RunConfig
+from laneway.session.execute import Execution, realtime_runner, run_batches
+from laneway.session.options import background_governor
+from laneway.session.options import new_worker_id as new_worker_id
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
 from laneway.store import pauses as shared_pauses
 from laneway.store import schema as S
 from laneway.store.leases import LeaseKeeper
-
-
-def new_worker_id() -> str:
-    """``host-pid-random``: unique among workers, and says where a claim came from."""
-    host = socket.gethostname().split(".")[0][:60] or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @dataclass(kw_only=True)
@@ -62,6 +56,8 @@ class WorkerConfig:
     concurrency: int | None = None
     max_attempts: int = 6
     timeout_s: float = 600.0
+    #: Stop after this many seconds with no answer from the API (see runners.api_wait).
+    wait_for_api_s: float = 30.0
     stream: bool = False
     limits: RateLimits | None = None
     #: A claim's lease: how long a dead worker's jobs wait before others take them.
@@ -190,8 +186,7 @@ class Worker:
         self.provider = provider
         self.notice = on_notice or (lambda _msg: None)
         self.on_result = on_result
-        # A worker serves no person: it may use the whole limit (see runs._run_realtime).
-        self.governor = Governor(limits=config.limits, interactive_reserve=0.0)
+        self.governor = background_governor(config.limits)  # it serves no person
         self.pauses = PauseSync(self.astore, self.governor, poll_s=config.pause_poll_s,
                                 on_notice=self.notice)
         self.leases = LeaseKeeper(store, worker=config.worker_id, lease_s=config.lease_s)
@@ -294,15 +289,9 @@ class Worker:
         counts = await self.astore.call(self.store.counts, run.id)
         if run.ingest_done and counts.remaining == 0:
             return await self._close(run, work)
-        options = RealtimeOptions(
-            concurrency=self.config.concurrency,
-            retry=RetryPolicy(max_attempts=self.config.max_attempts),
-            timeout_s=self.config.timeout_s, stream=self.config.stream,
-            budget_usd=run.budget_usd, claim_size=self.config.claim_size,
-            lease_s=self.config.lease_s, worker_id=self.config.worker_id)
-        runner = RealtimeRunner(run_id=run.id, astore=self.astore, provider=self.provider,
-                                governor=self.governor, options=options,
-                                spent_usd=counts.cost_usd)
+        runner = realtime_runner(self._execution(run), counts, governor=self.governor,
+                                 claim_size=self.config.claim_size,
+                                 lease_s=self.config.lease_s)
         if self.on_result is not None:
             callback = self.on_result
             runner.on_result = lambda t: callback(run.id, t)
@@ -338,6 +327,17 @@ class Worker:
             await self._close(fresh, work)
         return tally.requests > 0
 
+    def _execution(self, run: RunRow) -> Execution:
+        """``run`` as this worker carries it out: its budget and deadline, our options."""
+        c = self.config
+        config = RunConfig(
+            concurrency=c.concurrency, max_attempts=c.max_attempts, timeout_s=c.timeout_s,
+            wait_for_api_s=c.wait_for_api_s, stream=c.stream, limits=c.limits,
+            budget_usd=run.budget_usd, deadline_at=run.deadline_at, worker_id=c.worker_id)
+        return Execution(run_id=run.id, astore=self.astore, provider=self.provider,
+                         config=config, total=run.total, notice=self.notice,
+                         stop_event=self._stop)
+
     async def _close(self, run: RunRow, work: RunWork) -> bool:
         if not work.finished:
             work.finished = True
@@ -350,11 +350,7 @@ class Worker:
         # Native runs go through the native runner, which coordinates its submissions
         # in the ledger (Store.begin_batch and own_batches). Sending them realtime
         # would cost twice what the run's owner chose.
-        tally = await run_native(
-            run_id=run.id, astore=self.astore, provider=self.provider,
-            max_attempts=self.config.max_attempts, budget_usd=run.budget_usd,
-            deadline_at=run.deadline_at, worker_id=self.config.worker_id,
-            on_notice=self.notice, stop_event=self._stop)
+        tally = await run_batches(self._execution(run))
         work.add(tally)
         counts = await self.astore.call(self.store.counts, run.id)
         if counts.remaining == 0:

@@ -68,16 +68,28 @@ class _Once(FaultPlan):
         return fault
 
 
-def test_upstream_error_becomes_an_error_event(served: Served) -> None:
-    # A 429 with a 90 s retry-after is not worth a person's wait: reported at once.
+def test_rate_limited_before_any_text_is_a_429_with_retry_after(served: Served) -> None:
+    # A 429 with a 90 s retry-after is not worth a person's wait: reported at once, as an
+    # HTTP 429 carrying the wait (nothing was streamed yet), as the API itself answers.
     served.local.api.faults = _Once(Fault("429", retry_after_s=90))
-    events = stream(served, {"message": "hello"})
-    assert events == [("error", {"error": {
+    with served.client() as http:
+        r = http.post("/v1/chat/stream", json={"message": "hello"})
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "90"
+    assert r.json() == {"error": {
         "type": "rate_limit_error",
-        "message": "This request would exceed your organization's rate limit."}})]
+        "message": "This request would exceed your organization's rate limit."}}
     # A 529 before any text is retried by the server: the person just gets the answer.
     served.local.api.faults = _Once(Fault("529"))
     assert stream(served, {"message": "hello"})[-1][1]["text"] == "hello"
+
+
+def test_error_after_text_ends_the_stream_with_an_error_event(served: Served) -> None:
+    served.local.api.faults = _Once(Fault("midstream"))
+    events = stream(served, {"message": "one two three four five six"})
+    *deltas, last = events
+    assert len(deltas) == 2 and all(n == "message" and "text" in d for n, d in deltas)
+    assert last == ("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
 
 
 @pytest.mark.local_config(token_ms=25)

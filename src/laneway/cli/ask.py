@@ -53,7 +53,7 @@ def ask_command(
 
 
 async def _ask(params: dict[str, object], provider_name: str) -> tuple[Reply, bool]:
-    from laneway.provider import open_provider  # the SDK: only for the commands that call it
+    from laneway.backend import open_provider  # the SDK: only for the commands that call it
 
     provider = await asyncio.to_thread(open_provider, provider_name)
     try:

@@ -49,7 +49,7 @@ def cancel_command(
 async def _cancel(run_id: str, *, db: str | None, provider: str, wait_s: float
                   ) -> CancelReport:
     # The SDK and the store load only for the command that uses them.
-    from laneway.provider import open_provider
+    from laneway.backend import open_provider
     from laneway.runners.native.cancel import cancel_run
     from laneway.store import AsyncStore, StoreSettings, open_store
 

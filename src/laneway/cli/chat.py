@@ -151,9 +151,9 @@ def chat_command(
 
     Type /help for commands. Ctrl-C stops an answer; Ctrl-D or /quit leaves.
     """
+    from laneway.backend import open_provider
     from laneway.chat import Conversation
     from laneway.heap import freeze_startup_objects
-    from laneway.provider import open_provider
 
     backend = open_provider(provider)
     freeze_startup_objects()

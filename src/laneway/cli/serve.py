@@ -45,8 +45,8 @@ def serve_command(
         raise SystemExit(2) from None
     import uvicorn
 
+    from laneway.backend import open_provider
     from laneway.heap import freeze_startup_objects
-    from laneway.provider import open_provider
     from laneway.server import ServerSettings, create_app
 
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None

@@ -19,21 +19,20 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from laneway import __version__
 from laneway.agent import HybridAgent
-from laneway.errors import LanewayError
 from laneway.governor import RateLimits
 from laneway.jobs import DEFAULT_MODEL
 from laneway.provider import Provider
 from laneway.server import chat_routes, runs_routes
 from laneway.server.auth import TokenAuth, check_bind
 from laneway.server.body_limit import BodyLimit
+from laneway.server.errors import add_error_handlers
 from laneway.server.events_hub import EventsHub
-from laneway.server.models import SSE_MARK, HTTPError
+from laneway.server.models import SSE_MARK
 from laneway.server.origin import SameOrigin
 
 STATIC_DIR = Path(str(resources.files("laneway.server") / "static"))
@@ -62,6 +61,9 @@ class ServerSettings:
     events_interval_s: float = 0.5
     #: How often a running run writes a progress event to the ledger.
     progress_interval_s: float = 1.0
+    #: How long a cancel waits for the run's canceled batches to end (and reads what
+    #: they finished); the rest is read by the next cancel or ``laneway run``.
+    cancel_wait_s: float = 10.0
 
 
 def create_app(settings: ServerSettings | None = None, *,
@@ -91,26 +93,11 @@ def create_app(settings: ServerSettings | None = None, *,
     )
     app.state.agent = the_agent
     app.state.events_interval_s = settings.events_interval_s
+    app.state.cancel_wait_s = settings.cancel_wait_s
     app.state.events_hub = EventsHub(the_agent, settings.events_interval_s)
     app.state.token = settings.token
 
-    @app.exception_handler(HTTPError)
-    async def _http_error(_request: Request, exc: HTTPError) -> Response:
-        return JSONResponse(exc.body(), status_code=exc.status)
-
-    @app.exception_handler(LanewayError)
-    async def _laneway_error(_request: Request, exc: LanewayError) -> Response:
-        return JSONResponse({"error": {"type": "invalid_request_error", "message": str(exc)}},
-                            status_code=400)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg', '')}"
-            for e in exc.errors())
-        return JSONResponse({"error": {"type": "invalid_request_error",
-                                       "message": problems or "invalid request"}},
-                            status_code=422)
+    add_error_handlers(app)
 
     app.include_router(chat_routes.router)
     app.include_router(runs_routes.router)

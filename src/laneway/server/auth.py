@@ -15,13 +15,13 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
-import json
 from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from laneway.errors import ConfigError
+from laneway.server.errors import send_error
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -128,10 +128,5 @@ class TokenAuth:
 
 
 async def _deny(send: Send, status: int, error_type: str, message: str) -> None:
-    body = json.dumps({"error": {"type": error_type, "message": message}}).encode()
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="laneway"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    headers = {"www-authenticate": 'Bearer realm="laneway"'} if status == 401 else None
+    await send_error(send, status, error_type, message, headers)

@@ -9,10 +9,10 @@ route sees the client as gone and stops, and the rest is never kept.
 
 from __future__ import annotations
 
-import json
-
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from laneway.server.errors import send_error
 
 JSON_LIMIT = 8 * 1024 * 1024
 #: The runs route's own limit on the JSONL (256 MiB), plus room for a form's framing.
@@ -74,10 +74,6 @@ class BodyLimit:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"error": {"type": "request_too_large", "message": (
+    await send_error(send, 413, "request_too_large", (
         f"the request body is larger than {limit} bytes ({limit // (1024 * 1024)} MiB), "
-        "the limit of this route")}}).encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+        "the limit of this route"))

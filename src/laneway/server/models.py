@@ -22,19 +22,6 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class HTTPError(Exception):
-    """Raised by a route to answer ``status`` with an :class:`ErrorBody`."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"type": self.error_type, "message": self.message}}
-
-
 # -- chat ---------------------------------------------------------------------------------
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -122,6 +109,14 @@ class CancelResult(BaseModel):
     id: str
     status: str
     canceled: int = Field(description="Jobs recorded as canceled.")
+    batches_canceled: int = Field(0, description="Native batches the provider was asked "
+                                                 "to cancel.")
+    batches_still_running: int = Field(0, description="Canceled batches not ended within "
+                                                      "the wait: cancel again later to "
+                                                      "record what they finished.")
+    billed: int = Field(0, description="Results the canceled batches had finished before "
+                                       "the cancel: billed, so recorded.")
+    billed_usd: float = Field(0.0, description="Their cost.")
 
 
 class RunProgressEvent(BaseModel):

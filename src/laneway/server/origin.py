@@ -22,13 +22,13 @@ which this server (no CORS headers) never grants. The server's own pages send
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from laneway.server.auth import token_of, token_ok
+from laneway.server.errors import send_error
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Bodies a browser sends across origins without a preflight (and an absent one).
@@ -99,10 +99,6 @@ class SameOrigin:
         if why is None:
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"error": {"type": "permission_error", "message": (
+        await send_error(send, 403, "permission_error", (
             f"cross-site request refused ({why}): this server changes state only for its "
-            "own pages, requests with a token, and programs sending JSON or JSONL")}}).encode()
-        await send({"type": "http.response.start", "status": 403, "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+            "own pages, requests with a token, and programs sending JSON or JSONL"))

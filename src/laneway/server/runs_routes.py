@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -17,15 +18,16 @@ from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from laneway.agent import HybridAgent
-from laneway.errors import InputError, RunMismatchError
+from laneway.errors import InputError, RunNotFoundError
 from laneway.jobs import JobDefaults
 from laneway.runname import RULE, run_name_problem, safe_file_stem
+from laneway.server.cancel import cancel
+from laneway.server.errors import HTTPError
 from laneway.server.events_hub import EventsHub
 from laneway.server.models import (
     SSE_MARK,
     CancelResult,
     ErrorBody,
-    HTTPError,
     RunInfo,
     RunList,
     RunProgressEvent,
@@ -53,6 +55,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 _COMMON: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "A token is required."},
     422: {"model": ErrorBody, "description": "A parameter is not valid."},
+    503: {"model": ErrorBody, "description": "The ledger or the backend is unavailable."},
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
     **_COMMON, 404: {"model": ErrorBody, "description": "No such run."}}
@@ -106,7 +109,7 @@ async def _info(agent: HybridAgent, run_id: str) -> RunInfo:
 
     info = await agent.astore.call(read)
     if info is None:
-        raise HTTPError(404, "not_found_error", f"no run {run_id!r}")
+        raise RunNotFoundError(f"no run {run_id!r}")
     return info
 
 
@@ -145,9 +148,7 @@ async def create_run(
         # Name the line, not the server's copy of the file.
         where = f"line {exc.line}: " if exc.line else ""
         field = f"{exc.field}: " if exc.field else ""
-        raise HTTPError(400, "invalid_request_error", f"{where}{field}{exc.reason}") from None
-    except RunMismatchError as exc:
-        raise HTTPError(409, "conflict_error", str(exc)) from None
+        raise InputError(f"{where}{field}{exc.reason}") from None
     return await _info(agent, run_id)
 
 
@@ -204,11 +205,12 @@ async def get_results(request: Request, run_id: str) -> StreamingResponse:
 @router.post("/v1/runs/{run_id}/cancel", response_model=CancelResult, responses=_ERRORS,
              summary="Cancel a run")
 async def cancel_run(request: Request, run_id: str) -> CancelResult:
-    """Stop sending; every job not finished is recorded as `canceled`."""
+    """Stop sending, cancel the run's native batches at the provider (what they had
+    finished is billed, so recorded), and record every job not finished as `canceled`."""
     agent = _agent(request)
     await _info(agent, run_id)
-    canceled = await agent.cancel(run_id)
-    return CancelResult(id=run_id, status="canceled", canceled=canceled)
+    done = await cancel(agent, run_id, wait_s=request.app.state.cancel_wait_s)
+    return CancelResult(id=run_id, status="canceled", **asdict(done))
 
 
 @router.get("/v1/runs/{run_id}/events", response_class=EventSourceResponse,

@@ -1,10 +1,10 @@
-"""The planner and the native runner as :func:`laneway.run` uses them.
+"""A run's plan, and what it cost against what realtime would have.
 
-:func:`plan_run` measures what is left of a run (from the ledger) and asks the planner;
-:func:`merge` adds the realtime runner's tally to the native runner's when the deadline
-fallback left jobs for realtime (the caller runs them); :func:`realtime_cost_usd`
-prices what succeeded at the standard price, for the summary's "realtime would have
-cost".
+:func:`plan_run` measures what is left of a run (from the ledger) and asks the planner
+(:mod:`laneway.runners.planner`); :func:`merge` adds the realtime runner's tally to the
+native runner's when the deadline fallback left jobs for realtime
+(:func:`laneway.session.execute.execute` runs them); :func:`realtime_cost_usd` prices
+what succeeded at the standard price, for the summary's "realtime would have cost".
 """
 
 from __future__ import annotations

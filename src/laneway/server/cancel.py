@@ -1,0 +1,56 @@
+"""``POST /v1/runs/{id}/cancel``: stop a run for good, as ``laneway cancel RUN`` does.
+
+1. The server's own work on the run stops (requests in flight are abandoned) and its
+   jobs not sent become ``canceled``.
+2. The run's native batches still running at the provider are canceled (whoever
+   submitted them: this server, or a ``laneway run`` elsewhere), and their results
+   are read for up to ``wait_s``: requests a batch finished before the cancel took
+   effect are billed, so they are recorded with their cost like any other.
+
+A batch not ended within ``wait_s`` stays ``canceling`` in the ledger; cancelling
+again (here or with ``laneway cancel``), or ``laneway run`` on the run, reads it later.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+from laneway.agent import HybridAgent
+from laneway.runners.native.cancel import cancel_run as cancel_batches
+from laneway.store import schema as S
+from laneway.store.batches import ACTIVE
+
+log = logging.getLogger("laneway.server")
+
+
+@dataclass(frozen=True)
+class Canceled:
+    #: Jobs this cancel recorded as ``canceled``.
+    canceled: int = 0
+    #: Batches the provider was asked to cancel, and those not ended within the wait.
+    batches_canceled: int = 0
+    batches_still_running: int = 0
+    #: Results the canceled batches still delivered (billed), and their cost.
+    billed: int = 0
+    billed_usd: float = 0.0
+
+
+async def cancel(agent: HybridAgent, run_id: str, *, wait_s: float) -> Canceled:
+    """Cancel ``run_id``: this server's work on it, then its batches at the provider."""
+    before = (await agent.astore.call(agent.store.counts, run_id))[S.CANCELED]
+    await agent.cancel(run_id)
+    batches = await agent.astore.call(agent.store.run_batches, run_id)
+    outcome = Canceled()
+    if any(b.status in ACTIVE for b in batches):
+        report = await cancel_batches(run_id=run_id, astore=agent.astore,
+                                      provider=agent.provider, wait_s=wait_s,
+                                      on_notice=log.info)
+        outcome = Canceled(batches_canceled=report.batches_canceled,
+                           batches_still_running=report.still_running,
+                           billed=report.succeeded, billed_usd=report.cost_usd)
+    after = (await agent.astore.call(agent.store.counts, run_id))[S.CANCELED]
+    return replace(outcome, canceled=after - before)
+
+
+__all__ = ["Canceled", "cancel"]

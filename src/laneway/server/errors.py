@@ -1,0 +1,200 @@
+"""How ``laneway serve`` answers a failure: one status table, one error body.
+
+Every error answer, from a route, an exception handler or a middleware (and the
+``error`` event of a chat stream), has the Anthropic API's shape::
+
+    {"error": {"type": "rate_limit_error", "message": "..."}}
+
+A :class:`~laneway.errors.LanewayError` gets its status from :data:`STATUS`, looked up
+along its class's ancestry (the nearest listed class wins):
+
+=========================  ======  ======================================================
+error                      status  why
+=========================  ======  ======================================================
+RateLimitedError           429     with ``retry-after`` (whole seconds, rounded up) when
+                                   the upstream said how long to wait
+AuthenticationError        401     403 when the upstream answered 403 (a key without
+                                   permission)
+RequestError               400     the upstream refused the request as it is
+InputError, ConfigError,   400     the client sent something laneway cannot use
+UnknownModelError
+BudgetExceededError        400     more work would spend past the run's budget
+RunNotFoundError           404     no such run in the ledger
+RunMismatchError           409     a run name reused with other input or options
+DiskFullError              507     Insufficient Storage: retrying will not help until
+                                   space is freed on the server (so not 503)
+StoreError                 503     the ledger cannot be reached (a database outage)
+RetryableError             503     the backend is unavailable (overloaded, 5xx, timed
+                                   out, unreachable); ``retry-after`` when known
+ProviderError              502     any other answer the backend should not have given
+LanewayError               400     a new error not listed here yet
+=========================  ======  ======================================================
+
+A route that refuses a request for a reason of HTTP itself (a body too large, a
+content type it does not read) raises :class:`HTTPError` with its own status.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.types import Send
+
+from laneway.errors import (
+    AuthenticationError,
+    BudgetExceededError,
+    ConfigError,
+    DiskFullError,
+    InputError,
+    LanewayError,
+    ProviderError,
+    RateLimitedError,
+    RequestError,
+    RetryableError,
+    RunMismatchError,
+    RunNotFoundError,
+    StoreError,
+    UnknownModelError,
+)
+
+#: ``LanewayError`` subclass -> (HTTP status, default error type). An error of the
+#: provider keeps its own wire type (``rate_limit_error``, ``overloaded_error``, ...).
+STATUS: Mapping[type[LanewayError], tuple[int, str]] = {
+    RateLimitedError: (429, "rate_limit_error"),
+    AuthenticationError: (401, "authentication_error"),
+    RequestError: (400, "invalid_request_error"),
+    RetryableError: (503, "api_error"),
+    ProviderError: (502, "api_error"),
+    InputError: (400, "invalid_request_error"),
+    ConfigError: (400, "invalid_request_error"),
+    UnknownModelError: (400, "invalid_request_error"),
+    BudgetExceededError: (400, "invalid_request_error"),
+    RunNotFoundError: (404, "not_found_error"),
+    RunMismatchError: (409, "conflict_error"),
+    DiskFullError: (507, "storage_error"),
+    StoreError: (503, "api_error"),
+    LanewayError: (400, "invalid_request_error"),
+}
+
+
+class HTTPError(Exception):
+    """Raised by a route to answer ``status`` with an error body of ``error_type``."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+
+def error_body(error_type: str, message: str) -> dict[str, dict[str, str]]:
+    """The body of every error answer (and of a chat stream's ``error`` event)."""
+    return {"error": {"type": error_type, "message": message}}
+
+
+def status_of(exc: LanewayError) -> int:
+    """The HTTP status of ``exc``: see the module's table."""
+    status = next(STATUS[c][0] for c in type(exc).__mro__ if c in STATUS)
+    if isinstance(exc, AuthenticationError) and exc.status == 403:
+        return 403
+    return status
+
+
+def type_of(exc: BaseException) -> str:
+    """The error type a client sees for ``exc`` (``api_error`` for a bug of laneway's)."""
+    if isinstance(exc, ProviderError):
+        if isinstance(exc, AuthenticationError) and exc.status == 403:
+            return "permission_error"
+        return exc.as_wire_error()["type"]
+    if isinstance(exc, LanewayError):
+        return next(STATUS[c][1] for c in type(exc).__mro__ if c in STATUS)
+    return "api_error"
+
+
+def message_of(exc: BaseException) -> str:
+    """What a client is told: laneway's own message, never a bug's details."""
+    if isinstance(exc, ProviderError):
+        return exc.message
+    if isinstance(exc, LanewayError):
+        return str(exc)
+    return "internal error in laneway serve"
+
+
+def body_of(exc: BaseException) -> dict[str, dict[str, str]]:
+    """The error body for any exception (a chat stream's ``error`` event uses it)."""
+    return error_body(type_of(exc), message_of(exc))
+
+
+def headers_of(exc: BaseException) -> dict[str, str]:
+    """``retry-after`` (whole seconds) when the error knows how long to wait."""
+    wait_s = getattr(exc, "retry_after_s", None)
+    if isinstance(exc, LanewayError) and isinstance(wait_s, int | float) and wait_s >= 0:
+        return {"retry-after": str(math.ceil(wait_s))}
+    return {}
+
+
+def error_response(status: int, error_type: str, message: str,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(error_type, message), status_code=status,
+                        headers=dict(headers or {}))
+
+
+def response_of(exc: BaseException) -> JSONResponse:
+    """The answer to ``exc``: an :class:`HTTPError`, a ``LanewayError``, or a bug (500)."""
+    if isinstance(exc, HTTPError):
+        return error_response(exc.status, exc.error_type, exc.message)
+    status = status_of(exc) if isinstance(exc, LanewayError) else 500
+    return JSONResponse(body_of(exc), status_code=status, headers=headers_of(exc))
+
+
+#: Error types of the statuses HTTP itself answers with (an unknown path, a wrong method).
+_HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+               413: "request_too_large", 429: "rate_limit_error"}
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer every failure of ``app``'s routes with :func:`error_body`."""
+
+    @app.exception_handler(HTTPError)
+    @app.exception_handler(LanewayError)
+    async def _known(_request: Request, exc: Exception) -> Response:
+        return response_of(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg', '')}"
+            for e in exc.errors())
+        return error_response(422, "invalid_request_error", problems or "invalid request")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> Response:
+        error_type = _HTTP_TYPES.get(exc.status_code, "invalid_request_error"
+                                     if exc.status_code < 500 else "api_error")
+        return error_response(exc.status_code, error_type, str(exc.detail),
+                              headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _bug(_request: Request, exc: Exception) -> Response:
+        return response_of(exc)  # a 500 that says nothing of laneway's insides
+
+
+async def send_error(send: Send, status: int, error_type: str, message: str,
+                     headers: Mapping[str, str] | None = None) -> None:
+    """Answer with an error body from an ASGI middleware (before any route runs)."""
+    body = json.dumps(error_body(error_type, message)).encode()
+    raw = [(b"content-type", b"application/json"),
+           (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+__all__ = ["STATUS", "HTTPError", "add_error_handlers", "body_of", "error_body", "error_response",
+           "headers_of", "response_of", "send_error", "status_of"]

@@ -1,0 +1,61 @@
+"""Where a run is: the ledger's counts when its runner started plus the runner's tally."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from laneway.store import schema as S
+
+if TYPE_CHECKING:
+    from laneway.runners.tally import Tally
+    from laneway.store import Counts
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A moment of a run, for progress bars and event streams."""
+
+    run_id: str
+    total: int
+    succeeded: int
+    errored: int
+    in_flight: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    rate_per_s: float
+    elapsed_s: float
+    phase: str = "running"
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.errored
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.rate_per_s <= 0:
+            return None
+        return max(0.0, (self.total - self.done) / self.rate_per_s)
+
+
+def progress_of(run_id: str, total: int, before: Counts, tally: Tally | None = None, *,
+                phase: str = "running") -> Progress:
+    """``before`` (the ledger's counts when the runner started) plus ``tally`` (what the
+    runner has committed since; a native tally too). Without a tally: the ledger's."""
+    if tally is None:
+        return Progress(
+            run_id=run_id, total=total, succeeded=before[S.SUCCEEDED],
+            errored=before[S.ERRORED], in_flight=0, input_tokens=before.input_tokens,
+            output_tokens=before.output_tokens, cost_usd=before.cost_usd, rate_per_s=0.0,
+            elapsed_s=0.0, phase=phase)
+    elapsed = time.monotonic() - tally.started_at
+    return Progress(
+        run_id=run_id, total=total, succeeded=before[S.SUCCEEDED] + tally.succeeded,
+        errored=before[S.ERRORED] + tally.errored, in_flight=tally.in_flight,
+        input_tokens=before.input_tokens + tally.input_tokens,
+        output_tokens=before.output_tokens + tally.output_tokens,
+        cost_usd=before.cost_usd + tally.cost_usd,
+        rate_per_s=tally.done / elapsed if elapsed > 0 else 0.0, elapsed_s=elapsed,
+        phase=phase)

@@ -1,0 +1,127 @@
+"""The run session: what laneway.run, workers and HybridAgent share lives in one place."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import laneway
+from laneway import backend, provider
+from laneway.agent import HybridAgent
+from laneway.jobs import JobDefaults
+from laneway.local import RunningLocal
+from laneway.provider import Provider
+from laneway.runners.tally import Tally
+from laneway.runs import RunConfig, run
+from laneway.session.execute import final_status
+from laneway.session.options import realtime_options
+from laneway.session.progress import progress_of
+from laneway.store import Counts, open_store
+from laneway.store import schema as S
+from laneway.workers import WorkerConfig
+
+SRC = Path(laneway.__file__).parent
+
+
+def test_no_module_imports_a_private_name() -> None:
+    """agent.py used to import runs._prepare: what two callers share is public."""
+    found = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("laneway"):
+                found += [f"{path.relative_to(SRC)}: {node.module}.{a.name}"
+                          for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    assert found == []
+
+
+def test_progress_is_the_counts_before_plus_the_live_tally() -> None:
+    before = Counts(total=10, by_status={S.SUCCEEDED: 3, S.ERRORED: 1, S.PENDING: 6},
+                    input_tokens=100, output_tokens=50, cost_usd=0.5, unpriced=0)
+    tally = Tally(succeeded=2, errored=1, input_tokens=20, output_tokens=10, cost_usd=0.25,
+                  in_flight=4)
+    p = progress_of("r", 10, before, tally, phase="native")
+    assert (p.succeeded, p.errored, p.in_flight, p.done) == (5, 2, 4, 7)
+    assert (p.input_tokens, p.output_tokens, p.cost_usd) == (120, 60, 0.75)
+    assert p.phase == "native" and p.rate_per_s > 0
+    ledger = progress_of("r", 10, before, phase="done")
+    assert (ledger.succeeded, ledger.errored, ledger.in_flight, ledger.rate_per_s) == (
+        3, 1, 0, 0.0)
+
+
+def test_a_run_and_a_worker_map_their_options_alike() -> None:
+    sending = {"concurrency": 3, "max_attempts": 2, "timeout_s": 7.0, "stream": True,
+               "wait_for_api_s": 5.0}
+    from_run = realtime_options(RunConfig(**sending), worker_id="w", budget_usd=1.0)
+    from_worker = realtime_options(WorkerConfig(db="postgresql://h/db", **sending),
+                                   worker_id="w", budget_usd=1.0)
+    assert from_run == from_worker
+    assert (from_run.concurrency, from_run.retry.max_attempts, from_run.timeout_s,
+            from_run.stream, from_run.wait_for_api_s, from_run.budget_usd) == (
+        3, 2, 7.0, True, 5.0, 1.0)
+    leased = realtime_options(RunConfig(), worker_id="w", budget_usd=None, claim_size=9,
+                              lease_s=4.0)
+    assert (leased.claim_size, leased.lease_s) == (9, 4.0)
+
+
+async def test_open_provider_is_the_backend_s_not_the_sdk_wrapper_s() -> None:
+    assert not hasattr(provider, "open_provider")
+    assert laneway.open_provider is backend.open_provider
+    p = backend.open_provider("local", engine="echo", quiet=True)
+    try:
+        reply = await p.create({"model": "claude-haiku-4-5", "max_tokens": 20,
+                                "messages": [{"role": "user", "content": "one two"}]})
+        assert p.kind == "local" and "echo" in p.description
+        assert reply.message["content"][0]["text"] == "one two"
+    finally:
+        await p.aclose()
+
+
+def test_choosing_the_backend_does_not_load_the_sdk() -> None:
+    code = ("import sys, laneway.backend as b; b.choose_provider('local'); "
+            "print('anthropic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("caller", ["run", "agent"])
+async def test_run_and_agent_write_the_same_final_progress(
+        caller: str, local_api: RunningLocal, tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"j{i}", "prompt": f"w{i}"}) + "\n"
+                           for i in range(5)))
+    p = Provider.at(local_api.base_url)
+    try:
+        if caller == "run":
+            summary = await run(inp, provider=p, db=db,
+                                defaults=JobDefaults(model="claude-haiku-4-5"))
+            run_id = summary.run_id
+        else:
+            async with HybridAgent(provider=p, db=db, model="claude-haiku-4-5") as agent:
+                run_id = await agent.submit(inp)
+                await agent.wait(run_id, timeout_s=20)
+    finally:
+        await p.aclose()
+    store = open_store(db)
+    try:
+        final = store.events_since(run_id, kind="progress")[-1]["data"]
+    finally:
+        store.close()
+    assert (final["phase"], final["succeeded"], final["total"]) == ("done", 5, 5)
+    assert {"governor", "history"} <= set(final)
+
+
+def test_final_status_one_rule_for_every_caller() -> None:
+    assert final_status(complete=True, canceled=True, stop_reason=None) == "canceled"
+    assert final_status(complete=True, canceled=False, stop_reason="interrupted") == "done"
+    assert final_status(complete=False, canceled=False, stop_reason="budget") == "stopped"
+    assert final_status(complete=False, canceled=False, stop_reason=None) == "running"
+    assert final_status(complete=False, canceled=False, stop_reason=None,
+                        unfinished="stopped") == "stopped"
