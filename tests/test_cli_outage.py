@@ -197,3 +197,24 @@ def test_a_stalled_request_is_cut_by_the_runs_own_speed_not_the_600_s_default(
         assert running.api.completions.completed == 60
     finally:
         running.stop()
+
+
+def test_a_stalled_stream_is_cut_by_the_runs_own_gaps_not_the_60_s_idle_timeout(
+        tmp_path: Path) -> None:
+    """5% of streams go silent after ``message_start`` (only pings, for 300 s); each is
+    abandoned after the 10 s floor of the bound (4 x the run's p99 wait for an event)
+    and sent again, where the fixed idle timeout held each for 60 s."""
+    make_input(tmp_path / "in.jsonl", 60)
+    running = start_local(LocalConfig(faults="stall=0.05", seed=2))
+    try:
+        started = time.monotonic()
+        res = laneway([*RUN, "--stream", "--concurrency", "4"], env_for(running.base_url),
+                      tmp_path, timeout=100)
+        took = time.monotonic() - started
+        assert res.returncode == 0, res.stderr
+        assert running.api.stats["faults"] >= 1
+        assert took < 45
+        assert output_ids(tmp_path) == [f"doc-{i}" for i in range(60)]
+        assert running.api.completions.completed == 60
+    finally:
+        running.stop()

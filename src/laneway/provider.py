@@ -31,7 +31,7 @@ from laneway.errors import (
     ServerError,
     StreamError,
 )
-from laneway.provider_stream import apply_event, read_events
+from laneway.provider_stream import Gaps, IdleBound, apply_event, read_events
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -153,6 +153,8 @@ class Reply:
     request_id: str | None = None
     ttft_s: float | None = None
     elapsed_s: float = 0.0
+    #: A stream's silences (to the first content event, and the longest after it).
+    gaps: Gaps | None = None
 
     @property
     def usage(self) -> dict[str, Any]:
@@ -251,16 +253,18 @@ class Provider:
     async def stream(
         self, params: dict[str, Any], *, on_text: OnText | None = None,
         idle_timeout_s: float = 60.0, timeout_s: float = 600.0,
+        idle_bound: IdleBound | None = None,
     ) -> Reply:
         """Stream one request, calling ``on_text`` with each text delta as it arrives.
 
-        A stream that sends no content event for ``idle_timeout_s`` (pings do not
-        count) raises :class:`StalledError`. Cancelling the caller closes the
-        connection, which stops generation upstream.
+        A stream that sends no content event for ``idle_timeout_s``, or the shorter
+        ``idle_bound`` (pings do not count), raises :class:`StalledError`. Cancelling
+        the caller closes the connection, which stops generation upstream.
         """
         started = time.monotonic()
         ttft: float | None = None
         message: dict[str, Any] = {}
+        gaps = Gaps()
         with sdk_errors():
             raw = await self.client.messages.with_raw_response.create(
                 **sdk_kwargs(params), stream=True, timeout=_timeout(timeout_s))
@@ -271,7 +275,8 @@ class Provider:
             # every person's stream in ``laneway serve``).
             events = anthropic.AsyncStream.raw_events(response)
             try:
-                async for event, data in read_events(events, idle_timeout_s):
+                async for event, data in read_events(events, idle_timeout_s,
+                                                     bound=idle_bound, gaps=gaps):
                     if event == "message_stop":
                         break
                     if event == "error":
@@ -289,7 +294,7 @@ class Provider:
         if message.get("stop_reason") is None:
             raise ConnectionLostError("the stream ended before message_stop")
         return Reply(message, headers, raw.request_id, ttft_s=ttft,
-                     elapsed_s=time.monotonic() - started)
+                     elapsed_s=time.monotonic() - started, gaps=gaps)
 
     async def aclose(self) -> None:
         await self.client.close()

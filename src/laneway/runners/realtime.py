@@ -26,6 +26,7 @@ from laneway.errors import (
     ProviderTimeoutError,
     RateLimitedError,
     RequestError,
+    StalledError,
     UnknownModelError,
 )
 from laneway.governor import Governor, Lane, Permit
@@ -36,6 +37,7 @@ from laneway.runners import api_wait as W
 from laneway.runners.realtime_options import RealtimeOptions as RealtimeOptions
 from laneway.runners.tally import Tally as Tally
 from laneway.runners.timeouts import RequestTimeouts
+from laneway.runners.until_done import until_done
 from laneway.store import AsyncStore, ClaimedJob, Finished, GroupWriter
 from laneway.store.statuses import JobStatus
 
@@ -74,6 +76,7 @@ class RealtimeRunner:
         self._parked: set[int] = set()  # held, not sent again by this run
         self.api_wait = W.ApiWait(wait_s=self.options.wait_for_api_s)
         self.timeouts = RequestTimeouts(ceiling_s=self.options.timeout_s)
+        self.timeouts.streams.ceiling_s = self.options.idle_timeout_s
         self._stopping = asyncio.Event()
         self._exhausted = False
         self._committed_usd = 0.0  # estimated cost of requests in flight
@@ -114,7 +117,7 @@ class RealtimeRunner:
                    for i in range(n_workers)]
         self._workers = workers
         try:
-            await _until_done(claimer, workers, watch=(renewer, self._writer.task))
+            await until_done(claimer, workers, watch=(renewer, self._writer.task))
         finally:
             for t in (claimer, renewer, *workers):
                 t.cancel()
@@ -264,14 +267,9 @@ class RealtimeRunner:
         self._committed_usd += worst
         try:
             with self.timeouts.stall_watch(lambda: self.governor.set_aside(permit)):
-                if self.options.stream:
-                    reply = await self.provider.stream(
-                        params, timeout_s=self.options.timeout_s,
-                        idle_timeout_s=self.options.idle_timeout_s)
-                else:
-                    reply = await self.timeouts.call(
-                        lambda t: self.provider.create(params, timeout_s=t),
-                        max_tokens=int(params.get("max_tokens", 1)), timeouts=job.timeouts)
+                reply = await self.timeouts.send(self.provider, params,
+                                                 stream=self.options.stream,
+                                                 timeouts=job.timeouts)
         except ProviderError as err:
             self._committed_usd -= worst
             self.tally.in_flight -= 1
@@ -292,7 +290,6 @@ class RealtimeRunner:
         job.attempts += 1
         usage = Usage.from_api(reply.usage)
         self.api_wait.answered()
-        self.timeouts.observe(output_tokens=usage.output_tokens, elapsed_s=reply.elapsed_s)
         cost: float | None
         if self.provider.is_local:
             cost = 0.0
@@ -342,7 +339,7 @@ class RealtimeRunner:
 
     def _unanswered(self, job: _Job, err: ProviderError) -> None:
         job.unanswered += 1
-        job.timeouts += isinstance(err, ProviderTimeoutError)
+        job.timeouts += isinstance(err, ProviderTimeoutError | StalledError)
         pause_s = self.api_wait.unanswered(err)
         if self.api_wait.given_up:  # the job stays held and is released, still pending
             self.stop(W.UNREACHABLE, self.api_wait.message(self.provider.base_url))
@@ -393,36 +390,7 @@ class RealtimeRunner:
             return  # not durable: the job stays held and is released, to be sent again
         self._held.pop(job.claimed.seq, None)
         if fut.result():
-            t = self.tally
-            if item.status == JobStatus.SUCCEEDED:
-                t.succeeded += 1
-            else:
-                t.errored += 1
-            t.input_tokens += item.input_tokens
-            t.output_tokens += item.output_tokens
-            if item.cost_usd is None:
-                t.unpriced += item.status == JobStatus.SUCCEEDED
-            else:
-                t.cost_usd += item.cost_usd
+            self.tally.count(item)
             if self.on_result is not None:
-                self.on_result(t)
+                self.on_result(self.tally)
 
-
-async def _until_done(claimer: asyncio.Task[None], workers: list[asyncio.Task[None]], *,
-                      watch: tuple[asyncio.Task[None] | None, ...]) -> None:
-    """Wait for the claimer, then the workers. A watched task that fails (the ledger
-    lost for good: results no longer durable, leases no longer renewed) ends the run
-    with its error, instead of leaving the workers waiting for commits forever."""
-    async def body() -> None:
-        await claimer
-        await asyncio.gather(*workers)
-
-    main = asyncio.ensure_future(body())
-    pending: set[asyncio.Future[None]] = {main, *(t for t in watch if t is not None)}
-    try:
-        while main in pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-    finally:
-        main.cancel()

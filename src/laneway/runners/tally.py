@@ -6,6 +6,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from laneway.store import Finished
+from laneway.store.statuses import JobStatus
+
 
 @dataclass
 class Tally:
@@ -33,6 +36,19 @@ class Tally:
     @property
     def done(self) -> int:
         return self.succeeded + self.errored
+
+    def count(self, item: Finished) -> None:
+        """Count one committed result."""
+        if item.status == JobStatus.SUCCEEDED:
+            self.succeeded += 1
+        else:
+            self.errored += 1
+        self.input_tokens += item.input_tokens
+        self.output_tokens += item.output_tokens
+        if item.cost_usd is None:
+            self.unpriced += item.status == JobStatus.SUCCEEDED
+        else:
+            self.cost_usd += item.cost_usd
 
 
 def describe(tally: Tally) -> dict[str, Any]:

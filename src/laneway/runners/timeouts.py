@@ -7,8 +7,9 @@ speed instead: ``factor`` × max_tokens ÷ the median output tokens per second o
 run's answers so far, never under ``floor_s`` nor over ``ceiling_s`` (``--timeout``),
 doubled each time the same job has timed out (an answer that really needs longer gets
 it). A request sent before the run's first answer (its speed unknown) is sent with the
-ceiling and cut once the bound is known and passed. Streamed requests do not need this:
-the idle timeout between events catches a stall.
+ceiling and cut once the bound is known and passed. A streamed request is bounded by
+its silences instead (:mod:`laneway.runners.stream_timeouts`): :meth:`RequestTimeouts.send`
+sends either kind within its bound and learns from the answer.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from laneway.errors import ProviderTimeoutError
+from laneway.provider import Provider, Reply
+from laneway.runners.stream_timeouts import StreamTimeouts
 
 T = TypeVar("T")
 
@@ -36,6 +39,8 @@ class RequestTimeouts:
     window: int = 101
     #: How often a request sent before the speed was known checks its bound.
     poll_s: float = 0.5
+    #: The bound of a streamed request's silences.
+    streams: StreamTimeouts = field(default_factory=StreamTimeouts)
     _speeds: deque[float] = field(default_factory=deque, repr=False)
     _median_tps: float | None = field(default=None, repr=False)
     _elapsed: deque[float] = field(default_factory=deque, repr=False)
@@ -95,6 +100,23 @@ class RequestTimeouts:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    async def send(self, provider: Provider, params: dict[str, Any], *, stream: bool,
+                   timeouts: int = 0) -> Reply:
+        """Send one request (streamed or not) within its bound, for a job that timed out
+        or stalled ``timeouts`` times before, and learn from its answer."""
+        if stream:
+            reply = await provider.stream(params, timeout_s=self.ceiling_s,
+                                          idle_timeout_s=self.streams.ceiling_s,
+                                          idle_bound=self.streams.bound(timeouts))
+            self.streams.observe(reply.gaps)
+        else:
+            reply = await self.call(lambda t: provider.create(params, timeout_s=t),
+                                    max_tokens=int(params.get("max_tokens", 1)),
+                                    timeouts=timeouts)
+        self.observe(output_tokens=int(reply.usage.get("output_tokens") or 0),
+                     elapsed_s=reply.elapsed_s)
+        return reply
 
     @contextlib.contextmanager
     def stall_watch(self, on_stalled: Callable[[], None]) -> Iterator[None]:
