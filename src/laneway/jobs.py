@@ -127,49 +127,63 @@ def parse_line(
         raise err(f"expected a JSON object, got {type(obj).__name__}")
 
     if "params" in obj or "custom_id" in obj:
-        custom_id = obj.get("custom_id")
-        if not isinstance(custom_id, str) or not custom_id:
-            raise err("must be a non-empty string", "custom_id")
-        params = obj.get("params")
-        if not isinstance(params, dict):
-            raise err("must be an object of Messages API parameters", "params")
-        params = dict(params)
-        params.setdefault("model", defaults.model)
-        params.setdefault("max_tokens", defaults.max_tokens)
-        if defaults.system is not None:
-            params.setdefault("system", defaults.system)
+        custom_id, params = _long_form(obj, defaults, err)
     elif "prompt" in obj or "id" in obj:
-        custom_id = obj.get("id")
-        if isinstance(custom_id, int) and not isinstance(custom_id, bool):
-            custom_id = str(custom_id)
-        if not isinstance(custom_id, str) or not custom_id:
-            raise err("must be a non-empty string", "id")
-        prompt = obj.get("prompt")
-        if prompt is None:
-            raise err("missing: a short-form line needs a prompt", "prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise err("must be a non-empty string", "prompt")
-        unknown = sorted(set(obj) - _SHORT_KEYS)
-        if unknown:
-            raise err(f"unknown field (the short form takes {', '.join(sorted(_SHORT_KEYS))})",
-                      unknown[0])
-        params = {
-            "model": obj.get("model", defaults.model),
-            "max_tokens": obj.get("max_tokens", defaults.max_tokens),
-            "messages": [{"role": "user", "content": prompt}],
-        }
-        system = obj.get("system", defaults.system)
-        if system is not None:
-            if not isinstance(system, str):
-                raise err("must be a string", "system")
-            params["system"] = system
-        for key in ("temperature", "stop_sequences", "metadata"):
-            if key in obj:
-                params[key] = obj[key]
+        custom_id, params = _short_form(obj, defaults, err)
     else:
         raise err('expected {"custom_id", "params"} or {"id", "prompt"}')
     _check_params(params, err)
     return Job(custom_id=custom_id, params=params, line=line)
+
+
+def _long_form(obj: dict[str, Any], defaults: JobDefaults, err: Any
+               ) -> tuple[str, dict[str, Any]]:
+    """A ``{"custom_id", "params"}`` line (the Batches API's own request form)."""
+    custom_id = obj.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        raise err("must be a non-empty string", "custom_id")
+    params = obj.get("params")
+    if not isinstance(params, dict):
+        raise err("must be an object of Messages API parameters", "params")
+    params = dict(params)
+    params.setdefault("model", defaults.model)
+    params.setdefault("max_tokens", defaults.max_tokens)
+    if defaults.system is not None:
+        params.setdefault("system", defaults.system)
+    return custom_id, params
+
+
+def _short_form(obj: dict[str, Any], defaults: JobDefaults, err: Any
+                ) -> tuple[str, dict[str, Any]]:
+    """A ``{"id", "prompt"}`` line, with the defaults filled in."""
+    custom_id = obj.get("id")
+    if isinstance(custom_id, int) and not isinstance(custom_id, bool):
+        custom_id = str(custom_id)
+    if not isinstance(custom_id, str) or not custom_id:
+        raise err("must be a non-empty string", "id")
+    prompt = obj.get("prompt")
+    if prompt is None:
+        raise err("missing: a short-form line needs a prompt", "prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise err("must be a non-empty string", "prompt")
+    unknown = sorted(set(obj) - _SHORT_KEYS)
+    if unknown:
+        raise err(f"unknown field (the short form takes {', '.join(sorted(_SHORT_KEYS))})",
+                  unknown[0])
+    params = {
+        "model": obj.get("model", defaults.model),
+        "max_tokens": obj.get("max_tokens", defaults.max_tokens),
+        "messages": [{"role": "user", "content": prompt}],
+    }
+    system = obj.get("system", defaults.system)
+    if system is not None:
+        if not isinstance(system, str):
+            raise err("must be a string", "system")
+        params["system"] = system
+    for key in ("temperature", "stop_sequences", "metadata"):
+        if key in obj:
+            params[key] = obj[key]
+    return custom_id, params
 
 
 def read_jobs(

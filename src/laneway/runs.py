@@ -84,11 +84,7 @@ async def run(
     ``stop_event``, when set, stops the run cleanly (as Ctrl-C does).
     """
     config = config or RunConfig(**options)
-    if config.mode not in MODES:
-        raise ConfigError(f"--mode {config.mode!r}: choose {', '.join(MODES)}")
-    if output_path is not None:  # before anything runs: never find a bad -o at the end
-        check_output(output_path, input_path=input_path)
-        clean_stale_parts(output_path)
+    _check_first(config, input_path, output_path)
     started = time.monotonic()
     notice = on_notice or (lambda _msg: None)
     store = open_store(StoreSettings.from_dsn(config.db))
@@ -132,6 +128,16 @@ async def run(
         store.close()
         if lock is not None:
             lock.release()
+
+
+def _check_first(config: RunConfig, input_path: str | Path,
+                 output_path: str | Path | None) -> None:
+    """What is checked before anything runs: the mode, and the output path."""
+    if config.mode not in MODES:
+        raise ConfigError(f"--mode {config.mode!r}: choose {', '.join(MODES)}")
+    if output_path is not None:  # before anything runs: never find a bad -o at the end
+        check_output(output_path, input_path=input_path)
+        clean_stale_parts(output_path)
 
 
 async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summary:

@@ -20,6 +20,7 @@ from laneway.timeparse import human_s, parse_deadline
 
 if TYPE_CHECKING:
     from laneway.runners.native.cancel import CancelReport
+    from laneway.runners.planner import Estimate, Plan, PlannerOptions, Workload
 
 
 @app.command("cancel")
@@ -91,7 +92,6 @@ def estimate_command(
         PlannerOptions,
         Workload,
         choose,
-        limits_text,
         native_estimate,
         realtime_estimate,
     )
@@ -126,6 +126,17 @@ def estimate_command(
             "realtime": asdict(rt), "native": asdict(nat),
             "auto": {"mode": plan.mode, "reason": plan.reason}}))
         return
+    _print_estimate(workload, rt, nat, plan, limits=limits, options=options,
+                    expected_output=expected_output, local=local)
+
+
+def _print_estimate(
+    workload: Workload, rt: Estimate, nat: Estimate, plan: Plan, *,
+    limits: RateLimits | None, options: PlannerOptions, expected_output: int, local: bool,
+) -> None:
+    """The table ``laneway estimate`` prints (without ``--json``)."""
+    from laneway.runners.planner import limits_text
+
     models = ", ".join(f"{m} ({load.jobs})" for m, load in workload.by_model.items())
     console.print(f"{workload.jobs:,} jobs: {models or 'none'}")
     console.print(f"tokens: ~{workload.input_tokens:,} input; ~{workload.expected_output_tokens:,} "

@@ -82,6 +82,11 @@ def run_command(
     except KeyboardInterrupt:
         console_err.print(f"interrupted. Resume with: [bold]{_resume_command()}[/bold]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    _report(summary, budget=budget, no_work=no_work)
+
+
+def _report(summary: Summary, *, budget: float | None, no_work: bool) -> None:
+    """Print how the run ended; exit non-zero when it did not finish."""
     if summary.stop_reason == "auth":  # a refused key: one line, as for any mistake
         console_err.print(f"[red]laneway: error:[/red] {escape(summary.stop_detail or '')}",
                           highlight=False, soft_wrap=True)

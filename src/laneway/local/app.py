@@ -16,13 +16,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.datastructures import MutableHeaders
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from laneway.errors import ConfigError
 from laneway.local import models, structured
@@ -40,9 +36,11 @@ from laneway.local.generation import (
     generate,
     message_json,
 )
+from laneway.local.http import RequestIdMiddleware as RequestIdMiddleware
+from laneway.local.http import add_error_handlers
 from laneway.local.ratelimit import RateLimiter
 from laneway.local.validation import MessageParams, validate_count_tokens, validate_message
-from laneway.local.wire import APIError, check_version, error_response, new_id
+from laneway.local.wire import APIError, check_version, new_id
 
 MESSAGES_MAX_BYTES = 32 * 1024 * 1024
 
@@ -72,40 +70,6 @@ def _sse(event: dict[str, Any]) -> ServerSentEvent:
     return ServerSentEvent(
         data=json.dumps(event, separators=(",", ":")), event=event["type"], sep="\n"
     )
-
-
-class RequestIdMiddleware:
-    """Gives every request a ``request-id`` (in ``request.state`` and the response headers),
-    and every response the ``anthropic-ratelimit-*`` headers when limits are set.
-
-    A plain ASGI middleware, not ``@app.middleware``: that one wraps streamed bodies and
-    would finish a response cleanly that a fault means to cut.
-    """
-
-    def __init__(self, app: ASGIApp, *, limits: RateLimiter | None = None) -> None:
-        self.app = app
-        self.limits = limits
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = new_id("req")
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                if "request-id" not in headers:
-                    headers["request-id"] = request_id
-                # The API sends them on every response, not only on /v1/messages.
-                if self.limits is not None:
-                    for name, value in self.limits.headers().items():
-                        if name not in headers:
-                            headers[name] = value
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 class LocalAPI:
@@ -312,40 +276,16 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
                   redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.local = api
 
-    @app.exception_handler(APIError)
-    async def _api_error(request: Request, exc: APIError) -> Response:
-        for name, value in api.limits.headers().items():
-            exc.headers.setdefault(name, value)
-        return error_response(exc, request.state.request_id)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        rid = getattr(request.state, "request_id", new_id("req"))
-        if exc.status_code == 405:
-            err = APIError("not_found_error", f"{request.method} {request.url.path} is not allowed")
-        else:
-            err = APIError("not_found_error", f"Not found: {request.url.path}")
-        return error_response(err, rid)
-
-    @app.exception_handler(RequestValidationError)
-    async def _query_error(request: Request, exc: RequestValidationError) -> Response:
-        # FastAPI would answer 422 with its own body; the API answers 400 and names the field.
-        problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
-            for e in exc.errors()
-        ]
-        err = APIError("invalid_request_error", "; ".join(problems) or "invalid request")
-        return error_response(err, request.state.request_id)
-
-    @app.exception_handler(Exception)
-    async def _internal_error(request: Request, exc: Exception) -> Response:
-        # Runs outside the request-id middleware (Starlette calls it from its outermost
-        # layer), so it sets the headers itself.
-        rid = getattr(request.state, "request_id", None) or new_id("req")
-        err = APIError("api_error", "Internal server error", headers=api.limits.headers())
-        return error_response(err, rid)
-
+    add_error_handlers(app, api.limits)
     app.add_middleware(RequestIdMiddleware, limits=api.limits)
+
+    _add_message_routes(app, api)
+    _add_batch_routes(app, api)
+    return app
+
+
+def _add_message_routes(app: FastAPI, api: LocalAPI) -> None:
+    """``/v1/messages``, ``count_tokens``, ``/v1/models`` and laneway's completion counts."""
 
     @app.post("/v1/messages")
     async def messages(request: Request) -> Response:
@@ -376,6 +316,10 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
         # Counts only (no request content), readable without the key: a test reads
         # what a refused client was billed for with no key of its own.
         return api.completions.as_json()
+
+
+def _add_batch_routes(app: FastAPI, api: LocalAPI) -> None:
+    """The Message Batches calls under ``/v1/messages/batches``."""
 
     @app.post("/v1/messages/batches")
     async def create_batch(request: Request) -> dict[str, Any]:
@@ -420,8 +364,6 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
     async def batch_results(request: Request, batch_id: str) -> Response:
         api.check_auth(request)
         return Response(api.batches.results_jsonl(batch_id), media_type="application/binary")
-
-    return app
 
 
 def _base(request: Request) -> str:

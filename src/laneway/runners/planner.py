@@ -247,6 +247,20 @@ def choose(
     partial = (deadline_s is not None and window_s is not None and nat.time_s > deadline_s
                and window_s >= options.hybrid_min_window * nat.time_s)
 
+    return _by_deadline_and_budget(
+        plan, rt, nat, deadline_s=deadline_s, budget_left_usd=budget_left_usd,
+        partial=partial, window_s=window_s, batch_mode=batch_mode, when=when,
+        fallback=fallback, rt_note=rt_note, costs=costs)
+
+
+def _by_deadline_and_budget(
+    plan: Callable[[str, str], Plan], rt: Estimate, nat: Estimate, *,
+    deadline_s: float | None, budget_left_usd: float | None, partial: bool,
+    window_s: float | None, batch_mode: str, when: str, fallback: str, rt_note: str,
+    costs: str,
+) -> Plan:
+    """The part of :func:`choose` that weighs the deadline and the budget."""
+
     def meets(e: Estimate) -> bool:
         if deadline_s is None or e.time_s <= deadline_s:
             return True
