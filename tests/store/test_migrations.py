@@ -104,3 +104,21 @@ def test_a_ledger_made_by_001_alone_migrates_to_the_current_tables(store_dsn: st
         assert _shape(upgraded.engine) == _declared_shape()
     finally:
         upgraded.close()
+
+
+def test_processes_opening_a_new_sqlite_ledger_together_all_succeed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    db = tmp_path / "new.db"
+    probe = ("import sys, time; from laneway.store import open_store, StoreSettings\n"
+             "t = float(sys.argv[2])\n"
+             "while time.time() < t: pass\n"
+             "open_store(StoreSettings.from_dsn(sys.argv[1])).close(); print('ok')")
+    start = __import__("time").time() + 3.0
+    procs = [subprocess.Popen([sys.executable, "-c", probe, str(db), str(start)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    results = [p.communicate(timeout=120) for p in procs]
+    failures = [err.strip().splitlines()[-1] for out, err in results if out.strip() != "ok"]
+    assert failures == []

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from laneway.store import schema
 from laneway.store.migrations import m001_initial, m002_batch_leases
@@ -26,8 +27,25 @@ MIGRATIONS: list[tuple[str, Migration]] = [
 ]
 
 
-def migrate(engine: Engine) -> list[str]:
-    """Apply the migrations this database lacks; returns the names applied."""
+def migrate(engine: Engine, *, tries: int = 5) -> list[str]:
+    """Apply the migrations this database lacks; returns the names applied.
+
+    Two processes opening a new SQLite ledger together both migrate it (SQLite has no
+    lock to take first, and its DDL commits at once): the slower one fails on the step
+    the other recorded (a duplicate name, a table or column that now exists) and tries
+    again, finding that step done.
+    """
+    for attempt in range(tries):
+        try:
+            return _migrate(engine)
+        except (IntegrityError, OperationalError):
+            if engine.dialect.name == "postgresql" or attempt == tries - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _migrate(engine: Engine) -> list[str]:
     applied: list[str] = []
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
