@@ -7,7 +7,10 @@
    objects, arrays, enums, required fields; four as ``output_config.format``, one as a
    forced tool call), 8 at a time against one in-process server: how many are valid
    JSON against their schema (``jsonschema``), and how they stopped.
-3. Grammar cost: one greedy stream, decode ms per token with and without a schema
+3. Articles: ``laneway run examples/articles.jsonl`` on the embedded default, as the
+   README's first command runs it: each summary must be one or two sentences naming the
+   article's subject (the keywords below), and none may run to ``max_tokens``.
+4. Grammar cost: one greedy stream, decode ms per token with and without a schema
    (the engine called directly: same prompt, same number of tokens), and the time the
    grammar itself takes per token (its own clock: on a loaded machine the wall-clock
    difference drowns in noise).
@@ -194,12 +197,79 @@ async def grammar_cost() -> dict[str, Any]:
             "constrained_tokens": tokens}
 
 
+#: Words a faithful summary of each article names (any one of them, case-insensitive).
+SUBJECTS: dict[str, tuple[str, ...]] = {
+    "tides": ("tide",), "photosynthesis": ("photosynth",), "printing-press": ("print",),
+    "vaccines": ("vaccin", "immun"), "plate-tectonics": ("plate", "tecton"),
+    "honeybees": ("bee",), "compound-interest": ("interest",),
+    "black-death": ("black death", "plague"), "internet-packets": ("packet",),
+    "coral-reefs": ("coral", "reef"), "steam-engine": ("steam",), "sleep": ("sleep",),
+    "roman-roads": ("road",), "black-holes": ("black hole",),
+    "fermentation": ("ferment",), "antibiotic-resistance": ("antibiotic",),
+    "water-cycle": ("water",), "great-wall": ("wall",), "batteries": ("batter",),
+    "migration-birds": ("migrat", "bird", "tern"),
+}
+
+
+def sentences(text: str) -> int:
+    """Sentences in ``text``: runs ended by . ! or ? (a trailing fragment counts)."""
+    import re
+
+    parts = [p for p in re.split(r"(?<=[.!?])\s+", text.strip()) if p.strip()]
+    return len(parts)
+
+
+def articles() -> dict[str, Any]:
+    import os
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.jsonl"
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "laneway", "run", str(root / "examples/articles.jsonl"),
+             "-o", str(out), "--db", str(Path(tmp) / "l.db"), "-q"],
+            env=env, capture_output=True, text=True, timeout=1200)
+        wall = time.monotonic() - started
+        rows = [json.loads(line) for line in out.read_text().splitlines()] \
+            if out.exists() else []
+    checked = []
+    for row in rows:
+        message = row["result"].get("message") or {}
+        text = "".join(b.get("text", "") for b in message.get("content", []))
+        words = SUBJECTS.get(row["custom_id"], ())
+        checked.append({
+            "id": row["custom_id"], "text": text, "sentences": sentences(text),
+            "names_subject": any(w in text.lower() for w in words),
+            "stop_reason": message.get("stop_reason")})
+    good = [c for c in checked if c["names_subject"] and 1 <= c["sentences"] <= 2
+            and c["stop_reason"] != "max_tokens"]
+    print_table("articles on the embedded default", ["id", "sentences", "subject", "stop"],
+                [[c["id"], c["sentences"], c["names_subject"], c["stop_reason"]]
+                 for c in checked])
+    print(f"{len(good)} of {len(checked)} faithful; "
+          f"{sum(c['stop_reason'] == 'max_tokens' for c in checked)} ran to max_tokens; "
+          f"exit {proc.returncode}, {wall:.0f} s")
+    return {"exit": proc.returncode, "wall_s": round(wall, 1), "jobs": len(checked),
+            "faithful": len(good), "max_tokens": sum(c["stop_reason"] == "max_tokens"
+                                                     for c in checked),
+            "answers": checked}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fresh", type=int, default=10, help="fresh `laneway ask` processes")
+    parser.add_argument("--only", choices=("ask", "structured", "articles", "grammar"),
+                        help="run one part")
     args = parser.parse_args()
-    results = {"ask": fresh_asks(args.fresh), "structured": asyncio.run(structured()),
-               "grammar": asyncio.run(grammar_cost())}
+    parts = {"ask": lambda: fresh_asks(args.fresh),
+             "structured": lambda: asyncio.run(structured()),
+             "articles": articles, "grammar": lambda: asyncio.run(grammar_cost())}
+    results = {name: run() for name, run in parts.items()
+               if args.only in (None, name)}
     save("local_quality", results)
 
 
