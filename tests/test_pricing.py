@@ -89,3 +89,19 @@ def test_a_given_price_for_an_unknown_model() -> None:
     for bad in ("3", "a/b", "-1/2", "1/2/3", "nan/1"):
         with pytest.raises(ConfigError, match="--price"):
             parse_price(bad)
+
+
+def test_one_helper_prices_a_usage_and_the_worst_case() -> None:
+    from laneway.pricing import Usage, cost_usd, usage_cost, worst_cost
+
+    usage = Usage(input_tokens=1000, output_tokens=500)
+    assert usage_cost("claude-haiku-4-5", usage, local=True) == 0.0
+    assert usage_cost("no-such-model", usage, local=False) is None
+    full = usage_cost("claude-haiku-4-5", usage, local=False)
+    assert full == cost_usd("claude-haiku-4-5", usage) and full > 0
+    assert usage_cost("claude-haiku-4-5", usage, local=False, batch=True) == full / 2
+    worst = worst_cost("claude-haiku-4-5", 1000, 500, local=False)
+    assert worst == full  # every max_tokens produced: the same tokens as this usage
+    assert worst_cost("claude-haiku-4-5", 1000, 500, local=False, batch=True) == worst / 2
+    assert worst_cost("claude-haiku-4-5", 1000, 500, local=True) == 0.0
+    assert worst_cost("no-such-model", 1000, 500, local=False) == 0.0

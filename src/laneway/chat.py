@@ -35,11 +35,10 @@ from laneway.errors import (
     ProviderError,
     RateLimitedError,
     RetryableError,
-    UnknownModelError,
 )
 from laneway.governor import Governor, Lane
 from laneway.jobs import DEFAULT_MODEL
-from laneway.pricing import Usage, cost_usd
+from laneway.pricing import Usage, usage_cost
 from laneway.provider import OnText, Provider, Reply
 
 
@@ -85,12 +84,7 @@ class Turn:
 
 def turn_cost(provider: Provider, model: str, usage: Mapping[str, Any]) -> float | None:
     """What a usage cost: 0 on the local model, ``None`` for a model with no known price."""
-    if provider.is_local:
-        return 0.0
-    try:
-        return cost_usd(model, Usage.from_api(dict(usage)))
-    except UnknownModelError:  # report "unknown", never zero
-        return None
+    return usage_cost(model, Usage.from_api(dict(usage)), local=provider.is_local)
 
 
 class Conversation:

@@ -148,3 +148,28 @@ def cost_usd(model: str, usage: Usage, *, batch: bool = False) -> float:
         + usage.cache_read_input_tokens * p.cache_read
     ) / 1_000_000
     return total * BATCH_DISCOUNT if batch or usage.service_tier == "batch" else total
+
+
+def usage_cost(model: str, usage: Usage, *, local: bool, batch: bool = False) -> float | None:
+    """What a request cost: 0 on the local model, ``None`` for a model with no known
+    price (reported as unknown, never counted as zero)."""
+    if local:
+        return 0.0
+    try:
+        return cost_usd(model, usage, batch=batch)
+    except UnknownModelError:
+        return None
+
+
+def worst_cost(model: str, input_tokens: float, max_tokens: int, *, local: bool,
+               batch: bool = False) -> float:
+    """The most one request can cost (every ``max_tokens`` produced): 0 on the local
+    model or with no known price (a budget refuses unpriced models before sending)."""
+    if local:
+        return 0.0
+    try:
+        p = price_of(model)
+    except UnknownModelError:
+        return 0.0
+    total = (input_tokens * p.input + max_tokens * p.output) / 1_000_000
+    return total * BATCH_DISCOUNT if batch else total

@@ -21,17 +21,15 @@ from dataclasses import dataclass
 
 from laneway import estimate
 from laneway.errors import (
-    LanewayError,
     ProviderError,
     ProviderTimeoutError,
     RateLimitedError,
     RequestError,
     StalledError,
-    UnknownModelError,
 )
 from laneway.governor import Governor, Lane, Permit
 from laneway.jobs import errored, succeeded
-from laneway.pricing import Usage, cost_usd, price_of
+from laneway.pricing import Usage, usage_cost, worst_cost
 from laneway.provider import Provider
 from laneway.runners import api_wait as W
 from laneway.runners.realtime_options import RealtimeOptions as RealtimeOptions
@@ -189,14 +187,9 @@ class RealtimeRunner:
 
     def _worst_cost(self, job: _Job) -> float:
         """The most this job's next request can cost (0 when local or unpriced)."""
-        if self.provider.is_local:
-            return 0.0
-        try:
-            price = price_of(job.claimed.model)
-        except LanewayError:
-            return 0.0
-        max_tokens = int(job.claimed.params.get("max_tokens", 0))
-        return (job.est_input * price.input + max_tokens * price.output) / 1_000_000
+        return worst_cost(job.claimed.model, job.est_input,
+                          int(job.claimed.params.get("max_tokens", 0)),
+                          local=self.provider.is_local)
 
     def _over_budget(self, job: _Job) -> bool:
         budget = self.options.budget_usd
@@ -290,14 +283,7 @@ class RealtimeRunner:
         job.attempts += 1
         usage = Usage.from_api(reply.usage)
         self.api_wait.answered()
-        cost: float | None
-        if self.provider.is_local:
-            cost = 0.0
-        else:
-            try:
-                cost = cost_usd(model, usage)
-            except UnknownModelError:
-                cost = None
+        cost = usage_cost(model, usage, local=self.provider.is_local)
         await self._record(job, Finished(
             run_id=self.run_id, seq=job.claimed.seq, status=JobStatus.SUCCEEDED,
             result=succeeded(reply.message), attempts=job.attempts,

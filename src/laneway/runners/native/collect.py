@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from laneway.errors import ProviderError, UnknownModelError
-from laneway.pricing import Usage, cost_usd
+from laneway.errors import ProviderError
+from laneway.pricing import Usage, usage_cost
 from laneway.provider_batches import BatchInfo
 from laneway.runners.native.state import NativeState
 from laneway.runners.native.wire import parse_custom_id
@@ -119,14 +119,7 @@ class Collector:
         r = self.state
         message = result.get("message") or {}
         usage = Usage.from_api(message.get("usage"))
-        cost: float | None
-        if r.provider.is_local:
-            cost = 0.0
-        else:
-            try:
-                cost = cost_usd(member.model, usage, batch=True)
-            except UnknownModelError:
-                cost = None
+        cost = usage_cost(member.model, usage, local=r.provider.is_local, batch=True)
         return Finished(
             run_id=r.run_id, seq=member.seq, status=JobStatus.SUCCEEDED, result=result,
             attempts=member.attempts, input_tokens=usage.input_tokens,

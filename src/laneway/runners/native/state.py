@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from laneway import estimate
-from laneway.errors import LanewayError
-from laneway.pricing import price_of
+from laneway.pricing import worst_cost
 from laneway.provider import Provider
 from laneway.provider_batches import Batches, BatchInfo
 from laneway.runners.native.options import NativeOptions, NativeTally
@@ -56,15 +55,9 @@ class NativeState:
 
     def worst_usd(self, params: dict[str, Any]) -> float:
         """The most a request can cost in a batch (0 when local or unpriced)."""
-        if self.provider.is_local:
-            return 0.0
-        try:
-            price = price_of(str(params.get("model", "")))
-        except LanewayError:
-            return 0.0
-        tokens_in = estimate.input_tokens(params)
-        tokens_out = int(params.get("max_tokens", 0))
-        return (tokens_in * price.input + tokens_out * price.output) / 2_000_000
+        return worst_cost(str(params.get("model", "")), estimate.input_tokens(params),
+                          int(params.get("max_tokens", 0)), local=self.provider.is_local,
+                          batch=True)
 
     def budget_left_usd(self) -> float | None:
         if self.budget_usd is None:
