@@ -4,7 +4,7 @@
 would destroy something: the input itself (also through a symlink or a hard link: the
 same device and inode), a directory or another file that is not a regular one, a path
 under a regular file, or a missing directory. :func:`replacing` writes beside the final name, in
-``.NAME.PID.XXXXXXXX.part``, and renames into place, so a crash or a full disk never
+``.NAME.PID.<random>.part``, and renames into place, so a crash or a full disk never
 leaves half a file, and the file is untouched until the new one is complete. A part
 file whose process is gone (a kill) is removed by :func:`clean_stale_parts` on the
 next run or ``results -o``.
