@@ -38,10 +38,11 @@ class Tally:
         return self.succeeded + self.errored
 
     def count(self, item: Finished) -> None:
-        """Count one committed result."""
+        """Count one committed result (a canceled or expired one counts only its tokens
+        and cost: it is neither succeeded nor errored)."""
         if item.status == JobStatus.SUCCEEDED:
             self.succeeded += 1
-        else:
+        elif item.status == JobStatus.ERRORED:
             self.errored += 1
         self.input_tokens += item.input_tokens
         self.output_tokens += item.output_tokens

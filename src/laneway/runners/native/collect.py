@@ -132,20 +132,9 @@ class Collector:
         r = self.state
         if items:
             recorded = set(await r.astore.call(r.store.finish, items))
-            t = r.tally
             for item in items:
-                if item.seq not in recorded:
-                    continue
-                if item.status == JobStatus.SUCCEEDED:
-                    t.succeeded += 1
-                elif item.status == JobStatus.ERRORED:
-                    t.errored += 1
-                t.input_tokens += item.input_tokens
-                t.output_tokens += item.output_tokens
-                if item.cost_usd is None:
-                    t.unpriced += item.status == JobStatus.SUCCEEDED
-                else:
-                    t.cost_usd += item.cost_usd
+                if item.seq in recorded:
+                    r.tally.count(item)
         if again:
             moved = await r.astore.call(r.store.requeue_batch, r.run_id, row.id, again)
             r.tally.resubmitted += moved
