@@ -37,7 +37,10 @@ def test_schema_lists_each_route_with_its_models(served: Served) -> None:
     assert {(p, m) for p, ops in paths.items() for m in ops} == {
         ("/v1/chat/stream", "post"), ("/v1/runs", "post"), ("/v1/runs", "get"),
         ("/v1/runs/{run_id}", "get"), ("/v1/runs/{run_id}/results", "get"),
-        ("/v1/runs/{run_id}/cancel", "post"), ("/v1/runs/{run_id}/events", "get")}
+        ("/v1/runs/{run_id}/cancel", "post"), ("/v1/runs/{run_id}/events", "get"),
+        # The gateway: the Anthropic API's own routes, relayed.
+        ("/v1/messages", "post"), ("/v1/messages/count_tokens", "post"),
+        ("/v1/models", "get"), ("/v1/models/{model_id}", "get")}
     chat = paths["/v1/chat/stream"]["post"]
     body = chat["requestBody"]["content"]["application/json"]["schema"]
     assert ref(body) == "ChatRequest"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import html
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ from laneway.server.auth import TokenAuth, check_bind
 from laneway.server.body_limit import BodyLimit
 from laneway.server.errors import add_error_handlers
 from laneway.server.events_hub import EventsHub
+from laneway.server.gateway import Gateway, GatewaySettings
+from laneway.server.gateway import router as gateway_router
 from laneway.server.models import SSE_MARK
 from laneway.server.origin import SameOrigin
 
@@ -64,6 +66,8 @@ class ServerSettings:
     #: How long a cancel waits for the run's canceled batches to end (and reads what
     #: they finished); the rest is read by the next cancel or ``laneway run``.
     cancel_wait_s: float = 10.0
+    #: The gateway (the Anthropic API on this server): wait limits per lane.
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
 
 def create_app(settings: ServerSettings | None = None, *,
@@ -96,11 +100,13 @@ def create_app(settings: ServerSettings | None = None, *,
     app.state.cancel_wait_s = settings.cancel_wait_s
     app.state.events_hub = EventsHub(the_agent, settings.events_interval_s)
     app.state.token = settings.token
+    app.state.gateway = Gateway(the_agent, settings.gateway)
 
     add_error_handlers(app)
 
     app.include_router(chat_routes.router)
     app.include_router(runs_routes.router)
+    app.include_router(gateway_router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def chat_page(request: Request) -> Response:

@@ -1,7 +1,8 @@
 """How large a request body may be: 413 before the server holds more than that.
 
 JSON requests (a chat turn, a cancel) may carry :data:`JSON_LIMIT` bytes; a run's input
-(``POST /v1/runs``, raw or as a form) :data:`UPLOAD_LIMIT`. A declared
+(``POST /v1/runs``, raw or as a form) :data:`UPLOAD_LIMIT`; a Messages request through
+the gateway the API's own :data:`MESSAGES_LIMIT`. A declared
 ``Content-Length`` over the limit is answered at once; a body without one (chunked) is
 counted as it arrives, and the answer goes out as soon as it passes the limit: the
 route sees the client as gone and stops, and the rest is never kept.
@@ -18,11 +19,17 @@ JSON_LIMIT = 8 * 1024 * 1024
 #: The runs route's own limit on the JSONL (256 MiB), plus room for a form's framing.
 UPLOAD_LIMIT = 257 * 1024 * 1024
 _UPLOAD_ROUTES = frozenset({("POST", "/v1/runs")})
+#: The Messages API's own limit, for the gateway's relayed requests (32 MB).
+MESSAGES_LIMIT = 32 * 1000 * 1000
+_MESSAGES_ROUTES = frozenset({("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens")})
 
 
 def limit_for(scope: Scope) -> int:
     path = scope.get("path", "").rstrip("/") or "/"
-    return UPLOAD_LIMIT if (scope.get("method"), path) in _UPLOAD_ROUTES else JSON_LIMIT
+    route = (scope.get("method"), path)
+    if route in _UPLOAD_ROUTES:
+        return UPLOAD_LIMIT
+    return MESSAGES_LIMIT if route in _MESSAGES_ROUTES else JSON_LIMIT
 
 
 class BodyLimit:

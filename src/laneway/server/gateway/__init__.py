@@ -1,0 +1,13 @@
+"""The gateway: the Anthropic API on ``laneway serve``, through laneway's lanes and ledger.
+
+Layout: :mod:`.routes` (the API's routes) → :mod:`.service` (one :class:`Gateway` per
+app: identify, check, relay, record) → :mod:`.relay` (admission, retries, the stream
+relayed byte for byte) → :mod:`.admission` (lanes and wait limits), :mod:`.headers`
+(what crosses), :mod:`.sse_tap` (usage read from a stream), :mod:`.exchange` (one
+request's record).
+"""
+
+from laneway.server.gateway.routes import router
+from laneway.server.gateway.service import Gateway, GatewaySettings
+
+__all__ = ["Gateway", "GatewaySettings", "router"]

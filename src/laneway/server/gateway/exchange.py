@@ -1,0 +1,53 @@
+"""One request through the gateway, as the ledger and the live pages see it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from laneway.governor import Lane
+from laneway.pricing import Usage, usage_cost
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What happened to one request: who sent it, how long it waited, what it used."""
+
+    model: str
+    lane: Lane
+    streamed: bool
+    key_id: str | None = None
+    key_name: str = "local"
+    #: When it arrived: wall clock for the ledger, monotonic for durations.
+    started_at: float = field(default_factory=time.time)
+    arrived: float = field(default_factory=time.monotonic)
+    status: int = 0
+    usage: dict[str, Any] = field(default_factory=dict)
+    queued_s: float = 0.0
+    ttft_s: float | None = None
+    duration_s: float = 0.0
+    #: Upstream errors the gateway absorbed by trying again (429, 529, 5xx, no answer).
+    upstream_errors: int = 0
+    #: The worst this request can cost, held against its key's budget while it runs.
+    worst_usd: float = 0.0
+    cost_usd: float | None = None
+
+    def waited(self, since: float) -> None:
+        self.queued_s += time.monotonic() - since
+
+    def first_content(self, at: float | None) -> None:
+        if at is not None and self.ttft_s is None:
+            self.ttft_s = at - self.arrived
+
+    def end(self, status: int, *, usage: dict[str, Any] | None = None,
+            local: bool = False) -> None:
+        self.status = status
+        self.duration_s = time.monotonic() - self.arrived
+        if usage:
+            self.usage = usage
+        self.cost_usd = usage_cost(self.model, Usage.from_api(self.usage), local=local)
+
+    @property
+    def tokens(self) -> Usage:
+        return Usage.from_api(self.usage)

@@ -1,0 +1,69 @@
+"""Reading a relayed stream on the way through, without changing a byte of it.
+
+The gateway forwards the upstream's bytes as they arrive (event order and framing are
+the upstream's own); :class:`SseTap` reads a copy to learn what the ledger needs: the
+usage (``message_start`` and ``message_delta``), when the first content arrived, the
+``stop_reason``, and an ``error`` event. Only those events are decoded as JSON; the
+deltas that carry the text are recognised by their name alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+_DECODED = frozenset({"message_start", "message_delta", "error"})
+_CONTENT = frozenset({"content_block_start", "content_block_delta"})
+
+
+class SseTap:
+    def __init__(self) -> None:
+        self._buffer = b""
+        self.usage: dict[str, Any] = {}
+        self.first_content_at: float | None = None
+        self.stop_reason: str | None = None
+        self.stopped = False
+        self.error: dict[str, Any] | None = None
+        self.events = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """Read the complete events in ``chunk`` (plus what earlier chunks left)."""
+        data = self._buffer + chunk
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        *complete, self._buffer = data.split(b"\n\n")
+        for raw in complete:
+            if raw:
+                self._event(raw)
+
+    def _event(self, raw: bytes) -> None:
+        name = ""
+        payload: list[bytes] = []
+        for line in raw.split(b"\n"):
+            if line.startswith(b"event:"):
+                name = line[6:].strip().decode("utf-8", "replace")
+            elif line.startswith(b"data:"):
+                payload.append(line[5:].lstrip(b" "))
+        self.events += 1
+        if name in _CONTENT and self.first_content_at is None:
+            self.first_content_at = time.monotonic()
+        elif name == "message_stop":
+            self.stopped = True
+        if name not in _DECODED:
+            return
+        try:
+            data = json.loads(b"\n".join(payload))
+        except ValueError:
+            return
+        if not isinstance(data, dict):
+            return
+        if name == "error":
+            self.error = data.get("error") if isinstance(data.get("error"), dict) else data
+        elif name == "message_start":
+            self.usage.update((data.get("message") or {}).get("usage") or {})
+        else:
+            self.usage.update({k: v for k, v in (data.get("usage") or {}).items()
+                               if v is not None})
+            delta = data.get("delta") or {}
+            self.stop_reason = delta.get("stop_reason") or self.stop_reason
