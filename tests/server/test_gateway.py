@@ -172,3 +172,23 @@ def test_a_client_leaving_a_stream_cancels_it_upstream(served: Served) -> None:
     assert engine.finished == 0 and engine.tokens < 100
     wait_for(lambda: served.agent.governor.state(MODEL).in_flight["interactive"] == 0,
              timeout_s=3, what="the permit to come back")
+
+
+def test_a_gateway_that_is_its_own_upstream_is_refused(served: Served) -> None:
+    """Two hops through the same gateway (its upstream leads back to it) is a 508, and
+    ``laneway serve`` refuses to start with ANTHROPIC_BASE_URL set to its own address."""
+    from laneway.errors import ConfigError
+    from laneway.server.gateway.loop import INSTANCE, check_upstream
+
+    with httpx.Client(base_url=served.base_url, timeout=10) as http:
+        r = http.post("/v1/messages", json={"model": MODEL, "max_tokens": 5, "messages": HI},
+                      headers={"laneway-via": f"other, {INSTANCE}"})
+        assert r.status_code == 508 and r.json()["error"]["type"] == "api_error"
+        ok = http.post("/v1/messages", json={"model": MODEL, "max_tokens": 5, "messages": HI},
+                       headers={"laneway-via": "other"})
+        assert ok.status_code == 200
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ANTHROPIC_BASE_URL", "http://localhost:8123/")
+        with pytest.raises(ConfigError, match="this server itself"):
+            check_upstream("127.0.0.1", 8123)
+        check_upstream("127.0.0.1", 8124)

@@ -28,11 +28,26 @@ def serve_command(
     rpm: int | None = typer.Option(None, min=1, help="Requests-per-minute limit, if known (else learnt)."),
     itpm: int | None = typer.Option(None, min=1, help="Input-tokens-per-minute limit, if known."),
     otpm: int | None = typer.Option(None, min=1, help="Output-tokens-per-minute limit, if known."),
+    wait_interactive: float = typer.Option(
+        60.0, min=0.0, help="Gateway: how long a streamed (interactive) request may wait for "
+                            "the quota before it is answered 429, in seconds."),
+    wait_background: float = typer.Option(
+        300.0, min=0.0, help="Gateway: the same for other (background) requests; keep it "
+                             "under your clients' timeout (the SDKs' default is 600 s)."),
 ) -> None:
-    """Serve the chat page (/), the runs dashboard (/runs) and the API (/docs).
+    """Serve the chat page (/), the runs dashboard (/runs), the API (/docs) and the
+    Anthropic API itself (the gateway).
 
     Chat streams over SSE and background runs share one provider client and one rate
     governor, so a person's answer is always served before queued background work.
+
+    The gateway: point any app that uses the Anthropic API at this server
+    (export ANTHROPIC_BASE_URL=http://127.0.0.1:8000) and change nothing else. Streamed
+    requests take the interactive lane, the rest the background lane (header
+    'laneway-lane' to choose); when the quota is spent a request waits instead of getting
+    a 429, and 429s, 529s and 5xx from upstream are retried for it. The upstream is the
+    real API with ANTHROPIC_API_KEY, the server at ANTHROPIC_BASE_URL, or else the
+    embedded local model.
     """
     from laneway.server.auth import check_bind
 
@@ -48,16 +63,27 @@ def serve_command(
     from laneway.backend import open_provider
     from laneway.heap import freeze_startup_objects
     from laneway.server import ServerSettings, create_app
+    from laneway.server.gateway import GatewaySettings
+    from laneway.server.gateway.admission import WaitLimits
+    from laneway.server.gateway.loop import check_upstream
 
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
+    gateway = GatewaySettings(waits=WaitLimits(wait_interactive, wait_background))
     settings = ServerSettings(host=host, port=port, token=token, provider=provider, db=db,
                               model=model, system=system, max_tokens=max_tokens,
-                              limits=limits, concurrency=concurrency)
+                              limits=limits, concurrency=concurrency, gateway=gateway)
+    try:
+        check_upstream(host, port)
+    except ConfigError as exc:
+        console_err.print(f"[red]laneway: error:[/red] {exc}", soft_wrap=True, highlight=False)
+        raise SystemExit(2) from None
     backend = open_provider(provider)  # says where requests go; fails early without a key
     web_app = create_app(settings, provider=backend)
     shown = f"[{host}]" if ":" in host else host
     console_err.print(f"laneway serve on http://{shown}:{port}  (chat: /  runs: /runs  "
                       f"API: /docs){'  token required' if token else ''}", highlight=False)
+    console_err.print(f"gateway: export ANTHROPIC_BASE_URL=http://{shown}:{port}  "
+                      f"(upstream: {backend.description})", highlight=False)
     server = uvicorn.Server(uvicorn.Config(web_app, host=host, port=port, log_level="warning",
                                            access_log=False, lifespan="on",
                                            timeout_graceful_shutdown=5,

@@ -30,6 +30,7 @@ from laneway.server.gateway.admission import (
 )
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.headers import client_headers, upstream_headers
+from laneway.server.gateway.loop import VIA_HEADER, looped, via
 from laneway.server.gateway.relay import Relay
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ class Gateway:
             observe(ex)
 
     async def messages(self, request: Request) -> Response:
+        if looped(request.headers.get(VIA_HEADER)):
+            return _loop_detected()
         content = await request.body()
         try:
             body = json.loads(content)
@@ -92,7 +95,7 @@ class Gateway:
         watch = ClientWatch(request.receive)
         try:
             return await self.relay.messages(
-                ex, watch, content, upstream_headers(request.headers.items()),
+                ex, watch, content, _forwarded(request),
                 input_tokens=estimate.input_tokens(body),
                 max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1)
         except ClientGone:
@@ -118,17 +121,31 @@ class Gateway:
 
     async def passthrough(self, request: Request, path: str) -> Response:
         """Relay a request that uses no Messages quota (count_tokens, models) as it is."""
+        if looped(request.headers.get(VIA_HEADER)):
+            return _loop_detected()
         content = await request.body() if request.method == "POST" else None
         try:
             response = await provider_relay.send(
                 self.agent.provider, request.method, path, content=content,
-                headers=upstream_headers(request.headers.items()),
+                headers=_forwarded(request),
                 query=dict(request.query_params), timeout_s=60.0)
         except ProviderError as exc:
             return api_error(502, "api_error", f"the upstream did not answer: {exc.message}")
         body = await response.aread()
         return Response(body, status_code=response.status_code,
                         headers=client_headers(response.headers))
+
+
+def _forwarded(request: Request) -> dict[str, str]:
+    """The client's headers to send upstream, with this gateway named in ``laneway-via``."""
+    headers = upstream_headers(request.headers.items())
+    headers[VIA_HEADER] = via(request.headers.get(VIA_HEADER))
+    return headers
+
+
+def _loop_detected() -> Response:
+    return api_error(508, "api_error", "this request has already passed through this "
+                     "gateway: its upstream (ANTHROPIC_BASE_URL) leads back to it")
 
 
 def gateway_of(request: Request) -> Gateway:
