@@ -23,7 +23,7 @@ __all__ = ["app", "main"]
 
 local.register(app)
 
-for _name in ("ask", "run", "runs", "chat", "serve", "worker", "batches"):
+for _name in ("ask", "run", "runs", "chat", "serve", "worker", "batches", "keys"):
     try:
         __import__(f"laneway.cli.{_name}")
     except ModuleNotFoundError as _exc:  # a command group not built yet

@@ -6,7 +6,8 @@ loop never waits on the disk. The same SQLAlchemy Core code serves both database
 Claiming, leases and results are in :mod:`laneway.store.queue` (results are written
 by ``finish`` in groups, each recorded once); native batches in
 :mod:`laneway.store.batches`; whole-run queries in :mod:`laneway.store.runqueries`;
-shared rate-limit pauses in :mod:`laneway.store.pauses`.
+shared rate-limit pauses in :mod:`laneway.store.pauses`; the gateway's client keys
+in :mod:`laneway.store.keys` and its traffic in :mod:`laneway.store.traffic`.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from laneway.jobs import BadLine, Job
 from laneway.store import schema
 from laneway.store.batches import BatchLedger
 from laneway.store.diskfull import is_disk_full
+from laneway.store.keys import KeyLedger
 from laneway.store.migrations import migrate
 from laneway.store.queue import JobQueue
 from laneway.store.runqueries import RunQueries
 from laneway.store.settings import StoreSettings
 from laneway.store.statuses import CLOSED_RUNS, FINAL_JOBS, JobStatus, RunStatus
+from laneway.store.traffic import TrafficLedger
 
 S = schema
 
@@ -87,7 +90,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store(JobQueue, BatchLedger, RunQueries):
+class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger):
     """One ledger. Open with :func:`open_store`."""
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:

@@ -123,3 +123,50 @@ pauses = Table(
     Column("until", Float, nullable=False),
     Column("reason", Text),
 )
+
+#: Client keys of the gateway (``laneway keys``); added by 003_gateway. Only a hash of
+#: each key is kept; ``prefix`` (its first 12 characters) finds the row and names it in
+#: lists. A revoked key keeps its row, so its traffic still has a name.
+gateway_keys = Table(
+    "gateway_keys", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(20), nullable=False),
+    #: SHA-256 (hex) of the whole key.
+    Column("key_hash", String(64), nullable=False),
+    Column("budget_usd", Float),
+    Column("rpm", Integer),
+    #: A :class:`~laneway.governor_buckets.Lane` every request of the key is put in.
+    Column("lane", String(20)),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    UniqueConstraint("name", name="uq_gateway_keys_name"),
+)
+Index("ix_gateway_keys_prefix", gateway_keys.c.prefix)
+
+#: One row per request the gateway answered; added by 003_gateway.
+gateway_requests = Table(
+    "gateway_requests", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    #: ``gateway_keys.id``; NULL for an anonymous client on loopback.
+    Column("key_id", String(40)),
+    Column("model", String(200), nullable=False),
+    Column("lane", String(20), nullable=False),
+    #: The HTTP status the client was answered with.
+    Column("status", Integer, nullable=False),
+    Column("streamed", Boolean, nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cache_creation_input_tokens", Integer, nullable=False),
+    Column("cache_read_input_tokens", Integer, nullable=False),
+    #: NULL when the model's price is not known.
+    Column("cost_usd", Float),
+    Column("queued_s", Float, nullable=False),
+    Column("ttft_s", Float),
+    Column("duration_s", Float, nullable=False),
+    #: Upstream errors the gateway's retries absorbed before this answer.
+    Column("upstream_errors", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+)
+Index("ix_gateway_requests_key", gateway_requests.c.key_id)
+Index("ix_gateway_requests_started", gateway_requests.c.started_at)

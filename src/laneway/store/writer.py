@@ -23,6 +23,7 @@ from typing import ParamSpec, TypeVar
 
 from sqlalchemy.exc import OperationalError
 
+from laneway.store.async_gateway import GatewayCalls
 from laneway.store.diskfull import disk_full_error, is_disk_full
 from laneway.store.ledger import Store
 from laneway.store.outage import outage_s, ride_out
@@ -32,7 +33,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class AsyncStore:
+class AsyncStore(GatewayCalls):
+    """The store from async code (see the module's docstring); the gateway's typed calls
+    (client keys, traffic) come from :class:`~laneway.store.async_gateway.GatewayCalls`."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
         #: How long a PostgreSQL outage is ridden out (read now: a bad value fails at once).

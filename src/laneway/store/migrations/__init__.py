@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from laneway.store import schema
-from laneway.store.migrations import m001_initial, m002_batch_leases
+from laneway.store.migrations import m001_initial, m002_batch_leases, m003_gateway
 
 Migration = Callable[[Connection], None]
 
@@ -24,6 +24,7 @@ Migration = Callable[[Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = [
     (m001_initial.NAME, m001_initial.apply),
     (m002_batch_leases.NAME, m002_batch_leases.apply),
+    (m003_gateway.NAME, m003_gateway.apply),
 ]
 
 

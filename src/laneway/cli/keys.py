@@ -1,0 +1,121 @@
+"""``laneway keys create|list|revoke``: the client keys of ``laneway serve``'s gateway."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from laneway.cli.app import app, console, console_err
+from laneway.governor_buckets import Lane
+from laneway.timeparse import human_s
+
+if TYPE_CHECKING:
+    from laneway.store import ClientKey, Store
+
+DB_HELP = "Ledger: a path, sqlite:///PATH or postgresql://... [default: .laneway/laneway.db]"
+
+keys_app = typer.Typer(
+    name="keys",
+    help=(
+        "Client keys for the gateway of `laneway serve`.\n\n"
+        "A client of `laneway serve` sends its key as its API key "
+        "(ANTHROPIC_API_KEY=<key>, with ANTHROPIC_BASE_URL pointing at the server). "
+        "On loopback a client may come without one; off loopback every gateway request "
+        "needs an active key. Each key can carry a budget in USD (its requests are "
+        "refused once their known cost reaches it), a requests-per-minute limit of its "
+        "own, and a lane every one of its requests is put in (interactive or background). "
+        "The ledger keeps only a hash of each key: it is shown once, when created."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(keys_app)
+
+
+def _open(db: str | None) -> Store:
+    from laneway.store import StoreSettings, open_store  # SQLAlchemy: only when used
+
+    return open_store(StoreSettings.from_dsn(db))
+
+
+@keys_app.command("create")
+def create_command(
+    name: str = typer.Argument(..., metavar="NAME", help="A name for the key (who or what uses it)."),
+    budget_usd: float | None = typer.Option(None, min=0.0, help="Refuse the key's requests once they have cost this many USD."),
+    rpm: int | None = typer.Option(None, min=1, help="Requests per minute this key may send."),
+    lane: Lane | None = typer.Option(None, case_sensitive=False, help="Put every request of this key in this lane."),
+    db: str | None = typer.Option(None, help=DB_HELP),
+) -> None:
+    """Create a key and print it (stdout, on its own line): KEY=$(laneway keys create NAME).
+
+    The key is shown this once: the ledger keeps only its hash.
+    """
+    store = _open(db)
+    try:
+        key, secret = store.create_key(name, budget_usd=budget_usd, rpm=rpm, lane=lane)
+    finally:
+        store.close()
+    sys.stdout.write(secret + "\n")
+    sys.stdout.flush()
+    console_err.print(f"laneway: key {key.name!r} created ({key.prefix}...). It is shown "
+                      "only now: keep it. Clients send it as ANTHROPIC_API_KEY.",
+                      highlight=False, soft_wrap=True, markup=False)
+
+
+@keys_app.command("list")
+def list_command(
+    show_all: bool = typer.Option(False, "--all", help="Include revoked keys."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (one array) instead of a table."),
+    db: str | None = typer.Option(None, help=DB_HELP),
+) -> None:
+    """List the keys: name, prefix, budget, spent so far, rpm, lane, when made or revoked."""
+    store = _open(db)
+    try:
+        keys = store.list_keys(include_revoked=show_all)
+        spent = store.spent_by_key()
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps([_as_dict(k, spent.get(k.id, 0.0)) for k in keys],
+                                    indent=2) + "\n")
+        return
+    if not keys:
+        console_err.print("laneway: no keys yet: create one with `laneway keys create NAME`"
+                          if not show_all else "laneway: no keys yet", highlight=False)
+        return
+    table = Table("name", "prefix", "budget", "spent", "rpm", "lane", "created", "revoked")
+    now = time.time()
+    for k in keys:
+        table.add_row(
+            k.name, k.prefix, "-" if k.budget_usd is None else f"${k.budget_usd:.2f}",
+            f"${spent.get(k.id, 0.0):.4f}", "-" if k.rpm is None else str(k.rpm),
+            k.lane or "-", f"{human_s(now - k.created_at)} ago",
+            "-" if k.revoked_at is None else f"{human_s(now - k.revoked_at)} ago")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke_command(
+    ref: str = typer.Argument(..., metavar="NAME_OR_PREFIX", help="The key's name or prefix (see `laneway keys list`)."),
+    db: str | None = typer.Option(None, help=DB_HELP),
+) -> None:
+    """Revoke a key: requests with it are refused from now on. Its traffic stays listed."""
+    store = _open(db)
+    try:
+        before = time.time()
+        key = store.revoke_key(ref)
+    finally:
+        store.close()
+    state = "was already revoked" if (key.revoked_at or 0.0) < before else "revoked"
+    console_err.print(f"laneway: key {key.name!r} ({key.prefix}...) {state}",
+                      highlight=False, soft_wrap=True, markup=False)
+
+
+def _as_dict(k: ClientKey, spent_usd: float) -> dict[str, object]:
+    return {"id": k.id, "name": k.name, "prefix": k.prefix, "budget_usd": k.budget_usd,
+            "spent_usd": spent_usd, "rpm": k.rpm, "lane": k.lane, "created_at": k.created_at,
+            "revoked_at": k.revoked_at, "active": k.active}
