@@ -48,11 +48,12 @@ class Served:
 
 
 def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
-                 host: str = "127.0.0.1", **settings: Any) -> Served:
+                 host: str = "127.0.0.1", kind: str = "local", **settings: Any) -> Served:
     """Run the app in a thread whose event loop owns the provider's client."""
     port = free_port()
     client = anthropic.AsyncAnthropic(base_url=local.base_url, api_key="k", max_retries=0)
-    provider = Provider(client, "local", local.base_url, description="the test local API")
+    # kind="anthropic": priced like the real API (the local API answers as Claude would).
+    provider = Provider(client, kind, local.base_url, description="the test local API")
     settings = {"events_interval_s": 0.1, "progress_interval_s": 0.2, **settings}
     app = create_app(ServerSettings(host=host, port=port, token=token, db=db, **settings),
                      provider=provider)

@@ -10,6 +10,7 @@ Content-Security-Policy as a second line of defence.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -81,6 +82,10 @@ def create_app(settings: ServerSettings | None = None, *,
         system=settings.system, max_tokens=settings.max_tokens, limits=settings.limits,
         concurrency=settings.concurrency, progress_interval_s=settings.progress_interval_s)
 
+    gateway = Gateway(the_agent, dataclasses.replace(
+        settings.gateway, token=settings.token,
+        require_key=settings.gateway.require_key or settings.token is not None))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if own_agent:
@@ -88,6 +93,7 @@ def create_app(settings: ServerSettings | None = None, *,
         try:
             yield
         finally:
+            await gateway.aclose()
             if own_agent:
                 await the_agent.aclose()
 
@@ -100,7 +106,7 @@ def create_app(settings: ServerSettings | None = None, *,
     app.state.cancel_wait_s = settings.cancel_wait_s
     app.state.events_hub = EventsHub(the_agent, settings.events_interval_s)
     app.state.token = settings.token
-    app.state.gateway = Gateway(the_agent, settings.gateway)
+    app.state.gateway = gateway
 
     add_error_handlers(app)
 

@@ -4,7 +4,9 @@
   refuses to start without one).
 - With a token, every request (pages, static files, the API, event streams) must carry
   it: ``Authorization: Bearer TOKEN``, or ``?token=TOKEN`` for what a browser loads by
-  URL (the pages, their scripts, ``EventSource``).
+  URL (the pages, their scripts, ``EventSource``). The gateway's routes (the Anthropic
+  API: ``/v1/messages``, ``/v1/models``) are the exception: their clients are SDKs that
+  send an API key, so the gateway itself requires a laneway key (or the token) there.
 - Without a token (loopback only), requests must name a loopback ``Host``, so a web
   page elsewhere cannot reach the server through DNS rebinding; an address literal must
   also be of the family the server listens on (``[::1]`` is not an IPv4 server's name).
@@ -84,6 +86,15 @@ def token_of(scope: Scope) -> str | None:
     return values[0] if values else None
 
 
+#: The Anthropic API's routes on this server: their clients send a laneway key (or the
+#: token) as their API key, checked by the gateway itself (``gateway.clients``).
+_GATEWAY_PATHS = ("/v1/messages", "/v1/models")
+
+
+def is_gateway_path(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in _GATEWAY_PATHS)
+
+
 def token_ok(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
@@ -106,7 +117,7 @@ class TokenAuth:
         if scope["type"] == "websocket" and not self._allowed(scope):
             await send({"type": "websocket.close", "code": 1008})
             return
-        if self.token is not None:
+        if self.token is not None and not is_gateway_path(scope.get("path", "")):
             if not token_ok(token_of(scope), self.token):
                 await _deny(send, 401, "authentication_error",
                             "a token is required: send 'Authorization: Bearer TOKEN' "

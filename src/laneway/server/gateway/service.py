@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse, Response
 
 from laneway import estimate, provider_relay
 from laneway.errors import ProviderError
+from laneway.pricing import known, worst_cost
+from laneway.server.gateway.accounting import Recorder
 from laneway.server.gateway.admission import (
     LANE_HEADER,
     BadLane,
@@ -28,6 +30,7 @@ from laneway.server.gateway.admission import (
     WaitLimits,
     choose_lane,
 )
+from laneway.server.gateway.clients import Clients, Refusal
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.headers import client_headers, upstream_headers
 from laneway.server.gateway.loop import VIA_HEADER, looped, via
@@ -52,14 +55,21 @@ class GatewaySettings:
     waits: WaitLimits = field(default_factory=WaitLimits)
     #: How long one upstream request may take (the SDKs' own default is 10 minutes).
     upstream_timeout_s: float = 600.0
+    #: Every request needs a laneway key (off loopback, or with ``--token``).
+    require_key: bool = False
+    #: ``laneway serve --token``, accepted as an API key too.
+    token: str | None = None
 
 
 class Gateway:
     def __init__(self, agent: HybridAgent, settings: GatewaySettings | None = None) -> None:
         self.agent = agent
         self.settings = settings or GatewaySettings()
+        self.clients = Clients(lambda: agent.astore, require_key=self.settings.require_key,
+                               token=self.settings.token)
+        self.recorder = Recorder(lambda: agent.astore)
         #: Called with every finished request (the ledger's recorder, the metrics).
-        self.observers: list[Callable[[Exchange], None]] = []
+        self.observers: list[Callable[[Exchange], None]] = [self.recorder]
         self._relay: Relay | None = None
 
     @property
@@ -70,7 +80,12 @@ class Gateway:
                                 self.settings.upstream_timeout_s)
         return self._relay
 
+    async def aclose(self) -> None:
+        """Write the traffic not yet in the ledger."""
+        await self.recorder.aclose()
+
     def finish(self, ex: Exchange) -> None:
+        self.clients.settle(ex.key_id, ex.worst_usd, ex.cost_usd)
         for observe in self.observers:
             observe(ex)
 
@@ -86,18 +101,36 @@ class Gateway:
             return api_error(400, "invalid_request_error", "the body must be a JSON object")
         streamed = body.get("stream") is True
         try:
+            key = await self.clients.identify(request.headers)
             lane = choose_lane(streamed=streamed, header=request.headers.get(LANE_HEADER),
-                               key_lane=None)
+                               key_lane=key.lane if key else None)
+        except Refusal as refusal:
+            return api_error(refusal.status, refusal.error_type, refusal.message,
+                             refusal.headers)
         except BadLane as exc:
             return api_error(400, "invalid_request_error", str(exc))
+        ex = Exchange(model=str(body.get("model") or ""), lane=lane, streamed=streamed,
+                      key_id=key.id if key else None, key_name=key.name if key else "local")
         max_tokens = body.get("max_tokens")
-        ex = Exchange(model=str(body.get("model") or ""), lane=lane, streamed=streamed)
+        max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1
+        input_tokens = estimate.input_tokens(body)
+        local = self.agent.provider.is_local
+        try:
+            if key is not None and key.budget_usd is not None and not local \
+                    and not known(ex.model):
+                raise Refusal(403, "permission_error",
+                              f"laneway key {key.name!r} has a budget, and model "
+                              f"{ex.model!r} has no known price to count against it")
+            worst = worst_cost(ex.model, input_tokens, max_tokens, local=local)
+            self.clients.admit(key, worst)
+        except Refusal as refusal:
+            return self._refuse(ex, refusal.status, refusal.error_type, refusal.message,
+                                refusal.headers)
+        ex.worst_usd = worst
         watch = ClientWatch(request.receive)
         try:
-            return await self.relay.messages(
-                ex, watch, content, _forwarded(request),
-                input_tokens=estimate.input_tokens(body),
-                max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1)
+            return await self.relay.messages(ex, watch, content, _forwarded(request),
+                                             input_tokens=input_tokens, max_tokens=max_tokens)
         except ClientGone:
             ex.end(CLIENT_CLOSED, local=self.agent.provider.is_local)
             self.finish(ex)

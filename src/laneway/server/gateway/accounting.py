@@ -1,0 +1,79 @@
+"""Every gateway request into the ledger, in groups, off the request's path.
+
+:class:`Recorder` is an observer of the :class:`~.service.Gateway`: each finished
+request becomes a :class:`~laneway.store.TrafficRecord`, queued in memory and written
+every :data:`FLUSH_S` in one transaction, so a relayed request never waits on the disk.
+A write that fails (the database is out) is kept and tried again with the next group;
+:meth:`Recorder.aclose` writes what is left when the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from laneway.errors import LanewayError
+from laneway.server.gateway.exchange import Exchange
+from laneway.store import AsyncStore, TrafficRecord
+
+log = logging.getLogger(__name__)
+
+FLUSH_S = 0.5
+#: Records kept while the ledger cannot be written, beyond which the oldest are dropped.
+MAX_PENDING = 100_000
+
+
+def record_of(ex: Exchange) -> TrafficRecord:
+    tokens = ex.tokens
+    return TrafficRecord(
+        key_id=ex.key_id, model=ex.model, lane=str(ex.lane), status=ex.status,
+        streamed=ex.streamed, input_tokens=tokens.input_tokens,
+        output_tokens=tokens.output_tokens,
+        cache_creation_input_tokens=tokens.cache_creation_input_tokens,
+        cache_read_input_tokens=tokens.cache_read_input_tokens, cost_usd=ex.cost_usd,
+        queued_s=ex.queued_s, ttft_s=ex.ttft_s, duration_s=ex.duration_s,
+        upstream_errors=ex.upstream_errors, started_at=ex.started_at)
+
+
+class Recorder:
+    def __init__(self, astore_of: Callable[[], AsyncStore]) -> None:
+        self._astore_of = astore_of
+        self._pending: list[TrafficRecord] = []
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+
+    def __call__(self, ex: Exchange) -> None:
+        self._pending.append(record_of(ex))
+        if len(self._pending) > MAX_PENDING:
+            del self._pending[: len(self._pending) - MAX_PENDING]
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            if await self.flush():
+                return
+
+    async def flush(self) -> bool:
+        """Write what is pending; False if the ledger could not take it (kept)."""
+        batch, self._pending = self._pending, []
+        if not batch:
+            return True
+        try:
+            await self._astore_of().record_requests(batch)
+        except (LanewayError, OSError) as exc:
+            log.warning("gateway traffic not recorded yet (%s); trying again", exc)
+            self._pending[:0] = batch
+            return False
+        self.written += len(batch)
+        return True
+
+    async def aclose(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
