@@ -91,6 +91,7 @@ def create_app(settings: ServerSettings | None = None, *,
         if own_agent:
             await the_agent.open()
         try:
+            await gateway.start()
             yield
         finally:
             await gateway.aclose()
@@ -114,6 +115,19 @@ def create_app(settings: ServerSettings | None = None, *,
     app.include_router(runs_routes.router)
     app.include_router(gateway_router)
 
+    _add_pages(app, the_agent)
+    _describe_event_streams(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # The last added runs first: who may talk, then where from, then how much.
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SameOrigin, token=settings.token)
+    app.add_middleware(TokenAuth, token=settings.token)
+    return app
+
+
+def _add_pages(app: FastAPI, agent: HybridAgent) -> None:
+    """The chat page, the runs dashboard and the health check."""
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def chat_page(request: Request) -> Response:
         return page("index.html", request)
@@ -124,15 +138,7 @@ def create_app(settings: ServerSettings | None = None, *,
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
-        return {"ok": True, "provider": the_agent.provider.description}
-
-    _describe_event_streams(app)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # The last added runs first: who may talk, then where from, then how much.
-    app.add_middleware(BodyLimit)
-    app.add_middleware(SameOrigin, token=settings.token)
-    app.add_middleware(TokenAuth, token=settings.token)
-    return app
+        return {"ok": True, "provider": agent.provider.description}
 
 
 def _describe_event_streams(app: FastAPI) -> None:
