@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 
 from laneway.errors import InputError
-from laneway.jobs import JobDefaults, check_params, errored, parse_line
-from laneway.local.wire import new_id, rfc3339
+from laneway.jobs import MAX_NESTING, JobDefaults, check_params, errored, parse_line
+from laneway.local.batch_requests import parse_batch_requests
+from laneway.local.wire import APIError, new_id, rfc3339
 from laneway.store import Counts
 from laneway.store.gateway_batches import GatewayBatch
 from laneway.store.statuses import JobStatus
@@ -81,25 +83,47 @@ def _refusal(line: str, params: Any) -> str | None:
 
     try:
         check_params(params, err)
-        parse_line(line, line=1, path=None, defaults=JobDefaults())
+        if line.count("[") + line.count("{") > MAX_NESTING:  # else it reads as it is
+            parse_line(line, line=1, path=None, defaults=JobDefaults())
     except InputError as exc:
         return str(exc)
     return None
 
 
-def split_requests(requests: list[tuple[str, Any]]
-                   ) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
-    """The jobs (``{"custom_id", "params"}``) and the refused requests' results."""
-    jobs: list[dict[str, Any]] = []
-    refused: list[tuple[str, dict[str, Any]]] = []
+@dataclass
+class Split:
+    """A create's requests: the run's input lines and their params, and the results of
+    those refused."""
+
+    lines: list[str] = field(default_factory=list)
+    params: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def split_requests(requests: list[tuple[str, Any]]) -> Split:
+    """The run's jobs (``{"custom_id", "params"}`` lines) and the refused requests."""
+    out = Split()
     for custom_id, params in requests:
-        job = {"custom_id": custom_id, "params": params}
-        why = _refusal(json.dumps(job, ensure_ascii=False), params)
+        line = json.dumps({"custom_id": custom_id, "params": params}, ensure_ascii=False)
+        why = _refusal(line, params)
         if why is None:
-            jobs.append(job)
+            out.lines.append(line)
+            out.params.append(params)
         else:
-            refused.append((custom_id, errored("invalid_request_error", why, new_id("req"))))
-    return jobs, refused
+            out.refused.append(
+                (custom_id, errored("invalid_request_error", why, new_id("req"))))
+    return out
+
+
+def read_create(body: bytes) -> tuple[int, Split]:
+    """A create's body, checked as the API checks it: how many requests, split."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise APIError("invalid_request_error",
+                       f"There was an error parsing the body: {exc}") from None
+    requests = parse_batch_requests(data)
+    return len(requests), split_requests(requests)
 
 
 def base_url(request: Request, public_url: str | None) -> str:

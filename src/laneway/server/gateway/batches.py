@@ -16,7 +16,6 @@ the upstream's batches or realtime (:mod:`.batch_plan`).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -26,15 +25,15 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from laneway.local.batch_requests import BATCH_MAX_BYTES, parse_batch_requests
+from laneway.local.batch_requests import BATCH_MAX_BYTES
 from laneway.local.wire import APIError, check_version, new_id
 from laneway.server.gateway.batch_driver import BatchDriver
 from laneway.server.gateway.batch_objects import (
     DAY_S,
     base_url,
     batch_json,
+    read_create,
     result_lines,
-    split_requests,
 )
 from laneway.server.gateway.batch_plan import MODE_HEADER, BadPlanHeader, plan_batch
 from laneway.server.gateway.clients import Clients, Refusal
@@ -64,7 +63,7 @@ async def _answer(call: Awaitable[Response]) -> Response:
         return _error(400, "invalid_request_error", str(exc))
 
 
-async def _read_json(request: Request) -> Any:
+async def _read_body(request: Request) -> bytes:
     too_large = APIError("request_too_large", "Request exceeds the maximum allowed number "
                          f"of bytes ({BATCH_MAX_BYTES})")
     length = request.headers.get("content-length")
@@ -80,11 +79,7 @@ async def _read_json(request: Request) -> Any:
             chunks.append(chunk)
     except ClientDisconnect:
         raise APIError("invalid_request_error", "the client went away") from None
-    try:
-        return json.loads(b"".join(chunks))
-    except (ValueError, RecursionError) as exc:
-        raise APIError("invalid_request_error",
-                       f"There was an error parsing the body: {exc}") from None
+    return b"".join(chunks)
 
 
 class GatewayBatches:
@@ -144,28 +139,29 @@ class GatewayBatches:
 
     async def _create(self, request: Request) -> Response:
         key_id = await self._key_id(request)
-        requests = parse_batch_requests(await _read_json(request))
-        jobs, refused = split_requests(requests)
+        body = await _read_body(request)
+        # Off the event loop: a 256 MB batch is seconds of work, and streams wait.
+        count, split = await asyncio.to_thread(read_create, body)
         astore, provider = self.agent.astore, self.agent.provider
         learnt = await astore.call(astore.store.batch_durations_s, provider=provider.kind)
-        plan = plan_batch(request.headers, [j["params"] for j in jobs],
-                          local=provider.is_local, learnt_s=learnt)
-        path = await asyncio.to_thread(self._save, jobs) if jobs else None
+        plan = plan_batch(request.headers, split.params, local=provider.is_local,
+                          learnt_s=learnt)
+        path = await asyncio.to_thread(self._save, split.lines) if split.lines else None
         now = time.time()
         batch = GatewayBatch(
-            id=new_id("msgbatch"), key_id=key_id, request_count=len(requests),
+            id=new_id("msgbatch"), key_id=key_id, request_count=count,
             created_at=now, expires_at=now + DAY_S, deadline_at=plan.deadline_at,
             mode=plan.mode, plan=plan.reason, input_path=str(path) if path else None,
-            rejected=refused, cancel_initiated_at=None, ended_at=None if jobs else now)
+            rejected=split.refused, cancel_initiated_at=None,
+            ended_at=None if path else now)
         await astore.call(astore.store.add_gateway_batch, batch)
         await astore.call(astore.store.add_event, batch.id, "plan",
                           {"mode": plan.mode, "reason": plan.reason, "gateway": True})
-        if jobs:
+        if path is not None:
             self.driver.start(batch.id)
         return JSONResponse(await self._json(request, batch), headers={MODE_HEADER: plan.mode})
 
-    def _save(self, jobs: list[dict[str, Any]]) -> Path:
-        lines = (json.dumps(job, sort_keys=True, ensure_ascii=False) for job in jobs)
+    def _save(self, lines: list[str]) -> Path:
         return self.agent.save_input(("\n".join(lines) + "\n").encode())
 
     async def _retrieve(self, request: Request, batch_id: str) -> Response:
