@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from laneway.local import LocalConfig, RunningLocal
+from laneway.server.gateway import GatewaySettings
 
 from .helpers import Served, start_server, wait_for
 
@@ -251,3 +252,15 @@ def test_a_batch_survives_the_gateways_restart(local_api: RunningLocal,
         assert sorted(r.custom_id for r in results) == [f"q-{i}" for i in range(4)]
     finally:
         second.stop()
+
+
+@pytest.mark.parametrize("local_api", [FAST], indirect=True)
+def test_results_url_is_on_the_public_url(local_api: RunningLocal, tmp_path: Path) -> None:
+    served = start_server(local_api, tmp_path / "ledger.db",
+                          gateway=GatewaySettings(public_url="https://gw.example/"))
+    try:
+        batch = sdk(served.base_url).messages.batches.create(requests=requests(1))
+        done = ended(sdk(served.base_url), batch.id)
+    finally:
+        served.stop()
+    assert done["results_url"] == f"https://gw.example/v1/messages/batches/{batch.id}/results"

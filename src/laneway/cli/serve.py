@@ -37,8 +37,8 @@ def serve_command(
                              "under your clients' timeout (the SDKs' default is 600 s)."),
     public_url: str | None = typer.Option(
         None, help="Gateway: the base URL clients reach this server at (e.g. a proxy's), "
-                   "for the results_url of Message Batches [default: the address a "
-                   "connection arrives at]."),
+                   "for the results_url of Message Batches (default: the address a "
+                   "connection arrives at)."),
 ) -> None:
     """Serve the chat page (/), the runs dashboard (/runs), the API (/docs) and the
     Anthropic API itself (the gateway).

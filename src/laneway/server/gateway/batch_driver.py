@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -101,20 +102,16 @@ class BatchDriver:
         poke.clear()
         try:
             await self._advance(batch)
+            if self.agent.is_live(batch_id):
+                await _until(poke, self.agent.wait(batch_id))
             if await self._finished(batch_id):
                 await astore.call(store.end_gateway_batch, batch_id)
                 return True
         except (LanewayError, OSError) as exc:
             log.warning("gateway batch %s: %s (trying again in %.0f s)", batch_id, exc,
                         RETRY_S)
-        waits = [asyncio.ensure_future(poke.wait()),
-                 asyncio.ensure_future(self.agent.wait(batch_id) if self.agent.is_live(
-                     batch_id) else asyncio.sleep(RETRY_S))]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
+        # The run stopped short (or a cancel came): again, after a while or at once.
+        await _until(poke, asyncio.sleep(RETRY_S))
         return False
 
     async def _advance(self, batch: GatewayBatch) -> None:
@@ -139,3 +136,16 @@ class BatchDriver:
         astore = self.agent.astore
         counts = await astore.call(astore.store.counts, batch_id)
         return counts.remaining == 0 and not self.agent.is_live(batch_id)
+
+
+async def _until(poke: asyncio.Event, work: Awaitable[object]) -> None:
+    """Wait for ``work`` (its failure is the run's, recorded in the ledger) or ``poke``."""
+    waits = [asyncio.ensure_future(poke.wait()), asyncio.ensure_future(work)]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        for w in waits:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await w
