@@ -264,3 +264,19 @@ def test_results_url_is_on_the_public_url(local_api: RunningLocal, tmp_path: Pat
     finally:
         served.stop()
     assert done["results_url"] == f"https://gw.example/v1/messages/batches/{batch.id}/results"
+
+
+@pytest.mark.parametrize("local_api", [LocalConfig(token_ms=300, batch_concurrency=1)],
+                         indirect=True)
+def test_what_is_unfinished_at_the_expiry_expires(served: Served,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("laneway.server.gateway.batches.DAY_S", 1.5)  # 24 h, shrunk
+    gateway = sdk(served.base_url)
+    batch = gateway.messages.batches.create(requests=requests(6))
+    assert (batch.expires_at - batch.created_at).total_seconds() == 1.5
+    done = ended(gateway, batch.id)
+    counts = done["request_counts"]
+    assert counts["expired"] >= 1 and counts["canceled"] == 0
+    assert sum(counts.values()) == 6 and done["cancel_initiated_at"] is None
+    results = list(gateway.messages.batches.results(batch.id))
+    assert sum(r.result.type == "expired" for r in results) == counts["expired"]

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 _G = S.gateway_batches.c
 
@@ -133,3 +134,13 @@ class GatewayBatchLedger:
 
     def delete_gateway_batch(self, batch_id: str) -> bool:
         return self._set(batch_id, _G.deleted_at.is_(None), deleted_at=time.time())
+
+    def expire_canceled(self, run_id: str) -> int:
+        """The run's ``canceled`` jobs become ``expired`` (a batch stopped at its expiry
+        is canceled like any other, but its client is told its requests expired)."""
+        with self.engine.begin() as conn:
+            res = conn.execute(update(S.jobs).where(
+                S.jobs.c.run_id == run_id, S.jobs.c.status == JobStatus.CANCELED,
+            ).values(status=JobStatus.EXPIRED, result=json.dumps({"type": "expired"}),
+                     updated_at=time.time()))
+        return int(res.rowcount or 0)

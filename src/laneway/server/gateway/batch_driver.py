@@ -11,7 +11,9 @@ canceled, and what they still finished is collected before the batch ends.
 A run that stops short (the upstream unreachable for a while) is submitted again after
 :data:`RETRY_S`; when the gateway stops, the runs stop with it (their upstream batches
 keep running) and :meth:`BatchDriver.resume` takes every batch not ended up again when
-the next gateway starts on the same ledger.
+the next gateway starts on the same ledger. At its expiry (24 h after its creation) a
+batch not ended is stopped as a cancel stops it, and what it did not finish is
+``expired``, as the API's batches are.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,30 +103,37 @@ class BatchDriver:
         if batch is None or batch.ended_at is not None:
             return True
         poke.clear()
+        expired = batch.cancel_initiated_at is None and time.time() >= batch.expires_at
         try:
-            await self._advance(batch)
+            await self._advance(batch, stop=expired or batch.cancel_initiated_at is not None)
             if self.agent.is_live(batch_id):
-                await _until(poke, self.agent.wait(batch_id))
+                await _until(poke, self.agent.wait(batch_id, timeout_s=None if expired else
+                                                   max(0.0, batch.expires_at - time.time())))
             if await self._finished(batch_id):
+                if expired:
+                    await astore.call(store.expire_canceled, batch_id)
                 await astore.call(store.end_gateway_batch, batch_id)
                 return True
         except (LanewayError, OSError) as exc:
             log.warning("gateway batch %s: %s (trying again in %.0f s)", batch_id, exc,
                         RETRY_S)
-        # The run stopped short (or a cancel came): again, after a while or at once.
-        await _until(poke, asyncio.sleep(RETRY_S))
+        # The run stopped short: again after a while; at once for a cancel, or the expiry.
+        left_s = RETRY_S if expired else batch.expires_at - time.time()
+        await _until(poke, asyncio.sleep(min(RETRY_S, max(0.0, left_s))))
         return False
 
-    async def _advance(self, batch: GatewayBatch) -> None:
-        """Submit (resume) the run; carry out a cancel asked and not yet done."""
-        await self._submit(batch)
-        if batch.cancel_initiated_at is None:
-            return
+    async def _advance(self, batch: GatewayBatch, *, stop: bool) -> None:
+        """Submit (resume) the run; with ``stop`` (a cancel asked, or the batch expired),
+        cancel it first if that is not done yet: then submitting it only collects what
+        its canceled upstream batches still hold."""
         astore = self.agent.astore
         run = await astore.call(astore.store.get_run, batch.id)
-        if run is not None and run.status != RunStatus.CANCELED:
+        if stop and run is None:  # not made yet: make it, so that its jobs are canceled
+            await self._submit(batch)
+            run = await astore.call(astore.store.get_run, batch.id)
+        if stop and run is not None and run.status != RunStatus.CANCELED:
             await cancel_run(self.agent, batch.id, wait_s=self.cancel_wait_s)
-            await self._submit(batch)  # collects what its canceled upstream batches hold
+        await self._submit(batch)
 
     async def _submit(self, batch: GatewayBatch) -> None:
         if batch.input_path is None or self.agent.is_live(batch.id):
