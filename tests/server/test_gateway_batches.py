@@ -94,6 +94,9 @@ def test_a_batch_through_the_gateway_is_the_apis(served: Served) -> None:
     assert first["request_counts"] == {"processing": 3, "succeeded": 0, "errored": 0,
                                        "canceled": 0, "expired": 0}
     assert (batch.expires_at - batch.created_at).total_seconds() == 24 * 3600
+    pages = [c.messages.batches.with_raw_response.list().http_response.json()
+             for c in (gateway, direct)]
+    assert set(pages[0]) == set(pages[1]) and shape(pages[0]) == shape(pages[1])
 
     done, reference_done = ended(gateway, batch.id), ended(direct, reference.id)
     assert done["request_counts"] == reference_done["request_counts"] == {
