@@ -16,6 +16,7 @@ gateway owns the policy a naive client gets wrong:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -26,12 +27,12 @@ from typing import Any
 from fastapi.responses import Response, StreamingResponse
 
 from laneway import provider_relay
-from laneway.errors import ProviderError
+from laneway.errors import ConnectionLostError, ProviderError
 from laneway.governor import Governor, Permit
 from laneway.provider import Provider
 from laneway.provider_relay import RawResponse
 from laneway.runners.retry import RetryPolicy
-from laneway.server.gateway.admission import ClientWatch, WaitLimits, admit
+from laneway.server.gateway.admission import ClientGone, ClientWatch, WaitLimits, admit
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.headers import client_headers
 from laneway.server.gateway.sse_tap import SseTap
@@ -85,11 +86,8 @@ class Relay:
                                  deadline=deadline)
             ex.waited(since)
             try:
-                response = await watch.race(provider_relay.send(
-                    self.provider, "POST", "/v1/messages", content=content, headers=headers,
-                    timeout_s=self.upstream_timeout_s))
+                response, body = await self._send(ex, permit, watch, content, headers)
             except ProviderError as err:  # no answer: try again while there is time
-                self.governor.release(permit, outcome="error")
                 attempts += 1
                 wait = _POLICY.delay_s(err, attempts=attempts)
                 if time.monotonic() + wait > deadline or attempts >= _POLICY.max_attempts:
@@ -97,40 +95,56 @@ class Relay:
                 ex.upstream_errors += 1
                 await watch.sleep(wait)
                 continue
-            except BaseException:
-                self.governor.release(permit, outcome="canceled")
-                raise
-            if response.status_code == 200:
-                if ex.streamed:
+            status = response.status_code
+            if status == 200:
+                if body is None:
                     watch.stop()
                     return self._stream(ex, permit, response)
-                return await self._whole(ex, permit, response)
-            body = await response.aread()
-            status = response.status_code
+                return self._whole(ex, permit, response, body)
             wait_hint = _retry_after(response.headers)
-            outcome = _outcome(status, body)
-            self.governor.release(permit, outcome=outcome, headers=response.headers,
+            self.governor.release(permit, outcome=_outcome(status, body or b""),
+                                  headers=response.headers,
                                   retry_after_s=wait_hint if status == 429 else None)
             attempts += status != 429
             wait = wait_hint if wait_hint is not None else 5.0 if status == 429 else \
                 _POLICY.delay_s(ProviderError("retry"), attempts=attempts)
             if (status not in _RETRYABLE or attempts >= _POLICY.max_attempts
                     or time.monotonic() + wait > deadline):
-                return self._answer(ex, status, body, response.headers)
+                return self._answer(ex, status, body or b"", response.headers)
             ex.upstream_errors += 1
             await watch.sleep(wait)
+
+    async def _send(self, ex: Exchange, permit: Permit, watch: ClientWatch, content: bytes,
+                    headers: dict[str, str]) -> tuple[RawResponse, bytes | None]:
+        """The upstream's response, and its body unless it is a stream to relay. A body
+        cut short is no answer (:class:`ProviderError`); the permit is given back on any
+        failure."""
+        try:
+            response = await watch.race(provider_relay.send(
+                self.provider, "POST", "/v1/messages", content=content, headers=headers,
+                timeout_s=self.upstream_timeout_s))
+            if ex.streamed and response.status_code == 200:
+                return response, None
+            try:
+                return response, await watch.race(response.aread())
+            except (ProviderError, ClientGone, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                raise ConnectionLostError(f"the answer was cut short: {exc}") from exc
+        except ProviderError:
+            self.governor.release(permit, outcome="error")
+            raise
+        except BaseException:
+            self.governor.release(permit, outcome="canceled")
+            raise
 
     def _answer(self, ex: Exchange, status: int, body: bytes, headers: Any) -> Response:
         ex.end(status, local=self.provider.is_local)
         self.finish(ex)
         return Response(body, status_code=status, headers=client_headers(headers))
 
-    async def _whole(self, ex: Exchange, permit: Permit, response: RawResponse) -> Response:
-        try:
-            body = await response.aread()
-        except BaseException:
-            self.governor.release(permit, outcome="error")
-            raise
+    def _whole(self, ex: Exchange, permit: Permit, response: RawResponse,
+               body: bytes) -> Response:
         usage: dict[str, Any] = {}
         with contextlib.suppress(ValueError, AttributeError):
             usage = json.loads(body).get("usage") or {}
