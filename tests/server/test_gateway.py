@@ -227,11 +227,12 @@ def test_errors_before_a_stream_starts_are_absorbed_too(served: Served) -> None:
 
 @pytest.mark.local_config(faults="drop=1.0", token_ms=5)
 def test_a_stream_dropped_upstream_ends_with_the_apis_error_event(served: Served) -> None:
-    with pytest.raises(anthropic.APIStatusError, match="dropped mid-stream") as info:
-        with sdk(served.base_url).messages.stream(
-                model=MODEL, max_tokens=50, messages=[{"role": "user", "content": LONG}]) as s:
-            for _ in s.text_stream:
-                pass
+    msgs: Any = [{"role": "user", "content": LONG}]
+    with pytest.raises(anthropic.APIStatusError, match="dropped mid-stream") as info, \
+            sdk(served.base_url).messages.stream(model=MODEL, max_tokens=50,
+                                                 messages=msgs) as s:
+        for _ in s.text_stream:
+            pass
     assert info.value.body["error"]["type"] == "api_error"
 
 
