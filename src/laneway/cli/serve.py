@@ -81,9 +81,10 @@ def serve_command(
     web_app = create_app(settings, provider=backend)
     shown = f"[{host}]" if ":" in host else host
     console_err.print(f"laneway serve on http://{shown}:{port}  (chat: /  runs: /runs  "
-                      f"API: /docs){'  token required' if token else ''}", highlight=False)
+                      f"API: /docs){'  token required' if token else ''}", highlight=False,
+                      soft_wrap=True)
     console_err.print(f"gateway: export ANTHROPIC_BASE_URL=http://{shown}:{port}  "
-                      f"(upstream: {backend.description})", highlight=False)
+                      f"(upstream: {backend.description})", highlight=False, soft_wrap=True)
     server = uvicorn.Server(uvicorn.Config(web_app, host=host, port=port, log_level="warning",
                                            access_log=False, lifespan="on",
                                            timeout_graceful_shutdown=5,
