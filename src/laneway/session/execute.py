@@ -60,7 +60,7 @@ async def execute(ex: Execution, mode: str,
 
 async def run_realtime(ex: Execution) -> Tally:
     """Send the run's pending jobs realtime, with progress and events (:class:`RunWatch`)."""
-    before = await ex.astore.call(ex.astore.store.counts, ex.run_id)
+    before = await ex.astore.counts(ex.run_id)
     return await watch_realtime(ex, before).run(ex.stop_event)
 
 
@@ -94,7 +94,7 @@ async def run_batches(ex: Execution,
                       realtime_s: Callable[[int], float] | None = None) -> NativeTally:
     """Send the run's pending jobs as native batches (and collect the batches it has)."""
     config, astore = ex.config, ex.astore
-    before = await astore.call(astore.store.counts, ex.run_id)
+    before = await astore.counts(ex.run_id)
     return await run_native(
         run_id=ex.run_id, astore=astore, provider=ex.provider, options=config.native,
         max_attempts=config.max_attempts, budget_usd=config.budget_usd,

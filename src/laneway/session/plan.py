@@ -35,15 +35,14 @@ async def plan_run(
     budget_usd: float | None = None, worker_id: str = "main",
 ) -> tuple[Plan, Callable[[int], float]]:
     """The plan for the unfinished part of ``run_id``, and ``jobs -> realtime seconds``."""
-    store = astore.store
     options = options or PlannerOptions()
-    counts = await astore.call(store.counts, run_id)
+    counts = await astore.counts(run_id)
     expected = options.expected_output_tokens
     if counts[JobStatus.SUCCEEDED] >= 10:  # what this run's answers really are, once known
         expected = max(1, round(counts.output_tokens / counts[JobStatus.SUCCEEDED]))
-    workload = await astore.call(_workload, store, run_id, expected)
-    batches = await astore.call(store.own_batches, run_id, worker=worker_id)
-    learnt = await astore.call(store.batch_durations_s, provider=provider.kind)
+    workload = await astore.call(_workload, astore.store, run_id, expected)
+    batches = await astore.own_batches(run_id, worker=worker_id)
+    learnt = await astore.batch_durations_s(provider=provider.kind)
     deadline_s = None if deadline_at is None else max(0.0, deadline_at - time.time())
     budget_left = None if budget_usd is None else budget_usd - counts.cost_usd
     plan = choose(workload, local=provider.is_local, limits=limits,
