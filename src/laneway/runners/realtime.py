@@ -266,10 +266,7 @@ class RealtimeRunner:
         except ProviderError as err:
             self._committed_usd -= worst
             self.tally.in_flight -= 1
-            outcome = "rate_limited" if isinstance(err, RateLimitedError) else (
-                "overloaded" if err.error_type == "overloaded_error" else "error")
-            self.governor.release(permit, outcome=outcome,
-                                  retry_after_s=getattr(err, "retry_after_s", None))
+            self.governor.release_error(permit, err)
             await self._failed(job, err)
             return
         except BaseException:
