@@ -18,7 +18,6 @@ from laneway.provider import Provider
 from laneway.runners.native import NativeTally, run_native
 from laneway.runners.realtime import RealtimeRunner
 from laneway.runners.tally import Tally
-from laneway.session import plan as planning
 from laneway.session.config import RunConfig
 from laneway.session.options import background_governor, new_worker_id, realtime_options
 from laneway.session.progress import Progress, progress_of
@@ -55,7 +54,8 @@ async def execute(ex: Execution, mode: str,
     tally = await run_batches(ex, realtime_s)
     if not tally.fallback or tally.stop_reason is not None:
         return "native", tally
-    return "hybrid", planning.merge(tally, await run_realtime(ex))  # what the deadline left
+    tally.add(await run_realtime(ex))  # the jobs the deadline's fallback left
+    return "hybrid", tally
 
 
 async def run_realtime(ex: Execution) -> Tally:

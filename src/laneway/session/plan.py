@@ -1,10 +1,8 @@
 """A run's plan, and what it cost against what realtime would have.
 
 :func:`plan_run` measures what is left of a run (from the ledger) and asks the planner
-(:mod:`laneway.runners.planner`); :func:`merge` adds the realtime runner's tally to the
-native runner's when the deadline fallback left jobs for realtime
-(:func:`laneway.session.execute.execute` runs them); :func:`realtime_cost_usd` prices
-what succeeded at the standard price, for the summary's "realtime would have cost".
+(:mod:`laneway.runners.planner`); :func:`realtime_cost_usd` prices what succeeded at the
+standard price, for the summary's "realtime would have cost".
 """
 
 from __future__ import annotations
@@ -16,9 +14,7 @@ from laneway.errors import UnknownModelError
 from laneway.governor import RateLimits
 from laneway.pricing import Usage, cost_usd
 from laneway.provider import Provider
-from laneway.runners.native import NativeTally
 from laneway.runners.planner import Plan, PlannerOptions, Workload, choose, realtime_s_for
-from laneway.runners.tally import Tally
 from laneway.store import AsyncStore, Store
 from laneway.store.statuses import JobStatus
 
@@ -51,16 +47,6 @@ async def plan_run(
                   options=options, learnt_s=learnt)
     return plan, realtime_s_for(workload, limits=limits, concurrency=concurrency,
                                 options=options)
-
-
-def merge(native: NativeTally, rt: Tally) -> NativeTally:
-    for name in ("succeeded", "errored", "input_tokens", "output_tokens", "cost_usd",
-                 "unpriced", "requests", "retries", "rate_limited"):
-        setattr(native, name, getattr(native, name) + getattr(rt, name))
-    native.stop_reason = rt.stop_reason
-    native.utilization = rt.utilization
-    native.in_flight = 0
-    return native
 
 
 def realtime_cost_usd(store: Store, run_id: str, *, local: bool) -> float | None:
