@@ -188,12 +188,12 @@ class HybridAgent:
             return run_id
         total, lock = await take_up(self.astore, run_row, path, config)
         try:
-            before = await self.astore.call(self.store.counts, run_id)
+            before = await self.astore.counts(run_id)
             if before.remaining == 0:
-                await self.astore.call(self.store.update_run, run_id, status=RunStatus.DONE)
+                await self.astore.set_run_status(run_id, RunStatus.DONE)
             else:
-                await self.astore.call(self.store.update_run, run_id, status="running",
-                                       mode="realtime", provider=self.provider.kind)
+                await self.astore.set_run_status(run_id, RunStatus.RUNNING, mode="realtime",
+                                                 provider=self.provider.kind)
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -235,12 +235,12 @@ class HybridAgent:
         return path
 
     async def _execute(self, live: _Live) -> None:
-        status: str = RunStatus.STOPPED
+        status = RunStatus.STOPPED
         watched = False
         try:
             tally = await live.watch.run()
             watched = True
-            counts = await self.astore.call(self.store.counts, live.run_id)
+            counts = await self.astore.counts(live.run_id)
             status = final_status(complete=counts.remaining == 0, canceled=live.canceled,
                                   stop_reason=tally.stop_reason, unfinished=RunStatus.STOPPED)
         except Exception:
@@ -256,7 +256,7 @@ class HybridAgent:
                 with contextlib.suppress(Exception):
                     if not watched:  # the watch wrote the final progress when it ended
                         await live.watch.write("done")
-                    await self.astore.call(self.store.update_run, live.run_id, status=status)
+                    await self.astore.set_run_status(live.run_id, status)
             finally:
                 self._live.pop(live.run_id, None)
                 if live.lock is not None:
@@ -291,21 +291,21 @@ class HybridAgent:
         """
         if wait:
             await self.wait(run_id, timeout_s=timeout_s)
-        if await self.astore.call(self.store.get_run, run_id) is None:
+        if await self.astore.get_run(run_id) is None:
             raise ConfigError(f"no run named {run_id!r} in {self.settings}")
-        return await self.astore.call(lambda: list(self.store.iter_results(run_id)))
+        return await self.astore.results(run_id)
 
     async def cancel(self, run_id: str) -> int:
         """Stop a run: requests in flight are abandoned and every job not finished is
         recorded as ``canceled``. Returns the number of jobs canceled."""
-        if await self.astore.call(self.store.get_run, run_id) is None:
+        if await self.astore.get_run(run_id) is None:
             raise ConfigError(f"no run named {run_id!r} in {self.settings}")
         live = self._live.get(run_id)
         if live is not None and live.task is not None:
             live.canceled = True
             await _abandon(live.task)  # requests in flight too; held jobs are released
         canceled = await self.astore.call(_cancel_pending, self.store, run_id)
-        await self.astore.call(self.store.update_run, run_id, status=RunStatus.CANCELED)
+        await self.astore.set_run_status(run_id, RunStatus.CANCELED)
         return canceled
 
 

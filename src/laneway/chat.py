@@ -219,10 +219,7 @@ class Conversation:
                                                idle_timeout_s=self.idle_timeout_s,
                                                timeout_s=self.timeout_s)
         except ProviderError as err:
-            outcome = "rate_limited" if isinstance(err, RateLimitedError) else (
-                "overloaded" if err.error_type == "overloaded_error" else "error")
-            self.governor.release(permit, outcome=outcome,
-                                  retry_after_s=getattr(err, "retry_after_s", None))
+            self.governor.release_error(permit, err)
             raise
         except BaseException:
             self.governor.release(permit, outcome="canceled")

@@ -91,34 +91,42 @@ def map_error(exc: BaseException) -> ProviderError:
     if isinstance(exc, TRANSPORT_ERRORS):
         return ConnectionLostError(f"connection dropped: {exc}")
     if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        etype, message = _wire_error(exc.body)
-        message = message or str(exc)
-        rid = exc.request_id
-        if status == 200:  # an error event after the stream had started
-            return stream_error(exc.body, rid)
-        if status == 429:
-            return RateLimitedError(message, retry_after_s=_retry_after_s(exc.response.headers),
-                                    request_id=rid)
-        if status == 529:
-            return OverloadedError(message, status=status, request_id=rid)
-        if status in (401, 403):
-            return AuthenticationError(message, status=status, error_type=etype, request_id=rid)
-        if status == 408:
-            return ProviderTimeoutError(message, status=status, request_id=rid)
-        if status in (502, 503, 504) and etype is None:
-            # A proxy or gateway answered, not the API (no API error body): unreachable.
-            return ConnectionLostError(f"HTTP {status} from a gateway, not the API: {message}",
-                                       status=status, request_id=rid)
-        if status == 409 or status >= 500:
-            return ServerError(message, status=status, error_type=etype, request_id=rid)
-        return RequestError(message, status=status, error_type=etype or "invalid_request_error",
-                            request_id=rid)
+        err = _status_error(exc)
+        err.ratelimit_headers = {k: v for k, v in exc.response.headers.items()
+                                 if k.lower().startswith("anthropic-ratelimit-")}
+        return err
     if isinstance(exc, TimeoutError):
         return ProviderTimeoutError("the request timed out")
     if isinstance(exc, anthropic.AnthropicError):
         return ServerError(str(exc))
     raise exc
+
+
+def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
+    """The error for an answer with an error status (or an error event mid-stream)."""
+    status = exc.status_code
+    etype, message = _wire_error(exc.body)
+    message = message or str(exc)
+    rid = exc.request_id
+    if status == 200:  # an error event after the stream had started
+        return stream_error(exc.body, rid)
+    if status == 429:
+        return RateLimitedError(message, retry_after_s=_retry_after_s(exc.response.headers),
+                                request_id=rid)
+    if status == 529:
+        return OverloadedError(message, status=status, request_id=rid)
+    if status in (401, 403):
+        return AuthenticationError(message, status=status, error_type=etype, request_id=rid)
+    if status == 408:
+        return ProviderTimeoutError(message, status=status, request_id=rid)
+    if status in (502, 503, 504) and etype is None:
+        # A proxy or gateway answered, not the API (no API error body): unreachable.
+        return ConnectionLostError(f"HTTP {status} from a gateway, not the API: {message}",
+                                   status=status, request_id=rid)
+    if status == 409 or status >= 500:
+        return ServerError(message, status=status, error_type=etype, request_id=rid)
+    return RequestError(message, status=status, error_type=etype or "invalid_request_error",
+                        request_id=rid)
 
 
 #: How long connecting may take: an API that drops packets (no refusal) is found out in

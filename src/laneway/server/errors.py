@@ -133,9 +133,9 @@ def body_of(exc: BaseException) -> dict[str, dict[str, str]]:
 
 def headers_of(exc: BaseException) -> dict[str, str]:
     """``retry-after`` (whole seconds) when the error knows how long to wait."""
-    wait_s = getattr(exc, "retry_after_s", None)
-    if isinstance(exc, LanewayError) and isinstance(wait_s, int | float) and wait_s >= 0:
-        return {"retry-after": str(math.ceil(wait_s))}
+    if isinstance(exc, ProviderError) and exc.retry_after_s is not None \
+            and exc.retry_after_s >= 0:
+        return {"retry-after": str(math.ceil(exc.retry_after_s))}
     return {}
 
 

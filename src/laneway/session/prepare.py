@@ -59,7 +59,7 @@ async def take_up(
             ingest, store, run_row, path, defaults=config.defaults,
             skip_invalid=config.skip_invalid)
         if not store.is_postgres:
-            released = await astore.call(store.release_all, run_row.id)
+            released = await astore.release_all(run_row.id)
             if released and notice is not None:
                 notice(f"run {run_row.id}: {released} jobs were in flight when the last "
                        "process stopped; they will be sent again")

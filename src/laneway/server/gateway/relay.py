@@ -131,8 +131,8 @@ class Relay:
                 raise
             except Exception as exc:
                 raise ConnectionLostError(f"the answer was cut short: {exc}") from exc
-        except ProviderError:
-            self.governor.release(permit, outcome="error")
+        except ProviderError as err:
+            self.governor.release_error(permit, err)
             raise
         except BaseException:
             self.governor.release(permit, outcome="canceled")
