@@ -28,15 +28,13 @@ from laneway.server.gateway.admission import (
     WaitLimits,
     choose_lane,
 )
-from laneway.server.gateway.exchange import Exchange
+from laneway.server.gateway.exchange import CLIENT_CLOSED, Exchange
 from laneway.server.gateway.headers import client_headers, upstream_headers
 from laneway.server.gateway.relay import Relay
+from laneway.server.gateway.stats import LiveStats
 
 if TYPE_CHECKING:
     from laneway.agent import HybridAgent
-
-#: What nginx logs for a client that closed its connection before the answer.
-CLIENT_CLOSED = 499
 
 
 def api_error(status: int, error_type: str, message: str,
@@ -59,6 +57,9 @@ class Gateway:
         self.settings = settings or GatewaySettings()
         #: Called with every finished request (the ledger's recorder, the metrics).
         self.observers: list[Callable[[Exchange], None]] = []
+        #: The live traffic (the Traffic page, ``GET /v1/laneway/traffic``).
+        self.stats = LiveStats(lambda: agent.governor)
+        self.observers.append(self.stats.observe)
         self._relay: Relay | None = None
 
     @property
