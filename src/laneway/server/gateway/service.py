@@ -31,16 +31,14 @@ from laneway.server.gateway.admission import (
     choose_lane,
 )
 from laneway.server.gateway.clients import Clients, Refusal
-from laneway.server.gateway.exchange import Exchange
+from laneway.server.gateway.exchange import CLIENT_CLOSED, Exchange
 from laneway.server.gateway.headers import client_headers, upstream_headers
 from laneway.server.gateway.loop import VIA_HEADER, looped, via
 from laneway.server.gateway.relay import Relay
+from laneway.server.gateway.stats import LiveStats
 
 if TYPE_CHECKING:
     from laneway.agent import HybridAgent
-
-#: What nginx logs for a client that closed its connection before the answer.
-CLIENT_CLOSED = 499
 
 
 def api_error(status: int, error_type: str, message: str,
@@ -70,6 +68,9 @@ class Gateway:
         self.recorder = Recorder(lambda: agent.astore)
         #: Called with every finished request (the ledger's recorder, the metrics).
         self.observers: list[Callable[[Exchange], None]] = [self.recorder]
+        #: The live traffic (the Traffic page, ``GET /v1/laneway/traffic``).
+        self.stats = LiveStats(lambda: agent.governor)
+        self.observers.append(self.stats.observe)
         self._relay: Relay | None = None
 
     @property
