@@ -5,10 +5,10 @@ status, headers and body, a stream event by event as it arrives. Between the two
 gateway owns the policy a naive client gets wrong:
 
 - the request waits for the governor in its lane (see :mod:`.admission`);
-- a 429, 529, 5xx, or no answer at all is tried again inside the lane's wait limit
-  (a 429 pauses the background lane for its ``retry-after``; other errors back off with
-  jitter), so the client does not see it; past the limit it gets the upstream's last
-  error as it was, with the upstream's own ``retry-after``;
+- a 429, 529, 5xx, or no answer at all (none, or one cut short) is tried again inside
+  the lane's wait limit (a 429 pauses the background lane for its ``retry-after``; other
+  errors back off with jitter), so the client does not see it; past the limit it gets
+  the upstream's last error as it was, with the upstream's own ``retry-after``;
 - any other 4xx is the request's fault and goes back as is, at once;
 - once a stream has started nothing is tried again: an upstream that drops it mid-way
   ends it with an ``error`` event, as the API itself does.
@@ -85,9 +85,7 @@ class Relay:
                                  deadline=deadline)
             ex.waited(since)
             try:
-                response = await watch.race(provider_relay.send(
-                    self.provider, "POST", "/v1/messages", content=content, headers=headers,
-                    timeout_s=self.upstream_timeout_s))
+                response, body = await watch.race(self._send(content, headers, ex.streamed))
             except ProviderError as err:  # no answer: try again while there is time
                 self.governor.release(permit, outcome="error")
                 attempts += 1
@@ -104,8 +102,7 @@ class Relay:
                 if ex.streamed:
                     watch.stop()
                     return self._stream(ex, permit, response)
-                return await self._whole(ex, permit, response)
-            body = await response.aread()
+                return self._whole(ex, permit, response, body)
             status = response.status_code
             wait_hint = _retry_after(response.headers)
             outcome = _outcome(status, body)
@@ -125,12 +122,19 @@ class Relay:
         self.finish(ex)
         return Response(body, status_code=status, headers=client_headers(headers))
 
-    async def _whole(self, ex: Exchange, permit: Permit, response: RawResponse) -> Response:
-        try:
-            body = await response.aread()
-        except BaseException:
-            self.governor.release(permit, outcome="error")
-            raise
+    async def _send(self, content: bytes, headers: dict[str, str],
+                    streamed: bool) -> tuple[RawResponse, bytes]:
+        """The upstream's answer, read whole unless it is a stream that started: an
+        answer cut short is no answer (:class:`ProviderError`), tried again."""
+        response = await provider_relay.send(
+            self.provider, "POST", "/v1/messages", content=content, headers=headers,
+            timeout_s=self.upstream_timeout_s)
+        if streamed and response.status_code == 200:
+            return response, b""
+        return response, await provider_relay.read(response)
+
+    def _whole(self, ex: Exchange, permit: Permit, response: RawResponse,
+               body: bytes) -> Response:
         usage: dict[str, Any] = {}
         with contextlib.suppress(ValueError, AttributeError):
             usage = json.loads(body).get("usage") or {}
