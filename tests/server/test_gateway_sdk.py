@@ -164,7 +164,8 @@ class _Recorder:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/v1/messages":
-            self.seen.append({k.decode(): v.decode() for k, v in scope["headers"]})
+            self.seen.append({k.decode(): v.decode() for k, v in scope["headers"]}
+                             | {":query": scope["query_string"].decode()})
         await self.app(scope, receive, send)
 
 
@@ -190,18 +191,19 @@ def recording(monkeypatch: pytest.MonkeyPatch,
         local.stop(wait=False)
 
 
-def test_betas_and_version_pass_through_the_client_key_does_not(
+def test_betas_version_and_query_pass_through_the_client_key_does_not(
         recording: tuple[Served, list[dict[str, str]]]) -> None:
     served, seen = recording
     betas = ["token-efficient-tools-2025-02-19", "a-beta-from-the-future-2031-01-01"]
     direct, relayed = both(served, lambda c: c.beta.messages.create(
         model=MODEL, max_tokens=20, messages=HI, betas=betas,
-        extra_headers={"x-custom-header": "kept"}))
+        extra_headers={"x-custom-header": "kept"}, extra_query={"beta": "true"}))
     assert type(relayed) is anthropic.types.beta.BetaMessage and dump(relayed) == dump(direct)
     straight, through = seen
     assert through["anthropic-beta"] == straight["anthropic-beta"] == ",".join(betas)
     assert through["anthropic-version"] == straight["anthropic-version"]
     assert through["x-custom-header"] == "kept"
+    assert through[":query"] == straight[":query"] == "beta=true"
     # The gateway sends its own upstream key: the client's never leaves it.
     assert straight["authorization"] == "Bearer client-key"
     assert through["authorization"] == "Bearer k" and "x-api-key" not in through

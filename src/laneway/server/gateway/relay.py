@@ -74,7 +74,7 @@ class Relay:
 
     async def messages(self, ex: Exchange, watch: ClientWatch, content: bytes,
                        headers: dict[str, str], *, input_tokens: int,
-                       max_tokens: int) -> Response:
+                       max_tokens: int, query: dict[str, str] | None = None) -> Response:
         """Answer one ``POST /v1/messages`` (raises ``ClientGone`` or ``WaitedTooLong``)."""
         deadline = ex.arrived + self.waits.of(ex.lane)
         attempts = 0
@@ -85,7 +85,8 @@ class Relay:
                                  deadline=deadline)
             ex.waited(since)
             try:
-                response, body = await watch.race(self._send(content, headers, ex.streamed))
+                response, body = await watch.race(self._send(content, headers, query,
+                                                                    ex.streamed))
             except ProviderError as err:  # no answer: try again while there is time
                 self.governor.release(permit, outcome="error")
                 attempts += 1
@@ -123,12 +124,13 @@ class Relay:
         return Response(body, status_code=status, headers=client_headers(headers))
 
     async def _send(self, content: bytes, headers: dict[str, str],
+                    query: dict[str, str] | None,
                     streamed: bool) -> tuple[RawResponse, bytes]:
         """The upstream's answer, read whole unless it is a stream that started: an
         answer cut short is no answer (:class:`ProviderError`), tried again."""
         response = await provider_relay.send(
             self.provider, "POST", "/v1/messages", content=content, headers=headers,
-            timeout_s=self.upstream_timeout_s)
+            query=query, timeout_s=self.upstream_timeout_s)
         if streamed and response.status_code == 200:
             return response, b""
         return response, await provider_relay.read(response)

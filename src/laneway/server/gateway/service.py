@@ -94,7 +94,8 @@ class Gateway:
             return await self.relay.messages(
                 ex, watch, content, upstream_headers(request.headers.items()),
                 input_tokens=estimate.input_tokens(body),
-                max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1)
+                max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1,
+                query=dict(request.query_params))
         except ClientGone:
             ex.end(CLIENT_CLOSED, local=self.agent.provider.is_local)
             self.finish(ex)
