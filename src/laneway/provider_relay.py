@@ -80,3 +80,15 @@ async def send(
             return answer
     relayed: RawResponse = response
     return relayed
+
+
+async def read(response: RawResponse) -> bytes:
+    """``response``'s whole body. An upstream that drops the connection before the end
+    gave no answer: :class:`~laneway.errors.ProviderError`, as :func:`send` raises. The
+    response is closed if the read does not finish (cancelled too)."""
+    try:
+        with sdk_errors():
+            return await response.aread()
+    except BaseException:
+        await response.aclose()
+        raise

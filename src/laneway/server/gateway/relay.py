@@ -5,10 +5,10 @@ status, headers and body, a stream event by event as it arrives. Between the two
 gateway owns the policy a naive client gets wrong:
 
 - the request waits for the governor in its lane (see :mod:`.admission`);
-- a 429, 529, 5xx, or no answer at all is tried again inside the lane's wait limit
-  (a 429 pauses the background lane for its ``retry-after``; other errors back off with
-  jitter), so the client does not see it; past the limit it gets the upstream's last
-  error as it was, with the upstream's own ``retry-after``;
+- a 429, 529, 5xx, or no answer at all (none, or one cut short) is tried again inside
+  the lane's wait limit (a 429 pauses the background lane for its ``retry-after``; other
+  errors back off with jitter), so the client does not see it; past the limit it gets
+  the upstream's last error as it was, with the upstream's own ``retry-after``;
 - any other 4xx is the request's fault and goes back as is, at once;
 - once a stream has started nothing is tried again: an upstream that drops it mid-way
   ends it with an ``error`` event, as the API itself does.
@@ -16,7 +16,6 @@ gateway owns the policy a naive client gets wrong:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -27,12 +26,12 @@ from typing import Any
 from fastapi.responses import Response, StreamingResponse
 
 from laneway import provider_relay
-from laneway.errors import ConnectionLostError, ProviderError
+from laneway.errors import ProviderError
 from laneway.governor import Governor, Permit
 from laneway.provider import Provider
 from laneway.provider_relay import RawResponse
 from laneway.runners.retry import RetryPolicy
-from laneway.server.gateway.admission import ClientGone, ClientWatch, WaitLimits, admit
+from laneway.server.gateway.admission import ClientWatch, WaitLimits, admit
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.headers import client_headers
 from laneway.server.gateway.sse_tap import SseTap
@@ -75,7 +74,7 @@ class Relay:
 
     async def messages(self, ex: Exchange, watch: ClientWatch, content: bytes,
                        headers: dict[str, str], *, input_tokens: int,
-                       max_tokens: int) -> Response:
+                       max_tokens: int, query: dict[str, str] | None = None) -> Response:
         """Answer one ``POST /v1/messages`` (raises ``ClientGone`` or ``WaitedTooLong``)."""
         deadline = ex.arrived + self.waits.of(ex.lane)
         attempts = 0
@@ -86,7 +85,8 @@ class Relay:
                                  deadline=deadline)
             ex.waited(since)
             try:
-                response, body = await self._send(ex, permit, watch, content, headers)
+                response, body = await self._send(ex, permit, watch, content, headers,
+                                                  query)
             except ProviderError as err:  # no answer: try again while there is time
                 attempts += 1
                 wait = _POLICY.delay_s(err, attempts=attempts)
@@ -115,22 +115,18 @@ class Relay:
             await watch.sleep(wait)
 
     async def _send(self, ex: Exchange, permit: Permit, watch: ClientWatch, content: bytes,
-                    headers: dict[str, str]) -> tuple[RawResponse, bytes | None]:
+                    headers: dict[str, str], query: dict[str, str] | None
+                    ) -> tuple[RawResponse, bytes | None]:
         """The upstream's response, and its body unless it is a stream to relay. A body
         cut short is no answer (:class:`ProviderError`); the permit is given back on any
         failure."""
         try:
             response = await watch.race(provider_relay.send(
                 self.provider, "POST", "/v1/messages", content=content, headers=headers,
-                timeout_s=self.upstream_timeout_s))
+                query=query, timeout_s=self.upstream_timeout_s))
             if ex.streamed and response.status_code == 200:
                 return response, None
-            try:
-                return response, await watch.race(response.aread())
-            except (ProviderError, ClientGone, asyncio.CancelledError):
-                raise
-            except Exception as exc:
-                raise ConnectionLostError(f"the answer was cut short: {exc}") from exc
+            return response, await watch.race(provider_relay.read(response))
         except ProviderError as err:
             self.governor.release_error(permit, err)
             raise

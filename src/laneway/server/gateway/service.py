@@ -131,7 +131,8 @@ class Gateway:
         watch = ClientWatch(request.receive)
         try:
             return await self.relay.messages(ex, watch, content, _forwarded(request),
-                                             input_tokens=input_tokens, max_tokens=max_tokens)
+                                             input_tokens=input_tokens, max_tokens=max_tokens,
+                                             query=dict(request.query_params))
         except ClientGone:
             ex.end(CLIENT_CLOSED, local=self.agent.provider.is_local)
             self.finish(ex)
