@@ -23,9 +23,10 @@ All state is observable through :meth:`Governor.snapshot` and ``history``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from laneway.errors import ProviderError, RateLimitedError
@@ -236,6 +237,20 @@ class Governor:
             pause_s = retry_after_s if retry_after_s is not None else 5.0
             self.pause(st.model, pause_s, reason="429")
         self.pump()
+
+    @contextlib.contextmanager
+    def given_back_on_failure(self, permit: Permit) -> Iterator[None]:
+        """Around sending a permitted request: if it fails, the permit is given back (with
+        :meth:`release_error` for a :class:`ProviderError`, as ``canceled`` for anything
+        else, cancellation included). On success the caller releases it with the usage."""
+        try:
+            yield
+        except ProviderError as err:
+            self.release_error(permit, err)
+            raise
+        except BaseException:
+            self.release(permit, outcome="canceled")
+            raise
 
     def release_error(self, permit: Permit, err: ProviderError) -> None:
         """Give back the permit of a request that failed with ``err``: a 429 pauses the

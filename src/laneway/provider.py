@@ -49,7 +49,8 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 TRANSPORT_ERRORS = _transport_errors()
 
 
-def _retry_after_s(headers: Any) -> float | None:
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after``, if either is given."""
     if headers is None:
         return None
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
@@ -111,7 +112,7 @@ def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
     if status == 200:  # an error event after the stream had started
         return stream_error(exc.body, rid)
     if status == 429:
-        return RateLimitedError(message, retry_after_s=_retry_after_s(exc.response.headers),
+        return RateLimitedError(message, retry_after_s=retry_after_s(exc.response.headers),
                                 request_id=rid)
     if status == 529:
         return OverloadedError(message, status=status, request_id=rid)
