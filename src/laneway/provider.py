@@ -135,7 +135,8 @@ def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
 CONNECT_TIMEOUT_S = 10.0
 
 
-def _timeout(timeout_s: float) -> anthropic.Timeout:
+def request_timeout(timeout_s: float) -> anthropic.Timeout:
+    """A request's timeout: ``timeout_s`` in all, connecting within :data:`CONNECT_TIMEOUT_S`."""
     return anthropic.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S))
 
 
@@ -250,7 +251,7 @@ class Provider:
         started = time.monotonic()
         with sdk_errors():
             raw = await self.client.messages.with_raw_response.create(
-                **sdk_kwargs(params), timeout=_timeout(timeout_s))
+                **sdk_kwargs(params), timeout=request_timeout(timeout_s))
             body = await raw.read()
         try:
             message = json.loads(body)
@@ -276,7 +277,7 @@ class Provider:
         gaps = Gaps()
         with sdk_errors():
             raw = await self.client.messages.with_raw_response.create(
-                **sdk_kwargs(params), stream=True, timeout=_timeout(timeout_s))
+                **sdk_kwargs(params), stream=True, timeout=request_timeout(timeout_s))
             headers = dict(raw.headers)
             response = raw.http_response
             # The SDK's own SSE decoding, without a pydantic model per event: the events

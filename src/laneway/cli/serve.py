@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, NoReturn
 
 import typer
 
@@ -34,6 +35,10 @@ def serve_command(
     wait_background: float = typer.Option(
         300.0, min=0.0, help="Gateway: the same for other (background) requests; keep it "
                              "under your clients' timeout (the SDKs' default is 600 s)."),
+    public_url: str | None = typer.Option(
+        None, help="Gateway: the base URL clients reach this server at (e.g. a proxy's), "
+                   "for the results_url of Message Batches (default: the address a "
+                   "connection arrives at)."),
 ) -> None:
     """Serve the chat page (/), the runs dashboard (/runs), the API (/docs) and the
     Anthropic API itself (the gateway).
@@ -53,32 +58,44 @@ def serve_command(
 
     try:
         check_bind(host, token)  # before anything starts
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise ConfigError(f"--public-url {public_url!r}: must start with http:// or "
+                              "https://")
     except ConfigError as exc:
-        # One line however narrow the terminal (Rich would wrap it at 80 columns).
-        console_err.print(f"[red]laneway: error:[/red] {exc}", soft_wrap=True, highlight=False)
-        # SystemExit, not typer.Exit: main() drops the code of a typer.Exit (see report).
-        raise SystemExit(2) from None
+        _fail(exc)
+    from laneway.server.gateway import GatewaySettings
+    from laneway.server.gateway.admission import WaitLimits
+
+    limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
+    gateway = GatewaySettings(waits=WaitLimits(wait_interactive, wait_background),
+                              public_url=public_url)
+    _serve(host, port, token=token, provider=provider, db=db, model=model, system=system,
+           max_tokens=max_tokens, limits=limits, concurrency=concurrency, gateway=gateway)
+
+
+def _fail(exc: ConfigError) -> NoReturn:
+    # One line however narrow the terminal (Rich would wrap it at 80 columns).
+    console_err.print(f"[red]laneway: error:[/red] {exc}", soft_wrap=True, highlight=False)
+    # SystemExit, not typer.Exit: main() drops the code of a typer.Exit (see report).
+    raise SystemExit(2) from None
+
+
+def _serve(host: str, port: int, *, provider: str, token: str | None, **settings: Any) -> None:
+    """Start the server with ``settings`` (:class:`~laneway.server.ServerSettings`)."""
     import uvicorn
 
     from laneway.backend import open_provider
     from laneway.heap import freeze_startup_objects
     from laneway.server import ServerSettings, create_app
-    from laneway.server.gateway import GatewaySettings
-    from laneway.server.gateway.admission import WaitLimits
     from laneway.server.gateway.loop import check_upstream
 
-    limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
-    gateway = GatewaySettings(waits=WaitLimits(wait_interactive, wait_background))
-    settings = ServerSettings(host=host, port=port, token=token, provider=provider, db=db,
-                              model=model, system=system, max_tokens=max_tokens,
-                              limits=limits, concurrency=concurrency, gateway=gateway)
     try:
         check_upstream(host, port)
     except ConfigError as exc:
-        console_err.print(f"[red]laneway: error:[/red] {exc}", soft_wrap=True, highlight=False)
-        raise SystemExit(2) from None
+        _fail(exc)
     backend = open_provider(provider)  # says where requests go; fails early without a key
-    web_app = create_app(settings, provider=backend)
+    web_app = create_app(ServerSettings(host=host, port=port, token=token, provider=provider,
+                                        **settings), provider=backend)
     shown = f"[{host}]" if ":" in host else host
     console_err.print(f"laneway serve on http://{shown}:{port}  (chat: /  runs: /runs  "
                       f"API: /docs){'  token required' if token else ''}", highlight=False,

@@ -98,6 +98,7 @@ def create_app(settings: ServerSettings | None = None, *,
             await the_agent.open()
         sampler = asyncio.create_task(gateway.stats.sample_every(1.0))
         try:
+            await gateway.start()
             yield
         finally:
             sampler.cancel()
