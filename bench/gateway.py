@@ -64,8 +64,14 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
 @contextlib.contextmanager
 def process(cmd: list[str], ready: str, what: str, env: dict[str, str] | None = None,
             ) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})})
+    log = os.environ.get("BENCH_LOGS")  # a folder for the processes' stderr
+    with contextlib.ExitStack() as stack:
+        err: Any = subprocess.DEVNULL
+        if log:
+            err = stack.enter_context(
+                open(Path(log) / f"{what.replace(' ', '_')}.{time.time():.0f}.log", "wb"))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
+                                env={**os.environ, **(env or {})})
     try:
         _wait_up(ready, proc, what)
         yield proc
@@ -260,6 +266,8 @@ async def part_person(args: argparse.Namespace) -> dict[str, Any]:
 # -- 3. the cost of the hop, and fidelity -----------------------------------------------------
 HEADERS = {"anthropic-version": "2023-06-01", "x-api-key": "x"}
 Event = tuple[str, str]
+#: Requests of part 3 that got no stream, by side and error (counted, not fatal).
+ERRORS = Counter[str]()
 
 
 async def sse(client: httpx.AsyncClient, url: str, body: dict[str, Any],
@@ -305,8 +313,12 @@ async def ttfts(clients: dict[str, httpx.AsyncClient], urls: dict[str, str],
         batch = bodies[start:start + width]
         order = ["direct", "gateway"] if n % 2 == 0 else ["gateway", "direct"]
         for side in order:
-            got = await asyncio.gather(*(sse(clients[side], urls[side], b) for b in batch))
-            out[side].extend(t for t, _ in got)
+            got = await asyncio.gather(*(sse(clients[side], urls[side], b) for b in batch),
+                                       return_exceptions=True)
+            out[side].extend(g[0] for g in got if not isinstance(g, BaseException))
+            for g in got:
+                if isinstance(g, BaseException):
+                    ERRORS[f"{side}: {type(g).__name__}: {str(g)[:80]}"] += 1
     return out
 
 
@@ -330,8 +342,14 @@ async def fidelity(clients: dict[str, httpx.AsyncClient], urls: dict[str, str],
 
     async def pair(body: dict[str, Any]) -> None:
         async with sem:
-            (_, a), (_, b) = await asyncio.gather(sse(clients["direct"], urls["direct"], body),
-                                                  sse(clients["gateway"], urls["gateway"], body))
+            try:
+                (_, a), (_, b) = await asyncio.gather(
+                    sse(clients["direct"], urls["direct"], body),
+                    sse(clients["gateway"], urls["gateway"], body))
+            except Exception as exc:  # counted; the run goes on
+                ERRORS[f"fidelity: {type(exc).__name__}: {str(exc)[:80]}"] += 1
+                tally["errors"] += 1
+                return
         a2 = [(n, strip_ids(d)) for n, d in a]
         b2 = [(n, strip_ids(d)) for n, d in b]
         tally["streams"] += 1
@@ -347,7 +365,7 @@ async def fidelity(clients: dict[str, httpx.AsyncClient], urls: dict[str, str],
 
     await asyncio.gather(*(pair(b) for b in bodies))
     return {k: tally[k] for k in ("streams", "events", "streams_differing", "events_lost",
-                                  "events_extra", "streams_reordered")}
+                                  "events_extra", "streams_reordered", "errors")}
 
 
 async def part_hop(args: argparse.Namespace) -> dict[str, Any]:
@@ -388,7 +406,9 @@ async def part_hop(args: argparse.Namespace) -> dict[str, Any]:
     print(f"fidelity: {same['streams']} streams, {same['events']} events: "
           f"{same['streams_differing']} differ, {same['events_lost']} lost, "
           f"{same['events_extra']} extra, {same['streams_reordered']} reordered")
-    return {"ttft": out, "samples": {"1": one, "50": fifty}, "fidelity": same,
+    if ERRORS:
+        print(f"requests that got no stream: {dict(ERRORS)}")
+    return {"errors": dict(ERRORS), "ttft": out, "samples": {"1": one, "50": fifty}, "fidelity": same,
             "gateway_cpu_ms_per_stream": cpu_hop / n_requests * 1000}
 
 
