@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from laneway.governor import AIMD, Governor, Lane, RateLimits, TokenBucket
+from laneway.errors import OverloadedError, RateLimitedError, ServerError
+from laneway.governor import AIMD, Governor, Lane, RateLimits, TokenBucket, outcome_of
 
 
 class FakeClock:
@@ -120,6 +121,25 @@ async def test_429_pauses_the_background_lane_not_people() -> None:
     await asyncio.sleep(0)
     assert bg.done()
     assert any(h["kind"] == "pause" and h["seconds"] == 180 for h in gov.history)
+
+
+async def test_release_error_reads_the_outcome_from_the_error() -> None:
+    gov, _ = make(initial_concurrency=16)
+    st = gov.state("m")
+    p = await gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+    gov.release_error(p, ServerError("boom", status=500))  # a 500: nothing to adapt to
+    assert st.aimd.value == 16 and st.paused_until == 0.0
+    p = await gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+    gov.release_error(p, OverloadedError("busy", status=529))  # a 529 lowers concurrency
+    assert st.aimd.value < 16 and st.paused_until == 0.0
+    p = await gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+    gov.release_error(p, RateLimitedError("slow down", retry_after_s=42))
+    assert [h["seconds"] for h in gov.history if h["kind"] == "pause"] == [42]
+    assert st.sent["429"] == 1
+    assert [outcome_of(e) for e in (RateLimitedError("x"), OverloadedError("x"),
+                                    ServerError("x", error_type="overloaded_error"),
+                                    ServerError("x"))] == [
+        "rate_limited", "overloaded", "overloaded", "error"]
 
 
 async def test_concurrency_limit_holds_background_work() -> None:

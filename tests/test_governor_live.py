@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from laneway.errors import RateLimitedError
 from laneway.governor import Governor, Lane
 from laneway.ingest import ingest
 from laneway.local import LocalConfig, start_local
@@ -89,5 +90,36 @@ async def test_interactive_request_jumps_the_background_queue(tmp_path: Path) ->
         runner.stop()
         await task
         astore.close()
+        await provider.aclose()
+        running.stop()
+
+
+async def test_a_429_from_the_api_releases_with_its_wait_and_its_count() -> None:
+    """The governor reads a failed request's error (real HTTP): its ``retry-after``
+    pauses the background lane and its rate-limit headers replace the governor's count."""
+    running = start_local(LocalConfig(rpm=2))
+    provider = Provider.at(running.base_url)
+    governor = Governor()  # not told the limit
+    model = "claude-haiku-4-5"
+    params = {"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        for _ in range(2):  # the burst: what the limit allows at once
+            await provider.create(params)
+        permit = await governor.acquire(Lane.BACKGROUND, model, input_tokens=5, max_tokens=5)
+        try:
+            await provider.create(params)
+        except RateLimitedError as err:
+            error = err
+        else:
+            raise AssertionError("a third request within the minute was not refused")
+        assert error.retry_after_s is not None and error.retry_after_s > 0
+        governor.release_error(permit, error)
+        snap = governor.snapshot()[model]
+        assert snap["buckets"]["requests"]["limit"] == 2  # learnt from the error's headers
+        assert snap["buckets"]["requests"]["level"] < 1  # the server's count, not a refund
+        assert snap["sent"]["429"] == 1
+        pauses = [h for h in governor.history if h["kind"] == "pause"]
+        assert [p["seconds"] for p in pauses] == [round(error.retry_after_s, 3)]
+    finally:
         await provider.aclose()
         running.stop()

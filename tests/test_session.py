@@ -16,6 +16,7 @@ from laneway.agent import HybridAgent
 from laneway.jobs import JobDefaults
 from laneway.local import RunningLocal
 from laneway.provider import Provider
+from laneway.runners.native import NativeTally
 from laneway.runners.tally import Tally
 from laneway.runs import RunConfig, run
 from laneway.session.execute import final_status
@@ -52,6 +53,22 @@ def test_progress_is_the_counts_before_plus_the_live_tally() -> None:
     ledger = progress_of("r", 10, before, phase="done")
     assert (ledger.succeeded, ledger.errored, ledger.in_flight, ledger.rate_per_s) == (
         3, 1, 0, 0.0)
+
+
+def test_a_hybrid_run_s_tally_is_its_batches_plus_its_realtime_part() -> None:
+    native = NativeTally(succeeded=5, errored=1, input_tokens=50, output_tokens=20,
+                         cost_usd=0.5, requests=6, batches=2, fallback=True, left_for_realtime=4)
+    realtime = Tally(succeeded=3, input_tokens=30, output_tokens=9, cost_usd=0.25, requests=4,
+                     retries=2, rate_limited=1, parked=1, stop_reason="auth",
+                     stop_detail="the API refused the key", utilization={"m:requests": 0.5})
+    native.add(realtime)
+    assert (native.succeeded, native.errored, native.done, native.requests) == (8, 1, 9, 10)
+    assert (native.input_tokens, native.output_tokens, native.cost_usd) == (80, 29, 0.75)
+    assert (native.retries, native.rate_limited, native.parked) == (2, 1, 1)
+    assert (native.batches, native.left_for_realtime) == (2, 4)  # what only batches have
+    # How the run stopped is the realtime part's, with the one line that says why.
+    assert (native.stop_reason, native.stop_detail) == ("auth", "the API refused the key")
+    assert native.utilization == {"m:requests": 0.5}
 
 
 def test_a_run_and_a_worker_map_their_options_alike() -> None:

@@ -230,12 +230,12 @@ class HybridAgent:
                             canceled: bool) -> Counts | None:
         """The run's counts now, the run marked running (or done: None, lock released)."""
         try:
-            before = await self.astore.call(self.store.counts, run_id)
+            before = await self.astore.counts(run_id)
             if before.remaining == 0 and not canceled:
-                await self.astore.call(self.store.update_run, run_id, status=RunStatus.DONE)
+                await self.astore.set_run_status(run_id, RunStatus.DONE)
             elif not canceled:
-                await self.astore.call(self.store.update_run, run_id, status="running",
-                                       mode=mode, provider=self.provider.kind)
+                await self.astore.set_run_status(run_id, RunStatus.RUNNING, mode=mode,
+                                                 provider=self.provider.kind)
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -280,12 +280,12 @@ class HybridAgent:
         return path
 
     async def _execute(self, live: _Live, work: Callable[[], Awaitable[Tally]]) -> None:
-        status: str = RunStatus.STOPPED
+        status: RunStatus = RunStatus.STOPPED
         watched = False
         try:
             tally = await work()
             watched = True
-            counts = await self.astore.call(self.store.counts, live.run_id)
+            counts = await self.astore.counts(live.run_id)
             status = final_status(complete=counts.remaining == 0,
                                   canceled=live.canceled or tally.stop_reason == "canceled",
                                   stop_reason=tally.stop_reason, unfinished=RunStatus.STOPPED)
@@ -302,7 +302,7 @@ class HybridAgent:
                 with contextlib.suppress(Exception):
                     if not watched and live.watch is not None:  # else the watch wrote it
                         await live.watch.write("done")
-                    await self.astore.call(self.store.update_run, live.run_id, status=status)
+                    await self.astore.set_run_status(live.run_id, status)
             finally:
                 self._live.pop(live.run_id, None)
                 if live.lock is not None:
@@ -337,21 +337,21 @@ class HybridAgent:
         """
         if wait:
             await self.wait(run_id, timeout_s=timeout_s)
-        if await self.astore.call(self.store.get_run, run_id) is None:
+        if await self.astore.get_run(run_id) is None:
             raise ConfigError(f"no run named {run_id!r} in {self.settings}")
-        return await self.astore.call(lambda: list(self.store.iter_results(run_id)))
+        return await self.astore.results(run_id)
 
     async def cancel(self, run_id: str) -> int:
         """Stop a run: requests in flight are abandoned and every job not finished is
         recorded as ``canceled``. Returns the number of jobs canceled."""
-        if await self.astore.call(self.store.get_run, run_id) is None:
+        if await self.astore.get_run(run_id) is None:
             raise ConfigError(f"no run named {run_id!r} in {self.settings}")
         live = self._live.get(run_id)
         if live is not None and live.task is not None:
             live.canceled = True
             await _abandon(live.task)  # requests in flight too; held jobs are released
         canceled = await self.astore.call(_cancel_pending, self.store, run_id)
-        await self.astore.call(self.store.update_run, run_id, status=RunStatus.CANCELED)
+        await self.astore.set_run_status(run_id, RunStatus.CANCELED)
         return canceled
 
 

@@ -28,6 +28,7 @@ The SDK's exceptions become these in one place, :mod:`laneway.provider`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -116,16 +117,21 @@ class ProviderError(LanewayError):
 
     #: The wire error type, e.g. ``rate_limit_error`` (``None`` for network failures).
     error_type: str | None = None
+    #: How long the server asked to wait (its ``retry-after``): only a 429 says.
+    retry_after_s: float | None = None
 
     def __init__(
         self, message: str, *, status: int | None = None, error_type: str | None = None,
-        request_id: str | None = None,
+        request_id: str | None = None, ratelimit_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.message = message
         self.status = status
         if error_type is not None:
             self.error_type = error_type
         self.request_id = request_id
+        #: The answer's ``anthropic-ratelimit-*`` headers, if it had any: what the server
+        #: counted, which the governor trusts over its own count after a 429.
+        self.ratelimit_headers = dict(ratelimit_headers or {})
         super().__init__(message)
 
     def as_wire_error(self) -> dict[str, str]:
@@ -158,9 +164,10 @@ class RateLimitedError(RetryableError):
 
     def __init__(
         self, message: str, *, retry_after_s: float | None = None, status: int | None = 429,
-        request_id: str | None = None,
+        request_id: str | None = None, ratelimit_headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message, status=status, request_id=request_id)
+        super().__init__(message, status=status, request_id=request_id,
+                         ratelimit_headers=ratelimit_headers)
         self.retry_after_s = retry_after_s
 
 

@@ -23,59 +23,22 @@ All state is observable through :meth:`Governor.snapshot` and ``history``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from laneway.errors import ProviderError, RateLimitedError
 from laneway.governor_buckets import AIMD as AIMD
 from laneway.governor_buckets import Lane as Lane
 from laneway.governor_buckets import RateLimits as RateLimits
 from laneway.governor_buckets import TokenBucket as TokenBucket
+from laneway.governor_state import ModelState, Waiter
+from laneway.governor_state import Permit as Permit
 
 #: The headers that carry each limit, for each bucket.
 _HEADER_OF = {"requests": "requests", "input": "input-tokens", "output": "output-tokens"}
-
-
-@dataclass(eq=False)
-class Permit:
-    """Permission to send one request; give it back with :meth:`Governor.release`."""
-
-    lane: Lane
-    model: str
-    #: Input tokens reserved: the caller's estimate, corrected by what usage has shown.
-    input_tokens: float
-    output_tokens: float
-    max_tokens: int
-    #: The caller's own estimate, kept to learn how far off such estimates are.
-    estimated_input: float = 0.0
-    admitted_at: float = 0.0
-    released: bool = False
-    #: No longer counted against the concurrency limit (see :meth:`Governor.set_aside`).
-    set_aside: bool = False
-
-
-@dataclass(eq=False)
-class _Waiter:
-    permit: Permit
-    future: asyncio.Future[Permit]
-
-
-@dataclass
-class ModelState:
-    model: str
-    buckets: dict[str, TokenBucket] = field(default_factory=dict)
-    aimd: AIMD = field(default_factory=AIMD)
-    paused_until: float = 0.0
-    in_flight: dict[Lane, int] = field(default_factory=lambda: {lane: 0 for lane in Lane})
-    waiting: dict[Lane, deque[_Waiter]] = field(
-        default_factory=lambda: {lane: deque() for lane in Lane})
-    #: Moving averages: actual input tokens / estimate, and output tokens per request.
-    input_ratio: float = 1.0
-    output_avg: float | None = None
-    sent: dict[str, float] = field(
-        default_factory=lambda: {"requests": 0.0, "input": 0.0, "output": 0.0, "429": 0.0})
 
 
 class Governor:
@@ -151,7 +114,7 @@ class Governor:
                         self.expected_output(st, max_tokens), max_tokens,
                         estimated_input=float(input_tokens))
         fut: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(permit, fut)
+        waiter = Waiter(permit, fut)
         st.waiting[lane].append(waiter)
         self.pump()
         try:
@@ -248,7 +211,8 @@ class Governor:
         self, permit: Permit, *, outcome: str, usage: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None, retry_after_s: float | None = None,
     ) -> None:
-        """Give a permit back. ``outcome``: ok, rate_limited, overloaded, error, canceled."""
+        """Give a permit back. ``outcome``: ok, rate_limited, overloaded, error, canceled
+        (a request that failed with a :class:`ProviderError`: :meth:`release_error`)."""
         if permit.released:
             return
         permit.released = True
@@ -257,14 +221,14 @@ class Governor:
         saturated = st.in_flight[Lane.BACKGROUND] >= st.aimd.value
         if not permit.set_aside:
             st.in_flight[permit.lane] -= 1
-        if headers:
-            self._learn(st, headers, now, synced=outcome == "rate_limited")
         if outcome == "ok" and usage is not None:
             self._settle(st, permit, usage, now)
             if permit.lane is Lane.BACKGROUND and st.aimd.on_success(saturated=saturated):
                 self._note(st.model, "concurrency", limit=st.aimd.value, reason="clean")
         else:
             self._refund(st, permit, now, sent=outcome not in ("rate_limited", "canceled"))
+        if headers:  # after the refund: a 429's count of what is left has the last word
+            self._learn(st, headers, now, synced=outcome == "rate_limited")
         if outcome in ("rate_limited", "overloaded"):
             st.sent["429"] += outcome == "rate_limited"
             if st.aimd.on_overload(now):
@@ -273,6 +237,27 @@ class Governor:
             pause_s = retry_after_s if retry_after_s is not None else 5.0
             self.pause(st.model, pause_s, reason="429")
         self.pump()
+
+    @contextlib.contextmanager
+    def given_back_on_failure(self, permit: Permit) -> Iterator[None]:
+        """Around sending a permitted request: if it fails, the permit is given back (with
+        :meth:`release_error` for a :class:`ProviderError`, as ``canceled`` for anything
+        else, cancellation included). On success the caller releases it with the usage."""
+        try:
+            yield
+        except ProviderError as err:
+            self.release_error(permit, err)
+            raise
+        except BaseException:
+            self.release(permit, outcome="canceled")
+            raise
+
+    def release_error(self, permit: Permit, err: ProviderError) -> None:
+        """Give back the permit of a request that failed with ``err``: a 429 pauses the
+        background lane for its ``retry-after`` and its headers correct the buckets, a 529
+        lowers the concurrency, and anything else gives back what was reserved."""
+        self.release(permit, outcome=outcome_of(err), headers=err.ratelimit_headers,
+                     retry_after_s=err.retry_after_s)
 
     def set_aside(self, permit: Permit) -> None:
         """Stop counting a request against the concurrency limit: one far past the usual
@@ -391,3 +376,12 @@ class Governor:
         # What the limit allowed in that time: a full bucket at the start, then its refill.
         return {kind: st.sent[kind] / (b.limit_per_min * (1.0 + minutes))
                 for kind, b in st.buckets.items()}
+
+
+def outcome_of(err: ProviderError) -> str:
+    """The :meth:`Governor.release` outcome of a request that failed with ``err``:
+    ``rate_limited`` (429), ``overloaded`` (529, or that error event mid-stream), or
+    ``error``."""
+    if isinstance(err, RateLimitedError):
+        return "rate_limited"
+    return "overloaded" if err.error_type == "overloaded_error" else "error"

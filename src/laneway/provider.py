@@ -49,7 +49,8 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 TRANSPORT_ERRORS = _transport_errors()
 
 
-def _retry_after_s(headers: Any) -> float | None:
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after``, if either is given."""
     if headers is None:
         return None
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
@@ -91,29 +92,10 @@ def map_error(exc: BaseException) -> ProviderError:
     if isinstance(exc, TRANSPORT_ERRORS):
         return ConnectionLostError(f"connection dropped: {exc}")
     if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        etype, message = _wire_error(exc.body)
-        message = message or str(exc)
-        rid = exc.request_id
-        if status == 200:  # an error event after the stream had started
-            return stream_error(exc.body, rid)
-        if status == 429:
-            return RateLimitedError(message, retry_after_s=_retry_after_s(exc.response.headers),
-                                    request_id=rid)
-        if status == 529:
-            return OverloadedError(message, status=status, request_id=rid)
-        if status in (401, 403):
-            return AuthenticationError(message, status=status, error_type=etype, request_id=rid)
-        if status == 408:
-            return ProviderTimeoutError(message, status=status, request_id=rid)
-        if status in (502, 503, 504) and etype is None:
-            # A proxy or gateway answered, not the API (no API error body): unreachable.
-            return ConnectionLostError(f"HTTP {status} from a gateway, not the API: {message}",
-                                       status=status, request_id=rid)
-        if status == 409 or status >= 500:
-            return ServerError(message, status=status, error_type=etype, request_id=rid)
-        return RequestError(message, status=status, error_type=etype or "invalid_request_error",
-                            request_id=rid)
+        err = _status_error(exc)
+        err.ratelimit_headers = {k: v for k, v in exc.response.headers.items()
+                                 if k.lower().startswith("anthropic-ratelimit-")}
+        return err
     if isinstance(exc, TimeoutError):
         return ProviderTimeoutError("the request timed out")
     if isinstance(exc, anthropic.AnthropicError):
@@ -121,12 +103,40 @@ def map_error(exc: BaseException) -> ProviderError:
     raise exc
 
 
+def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
+    """The error for an answer with an error status (or an error event mid-stream)."""
+    status = exc.status_code
+    etype, message = _wire_error(exc.body)
+    message = message or str(exc)
+    rid = exc.request_id
+    if status == 200:  # an error event after the stream had started
+        return stream_error(exc.body, rid)
+    if status == 429:
+        return RateLimitedError(message, retry_after_s=retry_after_s(exc.response.headers),
+                                request_id=rid)
+    if status == 529:
+        return OverloadedError(message, status=status, request_id=rid)
+    if status in (401, 403):
+        return AuthenticationError(message, status=status, error_type=etype, request_id=rid)
+    if status == 408:
+        return ProviderTimeoutError(message, status=status, request_id=rid)
+    if status in (502, 503, 504) and etype is None:
+        # A proxy or gateway answered, not the API (no API error body): unreachable.
+        return ConnectionLostError(f"HTTP {status} from a gateway, not the API: {message}",
+                                   status=status, request_id=rid)
+    if status == 409 or status >= 500:
+        return ServerError(message, status=status, error_type=etype, request_id=rid)
+    return RequestError(message, status=status, error_type=etype or "invalid_request_error",
+                        request_id=rid)
+
+
 #: How long connecting may take: an API that drops packets (no refusal) is found out in
 #: seconds, not after a request's whole timeout (see runners.api_wait).
 CONNECT_TIMEOUT_S = 10.0
 
 
-def _timeout(timeout_s: float) -> anthropic.Timeout:
+def request_timeout(timeout_s: float) -> anthropic.Timeout:
+    """A request's timeout: ``timeout_s`` in all, connecting within :data:`CONNECT_TIMEOUT_S`."""
     return anthropic.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S))
 
 
@@ -241,7 +251,7 @@ class Provider:
         started = time.monotonic()
         with sdk_errors():
             raw = await self.client.messages.with_raw_response.create(
-                **sdk_kwargs(params), timeout=_timeout(timeout_s))
+                **sdk_kwargs(params), timeout=request_timeout(timeout_s))
             body = await raw.read()
         try:
             message = json.loads(body)
@@ -267,7 +277,7 @@ class Provider:
         gaps = Gaps()
         with sdk_errors():
             raw = await self.client.messages.with_raw_response.create(
-                **sdk_kwargs(params), stream=True, timeout=_timeout(timeout_s))
+                **sdk_kwargs(params), stream=True, timeout=request_timeout(timeout_s))
             headers = dict(raw.headers)
             response = raw.http_response
             # The SDK's own SSE decoding, without a pydantic model per event: the events

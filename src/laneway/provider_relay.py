@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import anthropic
 
-from laneway.provider import Provider, _timeout, sdk_errors
+from laneway.provider import Provider, request_timeout, sdk_errors
 
 #: The SDK's own switch for "give me the response unread" (what
 #: ``with_streaming_response`` sets): the body is not read before we return.
@@ -64,7 +64,7 @@ async def send(
     caller must ``aclose()`` the response, or read it whole with ``aread()``.
     """
     options: dict[str, Any] = {"headers": {**(headers or {}), _RAW_HEADER: "stream"},
-                               "timeout": _timeout(timeout_s)}
+                               "timeout": request_timeout(timeout_s)}
     if query:
         options["params"] = dict(query)
     client: Any = provider.client  # its request options are a private TypedDict
@@ -80,3 +80,15 @@ async def send(
             return answer
     relayed: RawResponse = response
     return relayed
+
+
+async def read(response: RawResponse) -> bytes:
+    """``response``'s whole body. An upstream that drops the connection before the end
+    gave no answer: :class:`~laneway.errors.ProviderError`, as :func:`send` raises. The
+    response is closed if the read does not finish (cancelled too)."""
+    try:
+        with sdk_errors():
+            return await response.aread()
+    except BaseException:
+        await response.aclose()
+        raise

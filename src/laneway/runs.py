@@ -102,7 +102,7 @@ async def run(
                            budget_usd=config.budget_usd, price=config.price)
         if config.no_work:
             return await _summary(astore, run_id, "enqueued", started, Tally(), None)
-        counts = await astore.call(store.counts, run_id)
+        counts = await astore.counts(run_id)
         if counts.remaining == 0:  # finished before: nothing to send, nothing to start
             summary = await _summary(astore, run_id, run_row.mode, started, Tally(), None)
         else:
@@ -143,7 +143,6 @@ def _check_first(config: RunConfig, input_path: str | Path,
 async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summary:
     """Choose the mode (``--mode auto``: the planner), execute it, set the final status."""
     astore, config, provider = ex.astore, ex.config, ex.provider
-    store = astore.store
     plan = None
     realtime_s = None
     mode = config.mode
@@ -151,8 +150,8 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
         ex.notice(f"run {ex.run_id} was canceled: nothing new is sent")
         mode = "native"
     else:
-        await astore.call(store.update_run, ex.run_id, status="running", mode=config.mode,
-                          provider=provider.kind)
+        await astore.set_run_status(ex.run_id, RunStatus.RUNNING, mode=config.mode,
+                                    provider=provider.kind)
         if config.mode == "auto" or config.deadline_at is not None:
             plan, realtime_s = await planning.plan_run(
                 astore, ex.run_id, provider, options=config.planner, limits=config.limits,
@@ -166,18 +165,17 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
     summary.plan = plan.reason if plan is not None and config.mode == "auto" else None
     if mode != "realtime":
         summary.realtime_cost_usd = await astore.call(
-            planning.realtime_cost_usd, store, ex.run_id, local=provider.is_local)
+            planning.realtime_cost_usd, astore.store, ex.run_id, local=provider.is_local)
     status = final_status(complete=summary.complete, stop_reason=tally.stop_reason,
                           canceled=canceled or tally.stop_reason == "canceled")
-    await astore.call(store.update_run, ex.run_id, status=status)
+    await astore.set_run_status(ex.run_id, status)
     return summary
 
 
 async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, tally: Tally,
                    provider: Provider | None) -> Summary:
-    store = astore.store
-    counts = await astore.call(store.counts, run_id)
-    unpriced = await astore.call(store.unpriced_models, run_id)
+    counts = await astore.counts(run_id)
+    unpriced = await astore.unpriced_models(run_id)
     return Summary(
         run_id=run_id, mode=mode, total=counts.total, succeeded=counts[JobStatus.SUCCEEDED],
         errored=counts[JobStatus.ERRORED], canceled=counts[JobStatus.CANCELED],

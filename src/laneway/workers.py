@@ -38,7 +38,6 @@ from laneway.session.execute import Execution, realtime_runner, run_batches
 from laneway.session.options import background_governor
 from laneway.session.options import new_worker_id as new_worker_id
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
-from laneway.store import pauses as shared_pauses
 from laneway.store.leases import LeaseKeeper
 from laneway.store.statuses import RunStatus
 
@@ -138,8 +137,7 @@ class PauseSync:
 
     async def _publish(self, model: str, until: float, reason: str) -> None:
         try:
-            await self.astore.call(shared_pauses.publish, self.astore.store, model,
-                                   until=until, reason=reason)
+            await self.astore.publish_pause(model, until=until, reason=reason)
             self.published += 1
         except Exception as exc:  # the ledger is away: the pause still holds here
             self.notice(f"could not share a pause of {model}: {exc}")
@@ -147,7 +145,7 @@ class PauseSync:
     async def poll(self) -> int:
         """Apply the pauses others published since the last poll; returns how many."""
         now = time.time()
-        found = await self.astore.call(shared_pauses.active, self.astore.store, now=now)
+        found = await self.astore.active_pauses(now=now)
         applied = 0
         for p in found:
             # Re-applying a pause already known would only add noise to the history.
@@ -243,18 +241,18 @@ class Worker:
         """Mark the runs another worker saw finish (this one may never have)."""
         for work in self.report.runs.values():
             if not work.finished:
-                run = await self.astore.call(self.store.get_run, work.run_id)
+                run = await self.astore.get_run(work.run_id)
                 work.finished = run is not None and run.status == RunStatus.DONE
 
     async def _open_runs(self) -> list[RunRow]:
         if self.config.run_id is not None:
-            run = await self.astore.call(self.store.get_run, self.config.run_id)
+            run = await self.astore.get_run(self.config.run_id)
             if run is None:
                 raise ConfigError(f"no run named {self.config.run_id!r} in "
                                   f"{self.store.settings}")
             runs = [] if run.status.closed else [run]
         else:
-            runs = await self.astore.call(self.store.open_runs)
+            runs = await self.astore.open_runs()
         for r in runs:
             if r.status == RunStatus.INGEST_FAILED:  # never worked on: its input needs fixing
                 work = self.report.runs.setdefault(r.id, RunWork(r.id))
@@ -267,7 +265,7 @@ class Worker:
         """Nothing to claim now: wait for a lease to run out or for new work."""
         wait_s = self.config.poll_s
         for run in runs:
-            left = await self.astore.call(self.store.lease_wait_s, run.id)
+            left = await self.astore.lease_wait_s(run.id)
             if left is not None:
                 wait_s = min(wait_s, left + 0.05)
         with contextlib.suppress(TimeoutError):
@@ -286,7 +284,7 @@ class Worker:
                 return False
         if run.mode == "native":
             return await self._native(run, work)
-        counts = await self.astore.call(self.store.counts, run.id)
+        counts = await self.astore.counts(run.id)
         if run.ingest_done and counts.remaining == 0:
             return await self._close(run, work)
         runner = realtime_runner(self._execution(run), counts, governor=self.governor,
@@ -300,7 +298,7 @@ class Worker:
             return False
         # Claims of this worker that no runner of it holds (a release lost to an outage):
         # claim() never takes this worker's own claims back, so give them back first.
-        await self.astore.call(self.store.release_all, run.id, worker=self.config.worker_id)
+        await self.astore.release_all(run.id, worker=self.config.worker_id)
         self.leases.run_id = run.id
         try:
             tally = await runner.run()
@@ -312,7 +310,7 @@ class Worker:
             self._skip.add(run.id)
             work.note = "stopped: its budget would be exceeded"
             self.notice(f"run {run.id}: {work.note}")
-            await self.astore.call(self.store.update_run, run.id, status=RunStatus.STOPPED)
+            await self.astore.set_run_status(run.id, RunStatus.STOPPED)
         if tally.stop_reason == "auth" or (tally.stop_reason == "api_unreachable"
                                            and not self.config.follow):
             # The API, not the run: every run would fail alike (a following worker waits
@@ -321,8 +319,8 @@ class Worker:
                 tally.stop_detail
             self._stop.set()
             return False
-        counts = await self.astore.call(self.store.counts, run.id)
-        fresh = await self.astore.call(self.store.get_run, run.id)
+        counts = await self.astore.counts(run.id)
+        fresh = await self.astore.get_run(run.id)
         if fresh is not None and fresh.ingest_done and counts.remaining == 0:
             await self._close(fresh, work)
         return tally.requests > 0
@@ -343,7 +341,7 @@ class Worker:
             work.finished = True
             self.notice(f"run {run.id}: finished")
         if run.status != RunStatus.DONE:
-            await self.astore.call(self.store.update_run, run.id, status=RunStatus.DONE)
+            await self.astore.set_run_status(run.id, RunStatus.DONE)
         return False
 
     async def _native(self, run: RunRow, work: RunWork) -> bool:
@@ -352,7 +350,7 @@ class Worker:
         # would cost twice what the run's owner chose.
         tally = await run_batches(self._execution(run))
         work.add(tally)
-        counts = await self.astore.call(self.store.counts, run.id)
+        counts = await self.astore.counts(run.id)
         if counts.remaining == 0:
             await self._close(run, work)
         return tally.requests > 0 or tally.batches > 0

@@ -21,7 +21,9 @@ TOKEN = "s3cret-token"
 ROUTES = [("GET", "/"), ("GET", "/runs"), ("GET", "/static/chat.js"), ("GET", "/v1/runs"),
           ("GET", "/v1/runs/x"), ("GET", "/v1/runs/x/events"), ("GET", "/v1/runs/x/results"),
           ("POST", "/v1/runs/x/cancel"), ("POST", "/v1/runs"), ("POST", "/v1/chat/stream"),
-          ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/nowhere")]
+          ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/nowhere"),
+          ("GET", "/traffic"), ("GET", "/static/traffic.js"), ("GET", "/v1/laneway/traffic"),
+          ("GET", "/metrics")]
 
 
 @pytest.fixture

@@ -195,3 +195,47 @@ def test_pages_work_with_a_token(local_api: RunningLocal, tmp_path: Path, page: 
         assert page.errors == []
     finally:
         served.stop()
+
+
+@pytest.mark.local_config(token_ms=2)
+def test_traffic_page_follows_the_gateway(served: Served, page: Any) -> None:
+    """The Traffic page polls the gateway's traffic: a request sent with the SDK shows up
+    in the per-key table and as a bar of the chart, lane by lane."""
+    import anthropic
+
+    console: list[str] = []
+    page.on("console", lambda msg: console.append(msg.text))
+    page.goto(served.base_url + "/traffic")
+    page.locator("#traffic[data-state='live']").wait_for(timeout=10_000)
+    assert page.locator("#keys-body tr").count() == 0
+    assert not page.locator("#keys-empty").is_hidden()
+    assert page.locator("#traffic-chart rect.req").count() == 0
+    assert page.inner_text("#queue-background-waiting") == "0"
+    client = anthropic.Anthropic(base_url=served.base_url, api_key="k", max_retries=0)
+    model = "claude-haiku-4-5"
+    usage = [client.messages.create(model=model, max_tokens=8, messages=[
+        {"role": "user", "content": f"background request {i}"}]).usage for i in range(3)]
+    row = page.locator("#keys-body tr[data-lane='background']")
+    row.wait_for(timeout=10_000)
+    page.locator("#keys-body tr[data-lane='background'] td.requests:text-is('3')").wait_for(
+        timeout=10_000)
+    assert row.get_attribute("data-key") == "local"
+    assert row.get_attribute("data-model") == model
+    sent_in = sum(u.input_tokens for u in usage)
+    sent_out = sum(u.output_tokens for u in usage)
+    assert row.locator("td.tokens").inner_text() == f"{sent_in} / {sent_out}"
+    assert row.locator("td.errors").inner_text() == "0"
+    assert page.locator("#keys-empty").is_hidden()
+    chart = page.locator("#traffic-chart")
+    page.locator("#traffic-chart[data-requests='3']").wait_for(timeout=10_000)
+    assert page.locator("#traffic-chart rect.req.background").count() >= 1
+    # Then a stream: the interactive lane gets its row and its bar.
+    with client.messages.stream(model=model, max_tokens=8, messages=[
+            {"role": "user", "content": "a person waiting"}]) as stream:
+        stream.get_final_message()
+    page.locator("#keys-body tr[data-lane='interactive']").wait_for(timeout=10_000)
+    page.locator("#traffic-chart[data-requests='4']").wait_for(timeout=10_000)
+    assert page.locator("#traffic-chart rect.req.interactive").count() == 1
+    assert int(chart.get_attribute("data-buckets")) >= 1
+    assert page.locator("#keys-body tr").count() == 2
+    assert page.errors == [] and [m for m in console if "Content Security" in m] == []

@@ -192,3 +192,63 @@ def test_a_gateway_that_is_its_own_upstream_is_refused(served: Served) -> None:
         with pytest.raises(ConfigError, match="this server itself"):
             check_upstream("127.0.0.1", 8123)
         check_upstream("127.0.0.1", 8124)
+
+
+def _absorbed(served: Served, *, streamed: bool) -> None:
+    seen: list[Any] = []
+    served.app.state.gateway.observers.append(seen.append)
+    client = sdk(served.base_url)
+    for i in range(10):
+        msgs = [{"role": "user", "content": f"request {i}"}]
+        if streamed:
+            with client.messages.stream(model=MODEL, max_tokens=8, messages=msgs) as s:
+                assert s.get_final_message().content[0].text == f"request {i}"
+        else:
+            assert client.messages.create(model=MODEL, max_tokens=8,
+                                          messages=msgs).content[0].text == f"request {i}"
+    assert len(seen) == 10 and all(ex.status == 200 for ex in seen)
+    assert sum(ex.upstream_errors for ex in seen) >= 3
+
+
+@pytest.mark.local_config(faults="529=0.2,500=0.1,drop=0.1,429=0.1", fault_retry_after_s=1,
+                          seed=3)
+def test_upstream_errors_are_absorbed_for_the_client(served: Served) -> None:
+    """529s, 500s, 429s and dropped connections from upstream: a client with its own
+    retries off sees none of them; the exchanges say how many were absorbed."""
+    _absorbed(served, streamed=False)
+
+
+@pytest.mark.local_config(faults="529=0.2,500=0.2,429=0.1", fault_retry_after_s=1, seed=3)
+def test_errors_before_a_stream_starts_are_absorbed_too(served: Served) -> None:
+    """Before its first event a stream can be tried again (after it, an upstream error
+    reaches the client as the API's own ``error`` event: nothing can be taken back)."""
+    _absorbed(served, streamed=True)
+
+
+@pytest.mark.local_config(faults="drop=1.0", token_ms=5)
+def test_a_stream_dropped_upstream_ends_with_the_apis_error_event(served: Served) -> None:
+    msgs: Any = [{"role": "user", "content": LONG}]
+    with pytest.raises(anthropic.APIStatusError, match="dropped mid-stream") as info, \
+            sdk(served.base_url).messages.stream(model=MODEL, max_tokens=50,
+                                                 messages=msgs) as s:
+        for _ in s.text_stream:
+            pass
+    assert info.value.body["error"]["type"] == "api_error"
+
+
+LONG = " ".join(f"word{i}" for i in range(40))
+
+
+@pytest.mark.local_config(token_ms=25)
+def test_a_client_leaving_a_plain_request_gives_its_permit_back(served: Served) -> None:
+    """The upstream request is closed with the client's (whether the upstream then stops
+    generating is its own affair: the local API finishes a plain request anyway)."""
+    seen: list[Any] = []
+    served.app.state.gateway.observers.append(seen.append)
+    msgs: Any = [{"role": "user", "content": LONG}]
+    with pytest.raises(anthropic.APITimeoutError):
+        sdk(served.base_url, timeout=0.3).messages.create(model=MODEL, max_tokens=40,
+                                                          messages=msgs)
+    wait_for(lambda: len(seen) == 1, timeout_s=3, what="the request to end")
+    assert seen[0].status == 499 and seen[0].duration_s < 1.0  # not the whole 1 s answer
+    assert served.agent.governor.state(MODEL).in_flight["background"] == 0

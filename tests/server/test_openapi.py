@@ -15,6 +15,8 @@ from laneway.server.models import (
     RunInfo,
     RunList,
     RunProgressEvent,
+    TrafficBucket,
+    TrafficReport,
 )
 
 from .helpers import Served, parse_sse
@@ -41,6 +43,8 @@ def test_schema_lists_each_route_with_its_models(served: Served) -> None:
         # The gateway: the Anthropic API's own routes, relayed.
         ("/v1/messages", "post"), ("/v1/messages/count_tokens", "post"),
         ("/v1/models", "get"), ("/v1/models/{model_id}", "get"),
+        # The gateway's traffic, live, and for Prometheus.
+        ("/v1/laneway/traffic", "get"), ("/metrics", "get"),
         # Message Batches, fulfilled by laneway runs.
         ("/v1/messages/batches", "post"), ("/v1/messages/batches", "get"),
         ("/v1/messages/batches/{batch_id}", "get"),
@@ -68,6 +72,9 @@ def test_schema_lists_each_route_with_its_models(served: Served) -> None:
     assert list(results) == ["application/x-ndjson"]
     cancel = paths["/v1/runs/{run_id}/cancel"]["post"]["responses"]["200"]["content"]
     assert ref(cancel["application/json"]["schema"]) == "CancelResult"
+    traffic = paths["/v1/laneway/traffic"]["get"]["responses"]["200"]["content"]
+    assert ref(traffic["application/json"]["schema"]) == "TrafficReport"
+    assert list(paths["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
 
 
 def test_answers_match_the_documented_models(served: Served) -> None:
@@ -95,3 +102,6 @@ def test_answers_match_the_documented_models(served: Served) -> None:
             exactly(ErrorBody, r.json())
         line = json.loads(http.get(f"/v1/runs/{run_id}/results").text)
         assert set(line) == {"custom_id", "result"}
+        traffic = http.get("/v1/laneway/traffic").json()
+        exactly(TrafficReport, traffic)
+        exactly(TrafficBucket, traffic["timeline"][-1])

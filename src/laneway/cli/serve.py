@@ -98,9 +98,10 @@ def _serve(host: str, port: int, *, provider: str, token: str | None, **settings
                                         **settings), provider=backend)
     shown = f"[{host}]" if ":" in host else host
     console_err.print(f"laneway serve on http://{shown}:{port}  (chat: /  runs: /runs  "
-                      f"API: /docs){'  token required' if token else ''}", highlight=False)
+                      f"API: /docs){'  token required' if token else ''}", highlight=False,
+                      soft_wrap=True)
     console_err.print(f"gateway: export ANTHROPIC_BASE_URL=http://{shown}:{port}  "
-                      f"(upstream: {backend.description})", highlight=False)
+                      f"(upstream: {backend.description})", highlight=False, soft_wrap=True)
     server = uvicorn.Server(uvicorn.Config(web_app, host=host, port=port, log_level="warning",
                                            access_log=False, lifespan="on",
                                            timeout_graceful_shutdown=5,

@@ -136,21 +136,21 @@ class RealtimeRunner:
                     for seq, j in self._held.items()}
         seqs = list(self._held)
         self._held.clear()
-        await self.astore.call(self.astore.store.release, self.run_id, seqs,
-                               worker=self.options.worker_id, attempts=attempts)
+        await self.astore.release(self.run_id, seqs, worker=self.options.worker_id,
+                                  attempts=attempts)
 
     # -- claiming ------------------------------------------------------------------------
     async def _claimer(self) -> None:
         low_water = max(self.options.claim_size // 2, 1)
         while not self.stopping:
             if self._queue.qsize() < low_water and not self._exhausted:
-                claimed = await self.astore.call(
-                    self.astore.store.claim, self.run_id, worker=self.options.worker_id,
+                claimed = await self.astore.claim(
+                    self.run_id, worker=self.options.worker_id,
                     limit=self.options.claim_size, lease_s=self.options.lease_s)
                 if self.options.max_seq is not None:
                     over = [c.seq for c in claimed if c.seq >= self.options.max_seq]
                     if over:
-                        await self.astore.call(self.astore.store.release, self.run_id, over)
+                        await self.astore.release(self.run_id, over)
                     claimed = [c for c in claimed if c.seq < self.options.max_seq]
                 if not claimed:
                     self._exhausted = True
@@ -173,9 +173,9 @@ class RealtimeRunner:
         while True:
             await asyncio.sleep(self.options.lease_s / 3)
             if self._held:
-                await self.astore.call(self.astore.store.extend_lease, self.run_id,
-                                       list(self._held), worker=self.options.worker_id,
-                                       lease_s=self.options.lease_s)
+                await self.astore.extend_lease(self.run_id, list(self._held),
+                                               worker=self.options.worker_id,
+                                               lease_s=self.options.lease_s)
 
     # -- working -------------------------------------------------------------------------
     async def _next_job(self) -> _Job | None:
@@ -266,10 +266,7 @@ class RealtimeRunner:
         except ProviderError as err:
             self._committed_usd -= worst
             self.tally.in_flight -= 1
-            outcome = "rate_limited" if isinstance(err, RateLimitedError) else (
-                "overloaded" if err.error_type == "overloaded_error" else "error")
-            self.governor.release(permit, outcome=outcome,
-                                  retry_after_s=getattr(err, "retry_after_s", None))
+            self.governor.release_error(permit, err)
             await self._failed(job, err)
             return
         except BaseException:

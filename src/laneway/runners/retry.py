@@ -34,9 +34,8 @@ class RetryPolicy:
     def delay_s(self, error: ProviderError, *, attempts: int,
                 rng: random.Random | None = None) -> float:
         """Seconds to wait before attempt ``attempts + 1``."""
-        retry_after = getattr(error, "retry_after_s", None)
-        if retry_after is not None:
-            return float(retry_after)
+        if error.retry_after_s is not None:
+            return float(error.retry_after_s)
         r = float((rng or random).random())
         backoff = min(self.cap_s, self.base_s * 2.0 ** max(0, attempts - 1))
         return backoff * (0.5 + 0.5 * r)  # "equal jitter": never less than half

@@ -1,4 +1,7 @@
-"""What a realtime run has done so far: one counter for progress and the summary."""
+"""What a run's runners have done so far: the one counter that, over the ledger's counts
+when they started, makes a run's progress and its summary. The native runner's
+:class:`~laneway.runners.native.NativeTally` is a :class:`Tally` with batch counts; a
+hybrid run's realtime part is added to it with :meth:`Tally.add`."""
 
 from __future__ import annotations
 
@@ -50,6 +53,24 @@ class Tally:
             self.unpriced += item.status == JobStatus.SUCCEEDED
         else:
             self.cost_usd += item.cost_usd
+
+    def add(self, later: Tally) -> None:
+        """Fold in what a later part of the same run counted (a hybrid run's realtime
+        part, after its batches): the counts add up; how the run stopped, the share of
+        the limits it used, and what is in flight are the later part's."""
+        self.succeeded += later.succeeded
+        self.errored += later.errored
+        self.input_tokens += later.input_tokens
+        self.output_tokens += later.output_tokens
+        self.cost_usd += later.cost_usd
+        self.unpriced += later.unpriced
+        self.requests += later.requests
+        self.retries += later.retries
+        self.rate_limited += later.rate_limited
+        self.parked += later.parked
+        self.in_flight = later.in_flight
+        self.stop_reason, self.stop_detail = later.stop_reason, later.stop_detail
+        self.utilization = later.utilization
 
 
 def describe(tally: Tally) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The ``laneway serve`` app: chat over SSE, the runs API, the chat page and the dashboard.
+"""The ``laneway serve`` app: chat over SSE, the runs API, the gateway, and the pages
+(chat, the runs dashboard, the gateway's traffic).
 
 One :class:`~laneway.agent.HybridAgent` (one provider client, one governor, one ledger)
 serves every route, so a person's chat stream is admitted before background runs'
@@ -9,10 +10,11 @@ Content-Security-Policy as a second line of defence.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import html
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -33,7 +35,7 @@ from laneway.server.auth import TokenAuth, check_bind
 from laneway.server.body_limit import BodyLimit
 from laneway.server.errors import add_error_handlers
 from laneway.server.events_hub import EventsHub
-from laneway.server.gateway import Gateway, GatewaySettings
+from laneway.server.gateway import Gateway, GatewaySettings, traffic_routes
 from laneway.server.gateway import router as gateway_router
 from laneway.server.models import SSE_MARK
 from laneway.server.origin import SameOrigin
@@ -43,6 +45,10 @@ STATIC_DIR = Path(str(resources.files("laneway.server") / "static"))
 #: Pages load only their own scripts and styles, and talk only to this server.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+#: The pages, by path: chat, the runs dashboard, the gateway's traffic.
+PAGES = {"/": "index.html", "/runs": "runs.html", "/traffic": "traffic.html"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,10 +96,12 @@ def create_app(settings: ServerSettings | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if own_agent:
             await the_agent.open()
+        sampler = asyncio.create_task(gateway.stats.sample_every(1.0))
         try:
             await gateway.start()
             yield
         finally:
+            sampler.cancel()
             await gateway.aclose()
             if own_agent:
                 await the_agent.aclose()
@@ -108,14 +116,23 @@ def create_app(settings: ServerSettings | None = None, *,
     app.state.events_hub = EventsHub(the_agent, settings.events_interval_s)
     app.state.token = settings.token
     app.state.gateway = gateway
+    app.state.metrics = traffic_routes.metrics_for(gateway)
 
     add_error_handlers(app)
 
     app.include_router(chat_routes.router)
     app.include_router(runs_routes.router)
     app.include_router(gateway_router)
+    app.include_router(traffic_routes.router)
 
-    _add_pages(app, the_agent)
+    for path, name in PAGES.items():
+        app.add_api_route(path, _page_route(name), methods=["GET"],
+                          response_class=HTMLResponse, include_in_schema=False)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "provider": the_agent.provider.description}
+
     _describe_event_streams(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # The last added runs first: who may talk, then where from, then how much.
@@ -125,20 +142,11 @@ def create_app(settings: ServerSettings | None = None, *,
     return app
 
 
-def _add_pages(app: FastAPI, agent: HybridAgent) -> None:
-    """The chat page, the runs dashboard and the health check."""
+def _page_route(name: str) -> Callable[[Request], Awaitable[Response]]:
+    async def show(request: Request) -> Response:
+        return page(name, request)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def chat_page(request: Request) -> Response:
-        return page("index.html", request)
-
-    @app.get("/runs", response_class=HTMLResponse, include_in_schema=False)
-    async def runs_page(request: Request) -> Response:
-        return page("runs.html", request)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, Any]:
-        return {"ok": True, "provider": agent.provider.description}
+    return show
 
 
 def _describe_event_streams(app: FastAPI) -> None:

@@ -2,8 +2,8 @@
 
 JSON requests (a chat turn, a cancel) may carry :data:`JSON_LIMIT` bytes; a run's input
 (``POST /v1/runs``, raw or as a form) :data:`UPLOAD_LIMIT`; a Messages request through
-the gateway the API's own :data:`MESSAGES_LIMIT`, and a Message Batch its
-:data:`BATCHES_LIMIT`. A declared
+the gateway the API's own :data:`MESSAGES_LIMIT` and a Message Batch its
+:data:`BATCHES_LIMIT`, both refused in the API's own error shape. A declared
 ``Content-Length`` over the limit is answered at once; a body without one (chunked) is
 counted as it arrives, and the answer goes out as soon as it passes the limit: the
 route sees the client as gone and stops, and the rest is never kept.
@@ -28,9 +28,12 @@ BATCHES_LIMIT = 256 * 1024 * 1024
 _BATCHES_ROUTES = frozenset({("POST", "/v1/messages/batches")})
 
 
+def _route(scope: Scope) -> tuple[str | None, str]:
+    return scope.get("method"), scope.get("path", "").rstrip("/") or "/"
+
+
 def limit_for(scope: Scope) -> int:
-    path = scope.get("path", "").rstrip("/") or "/"
-    route = (scope.get("method"), path)
+    route = _route(scope)
     if route in _UPLOAD_ROUTES:
         return UPLOAD_LIMIT
     if route in _BATCHES_ROUTES:
@@ -51,7 +54,7 @@ class BodyLimit:
         limit = limit_for(scope)
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await _too_large(send, limit)
+            await _too_large(send, scope, limit)
             return
         received = 0
         answered = False  # the 413 went out: the app's own answer is dropped
@@ -66,7 +69,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > limit:
                     if not started:
-                        await _too_large(send, limit)
+                        await _too_large(send, scope, limit)
                         answered = True
                     return {"type": "http.disconnect"}
             return message
@@ -86,7 +89,12 @@ class BodyLimit:
                 raise
 
 
-async def _too_large(send: Send, limit: int) -> None:
+async def _too_large(send: Send, scope: Scope, limit: int) -> None:
+    if _route(scope) in _MESSAGES_ROUTES:  # the gateway's routes answer as the API does
+        await send_error(send, 413, "request_too_large", (
+            f"Request exceeds the maximum allowed number of bytes ({limit}, 32 MB)"),
+            api_shape=True)
+        return
     await send_error(send, 413, "request_too_large", (
         f"the request body is larger than {limit} bytes ({limit // (1024 * 1024)} MiB), "
         "the limit of this route"))

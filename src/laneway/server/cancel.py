@@ -37,9 +37,9 @@ class Canceled:
 
 async def cancel(agent: HybridAgent, run_id: str, *, wait_s: float) -> Canceled:
     """Cancel ``run_id``: this server's work on it, then its batches at the provider."""
-    before = (await agent.astore.call(agent.store.counts, run_id))[JobStatus.CANCELED]
+    before = (await agent.astore.counts(run_id))[JobStatus.CANCELED]
     await agent.cancel(run_id)
-    batches = await agent.astore.call(agent.store.run_batches, run_id)
+    batches = await agent.astore.run_batches(run_id)
     outcome = Canceled()
     if any(b.status in ACTIVE_BATCHES for b in batches):
         report = await cancel_batches(run_id=run_id, astore=agent.astore,
@@ -48,7 +48,7 @@ async def cancel(agent: HybridAgent, run_id: str, *, wait_s: float) -> Canceled:
         outcome = Canceled(batches_canceled=report.batches_canceled,
                            batches_still_running=report.still_running,
                            billed=report.succeeded, billed_usd=report.cost_usd)
-    after = (await agent.astore.call(agent.store.counts, run_id))[JobStatus.CANCELED]
+    after = (await agent.astore.counts(run_id))[JobStatus.CANCELED]
     return replace(outcome, canceled=after - before)
 
 

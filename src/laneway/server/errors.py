@@ -133,9 +133,9 @@ def body_of(exc: BaseException) -> dict[str, dict[str, str]]:
 
 def headers_of(exc: BaseException) -> dict[str, str]:
     """``retry-after`` (whole seconds) when the error knows how long to wait."""
-    wait_s = getattr(exc, "retry_after_s", None)
-    if isinstance(exc, LanewayError) and isinstance(wait_s, int | float) and wait_s >= 0:
-        return {"retry-after": str(math.ceil(wait_s))}
+    if isinstance(exc, ProviderError) and exc.retry_after_s is not None \
+            and exc.retry_after_s >= 0:
+        return {"retry-after": str(math.ceil(exc.retry_after_s))}
     return {}
 
 
@@ -186,9 +186,13 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 async def send_error(send: Send, status: int, error_type: str, message: str,
-                     headers: Mapping[str, str] | None = None) -> None:
-    """Answer with an error body from an ASGI middleware (before any route runs)."""
-    body = json.dumps(error_body(error_type, message)).encode()
+                     headers: Mapping[str, str] | None = None, *,
+                     api_shape: bool = False) -> None:
+    """Answer with an error body from an ASGI middleware (before any route runs);
+    ``api_shape`` for the gateway's routes: the Anthropic API's body, with its
+    ``"type": "error"``."""
+    shaped = error_body(error_type, message)
+    body = json.dumps({"type": "error", **shaped} if api_shape else shaped).encode()
     raw = [(b"content-type", b"application/json"),
            (b"content-length", str(len(body)).encode())]
     raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]

@@ -147,3 +147,96 @@ class RunProgressEvent(BaseModel):
     governor: dict[str, Any] = Field(default_factory=dict,
                                      description="The governor's snapshot.")
     at: float = Field(description="Unix time of this event.")
+
+
+# -- traffic (the gateway) ----------------------------------------------------------------
+class TrafficRow(BaseModel):
+    """The requests of one client key, on one model, in one lane, since the server
+    started."""
+
+    key: str = Field(description="The client key's name (``local`` for requests without "
+                                 "a laneway key).")
+    model: str
+    lane: Literal["interactive", "background"]
+    requests: int
+    errors: int = Field(description="Answered with a status >= 400 (client_closed "
+                                    "included).")
+    client_closed: int = Field(description="The client left before its answer (499).")
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cost_usd: float | None = Field(description="Of the requests with a known price; null "
+                                               "when none has one.")
+    unpriced: int = Field(description="Requests on a model with no known price.")
+    queued_s_total: float = Field(description="Seconds waited for the governor, summed.")
+    queued_s_max: float
+    ttft_s_mean: float | None = Field(description="Time to first token (to the whole "
+                                                  "answer when not streamed).")
+    ttft_s_p50: float | None
+    ttft_s_p95: float | None
+    upstream_errors: int = Field(description="Upstream errors absorbed by trying again.")
+
+
+class LaneCounts(BaseModel):
+    interactive: int
+    background: int
+
+
+class LimitUse(BaseModel):
+    """The most used bucket of each kind (over the models) during a timeline bucket:
+    0 = full, 1 = spent; null when no limit of the kind is known or none was seen."""
+
+    requests: float | None
+    input: float | None
+    output: float | None
+
+
+class TrafficBucket(BaseModel):
+    """One bucket of the timeline: the requests that finished in it."""
+
+    t: float = Field(description="Unix time the bucket starts.")
+    requests: LaneCounts
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    limit_use: LimitUse
+
+
+class LaneQueue(BaseModel):
+    waiting: int = Field(description="Requests waiting for the governor.")
+    in_flight: int = Field(description="Requests sent upstream, not answered yet.")
+
+
+class QueueByLane(BaseModel):
+    """Read live from the governor (the runs this server executes share it)."""
+
+    interactive: LaneQueue
+    background: LaneQueue
+
+
+class BucketState(BaseModel):
+    limit: int = Field(description="Per minute.")
+    level: float = Field(description="What is left of the minute's quota now.")
+    use: float = Field(description="1 - level / limit, within 0 and 1.")
+
+
+class ModelLimits(BaseModel):
+    buckets: dict[str, BucketState] = Field(description="requests, input, output: the "
+                                                        "limits known (given or learnt).")
+    paused_s: float = Field(description="How long the background lane stays paused.")
+    concurrency: int = Field(description="The background lane's concurrency limit.")
+
+
+class TrafficReport(BaseModel):
+    """``GET /v1/laneway/traffic``: the gateway's live traffic (in memory)."""
+
+    at: float = Field(description="Unix time of this report.")
+    bucket_s: float = Field(description="Width of a timeline bucket, in seconds.")
+    window_s: float = Field(description="How far back the timeline reaches.")
+    keys: list[TrafficRow] = Field(description="Sorted by key, model and lane.")
+    timeline: list[TrafficBucket] = Field(description="Oldest first, every bucket since "
+                                                      "the server started (within the "
+                                                      "window), empty ones included.")
+    queue: QueueByLane
+    limits: dict[str, ModelLimits] = Field(description="Per model.")

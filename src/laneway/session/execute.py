@@ -18,7 +18,6 @@ from laneway.provider import Provider
 from laneway.runners.native import NativeTally, run_native
 from laneway.runners.realtime import RealtimeRunner
 from laneway.runners.tally import Tally
-from laneway.session import plan as planning
 from laneway.session.config import RunConfig
 from laneway.session.options import background_governor, new_worker_id, realtime_options
 from laneway.session.progress import Progress, progress_of
@@ -58,12 +57,13 @@ async def execute(ex: Execution, mode: str,
     tally = await run_batches(ex, realtime_s)
     if not tally.fallback or tally.stop_reason is not None:
         return "native", tally
-    return "hybrid", planning.merge(tally, await run_realtime(ex))  # what the deadline left
+    tally.add(await run_realtime(ex))  # the jobs the deadline's fallback left
+    return "hybrid", tally
 
 
 async def run_realtime(ex: Execution) -> Tally:
     """Send the run's pending jobs realtime, with progress and events (:class:`RunWatch`)."""
-    before = await ex.astore.call(ex.astore.store.counts, ex.run_id)
+    before = await ex.astore.counts(ex.run_id)
     return await watch_realtime(ex, before, governor=ex.governor).run(ex.stop_event)
 
 
@@ -97,7 +97,7 @@ async def run_batches(ex: Execution,
                       realtime_s: Callable[[int], float] | None = None) -> NativeTally:
     """Send the run's pending jobs as native batches (and collect the batches it has)."""
     config, astore = ex.config, ex.astore
-    before = await astore.call(astore.store.counts, ex.run_id)
+    before = await astore.counts(ex.run_id)
     return await run_native(
         run_id=ex.run_id, astore=astore, provider=ex.provider, options=config.native,
         max_attempts=config.max_attempts, budget_usd=config.budget_usd,

@@ -1,10 +1,8 @@
 """A run's plan, and what it cost against what realtime would have.
 
 :func:`plan_run` measures what is left of a run (from the ledger) and asks the planner
-(:mod:`laneway.runners.planner`); :func:`merge` adds the realtime runner's tally to the
-native runner's when the deadline fallback left jobs for realtime
-(:func:`laneway.session.execute.execute` runs them); :func:`realtime_cost_usd` prices
-what succeeded at the standard price, for the summary's "realtime would have cost".
+(:mod:`laneway.runners.planner`); :func:`realtime_cost_usd` prices what succeeded at the
+standard price, for the summary's "realtime would have cost".
 """
 
 from __future__ import annotations
@@ -16,9 +14,7 @@ from laneway.errors import UnknownModelError
 from laneway.governor import RateLimits
 from laneway.pricing import Usage, cost_usd
 from laneway.provider import Provider
-from laneway.runners.native import NativeTally
 from laneway.runners.planner import Plan, PlannerOptions, Workload, choose, realtime_s_for
-from laneway.runners.tally import Tally
 from laneway.store import AsyncStore, Store
 from laneway.store.statuses import JobStatus
 
@@ -35,15 +31,14 @@ async def plan_run(
     budget_usd: float | None = None, worker_id: str = "main",
 ) -> tuple[Plan, Callable[[int], float]]:
     """The plan for the unfinished part of ``run_id``, and ``jobs -> realtime seconds``."""
-    store = astore.store
     options = options or PlannerOptions()
-    counts = await astore.call(store.counts, run_id)
+    counts = await astore.counts(run_id)
     expected = options.expected_output_tokens
     if counts[JobStatus.SUCCEEDED] >= 10:  # what this run's answers really are, once known
         expected = max(1, round(counts.output_tokens / counts[JobStatus.SUCCEEDED]))
-    workload = await astore.call(_workload, store, run_id, expected)
-    batches = await astore.call(store.own_batches, run_id, worker=worker_id)
-    learnt = await astore.call(store.batch_durations_s, provider=provider.kind)
+    workload = await astore.call(_workload, astore.store, run_id, expected)
+    batches = await astore.own_batches(run_id, worker=worker_id)
+    learnt = await astore.batch_durations_s(provider=provider.kind)
     deadline_s = None if deadline_at is None else max(0.0, deadline_at - time.time())
     budget_left = None if budget_usd is None else budget_usd - counts.cost_usd
     plan = choose(workload, local=provider.is_local, limits=limits,
@@ -52,16 +47,6 @@ async def plan_run(
                   options=options, learnt_s=learnt)
     return plan, realtime_s_for(workload, limits=limits, concurrency=concurrency,
                                 options=options)
-
-
-def merge(native: NativeTally, rt: Tally) -> NativeTally:
-    for name in ("succeeded", "errored", "input_tokens", "output_tokens", "cost_usd",
-                 "unpriced", "requests", "retries", "rate_limited"):
-        setattr(native, name, getattr(native, name) + getattr(rt, name))
-    native.stop_reason = rt.stop_reason
-    native.utilization = rt.utilization
-    native.in_flight = 0
-    return native
 
 
 def realtime_cost_usd(store: Store, run_id: str, *, local: bool) -> float | None:

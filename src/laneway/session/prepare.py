@@ -61,7 +61,7 @@ async def take_up(
             skip_invalid=config.skip_invalid)
         if not store.is_postgres:
             await astore.call(store.release_batches, run_row.id)
-            released = await astore.call(store.release_all, run_row.id)
+            released = await astore.release_all(run_row.id)
             if released and notice is not None:
                 notice(f"run {run_row.id}: {released} jobs were in flight when the last "
                        "process stopped; they will be sent again")

@@ -50,7 +50,7 @@ class RunWatch:
         if phase == "done":
             data["history"] = list(governor.history)[-200:]
         astore = self.runner.astore
-        await astore.call(astore.store.add_event, self.runner.run_id, "progress", data)
+        await astore.add_event(self.runner.run_id, "progress", data)
         return p
 
     async def run(self, stop_event: asyncio.Event | None = None) -> Tally:

@@ -1,7 +1,8 @@
 """The ledger from async code: every call on one thread, and results committed in groups.
 
 :class:`AsyncStore` runs :class:`~laneway.store.ledger.Store` methods on a single
-worker thread, so the event loop never waits on the disk and SQLite sees one writer.
+worker thread, so the event loop never waits on the disk and SQLite sees one writer
+(typed as coroutines by :class:`~laneway.store.async_ledger.AsyncLedger`).
 :class:`GroupWriter` collects finished jobs and commits them together, every
 ``interval_s`` or ``max_items``; ``await writer.record(item)`` returns only once the
 item is committed, so a result is never counted before it is durable. On PostgreSQL
@@ -24,6 +25,7 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy.exc import OperationalError
 
 from laneway.store.async_gateway import GatewayCalls
+from laneway.store.async_ledger import AsyncLedger
 from laneway.store.diskfull import disk_full_error, is_disk_full
 from laneway.store.ledger import Store
 from laneway.store.outage import outage_s, ride_out
@@ -33,9 +35,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class AsyncStore(GatewayCalls):
-    """The store from async code (see the module's docstring); the gateway's typed calls
-    (client keys, traffic) come from :class:`~laneway.store.async_gateway.GatewayCalls`."""
+class AsyncStore(AsyncLedger, GatewayCalls):
+    """The store from async code (see the module's docstring): typed calls for runs and
+    jobs (:class:`~laneway.store.async_ledger.AsyncLedger`) and for the gateway's client
+    keys and traffic (:class:`~laneway.store.async_gateway.GatewayCalls`)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -123,7 +126,7 @@ class GroupWriter:
         restart, a network blip): the results are paid for, and recording is idempotent."""
         for attempt in range(self.retries + 1):
             try:
-                return await self.astore.call(self.astore.store.finish, items)
+                return await self.astore.finish(items)
             except OperationalError as exc:
                 if attempt == self.retries or is_disk_full(exc):
                     raise  # a full disk stays full: stop now, not in 13 s

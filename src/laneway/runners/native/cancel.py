@@ -45,19 +45,18 @@ async def cancel_run(
     on_notice: Callable[[str], None] | None = None, worker_id: str = "main",
     options: NativeOptions | None = None,
 ) -> CancelReport:
-    store = astore.store
     notice = on_notice or (lambda _m: None)
-    run = await astore.call(store.get_run, run_id)
+    run = await astore.get_run(run_id)
     if run is None:
-        raise ConfigError(f"no run named {run_id!r} in {store.settings}")
+        raise ConfigError(f"no run named {run_id!r} in {astore.store.settings}")
     report = CancelReport(run_id)
-    await astore.call(store.update_run, run_id, status=RunStatus.CANCELED)
-    report.unsent_canceled = await astore.call(store.cancel_unsent, run_id)
+    await astore.set_run_status(run_id, RunStatus.CANCELED)
+    report.unsent_canceled = await astore.cancel_unsent(run_id)
     options = options or NativeOptions.from_env()
     runner = NativeRunner(run_id=run_id, astore=astore, provider=provider, options=options,
                           worker_id=worker_id, on_notice=notice,
                           until=time.time() + max(0.0, wait_s))
-    rows = [r for r in await astore.call(store.run_batches, run_id)
+    rows = [r for r in await astore.run_batches(run_id)
             if r.status in ACTIVE_BATCHES]
     for row in rows:
         if row.status == BatchStatus.SUBMITTING:  # settle it first: it may be running unseen
@@ -72,8 +71,8 @@ async def cancel_run(
                f"they finished before the cancel (up to {wait_s:g} s)")
     tally = await runner.run()
     report.succeeded, report.cost_usd = tally.succeeded, tally.cost_usd
-    report.unsent_canceled += await astore.call(store.cancel_unsent, run_id)
-    left = [r for r in await astore.call(store.run_batches, run_id)
+    report.unsent_canceled += await astore.cancel_unsent(run_id)
+    left = [r for r in await astore.run_batches(run_id)
             if r.status in ACTIVE_BATCHES]
     report.still_running = len(left)
     return report

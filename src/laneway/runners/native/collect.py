@@ -44,7 +44,7 @@ class Collector:
         not finish goes back whatever its attempts."""
         r = self.state
         assert row.provider_batch_id is not None
-        waiting = await r.astore.call(r.store.batch_members, r.run_id, row.id)
+        waiting = await r.astore.batch_members(r.run_id, row.id)
         items: list[Finished] = []
         again: list[int] = []
         tally: dict[str, int] = {}
@@ -103,15 +103,14 @@ class Collector:
     async def _ended(self, row: BatchRow, info: BatchInfo, tally: dict[str, int], *,
                      canceled: bool) -> None:
         r = self.state
-        leftover = await r.astore.call(r.store.end_batch, row.id, info.counts,
-                                       info.ended_at)
+        leftover = await r.astore.end_batch(row.id, info.counts, info.ended_at)
         sent_again = sum(tally.get(k, 0) for k in ("errored", "canceled", "expired"))
         summary = ", ".join(f"{n} {k}" for k, n in sorted(tally.items())) or "no new results"
         extra = f"; {leftover} missing from its results, sent again" if leftover else ""
         r.notice(f"batch {row.id} ({row.provider_batch_id}) filed: {summary}{extra}"
                  + (f" (up to {sent_again} to send again)" if sent_again and not canceled
                     else ""))
-        await r.astore.call(r.store.add_event, r.run_id, "batch", {
+        await r.astore.add_event(r.run_id, "batch", {
             "batch": row.id, "provider_batch_id": row.provider_batch_id, "status": "ended",
             "counts": info.counts})
 
@@ -131,12 +130,12 @@ class Collector:
     async def _flush(self, row: BatchRow, items: list[Finished], again: list[int]) -> None:
         r = self.state
         if items:
-            recorded = set(await r.astore.call(r.store.finish, items))
+            recorded = set(await r.astore.finish(items))
             for item in items:
                 if item.seq in recorded:
                     r.tally.count(item)
         if again:
-            moved = await r.astore.call(r.store.requeue_batch, r.run_id, row.id, again)
+            moved = await r.astore.requeue_batch(r.run_id, row.id, again)
             r.tally.resubmitted += moved
             r.tally.retries += moved
         if items or again:

@@ -28,7 +28,7 @@ async def fallback_due(st: NativeState, *, deadline_at: float | None,
     need for the jobs not finished (``realtime_s(jobs)``), plus the margin."""
     if deadline_at is None or realtime_s is None:
         return False
-    counts = await st.astore.call(st.store.counts, st.run_id)
+    counts = await st.astore.counts(st.run_id)
     if counts.remaining == 0:
         return False
     need_s = realtime_s(counts.remaining) + st.options.fallback_margin_s
@@ -44,7 +44,7 @@ async def fall_back(st: NativeState, poller: Poller, *, deadline_at: float | Non
     ``st.tally.fallback`` is set and ``left_for_realtime`` counts what is left."""
     opts = st.options
     left_s = max(0.0, (deadline_at or time.time()) - time.time())
-    counts = await st.astore.call(st.store.counts, st.run_id)
+    counts = await st.astore.counts(st.run_id)
     st.notice(f"deadline in {left_s:.0f} s: canceling {len(_known(st))} batch(es) "
               f"and sending the {counts.remaining} unfinished jobs realtime")
     await poller.cancel_batches(_known(st))
@@ -55,12 +55,11 @@ async def fall_back(st: NativeState, poller: Poller, *, deadline_at: float | Non
         if _known(st):
             await asyncio.sleep(min(opts.poll_initial_s, 1.0))
     for row in _known(st):
-        waiting = await st.astore.call(st.store.batch_members, st.run_id, row.id)
-        moved = await st.astore.call(st.store.requeue_batch, st.run_id, row.id,
-                                     list(waiting))
+        waiting = await st.astore.batch_members(st.run_id, row.id)
+        moved = await st.astore.requeue_batch(st.run_id, row.id, list(waiting))
         st.notice(f"batch {row.id} still canceling after {opts.cancel_wait_s:g} s: its "
                   f"{moved} jobs go realtime too (any it still completes is billed, "
                   "but recorded once)")
         st.forget(row.id)
     st.tally.fallback = True
-    st.tally.left_for_realtime = (await st.astore.call(st.store.counts, st.run_id)).remaining
+    st.tally.left_for_realtime = (await st.astore.counts(st.run_id)).remaining

@@ -26,8 +26,8 @@ class Poller:
     async def own(self) -> None:
         """Take (or keep) the run's batches nobody else holds; renews their leases."""
         st = self.state
-        rows = await st.astore.call(st.store.own_batches, st.run_id, worker=st.worker_id,
-                                    lease_s=st.options.lease_s)
+        rows = await st.astore.own_batches(st.run_id, worker=st.worker_id,
+                                           lease_s=st.options.lease_s)
         st.rows = {r.id: r for r in rows}
         st.tally.in_flight = sum(r.request_count for r in rows)
 
@@ -69,7 +69,7 @@ class Poller:
         except RequestError as err:
             if err.status != 404:
                 raise
-            moved = await st.astore.call(st.store.abandon_batch, row.id)
+            moved = await st.astore.abandon_batch(row.id)
             st.notice(f"batch {row.id} ({row.provider_batch_id}): the provider no longer "
                       f"has it; its {moved} unfinished jobs will be sent again")
             st.forget(row.id)
@@ -118,10 +118,10 @@ class Poller:
             except ProviderError as err:
                 st.notice(f"batch {row.id}: cancel failed ({err})")
                 continue
-            await st.astore.call(st.store.set_batch_status, row.id, BatchStatus.CANCELING)
+            await st.astore.set_batch_status(row.id, BatchStatus.CANCELING)
             st.seen[row.id] = info
             done += 1
-            await st.astore.call(st.store.add_event, st.run_id, "batch", {
+            await st.astore.add_event(st.run_id, "batch", {
                 "batch": row.id, "provider_batch_id": row.provider_batch_id,
                 "status": "canceling"})
         return done

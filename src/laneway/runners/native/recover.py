@@ -40,7 +40,6 @@ async def recover_submitting(
 ) -> tuple[Recovery, BatchInfo | None]:
     """Settle one ``submitting`` row: adopt the provider's batch, give the jobs back, or
     wait. Returns the outcome and, when adopted, the batch."""
-    store = astore.store
     try:
         recent = await api.recent(since=row.created_at - skew_s)
     except ProviderError as err:
@@ -48,7 +47,7 @@ async def recover_submitting(
             notice(f"batch {row.id}: cannot list the provider's batches yet ({err}); "
                    "will check again")
         return Recovery.WAITING, None
-    known = await astore.call(store.known_provider_ids, [b.id for b in recent])
+    known = await astore.known_provider_ids([b.id for b in recent])
     candidates = [b for b in recent if b.total == row.request_count and b.id not in known]
     running: list[BatchInfo] = []
     for cand in candidates:
@@ -62,7 +61,7 @@ async def recover_submitting(
             continue
         parsed = parse_custom_id(str(first.get("custom_id", ""))) if first else None
         if parsed is not None and parsed[1] == row.id:
-            await astore.call(store.batch_submitted, row.id, cand.id)
+            await astore.batch_submitted(row.id, cand.id)
             notice(f"batch {row.id}: found it at the provider as {cand.id} "
                    "(its create answer had been lost); carrying on")
             return Recovery.ADOPTED, cand
@@ -73,7 +72,7 @@ async def recover_submitting(
                    f"the same size are still running ({ids}); its {row.request_count} jobs "
                    "wait until they end, to tell whether one is ours (never sent twice)")
         return Recovery.WAITING, None
-    moved = await astore.call(store.abandon_batch, row.id, refund_attempt=True)
+    moved = await astore.abandon_batch(row.id, refund_attempt=True)
     age_s = time.time() - row.created_at
     notice(f"batch {row.id}: the provider has no such batch (checked {age_s:.0f} s after "
            f"the attempt); its {moved} jobs will be sent again")

@@ -83,7 +83,7 @@ class NativeRunner:
     async def _resume(self) -> None:
         """What the run spent before, and the batches submitted earlier (re-attached)."""
         st = self.state
-        counts = await st.astore.call(st.store.counts, st.run_id)
+        counts = await st.astore.counts(st.run_id)
         st.spent_usd = counts.cost_usd
         await self.poller.own()
         if not st.rows:
@@ -91,7 +91,7 @@ class NativeRunner:
         ids = ", ".join(r.provider_batch_id or r.id for r in st.rows.values())
         st.notice(f"re-attaching to {len(st.rows)} batch(es) submitted earlier: {ids}")
         for row in st.rows.values():
-            params = await st.astore.call(st.store.submitted_params, st.run_id, [row.id])
+            params = await st.astore.submitted_params(st.run_id, [row.id])
             st.worst[row.id] = sum(st.worst_usd(p) for p in params)
 
     def _stopping(self) -> bool:
@@ -117,7 +117,7 @@ class NativeRunner:
 
     async def _canceled(self) -> bool:
         st = self.state
-        run = await st.astore.call(st.store.get_run, st.run_id)
+        run = await st.astore.get_run(st.run_id)
         return run is not None and run.status == RunStatus.CANCELED
 
 

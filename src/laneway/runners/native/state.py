@@ -66,7 +66,7 @@ class NativeState:
             self.worst.values())
 
     async def row(self, batch_id: str) -> BatchRow:
-        rows = await self.astore.call(self.store.run_batches, self.run_id)
+        rows = await self.astore.run_batches(self.run_id)
         return next(r for r in rows if r.id == batch_id)
 
     def forget(self, batch_id: str) -> None:

@@ -50,7 +50,7 @@ def new_batch_id() -> str:
 async def build_chunk(st: NativeState) -> Chunk | None:
     """The next chunk of the run, its jobs claimed; ``None`` if nothing is pending."""
     opts = st.options
-    astore, store = st.astore, st.store
+    astore = st.astore
     chunk = Chunk(new_batch_id())
     budget_left = st.budget_left_usd()
     leftovers: list[int] = []
@@ -58,8 +58,8 @@ async def build_chunk(st: NativeState) -> Chunk | None:
     full = claimed_any = False
     while not full:
         want = min(CLAIM_PAGE, opts.max_requests - len(chunk.seqs))
-        page = await astore.call(store.claim, st.run_id, worker=st.worker_id,
-                                 limit=want, lease_s=opts.lease_s)
+        page = await astore.claim(st.run_id, worker=st.worker_id, limit=want,
+                                  lease_s=opts.lease_s)
         if not page:
             break
         claimed_any = True
@@ -89,14 +89,14 @@ async def build_chunk(st: NativeState) -> Chunk | None:
         if len(chunk.seqs) >= opts.max_requests or len(page) < want:
             full = True
     if leftovers:
-        await astore.call(store.release, st.run_id, leftovers, worker=st.worker_id)
+        await astore.release(st.run_id, leftovers, worker=st.worker_id)
     if too_large:
         chunk.too_large = len(too_large)
         await _record_too_large(st, too_large)
     if not claimed_any:
         return None
     if chunk.over_budget:
-        chunk.left_out = len(await astore.call(store.unsent_seqs, st.run_id))
+        chunk.left_out = len(await astore.unsent_seqs(st.run_id))
     return chunk
 
 
@@ -110,7 +110,7 @@ async def _record_too_large(st: NativeState, jobs: list[ClaimedJob]) -> None:
             run_id=st.run_id, seq=job.seq, status=JobStatus.ERRORED,
             result=errored("request_too_large", message), attempts=job.attempts,
             error_type="request_too_large", error_message=message, mode="native"))
-    recorded = await st.astore.call(st.store.finish, items)
+    recorded = await st.astore.finish(items)
     st.tally.errored += len(recorded)
     st.notice(f"{len(jobs)} job(s) larger than a batch may be ({limit:,} bytes) recorded "
                   f"as errored: {', '.join(j.custom_id for j in jobs[:5])}")
@@ -139,10 +139,9 @@ class Submitter:
                 elif chunk.too_large:
                     continue  # all it claimed was too large (and is recorded): go on
                 break
-            ok = await st.astore.call(
-                st.store.begin_batch, run_id=st.run_id, batch_id=chunk.batch_id,
-                seqs=chunk.seqs, size_bytes=chunk.size_bytes, worker=st.worker_id,
-                lease_s=st.options.lease_s)
+            ok = await st.astore.begin_batch(
+                run_id=st.run_id, batch_id=chunk.batch_id, seqs=chunk.seqs,
+                size_bytes=chunk.size_bytes, worker=st.worker_id, lease_s=st.options.lease_s)
             if not ok:  # a lease ran out and another worker took some: claim again
                 races += 1
                 if races > 3:
@@ -176,7 +175,7 @@ class Submitter:
         try:
             info = await st.batches.create(body)
         except RequestError as err:
-            await st.astore.call(st.store.abandon_batch, chunk.batch_id, refund_attempt=True)
+            await st.astore.abandon_batch(chunk.batch_id, refund_attempt=True)
             raise ConfigError(f"the provider refused a batch of {n} requests "
                               f"({len(body):,} bytes): {err}") from None
         except ProviderError as err:
@@ -190,7 +189,7 @@ class Submitter:
             st.rows[chunk.batch_id] = await st.row(chunk.batch_id)
             st.worst[chunk.batch_id] = chunk.worst_usd
             return
-        await st.astore.call(st.store.batch_submitted, chunk.batch_id, info.id)
+        await st.astore.batch_submitted(chunk.batch_id, info.id)
         self._failed_creates = 0
         st.tally.batches += 1
         st.tally.requests += n
@@ -200,7 +199,7 @@ class Submitter:
         st.tally.in_flight += n
         st.notice(f"batch {chunk.batch_id} submitted as {info.id}: {n} requests, "
                   f"{_size(len(body))}")
-        await st.astore.call(st.store.add_event, st.run_id, "batch", {
+        await st.astore.add_event(st.run_id, "batch", {
             "batch": chunk.batch_id, "provider_batch_id": info.id, "status": "submitted",
             "requests": n, "bytes": len(body)})
 

@@ -4,7 +4,9 @@ Layout: :mod:`.routes` (the API's routes) → :mod:`.service` (one :class:`Gatew
 app: identify, check, relay, record) → :mod:`.relay` (admission, retries, the stream
 relayed byte for byte) → :mod:`.admission` (lanes and wait limits), :mod:`.headers`
 (what crosses), :mod:`.sse_tap` (usage read from a stream), :mod:`.exchange` (one
-request's record). Message Batches: :mod:`.batches` (the API's calls) →
+request's record). Watching it: :mod:`.stats` (the live traffic, in memory),
+:mod:`.metrics` (Prometheus), :mod:`.traffic_routes` (``GET /v1/laneway/traffic`` and
+``GET /metrics``). Message Batches: :mod:`.batches` (the API's calls) →
 :mod:`.batch_driver` (each batch a laneway run, resumed after a restart),
 :mod:`.batch_plan` (native, realtime or both), :mod:`.batch_objects` (the API's objects).
 """

@@ -9,6 +9,9 @@ from typing import Any
 from laneway.governor import Lane
 from laneway.pricing import Usage, usage_cost
 
+#: What nginx logs for a client that closed its connection before the answer.
+CLIENT_CLOSED = 499
+
 
 @dataclass(slots=True)
 class Exchange:

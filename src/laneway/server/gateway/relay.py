@@ -5,10 +5,10 @@ status, headers and body, a stream event by event as it arrives. Between the two
 gateway owns the policy a naive client gets wrong:
 
 - the request waits for the governor in its lane (see :mod:`.admission`);
-- a 429, 529, 5xx, or no answer at all is tried again inside the lane's wait limit
-  (a 429 pauses the background lane for its ``retry-after``; other errors back off with
-  jitter), so the client does not see it; past the limit it gets the upstream's last
-  error as it was, with the upstream's own ``retry-after``;
+- a 429, 529, 5xx, or no answer at all (none, or one cut short) is tried again inside
+  the lane's wait limit (a 429 pauses the background lane for its ``retry-after``; other
+  errors back off with jitter), so the client does not see it; past the limit it gets
+  the upstream's last error as it was, with the upstream's own ``retry-after``;
 - any other 4xx is the request's fault and goes back as is, at once;
 - once a stream has started nothing is tried again: an upstream that drops it mid-way
   ends it with an ``error`` event, as the API itself does.
@@ -28,7 +28,7 @@ from fastapi.responses import Response, StreamingResponse
 from laneway import provider_relay
 from laneway.errors import ProviderError
 from laneway.governor import Governor, Permit
-from laneway.provider import Provider
+from laneway.provider import Provider, retry_after_s
 from laneway.provider_relay import RawResponse
 from laneway.runners.retry import RetryPolicy
 from laneway.server.gateway.admission import ClientWatch, WaitLimits, admit
@@ -42,17 +42,6 @@ _POLICY = RetryPolicy()
 #: Ends a relayed stream whose upstream connection dropped (the API's own error event).
 _DROPPED = (b'event: error\ndata: {"type":"error","error":{"type":"api_error",'
             b'"message":"the upstream connection dropped mid-stream"}}\n\n')
-
-
-def _retry_after(headers: Any) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
 
 
 def _outcome(status: int, body: bytes) -> str:
@@ -74,7 +63,7 @@ class Relay:
 
     async def messages(self, ex: Exchange, watch: ClientWatch, content: bytes,
                        headers: dict[str, str], *, input_tokens: int,
-                       max_tokens: int) -> Response:
+                       max_tokens: int, query: dict[str, str] | None = None) -> Response:
         """Answer one ``POST /v1/messages`` (raises ``ClientGone`` or ``WaitedTooLong``)."""
         deadline = ex.arrived + self.waits.of(ex.lane)
         attempts = 0
@@ -85,11 +74,9 @@ class Relay:
                                  deadline=deadline)
             ex.waited(since)
             try:
-                response = await watch.race(provider_relay.send(
-                    self.provider, "POST", "/v1/messages", content=content, headers=headers,
-                    timeout_s=self.upstream_timeout_s))
+                response, body = await self._send(ex, permit, watch, content, headers,
+                                                  query)
             except ProviderError as err:  # no answer: try again while there is time
-                self.governor.release(permit, outcome="error")
                 attempts += 1
                 wait = _POLICY.delay_s(err, attempts=attempts)
                 if time.monotonic() + wait > deadline or attempts >= _POLICY.max_attempts:
@@ -97,40 +84,46 @@ class Relay:
                 ex.upstream_errors += 1
                 await watch.sleep(wait)
                 continue
-            except BaseException:
-                self.governor.release(permit, outcome="canceled")
-                raise
-            if response.status_code == 200:
-                if ex.streamed:
+            status = response.status_code
+            if status == 200:
+                if body is None:
                     watch.stop()
                     return self._stream(ex, permit, response)
-                return await self._whole(ex, permit, response)
-            body = await response.aread()
-            status = response.status_code
-            wait_hint = _retry_after(response.headers)
-            outcome = _outcome(status, body)
-            self.governor.release(permit, outcome=outcome, headers=response.headers,
+                return self._whole(ex, permit, response, body)
+            wait_hint = retry_after_s(response.headers)
+            self.governor.release(permit, outcome=_outcome(status, body or b""),
+                                  headers=response.headers,
                                   retry_after_s=wait_hint if status == 429 else None)
             attempts += status != 429
             wait = wait_hint if wait_hint is not None else 5.0 if status == 429 else \
                 _POLICY.delay_s(ProviderError("retry"), attempts=attempts)
             if (status not in _RETRYABLE or attempts >= _POLICY.max_attempts
                     or time.monotonic() + wait > deadline):
-                return self._answer(ex, status, body, response.headers)
+                return self._answer(ex, status, body or b"", response.headers)
             ex.upstream_errors += 1
             await watch.sleep(wait)
+
+    async def _send(self, ex: Exchange, permit: Permit, watch: ClientWatch, content: bytes,
+                    headers: dict[str, str], query: dict[str, str] | None
+                    ) -> tuple[RawResponse, bytes | None]:
+        """The upstream's response, and its body unless it is a stream to relay. A body
+        cut short is no answer (:class:`ProviderError`); the permit is given back on any
+        failure."""
+        with self.governor.given_back_on_failure(permit):
+            response = await watch.race(provider_relay.send(
+                self.provider, "POST", "/v1/messages", content=content, headers=headers,
+                query=query, timeout_s=self.upstream_timeout_s))
+            if ex.streamed and response.status_code == 200:
+                return response, None
+            return response, await watch.race(provider_relay.read(response))
 
     def _answer(self, ex: Exchange, status: int, body: bytes, headers: Any) -> Response:
         ex.end(status, local=self.provider.is_local)
         self.finish(ex)
         return Response(body, status_code=status, headers=client_headers(headers))
 
-    async def _whole(self, ex: Exchange, permit: Permit, response: RawResponse) -> Response:
-        try:
-            body = await response.aread()
-        except BaseException:
-            self.governor.release(permit, outcome="error")
-            raise
+    def _whole(self, ex: Exchange, permit: Permit, response: RawResponse,
+               body: bytes) -> Response:
         usage: dict[str, Any] = {}
         with contextlib.suppress(ValueError, AttributeError):
             usage = json.loads(body).get("usage") or {}

@@ -32,16 +32,14 @@ from laneway.server.gateway.admission import (
 )
 from laneway.server.gateway.batches import GatewayBatches
 from laneway.server.gateway.clients import Clients, Refusal
-from laneway.server.gateway.exchange import Exchange
+from laneway.server.gateway.exchange import CLIENT_CLOSED, Exchange
 from laneway.server.gateway.headers import client_headers, upstream_headers
 from laneway.server.gateway.loop import VIA_HEADER, looped, via
 from laneway.server.gateway.relay import Relay
+from laneway.server.gateway.stats import LiveStats
 
 if TYPE_CHECKING:
     from laneway.agent import HybridAgent
-
-#: What nginx logs for a client that closed its connection before the answer.
-CLIENT_CLOSED = 499
 
 
 def api_error(status: int, error_type: str, message: str,
@@ -80,6 +78,9 @@ class Gateway:
                                       cancel_wait_s=self.settings.cancel_wait_s)
         #: Called with every finished request (the ledger's recorder, the metrics).
         self.observers: list[Callable[[Exchange], None]] = [self.recorder]
+        #: The live traffic (the Traffic page, ``GET /v1/laneway/traffic``).
+        self.stats = LiveStats(lambda: agent.governor)
+        self.observers.append(self.stats.observe)
         self._relay: Relay | None = None
 
     @property
@@ -146,7 +147,8 @@ class Gateway:
         watch = ClientWatch(request.receive)
         try:
             return await self.relay.messages(ex, watch, content, _forwarded(request),
-                                             input_tokens=input_tokens, max_tokens=max_tokens)
+                                             input_tokens=input_tokens, max_tokens=max_tokens,
+                                             query=dict(request.query_params))
         except ClientGone:
             ex.end(CLIENT_CLOSED, local=self.agent.provider.is_local)
             self.finish(ex)
