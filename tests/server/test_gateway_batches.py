@@ -248,10 +248,12 @@ def test_a_batch_survives_the_gateways_restart(local_api: RunningLocal,
     assert not next(iter(local_api.api.batches.batches.values())).ended_at
     second = start_server(local_api, db)
     try:
-        done = ended(sdk(second.base_url), batch.id)
+        # Kept while the results stream: the client's connection closes with it.
+        client = sdk(second.base_url)
+        done = ended(client, batch.id)
         assert done["request_counts"]["succeeded"] == 4
         assert upstream_batches(local_api) == 1  # re-attached, never submitted again
-        results = list(sdk(second.base_url).messages.batches.results(batch.id))
+        results = list(client.messages.batches.results(batch.id))
         assert sorted(r.custom_id for r in results) == [f"q-{i}" for i in range(4)]
     finally:
         second.stop()

@@ -92,22 +92,9 @@ def create_app(settings: ServerSettings | None = None, *,
         settings.gateway, token=settings.token,
         require_key=settings.gateway.require_key or settings.token is not None))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if own_agent:
-            await the_agent.open()
-        sampler = asyncio.create_task(gateway.stats.sample_every(1.0))
-        try:
-            await gateway.start()
-            yield
-        finally:
-            sampler.cancel()
-            await gateway.aclose()
-            if own_agent:
-                await the_agent.aclose()
-
     app = FastAPI(
-        title="laneway serve", version=__version__, lifespan=lifespan,
+        title="laneway serve", version=__version__,
+        lifespan=_lifespan(the_agent, gateway, own_agent=own_agent),
         description="Chat over SSE and durable background runs, through one governor.",
     )
     app.state.agent = the_agent
@@ -140,6 +127,27 @@ def create_app(settings: ServerSettings | None = None, *,
     app.add_middleware(SameOrigin, token=settings.token)
     app.add_middleware(TokenAuth, token=settings.token)
     return app
+
+
+def _lifespan(agent: HybridAgent, gateway: Gateway, *, own_agent: bool
+              ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's start (the agent, the gateway's batches and stats) and its stop."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if own_agent:
+            await agent.open()
+        sampler = asyncio.create_task(gateway.stats.sample_every(1.0))
+        try:
+            await gateway.start()
+            yield
+        finally:
+            sampler.cancel()
+            await gateway.aclose()
+            if own_agent:
+                await agent.aclose()
+
+    return lifespan
 
 
 def _page_route(name: str) -> Callable[[Request], Awaitable[Response]]:
