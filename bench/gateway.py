@@ -38,7 +38,7 @@ from typing import Any
 import anthropic
 import httpx
 
-from _common import free_port, percentile, print_table, save, varied_jobs
+from _common import RESULTS, free_port, percentile, print_table, save, varied_jobs
 from _guide import GuideBatch
 
 LIMITS = {"rpm": 600, "itpm": 200_000, "otpm": 40_000}
@@ -115,12 +115,13 @@ def share(used: dict[str, float], seconds: float, *,
           drained: dict[str, float] | None = None,
           minus: dict[str, float] | None = None) -> dict[str, float]:
     """Share of each limit ``used`` in ``seconds``: of the refill plus a full bucket (as
-    bench/ratelimit.py), or plus what the buckets lost (``drained``: level at the start
-    less level at the end); ``minus`` is taken off what was allowed."""
+    bench/ratelimit.py), or plus what the bucket lost (``drained``: level at the start
+    less level at the end, if more); ``minus`` is taken off what was allowed."""
     out = {}
     for key, limit in (("requests", LIMITS["rpm"]), ("input", LIMITS["itpm"]),
                        ("output", LIMITS["otpm"])):
-        extra = limit if drained is None else drained[key]
+        # A bucket that filled up meanwhile wasted its refill: that is no allowance.
+        extra = limit if drained is None else max(0.0, drained[key])
         allowed = limit * seconds / 60.0 + extra
         out[key] = used[key] / max(1e-9, allowed - (minus or {}).get(key, 0.0))
     return out
@@ -342,14 +343,17 @@ async def fidelity(clients: dict[str, httpx.AsyncClient], urls: dict[str, str],
 
     async def pair(body: dict[str, Any]) -> None:
         async with sem:
-            try:
-                (_, a), (_, b) = await asyncio.gather(
-                    sse(clients["direct"], urls["direct"], body),
-                    sse(clients["gateway"], urls["gateway"], body))
-            except Exception as exc:  # counted; the run goes on
-                ERRORS[f"fidelity: {type(exc).__name__}: {str(exc)[:80]}"] += 1
-                tally["errors"] += 1
-                return
+            got = await asyncio.gather(*(sse(clients[side], urls[side], body)
+                                         for side in ("direct", "gateway")),
+                                       return_exceptions=True)
+        failed = [(side, g) for side, g in zip(("direct", "gateway"), got, strict=True)
+                  if isinstance(g, BaseException)]
+        for side, exc in failed:  # counted; the run goes on
+            ERRORS[f"fidelity, {side}: {type(exc).__name__}: {str(exc)[:80]}"] += 1
+        if failed:
+            tally["errors"] += 1
+            return
+        (_, a), (_, b) = got  # type: ignore[misc]
         a2 = [(n, strip_ids(d)) for n, d in a]
         b2 = [(n, strip_ids(d)) for n, d in b]
         tally["streams"] += 1
@@ -425,10 +429,15 @@ async def main() -> None:
     args.jobs = 600 if q else 3000  # part 1 (part 2's background is cancelled)
     args.seconds, args.warmup = (20, 90) if q else (60, 90)
     args.sequential, args.rounds, args.streams = (50, 3, 200) if q else (200, 10, 1000)
-    results: dict[str, Any] = {"quick": q, "load_start": os.getloadavg()}
+    results: dict[str, Any] = {}
+    kept = RESULTS / "gateway.json"
+    if args.only and kept.exists():  # one part again: keep the others' last figures
+        results = {k: v for k, v in json.loads(kept.read_text()).items() if k in PARTS}
     for name, part in PARTS.items():
         if args.only in (None, name):
             results[name] = await part(args)
+            results[name]["quick"] = q
+            results[name]["load_after"] = os.getloadavg()
     save("gateway", results)
 
 
