@@ -109,6 +109,16 @@ def _serve(host: str, port: int, *, provider: str, token: str | None, **settings
                                            proxy_headers=False))
     freeze_startup_objects()
     try:
-        asyncio.run(server.serve())
+        _run(server.serve())
     finally:
         asyncio.run(backend.aclose())
+
+
+def _run(main: Any) -> None:
+    """Run the server on uvloop where it is installed (less CPU per relayed event)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
