@@ -105,6 +105,10 @@ def _serve(host: str, port: int, *, provider: str, token: str | None, **settings
     server = uvicorn.Server(uvicorn.Config(web_app, host=host, port=port, log_level="warning",
                                            access_log=False, lifespan="on",
                                            timeout_graceful_shutdown=5,
+                                           # Longer than clients keep an idle connection
+                                           # (httpx: 5 s, uvicorn's default too), so a
+                                           # client never reuses one the server is closing.
+                                           timeout_keep_alive=75,
                                            # No X-Forwarded-* use: skip parsing them.
                                            proxy_headers=False))
     freeze_startup_objects()
