@@ -70,4 +70,7 @@ def local(
         f"point the SDK at it with ANTHROPIC_BASE_URL=http://{host}:{port}"
     )
     freeze_startup_objects()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # Idle connections are kept longer than clients keep them (httpx and aiohttp: 5-15 s),
+    # as the real API does, so a client never reuses one the server is closing.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                timeout_keep_alive=75)
