@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from laneway.cli.app import app, console_err
-from laneway.errors import ConfigError
+from laneway.errors import ConfigError, StoreError
 from laneway.governor import RateLimits
 from laneway.jobs import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from laneway.server import ServerSettings
 
 
 @app.command("serve")
@@ -34,6 +40,13 @@ def serve_command(
     wait_background: float = typer.Option(
         300.0, min=0.0, help="Gateway: the same for other (background) requests; keep it "
                              "under your clients' timeout (the SDKs' default is 600 s)."),
+    workers: int = typer.Option(
+        1, min=1, max=256, help="Processes serving behind the port, sharing the ledger and "
+                                "the account's rate limits (one per core is plenty)."),
+    share_quota: bool | None = typer.Option(
+        None, "--share-quota/--no-share-quota",
+        help="Share the account's rate limits with the other laneway serve processes on "
+             "this ledger [default: with --workers, or a PostgreSQL ledger]."),
 ) -> None:
     """Serve the chat page (/), the runs dashboard (/runs), the API (/docs) and the
     Anthropic API itself (the gateway).
@@ -48,50 +61,102 @@ def serve_command(
     a 429, and 429s, 529s and 5xx from upstream are retried for it. The upstream is the
     real API with ANTHROPIC_API_KEY, the server at ANTHROPIC_BASE_URL, or else the
     embedded local model.
+
+    Several processes on one account (--workers N on one host, or `laneway serve --db
+    postgresql://...` on several hosts) share its limits through the ledger: each holds a
+    share of every limit that follows its traffic, and a 429 pauses them all.
     """
-    from laneway.server.auth import check_bind
-
-    try:
-        check_bind(host, token)  # before anything starts
-    except ConfigError as exc:
-        # One line however narrow the terminal (Rich would wrap it at 80 columns).
-        console_err.print(f"[red]laneway: error:[/red] {exc}", soft_wrap=True, highlight=False)
-        # SystemExit, not typer.Exit: main() drops the code of a typer.Exit (see report).
-        raise SystemExit(2) from None
-    import uvicorn
-
-    from laneway.backend import open_provider
-    from laneway.heap import freeze_startup_objects
-    from laneway.server import ServerSettings, create_app
+    from laneway.server import ServerSettings
     from laneway.server.gateway import GatewaySettings
     from laneway.server.gateway.admission import WaitLimits
-    from laneway.server.gateway.loop import check_upstream
 
+    _refuse_on_config_error(lambda: _check_bind(host, token))  # before anything starts
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
     gateway = GatewaySettings(waits=WaitLimits(wait_interactive, wait_background))
     settings = ServerSettings(host=host, port=port, token=token, provider=provider, db=db,
                               model=model, system=system, max_tokens=max_tokens,
-                              limits=limits, concurrency=concurrency, gateway=gateway)
+                              limits=limits, concurrency=concurrency, gateway=gateway,
+                              workers=workers, share_quota=share_quota)
+    _serve(settings)
+
+
+def _check_bind(host: str, token: str | None) -> None:
+    from laneway.server.auth import check_bind
+
+    check_bind(host, token)
+
+
+def _refuse_on_config_error(check: Callable[[], object]) -> None:
+    """Run ``check``; a :class:`ConfigError` (or a ledger that cannot be opened) ends
+    the command with one line and exit code 2."""
     try:
-        check_upstream(host, port)
-    except ConfigError as exc:
+        check()
+    except (ConfigError, StoreError) as exc:
+        # One line however narrow the terminal (Rich would wrap it at 80 columns).
         console_err.print(f"[red]laneway: error:[/red] {exc}", soft_wrap=True, highlight=False)
+        # SystemExit, not typer.Exit: main() drops the code of a typer.Exit (see report).
         raise SystemExit(2) from None
-    backend = open_provider(provider)  # says where requests go; fails early without a key
-    web_app = create_app(settings, provider=backend)
+
+
+def _serve(settings: ServerSettings) -> None:
+    import uvicorn
+
+    from laneway.backend import open_provider
+    from laneway.heap import freeze_startup_objects
+    from laneway.server import create_app
+    from laneway.server.gateway.loop import check_upstream
+
+    host, port = settings.host, settings.port
+    _refuse_on_config_error(lambda: check_upstream(host, port))
+    backend = open_provider(settings.provider)  # says where requests go; fails early
     shown = f"[{host}]" if ":" in host else host
     console_err.print(f"laneway serve on http://{shown}:{port}  (chat: /  runs: /runs  "
-                      f"API: /docs){'  token required' if token else ''}", highlight=False,
-                      soft_wrap=True)
+                      f"API: /docs){'  token required' if settings.token else ''}"
+                      f"{f'  {settings.workers} workers' if settings.workers > 1 else ''}",
+                      highlight=False, soft_wrap=True)
     console_err.print(f"gateway: export ANTHROPIC_BASE_URL=http://{shown}:{port}  "
                       f"(upstream: {backend.description})", highlight=False, soft_wrap=True)
-    server = uvicorn.Server(uvicorn.Config(web_app, host=host, port=port, log_level="warning",
-                                           access_log=False, lifespan="on",
-                                           timeout_graceful_shutdown=5,
-                                           # No X-Forwarded-* use: skip parsing them.
-                                           proxy_headers=False))
+    if settings.workers > 1:
+        asyncio.run(backend.aclose())
+        _serve_workers(settings)
+        return
+    web_app = create_app(settings, provider=backend)
+    server = uvicorn.Server(uvicorn.Config(web_app, **_uvicorn_options(settings)))
     freeze_startup_objects()
     try:
         asyncio.run(server.serve())
     finally:
         asyncio.run(backend.aclose())
+
+
+def _uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
+    return {"host": settings.host, "port": settings.port, "log_level": "warning",
+            "access_log": False, "lifespan": "on", "timeout_graceful_shutdown": 5,
+            # No X-Forwarded-* use: skip parsing them.
+            "proxy_headers": False}
+
+
+def _serve_workers(settings: ServerSettings) -> None:
+    """uvicorn's own workers, each making its app from the settings (see
+    :mod:`laneway.server.factory`). The ledger is opened (and migrated) here first, so a
+    ledger that cannot be opened is one line, not a worker's traceback."""
+    from uvicorn import Config
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from laneway.server import factory
+    from laneway.store import StoreSettings, open_store
+
+    def check_ledger() -> None:
+        open_store(StoreSettings.from_dsn(settings.db)).close()
+
+    _refuse_on_config_error(check_ledger)
+    os.environ[factory.ENV] = factory.dump(settings)
+    config = Config(factory.FACTORY, factory=True, workers=settings.workers,
+                    **_uvicorn_options(settings))
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        console_err.print("[red]laneway: error:[/red] a worker process failed to start "
+                          "(see above)", soft_wrap=True, highlight=False)
+        raise SystemExit(1)

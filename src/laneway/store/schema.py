@@ -170,3 +170,20 @@ gateway_requests = Table(
 )
 Index("ix_gateway_requests_key", gateway_requests.c.key_id)
 Index("ix_gateway_requests_started", gateway_requests.c.started_at)
+
+#: What each live gateway process wants of the account's limits, per model (one row
+#: per process and model, and a presence row with model ``''``); added by
+#: 004_rate_shares. ``heartbeat_at`` is the database's clock (Unix seconds), so hosts'
+#: clocks need not agree.
+rate_shares = Table(
+    "rate_shares", metadata,
+    Column("process", String(100), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    #: Requests, input tokens and output tokens per minute.
+    Column("want_requests", Float, nullable=False),
+    Column("want_input", Float, nullable=False),
+    Column("want_output", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)

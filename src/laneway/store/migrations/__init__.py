@@ -15,7 +15,12 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from laneway.store import schema
-from laneway.store.migrations import m001_initial, m002_batch_leases, m003_gateway
+from laneway.store.migrations import (
+    m001_initial,
+    m002_batch_leases,
+    m003_gateway,
+    m004_rate_shares,
+)
 
 Migration = Callable[[Connection], None]
 
@@ -25,6 +30,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     (m001_initial.NAME, m001_initial.apply),
     (m002_batch_leases.NAME, m002_batch_leases.apply),
     (m003_gateway.NAME, m003_gateway.apply),
+    (m004_rate_shares.NAME, m004_rate_shares.apply),
 ]
 
 
