@@ -8,20 +8,25 @@ they never hold more than the limit.
 
 About once a second each process publishes what it **wants** of each limit (per model:
 requests, input and output tokens per minute) on a :class:`Board` (the ledger's
-``rate_shares`` table) and reads what the other live processes want; then
-:func:`split` gives it its share:
+``rate_shares`` table) and reads what the other live processes want and hold; then
+:func:`split` gives its target share:
 
 - every process that uses a model keeps a small floor (``reserve`` of the limit split
   evenly among them), so an idle one can start at once, without waiting for a beat;
-- the rest goes in proportion to what each wants, so the shares sum to 1 and what an
-  idle process does not use flows to the busy ones at the next beat;
+- the rest goes in proportion to what each wants, so the targets sum to 1 and what an
+  idle process does not use flows to the busy ones at the next beats;
 - a model this process has not used yet starts at the floor when others are live (a
   process alone on the account holds the whole limit).
 
-What a process wants (:func:`wants`) is what it admitted over the last beat plus what
-waits for the governor, as if to be sent within ``backlog_s``. A larger share only
-refills faster (levels never jump), so two processes whose shares change a beat apart
-never hold more than the limit between them.
+It is **granted** (:func:`grants`) its target, but never more than the others leave:
+the beats run one at a time (the board's lock), so the grants of the live processes
+never sum to more than 1. A process whose target falls gives the difference back at its
+beat, and the one whose target rose takes it at its next.
+
+What a process wants (:func:`wants`) is what it admitted per minute (smoothed over the
+beats) plus what waits for the governor, as if to be sent within ``backlog_s``. A larger
+share only refills faster (levels never jump). A process whose beats fail keeps its
+shares until the others would count it gone, then holds only the floor.
 
 This module knows nothing of the ledger: the :class:`Board` is given.
 """
@@ -43,34 +48,40 @@ PRESENCE = ""
 Wanted = tuple[float, float, float]
 
 
+#: The least share a process is granted: a bucket that holds nothing would never admit.
+MIN_SHARE = 0.001
+
+
 class Peer(Protocol):
-    """One live process's row: what it wants of one model's limits, per minute."""
+    """One live process's row for one model."""
 
     @property
     def process(self) -> str: ...
     @property
     def model(self) -> str: ...
     @property
-    def requests(self) -> float: ...
+    def wanted(self) -> Wanted:
+        """Requests, input and output tokens per minute."""
     @property
-    def input(self) -> float: ...
-    @property
-    def output(self) -> float: ...
+    def granted(self) -> Wanted:
+        """The part of each limit it holds."""
+
+
+#: Given the live rows, this process's grants by model (run inside the board's beat).
+Decide = Callable[[Sequence[Peer]], Mapping[str, Wanted]]
 
 
 class Board(Protocol):
     """Where processes meet (the ledger's ``rate_shares`` table)."""
 
-    async def exchange(self, wanted: Mapping[str, Wanted]) -> Sequence[Peer]:
-        """Publish this process's wants (by model) and return every live process's
-        rows, this one's included."""
+    async def exchange(self, wanted: Mapping[str, Wanted], decide: Decide
+                       ) -> Sequence[Peer]:
+        """Publish this process's wants (by model), record what ``decide`` grants it
+        from the live rows (one beat at a time: each sees the others' grants as they
+        are), and return the live rows."""
 
     async def leave(self) -> None:
         """Take this process's rows away (its share goes to the others at once)."""
-
-
-def want_of(peer: Peer, kind: str) -> float:
-    return max(0.0, float(getattr(peer, kind)))
 
 
 def floor_of(processes: int, reserve: float) -> float:
@@ -91,25 +102,42 @@ def split(me: str, peers: Sequence[Peer], mine: Mapping[str, Wanted], *,
         shares = {}
         for i, kind in enumerate(KINDS):
             own = max(0.0, wanted[i])
-            total = own + sum(want_of(p, kind) for p in others)
+            total = own + sum(max(0.0, p.wanted[i]) for p in others)
             rest = 1.0 - n * floor
             shares[kind] = floor + rest * own / total if total > 0 else 1.0 / n
         out[model] = shares
     return out
 
 
+def grants(me: str, peers: Sequence[Peer], mine: Mapping[str, Wanted], *,
+           reserve: float) -> dict[str, Wanted]:
+    """What this process may hold now: its :func:`split` share, but never more than the
+    others leave (they give up what they hold beyond their share at their own beats,
+    and this process takes it at its next)."""
+    out: dict[str, Wanted] = {}
+    for model, target in split(me, peers, mine, reserve=reserve).items():
+        held = [p.granted for p in peers if p.model == model and p.process != me]
+        g = [max(MIN_SHARE, min(target[kind], 1.0 - sum(h[i] for h in held)))
+             for i, kind in enumerate(KINDS)]
+        out[model] = (g[0], g[1], g[2])
+    return out
+
+
 @dataclass
 class _Seen:
-    """What the governor had admitted for one model at the last beat."""
+    """What the governor had admitted for one model at the last beat, and the use per
+    minute measured so far (smoothed)."""
 
     at: float
     admitted: dict[str, float]
+    use: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
-def wants(governor: Governor, seen: dict[str, _Seen], *, backlog_s: float
-          ) -> dict[str, Wanted]:
-    """Per model: what was admitted since the last call (per minute) plus what waits
-    (as if to be sent within ``backlog_s``). Updates ``seen``."""
+def wants(governor: Governor, seen: dict[str, _Seen], *, backlog_s: float,
+          smoothing: float = 0.5) -> dict[str, Wanted]:
+    """Per model: what was admitted per minute (over the beats, the last weighing
+    ``1 - smoothing``) plus what waits (as if to be sent within ``backlog_s``).
+    Updates ``seen``."""
     now = governor.clock()
     out: dict[str, Wanted] = {}
     for model, st in governor.models.items():
@@ -119,13 +147,17 @@ def wants(governor: Governor, seen: dict[str, _Seen], *, backlog_s: float
                    sum(p.output_tokens for p in waiting))
         before = seen.get(model)
         elapsed = now - before.at if before is not None else 0.0
-        row = []
+        use = []
         for i, kind in enumerate(KINDS):
-            used = st.admitted[kind] - before.admitted[kind] if before is not None else 0.0
-            rate = used * 60.0 / elapsed if elapsed > 0 else 0.0
-            row.append(rate + backlog[i] * 60.0 / backlog_s)
-        out[model] = (row[0], row[1], row[2])
-        seen[model] = _Seen(now, dict(st.admitted))
+            if before is None or elapsed <= 0:
+                use.append(before.use[i] if before is not None else 0.0)
+                continue
+            rate = (st.admitted[kind] - before.admitted[kind]) * 60.0 / elapsed
+            use.append(smoothing * before.use[i] + (1.0 - smoothing) * rate)
+        out[model] = (use[0] + backlog[0] * 60.0 / backlog_s,
+                      use[1] + backlog[1] * 60.0 / backlog_s,
+                      use[2] + backlog[2] * 60.0 / backlog_s)
+        seen[model] = _Seen(now, dict(st.admitted), (use[0], use[1], use[2]))
     return out
 
 
@@ -141,35 +173,56 @@ class ShareSync:
     interval_s: float = 1.0
     #: The part of each limit kept as floors (split evenly among the processes).
     reserve: float = 0.04
-    backlog_s: float = 10.0
+    backlog_s: float = 5.0
+    #: The board's live window: a process not beaten within it is gone.
+    live_s: float = 5.0
     on_notice: Callable[[str], None] = field(default=lambda _msg: None)
     #: Live processes on the account at the last beat (this one included).
     processes: int = 1
     beats: int = 0
     failures: int = 0
     _seen: dict[str, _Seen] = field(default_factory=dict)
+    _last_ok: float = 0.0
 
-    async def beat(self) -> dict[str, dict[str, float]]:
+    async def beat(self) -> dict[str, Wanted]:
         """Publish, read, and set the governor's shares; returns them by model."""
         mine = wants(self.governor, self._seen, backlog_s=self.backlog_s)
-        peers = await self.board.exchange({PRESENCE: (0.0, 0.0, 0.0), **mine})
+        granted: dict[str, Wanted] = {}
+
+        def decide(peers: Sequence[Peer]) -> Mapping[str, Wanted]:
+            granted.update(grants(self.process, peers, mine, reserve=self.reserve))
+            return granted
+
+        peers = await self.board.exchange({PRESENCE: (0.0, 0.0, 0.0), **mine}, decide)
         self.processes = len({p.process for p in peers} | {self.process})
         self.governor.default_share = floor_of(self.processes, self.reserve)
-        shares = split(self.process, peers, mine, reserve=self.reserve)
-        for model, by_kind in shares.items():
-            for kind, share in by_kind.items():
+        for model, shares in granted.items():
+            for kind, share in zip(KINDS, shares, strict=True):
                 self.governor.set_share(model, kind, share)
         self.beats += 1
-        return shares
+        self._last_ok = self.governor.clock()
+        return granted
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.beat()
-            except Exception as exc:  # the ledger is away: keep the shares held now
+            except Exception as exc:
                 self.failures += 1
                 self.on_notice(f"could not share the rate limits: {exc}")
+                self._fall_back()
+
+    def _fall_back(self) -> None:
+        """Beats failing (the ledger away): keep the shares held, until the others would
+        count this process gone and take them; then hold no more than the floor."""
+        if self.governor.clock() - self._last_ok < self.live_s - self.interval_s:
+            return
+        floor = floor_of(max(2, self.processes), self.reserve)
+        self.governor.default_share = min(self.governor.default_share, floor)
+        for model, st in self.governor.models.items():
+            for kind in KINDS:
+                self.governor.set_share(model, kind, min(floor, st.shares.get(kind, 1.0)))
 
     async def leave(self) -> None:
         with contextlib.suppress(Exception):

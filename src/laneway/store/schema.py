@@ -171,8 +171,9 @@ gateway_requests = Table(
 Index("ix_gateway_requests_key", gateway_requests.c.key_id)
 Index("ix_gateway_requests_started", gateway_requests.c.started_at)
 
-#: What each live gateway process wants of the account's limits, per model (one row
-#: per process and model, and a presence row with model ``''``); added by
+#: What each live gateway process wants of the account's limits and the part of them it
+#: holds, per model (one row per process and model, and a presence row with model
+#: ``''``); added by
 #: 004_rate_shares. ``heartbeat_at`` is the database's clock (Unix seconds), so hosts'
 #: clocks need not agree.
 rate_shares = Table(
@@ -181,9 +182,13 @@ rate_shares = Table(
     Column("model", String(200), primary_key=True),
     Column("host", String(200), nullable=False),
     Column("pid", Integer, nullable=False),
-    #: Requests, input tokens and output tokens per minute.
+    #: What it wants: requests, input tokens and output tokens per minute.
     Column("want_requests", Float, nullable=False),
     Column("want_input", Float, nullable=False),
     Column("want_output", Float, nullable=False),
+    #: The part of each limit it holds (0-1); the live rows' grants sum to at most 1.
+    Column("grant_requests", Float, nullable=False),
+    Column("grant_input", Float, nullable=False),
+    Column("grant_output", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
 )

@@ -23,6 +23,9 @@ Table(
     Column("want_requests", Float, nullable=False),
     Column("want_input", Float, nullable=False),
     Column("want_output", Float, nullable=False),
+    Column("grant_requests", Float, nullable=False),
+    Column("grant_input", Float, nullable=False),
+    Column("grant_output", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
 )
 
