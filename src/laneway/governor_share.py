@@ -39,13 +39,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from laneway.governor import Governor
+from laneway.governor import Governor, TokenBucket
 
 KINDS = ("requests", "input", "output")
 #: The model name of the row every process keeps, busy or not: who is live.
 PRESENCE = ""
 #: What each process publishes per model: requests, input and output tokens per minute.
 Wanted = tuple[float, float, float]
+#: The account's limits per minute as a process knows them (None: not known).
+Limits = tuple[int | None, int | None, int | None]
 
 
 #: The least share a process is granted: a bucket that holds nothing would never admit.
@@ -65,6 +67,9 @@ class Peer(Protocol):
     @property
     def granted(self) -> Wanted:
         """The part of each limit it holds."""
+    @property
+    def limits(self) -> Limits:
+        """The account's limits as it knows them."""
 
 
 #: Given the live rows, this process's grants by model (run inside the board's beat).
@@ -74,11 +79,11 @@ Decide = Callable[[Sequence[Peer]], Mapping[str, Wanted]]
 class Board(Protocol):
     """Where processes meet (the ledger's ``rate_shares`` table)."""
 
-    async def exchange(self, wanted: Mapping[str, Wanted], decide: Decide
-                       ) -> Sequence[Peer]:
-        """Publish this process's wants (by model), record what ``decide`` grants it
-        from the live rows (one beat at a time: each sees the others' grants as they
-        are), and return the live rows."""
+    async def exchange(self, wanted: Mapping[str, Wanted], limits: Mapping[str, Limits],
+                       decide: Decide) -> Sequence[Peer]:
+        """Publish this process's wants and known limits (by model), record what
+        ``decide`` grants it from the live rows (one beat at a time: each sees the
+        others' grants as they are), and return the live rows."""
 
     async def leave(self) -> None:
         """Take this process's rows away (its share goes to the others at once)."""
@@ -153,12 +158,42 @@ def wants(governor: Governor, seen: dict[str, _Seen], *, backlog_s: float,
                 use.append(before.use[i] if before is not None else 0.0)
                 continue
             rate = (st.admitted[kind] - before.admitted[kind]) * 60.0 / elapsed
+            bucket = st.buckets.get(kind)
+            if bucket is not None:  # a burst before the limit was known: no more than it
+                rate = min(rate, float(bucket.limit_per_min))
             use.append(smoothing * before.use[i] + (1.0 - smoothing) * rate)
         out[model] = (use[0] + backlog[0] * 60.0 / backlog_s,
                       use[1] + backlog[1] * 60.0 / backlog_s,
                       use[2] + backlog[2] * 60.0 / backlog_s)
         seen[model] = _Seen(now, dict(st.admitted), (use[0], use[1], use[2]))
     return out
+
+
+def known_limits(governor: Governor) -> dict[str, Limits]:
+    """Per model, the limits the governor knows (given or learnt)."""
+    out: dict[str, Limits] = {}
+    for model, st in governor.models.items():
+        got = [st.buckets[k].limit_per_min if k in st.buckets else None for k in KINDS]
+        out[model] = (got[0], got[1], got[2])
+    return out
+
+
+def adopt_limits(governor: Governor, peers: Sequence[Peer]) -> None:
+    """Start buckets from the limits other processes learnt, for those this governor
+    does not know yet (its first requests are then held to its share, not sent
+    unchecked until a response says the limit)."""
+    if not governor.learn_limits:
+        return
+    now = governor.clock()
+    for peer in peers:
+        if peer.model == PRESENCE:
+            continue
+        for kind, limit in zip(KINDS, peer.limits, strict=True):
+            st = governor.models.get(peer.model)
+            if limit and (st is None or kind not in st.buckets):
+                st = governor.state(peer.model)
+                st.buckets[kind] = TokenBucket(limit, now=now, margin=governor.margin,
+                                               share=governor.share_of(st, kind))
 
 
 @dataclass
@@ -193,9 +228,11 @@ class ShareSync:
             granted.update(grants(self.process, peers, mine, reserve=self.reserve))
             return granted
 
-        peers = await self.board.exchange({PRESENCE: (0.0, 0.0, 0.0), **mine}, decide)
+        peers = await self.board.exchange({PRESENCE: (0.0, 0.0, 0.0), **mine},
+                                          known_limits(self.governor), decide)
         self.processes = len({p.process for p in peers} | {self.process})
         self.governor.default_share = floor_of(self.processes, self.reserve)
+        adopt_limits(self.governor, peers)
         for model, shares in granted.items():
             for kind, share in zip(KINDS, shares, strict=True):
                 self.governor.set_share(model, kind, share)

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from laneway.governor import Governor
-from laneway.governor_share import Decide, ShareSync, Wanted
+from laneway.governor_share import Decide, Limits, ShareSync, Wanted
 from laneway.pause_sync import PauseSync
 from laneway.session.options import new_worker_id
 from laneway.store import AsyncStore, StoreSettings, rate_shares
@@ -51,11 +51,12 @@ class LedgerBoard:
         self.live_s = live_s
         self.host = socket.gethostname()
 
-    async def exchange(self, wanted: Mapping[str, Wanted], decide: Decide
-                       ) -> Sequence[ShareRow]:
+    async def exchange(self, wanted: Mapping[str, Wanted], limits: Mapping[str, Limits],
+                       decide: Decide) -> Sequence[ShareRow]:
         return await self.astore.call(
             rate_shares.heartbeat, self.astore.store, self.process, host=self.host,
-            pid=os.getpid(), wanted=dict(wanted), decide=decide, live_s=self.live_s)
+            pid=os.getpid(), wanted=dict(wanted), limits=dict(limits), decide=decide,
+            live_s=self.live_s)
 
     async def leave(self) -> None:
         await self.astore.call(rate_shares.leave, self.astore.store, self.process)

@@ -45,6 +45,7 @@ STALE_S = 300.0
 #: The advisory lock that makes beats one at a time on PostgreSQL.
 _LOCK = 7411000004
 Triple = tuple[float, float, float]
+Limits = tuple[int | None, int | None, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,8 @@ class ShareRow:
     wanted: Triple
     #: The part of each limit it holds (requests, input, output).
     granted: Triple
+    #: The account's limits per minute as it knows them (None: not known).
+    limits: Limits
     #: Seconds since its last beat, by the database's clock.
     age_s: float
 
@@ -76,10 +79,10 @@ def db_now(store: Store) -> ColumnElement[float]:
 
 
 def heartbeat(store: Store, process: str, *, host: str, pid: int,
-              wanted: Mapping[str, Triple], decide: Decide, live_s: float = 5.0
-              ) -> list[ShareRow]:
-    """Record what ``process`` wants (by model), set its grants to what ``decide``
-    says, and return every live row as it is then."""
+              wanted: Mapping[str, Triple], limits: Mapping[str, Limits], decide: Decide,
+              live_s: float = 5.0) -> list[ShareRow]:
+    """Record what ``process`` wants and the limits it knows (by model), set its grants
+    to what ``decide`` says, and return every live row as it is then."""
     t = S.rate_shares
     dialect: Any = postgresql if store.is_postgres else sqlite
     now_sql = select(db_now(store))
@@ -95,11 +98,9 @@ def heartbeat(store: Store, process: str, *, host: str, pid: int,
             index_elements=[t.c.process, t.c.model],
             set_={name: ins.excluded[name] for name in (
                 "host", "pid", "want_requests", "want_input", "want_output",
-                "heartbeat_at")}),
-            [{"process": process, "model": model, "host": host, "pid": pid,
-              "want_requests": float(w[0]), "want_input": float(w[1]),
-              "want_output": float(w[2]), "grant_requests": 0.0, "grant_input": 0.0,
-              "grant_output": 0.0, "heartbeat_at": now} for model, w in wanted.items()])
+                "limit_requests", "limit_input", "limit_output", "heartbeat_at")}),
+            [_row(process, model, host, pid, w, limits.get(model), now)
+             for model, w in wanted.items()])
         rows = _live_rows(conn, now, live_s)
         grants = decide(rows)
         if grants:
@@ -112,6 +113,16 @@ def heartbeat(store: Store, process: str, *, host: str, pid: int,
         conn.execute(delete(t).where(t.c.heartbeat_at < now - STALE_S))
         conn.commit()
         return _live_rows(conn, now, live_s)
+
+
+def _row(process: str, model: str, host: str, pid: int, wanted: Triple,
+         limits: Limits | None, now: float) -> dict[str, Any]:
+    known = limits or (None, None, None)
+    return {"process": process, "model": model, "host": host, "pid": pid,
+            "want_requests": float(wanted[0]), "want_input": float(wanted[1]),
+            "want_output": float(wanted[2]), "grant_requests": 0.0, "grant_input": 0.0,
+            "grant_output": 0.0, "limit_requests": known[0], "limit_input": known[1],
+            "limit_output": known[2], "heartbeat_at": now}
 
 
 def live(store: Store, *, live_s: float = 5.0) -> list[ShareRow]:
@@ -129,6 +140,7 @@ def _live_rows(conn: Connection, now: float, live_s: float) -> list[ShareRow]:
                      (float(r.want_requests), float(r.want_input), float(r.want_output)),
                      (float(r.grant_requests), float(r.grant_input),
                       float(r.grant_output)),
+                     (r.limit_requests, r.limit_input, r.limit_output),
                      max(0.0, now - float(r.heartbeat_at))) for r in found]
 
 

@@ -190,5 +190,10 @@ rate_shares = Table(
     Column("grant_requests", Float, nullable=False),
     Column("grant_input", Float, nullable=False),
     Column("grant_output", Float, nullable=False),
+    #: The account's limits per minute as this process knows them (given or learnt),
+    #: so a process that has not learnt them yet starts from them.
+    Column("limit_requests", Integer),
+    Column("limit_input", Integer),
+    Column("limit_output", Integer),
     Column("heartbeat_at", Float, nullable=False),
 )

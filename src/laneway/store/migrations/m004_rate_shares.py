@@ -26,6 +26,9 @@ Table(
     Column("grant_requests", Float, nullable=False),
     Column("grant_input", Float, nullable=False),
     Column("grant_output", Float, nullable=False),
+    Column("limit_requests", Integer),
+    Column("limit_input", Integer),
+    Column("limit_output", Integer),
     Column("heartbeat_at", Float, nullable=False),
 )
 
