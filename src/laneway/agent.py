@@ -35,6 +35,7 @@ from laneway.jobs import DEFAULT_MODEL, Job, JobDefaults, read_jobs
 from laneway.provider import OnText, Provider
 from laneway.session.config import RunConfig
 from laneway.session.execute import Execution, final_status, watch_realtime
+from laneway.session.options import new_worker_id
 from laneway.session.prepare import prepare, take_up
 from laneway.session.progress import Progress, progress_of
 from laneway.session.watch import RunWatch
@@ -51,6 +52,8 @@ class _Live:
     #: The runner, its progress over the ledger's counts when it started, its events.
     watch: RunWatch
     task: asyncio.Task[None] | None = None
+    #: Watches the ledger for a cancel made by another process (see _follow_cancel).
+    follower: asyncio.Task[None] | None = None
     canceled: bool = False
     #: This process's hold on the run (SQLite), released when the run ends.
     lock: RunLock | None = None
@@ -82,6 +85,9 @@ class HybridAgent:
         self._astore: AsyncStore | None = None
         self._live: dict[str, _Live] = {}
         self._conversation: Conversation | None = None
+        #: Claims of this agent's runs (unique across processes and hosts: several
+        #: ``laneway serve`` processes may share a PostgreSQL ledger).
+        self.worker_id = f"agent-{new_worker_id()}"
 
     # -- lifetime ------------------------------------------------------------------------
     async def __aenter__(self) -> HybridAgent:
@@ -108,6 +114,8 @@ class HybridAgent:
         """
         for live in list(self._live.values()):
             live.watch.runner.stop("shutdown")
+            if live.follower is not None:
+                live.follower.cancel()
         for live in list(self._live.values()):
             if live.task is None:
                 continue
@@ -181,7 +189,7 @@ class HybridAgent:
         await asyncio.to_thread(check_input, path, defaults)
         config = RunConfig(run_name=run_name, mode="realtime", defaults=defaults,
                            concurrency=self.concurrency, max_attempts=self.max_attempts,
-                           worker_id=f"agent-{id(self):x}")
+                           worker_id=self.worker_id)
         run_row = await self.astore.call(prepare, self.store, path, config)
         run_id: str = run_row.id
         if run_id in self._live:
@@ -208,8 +216,22 @@ class HybridAgent:
             before, governor=self.governor, event_every_s=self.progress_interval_s)
         live = _Live(run_id, watch, lock=lock)
         live.task = asyncio.create_task(self._execute(live), name=f"laneway-run-{run_id}")
+        live.follower = asyncio.create_task(self._follow_cancel(live))
         self._live[run_id] = live
         return run_id
+
+    async def _follow_cancel(self, live: _Live) -> None:
+        """Cancel the run here too when another process canceled it in the ledger
+        (another worker of ``laneway serve``, or ``laneway cancel``): the jobs this
+        process holds are canceled, not sent."""
+        while live.task is not None and not live.task.done():
+            await asyncio.sleep(self.progress_interval_s)
+            with contextlib.suppress(Exception):  # the ledger away: look again later
+                run = await self.astore.get_run(live.run_id)
+                if run is not None and run.status == RunStatus.CANCELED \
+                        and not live.canceled:
+                    await self.cancel(live.run_id)
+                    return
 
     def _write_jobs(self, jobs: Iterable[Job | Mapping[str, Any]]) -> Path:
         lines = []
