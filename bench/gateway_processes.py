@@ -78,9 +78,11 @@ def serve(upstream: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], 
         proc.wait(timeout=20)
 
 
-async def drive(urls: list[str], *, concurrency: int, seconds: float,
+async def drive(urls: list[str], *, concurrency: int | list[int], seconds: float,
                 answered: dict[str, int]) -> None:
-    """Keep ``concurrency`` requests at each gateway for ``seconds``."""
+    """Keep ``concurrency`` requests (one number, or one per URL) at each gateway for
+    ``seconds``."""
+    each = concurrency if isinstance(concurrency, list) else [concurrency] * len(urls)
     stop_at = time.monotonic() + seconds
     body = {"model": MODEL, "max_tokens": 16,
             "messages": [{"role": "user", "content": "hello"}]}
@@ -95,9 +97,10 @@ async def drive(urls: list[str], *, concurrency: int, seconds: float,
             key = f"{url} {r.status_code}"
             answered[key] = answered.get(key, 0) + 1
 
-    limits = httpx.Limits(max_connections=concurrency * len(urls) + 10)
+    limits = httpx.Limits(max_connections=sum(each) + 10)
     async with httpx.AsyncClient(limits=limits, headers={"x-api-key": "bench"}) as client:
-        await asyncio.gather(*(loop(client, url) for url in urls for _ in range(concurrency)))
+        await asyncio.gather(*(loop(client, url) for url, n in zip(urls, each, strict=True)
+                               for _ in range(n)))
 
 
 def two_processes(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -108,7 +111,8 @@ def two_processes(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
             answered: dict[str, int] = {}
 
             async def run() -> tuple[dict[str, int], dict[str, int], float]:
-                task = asyncio.create_task(drive([a, b], concurrency=args.concurrency,
+                load = [args.concurrency, args.concurrency_b or args.concurrency]
+                task = asyncio.create_task(drive([a, b], concurrency=load,
                                                  seconds=args.warmup + args.seconds + 5,
                                                  answered=answered))
                 await asyncio.sleep(args.warmup)
@@ -123,7 +127,8 @@ def two_processes(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
         local.stop()
     ok = last["ok"] - first["ok"]
     allowed = args.rpm * window_s / 60.0
-    return {"rpm": args.rpm, "window_s": round(window_s, 1), "ok_in_window": ok,
+    return {"rpm": args.rpm, "load": [args.concurrency, args.concurrency_b],
+            "window_s": round(window_s, 1), "ok_in_window": ok,
             "use_of_limit": round(ok / allowed, 4),
             "upstream_requests": stats["requests"], "upstream_429": stats["rate_limited"],
             "share_429": round(stats["rate_limited"] / max(1, stats["requests"]), 4),
@@ -190,6 +195,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="Measured window.")
     ap.add_argument("--warmup", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=30, help="Requests kept at each.")
+    ap.add_argument("--concurrency-b", type=int, default=None,
+                    help="Requests kept at the second (default: as many).")
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--streams", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=5)

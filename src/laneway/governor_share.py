@@ -208,7 +208,10 @@ class ShareSync:
     interval_s: float = 1.0
     #: The part of each limit kept as floors (split evenly among the processes).
     reserve: float = 0.04
-    backlog_s: float = 5.0
+    #: What waits counts as wanted within this many seconds: short, so that among
+    #: processes that all have work waiting the split follows their queues, not the
+    #: (noisy) use their shares allowed.
+    backlog_s: float = 1.0
     #: The board's live window: a process not beaten within it is gone.
     live_s: float = 5.0
     on_notice: Callable[[str], None] = field(default=lambda _msg: None)
