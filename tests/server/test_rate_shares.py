@@ -32,7 +32,7 @@ from laneway.governor import Governor, Lane, Permit, RateLimits
 from laneway.governor_share import MIN_SHARE, ShareSync
 from laneway.local import RunningLocal
 from laneway.local.server import free_port
-from laneway.server.quota import LedgerBoard, sharing_wanted
+from laneway.server.quota import LedgerBoard, QuotaSharing, sharing_wanted
 from laneway.store import AsyncStore, open_store
 from laneway.store import rate_shares as R
 
@@ -442,3 +442,72 @@ def test_serve_workers_on_a_ledger_that_cannot_open_is_one_line(tmp_path: Path) 
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("laneway: error")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+class AwayBoard:
+    """A ledger that cannot be reached."""
+
+    async def exchange(self, wanted: object, limits: object, decide: object) -> list[R.ShareRow]:
+        raise ConnectionError("the ledger is away")
+
+    async def leave(self) -> None:
+        raise ConnectionError("the ledger is away")
+
+
+async def test_beats_that_fail_keep_the_share_then_fall_to_the_floor() -> None:
+    now = [1000.0]
+    governor = Governor(limits=LIMITS, clock=lambda: now[0])
+    governor.set_share(MODEL, "requests", 0.6)
+    failed = asyncio.Event()
+    notices: list[str] = []
+
+    def notice(msg: str) -> None:
+        notices.append(msg)
+        failed.set()
+
+    sync = ShareSync(governor, AwayBoard(), process="a", interval_s=0.01, live_s=5.0,
+                     reserve=RESERVE, on_notice=notice)
+    sync.processes = 2
+    sync._last_ok = now[0]  # the last beat that worked: now
+    task = asyncio.create_task(sync.run())
+
+    async def next_failure() -> None:
+        failed.clear()
+        await failed.wait()
+
+    await next_failure()
+    now[0] += 3.0  # failing, but the others still count it live: it keeps its share
+    await next_failure()
+    assert governor.models[MODEL].buckets["requests"].share == 0.6
+    now[0] += 3.0  # past live_s: the others took its share
+    await next_failure()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert governor.models[MODEL].buckets["requests"].share == pytest.approx(RESERVE / 2)
+    assert governor.default_share == pytest.approx(RESERVE / 2)
+    assert "ledger is away" in notices[0]
+    await sync.leave()  # a clean stop with the ledger away: no error
+
+
+async def test_a_429_in_one_process_pauses_the_others(dsn: str) -> None:
+    stores = [AsyncStore(open_store(dsn)) for _ in range(2)]
+    governors = [Governor(limits=LIMITS) for _ in range(2)]
+    sharings = [QuotaSharing() for _ in range(2)]
+    try:
+        for sharing, astore, governor in zip(sharings, stores, governors, strict=True):
+            await sharing.start(astore, governor)
+        permit = governors[0].try_acquire(Lane.BACKGROUND, MODEL, input_tokens=10,
+                                          max_tokens=10)
+        assert permit is not None
+        governors[0].release(permit, outcome="rate_limited", retry_after_s=30.0)
+        assert sharings[0].pauses is not None and sharings[1].pauses is not None
+        await sharings[0].pauses.aclose()  # published
+        await sharings[1].pauses.poll()  # (or its own loop did, a moment ago)
+        assert sharings[1].pauses.applied == 1
+        assert governors[1].snapshot()[MODEL]["paused_s"] > 20
+    finally:
+        for sharing, astore in zip(sharings, stores, strict=True):
+            await sharing.stop()
+            astore.close()
+            astore.store.close()
