@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -33,15 +35,22 @@ from laneway.errors import ConfigError, InputError
 from laneway.governor import Governor, RateLimits
 from laneway.jobs import DEFAULT_MODEL, Job, JobDefaults, read_jobs
 from laneway.provider import OnText, Provider
+from laneway.runners.tally import Tally
 from laneway.session.config import RunConfig
-from laneway.session.execute import Execution, final_status, watch_realtime
+from laneway.session.execute import Execution, execute, final_status, watch_realtime
+from laneway.session.follow import follow_cancel
 from laneway.session.options import new_worker_id
+from laneway.session.plan import plan_run
 from laneway.session.prepare import prepare, take_up
 from laneway.session.progress import Progress, progress_of
 from laneway.session.watch import RunWatch
-from laneway.store import AsyncStore, Finished, Store, StoreSettings, open_store
+from laneway.store import AsyncStore, Counts, Finished, Store, StoreSettings, open_store
 from laneway.store.runlock import RunLock
 from laneway.store.statuses import JobStatus, RunStatus
+
+log = logging.getLogger("laneway.agent")
+#: How a run may be carried out (``submit(mode=...)``).
+AGENT_MODES = ("realtime", "native", "hybrid")
 
 
 @dataclass
@@ -49,14 +58,16 @@ class _Live:
     """A run this agent is executing."""
 
     run_id: str
-    #: The runner, its progress over the ledger's counts when it started, its events.
-    watch: RunWatch
+    #: A realtime run's runner, its progress over the ledger's counts when it started,
+    #: its events; None for a run through Message Batches.
+    watch: RunWatch | None = None
     task: asyncio.Task[None] | None = None
-    #: Watches the ledger for a cancel made by another process (see _follow_cancel).
-    follower: asyncio.Task[None] | None = None
     canceled: bool = False
     #: This process's hold on the run (SQLite), released when the run ends.
     lock: RunLock | None = None
+    #: Set to stop the run (its batches keep running at the provider).
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    follower: asyncio.Task[None] | None = None
 
 
 class HybridAgent:
@@ -85,9 +96,6 @@ class HybridAgent:
         self._astore: AsyncStore | None = None
         self._live: dict[str, _Live] = {}
         self._conversation: Conversation | None = None
-        #: Claims of this agent's runs (unique across processes and hosts: several
-        #: ``laneway serve`` processes may share a PostgreSQL ledger).
-        self.worker_id = f"agent-{new_worker_id()}"
 
     # -- lifetime ------------------------------------------------------------------------
     async def __aenter__(self) -> HybridAgent:
@@ -113,9 +121,9 @@ class HybridAgent:
         are abandoned; nothing new is sent meanwhile.
         """
         for live in list(self._live.values()):
-            live.watch.runner.stop("shutdown")
-            if live.follower is not None:
-                live.follower.cancel()
+            live.stop.set()
+            if live.watch is not None:
+                live.watch.runner.stop("shutdown")
         for live in list(self._live.values()):
             if live.task is None:
                 continue
@@ -176,31 +184,63 @@ class HybridAgent:
     async def submit(
         self, jobs: str | Path | Iterable[Job | Mapping[str, Any]], *,
         run_name: str | None = None, defaults: JobDefaults | None = None,
+        mode: str = "realtime", deadline_at: float | None = None,
     ) -> str:
         """Start (or resume) a background run of ``jobs``; returns its run id at once.
 
         ``jobs`` is a JSONL path, or job lines (``{"id", "prompt"}`` or
         ``{"custom_id", "params"}`` dicts, or :class:`Job`), written to a file first.
+        ``mode``: ``realtime`` through the governor's background lane, ``native``
+        (the provider's Message Batches), or ``hybrid`` (batches, and what is not
+        finished near ``deadline_at`` realtime). A canceled run only collects what its
+        batches still hold.
         """
+        if mode not in AGENT_MODES:
+            raise ConfigError(f"mode {mode!r}: choose {', '.join(AGENT_MODES)}")
         defaults = defaults or JobDefaults(model=self.model, max_tokens=self.max_tokens,
                                            system=self.system)
         path = Path(jobs) if isinstance(jobs, str | Path) else \
             await asyncio.to_thread(self._write_jobs, jobs)
         await asyncio.to_thread(check_input, path, defaults)
-        config = RunConfig(run_name=run_name, mode="realtime", defaults=defaults,
+        config = RunConfig(run_name=run_name, mode=mode, defaults=defaults,
                            concurrency=self.concurrency, max_attempts=self.max_attempts,
-                           worker_id=self.worker_id)
+                           worker_id=f"agent-{new_worker_id()}", deadline_at=deadline_at)
         run_row = await self.astore.call(prepare, self.store, path, config)
         run_id: str = run_row.id
         if run_id in self._live:
             return run_id
         total, lock = await take_up(self.astore, run_row, path, config)
+        canceled = run_row.status == RunStatus.CANCELED
+        before = await self._mark_started(run_id, lock, mode, canceled=canceled)
+        if before is None:
+            return run_id
+        live = _Live(run_id, lock=lock)
+        ex = Execution(run_id=run_id, astore=self.astore, provider=self.provider,
+                       config=config, total=total, notice=log.info, governor=self.governor,
+                       stop_event=live.stop)
+        if mode == "realtime" and not canceled:
+            live.watch = watch_realtime(ex, before, governor=self.governor,
+                                        event_every_s=self.progress_interval_s)
+            work: Callable[[], Awaitable[Tally]] = live.watch.run
+        else:
+            work = functools.partial(self._batches, ex, "native" if canceled else mode)
+        live.task = asyncio.create_task(self._execute(live, work),
+                                        name=f"laneway-run-{run_id}")
+        live.follower = asyncio.create_task(follow_cancel(  # a cancel by another process
+            self.astore, run_id, stop=live.stop, cancel=self.cancel,
+            done=lambda: live.canceled or live.task is None or live.task.done()))
+        self._live[run_id] = live
+        return run_id
+
+    async def _mark_started(self, run_id: str, lock: RunLock | None, mode: str, *,
+                            canceled: bool) -> Counts | None:
+        """The run's counts now, the run marked running (or done: None, lock released)."""
         try:
             before = await self.astore.counts(run_id)
-            if before.remaining == 0:
+            if before.remaining == 0 and not canceled:
                 await self.astore.set_run_status(run_id, RunStatus.DONE)
-            else:
-                await self.astore.set_run_status(run_id, RunStatus.RUNNING, mode="realtime",
+            elif not canceled:
+                await self.astore.set_run_status(run_id, RunStatus.RUNNING, mode=mode,
                                                  provider=self.provider.kind)
         except BaseException:
             if lock is not None:
@@ -209,29 +249,18 @@ class HybridAgent:
         if before.remaining == 0:
             if lock is not None:
                 lock.release()
-            return run_id
-        watch = watch_realtime(
-            Execution(run_id=run_id, astore=self.astore, provider=self.provider,
-                      config=config, total=total),
-            before, governor=self.governor, event_every_s=self.progress_interval_s)
-        live = _Live(run_id, watch, lock=lock)
-        live.task = asyncio.create_task(self._execute(live), name=f"laneway-run-{run_id}")
-        live.follower = asyncio.create_task(self._follow_cancel(live))
-        self._live[run_id] = live
-        return run_id
+            return None
+        return before
 
-    async def _follow_cancel(self, live: _Live) -> None:
-        """Cancel the run here too when another process canceled it in the ledger
-        (another worker of ``laneway serve``, or ``laneway cancel``): the jobs this
-        process holds are canceled, not sent."""
-        while live.task is not None and not live.task.done():
-            await asyncio.sleep(self.progress_interval_s)
-            with contextlib.suppress(Exception):  # the ledger away: look again later
-                run = await self.astore.get_run(live.run_id)
-                if run is not None and run.status == RunStatus.CANCELED \
-                        and not live.canceled:
-                    await self.cancel(live.run_id)
-                    return
+    async def _batches(self, ex: Execution, mode: str) -> Tally:
+        """A run through Message Batches (``hybrid``: the deadline's fallback armed)."""
+        realtime_s = None
+        if mode == "hybrid" and ex.config.deadline_at is not None:
+            _plan, realtime_s = await plan_run(
+                ex.astore, ex.run_id, ex.provider, concurrency=self.concurrency,
+                deadline_at=ex.config.deadline_at, worker_id=ex.config.worker_id)
+        _mode, tally = await execute(ex, mode, realtime_s)
+        return tally
 
     def _write_jobs(self, jobs: Iterable[Job | Mapping[str, Any]]) -> Path:
         lines = []
@@ -256,14 +285,15 @@ class HybridAgent:
             tmp.replace(path)
         return path
 
-    async def _execute(self, live: _Live) -> None:
-        status = RunStatus.STOPPED
+    async def _execute(self, live: _Live, work: Callable[[], Awaitable[Tally]]) -> None:
+        status: RunStatus = RunStatus.STOPPED
         watched = False
         try:
-            tally = await live.watch.run()
+            tally = await work()
             watched = True
             counts = await self.astore.counts(live.run_id)
-            status = final_status(complete=counts.remaining == 0, canceled=live.canceled,
+            status = final_status(complete=counts.remaining == 0,
+                                  canceled=live.canceled or tally.stop_reason == "canceled",
                                   stop_reason=tally.stop_reason, unfinished=RunStatus.STOPPED)
         except Exception:
             status = RunStatus.FAILED
@@ -276,7 +306,7 @@ class HybridAgent:
                 if live.canceled:  # cancel() interrupted the run (or came as it ended)
                     status = RunStatus.CANCELED
                 with contextlib.suppress(Exception):
-                    if not watched:  # the watch wrote the final progress when it ended
+                    if not watched and live.watch is not None:  # else the watch wrote it
                         await live.watch.write("done")
                     await self.astore.set_run_status(live.run_id, status)
             finally:
@@ -290,7 +320,7 @@ class HybridAgent:
     def progress(self, run_id: str) -> Progress:
         """Where a run is now: live counters if this agent runs it, else the ledger's."""
         live = self._live.get(run_id)
-        if live is not None:
+        if live is not None and live.watch is not None:
             return live.watch.progress()
         run_row = self.store.get_run(run_id)
         if run_row is None:

@@ -32,7 +32,6 @@ from typing import Any
 from laneway import estimate
 from laneway.errors import (
     ConfigError,
-    ProviderError,
     RateLimitedError,
     RetryableError,
 )
@@ -214,15 +213,9 @@ class Conversation:
         permit = await self.governor.acquire(
             Lane.INTERACTIVE, self.model, input_tokens=estimate.input_tokens(params),
             max_tokens=self.max_tokens)
-        try:
+        with self.governor.given_back_on_failure(permit):
             reply = await self.provider.stream(params, on_text=deliver,
                                                idle_timeout_s=self.idle_timeout_s,
                                                timeout_s=self.timeout_s)
-        except ProviderError as err:
-            self.governor.release_error(permit, err)
-            raise
-        except BaseException:
-            self.governor.release(permit, outcome="canceled")
-            raise
         self.governor.release(permit, outcome="ok", usage=reply.usage, headers=reply.headers)
         return reply

@@ -23,9 +23,10 @@ All state is observable through :meth:`Governor.snapshot` and ``history``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from laneway.errors import ProviderError, RateLimitedError
@@ -64,8 +65,7 @@ class Governor:
         #: Called with (model, until_wall_time, reason) when a 429 pauses a lane, so
         #: several workers can share the pause (see the store's pauses table).
         self.on_pause: Callable[[str, float, str], None] | None = None
-        #: This process's part of each limit for a bucket given no share yet (several
-        #: processes on one account: see :mod:`laneway.governor_share`).
+        #: This process's part of a limit not shared out yet (see governor_share).
         self.default_share = 1.0
 
     # -- state ---------------------------------------------------------------------------
@@ -96,16 +96,6 @@ class Governor:
 
     def share_of(self, st: ModelState, kind: str) -> float:
         return st.shares.get(kind, self.default_share)
-
-    def set_share(self, model: str, kind: str, share: float) -> None:
-        """Hold ``share`` (0-1] of ``model``'s ``kind`` limit from now on (the limit itself
-        stays the account's, given or learnt)."""
-        st = self.state(model)
-        st.shares[kind] = share
-        bucket = st.buckets.get(kind)
-        if bucket is not None and bucket.share != share:
-            bucket.set_share(share, self.clock())
-            self.pump()
 
     def _given(self, model: str) -> RateLimits | None:
         if self._limits is None or isinstance(self._limits, RateLimits):
@@ -254,6 +244,20 @@ class Governor:
             pause_s = retry_after_s if retry_after_s is not None else 5.0
             self.pause(st.model, pause_s, reason="429")
         self.pump()
+
+    @contextlib.contextmanager
+    def given_back_on_failure(self, permit: Permit) -> Iterator[None]:
+        """Around sending a permitted request: if it fails, the permit is given back (with
+        :meth:`release_error` for a :class:`ProviderError`, as ``canceled`` for anything
+        else, cancellation included). On success the caller releases it with the usage."""
+        try:
+            yield
+        except ProviderError as err:
+            self.release_error(permit, err)
+            raise
+        except BaseException:
+            self.release(permit, outcome="canceled")
+            raise
 
     def release_error(self, permit: Permit, err: ProviderError) -> None:
         """Give back the permit of a request that failed with ``err``: a 429 pauses the

@@ -169,6 +169,17 @@ def wants(governor: Governor, seen: dict[str, _Seen], *, backlog_s: float,
     return out
 
 
+def hold_share(governor: Governor, model: str, kind: str, share: float) -> None:
+    """Have ``governor`` hold ``share`` (0-1] of ``model``'s ``kind`` limit from now on
+    (the limit itself stays the account's, given or learnt)."""
+    st = governor.state(model)
+    st.shares[kind] = share
+    bucket = st.buckets.get(kind)
+    if bucket is not None and bucket.share != share:
+        bucket.set_share(share, governor.clock())
+        governor.pump()
+
+
 def known_limits(governor: Governor) -> dict[str, Limits]:
     """Per model, the limits the governor knows (given or learnt)."""
     out: dict[str, Limits] = {}
@@ -238,7 +249,7 @@ class ShareSync:
         adopt_limits(self.governor, peers)
         for model, shares in granted.items():
             for kind, share in zip(KINDS, shares, strict=True):
-                self.governor.set_share(model, kind, share)
+                hold_share(self.governor, model, kind, share)
         self.beats += 1
         self._last_ok = self.governor.clock()
         return granted
@@ -262,7 +273,7 @@ class ShareSync:
         self.governor.default_share = min(self.governor.default_share, floor)
         for model, st in self.governor.models.items():
             for kind in KINDS:
-                self.governor.set_share(model, kind, min(floor, st.shares.get(kind, 1.0)))
+                hold_share(self.governor, model, kind, min(floor, st.shares.get(kind, 1.0)))
 
     async def leave(self) -> None:
         with contextlib.suppress(Exception):

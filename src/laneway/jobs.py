@@ -87,7 +87,8 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _check_params(params: dict[str, Any], err: Any) -> None:
+def check_params(params: dict[str, Any], err: Any) -> None:
+    """Raise ``err(reason, field)`` for the first field laneway cannot send as given."""
     model = params.get("model")
     if not isinstance(model, str) or not model:
         raise err("must be a non-empty string", "params.model")
@@ -132,7 +133,7 @@ def parse_line(
         custom_id, params = _short_form(obj, defaults, err)
     else:
         raise err('expected {"custom_id", "params"} or {"id", "prompt"}')
-    _check_params(params, err)
+    check_params(params, err)
     return Job(custom_id=custom_id, params=params, line=line)
 
 

@@ -49,7 +49,8 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 TRANSPORT_ERRORS = _transport_errors()
 
 
-def _retry_after_s(headers: Any) -> float | None:
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after``, if either is given."""
     if headers is None:
         return None
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
@@ -111,7 +112,7 @@ def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
     if status == 200:  # an error event after the stream had started
         return stream_error(exc.body, rid)
     if status == 429:
-        return RateLimitedError(message, retry_after_s=_retry_after_s(exc.response.headers),
+        return RateLimitedError(message, retry_after_s=retry_after_s(exc.response.headers),
                                 request_id=rid)
     if status == 529:
         return OverloadedError(message, status=status, request_id=rid)
@@ -134,7 +135,8 @@ def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
 CONNECT_TIMEOUT_S = 10.0
 
 
-def _timeout(timeout_s: float) -> anthropic.Timeout:
+def request_timeout(timeout_s: float) -> anthropic.Timeout:
+    """A request's timeout: ``timeout_s`` in all, connecting within :data:`CONNECT_TIMEOUT_S`."""
     return anthropic.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S))
 
 
@@ -249,7 +251,7 @@ class Provider:
         started = time.monotonic()
         with sdk_errors():
             raw = await self.client.messages.with_raw_response.create(
-                **sdk_kwargs(params), timeout=_timeout(timeout_s))
+                **sdk_kwargs(params), timeout=request_timeout(timeout_s))
             body = await raw.read()
         try:
             message = json.loads(body)
@@ -275,7 +277,7 @@ class Provider:
         gaps = Gaps()
         with sdk_errors():
             raw = await self.client.messages.with_raw_response.create(
-                **sdk_kwargs(params), stream=True, timeout=_timeout(timeout_s))
+                **sdk_kwargs(params), stream=True, timeout=request_timeout(timeout_s))
             headers = dict(raw.headers)
             response = raw.http_response
             # The SDK's own SSE decoding, without a pydantic model per event: the events

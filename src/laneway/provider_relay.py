@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import anthropic
 
-from laneway.provider import Provider, _timeout, sdk_errors
+from laneway.provider import Provider, request_timeout, sdk_errors
 
 #: The SDK's own switch for "give me the response unread" (what
 #: ``with_streaming_response`` sets): the body is not read before we return.
@@ -64,7 +64,7 @@ async def send(
     caller must ``aclose()`` the response, or read it whole with ``aread()``.
     """
     options: dict[str, Any] = {"headers": {**(headers or {}), _RAW_HEADER: "stream"},
-                               "timeout": _timeout(timeout_s)}
+                               "timeout": request_timeout(timeout_s)}
     if query:
         options["params"] = dict(query)
     client: Any = provider.client  # its request options are a private TypedDict

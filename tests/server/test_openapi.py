@@ -44,7 +44,13 @@ def test_schema_lists_each_route_with_its_models(served: Served) -> None:
         ("/v1/messages", "post"), ("/v1/messages/count_tokens", "post"),
         ("/v1/models", "get"), ("/v1/models/{model_id}", "get"),
         # The gateway's traffic, live, and for Prometheus.
-        ("/v1/laneway/traffic", "get"), ("/metrics", "get")}
+        ("/v1/laneway/traffic", "get"), ("/metrics", "get"),
+        # Message Batches, fulfilled by laneway runs.
+        ("/v1/messages/batches", "post"), ("/v1/messages/batches", "get"),
+        ("/v1/messages/batches/{batch_id}", "get"),
+        ("/v1/messages/batches/{batch_id}", "delete"),
+        ("/v1/messages/batches/{batch_id}/cancel", "post"),
+        ("/v1/messages/batches/{batch_id}/results", "get")}
     chat = paths["/v1/chat/stream"]["post"]
     body = chat["requestBody"]["content"]["application/json"]["schema"]
     assert ref(body) == "ChatRequest"

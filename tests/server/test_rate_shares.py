@@ -29,7 +29,7 @@ import pytest
 
 import pgserver
 from laneway.governor import Governor, Lane, Permit, RateLimits
-from laneway.governor_share import MIN_SHARE, ShareSync
+from laneway.governor_share import MIN_SHARE, ShareSync, hold_share
 from laneway.local import RunningLocal
 from laneway.local.server import free_port
 from laneway.server.quota import LedgerBoard, QuotaSharing, sharing_wanted
@@ -457,7 +457,7 @@ class AwayBoard:
 async def test_beats_that_fail_keep_the_share_then_fall_to_the_floor() -> None:
     now = [1000.0]
     governor = Governor(limits=LIMITS, clock=lambda: now[0])
-    governor.set_share(MODEL, "requests", 0.6)
+    hold_share(governor, MODEL, "requests", 0.6)
     failed = asyncio.Event()
     notices: list[str] = []
 

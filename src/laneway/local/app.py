@@ -22,7 +22,8 @@ from starlette.requests import ClientDisconnect
 
 from laneway.errors import ConfigError
 from laneway.local import models, structured
-from laneway.local.batches import BATCH_MAX_BYTES, BatchStore, parse_batch_requests
+from laneway.local.batch_requests import BATCH_MAX_BYTES, parse_batch_requests
+from laneway.local.batches import BatchStore
 from laneway.local.cache import CacheUsage, PromptCache
 from laneway.local.completions import Completions
 from laneway.local.config import LocalConfig

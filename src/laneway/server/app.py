@@ -144,16 +144,18 @@ def create_app(settings: ServerSettings | None = None, *,
 
 def _lifespan(agent: HybridAgent, gateway: Gateway, sharing: QuotaSharing | None, *,
               own_agent: bool) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    """Open the agent (if it is the app's), share the quota, sample the traffic."""
+    """The app's start (the agent, the quota shared with other processes, the gateway's
+    batches and stats) and its stop."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if own_agent:
             await agent.open()
         if sharing is not None:
             await sharing.start(agent.astore, agent.governor)
         sampler = asyncio.create_task(gateway.stats.sample_every(1.0))
         try:
+            await gateway.start()
             yield
         finally:
             sampler.cancel()

@@ -88,7 +88,7 @@ def token_of(scope: Scope) -> str | None:
 
 #: The Anthropic API's routes on this server: their clients send a laneway key (or the
 #: token) as their API key, checked by the gateway itself (``gateway.clients``).
-_GATEWAY_PATHS = ("/v1/messages", "/v1/models")
+_GATEWAY_PATHS = ("/v1/messages", "/v1/messages/batches", "/v1/models")
 
 
 def is_gateway_path(path: str) -> bool:

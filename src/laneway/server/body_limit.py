@@ -2,8 +2,8 @@
 
 JSON requests (a chat turn, a cancel) may carry :data:`JSON_LIMIT` bytes; a run's input
 (``POST /v1/runs``, raw or as a form) :data:`UPLOAD_LIMIT`; a Messages request through
-the gateway the API's own :data:`MESSAGES_LIMIT`, refused in the API's own error shape.
-A declared
+the gateway the API's own :data:`MESSAGES_LIMIT` and a Message Batch its
+:data:`BATCHES_LIMIT`, both refused in the API's own error shape. A declared
 ``Content-Length`` over the limit is answered at once; a body without one (chunked) is
 counted as it arrives, and the answer goes out as soon as it passes the limit: the
 route sees the client as gone and stops, and the rest is never kept.
@@ -23,6 +23,9 @@ _UPLOAD_ROUTES = frozenset({("POST", "/v1/runs")})
 #: The Messages API's own limit, for the gateway's relayed requests (32 MB).
 MESSAGES_LIMIT = 32 * 1000 * 1000
 _MESSAGES_ROUTES = frozenset({("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens")})
+#: The Message Batches API's own limit on a create (256 MB).
+BATCHES_LIMIT = 256 * 1024 * 1024
+_BATCHES_ROUTES = frozenset({("POST", "/v1/messages/batches")})
 
 
 def _route(scope: Scope) -> tuple[str | None, str]:
@@ -33,6 +36,8 @@ def limit_for(scope: Scope) -> int:
     route = _route(scope)
     if route in _UPLOAD_ROUTES:
         return UPLOAD_LIMIT
+    if route in _BATCHES_ROUTES:
+        return BATCHES_LIMIT
     return MESSAGES_LIMIT if route in _MESSAGES_ROUTES else JSON_LIMIT
 
 

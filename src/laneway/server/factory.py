@@ -37,7 +37,9 @@ def dump(settings: ServerSettings) -> str:
     data["gateway"] = {"interactive_s": waits.interactive_s,
                        "background_s": waits.background_s,
                        "upstream_timeout_s": settings.gateway.upstream_timeout_s,
-                       "require_key": settings.gateway.require_key}
+                       "require_key": settings.gateway.require_key,
+                       "public_url": settings.gateway.public_url,
+                       "cancel_wait_s": settings.gateway.cancel_wait_s}
     return json.dumps(data)
 
 
@@ -49,7 +51,8 @@ def load(text: str) -> ServerSettings:
         **data, limits=RateLimits(**limits) if limits else None,
         gateway=GatewaySettings(waits=WaitLimits(g["interactive_s"], g["background_s"]),
                                 upstream_timeout_s=g["upstream_timeout_s"],
-                                require_key=g["require_key"]))
+                                require_key=g["require_key"], public_url=g["public_url"],
+                                cancel_wait_s=g["cancel_wait_s"]))
 
 
 def app_from_env() -> FastAPI:

@@ -39,6 +39,9 @@ class Execution:
     notice: Callable[[str], None] = lambda _msg: None
     on_progress: Callable[[Progress], None] | None = None
     stop_event: asyncio.Event | None = None
+    #: The realtime part's governor: one shared with a person (``HybridAgent``); by
+    #: default the run's own.
+    governor: Governor | None = None
 
 
 async def execute(ex: Execution, mode: str,
@@ -61,7 +64,7 @@ async def execute(ex: Execution, mode: str,
 async def run_realtime(ex: Execution) -> Tally:
     """Send the run's pending jobs realtime, with progress and events (:class:`RunWatch`)."""
     before = await ex.astore.counts(ex.run_id)
-    return await watch_realtime(ex, before).run(ex.stop_event)
+    return await watch_realtime(ex, before, governor=ex.governor).run(ex.stop_event)
 
 
 def watch_realtime(ex: Execution, before: Counts, *, governor: Governor | None = None,

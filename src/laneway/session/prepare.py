@@ -44,8 +44,9 @@ async def take_up(
     notice: Callable[[str], None] | None = None,
 ) -> tuple[int, RunLock | None]:
     """Hold the run (one process per run on SQLite: a second is refused, naming the
-    first), ingest what is not yet in the ledger, and give back the claims a stopped
-    process left (SQLite only: on PostgreSQL they are other workers' and leased).
+    first), ingest what is not yet in the ledger, and give back the claims (of jobs and
+    of native batches) a stopped process left (SQLite only: on PostgreSQL they are other
+    workers' and leased).
 
     Returns the run's job count and the lock, which the caller releases when the run
     ends; on an error the lock is released here.
@@ -59,6 +60,7 @@ async def take_up(
             ingest, store, run_row, path, defaults=config.defaults,
             skip_invalid=config.skip_invalid)
         if not store.is_postgres:
+            await astore.call(store.release_batches, run_row.id)
             released = await astore.release_all(run_row.id)
             if released and notice is not None:
                 notice(f"run {run_row.id}: {released} jobs were in flight when the last "

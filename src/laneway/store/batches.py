@@ -180,6 +180,15 @@ class BatchLedger:
         return moved
 
     # -- owning and reading --------------------------------------------------------------
+    def release_batches(self, run_id: str) -> int:
+        """Give up every hold on the run's active batches (a single-process run starting
+        over after its process stopped): the next poller takes them at once."""
+        with self.engine.begin() as conn:
+            res = conn.execute(update(S.batches).where(
+                _B.run_id == run_id, _B.status.in_(ACTIVE_BATCHES),
+            ).values(claimed_by=None, lease_until=None))
+        return int(res.rowcount or 0)
+
     def own_batches(self, run_id: str, *, worker: str, lease_s: float = 300.0
                     ) -> list[BatchRow]:
         """Take (or keep, renewing the lease) the run's active batches that nobody else

@@ -7,7 +7,8 @@ Claiming, leases and results are in :mod:`laneway.store.queue` (results are writ
 by ``finish`` in groups, each recorded once); native batches in
 :mod:`laneway.store.batches`; whole-run queries in :mod:`laneway.store.runqueries`;
 shared rate-limit pauses in :mod:`laneway.store.pauses`; the gateway's client keys
-in :mod:`laneway.store.keys` and its traffic in :mod:`laneway.store.traffic`.
+in :mod:`laneway.store.keys`, its traffic in :mod:`laneway.store.traffic` and its
+Message Batches in :mod:`laneway.store.gateway_batches`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from laneway.jobs import BadLine, Job
 from laneway.store import schema
 from laneway.store.batches import BatchLedger
 from laneway.store.diskfull import is_disk_full
+from laneway.store.gateway_batches import GatewayBatchLedger
 from laneway.store.keys import KeyLedger
 from laneway.store.migrations import migrate
 from laneway.store.queue import JobQueue
@@ -90,7 +92,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger):
+class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger, GatewayBatchLedger):
     """One ledger. Open with :func:`open_store`."""
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:

@@ -171,11 +171,39 @@ gateway_requests = Table(
 Index("ix_gateway_requests_key", gateway_requests.c.key_id)
 Index("ix_gateway_requests_started", gateway_requests.c.started_at)
 
+#: Message Batches made through the gateway; added by 004_gateway_batches. Each is a run
+#: of the ledger named by the batch's id (``runs.id``); this row holds what the API's
+#: batch object has and a run has not.
+gateway_batches = Table(
+    "gateway_batches", metadata,
+    #: Creation order (``list`` pages newest first by it).
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False),
+    #: ``gateway_keys.id`` of the key that made it; NULL for the anonymous local client.
+    Column("key_id", String(40)),
+    Column("request_count", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    #: ``laneway-deadline``, as a UNIX time.
+    Column("deadline_at", Float),
+    #: How it is fulfilled: ``native``, ``realtime`` or ``hybrid``; and why.
+    Column("mode", String(20), nullable=False),
+    Column("plan", Text),
+    #: The run's input (NULL when no request had valid params).
+    Column("input_path", Text),
+    #: ``[[custom_id, result], ...]`` of requests refused before the run (bad params).
+    Column("rejected", Text),
+    Column("cancel_initiated_at", Float),
+    Column("ended_at", Float),
+    Column("deleted_at", Float),
+    UniqueConstraint("id", name="uq_gateway_batches_id"),
+)
+Index("ix_gateway_batches_key", gateway_batches.c.key_id, gateway_batches.c.seq)
+
 #: What each live gateway process wants of the account's limits and the part of them it
 #: holds, per model (one row per process and model, and a presence row with model
-#: ``''``); added by
-#: 004_rate_shares. ``heartbeat_at`` is the database's clock (Unix seconds), so hosts'
-#: clocks need not agree.
+#: ``''``); added by 005_rate_shares. ``heartbeat_at`` is the database's clock (Unix
+#: seconds), so hosts' clocks need not agree.
 rate_shares = Table(
     "rate_shares", metadata,
     Column("process", String(100), primary_key=True),

@@ -6,7 +6,9 @@ relayed byte for byte) → :mod:`.admission` (lanes and wait limits), :mod:`.hea
 (what crosses), :mod:`.sse_tap` (usage read from a stream), :mod:`.exchange` (one
 request's record). Watching it: :mod:`.stats` (the live traffic, in memory),
 :mod:`.metrics` (Prometheus), :mod:`.traffic_routes` (``GET /v1/laneway/traffic`` and
-``GET /metrics``).
+``GET /metrics``). Message Batches: :mod:`.batches` (the API's calls) →
+:mod:`.batch_driver` (each batch a laneway run, resumed after a restart),
+:mod:`.batch_plan` (native, realtime or both), :mod:`.batch_objects` (the API's objects).
 """
 
 from laneway.server.gateway.routes import router

@@ -28,7 +28,7 @@ from fastapi.responses import Response, StreamingResponse
 from laneway import provider_relay
 from laneway.errors import ProviderError
 from laneway.governor import Governor, Permit
-from laneway.provider import Provider
+from laneway.provider import Provider, retry_after_s
 from laneway.provider_relay import RawResponse
 from laneway.runners.retry import RetryPolicy
 from laneway.server.gateway.admission import ClientWatch, WaitLimits, admit
@@ -42,17 +42,6 @@ _POLICY = RetryPolicy()
 #: Ends a relayed stream whose upstream connection dropped (the API's own error event).
 _DROPPED = (b'event: error\ndata: {"type":"error","error":{"type":"api_error",'
             b'"message":"the upstream connection dropped mid-stream"}}\n\n')
-
-
-def _retry_after(headers: Any) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
 
 
 def _outcome(status: int, body: bytes) -> str:
@@ -101,7 +90,7 @@ class Relay:
                     watch.stop()
                     return self._stream(ex, permit, response)
                 return self._whole(ex, permit, response, body)
-            wait_hint = _retry_after(response.headers)
+            wait_hint = retry_after_s(response.headers)
             self.governor.release(permit, outcome=_outcome(status, body or b""),
                                   headers=response.headers,
                                   retry_after_s=wait_hint if status == 429 else None)
@@ -120,19 +109,13 @@ class Relay:
         """The upstream's response, and its body unless it is a stream to relay. A body
         cut short is no answer (:class:`ProviderError`); the permit is given back on any
         failure."""
-        try:
+        with self.governor.given_back_on_failure(permit):
             response = await watch.race(provider_relay.send(
                 self.provider, "POST", "/v1/messages", content=content, headers=headers,
                 query=query, timeout_s=self.upstream_timeout_s))
             if ex.streamed and response.status_code == 200:
                 return response, None
             return response, await watch.race(provider_relay.read(response))
-        except ProviderError as err:
-            self.governor.release_error(permit, err)
-            raise
-        except BaseException:
-            self.governor.release(permit, outcome="canceled")
-            raise
 
     def _answer(self, ex: Exchange, status: int, body: bytes, headers: Any) -> Response:
         ex.end(status, local=self.provider.is_local)

@@ -31,3 +31,39 @@ async def list_models(request: Request) -> Response:
 @router.get("/v1/models/{model_id}", summary="Get one of the upstream's models")
 async def get_model(model_id: str, request: Request) -> Response:
     return await gateway_of(request).passthrough(request, f"/v1/models/{model_id}")
+
+
+@router.post("/v1/messages/batches", summary="Create a Message Batch (a laneway run)")
+async def create_batch(request: Request) -> Response:
+    """The Message Batches API, fulfilled by a laneway run: by default through the
+    upstream's batches (the batch price); ``laneway-deadline: 2h`` or
+    ``laneway-mode: auto`` let laneway's planner choose (realtime when that is sooner)."""
+    return await gateway_of(request).batches.create(request)
+
+
+@router.get("/v1/messages/batches", summary="List the client's Message Batches")
+async def list_batches(request: Request, limit: int = 20, after_id: str | None = None,
+                       before_id: str | None = None) -> Response:
+    return await gateway_of(request).batches.listing(request, limit=limit, after_id=after_id,
+                                                     before_id=before_id)
+
+
+@router.get("/v1/messages/batches/{batch_id}", summary="Get a Message Batch")
+async def get_batch(batch_id: str, request: Request) -> Response:
+    return await gateway_of(request).batches.retrieve(request, batch_id)
+
+
+@router.post("/v1/messages/batches/{batch_id}/cancel", summary="Cancel a Message Batch")
+async def cancel_batch(batch_id: str, request: Request) -> Response:
+    return await gateway_of(request).batches.cancel(request, batch_id)
+
+
+@router.delete("/v1/messages/batches/{batch_id}", summary="Delete an ended Message Batch")
+async def delete_batch(batch_id: str, request: Request) -> Response:
+    return await gateway_of(request).batches.delete(request, batch_id)
+
+
+@router.get("/v1/messages/batches/{batch_id}/results",
+            summary="A Message Batch's results (JSONL)")
+async def batch_results(batch_id: str, request: Request) -> Response:
+    return await gateway_of(request).batches.results(request, batch_id)

@@ -30,6 +30,7 @@ from laneway.server.gateway.admission import (
     WaitLimits,
     choose_lane,
 )
+from laneway.server.gateway.batches import GatewayBatches
 from laneway.server.gateway.clients import Clients, Refusal
 from laneway.server.gateway.exchange import CLIENT_CLOSED, Exchange
 from laneway.server.gateway.headers import client_headers, upstream_headers
@@ -57,6 +58,12 @@ class GatewaySettings:
     require_key: bool = False
     #: ``laneway serve --token``, accepted as an API key too.
     token: str | None = None
+    #: Base URL clients reach this server at (``results_url`` of the Message Batches is
+    #: built on it), e.g. a proxy's; None: the address a connection arrived at.
+    public_url: str | None = None
+    #: How long a batch's cancel waits for its upstream batches to end before it
+    #: collects what they hold in the background.
+    cancel_wait_s: float = 10.0
 
 
 class Gateway:
@@ -66,6 +73,9 @@ class Gateway:
         self.clients = Clients(lambda: agent.astore, require_key=self.settings.require_key,
                                token=self.settings.token)
         self.recorder = Recorder(lambda: agent.astore)
+        #: Message Batches (``/v1/messages/batches``), fulfilled by laneway runs.
+        self.batches = GatewayBatches(agent, self.clients, public_url=self.settings.public_url,
+                                      cancel_wait_s=self.settings.cancel_wait_s)
         #: Called with every finished request (the ledger's recorder, the metrics).
         self.observers: list[Callable[[Exchange], None]] = [self.recorder]
         #: The live traffic (the Traffic page, ``GET /v1/laneway/traffic``).
@@ -81,8 +91,14 @@ class Gateway:
                                 self.settings.upstream_timeout_s)
         return self._relay
 
+    async def start(self) -> None:
+        """Take up the Message Batches a gateway before this one left unfinished."""
+        await self.batches.resume()
+
     async def aclose(self) -> None:
-        """Write the traffic not yet in the ledger."""
+        """Stop driving batches (their runs stop with the agent, to be resumed by the
+        next gateway); write the traffic not yet in the ledger."""
+        await self.batches.aclose()
         await self.recorder.aclose()
 
     def finish(self, ex: Exchange) -> None:

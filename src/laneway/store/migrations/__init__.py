@@ -19,7 +19,8 @@ from laneway.store.migrations import (
     m001_initial,
     m002_batch_leases,
     m003_gateway,
-    m004_rate_shares,
+    m004_gateway_batches,
+    m005_rate_shares,
 )
 
 Migration = Callable[[Connection], None]
@@ -30,7 +31,8 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     (m001_initial.NAME, m001_initial.apply),
     (m002_batch_leases.NAME, m002_batch_leases.apply),
     (m003_gateway.NAME, m003_gateway.apply),
-    (m004_rate_shares.NAME, m004_rate_shares.apply),
+    (m004_gateway_batches.NAME, m004_gateway_batches.apply),
+    (m005_rate_shares.NAME, m005_rate_shares.apply),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Migration ``004_rate_shares``: what each gateway process wants of the account's
+"""Migration ``005_rate_shares``: what each gateway process wants of the account's
 limits, so several share them (see :mod:`laneway.store.rate_shares`).
 
 Frozen, like ``001_initial``: these definitions are this migration's own, not
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table
 
-NAME = "004_rate_shares"
+NAME = "005_rate_shares"
 
 _metadata = MetaData()
 

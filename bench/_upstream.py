@@ -1,0 +1,49 @@
+"""``laneway local --engine echo`` for the benchmarks, plus ``GET /v1/laneway/stats``.
+
+The same app ``laneway local`` serves, with one more route: the server's own counters
+(requests, ok, rate_limited, faults) and
+the levels of its rate-limit buckets, so a benchmark can count the 429s the upstream
+sent to a client it cannot see (the gateway).
+
+    python bench/_upstream.py --port 8001 [--ttft-ms 300 --token-ms 10 --rpm 600 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import uvicorn
+
+from laneway.local.app import LocalAPI, create_app
+from laneway.local.config import LocalConfig
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--ttft-ms", type=float, default=0.0)
+    ap.add_argument("--token-ms", type=float, default=0.0)
+    ap.add_argument("--rpm", type=int)
+    ap.add_argument("--itpm", type=int)
+    ap.add_argument("--otpm", type=int)
+    args = ap.parse_args()
+    app = create_app(LocalConfig(engine="echo", ttft_ms=args.ttft_ms, token_ms=args.token_ms,
+                                 rpm=args.rpm, itpm=args.itpm, otpm=args.otpm))
+    api: LocalAPI = app.state.local
+
+    @app.get("/v1/laneway/stats")
+    async def stats() -> dict[str, Any]:
+        levels = {}
+        for name, bucket in (("requests", api.limits.requests), ("input", api.limits.input),
+                             ("output", api.limits.output)):
+            if bucket is not None:
+                bucket.refill(api.limits.clock())
+                levels[name] = bucket.level
+        return {**api.stats, **api.completions.as_json(), "levels": levels}
+
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Message Batches on the gateway: the API's calls, fulfilled by laneway runs.
+
+``POST /v1/messages/batches`` is checked as the API checks it (the local API's rules,
+:mod:`laneway.local.batch_requests`: 100,000 requests, 256 MB, ``custom_id``), and
+answered at once with the batch object once the batch is durable: its input is saved
+beside the ledger and its row written (:mod:`laneway.store.gateway_batches`). Behind
+it, the batch is a run of the ledger named by the batch's id, carried out by the app's
+agent in the background lane under the shared governor (:mod:`.batch_driver`), through
+the upstream's batches or realtime (:mod:`.batch_plan`).
+
+``retrieve``, ``list``, ``cancel``, ``delete`` and the results answer as the API does
+(:mod:`.batch_objects`). A batch belongs to the client key that made it: another key
+(or the anonymous local client) neither sees nor touches it, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
+
+from laneway.local.batch_requests import BATCH_MAX_BYTES
+from laneway.local.wire import APIError, check_version, new_id
+from laneway.server.gateway.batch_driver import BatchDriver
+from laneway.server.gateway.batch_objects import (
+    DAY_S,
+    base_url,
+    batch_json,
+    read_create,
+    result_lines,
+)
+from laneway.server.gateway.batch_plan import MODE_HEADER, BadPlanHeader, plan_batch
+from laneway.server.gateway.clients import Clients, Refusal
+from laneway.store.gateway_batches import GatewayBatch
+
+if TYPE_CHECKING:
+    from laneway.agent import HybridAgent
+
+#: Results lines per chunk of the results' answer (each chunk is one ledger read).
+_CHUNK = 1000
+
+
+def _error(status: int, error_type: str, message: str,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"type": "error", "error": {"type": error_type, "message": message}},
+                        status_code=status, headers=headers)
+
+
+async def _answer(call: Awaitable[Response]) -> Response:
+    try:
+        return await call
+    except APIError as err:
+        return _error(err.status, err.error_type, err.message, err.headers or None)
+    except Refusal as refusal:
+        return _error(refusal.status, refusal.error_type, refusal.message, refusal.headers)
+    except BadPlanHeader as exc:
+        return _error(400, "invalid_request_error", str(exc))
+
+
+async def _read_body(request: Request) -> bytes:
+    too_large = APIError("request_too_large", "Request exceeds the maximum allowed number "
+                         f"of bytes ({BATCH_MAX_BYTES})")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > BATCH_MAX_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > BATCH_MAX_BYTES:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise APIError("invalid_request_error", "the client went away") from None
+    return b"".join(chunks)
+
+
+class GatewayBatches:
+    def __init__(self, agent: HybridAgent, clients: Clients, *,
+                 public_url: str | None = None, cancel_wait_s: float = 10.0) -> None:
+        self.agent = agent
+        self.clients = clients
+        self.public_url = public_url
+        self.driver = BatchDriver(agent, cancel_wait_s=cancel_wait_s)
+
+    async def resume(self) -> int:
+        return await self.driver.resume()
+
+    async def aclose(self) -> None:
+        await self.driver.aclose()
+
+    # -- the API's calls ----------------------------------------------------------------
+    async def create(self, request: Request) -> Response:
+        return await _answer(self._create(request))
+
+    async def retrieve(self, request: Request, batch_id: str) -> Response:
+        return await _answer(self._retrieve(request, batch_id))
+
+    async def listing(self, request: Request, *, limit: int, after_id: str | None,
+                      before_id: str | None) -> Response:
+        return await _answer(self._listing(request, limit, after_id, before_id))
+
+    async def cancel(self, request: Request, batch_id: str) -> Response:
+        return await _answer(self._cancel(request, batch_id))
+
+    async def delete(self, request: Request, batch_id: str) -> Response:
+        return await _answer(self._delete(request, batch_id))
+
+    async def results(self, request: Request, batch_id: str) -> Response:
+        return await _answer(self._results(request, batch_id))
+
+    # -- their work ---------------------------------------------------------------------
+    async def _key_id(self, request: Request) -> str | None:
+        check_version(request.headers.get("anthropic-version"))
+        key = await self.clients.identify(request.headers)
+        return key.id if key is not None else None
+
+    async def _owned(self, request: Request, batch_id: str) -> GatewayBatch:
+        key_id = await self._key_id(request)
+        astore = self.agent.astore
+        batch = await astore.call(astore.store.gateway_batch, batch_id, key_id=key_id)
+        if batch is None:
+            raise APIError("not_found_error", f"message batch {batch_id!r} not found")
+        return batch
+
+    async def _json(self, request: Request, batch: GatewayBatch) -> dict[str, Any]:
+        astore = self.agent.astore
+        counts = None
+        if batch.ended_at is not None and batch.input_path is not None:
+            counts = await astore.call(astore.store.counts, batch.id)
+        return batch_json(batch, counts, base_url(request, self.public_url))
+
+    async def _create(self, request: Request) -> Response:
+        key_id = await self._key_id(request)
+        body = await _read_body(request)
+        # Off the event loop: a 256 MB batch is seconds of work, and streams wait.
+        count, split = await asyncio.to_thread(read_create, body)
+        astore, provider = self.agent.astore, self.agent.provider
+        learnt = await astore.call(astore.store.batch_durations_s, provider=provider.kind)
+        plan = plan_batch(request.headers, split.params, local=provider.is_local,
+                          learnt_s=learnt)
+        path = await asyncio.to_thread(self._save, split.lines) if split.lines else None
+        now = time.time()
+        batch = GatewayBatch(
+            id=new_id("msgbatch"), key_id=key_id, request_count=count,
+            created_at=now, expires_at=now + DAY_S, deadline_at=plan.deadline_at,
+            mode=plan.mode, plan=plan.reason, input_path=str(path) if path else None,
+            rejected=split.refused, cancel_initiated_at=None,
+            ended_at=None if path else now)
+        await astore.call(astore.store.add_gateway_batch, batch)
+        await astore.call(astore.store.add_event, batch.id, "plan",
+                          {"mode": plan.mode, "reason": plan.reason, "gateway": True})
+        if path is not None:
+            self.driver.start(batch.id)
+        return JSONResponse(await self._json(request, batch), headers={MODE_HEADER: plan.mode})
+
+    def _save(self, lines: list[str]) -> Path:
+        return self.agent.save_input(("\n".join(lines) + "\n").encode())
+
+    async def _retrieve(self, request: Request, batch_id: str) -> Response:
+        return JSONResponse(await self._json(request, await self._owned(request, batch_id)))
+
+    async def _listing(self, request: Request, limit: int, after_id: str | None,
+                       before_id: str | None) -> Response:
+        key_id = await self._key_id(request)
+        if not 1 <= limit <= 1000:
+            raise APIError("invalid_request_error", "limit: must be between 1 and 1000")
+        astore = self.agent.astore
+        page = await astore.call(astore.store.gateway_batch_page, key_id=key_id, limit=limit,
+                                 after_id=after_id, before_id=before_id)
+        if page is None:
+            name, value = ("after_id", after_id) if after_id is not None else \
+                ("before_id", before_id)
+            raise APIError("invalid_request_error", f"{name}: unknown batch {value!r}")
+        data = [await self._json(request, b) for b in page[0]]
+        return JSONResponse({"data": data, "has_more": page[1],
+                             "first_id": data[0]["id"] if data else None,
+                             "last_id": data[-1]["id"] if data else None})
+
+    async def _cancel(self, request: Request, batch_id: str) -> Response:
+        batch = await self._owned(request, batch_id)
+        astore = self.agent.astore
+        if await astore.call(astore.store.cancel_gateway_batch, batch_id):
+            self.driver.start(batch_id)  # a batch made before this gateway started
+            self.driver.poke(batch_id)
+            batch = await self._owned(request, batch_id)
+        return JSONResponse(await self._json(request, batch))
+
+    async def _delete(self, request: Request, batch_id: str) -> Response:
+        batch = await self._owned(request, batch_id)
+        if batch.ended_at is None:
+            raise APIError("invalid_request_error",
+                           f"message batch {batch_id!r} is still {batch.status}: cancel it "
+                           "and wait for it to end before deleting it")
+        astore = self.agent.astore
+        await astore.call(astore.store.delete_gateway_batch, batch_id)
+        return JSONResponse({"id": batch_id, "type": "message_batch_deleted"})
+
+    async def _results(self, request: Request, batch_id: str) -> Response:
+        batch = await self._owned(request, batch_id)
+        if batch.ended_at is None:
+            raise APIError("not_found_error",
+                           f"message batch {batch_id!r} has not ended: no results yet")
+        return StreamingResponse(self._result_chunks(batch), media_type="application/binary")
+
+    async def _result_chunks(self, batch: GatewayBatch) -> AsyncIterator[bytes]:
+        astore = self.agent.astore
+        if batch.input_path is not None:
+            lines = result_lines(astore.store.iter_results(batch.id))
+
+            def next_chunk() -> bytes:  # the generator only ever runs on the store thread
+                chunk = [line for _, line in zip(range(_CHUNK), lines, strict=False)]
+                return ("\n".join(chunk) + "\n").encode() if chunk else b""
+
+            while chunk := await astore.call(next_chunk):
+                yield chunk
+        if batch.rejected:
+            yield ("\n".join(result_lines(batch.rejected)) + "\n").encode()
