@@ -38,6 +38,8 @@ from laneway.provider import OnText, Provider
 from laneway.runners.tally import Tally
 from laneway.session.config import RunConfig
 from laneway.session.execute import Execution, execute, final_status, watch_realtime
+from laneway.session.follow import follow_cancel
+from laneway.session.options import new_worker_id
 from laneway.session.plan import plan_run
 from laneway.session.prepare import prepare, take_up
 from laneway.session.progress import Progress, progress_of
@@ -65,6 +67,7 @@ class _Live:
     lock: RunLock | None = None
     #: Set to stop the run (its batches keep running at the provider).
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    follower: asyncio.Task[None] | None = None
 
 
 class HybridAgent:
@@ -201,7 +204,7 @@ class HybridAgent:
         await asyncio.to_thread(check_input, path, defaults)
         config = RunConfig(run_name=run_name, mode=mode, defaults=defaults,
                            concurrency=self.concurrency, max_attempts=self.max_attempts,
-                           worker_id=f"agent-{id(self):x}", deadline_at=deadline_at)
+                           worker_id=f"agent-{new_worker_id()}", deadline_at=deadline_at)
         run_row = await self.astore.call(prepare, self.store, path, config)
         run_id: str = run_row.id
         if run_id in self._live:
@@ -223,6 +226,9 @@ class HybridAgent:
             work = functools.partial(self._batches, ex, "native" if canceled else mode)
         live.task = asyncio.create_task(self._execute(live, work),
                                         name=f"laneway-run-{run_id}")
+        live.follower = asyncio.create_task(follow_cancel(  # a cancel by another process
+            self.astore, run_id, stop=live.stop, cancel=self.cancel,
+            done=lambda: live.canceled or live.task is None or live.task.done()))
         self._live[run_id] = live
         return run_id
 

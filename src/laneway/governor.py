@@ -65,6 +65,8 @@ class Governor:
         #: Called with (model, until_wall_time, reason) when a 429 pauses a lane, so
         #: several workers can share the pause (see the store's pauses table).
         self.on_pause: Callable[[str, float, str], None] | None = None
+        #: This process's part of a limit not shared out yet (see governor_share).
+        self.default_share = 1.0
 
     # -- state ---------------------------------------------------------------------------
     def fix_concurrency(self, limit: int) -> None:
@@ -87,9 +89,13 @@ class Governor:
                 for kind in ("requests", "input", "output"):
                     limit = given.of(kind)
                     if limit:
-                        st.buckets[kind] = TokenBucket(limit, now=now, margin=self.margin)
+                        st.buckets[kind] = TokenBucket(limit, now=now, margin=self.margin,
+                                                       share=self.share_of(st, kind))
             self.models[model] = st
         return st
+
+    def share_of(self, st: ModelState, kind: str) -> float:
+        return st.shares.get(kind, self.default_share)
 
     def _given(self, model: str) -> RateLimits | None:
         if self._limits is None or isinstance(self._limits, RateLimits):
@@ -200,6 +206,7 @@ class Governor:
     def _admit(self, st: ModelState, permit: Permit, now: float) -> None:
         for kind, amount in (("requests", 1.0), ("input", permit.input_tokens),
                              ("output", permit.output_tokens)):
+            st.admitted[kind] += amount
             bucket = st.buckets.get(kind)
             if bucket is not None:
                 bucket.take(amount, now)
@@ -331,8 +338,9 @@ class Governor:
             if bucket is None:
                 if not self.learn_limits:
                     continue
-                st.buckets[kind] = TokenBucket(limit, now=now, level=remaining,
-                                               margin=self.margin)
+                share = self.share_of(st, kind)
+                st.buckets[kind] = TokenBucket(limit, now=now, level=remaining * share,
+                                               margin=self.margin, share=share)
                 self._note(st.model, "limit", bucket=kind, limit=limit, learnt=True)
                 continue
             if self.learn_limits and limit != bucket.limit_per_min:
@@ -340,7 +348,7 @@ class Governor:
                 self._note(st.model, "limit", bucket=kind, limit=limit, learnt=True)
             if synced:  # the server said no: trust its count over ours
                 bucket.refill(now)
-                bucket.level = min(bucket.level, remaining)
+                bucket.level = min(bucket.level, remaining * bucket.share)
 
     # -- observation ---------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -354,7 +362,8 @@ class Governor:
                 achieved = st.sent[kind] / elapsed_min
                 # Share of what the limit allowed: a full bucket at the start + its refill.
                 allowed = b.limit_per_min * (1.0 + elapsed_min)
-                buckets[kind] = {"limit": b.limit_per_min, "level": round(b.level, 1),
+                buckets[kind] = {"limit": b.limit_per_min, "share": round(b.share, 4),
+                                 "level": round(b.level, 1),
                                  "achieved_per_min": round(achieved, 1),
                                  "utilization": round(st.sent[kind] / allowed, 4)}
             out[model] = {

@@ -29,22 +29,28 @@ class RateLimits:
 
 
 class TokenBucket:
-    """A bucket of ``limit_per_min`` that refills continuously at ``limit/60`` per second."""
+    """A bucket of ``limit_per_min`` that refills continuously at ``limit/60`` per second.
+
+    ``share`` is this process's part of the limit when several processes share one
+    account (see :mod:`laneway.governor_share`): the bucket then holds and refills
+    ``share`` of it, while ``limit_per_min`` stays the account's.
+    """
 
     def __init__(self, limit_per_min: int, *, now: float, level: float | None = None,
-                 margin: float = 1.0) -> None:
+                 margin: float = 1.0, share: float = 1.0) -> None:
         self.limit_per_min = limit_per_min
         self.margin = margin
-        self.level = float(limit_per_min if level is None else min(level, limit_per_min))
+        self.share = share
+        self.level = self.capacity if level is None else min(float(level), self.capacity)
         self.updated = now
 
     @property
     def capacity(self) -> float:
-        return float(self.limit_per_min)
+        return float(self.limit_per_min) * self.share
 
     @property
     def rate_per_s(self) -> float:
-        return self.limit_per_min * self.margin / 60.0
+        return self.limit_per_min * self.share * self.margin / 60.0
 
     def refill(self, now: float) -> None:
         if now > self.updated:
@@ -71,6 +77,14 @@ class TokenBucket:
     def set_limit(self, limit_per_min: int, now: float) -> None:
         self.refill(now)
         self.limit_per_min = limit_per_min
+        self.level = min(self.level, self.capacity)
+
+    def set_share(self, share: float, now: float) -> None:
+        """Hold and refill ``share`` of the limit from now on. A larger share only
+        refills faster (the level never jumps), so processes whose shares change a
+        moment apart never hold more than the limit between them."""
+        self.refill(now)
+        self.share = share
         self.level = min(self.level, self.capacity)
 
 

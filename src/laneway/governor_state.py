@@ -55,3 +55,8 @@ class ModelState:
     output_avg: float | None = None
     sent: dict[str, float] = field(
         default_factory=lambda: {"requests": 0.0, "input": 0.0, "output": 0.0, "429": 0.0})
+    #: What admissions took from each bucket, in all (a process's recent use of its share).
+    admitted: dict[str, float] = field(
+        default_factory=lambda: {"requests": 0.0, "input": 0.0, "output": 0.0})
+    #: This process's part of each limit, when processes share one account.
+    shares: dict[str, float] = field(default_factory=dict)

@@ -122,7 +122,7 @@ def test_limit_use_and_the_queue_come_from_the_governor() -> None:
     assert report["queue"] == {"interactive": {"waiting": 0, "in_flight": 0},
                                "background": {"waiting": 0, "in_flight": 4}}
     buckets = report["limits"][MODEL]["buckets"]
-    assert buckets["requests"] == {"limit": 10, "level": 6.0, "use": 0.4}
+    assert buckets["requests"] == {"limit": 10, "share": 1.0, "level": 6.0, "use": 0.4}
     assert buckets["input"]["use"] == 0.4
     assert report["timeline"][-1]["limit_use"] == {"requests": 0.4, "input": 0.4,
                                                    "output": None}

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
 from laneway.cli.app import app, console_err
-from laneway.errors import ConfigError
+from laneway.errors import ConfigError, StoreError
 from laneway.governor import RateLimits
 from laneway.jobs import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from laneway.server import ServerSettings
+
+
+_PUBLIC_URL = typer.Option(
+    None, help="Gateway: the base URL clients reach this server at (e.g. a proxy's), for "
+               "the results_url of Message Batches (default: the address a connection "
+               "arrives at).")
+_WORKERS = typer.Option(
+    1, min=1, max=256, help="Processes serving behind the port, sharing the ledger and the "
+                            "account's rate limits (one per core is plenty).")
+_SHARE_QUOTA = typer.Option(
+    None, "--share-quota/--no-share-quota",
+    help="Share the account's rate limits with the other laneway serve processes on this "
+         "ledger (default: with --workers, or a PostgreSQL ledger).")
 
 
 @app.command("serve")
@@ -35,10 +51,9 @@ def serve_command(
     wait_background: float = typer.Option(
         300.0, min=0.0, help="Gateway: the same for other (background) requests; keep it "
                              "under your clients' timeout (the SDKs' default is 600 s)."),
-    public_url: str | None = typer.Option(
-        None, help="Gateway: the base URL clients reach this server at (e.g. a proxy's), "
-                   "for the results_url of Message Batches (default: the address a "
-                   "connection arrives at)."),
+    public_url: str | None = _PUBLIC_URL,
+    workers: int = _WORKERS,
+    share_quota: bool | None = _SHARE_QUOTA,
 ) -> None:
     """Serve the chat page (/), the runs dashboard (/runs), the API (/docs) and the
     Anthropic API itself (the gateway).
@@ -52,7 +67,8 @@ def serve_command(
     'laneway-lane' to choose); when the quota is spent a request waits instead of getting
     a 429, and 429s, 529s and 5xx from upstream are retried for it. The upstream is the
     real API with ANTHROPIC_API_KEY, the server at ANTHROPIC_BASE_URL, or else the
-    embedded local model.
+    embedded local model. Several processes (--workers N, or hosts on one PostgreSQL
+    ledger) share the account's limits through the ledger.
     """
     from laneway.server.auth import check_bind
 
@@ -70,10 +86,11 @@ def serve_command(
     gateway = GatewaySettings(waits=WaitLimits(wait_interactive, wait_background),
                               public_url=public_url)
     _serve(host, port, token=token, provider=provider, db=db, model=model, system=system,
-           max_tokens=max_tokens, limits=limits, concurrency=concurrency, gateway=gateway)
+           max_tokens=max_tokens, limits=limits, concurrency=concurrency, gateway=gateway,
+           workers=workers, share_quota=share_quota)
 
 
-def _fail(exc: ConfigError) -> NoReturn:
+def _fail(exc: ConfigError | StoreError) -> NoReturn:
     # One line however narrow the terminal (Rich would wrap it at 80 columns).
     console_err.print(f"[red]laneway: error:[/red] {exc}", soft_wrap=True, highlight=False)
     # SystemExit, not typer.Exit: main() drops the code of a typer.Exit (see report).
@@ -94,28 +111,63 @@ def _serve(host: str, port: int, *, provider: str, token: str | None, **settings
     except ConfigError as exc:
         _fail(exc)
     backend = open_provider(provider)  # says where requests go; fails early without a key
-    web_app = create_app(ServerSettings(host=host, port=port, token=token, provider=provider,
-                                        **settings), provider=backend)
+    config = ServerSettings(host=host, port=port, token=token, provider=provider, **settings)
     shown = f"[{host}]" if ":" in host else host
+    workers = f"  {config.workers} workers" if config.workers > 1 else ""
     console_err.print(f"laneway serve on http://{shown}:{port}  (chat: /  runs: /runs  "
-                      f"API: /docs){'  token required' if token else ''}", highlight=False,
-                      soft_wrap=True)
+                      f"API: /docs){'  token required' if token else ''}{workers}",
+                      highlight=False, soft_wrap=True)
     console_err.print(f"gateway: export ANTHROPIC_BASE_URL=http://{shown}:{port}  "
                       f"(upstream: {backend.description})", highlight=False, soft_wrap=True)
-    server = uvicorn.Server(uvicorn.Config(web_app, host=host, port=port, log_level="warning",
-                                           access_log=False, lifespan="on",
-                                           timeout_graceful_shutdown=5,
-                                           # Longer than clients keep an idle connection
-                                           # (httpx: 5 s, uvicorn's default too), so a
-                                           # client never reuses one the server is closing.
-                                           timeout_keep_alive=75,
-                                           # No X-Forwarded-* use: skip parsing them.
-                                           proxy_headers=False))
+    if config.workers > 1:
+        asyncio.run(backend.aclose())
+        _serve_workers(config)
+        return
+    web_app = create_app(config, provider=backend)
+    server = uvicorn.Server(uvicorn.Config(web_app, **_uvicorn_options(host, port)))
     freeze_startup_objects()
     try:
         _run(server.serve())
     finally:
         asyncio.run(backend.aclose())
+
+
+def _uvicorn_options(host: str, port: int) -> dict[str, Any]:
+    return {"host": host, "port": port, "log_level": "warning", "access_log": False,
+            "lifespan": "on", "timeout_graceful_shutdown": 5,
+            # Longer than clients keep an idle connection (httpx: 5 s, uvicorn's default
+            # too), so a client never reuses one the server is closing.
+            "timeout_keep_alive": 75,
+            # No X-Forwarded-* use: skip parsing them.
+            "proxy_headers": False}
+
+
+def _serve_workers(settings: ServerSettings) -> None:
+    """uvicorn's own workers (on uvloop where it is installed), each making its app from
+    the settings (see :mod:`laneway.server.factory`). The ledger is opened (and migrated)
+    here first, so one that cannot be opened is one line, not a worker's traceback."""
+    import os
+
+    from uvicorn import Config
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from laneway.server import factory
+    from laneway.store import StoreSettings, open_store
+
+    try:
+        open_store(StoreSettings.from_dsn(settings.db)).close()
+    except (ConfigError, StoreError) as exc:
+        _fail(exc)
+    os.environ[factory.ENV] = factory.dump(settings)
+    config = Config(factory.FACTORY, factory=True, workers=settings.workers,
+                    **_uvicorn_options(settings.host, settings.port))
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        console_err.print("[red]laneway: error:[/red] a worker process failed to start "
+                          "(see above)", soft_wrap=True, highlight=False)
+        raise SystemExit(1)
 
 
 def _run(main: Any) -> None:

@@ -39,6 +39,7 @@ from laneway.server.gateway import Gateway, GatewaySettings, traffic_routes
 from laneway.server.gateway import router as gateway_router
 from laneway.server.models import SSE_MARK
 from laneway.server.origin import SameOrigin
+from laneway.server.quota import QuotaSharing, sharing_wanted
 
 STATIC_DIR = Path(str(resources.files("laneway.server") / "static"))
 
@@ -75,6 +76,11 @@ class ServerSettings:
     cancel_wait_s: float = 10.0
     #: The gateway (the Anthropic API on this server): wait limits per lane.
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    #: Processes serving behind the port (``--workers``); each runs this app.
+    workers: int = 1
+    #: Share the account's limits with the other processes on the ledger (None: when
+    #: ``workers`` > 1 or the ledger is PostgreSQL; see :mod:`laneway.server.quota`).
+    share_quota: bool | None = None
 
 
 def create_app(settings: ServerSettings | None = None, *,
@@ -92,9 +98,15 @@ def create_app(settings: ServerSettings | None = None, *,
         settings.gateway, token=settings.token,
         require_key=settings.gateway.require_key or settings.token is not None))
 
+    sharing = QuotaSharing() if sharing_wanted(
+        settings.db, workers=settings.workers, share=settings.share_quota) else None
+    if sharing is not None:
+        gateway.stats.process = sharing.process
+        gateway.stats.processes = lambda: sharing.processes
+
     app = FastAPI(
         title="laneway serve", version=__version__,
-        lifespan=_lifespan(the_agent, gateway, own_agent=own_agent),
+        lifespan=_lifespan(the_agent, gateway, sharing, own_agent=own_agent),
         description="Chat over SSE and durable background runs, through one governor.",
     )
     app.state.agent = the_agent
@@ -103,6 +115,7 @@ def create_app(settings: ServerSettings | None = None, *,
     app.state.events_hub = EventsHub(the_agent, settings.events_interval_s)
     app.state.token = settings.token
     app.state.gateway = gateway
+    app.state.sharing = sharing
     app.state.metrics = traffic_routes.metrics_for(gateway)
 
     add_error_handlers(app)
@@ -129,20 +142,25 @@ def create_app(settings: ServerSettings | None = None, *,
     return app
 
 
-def _lifespan(agent: HybridAgent, gateway: Gateway, *, own_agent: bool
-              ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    """The app's start (the agent, the gateway's batches and stats) and its stop."""
+def _lifespan(agent: HybridAgent, gateway: Gateway, sharing: QuotaSharing | None, *,
+              own_agent: bool) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's start (the agent, the quota shared with other processes, the gateway's
+    batches and stats) and its stop."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if own_agent:
             await agent.open()
+        if sharing is not None:
+            await sharing.start(agent.astore, agent.governor)
         sampler = asyncio.create_task(gateway.stats.sample_every(1.0))
         try:
             await gateway.start()
             yield
         finally:
             sampler.cancel()
+            if sharing is not None:
+                await sharing.stop()
             await gateway.aclose()
             if own_agent:
                 await agent.aclose()

@@ -216,9 +216,11 @@ class QueueByLane(BaseModel):
 
 
 class BucketState(BaseModel):
-    limit: int = Field(description="Per minute.")
-    level: float = Field(description="What is left of the minute's quota now.")
-    use: float = Field(description="1 - level / limit, within 0 and 1.")
+    limit: int = Field(description="Per minute, the account's.")
+    share: float = Field(1.0, description="This process's part of the limit (1 unless "
+                                          "several gateway processes share the account).")
+    level: float = Field(description="What is left of this process's part now.")
+    use: float = Field(description="1 - level / (limit x share), within 0 and 1.")
 
 
 class ModelLimits(BaseModel):
@@ -240,3 +242,9 @@ class TrafficReport(BaseModel):
                                                       "window), empty ones included.")
     queue: QueueByLane
     limits: dict[str, ModelLimits] = Field(description="Per model.")
+    process: str = Field("", description="The gateway process that answered: with "
+                                         "several (--workers, or hosts on one "
+                                         "PostgreSQL ledger) every figure here is its "
+                                         "own; the ledger's gateway_requests has all.")
+    processes: int = Field(1, description="Gateway processes sharing the account's "
+                                          "limits, as last seen in the ledger.")

@@ -49,16 +49,17 @@ def latest_progress(store: Store, run_id: str, after_id: int) -> tuple[int, dict
 
 
 def limit_use(governor: dict[str, Any]) -> dict[str, float]:
-    """``model:bucket -> share of the bucket in use`` (1 - level / limit) for every known
-    limit: 0 when the bucket is full, near 1 when requests are held back by it."""
+    """``model:bucket -> share of the bucket in use`` (1 - level / what the process's
+    share of the limit holds) for every known limit: 0 when the bucket is full, near 1
+    when requests are held back by it."""
     out: dict[str, float] = {}
     for model, st in governor.items():
         if not isinstance(st, dict):
             continue
         for kind, bucket in (st.get("buckets") or {}).items():
-            limit = bucket.get("limit")
-            if limit:
-                used = 1.0 - float(bucket.get("level", limit)) / float(limit)
+            held = float(bucket.get("limit") or 0) * float(bucket.get("share", 1.0))
+            if held:
+                used = 1.0 - float(bucket.get("level", held)) / held
                 out[f"{model}:{kind}"] = min(1.0, max(0.0, used))
     return out
 

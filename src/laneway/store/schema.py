@@ -199,3 +199,29 @@ gateway_batches = Table(
     UniqueConstraint("id", name="uq_gateway_batches_id"),
 )
 Index("ix_gateway_batches_key", gateway_batches.c.key_id, gateway_batches.c.seq)
+
+#: What each live gateway process wants of the account's limits and the part of them it
+#: holds, per model (one row per process and model, and a presence row with model
+#: ``''``); added by 005_rate_shares. ``heartbeat_at`` is the database's clock (Unix
+#: seconds), so hosts' clocks need not agree.
+rate_shares = Table(
+    "rate_shares", metadata,
+    Column("process", String(100), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    #: What it wants: requests, input tokens and output tokens per minute.
+    Column("want_requests", Float, nullable=False),
+    Column("want_input", Float, nullable=False),
+    Column("want_output", Float, nullable=False),
+    #: The part of each limit it holds (0-1); the live rows' grants sum to at most 1.
+    Column("grant_requests", Float, nullable=False),
+    Column("grant_input", Float, nullable=False),
+    Column("grant_output", Float, nullable=False),
+    #: The account's limits per minute as this process knows them (given or learnt),
+    #: so a process that has not learnt them yet starts from them.
+    Column("limit_requests", Integer),
+    Column("limit_input", Integer),
+    Column("limit_output", Integer),
+    Column("heartbeat_at", Float, nullable=False),
+)

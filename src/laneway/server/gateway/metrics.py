@@ -47,13 +47,15 @@ class _GovernorCollector(Collector):
             depth.add_metric([lane], counts["waiting"])
             flight.add_metric([lane], counts["in_flight"])
         fill = GaugeMetricFamily("laneway_governor_bucket_fill",
-                                 "How full each rate-limit bucket is (level / limit): 1 = "
-                                 "all of the minute's quota free, 0 or less = spent.",
+                                 "How full each rate-limit bucket is (level / this "
+                                 "process's share of the limit): 1 = all of the minute's "
+                                 "quota free, 0 or less = spent.",
                                  labels=["model", "kind"])
         for model, st in governor.snapshot().items():
             for kind, bucket in st["buckets"].items():
-                if bucket["limit"]:
-                    fill.add_metric([model, kind], bucket["level"] / bucket["limit"])
+                held = bucket["limit"] * bucket.get("share", 1.0)
+                if held:
+                    fill.add_metric([model, kind], bucket["level"] / held)
         return [depth, flight, fill]
 
 

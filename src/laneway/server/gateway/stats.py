@@ -148,16 +148,18 @@ def lane_queue(governor: Governor) -> dict[str, dict[str, int]]:
 
 
 def governor_limits(governor: Governor) -> dict[str, dict[str, Any]]:
-    """Per model: each known bucket's limit per minute, level, and use (1 - level /
-    limit: 0 when full, 1 when empty and requests wait for it), the background lane's
-    pause and its concurrency limit."""
+    """Per model: each known bucket's limit per minute, this process's share of it, its
+    level, and use (1 - level / what the share holds: 0 when full, 1 when empty and
+    requests wait for it), the background lane's pause and its concurrency limit."""
     out: dict[str, dict[str, Any]] = {}
     for model, st in governor.snapshot().items():
         buckets = {}
         for kind, b in st["buckets"].items():
-            limit = float(b["limit"])
-            use = min(1.0, max(0.0, 1.0 - float(b["level"]) / limit)) if limit else 0.0
-            buckets[kind] = {"limit": int(limit), "level": b["level"], "use": round(use, 4)}
+            limit, share = float(b["limit"]), float(b.get("share", 1.0))
+            held = limit * share
+            use = min(1.0, max(0.0, 1.0 - float(b["level"]) / held)) if held else 0.0
+            buckets[kind] = {"limit": int(limit), "share": share, "level": b["level"],
+                             "use": round(use, 4)}
         out[model] = {"buckets": buckets, "paused_s": st["paused_s"],
                       "concurrency": st["concurrency"]}
     return out
@@ -183,6 +185,10 @@ class LiveStats:
         self.rows: dict[tuple[str, str, str], Row] = {}
         self._slots: list[Slot | None] = [None] * int(WINDOW_S / BUCKET_S)
         self._rng = random.Random(0)
+        #: Which process this is, and how many share the account (``laneway serve
+        #: --workers``, or hosts on one ledger): every figure here is this process's.
+        self.process = ""
+        self.processes: Callable[[], int] = lambda: 1
 
     def observe(self, ex: Exchange) -> None:
         """A gateway observer: count one finished request."""
@@ -244,4 +250,6 @@ class LiveStats:
             "timeline": self.timeline(),
             "queue": lane_queue(self._governor()),
             "limits": limits,
+            "process": self.process,
+            "processes": self.processes(),
         }

@@ -20,6 +20,7 @@ from laneway.store.migrations import (
     m002_batch_leases,
     m003_gateway,
     m004_gateway_batches,
+    m005_rate_shares,
 )
 
 Migration = Callable[[Connection], None]
@@ -31,6 +32,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     (m002_batch_leases.NAME, m002_batch_leases.apply),
     (m003_gateway.NAME, m003_gateway.apply),
     (m004_gateway_batches.NAME, m004_gateway_batches.apply),
+    (m005_rate_shares.NAME, m005_rate_shares.apply),
 ]
 
 
