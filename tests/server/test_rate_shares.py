@@ -359,6 +359,7 @@ def test_two_gateway_processes_share_one_limit(local_api: RunningLocal, pg_serve
     name, dsn = pgserver.new_schema(pg_server)
     stats = local_api.api.stats
     answered: Counter[str] = Counter()
+    window_429s: list[int] = []
     try:
         with serving(local_api.base_url, tmp_path, "--db", dsn, copies=2) as (a, b):
 
@@ -367,8 +368,10 @@ def test_two_gateway_processes_share_one_limit(local_api: RunningLocal, pg_serve
                                                      answered))
                 await asyncio.sleep(WARM_UP_S)  # limits learnt, shares found
                 ok, t0, before = stats["ok"], time.monotonic(), Counter(answered)
+                refused, sent = stats["rate_limited"], stats["requests"]
                 await asyncio.sleep(WINDOW_S)
                 ok, elapsed = stats["ok"] - ok, time.monotonic() - t0
+                window_429s[:] = [stats["rate_limited"] - refused, stats["requests"] - sent]
                 in_window = Counter(answered)
                 in_window.subtract(before)
                 busy.cancel()  # the requests still waiting: their clients leave
@@ -380,8 +383,11 @@ def test_two_gateway_processes_share_one_limit(local_api: RunningLocal, pg_serve
             report = httpx.get(a + "/v1/laneway/traffic").json()
     finally:
         pgserver.drop_schema(pg_server, name)
-    # Together within the limit: the upstream said 429 to at most 1% of the requests.
-    assert stats["rate_limited"] <= 0.01 * stats["requests"], stats
+    # Together within the limit once it is learnt (the warm-up is when two processes
+    # that know nothing yet find it): the upstream said 429 to at most 1% of the
+    # requests of the window.
+    refused, sent = window_429s
+    assert refused <= 0.01 * sent, (window_429s, stats)
     # ... and together they used most of it (the benchmark measures 95%).
     allowed = RPM * elapsed / 60.0
     assert ok >= 0.9 * allowed, (ok, allowed, stats)

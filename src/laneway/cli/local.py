@@ -70,7 +70,6 @@ def local(
         f"point the SDK at it with ANTHROPIC_BASE_URL=http://{host}:{port}"
     )
     freeze_startup_objects()
-    # Idle connections are kept longer than clients keep them (httpx and aiohttp: 5-15 s),
-    # as the real API does, so a client never reuses one the server is closing.
+    # Idle connections outlive the clients' (5-15 s): none is reused as it closes.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 timeout_keep_alive=75)
