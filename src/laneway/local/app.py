@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from laneway.errors import ConfigError
 from laneway.local import models, structured
-from laneway.local.batch_requests import BATCH_MAX_BYTES, parse_batch_requests
+from laneway.local.batch_requests import BATCH_MAX_BYTES, parse_batch_requests, results_base_url
 from laneway.local.batches import BatchStore
 from laneway.local.cache import CacheUsage, PromptCache
 from laneway.local.completions import Completions
@@ -370,15 +370,4 @@ def _add_batch_routes(app: FastAPI, api: LocalAPI) -> None:
 def _base(request: Request) -> str:
     """Base of ``results_url``: the configured public URL, else the listen address."""
     public: str | None = request.app.state.local.config.public_url
-    return (public or _listen_url(request)).rstrip("/")
-
-
-def _listen_url(request: Request) -> str:
-    """The address this server listens on, as the connection arrived at it (the socket's,
-    not the Host header's: a proxy's Host would send clients around the proxy)."""
-    server = request.scope.get("server")
-    if not server or server[1] is None:
-        return str(request.base_url).rstrip("/")  # a Unix socket: nothing better
-    host, port = server
-    host = f"[{host}]" if ":" in host else host
-    return f"{request.url.scheme}://{host}:{port}"
+    return results_base_url(request, public)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.requests import Request
+
 from laneway.local.wire import APIError
 
 BATCH_MAX_BYTES = 256 * 1024 * 1024
@@ -62,3 +64,17 @@ def parse_batch_requests(body: Any) -> list[tuple[str, Any]]:
 
 
 __all__ = ["BATCH_MAX_BYTES", "BATCH_MAX_REQUESTS", "parse_batch_requests"]
+
+
+def results_base_url(request: Request, public_url: str | None) -> str:
+    """Base of a batch's ``results_url``: the configured public URL, else the address this
+    server listens on as the connection arrived at it (the socket's, not the Host
+    header's: a proxy's Host would send clients around the proxy)."""
+    if public_url:
+        return public_url.rstrip("/")
+    server = request.scope.get("server")
+    if not server or server[1] is None:
+        return str(request.base_url).rstrip("/")  # a Unix socket: nothing better
+    host, port = server
+    host = f"[{host}]" if ":" in host else host
+    return f"{request.url.scheme}://{host}:{port}"

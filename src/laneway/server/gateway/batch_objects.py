@@ -20,8 +20,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.requests import Request
-
 from laneway.errors import InputError
 from laneway.jobs import MAX_NESTING, JobDefaults, check_params, errored, parse_line
 from laneway.local.batch_requests import parse_batch_requests
@@ -124,15 +122,3 @@ def read_create(body: bytes) -> tuple[int, Split]:
                        f"There was an error parsing the body: {exc}") from None
     requests = parse_batch_requests(data)
     return len(requests), split_requests(requests)
-
-
-def base_url(request: Request, public_url: str | None) -> str:
-    """Base of ``results_url``: the configured public URL, else the listen address."""
-    if public_url:
-        return public_url.rstrip("/")
-    server = request.scope.get("server")
-    if not server or server[1] is None:
-        return str(request.base_url).rstrip("/")  # a Unix socket: nothing better
-    host, port = server
-    host = f"[{host}]" if ":" in host else host
-    return f"{request.url.scheme}://{host}:{port}"

@@ -25,12 +25,11 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from laneway.local.batch_requests import BATCH_MAX_BYTES
+from laneway.local.batch_requests import BATCH_MAX_BYTES, results_base_url
 from laneway.local.wire import APIError, check_version, new_id
 from laneway.server.gateway.batch_driver import BatchDriver
 from laneway.server.gateway.batch_objects import (
     DAY_S,
-    base_url,
     batch_json,
     read_create,
     result_lines,
@@ -135,7 +134,7 @@ class GatewayBatches:
         counts = None
         if batch.ended_at is not None and batch.input_path is not None:
             counts = await astore.call(astore.store.counts, batch.id)
-        return batch_json(batch, counts, base_url(request, self.public_url))
+        return batch_json(batch, counts, results_base_url(request, self.public_url))
 
     async def _create(self, request: Request) -> Response:
         key_id = await self._key_id(request)
