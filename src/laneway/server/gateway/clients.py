@@ -69,7 +69,9 @@ class Clients:
         self.require_key = require_key
         #: ``laneway serve --token``: accepted as an API key too (the operator's own).
         self.token = token
+        #: Keys checked lately, by their hash; the same records by key id.
         self._seen: dict[str, _Seen] = {}
+        self._by_id: dict[str, _Seen] = {}
 
     @property
     def astore(self) -> AsyncStore:
@@ -97,21 +99,19 @@ class Clients:
                 self._seen.pop(digest, None)
                 raise Refusal(401, "authentication_error",
                               "invalid laneway key (unknown or revoked)")
-            spent = await self.astore.spent_usd(key.id) if seen is None else seen.spent_usd
-            seen = _Seen(key, now, spent, seen.in_flight_usd if seen else 0.0,
-                         seen.sent if seen else deque())
-            self._seen[digest] = seen
+            if seen is None:
+                seen = _Seen(key, now, await self.astore.spent_usd(key.id))
+                self._seen[digest] = self._by_id[key.id] = seen
+            else:  # checked again: the key as the ledger has it now (a new budget...)
+                seen.key, seen.checked_at = key, now
         return seen.key
-
-    def _state(self, key: ClientKey) -> _Seen:
-        return next(s for s in self._seen.values() if s.key.id == key.id)
 
     def admit(self, key: ClientKey | None, worst_usd: float) -> None:
         """Hold ``worst_usd`` against the key's budget and count the request against its
         rate, or raise a :class:`Refusal` (403 spent budget, 429 over its rate)."""
         if key is None:
             return
-        seen = self._state(key)
+        seen = self._by_id[key.id]
         if key.budget_usd is not None and \
                 seen.spent_usd + seen.in_flight_usd + worst_usd > key.budget_usd:
             raise Refusal(403, "permission_error",
@@ -132,9 +132,7 @@ class Clients:
 
     def settle(self, key_id: str | None, worst_usd: float, cost_usd: float | None) -> None:
         """A request of the key ended: release its worst case, count what it cost."""
-        if key_id is None:
-            return
-        for seen in self._seen.values():
-            if seen.key.id == key_id:
-                seen.in_flight_usd = max(0.0, seen.in_flight_usd - worst_usd)
-                seen.spent_usd += cost_usd or 0.0
+        seen = self._by_id.get(key_id) if key_id is not None else None
+        if seen is not None:
+            seen.in_flight_usd = max(0.0, seen.in_flight_usd - worst_usd)
+            seen.spent_usd += cost_usd or 0.0
