@@ -34,19 +34,22 @@ from laneway.errors import (
 from laneway.provider_stream import Gaps, IdleBound, apply_event, read_events
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def _transport_errors(name: str) -> tuple[type[BaseException], ...]:
     found: list[type[BaseException]] = []
-    for name in ("httpx2", "httpx"):
+    for module_name in ("httpx2", "httpx"):
         try:
-            module = __import__(name)
+            module = __import__(module_name)
         except ImportError:
             continue
-        found.append(module.TransportError)
+        found.append(getattr(module, name))
     return tuple(found)
 
 
-#: Raw transport errors the SDK lets through while a stream is being read.
-TRANSPORT_ERRORS = _transport_errors()
+#: Raw transport errors met while a body is read outside the SDK's own wrapping (the
+#: gateway's relay reads the response itself; SDKs before 2.17 let them through while a
+#: stream was read, 2.17 wraps them as ``APIConnectionError``/``APITimeoutError``).
+TRANSPORT_ERRORS = _transport_errors("TransportError")
+TRANSPORT_TIMEOUTS = _transport_errors("TimeoutException")
 
 
 def retry_after_s(headers: Any) -> float | None:
@@ -89,6 +92,8 @@ def map_error(exc: BaseException) -> ProviderError:
         return ProviderTimeoutError("the request timed out")
     if isinstance(exc, anthropic.APIConnectionError):
         return ConnectionLostError(f"connection failed: {exc.__cause__ or exc}")
+    if isinstance(exc, TRANSPORT_TIMEOUTS):
+        return ProviderTimeoutError(f"the request timed out: {exc or type(exc).__name__}")
     if isinstance(exc, TRANSPORT_ERRORS):
         return ConnectionLostError(f"connection dropped: {exc}")
     if isinstance(exc, anthropic.APIStatusError):

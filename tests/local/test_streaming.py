@@ -115,33 +115,46 @@ async def test_midstream_error_event_on_the_wire(client: anthropic.AsyncAnthropi
                              "error": {"type": "overloaded_error", "message": "Overloaded"}}
 
 
-async def test_dropped_stream_raises_a_transport_error(client: anthropic.AsyncAnthropic) -> None:
+#: What the SDK raises while a stream is being read and the connection drops: up to
+#: 2.16 httpx2's own error came out unwrapped; from 2.17 the SDK wraps it as
+#: ``APIConnectionError`` (``APITimeoutError`` for a timeout), as for a request.
+DROPPED = (anthropic.APIConnectionError, httpx2.TransportError)
+TIMED_OUT = (anthropic.APITimeoutError, httpx2.TimeoutException)
+
+
+def assert_dropped(exc: BaseException) -> None:
+    """A dropped connection, in whichever form the installed SDK raises it: not a timeout."""
+    assert isinstance(exc, DROPPED), repr(exc)
+    assert not isinstance(exc, TIMED_OUT), repr(exc)
+
+
+async def test_dropped_stream_raises_a_connection_error(client: anthropic.AsyncAnthropic) -> None:
     received: list[str] = []
-    # The SDK does not wrap errors raised while iterating a stream: httpx2's own error
-    # comes out (laneway's provider maps it).
-    with pytest.raises(httpx2.TransportError):
+    with pytest.raises(DROPPED) as info:
         async with client.messages.stream(
             model=MODEL, max_tokens=100, messages=user(PROMPT),
             extra_headers={"x-laneway-fault": "drop"},
         ) as stream:
             async for text in stream.text_stream:
                 received.append(text)
+    assert_dropped(info.value)
     assert "".join(received) != PROMPT
 
 
 async def test_a_dropped_short_answer_is_still_cut(client: anthropic.AsyncAnthropic) -> None:
-    with pytest.raises(httpx2.TransportError):
+    with pytest.raises(DROPPED) as info:
         async with client.messages.stream(
             model=MODEL, max_tokens=100, messages=user("hi"),
             extra_headers={"x-laneway-fault": "drop"},
         ) as stream:
             await stream.get_final_message()
+    assert_dropped(info.value)
 
 
 @pytest.mark.local_config(stall_s=1.0)
 async def test_stalled_stream_times_out(client: anthropic.AsyncAnthropic) -> None:
     # A stall sends message_start and then only pings: the client's read timeout fires.
-    with pytest.raises(httpx2.ReadTimeout):
+    with pytest.raises(TIMED_OUT):
         async with client.with_options(timeout=0.3).messages.stream(
             model=MODEL, max_tokens=100, messages=user(PROMPT),
             extra_headers={"x-laneway-fault": "stall"},
