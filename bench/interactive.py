@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from _common import local_api_process, percentile, print_table, save, varied_jobs, write_jsonl
-from laneway.governor import Governor, Lane
-from laneway.ingest import ingest
-from laneway.provider import Provider
+from laneway.governor.core import Governor, Lane
+from laneway.provider.client import Provider
 from laneway.runners.realtime import RealtimeRunner
-from laneway.runs import RunConfig
-from laneway.session.prepare import prepare
+from laneway.runs.ingest import ingest
+from laneway.runs.library import RunConfig
+from laneway.runs.prepare import prepare
 from laneway.store import AsyncStore, open_store
 
 MODEL = "claude-haiku-4-5"

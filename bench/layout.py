@@ -11,9 +11,10 @@
 - **runs.status writers**: the places (module:line) outside ``store/`` that write a run's
   status: a call of ``set_run_status(...)``, or of ``update_run(...)`` with ``status=``.
 
-    python3 bench/layout.py [--src src/laneway]
+    .venv/bin/python bench/layout.py [--src OTHER_CHECKOUT/src/laneway]
 
-Prints the tables and writes ``bench/results/layout.json``. Needs nothing but Python.
+Prints the tables and writes ``bench/results/layout.json``. Reads the source only (imports
+no laneway), in a second.
 """
 
 from __future__ import annotations

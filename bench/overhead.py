@@ -4,7 +4,7 @@ Both send the same JSONL file of short prompts (max_tokens 16) to the local API'
 engine at zero latency (or ``--ttft-ms``), run as a separate process (``laneway local
 --engine echo``) so the server does not share the client's GIL:
 
-- **laneway**: ``await laneway.runs.run(IN, OUT, mode="realtime", concurrency=C, db=...)``
+- **laneway**: ``await laneway.runs.library.run(IN, OUT, mode="realtime", concurrency=C, db=...)``
   with a fresh SQLite ledger per trial: ingest, claim, send, group-commit every result,
   write the results file. The time is end to end (the runner's own send phase is reported
   too). ``mode="realtime"``: ``auto`` may plan native batches for a run this size.
@@ -124,9 +124,9 @@ class Trial:
 
 async def laneway_side(base_url: str, inp: Path, workdir: Path, *, concurrency: int
                        ) -> tuple[int, int, float | None]:
-    from laneway.jobs import JobDefaults
-    from laneway.provider import Provider
-    from laneway.runs import Progress, run
+    from laneway.jobs.formats import JobDefaults
+    from laneway.provider.client import Provider
+    from laneway.runs.library import Progress, run
 
     db = workdir / "ledger.db"
     out = workdir / "out.jsonl"

@@ -30,12 +30,12 @@ from typing import Any
 import anthropic
 
 from _common import local_api_process, print_table, save, varied_jobs, write_jsonl
-from laneway.governor import Governor
-from laneway.ingest import ingest
-from laneway.provider import Provider
+from laneway.governor.core import Governor
+from laneway.provider.client import Provider
 from laneway.runners.realtime import RealtimeRunner
-from laneway.runs import RunConfig
-from laneway.session.prepare import prepare
+from laneway.runs.ingest import ingest
+from laneway.runs.library import RunConfig
+from laneway.runs.prepare import prepare
 from laneway.store import AsyncStore, open_store
 
 LIMITS = {"rpm": 600, "itpm": 200_000, "otpm": 40_000}

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from _common import local_api_process, print_table, save, write_jsonl
-from laneway.governor import RateLimits
-from laneway.jobs import JobDefaults
-from laneway.provider import Provider
+from laneway.governor.core import RateLimits
+from laneway.jobs.formats import JobDefaults
+from laneway.provider.client import Provider
 from laneway.runners.native import NativeOptions
 from laneway.runners.planner import PlannerOptions
-from laneway.runs import Summary, run
+from laneway.runs.library import Summary, run
 from laneway.timeparse import human_s
 
 MODEL = "claude-sonnet-4-6"

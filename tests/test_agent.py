@@ -12,7 +12,7 @@ import pytest
 
 from laneway.agent import HybridAgent
 from laneway.local import RunningLocal
-from laneway.provider import Provider
+from laneway.provider.client import Provider
 from laneway.store import open_store
 
 

@@ -12,12 +12,12 @@ import anthropic
 import pytest
 
 from laneway.chat import Conversation
+from laneway.cost.prices import Usage, cost_usd
 from laneway.errors import OverloadedError
-from laneway.governor import Governor, Lane
+from laneway.governor.core import Governor, Lane
 from laneway.local import RunningLocal
 from laneway.local.faults import Fault, FaultPlan
-from laneway.pricing import Usage, cost_usd
-from laneway.provider import Provider
+from laneway.provider.client import Provider
 
 LONG = " ".join(f"word{i}" for i in range(60))
 

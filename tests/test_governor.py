@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from laneway.errors import OverloadedError, RateLimitedError, ServerError
-from laneway.governor import AIMD, Governor, Lane, RateLimits, TokenBucket, outcome_of
+from laneway.governor.core import AIMD, Governor, Lane, RateLimits, TokenBucket, outcome_of
 
 
 class FakeClock:

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 from laneway.errors import RateLimitedError
-from laneway.governor import Governor, Lane
-from laneway.ingest import ingest
+from laneway.governor.core import Governor, Lane
 from laneway.local import LocalConfig, start_local
-from laneway.provider import Provider
+from laneway.provider.client import Provider
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
-from laneway.runs import RunConfig
-from laneway.session.prepare import prepare
+from laneway.runs.ingest import ingest
+from laneway.runs.library import RunConfig
+from laneway.runs.prepare import prepare
 from laneway.store import AsyncStore, open_store
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from laneway.errors import InputError
-from laneway.ingest import ingest
-from laneway.jobs import BadLine, Job, JobDefaults, read_jobs, write_results
+from laneway.jobs.formats import BadLine, Job, JobDefaults, read_jobs, write_results
+from laneway.runs.ingest import ingest
 from laneway.store import open_store
 
 DEFAULTS = JobDefaults(model="claude-haiku-4-5", max_tokens=64, system="Be brief.")
@@ -103,8 +103,8 @@ def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
 
 
 def _run(store_path: Path, path: Path, *, skip_invalid: bool = False) -> int:
-    from laneway.runs import RunConfig
-    from laneway.session.prepare import prepare
+    from laneway.runs.library import RunConfig
+    from laneway.runs.prepare import prepare
 
     store = open_store(str(store_path))
     try:
@@ -124,9 +124,9 @@ def test_duplicate_id_names_both_lines(tmp_path: Path) -> None:
 
 
 def test_duplicate_across_ingest_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import laneway.ingest
+    import laneway.runs.ingest
 
-    monkeypatch.setattr(laneway.ingest, "CHUNK", 3)
+    monkeypatch.setattr(laneway.runs.ingest, "CHUNK", 3)
     lines = [f'{{"id": "j{i}", "prompt": "p"}}' for i in range(7)] + ['{"id": "j1", "prompt": "q"}']
     with pytest.raises(InputError) as info:
         _run(tmp_path / "l.db", write(tmp_path, lines))

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 import pgserver
-from laneway.governor import Governor
+from laneway.governor.core import Governor
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.local.faults import FaultPlan
-from laneway.provider import Provider
+from laneway.provider.client import Provider
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
-from laneway.runs import RunConfig, run
+from laneway.runs.library import RunConfig, run
 from laneway.store import AsyncStore, open_store
 from laneway.store.statuses import JobStatus
 

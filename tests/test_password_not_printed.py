@@ -53,7 +53,7 @@ def test_the_resume_line_masks_the_password(pg_with_password: str, tmp_path: Pat
 
 
 def test_urls_are_masked_wherever_they_are_shown() -> None:
-    from laneway.redact import mask_url, shell_command
+    from laneway.store.redact import mask_url, shell_command
 
     assert mask_url("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert mask_url("postgres://u:p@ss@h/db") == "postgres://u:***@h/db"

@@ -21,11 +21,11 @@ import pytest
 
 import pgserver
 from laneway.local import LocalConfig, start_local
-from laneway.provider import Provider
-from laneway.runs import RunConfig, run
+from laneway.provider.client import Provider
+from laneway.runs.library import RunConfig, run
+from laneway.runs.worker import WorkerConfig, work
 from laneway.store import open_store
 from laneway.store.statuses import JobStatus
-from laneway.workers import WorkerConfig, work
 
 LANEWAY = [sys.executable, "-m", "laneway"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from laneway.budget import parse_price, require_prices
+from laneway.cost.budget import parse_price, require_prices
+from laneway.cost.prices import Usage, cost_usd, known, price_of
 from laneway.errors import ConfigError, UnknownModelError
-from laneway.pricing import Usage, cost_usd, known, price_of
 
 
 @pytest.mark.parametrize(("model", "expected"), [
@@ -92,7 +92,7 @@ def test_a_given_price_for_an_unknown_model() -> None:
 
 
 def test_one_helper_prices_a_usage_and_the_worst_case() -> None:
-    from laneway.pricing import Usage, cost_usd, usage_cost, worst_cost
+    from laneway.cost.prices import Usage, cost_usd, usage_cost, worst_cost
 
     usage = Usage(input_tokens=1000, output_tokens=500)
     assert usage_cost("claude-haiku-4-5", usage, local=True) == 0.0

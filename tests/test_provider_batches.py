@@ -11,8 +11,8 @@ import pytest
 from laneway.errors import ConnectionLostError, RequestError
 from laneway.local import RunningLocal
 from laneway.local.server import free_port
-from laneway.provider import Provider, sdk_errors
-from laneway.provider_batches import Batches
+from laneway.provider.batches import Batches
+from laneway.provider.client import Provider, sdk_errors
 
 
 async def test_batches_round_trip_and_errors_are_laneways(local_api: RunningLocal) -> None:

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 import anthropic
 import pytest
 
-from laneway import provider_relay
 from laneway.errors import (
     ConnectionLostError,
     ProviderError,
@@ -23,7 +22,8 @@ from laneway.errors import (
     StalledError,
 )
 from laneway.local import RunningLocal
-from laneway.provider import Provider
+from laneway.provider import relay as provider_relay
+from laneway.provider.client import Provider
 from laneway.runners.api_wait import no_answer
 from laneway.runners.retry import RetryPolicy
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from laneway.errors import RunMismatchError
-from laneway.governor import Governor
-from laneway.ingest import ingest
-from laneway.jobs import JobDefaults
+from laneway.governor.core import Governor
+from laneway.jobs.formats import JobDefaults
 from laneway.local import LocalConfig, RunningLocal, start_local
-from laneway.provider import Provider
+from laneway.provider.client import Provider
 from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
 from laneway.runners.retry import RetryPolicy
-from laneway.runs import RunConfig, run
-from laneway.session.prepare import prepare
+from laneway.runs.ingest import ingest
+from laneway.runs.library import RunConfig, run
+from laneway.runs.prepare import prepare
 from laneway.store import AsyncStore, open_store
 from laneway.store.statuses import JobStatus
 

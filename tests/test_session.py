@@ -11,20 +11,20 @@ from pathlib import Path
 import pytest
 
 import laneway
-from laneway import backend, provider
 from laneway.agent import HybridAgent
-from laneway.jobs import JobDefaults
+from laneway.jobs.formats import JobDefaults
 from laneway.local import RunningLocal
-from laneway.provider import Provider
+from laneway.provider import backend, client
+from laneway.provider.client import Provider
 from laneway.runners.native import NativeTally
 from laneway.runners.tally import Tally
-from laneway.runs import RunConfig, run
-from laneway.session.execute import final_status
-from laneway.session.options import realtime_options
-from laneway.session.progress import progress_of
+from laneway.runs.execute import final_status
+from laneway.runs.library import RunConfig, run
+from laneway.runs.options import realtime_options
+from laneway.runs.progress import progress_of
+from laneway.runs.worker import WorkerConfig
 from laneway.store import Counts, open_store
 from laneway.store.statuses import JobStatus
-from laneway.workers import WorkerConfig
 
 SRC = Path(laneway.__file__).parent
 
@@ -87,7 +87,7 @@ def test_a_run_and_a_worker_map_their_options_alike() -> None:
 
 
 async def test_open_provider_is_the_backend_s_not_the_sdk_wrapper_s() -> None:
-    assert not hasattr(provider, "open_provider")
+    assert not hasattr(client, "open_provider")
     assert laneway.open_provider is backend.open_provider
     p = backend.open_provider("local", engine="echo", quiet=True)
     try:
@@ -100,7 +100,7 @@ async def test_open_provider_is_the_backend_s_not_the_sdk_wrapper_s() -> None:
 
 
 def test_choosing_the_backend_does_not_load_the_sdk() -> None:
-    code = ("import sys, laneway.backend as b; b.choose_provider('local'); "
+    code = ("import sys, laneway.provider.backend as b; b.choose_provider('local'); "
             "print('anthropic' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

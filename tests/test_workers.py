@@ -20,15 +20,16 @@ import pytest
 
 import pgserver
 from laneway.errors import ConfigError
-from laneway.governor import Governor
+from laneway.governor.core import Governor
 from laneway.local import RunningLocal
 from laneway.local.server import free_port
-from laneway.provider import Provider
-from laneway.runs import RunConfig, run
+from laneway.provider.client import Provider
+from laneway.runs.library import RunConfig, run
+from laneway.runs.worker import PauseSync, WorkerConfig, work
 from laneway.store import AsyncStore, open_store
 from laneway.store import schema as S
+from laneway.store.leases import new_worker_id
 from laneway.store.statuses import JobStatus
-from laneway.workers import PauseSync, WorkerConfig, new_worker_id, work
 
 LANEWAY = str(Path(sys.executable).with_name("laneway"))
 

@@ -36,16 +36,16 @@ from laneway.errors import (
 
 if TYPE_CHECKING:
     from laneway.agent import HybridAgent
-    from laneway.backend import open_provider
     from laneway.chat import Conversation, Turn
-    from laneway.governor import Governor, Lane, RateLimits
-    from laneway.jobs import Job, JobDefaults, read_jobs, write_results
+    from laneway.cost.prices import Usage, cost_usd
+    from laneway.governor.core import Governor, Lane, RateLimits
+    from laneway.jobs.formats import Job, JobDefaults, read_jobs, write_results
     from laneway.local import LocalConfig, serve_local
-    from laneway.pricing import Usage, cost_usd
-    from laneway.provider import Provider, Reply
-    from laneway.runs import Summary, results_of, run
-    from laneway.session.config import RunConfig
-    from laneway.session.progress import Progress
+    from laneway.provider.backend import open_provider
+    from laneway.provider.client import Provider, Reply
+    from laneway.runs.config import RunConfig
+    from laneway.runs.library import Summary, results_of, run
+    from laneway.runs.progress import Progress
     from laneway.store import StoreSettings, open_store
 
 __version__ = "0.1.0"
@@ -54,29 +54,29 @@ __version__ = "0.1.0"
 #: and ``import laneway.errors`` start without loading the SDK, SQLAlchemy or FastAPI.
 _LAZY: dict[str, str] = {
     "Conversation": "laneway.chat",
-    "Governor": "laneway.governor",
+    "Governor": "laneway.governor.core",
     "HybridAgent": "laneway.agent",
-    "Job": "laneway.jobs",
-    "JobDefaults": "laneway.jobs",
-    "Lane": "laneway.governor",
+    "Job": "laneway.jobs.formats",
+    "JobDefaults": "laneway.jobs.formats",
+    "Lane": "laneway.governor.core",
     "LocalConfig": "laneway.local",
-    "Progress": "laneway.session.progress",
-    "Provider": "laneway.provider",
-    "RateLimits": "laneway.governor",
-    "Reply": "laneway.provider",
-    "RunConfig": "laneway.session.config",
+    "Progress": "laneway.runs.progress",
+    "Provider": "laneway.provider.client",
+    "RateLimits": "laneway.governor.core",
+    "Reply": "laneway.provider.client",
+    "RunConfig": "laneway.runs.config",
     "StoreSettings": "laneway.store",
-    "Summary": "laneway.runs",
+    "Summary": "laneway.runs.library",
     "Turn": "laneway.chat",
-    "Usage": "laneway.pricing",
-    "cost_usd": "laneway.pricing",
-    "open_provider": "laneway.backend",
+    "Usage": "laneway.cost.prices",
+    "cost_usd": "laneway.cost.prices",
+    "open_provider": "laneway.provider.backend",
     "open_store": "laneway.store",
-    "read_jobs": "laneway.jobs",
-    "results_of": "laneway.runs",
-    "run": "laneway.runs",
+    "read_jobs": "laneway.jobs.formats",
+    "results_of": "laneway.runs.library",
+    "run": "laneway.runs.library",
     "serve_local": "laneway.local",
-    "write_results": "laneway.jobs",
+    "write_results": "laneway.jobs.formats",
 }
 
 

@@ -29,22 +29,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from laneway.backend import open_provider
 from laneway.chat import Conversation, Turn
 from laneway.errors import ConfigError, InputError
-from laneway.governor import Governor, RateLimits
-from laneway.jobs import DEFAULT_MODEL, Job, JobDefaults, read_jobs
-from laneway.provider import OnText, Provider
+from laneway.governor.core import Governor, RateLimits
+from laneway.jobs.formats import DEFAULT_MODEL, Job, JobDefaults, read_jobs
+from laneway.provider.backend import open_provider
+from laneway.provider.client import OnText, Provider
 from laneway.runners.tally import Tally
-from laneway.session.config import RunConfig
-from laneway.session.execute import Execution, execute, final_status, watch_realtime
-from laneway.session.follow import follow_cancel
-from laneway.session.options import new_worker_id
-from laneway.session.plan import plan_run
-from laneway.session.prepare import prepare, take_up
-from laneway.session.progress import Progress, progress_of
-from laneway.session.watch import RunWatch
+from laneway.runs.config import RunConfig
+from laneway.runs.execute import Execution, execute, final_status, watch_realtime
+from laneway.runs.follow import follow_cancel
+from laneway.runs.plan import plan_run
+from laneway.runs.prepare import prepare, take_up
+from laneway.runs.progress import Progress, progress_of
+from laneway.runs.watch import RunWatch
 from laneway.store import AsyncStore, Counts, Finished, Store, StoreSettings, open_store
+from laneway.store.leases import new_worker_id
 from laneway.store.runlock import RunLock
 from laneway.store.statuses import JobStatus, RunStatus
 

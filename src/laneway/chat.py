@@ -4,7 +4,7 @@
 >>> turn = await conv.send("Hello", on_text=print_delta)
 >>> turn.ttft_s, turn.tokens_per_s, turn.usage, turn.cost_usd
 
-Each :meth:`Conversation.send` streams one answer. With a :class:`~laneway.governor.Governor`
+Each :meth:`Conversation.send` streams one answer. With a :class:`~laneway.governor.core.Governor`
 the request goes through its interactive lane, so a person's answer is admitted before
 any waiting background work.
 
@@ -29,16 +29,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from laneway import estimate
+from laneway.cost import tokens
+from laneway.cost.prices import Usage, usage_cost
 from laneway.errors import (
     ConfigError,
     RateLimitedError,
     RetryableError,
 )
-from laneway.governor import Governor, Lane
-from laneway.jobs import DEFAULT_MODEL
-from laneway.pricing import Usage, usage_cost
-from laneway.provider import OnText, Provider, Reply
+from laneway.governor.core import Governor, Lane
+from laneway.jobs.formats import DEFAULT_MODEL
+from laneway.provider.client import OnText, Provider, Reply
 
 
 @dataclass(slots=True, kw_only=True)
@@ -211,7 +211,7 @@ class Conversation:
                                               idle_timeout_s=self.idle_timeout_s,
                                               timeout_s=self.timeout_s)
         permit = await self.governor.acquire(
-            Lane.INTERACTIVE, self.model, input_tokens=estimate.input_tokens(params),
+            Lane.INTERACTIVE, self.model, input_tokens=tokens.input_tokens(params),
             max_tokens=self.max_tokens)
         with self.governor.given_back_on_failure(permit):
             reply = await self.provider.stream(params, on_text=deliver,

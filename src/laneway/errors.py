@@ -23,7 +23,7 @@
             ├── ProviderTimeoutError the request timed out
             └── ConnectionLostError the connection failed or dropped
 
-The SDK's exceptions become these in one place, :mod:`laneway.provider`.
+The SDK's exceptions become these in one place, :mod:`laneway.provider.client`.
 """
 
 from __future__ import annotations

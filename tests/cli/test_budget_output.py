@@ -215,8 +215,8 @@ def pg() -> Iterator[str]:
 async def test_worker_skips_a_budget_it_cannot_count(tmp_path: Path, local_api: RunningLocal,
                                                      pg: str) -> None:
     """Enqueued with --price (this process does not know it): a worker sends nothing."""
-    from laneway.provider import Provider
-    from laneway.workers import WorkerConfig, work
+    from laneway.provider.client import Provider
+    from laneway.runs.worker import WorkerConfig, work
 
     make_input(tmp_path / "in.jsonl", 20)
     res = cli(["run", "in.jsonl", "--db", pg, "--no-work", "--run", "r", "--budget", "1",

@@ -22,7 +22,7 @@ def test_public_names_still_load_on_first_use() -> None:
              "print('anthropic' in sys.modules, f.__module__, c.__module__)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=60)
-    assert out.stdout.split() == ["True", "laneway.runs", "laneway.local.config"]
+    assert out.stdout.split() == ["True", "laneway.runs.library", "laneway.local.config"]
 
 
 def test_estimate_answers_without_the_sdk_or_the_store(tmp_path) -> None:  # type: ignore[no-untyped-def]

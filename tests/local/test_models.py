@@ -12,9 +12,9 @@ import httpx2
 import pytest
 from anthropic.types import ModelInfo
 
+from laneway.cost.prices import PRICES
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.local.engines import EchoEngine
-from laneway.pricing import PRICES
 
 from .helpers import MODEL
 

@@ -16,8 +16,8 @@ import pytest
 
 from laneway.local import RunningLocal
 from laneway.local.engines.echo import EchoEngine
-from laneway.provider import Provider
-from laneway.runs import run
+from laneway.provider.client import Provider
+from laneway.runs.library import run
 
 from .helpers import MODEL, raw_sse, user
 

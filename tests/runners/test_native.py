@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from anthropic._utils._json import openapi_dumps
 
-from laneway.jobs import JobDefaults
+from laneway.cost.prices import Usage, cost_usd
+from laneway.jobs.formats import JobDefaults
 from laneway.local import RunningLocal
 from laneway.local.faults import FaultPlan
-from laneway.pricing import Usage, cost_usd
-from laneway.provider import Provider
+from laneway.provider.client import Provider
 from laneway.runners.native import NativeOptions
 from laneway.runners.native.wire import encode_request
-from laneway.runs import run
+from laneway.runs.library import run
 from laneway.store import open_store
 from laneway.store import schema as S
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from laneway.governor import RateLimits
+from laneway.governor.core import RateLimits
 from laneway.local import RunningLocal
-from laneway.provider import Provider
+from laneway.provider.client import Provider
 from laneway.runners.native import cancel_run
 from laneway.runners.planner import PlannerOptions
-from laneway.runs import run
+from laneway.runs.library import run
 from laneway.store import AsyncStore, open_store
 
 from .helpers import await_until, ledger_batches, make_input, read_output, server_batches

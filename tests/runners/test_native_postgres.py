@@ -11,8 +11,8 @@ import pytest
 import pgserver
 from laneway.local import LocalConfig, RunningLocal
 from laneway.local.faults import FaultPlan
-from laneway.provider import Provider
-from laneway.runs import run
+from laneway.provider.client import Provider
+from laneway.runs.library import run
 from laneway.store import BatchStatus, open_store
 from laneway.store.statuses import JobStatus
 
@@ -63,7 +63,7 @@ async def test_workers_share_a_native_run(tmp_path: Path, local_api: RunningLoca
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A native run enqueued for workers: two of them send it as batches between them,
     each chunk once, and each job's result once."""
-    from laneway.workers import WorkerConfig, work
+    from laneway.runs.worker import WorkerConfig, work
 
     monkeypatch.setenv("LANEWAY_BATCH_POLL_S", "0.05,0.3")
     monkeypatch.setenv("LANEWAY_BATCH_MAX_REQUESTS", "8")

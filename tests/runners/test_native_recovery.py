@@ -14,11 +14,11 @@ import anthropic
 import pytest
 
 from laneway.local import LocalConfig, RunningLocal, start_local
-from laneway.provider import Provider
-from laneway.provider_batches import Batches
+from laneway.provider.batches import Batches
+from laneway.provider.client import Provider
 from laneway.runners.native.submit import new_batch_id
 from laneway.runners.native.wire import encode_request
-from laneway.runs import run
+from laneway.runs.library import run
 from laneway.store import BatchStatus, open_store
 from laneway.store import schema as S
 

@@ -9,8 +9,8 @@ import pytest
 
 from laneway.errors import StalledError
 from laneway.local import LocalConfig, start_local
-from laneway.provider import Provider
-from laneway.provider_stream import Gaps
+from laneway.provider.client import Provider
+from laneway.provider.stream import Gaps
 from laneway.runners.stream_timeouts import StreamTimeouts
 from laneway.runners.timeouts import RequestTimeouts
 

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from laneway.agent import HybridAgent
 from laneway.local import RunningLocal
 from laneway.local.server import free_port
-from laneway.provider import Provider
+from laneway.provider.client import Provider
 from laneway.server import ServerSettings, create_app
 
 

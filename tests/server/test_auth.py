@@ -13,7 +13,8 @@ import pytest
 
 from laneway.errors import ConfigError
 from laneway.local import RunningLocal
-from laneway.server import check_bind, is_loopback
+from laneway.server import check_bind
+from laneway.server.gateway.loop import is_loopback
 
 from .helpers import Served, start_server
 

@@ -13,11 +13,11 @@ import anthropic
 import httpx
 import pytest
 
-from laneway.jobs import JobDefaults
+from laneway.jobs.formats import JobDefaults
 from laneway.local import RunningLocal
-from laneway.provider import Provider
+from laneway.provider.client import Provider
 from laneway.runners.native import NativeOptions
-from laneway.runs import run
+from laneway.runs.library import run
 
 from .helpers import start_server
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from laneway.local import RunningLocal
-from laneway.runs import RunConfig, run
+from laneway.runs.library import RunConfig, run
 
 from .helpers import Served, start_server, wait_for
 

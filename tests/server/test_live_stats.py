@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from laneway.governor import Governor, Lane, RateLimits
-from laneway.pricing import Usage, cost_usd
+from laneway.cost.prices import Usage, cost_usd
+from laneway.governor.core import Governor, Lane, RateLimits
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.stats import (
     BUCKET_S,

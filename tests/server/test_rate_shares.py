@@ -28,11 +28,11 @@ import httpx
 import pytest
 
 import pgserver
-from laneway.governor import Governor, Lane, Permit, RateLimits
-from laneway.governor_share import MIN_SHARE, ShareSync, hold_share
+from laneway.governor.core import Governor, Lane, Permit, RateLimits
+from laneway.governor.quota import LedgerBoard, QuotaSharing, sharing_wanted
+from laneway.governor.share import MIN_SHARE, ShareSync, hold_share
 from laneway.local import RunningLocal
 from laneway.local.server import free_port
-from laneway.server.quota import LedgerBoard, QuotaSharing, sharing_wanted
 from laneway.store import AsyncStore, open_store
 from laneway.store import rate_shares as R
 

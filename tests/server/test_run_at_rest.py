@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from laneway.jobs import Job
+from laneway.jobs.formats import Job
 from laneway.store.statuses import RunStatus
 
 from .helpers import Served, parse_sse

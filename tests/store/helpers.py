@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from laneway.jobs import Job
+from laneway.jobs.formats import Job
 from laneway.store import Finished, Store
 from laneway.store import schema as S
 from laneway.store.statuses import JobStatus, RunStatus

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from laneway.errors import ConfigError
-from laneway.governor_buckets import Lane
+from laneway.governor.buckets import Lane
 from laneway.store import ClientKey, Store, open_store
 from laneway.store import keys as K
 
@@ -24,6 +24,11 @@ def test_a_new_key_is_found_by_its_value_and_by_nothing_else(store: Store) -> No
     for wrong in (other, secret[:12], secret + "x", "", "sk-ant-api03-whatever", "lw_"):
         assert store.find_key(wrong) is None, wrong
     assert store.list_keys() == [key]
+
+
+def test_a_key_s_lanes_are_the_governor_s() -> None:
+    # The ledger keeps a key's lane by name, without importing the governor.
+    assert tuple(lane.value for lane in Lane) == K.LANES
 
 
 def test_keys_without_settings_and_two_keys_apart(store: Store) -> None:
@@ -146,6 +151,6 @@ def test_a_key_survives_reopening(store_dsn: str) -> None:
     try:
         found = again.find_key(secret)
         assert found == key and isinstance(found, ClientKey)
-        assert found.lane is Lane.INTERACTIVE
+        assert found.lane == Lane.INTERACTIVE
     finally:
         again.close()

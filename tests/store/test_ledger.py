@@ -8,7 +8,7 @@ import time
 import pytest
 
 from laneway.errors import InputError
-from laneway.jobs import BadLine, Job
+from laneway.jobs.formats import BadLine, Job
 from laneway.store import AsyncStore, GroupWriter, Store
 from laneway.store.statuses import JobStatus
 

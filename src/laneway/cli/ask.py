@@ -10,12 +10,12 @@ import typer
 
 from laneway.cli import bounds
 from laneway.cli.app import app, console_err
+from laneway.cost.prices import Usage, cost_usd
 from laneway.errors import UnknownModelError
-from laneway.jobs import DEFAULT_MODEL
-from laneway.pricing import Usage, cost_usd
+from laneway.jobs.formats import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from laneway.provider import Reply
+    from laneway.provider.client import Reply
 
 
 @app.command("ask")
@@ -53,7 +53,9 @@ def ask_command(
 
 
 async def _ask(params: dict[str, object], provider_name: str) -> tuple[Reply, bool]:
-    from laneway.backend import open_provider  # the SDK: only for the commands that call it
+    from laneway.provider.backend import (
+        open_provider,  # the SDK: only for the commands that call it
+    )
 
     provider = await asyncio.to_thread(open_provider, provider_name)
     try:

@@ -14,8 +14,8 @@ from rich.table import Table
 
 from laneway.cli import bounds
 from laneway.cli.app import app, console, console_err
-from laneway.governor import RateLimits
-from laneway.jobs import DEFAULT_MODEL, BadLine, JobDefaults, read_jobs
+from laneway.governor.core import RateLimits
+from laneway.jobs.formats import DEFAULT_MODEL, BadLine, JobDefaults, read_jobs
 from laneway.timeparse import human_s, parse_deadline
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def cancel_command(
 async def _cancel(run_id: str, *, db: str | None, provider: str, wait_s: float
                   ) -> CancelReport:
     # The SDK and the store load only for the command that uses them.
-    from laneway.backend import open_provider
+    from laneway.provider.backend import open_provider
     from laneway.runners.native.cancel import cancel_run
     from laneway.store import AsyncStore, StoreSettings, open_store
 
@@ -87,7 +87,7 @@ def estimate_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Estimate a run before sending anything: tokens, and each mode's time and cost."""
-    from laneway.backend import choose_provider
+    from laneway.provider.backend import choose_provider
     from laneway.runners.planner import (
         PlannerOptions,
         Workload,
@@ -102,8 +102,8 @@ def estimate_command(
         if not isinstance(job, BadLine):
             workload.add(job.params, expected_output_tokens=expected_output)
     if price is not None:
-        from laneway.budget import parse_price, require_prices
-        from laneway.pricing import known
+        from laneway.cost.budget import parse_price, require_prices
+        from laneway.cost.prices import known
 
         require_prices(sorted(m for m in workload.by_model if not known(m)),
                        budget_usd=budget, price=parse_price(price))

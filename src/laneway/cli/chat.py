@@ -19,7 +19,7 @@ from rich.console import Console
 
 from laneway.cli.app import app, console, console_err
 from laneway.errors import LanewayError, ProviderError
-from laneway.jobs import DEFAULT_MODEL
+from laneway.jobs.formats import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from laneway.chat import Conversation, Turn
@@ -151,9 +151,9 @@ def chat_command(
 
     Type /help for commands. Ctrl-C stops an answer; Ctrl-D or /quit leaves.
     """
-    from laneway.backend import open_provider
     from laneway.chat import Conversation
     from laneway.heap import freeze_startup_objects
+    from laneway.provider.backend import open_provider
 
     backend = open_provider(provider)
     freeze_startup_objects()

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from laneway.cli.app import app, console, console_err
-from laneway.governor_buckets import Lane
+from laneway.governor.buckets import Lane
 from laneway.timeparse import human_s
 
 if TYPE_CHECKING:

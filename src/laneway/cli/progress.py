@@ -11,8 +11,8 @@ from rich.table import Table
 from laneway.timeparse import human_s
 
 if TYPE_CHECKING:
-    from laneway.runs import Progress as RunProgress
-    from laneway.runs import Summary
+    from laneway.runs.library import Progress as RunProgress
+    from laneway.runs.library import Summary
 
 
 class ProgressBar:

@@ -14,15 +14,14 @@ from laneway.cli import bounds
 from laneway.cli.app import app, console_err
 from laneway.cli.progress import ProgressBar, summary_table
 from laneway.cli.signals import stop_on_signals
-from laneway.governor import RateLimits
+from laneway.governor.core import RateLimits
 from laneway.heap import freeze_startup_objects
-from laneway.jobs import DEFAULT_MODEL, JobDefaults
-from laneway.redact import shell_command
-from laneway.runname import check_run_name
+from laneway.jobs.formats import DEFAULT_MODEL, JobDefaults
+from laneway.runs.names import check_run_name
 from laneway.timeparse import parse_deadline
 
 if TYPE_CHECKING:
-    from laneway.runs import RunConfig, Summary
+    from laneway.runs.library import RunConfig, Summary
 
 EXIT_ERROR = 2
 EXIT_INCOMPLETE = 3
@@ -61,8 +60,8 @@ def run_command(
     Re-running the same command continues the same run: finished jobs are not sent
     again. Ctrl-C stops cleanly (press it twice to abandon requests in flight).
     """
-    from laneway.budget import parse_price
-    from laneway.runs import RunConfig  # the SDK and the store: not for --help
+    from laneway.cost.budget import parse_price
+    from laneway.runs.library import RunConfig  # the SDK and the store: not for --help
 
     if run_name is not None:
         check_run_name(run_name)  # before the ledger or the provider is opened
@@ -107,12 +106,14 @@ def _report(summary: Summary, *, budget: float | None, no_work: bool) -> None:
 
 
 def _resume_command() -> str:
+    from laneway.store.redact import shell_command  # the store: not for --help
+
     return "laneway " + shell_command(sys.argv[1:])  # a --db password shows as ***
 
 
 async def _run(input_path: Path, output: Path | None, config: RunConfig, *,
                quiet: bool) -> Summary:
-    from laneway.runs import run
+    from laneway.runs.library import run
 
     stop = stop_on_signals("stopping: no new requests; waiting for those in flight "
                            "(Ctrl-C again to abandon them)")

@@ -13,8 +13,8 @@ from rich.table import Table
 
 from laneway.cli.app import app, console, console_err
 from laneway.errors import ConfigError
-from laneway.jobs import dump_results, result_text, write_results
-from laneway.output import check_output, replacing
+from laneway.jobs.formats import dump_results, result_text, write_results
+from laneway.jobs.output import check_output, replacing
 from laneway.timeparse import human_s
 
 if TYPE_CHECKING:

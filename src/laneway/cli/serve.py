@@ -9,8 +9,8 @@ import typer
 
 from laneway.cli.app import app, console_err
 from laneway.errors import ConfigError, StoreError
-from laneway.governor import RateLimits
-from laneway.jobs import DEFAULT_MODEL
+from laneway.governor.core import RateLimits
+from laneway.jobs.formats import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from laneway.server import ServerSettings
@@ -101,8 +101,8 @@ def _serve(host: str, port: int, *, provider: str, token: str | None, **settings
     """Start the server with ``settings`` (:class:`~laneway.server.ServerSettings`)."""
     import uvicorn
 
-    from laneway.backend import open_provider
     from laneway.heap import freeze_startup_objects
+    from laneway.provider.backend import open_provider
     from laneway.server import ServerSettings, create_app
     from laneway.server.gateway.loop import check_upstream
 

@@ -13,13 +13,13 @@ from rich.table import Table
 from laneway.cli import bounds
 from laneway.cli.app import app, console_err
 from laneway.cli.signals import stop_on_signals
-from laneway.governor import RateLimits
+from laneway.governor.core import RateLimits
 from laneway.heap import freeze_startup_objects
-from laneway.runname import check_run_name
+from laneway.runs.names import check_run_name
 
 if TYPE_CHECKING:
     from laneway.runners.realtime import Tally
-    from laneway.workers import WorkerConfig, WorkerReport
+    from laneway.runs.worker import WorkerConfig, WorkerReport
 
 EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
@@ -49,7 +49,8 @@ def worker_command(
     others take its jobs when the lease runs out. Each result is recorded once, and a
     429 seen by one worker pauses them all. Ctrl-C stops cleanly.
     """
-    from laneway.workers import WorkerConfig, new_worker_id  # the SDK and the store
+    from laneway.runs.worker import WorkerConfig  # the SDK and the store
+    from laneway.store.leases import new_worker_id
 
     if run_name is not None:
         check_run_name(run_name)
@@ -76,7 +77,7 @@ def worker_command(
 
 
 async def _work(config: WorkerConfig, *, quiet: bool) -> WorkerReport:
-    from laneway.workers import work
+    from laneway.runs.worker import work
 
     stop = stop_on_signals("stopping: no new requests; releasing held jobs "
                            "(Ctrl-C again to abandon requests in flight)")

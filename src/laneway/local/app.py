@@ -22,7 +22,6 @@ from starlette.requests import ClientDisconnect
 
 from laneway.errors import ConfigError
 from laneway.local import models, structured
-from laneway.local.batch_requests import BATCH_MAX_BYTES, parse_batch_requests, results_base_url
 from laneway.local.batches import BatchStore
 from laneway.local.cache import CacheUsage, PromptCache
 from laneway.local.completions import Completions
@@ -41,7 +40,9 @@ from laneway.local.http import RequestIdMiddleware as RequestIdMiddleware
 from laneway.local.http import add_error_handlers
 from laneway.local.ratelimit import RateLimiter
 from laneway.local.validation import MessageParams, validate_count_tokens, validate_message
-from laneway.local.wire import APIError, check_version, new_id
+from laneway.wire.batches import BATCH_MAX_BYTES, parse_batch_requests, results_base_url
+from laneway.wire.errors import APIError
+from laneway.wire.ids import check_version, new_id
 
 MESSAGES_MAX_BYTES = 32 * 1024 * 1024
 

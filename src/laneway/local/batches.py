@@ -22,7 +22,8 @@ from laneway.local.faults import FaultPlan
 from laneway.local.generation import check_request, complete
 from laneway.local.models import capabilities_of
 from laneway.local.validation import validate_message
-from laneway.local.wire import APIError, error_body, new_id, rfc3339
+from laneway.wire.errors import APIError, error_body
+from laneway.wire.ids import new_id, rfc3339
 
 DAY_S = 24 * 3600.0
 #: Faults of :class:`FaultPlan` that a batch request can meet, as the errors it gets.

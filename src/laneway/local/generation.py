@@ -16,7 +16,7 @@ from laneway.local import structured
 from laneway.local.cache import CacheUsage
 from laneway.local.engines.base import ContextWindowFull, Engine, SamplingParams
 from laneway.local.validation import MessageParams
-from laneway.local.wire import APIError
+from laneway.wire.errors import APIError
 
 
 @dataclass(slots=True)

@@ -11,7 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from laneway.local.ratelimit import RateLimiter
-from laneway.local.wire import APIError, error_response, new_id
+from laneway.wire.errors import APIError, error_response
+from laneway.wire.ids import new_id
 
 
 class RequestIdMiddleware:

@@ -1,7 +1,7 @@
 """``GET /v1/models``: the models the local API answers to, as the SDK's ``ModelInfo``.
 
 The catalogue is the engine's own model and every Claude model id laneway prices
-(:data:`laneway.pricing.PRICES`). The local API serves each of them with its one engine,
+(:data:`laneway.cost.prices.PRICES`). The local API serves each of them with its one engine,
 so every entry states what that engine can do: ``capabilities`` (no thinking: a
 ``thinking`` request is accepted and ignored, hence ``thinking.supported`` false with
 the accepted ``types`` true), ``max_input_tokens`` and ``max_tokens``.
@@ -23,9 +23,9 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from laneway.cost.prices import PRICES
 from laneway.local.engines.base import Engine
-from laneway.local.wire import APIError
-from laneway.pricing import PRICES
+from laneway.wire.errors import APIError
 
 #: Release dates of the Claude models laneway prices (``created_at``).
 RELEASED: dict[str, str] = {

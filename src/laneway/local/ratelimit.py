@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from laneway.local.wire import APIError, rfc3339
+from laneway.wire.errors import APIError
+from laneway.wire.ids import rfc3339
 
 
 @dataclass(slots=True)

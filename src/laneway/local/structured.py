@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from laneway.local.engines.base import Engine, Prompt, UnsupportedSchemaError
-from laneway.local.wire import invalid, new_id
+from laneway.wire.errors import invalid
+from laneway.wire.ids import new_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from laneway.local.wire import invalid
+from laneway.wire.errors import invalid
 
 #: Top-level fields of ``MessageCreateParams`` (SDK 2.x) and the sampling fields older
 #: clients send; the body may carry nothing else.

@@ -17,7 +17,7 @@ from laneway.local.engines.base import Prompt
 from laneway.local.models import local_capabilities
 from laneway.local.structured import OutputSpec, instructed, parse_output
 from laneway.local.unsupported import check_supported
-from laneway.local.wire import APIError, invalid
+from laneway.wire.errors import APIError, invalid
 
 _ROLES = ("user", "assistant", "system")
 

@@ -10,7 +10,7 @@ Each mode is estimated before anything is sent:
   "most batches end within an hour", unless the ledger has seen this provider's
   batches end, in which case the median of the recent ones).
 
-Tokens are estimated per job: input from the text (:func:`laneway.estimate.input_tokens`),
+Tokens are estimated per job: input from the text (:func:`laneway.cost.tokens.input_tokens`),
 output as an expected figure (``expected_output_tokens``, capped by ``max_tokens``)
 and, for the worst case, ``max_tokens`` itself.
 
@@ -32,10 +32,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from laneway import estimate
+from laneway.cost import tokens
+from laneway.cost.prices import BATCH_DISCOUNT, price_of
 from laneway.errors import UnknownModelError
-from laneway.governor import RateLimits
-from laneway.pricing import BATCH_DISCOUNT, price_of
+from laneway.governor.core import RateLimits
 from laneway.timeparse import human_s
 
 #: The API's first published tier (RPM / ITPM / OTPM): the assumption when none is known.
@@ -81,7 +81,7 @@ class Workload:
         load = self.by_model.setdefault(str(params.get("model", "")), ModelLoad())
         max_tokens = int(params.get("max_tokens", 0) or 0)
         load.jobs += 1
-        load.input_tokens += estimate.input_tokens(params)
+        load.input_tokens += tokens.input_tokens(params)
         load.max_output_tokens += max_tokens
         load.expected_output_tokens += min(max_tokens, expected_output_tokens)
 

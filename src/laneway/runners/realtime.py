@@ -19,7 +19,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from laneway import estimate
+from laneway.cost import tokens
+from laneway.cost.prices import Usage, usage_cost, worst_cost
 from laneway.errors import (
     ProviderError,
     ProviderTimeoutError,
@@ -27,10 +28,9 @@ from laneway.errors import (
     RequestError,
     StalledError,
 )
-from laneway.governor import Governor, Lane, Permit
-from laneway.jobs import errored, succeeded
-from laneway.pricing import Usage, usage_cost, worst_cost
-from laneway.provider import Provider
+from laneway.governor.core import Governor, Lane, Permit
+from laneway.jobs.formats import errored, succeeded
+from laneway.provider.client import Provider
 from laneway.runners import api_wait as W
 from laneway.runners.realtime_options import RealtimeOptions as RealtimeOptions
 from laneway.runners.tally import Tally as Tally
@@ -155,7 +155,7 @@ class RealtimeRunner:
                 if not claimed:
                     self._exhausted = True
                 for c in claimed:
-                    job = _Job(c, c.attempts, c.rate_limited, estimate.input_tokens(c.params))
+                    job = _Job(c, c.attempts, c.rate_limited, tokens.input_tokens(c.params))
                     self._held[c.seq] = job
                     self._queue.put_nowait(job)
             if self._exhausted and len(self._held) == len(self._parked):

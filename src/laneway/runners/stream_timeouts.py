@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from laneway.provider_stream import Gaps, IdleBound
+from laneway.provider.stream import Gaps, IdleBound
 
 
 @dataclass(kw_only=True)
@@ -55,5 +55,5 @@ class StreamTimeouts:
         return min(self.ceiling_s, max(self.floor_s, self.factor * p99) * 2.0 ** stalls)
 
     def bound(self, stalls: int = 0) -> IdleBound:
-        """:meth:`idle_s` for one request, for :meth:`laneway.provider.Provider.stream`."""
+        """:meth:`idle_s` for one request, for :meth:`laneway.provider.client.Provider.stream`."""
         return lambda first: self.idle_s(first=first, stalls=stalls)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from laneway.errors import ProviderTimeoutError
-from laneway.provider import Provider, Reply
+from laneway.provider.client import Provider, Reply
 from laneway.runners.stream_timeouts import StreamTimeouts
 
 T = TypeVar("T")

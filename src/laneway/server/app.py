@@ -27,19 +27,19 @@ from fastapi.staticfiles import StaticFiles
 
 from laneway import __version__
 from laneway.agent import HybridAgent
-from laneway.governor import RateLimits
-from laneway.jobs import DEFAULT_MODEL
-from laneway.provider import Provider
-from laneway.server import chat_routes, runs_routes
+from laneway.governor.core import RateLimits
+from laneway.governor.quota import QuotaSharing, sharing_wanted
+from laneway.jobs.formats import DEFAULT_MODEL
+from laneway.provider.client import Provider
+from laneway.server import chat_routes, runs_routes, traffic_routes
 from laneway.server.auth import TokenAuth, check_bind
 from laneway.server.body_limit import BodyLimit
 from laneway.server.errors import add_error_handlers
 from laneway.server.events_hub import EventsHub
-from laneway.server.gateway import Gateway, GatewaySettings, traffic_routes
+from laneway.server.gateway import Gateway, GatewaySettings
 from laneway.server.gateway import router as gateway_router
 from laneway.server.models import SSE_MARK
 from laneway.server.origin import SameOrigin
-from laneway.server.quota import QuotaSharing, sharing_wanted
 
 STATIC_DIR = Path(str(resources.files("laneway.server") / "static"))
 
@@ -79,7 +79,7 @@ class ServerSettings:
     #: Processes serving behind the port (``--workers``); each runs this app.
     workers: int = 1
     #: Share the account's limits with the other processes on the ledger (None: when
-    #: ``workers`` > 1 or the ledger is PostgreSQL; see :mod:`laneway.server.quota`).
+    #: ``workers`` > 1 or the ledger is PostgreSQL; see :mod:`laneway.governor.quota`).
     share_quota: bool | None = None
 
 

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import functools
 import hmac
 import ipaddress
 from urllib.parse import parse_qs
@@ -24,20 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from laneway.errors import ConfigError
 from laneway.server.errors import send_error
-
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
-
-
-@functools.lru_cache(maxsize=256)
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    name = host.strip().strip("[]").lower()
-    if name in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+from laneway.server.gateway.loop import is_loopback
 
 
 def check_bind(host: str, token: str | None) -> None:

@@ -4,7 +4,7 @@ uvicorn starts each worker process afresh and makes its app by calling
 :func:`app_from_env` (an import string, as its ``workers`` option needs); the settings
 come from the parent in the environment variable :data:`ENV`, as JSON. Each worker has
 its own agent, provider client and governor, on the one ledger: they share the
-account's limits through it (see :mod:`laneway.server.quota`).
+account's limits through it (see :mod:`laneway.governor.quota`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from laneway.errors import ConfigError
-from laneway.governor import RateLimits
+from laneway.governor.core import RateLimits
 from laneway.server.app import ServerSettings, create_app
 from laneway.server.gateway import GatewaySettings
 from laneway.server.gateway.admission import WaitLimits

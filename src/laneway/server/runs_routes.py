@@ -19,9 +19,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from laneway.agent import HybridAgent
 from laneway.errors import InputError, RunNotFoundError
-from laneway.jobs import JobDefaults
-from laneway.runname import RULE, run_name_problem, safe_file_stem
-from laneway.server.cancel import cancel
+from laneway.jobs.formats import JobDefaults
+from laneway.runs.cancel import cancel
+from laneway.runs.names import RULE, run_name_problem, safe_file_stem
 from laneway.server.errors import HTTPError
 from laneway.server.events_hub import EventsHub
 from laneway.server.models import (
@@ -209,7 +209,8 @@ async def cancel_run(request: Request, run_id: str) -> CancelResult:
     finished is billed, so recorded), and record every job not finished as `canceled`."""
     agent = _agent(request)
     await _info(agent, run_id)
-    done = await cancel(agent, run_id, wait_s=request.app.state.cancel_wait_s)
+    done = await cancel(run_id, astore=agent.astore, provider=agent.provider, live=agent,
+                        wait_s=request.app.state.cancel_wait_s)
     return CancelResult(id=run_id, status="canceled", **asdict(done))
 
 

@@ -24,13 +24,16 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from laneway.errors import ConfigError
-from laneway.governor_buckets import Lane
 from laneway.store import schema as S
 
 #: Every key starts so: a glance tells a laneway key from a provider's.
 KEY_PREFIX = "lw_"
 #: How many of a key's first characters are stored in the clear (``lw_`` and 9 more).
 PREFIX_LEN = 12
+#: The lanes a key may be put in: the values of the governor's
+#: :class:`~laneway.governor.buckets.Lane`, kept by name (the ledger does not import the
+#: governor; the gateway turns the name into a lane).
+LANES = ("interactive", "background")
 
 _K = S.gateway_keys.c
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
@@ -47,7 +50,7 @@ class ClientKey:
     budget_usd: float | None
     rpm: int | None
     #: The lane every request of this key goes in; None: chosen per request.
-    lane: Lane | None
+    lane: str | None
     created_at: float
     revoked_at: float | None
 
@@ -70,12 +73,12 @@ def hash_secret(secret: str) -> str:
 def _key(row: Any) -> ClientKey:
     return ClientKey(
         id=row["id"], name=row["name"], prefix=row["prefix"], budget_usd=row["budget_usd"],
-        rpm=row["rpm"], lane=Lane(row["lane"]) if row["lane"] else None,
+        rpm=row["rpm"], lane=row["lane"] or None,
         created_at=float(row["created_at"]), revoked_at=row["revoked_at"])
 
 
 def _check(name: str, budget_usd: float | None, rpm: int | None, lane: str | None
-           ) -> Lane | None:
+           ) -> str | None:
     """The key's settings, checked: a :class:`ConfigError` naming the first bad one."""
     if not _NAME.fullmatch(name) or name.startswith(KEY_PREFIX):
         raise ConfigError(f"key name {name!r}: use 1-100 letters, digits and . _ @ - "
@@ -86,11 +89,9 @@ def _check(name: str, budget_usd: float | None, rpm: int | None, lane: str | Non
         raise ConfigError(f"rpm {rpm!r}: give a number of requests per minute, 1 or more")
     if lane is None:
         return None
-    try:
-        return Lane(lane)
-    except ValueError:
-        raise ConfigError(f"lane {lane!r}: choose "
-                          f"{' or '.join(str(x) for x in Lane)}") from None
+    if lane not in LANES:
+        raise ConfigError(f"lane {lane!r}: choose {' or '.join(LANES)}")
+    return lane
 
 
 class KeyLedger:

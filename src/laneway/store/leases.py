@@ -1,12 +1,15 @@
-"""How long a claim lasts, and a heartbeat that keeps a worker's leases while it lives.
+"""How long a claim lasts, who holds it, and a heartbeat that keeps a worker's leases
+while it lives.
 
-See :func:`lease_s` and :class:`LeaseKeeper`; the leases themselves are in
-:mod:`laneway.store.queue`.
+See :func:`lease_s`, :func:`new_worker_id` and :class:`LeaseKeeper`; the leases themselves
+are in :mod:`laneway.store.queue`.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import threading
 import time
 
@@ -30,6 +33,12 @@ def env_seconds(name: str, default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name}={raw!r}: must be more than 0 seconds")
     return value
+
+
+def new_worker_id() -> str:
+    """``host-pid-random``: unique among workers, and says where a claim came from."""
+    host = socket.gethostname().split(".")[0][:60] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def lease_s() -> float:

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, and_, create_engine, event, func, select, update
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from laneway.errors import DiskFullError, InputError, StoreError
-from laneway.jobs import BadLine, Job
+from laneway.jobs.formats import BadLine, Job
 from laneway.store import schema
 from laneway.store.batches import BatchLedger
 from laneway.store.diskfull import is_disk_full
@@ -194,7 +194,7 @@ class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger, Gateway
                 rows.append({**base, "params": json.dumps(item.params, separators=(",", ":")),
                              "model": item.params.get("model", ""), "status": JobStatus.PENDING})
             else:
-                from laneway.jobs import errored
+                from laneway.jobs.formats import errored
 
                 result = errored("invalid_request_error", str(item.error))
                 rows.append({**base, "params": "{}", "model": "", "status": JobStatus.ERRORED,

@@ -6,7 +6,7 @@ PostgreSQL ledger) each beat about once a second with :func:`heartbeat`, in one
 transaction that no other beat runs alongside (an advisory lock on PostgreSQL, the write
 lock on SQLite): it records what the process wants now (one row per model it uses,
 and a presence row with model ``''``), reads every live row, asks ``decide`` (see
-:mod:`laneway.governor_share`) for the process's new grants, and records them. As the
+:mod:`laneway.governor.share`) for the process's new grants, and records them. As the
 beats are one at a time, each sees the others' grants as they are, and the live grants
 never sum to more than what ``decide`` leaves (at most 1).
 

@@ -136,7 +136,7 @@ gateway_keys = Table(
     Column("key_hash", String(64), nullable=False),
     Column("budget_usd", Float),
     Column("rpm", Integer),
-    #: A :class:`~laneway.governor_buckets.Lane` every request of the key is put in.
+    #: A :class:`~laneway.governor.buckets.Lane` every request of the key is put in.
     Column("lane", String(20)),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from laneway.errors import ConfigError
-from laneway.redact import mask_url
+from laneway.store.redact import mask_url
 
 DEFAULT_PATH = Path(".laneway") / "laneway.db"
 

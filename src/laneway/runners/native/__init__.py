@@ -26,7 +26,7 @@ Stopping (Ctrl-C, ``stop_event``) or a crash leaves the batches running at the
 provider; the same command later re-attaches to them (rows ``submitted``) and never
 submits their jobs again. Rows left ``submitting`` are settled by :mod:`.recover`.
 ``laneway cancel`` is :mod:`.cancel`. Every call to the provider's Message Batches
-goes through :mod:`laneway.provider_batches`; the parts share a :class:`.state.NativeState`
+goes through :mod:`laneway.provider.batches`; the parts share a :class:`.state.NativeState`
 and never import the runner, nor the runner its callers.
 """
 

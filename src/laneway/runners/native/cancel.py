@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from laneway.errors import ConfigError
-from laneway.provider import Provider
+from laneway.provider.client import Provider
 from laneway.runners.native.options import NativeOptions
 from laneway.runners.native.recover import Recovery, recover_submitting
 from laneway.runners.native.runner import NativeRunner

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from laneway.cost.prices import Usage, usage_cost
 from laneway.errors import ProviderError
-from laneway.pricing import Usage, usage_cost
-from laneway.provider_batches import BatchInfo
+from laneway.provider.batches import BatchInfo
 from laneway.runners.native.state import NativeState
 from laneway.runners.native.wire import parse_custom_id
 from laneway.store import Finished

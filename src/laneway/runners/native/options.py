@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laneway.errors import ConfigError
-from laneway.provider_batches import MAX_BYTES, MAX_REQUESTS
+from laneway.provider.batches import MAX_BYTES, MAX_REQUESTS
 from laneway.runners.tally import Tally
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from laneway.errors import ProviderError, RequestError
-from laneway.provider_batches import BatchInfo
+from laneway.provider.batches import BatchInfo
 from laneway.runners.native.collect import Collector
 from laneway.runners.native.recover import Recovery, recover_submitting
 from laneway.runners.native.state import NativeState

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from laneway.errors import ProviderError
-from laneway.provider_batches import Batches, BatchInfo
+from laneway.provider.batches import Batches, BatchInfo
 from laneway.runners.native.wire import parse_custom_id
 from laneway.store import AsyncStore
 from laneway.store.batches import BatchRow

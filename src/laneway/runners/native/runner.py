@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from laneway.provider import Provider
+from laneway.provider.client import Provider
 from laneway.runners.native.fallback import fall_back, fallback_due
 from laneway.runners.native.options import NativeOptions, NativeTally
 from laneway.runners.native.poll import Poller

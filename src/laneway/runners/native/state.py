@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from laneway import estimate
-from laneway.pricing import worst_cost
-from laneway.provider import Provider
-from laneway.provider_batches import Batches, BatchInfo
+from laneway.cost import tokens
+from laneway.cost.prices import worst_cost
+from laneway.provider.batches import Batches, BatchInfo
+from laneway.provider.client import Provider
 from laneway.runners.native.options import NativeOptions, NativeTally
 from laneway.store import AsyncStore, Store
 from laneway.store.batches import BatchRow
@@ -55,7 +55,7 @@ class NativeState:
 
     def worst_usd(self, params: dict[str, Any]) -> float:
         """The most a request can cost in a batch (0 when local or unpriced)."""
-        return worst_cost(str(params.get("model", "")), estimate.input_tokens(params),
+        return worst_cost(str(params.get("model", "")), tokens.input_tokens(params),
                           int(params.get("max_tokens", 0)), local=self.provider.is_local,
                           batch=True)
 

@@ -15,8 +15,8 @@ import secrets
 from dataclasses import dataclass, field
 
 from laneway.errors import ConfigError, ProviderError, RequestError
-from laneway.jobs import errored
-from laneway.provider_batches import BODY_OVERHEAD_BYTES
+from laneway.jobs.formats import errored
+from laneway.provider.batches import BODY_OVERHEAD_BYTES
 from laneway.runners.native.state import NativeState
 from laneway.runners.native.wire import encode_request
 from laneway.store import ClaimedJob, Finished

@@ -9,7 +9,7 @@ by ``list`` be mistaken for another one).
 Sizes are measured on the bytes the SDK sends: it encodes a body as compact JSON with
 ``ensure_ascii=False``, and so does :func:`encode_request`.
 
-The SDK calls themselves are the provider's (:mod:`laneway.provider_batches`).
+The SDK calls themselves are the provider's (:mod:`laneway.provider.batches`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from starlette.types import Receive
 
-from laneway.governor import Governor, Lane, Permit
+from laneway.governor.core import Governor, Lane, Permit
 
 T = TypeVar("T")
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from laneway.errors import LanewayError
-from laneway.jobs import JobDefaults
-from laneway.server.cancel import cancel as cancel_run
+from laneway.jobs.formats import JobDefaults
+from laneway.runs.cancel import cancel as cancel_run
 from laneway.store.gateway_batches import GatewayBatch
 from laneway.store.statuses import RunStatus
 
@@ -132,7 +132,8 @@ class BatchDriver:
             await self._submit(batch)
             run = await astore.call(astore.store.get_run, batch.id)
         if stop and run is not None and run.status != RunStatus.CANCELED:
-            await cancel_run(self.agent, batch.id, wait_s=self.cancel_wait_s)
+            await cancel_run(batch.id, astore=astore, provider=self.agent.provider,
+                             live=self.agent, wait_s=self.cancel_wait_s)
         await self._submit(batch)
 
     async def _submit(self, batch: GatewayBatch) -> None:

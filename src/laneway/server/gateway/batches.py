@@ -1,7 +1,7 @@
 """Message Batches on the gateway: the API's calls, fulfilled by laneway runs.
 
 ``POST /v1/messages/batches`` is checked as the API checks it (the local API's rules,
-:mod:`laneway.local.batch_requests`: 100,000 requests, 256 MB, ``custom_id``), and
+:mod:`laneway.wire.batches`: 100,000 requests, 256 MB, ``custom_id``), and
 answered at once with the batch object once the batch is durable: its input is saved
 beside the ledger and its row written (:mod:`laneway.store.gateway_batches`). Behind
 it, the batch is a run of the ledger named by the batch's id, carried out by the app's
@@ -25,8 +25,6 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from laneway.local.batch_requests import BATCH_MAX_BYTES, results_base_url
-from laneway.local.wire import APIError, check_version, new_id
 from laneway.server.gateway.batch_driver import BatchDriver
 from laneway.server.gateway.batch_objects import (
     DAY_S,
@@ -37,6 +35,9 @@ from laneway.server.gateway.batch_objects import (
 from laneway.server.gateway.batch_plan import MODE_HEADER, BadPlanHeader, plan_batch
 from laneway.server.gateway.clients import Clients, Refusal
 from laneway.store.gateway_batches import GatewayBatch
+from laneway.wire.batches import BATCH_MAX_BYTES, results_base_url
+from laneway.wire.errors import APIError
+from laneway.wire.ids import check_version, new_id
 
 if TYPE_CHECKING:
     from laneway.agent import HybridAgent

@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from laneway.governor import Lane
-from laneway.pricing import Usage, usage_cost
+from laneway.cost.prices import Usage, usage_cost
+from laneway.governor.core import Lane
 
 #: What nginx logs for a client that closed its connection before the answer.
 CLIENT_CLOSED = 499

@@ -5,20 +5,39 @@ The easy mistake: ``export ANTHROPIC_BASE_URL=http://127.0.0.1:8000`` for the ap
 refused at start (:func:`check_upstream`), and any other loop (two gateways pointed at
 each other) is answered 508 Loop Detected: each gateway names itself in a ``laneway-via``
 header on what it sends upstream and refuses a request that carries its own name.
+
+Both need to know the addresses that are this host's own (:func:`is_loopback`), as does
+the server's rule that only loopback may connect without a token
+(:mod:`laneway.server.auth`).
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import os
 import secrets
 from urllib.parse import urlsplit
 
 from laneway.errors import ConfigError
-from laneway.server.auth import is_loopback
 
 VIA_HEADER = "laneway-via"
 #: This process's name in ``laneway-via``.
 INSTANCE = secrets.token_hex(6)
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+@functools.lru_cache(maxsize=256)
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    name = host.strip().strip("[]").lower()
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def check_upstream(host: str, port: int) -> None:

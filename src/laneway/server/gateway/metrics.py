@@ -15,7 +15,7 @@ from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from laneway.governor import Governor
+from laneway.governor.core import Governor
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.stats import lane_queue
 

@@ -25,16 +25,16 @@ from typing import Any
 
 from fastapi.responses import Response, StreamingResponse
 
-from laneway import provider_relay
 from laneway.errors import ProviderError
-from laneway.governor import Governor, Permit
-from laneway.provider import Provider, retry_after_s
-from laneway.provider_relay import RawResponse
+from laneway.governor.core import Governor, Permit
+from laneway.provider import relay as provider_relay
+from laneway.provider.client import Provider, retry_after_s
+from laneway.provider.relay import RawResponse
 from laneway.runners.retry import RetryPolicy
 from laneway.server.gateway.admission import ClientWatch, WaitLimits, admit
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.headers import client_headers
-from laneway.server.gateway.sse_tap import SseTap
+from laneway.wire.sse import SseTap
 
 #: Statuses worth another try: rate limited, overloaded, the upstream's own failures.
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})

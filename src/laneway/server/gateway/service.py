@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from laneway import estimate, provider_relay
+from laneway.cost import tokens
+from laneway.cost.prices import known, worst_cost
 from laneway.errors import ProviderError
-from laneway.pricing import known, worst_cost
+from laneway.provider import relay as provider_relay
 from laneway.server.gateway.accounting import Recorder
 from laneway.server.gateway.admission import (
     LANE_HEADER,
@@ -130,7 +131,7 @@ class Gateway:
                       key_id=key.id if key else None, key_name=key.name if key else "local")
         max_tokens = body.get("max_tokens")
         max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1
-        input_tokens = estimate.input_tokens(body)
+        input_tokens = tokens.input_tokens(body)
         local = self.agent.provider.is_local
         try:
             if key is not None and key.budget_usd is not None and not local \

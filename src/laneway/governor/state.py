@@ -1,0 +1,62 @@
+"""What the governor keeps: the permit it hands out, and its state for each model.
+
+Plain records, kept apart from :mod:`laneway.governor.core` (which re-exports
+:class:`Permit`) so that module holds only the rules that change them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+from laneway.governor.buckets import AIMD, Lane, TokenBucket
+
+
+@dataclass(eq=False)
+class Permit:
+    """Permission to send one request; give it back with :meth:`Governor.release`."""
+
+    lane: Lane
+    model: str
+    #: Input tokens reserved: the caller's estimate, corrected by what usage has shown.
+    input_tokens: float
+    output_tokens: float
+    max_tokens: int
+    #: The caller's own estimate, kept to learn how far off such estimates are.
+    estimated_input: float = 0.0
+    admitted_at: float = 0.0
+    released: bool = False
+    #: No longer counted against the concurrency limit (see :meth:`Governor.set_aside`).
+    set_aside: bool = False
+
+
+@dataclass(eq=False)
+class Waiter:
+    """A request waiting for its permit in a lane."""
+
+    permit: Permit
+    future: asyncio.Future[Permit]
+
+
+@dataclass
+class ModelState:
+    """One model's buckets, concurrency, pause, lanes and what it has learnt."""
+
+    model: str
+    buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    aimd: AIMD = field(default_factory=AIMD)
+    paused_until: float = 0.0
+    in_flight: dict[Lane, int] = field(default_factory=lambda: {lane: 0 for lane in Lane})
+    waiting: dict[Lane, deque[Waiter]] = field(
+        default_factory=lambda: {lane: deque() for lane in Lane})
+    #: Moving averages: actual input tokens / estimate, and output tokens per request.
+    input_ratio: float = 1.0
+    output_avg: float | None = None
+    sent: dict[str, float] = field(
+        default_factory=lambda: {"requests": 0.0, "input": 0.0, "output": 0.0, "429": 0.0})
+    #: What admissions took from each bucket, in all (a process's recent use of its share).
+    admitted: dict[str, float] = field(
+        default_factory=lambda: {"requests": 0.0, "input": 0.0, "output": 0.0})
+    #: This process's part of each limit, when processes share one account.
+    shares: dict[str, float] = field(default_factory=dict)
