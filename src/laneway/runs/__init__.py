@@ -1,10 +1,13 @@
-"""A run's session: the one home of what every caller of a run does alike.
+"""A run's life: a JSONL input becomes a run of the ledger, is planned, carried out by a
+runner, and ends in a status (or is canceled).
 
-``laneway.run()`` (:mod:`laneway.runs.library`), ``laneway worker`` (:mod:`laneway.runs.worker`) and
-``HybridAgent.submit`` (:mod:`laneway.agent`) all carry out runs of the ledger; what they
-share lives here, one concept a module:
+Its faces: ``laneway.run()`` (:mod:`.library`), ``laneway worker`` (:mod:`.worker`),
+and, outside the package, ``HybridAgent.submit`` (:mod:`laneway.agent`) and the
+gateway's Message Batches. What they share lives here, one concept a module:
 
 - :mod:`.config`: :class:`~.config.RunConfig`, every option of a run;
+- :mod:`.names`: what a run may be called;
+- :mod:`.ingest`: an input file into the run's jobs, once, resumably;
 - :mod:`.prepare`: a run's identity (name, fingerprint), its row, and taking it up
   (the run's lock, ingest, claims a dead process left);
 - :mod:`.plan`: what is left of a run, as the planner sees it (``--mode auto``,
@@ -14,8 +17,10 @@ share lives here, one concept a module:
   the runner started plus the runner's live tally;
 - :mod:`.watch`: a realtime runner run with its progress callback and events;
 - :mod:`.execute`: a mode carried out (realtime, native, or native then realtime for
-  what the deadline left) and the status a run ends in.
+  what the deadline left) and the status a run ends in;
+- :mod:`.follow`: a cancel recorded by another process, followed here;
+- :mod:`.cancel`: a run stopped for good, its batches at the provider too.
 
-The package imports none of its callers. Its ``__init__`` imports nothing, so a caller
-loads only the parts it uses.
+The runners (:mod:`laneway.runners`) do the sending. The package imports none of its
+callers. Its ``__init__`` imports nothing, so a caller loads only the parts it uses.
 """
