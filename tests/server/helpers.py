@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from laneway.agent import HybridAgent
 from laneway.local import RunningLocal
-from laneway.local.server import free_port
+from laneway.local.server import bound_socket
 from laneway.provider.client import Provider
 from laneway.server import ServerSettings, create_app
 
@@ -50,7 +50,8 @@ class Served:
 def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
                  host: str = "127.0.0.1", kind: str = "local", **settings: Any) -> Served:
     """Run the app in a thread whose event loop owns the provider's client."""
-    port = free_port()
+    sock = bound_socket(host)  # bound before uvicorn starts: no race for a free port
+    port = int(sock.getsockname()[1])
     client = anthropic.AsyncAnthropic(base_url=local.base_url, api_key="k", max_retries=0)
     # kind="anthropic": priced like the real API (the local API answers as Claude would).
     provider = Provider(client, kind, local.base_url, description="the test local API")
@@ -63,7 +64,7 @@ def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
 
     async def main() -> None:
         try:
-            await server.serve()
+            await server.serve(sockets=[sock])
         finally:
             await provider.aclose()
 

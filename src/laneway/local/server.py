@@ -29,6 +29,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def bound_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (0: a free port), for a server to listen on."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 @dataclass
 class RunningLocal:
     """A local API running in a thread: its URL, and its state for tests to inspect."""
@@ -63,14 +76,21 @@ def start_local(config: LocalConfig | None = None, *, host: str = "127.0.0.1",
     ``engine`` replaces the one ``config`` names (tests use it to plug in a broken one).
     """
     app = create_app(config or LocalConfig(), engine=engine)
-    port = port or free_port(host)
+    # The socket is bound here and handed to uvicorn: a port chosen first and bound later
+    # could be taken meanwhile by another process doing the same (tests run in parallel).
+    try:
+        sock = bound_socket(host, port)
+    except OSError as exc:
+        raise ConfigError(f"the local API could not start on {host}:{port}: "
+                          f"{exc.strerror or exc}") from None
+    port = int(sock.getsockname()[1])
     server = uvicorn.Server(uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="on",
         timeout_keep_alive=30, access_log=False,
     ))
     # uvicorn installs signal handlers only in the main thread; this one is not.
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True,
-                              name="laneway-local-api")
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
+                              daemon=True, name="laneway-local-api")
     thread.start()
     deadline = time.monotonic() + startup_timeout_s
     while not server.started:
