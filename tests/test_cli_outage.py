@@ -19,7 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pytest
 
+import inprocess
 from laneway.local import LocalConfig, start_local
 from laneway.local.server import free_port
 from laneway.store import open_store
@@ -42,10 +44,9 @@ def make_input(path: Path, n: int) -> Path:
     return path
 
 
-def laneway(args: list[str], env: dict[str, str], cwd: Path,
-            timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*LANEWAY, *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+def laneway(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``laneway ARGS`` in this process (``inprocess``): what it prints and its exit code."""
+    return inprocess.laneway(args, env=env, cwd=cwd)
 
 
 def counts(cwd: Path) -> dict[str, int]:
@@ -179,6 +180,7 @@ def test_server_errors_that_use_up_the_attempts_leave_the_job_pending(tmp_path: 
         running.stop()
 
 
+@pytest.mark.timeout(300)
 def test_a_stalled_request_is_cut_by_the_runs_own_speed_not_the_600_s_default(
         tmp_path: Path) -> None:
     """5% of requests stall for 300 s; each is abandoned after the 10 s floor of the
@@ -187,12 +189,13 @@ def test_a_stalled_request_is_cut_by_the_runs_own_speed_not_the_600_s_default(
     running = start_local(LocalConfig(faults="stall=0.05", seed=2))
     try:
         started = time.monotonic()
-        res = laneway([*RUN, "--concurrency", "4"], env_for(running.base_url), tmp_path,
-                      timeout=100)
+        res = laneway([*RUN, "--concurrency", "4"], env_for(running.base_url), tmp_path)
         took = time.monotonic() - started
         assert res.returncode == 0, res.stderr
         assert running.api.stats["faults"] >= 1
-        assert took < 60
+        # 20-25 s on a quiet machine, 80 s seen under load (the observed speed, so the
+        # bound, follows the CPU); the 600 s default would hold a stalled request 600 s.
+        assert took < 250
         assert output_ids(tmp_path) == [f"doc-{i}" for i in range(60)]
         assert running.api.completions.completed == 60
     finally:
@@ -209,7 +212,7 @@ def test_a_stalled_stream_is_cut_by_the_runs_own_gaps_not_the_60_s_idle_timeout(
     try:
         started = time.monotonic()
         res = laneway([*RUN, "--stream", "--concurrency", "4"], env_for(running.base_url),
-                      tmp_path, timeout=100)
+                      tmp_path)
         took = time.monotonic() - started
         assert res.returncode == 0, res.stderr
         assert running.api.stats["faults"] >= 1

@@ -1,4 +1,5 @@
-"""`laneway run/status/results/runs/ask` as a user runs them, in subprocesses."""
+"""`laneway run/status/results/runs/ask` as a user runs them: the main job in a subprocess,
+the rest through ``laneway.cli.main`` in this process (``inprocess``)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,20 @@ from pathlib import Path
 
 import pytest
 
+import inprocess
 from laneway.local import LocalConfig, RunningLocal, start_local
 
 LANEWAY = [sys.executable, "-m", "laneway"]
 
 
-def cli(args: list[str], *, env: dict[str, str], cwd: Path,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(args: list[str], *, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``laneway ARGS`` in this process (``inprocess``): what it prints and its exit code."""
+    return inprocess.laneway(args, env=env, cwd=cwd)
+
+
+def real_cli(args: list[str], *, env: dict[str, str], cwd: Path,
+             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m laneway ARGS``: the real command, in a process of its own."""
     return subprocess.run([*LANEWAY, *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -39,7 +47,8 @@ def make_input(path: Path, n: int) -> Path:
 def test_run_status_results_runs(tmp_path: Path, local_api: RunningLocal) -> None:
     env = env_for(local_api.base_url)
     make_input(tmp_path / "in.jsonl", 25)
-    done = cli(["run", "in.jsonl", "-o", "out.jsonl", "--run", "docs"], env=env, cwd=tmp_path)
+    done = real_cli(["run", "in.jsonl", "-o", "out.jsonl", "--run", "docs"], env=env,
+                    cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "25 succeeded" in done.stderr
     lines = (tmp_path / "out.jsonl").read_text().splitlines()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import inprocess
 import pgserver
 from laneway.local import RunningLocal
 from laneway.store import open_store
@@ -25,12 +26,11 @@ N, BAD_LINE = 2600, 2501  # ingest commits 2,000 jobs in its first chunk, then m
 SMALL_N, SMALL_BAD_LINE = 40, 30
 
 
-def cli(args: list[str], *, base_url: str, cwd: Path,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(args: list[str], *, base_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``laneway ARGS`` in this process (``inprocess``): what it prints and its exit code."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     env.update(ANTHROPIC_BASE_URL=base_url, COLUMNS="250")
-    return subprocess.run([*LANEWAY, *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return inprocess.laneway(args, env=env, cwd=cwd)
 
 
 def write_input(path: Path, *, bad: bool, n: int = N, bad_line: int = BAD_LINE) -> Path:
@@ -128,8 +128,7 @@ def test_worker_never_works_on_a_failed_ingest(tmp_path: Path, local_api: Runnin
     res = cli(["run", "in.jsonl", "--db", pg, "--no-work", "--run", "half"], base_url=url,
               cwd=tmp_path)
     assert res.returncode == 2
-    worker = cli(["worker", "--db", pg, "--concurrency", "4"], base_url=url, cwd=tmp_path,
-                 timeout=20)
+    worker = cli(["worker", "--db", pg, "--concurrency", "4"], base_url=url, cwd=tmp_path)
     assert worker.returncode == 3, worker.stderr
     assert f"ingest failed at line {BAD_LINE}" in " ".join(worker.stderr.split())
     assert local_api.api.completions.total == 0

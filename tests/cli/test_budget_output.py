@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
+import inprocess
 from laneway.local import RunningLocal
 
 LANEWAY = [sys.executable, "-m", "laneway"]
 
 
-def cli(args: list[str], *, env: dict[str, str], cwd: Path,
-        timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*LANEWAY, *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+def cli(args: list[str], *, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``laneway ARGS`` in this process (``inprocess``): what it prints and its exit code."""
+    return inprocess.laneway(args, env=env, cwd=cwd)
 
 
 def env_for(base_url: str) -> dict[str, str]:
@@ -175,7 +175,8 @@ def test_results_output_checked_and_stale_parts_cleaned(tmp_path: Path,
                           capture_output=True, text=True, check=True).stdout.strip()
     stale = tmp_path / f".out.jsonl.{dead}.k1ll3d.part"
     stale.write_text("half")
-    live = tmp_path / f".out.jsonl.{os.getpid()}.w0rk1n.part"
+    # A live process that is not the command's (the command runs in this one).
+    live = tmp_path / f".out.jsonl.{os.getppid()}.w0rk1n.part"
     live.write_text("half")
     res = cli(["run", "in.jsonl", "-o", "out.jsonl", "--run", "r", "-q"], env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr

@@ -2,7 +2,8 @@
 JSON nested thousands deep, bytes that are not UTF-8, a file that cannot be read, a
 `--db` that is not SQLite. A UTF-8 byte-order mark is not an error.
 
-`laneway run` and `laneway estimate` run in subprocesses against the local API."""
+`laneway run` and `laneway estimate` run against the local API, in this process
+(``inprocess``), but for the unreadable file (a subprocess without root's file access)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import inprocess
 from laneway.local import RunningLocal
 
 LANEWAY = [sys.executable, "-m", "laneway"]
@@ -32,7 +34,9 @@ def laneway(args: list[str], cwd: Path, base_url: str = "http://127.0.0.1:9", *,
             obey_file_modes: bool = False) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     env.update(ANTHROPIC_BASE_URL=base_url, COLUMNS="80")
-    as_root = obey_file_modes and os.geteuid() == 0
+    if not obey_file_modes:  # in this process (``inprocess``): no start-up to pay
+        return inprocess.laneway(args, env=env, cwd=cwd)
+    as_root = os.geteuid() == 0
     return subprocess.run([*LANEWAY, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=120, stdin=subprocess.DEVNULL,
                           preexec_fn=drop_root_file_access if as_root else None)

@@ -2,9 +2,9 @@
 value of the wrong type or out of bounds) is the usage line and one error line naming
 what is wrong, exit 2: never a traceback, never a hang.
 
-Each case runs `laneway` in a subprocess, with the Typer that the project's
-dependencies install (0.2x bundles its own click: what it raises is not
-``click.ClickException``)."""
+Each case runs `laneway` through ``laneway.cli.main`` in this process (``inprocess``),
+with the Typer that the project's dependencies install (0.2x bundles its own click: what
+it raises is not ``click.ClickException``); one runs the real ``python -m laneway``."""
 
 from __future__ import annotations
 
@@ -15,15 +15,25 @@ from pathlib import Path
 
 import pytest
 
+import inprocess
+
 LANEWAY = [sys.executable, "-m", "laneway"]
 #: Nothing listens here: if an option were accepted, requests would fail, not hang.
 DEAD_API = "http://127.0.0.1:9"
 
 
-def laneway(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     env.update(ANTHROPIC_BASE_URL=DEAD_API, ANTHROPIC_API_KEY="test-key", COLUMNS="80")
-    return subprocess.run([*LANEWAY, *args], cwd=cwd, env=env, capture_output=True,
+    return env
+
+
+def laneway(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return inprocess.laneway(args, env=_env(), cwd=cwd)
+
+
+def real_laneway(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LANEWAY, *args], cwd=cwd, env=_env(), capture_output=True,
                           text=True, timeout=30, stdin=subprocess.DEVNULL)
 
 
@@ -51,6 +61,11 @@ def assert_usage_error(res: subprocess.CompletedProcess[str], *expected: str) ->
 def test_a_usage_error_is_one_line_and_exit_2(tmp_path: Path, args: list[str],
                                               expected: str) -> None:
     assert_usage_error(laneway(args, tmp_path), expected)
+
+
+def test_a_usage_error_of_the_real_command_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    assert_usage_error(real_laneway(["run", "in.jsonl", "--bogus"], tmp_path),
+                       "No such option: --bogus")
 
 
 def test_no_command_prints_the_help(tmp_path: Path) -> None:

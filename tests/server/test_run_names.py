@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+import inprocess
 from laneway.local.app import _QuietDrops
 
 from .helpers import Served
@@ -86,8 +87,7 @@ def test_the_log_filter_ends_on_a_cyclic_exception_chain() -> None:
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     env["COLUMNS"] = "60"
-    return subprocess.run([*LANEWAY, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return inprocess.laneway(args, env=env, cwd=cwd)
 
 
 @pytest.mark.parametrize("command", [
