@@ -49,6 +49,7 @@ def laneway(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
     return inprocess.laneway(args, env=env, cwd=cwd)
 
 
+
 def counts(cwd: Path) -> dict[str, int]:
     store = open_store(str(cwd / ".laneway" / "laneway.db"))
     try:

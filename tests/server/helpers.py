@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from laneway.agent import HybridAgent
 from laneway.local import RunningLocal
-from laneway.local.server import bound_socket
+from laneway.local.server import listening_port
 from laneway.provider.client import Provider
 from laneway.server import ServerSettings, create_app
 
@@ -50,8 +50,7 @@ class Served:
 def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
                  host: str = "127.0.0.1", kind: str = "local", **settings: Any) -> Served:
     """Run the app in a thread whose event loop owns the provider's client."""
-    sock = bound_socket(host)  # bound before uvicorn starts: no race for a free port
-    port = int(sock.getsockname()[1])
+    port = 0  # the OS picks a free one as uvicorn binds it: no race for a free port
     client = anthropic.AsyncAnthropic(base_url=local.base_url, api_key="k", max_retries=0)
     # kind="anthropic": priced like the real API (the local API answers as Claude would).
     provider = Provider(client, kind, local.base_url, description="the test local API")
@@ -64,7 +63,7 @@ def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
 
     async def main() -> None:
         try:
-            await server.serve(sockets=[sock])
+            await server.serve()
         finally:
             await provider.aclose()
 
@@ -75,6 +74,7 @@ def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.01)
+    port = listening_port(server)
     shown = f"[{host}]" if ":" in host else host
     return Served(f"http://{shown}:{port}", app, server, thread, local, token)
 

@@ -29,17 +29,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def bound_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (0: a free port), for a server to listen on."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                         socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
+def listening_port(server: uvicorn.Server) -> int:
+    """The port a started uvicorn server listens on (the one the OS gave for port 0)."""
+    return int(server.servers[0].sockets[0].getsockname()[1])
 
 
 @dataclass
@@ -76,21 +68,15 @@ def start_local(config: LocalConfig | None = None, *, host: str = "127.0.0.1",
     ``engine`` replaces the one ``config`` names (tests use it to plug in a broken one).
     """
     app = create_app(config or LocalConfig(), engine=engine)
-    # The socket is bound here and handed to uvicorn: a port chosen first and bound later
-    # could be taken meanwhile by another process doing the same (tests run in parallel).
-    try:
-        sock = bound_socket(host, port)
-    except OSError as exc:
-        raise ConfigError(f"the local API could not start on {host}:{port}: "
-                          f"{exc.strerror or exc}") from None
-    port = int(sock.getsockname()[1])
+    # Port 0: the OS picks a free port as uvicorn binds it, read back once it listens (a
+    # port chosen first and bound later could be taken meanwhile by another process).
     server = uvicorn.Server(uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="on",
         timeout_keep_alive=30, access_log=False,
     ))
     # uvicorn installs signal handlers only in the main thread; this one is not.
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
-                              daemon=True, name="laneway-local-api")
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True,
+                              name="laneway-local-api")
     thread.start()
     deadline = time.monotonic() + startup_timeout_s
     while not server.started:
@@ -99,6 +85,7 @@ def start_local(config: LocalConfig | None = None, *, host: str = "127.0.0.1",
         if time.monotonic() > deadline:
             raise ConfigError(f"the local API did not start within {startup_timeout_s:g} s")
         time.sleep(0.01)
+    port = listening_port(server)
     return RunningLocal(f"http://{host}:{port}", app, server, thread)
 
 
