@@ -32,3 +32,15 @@ async def client(local_api: RunningLocal) -> AsyncIterator[anthropic.AsyncAnthro
         base_url=local_api.base_url, api_key="test-key", max_retries=0
     ) as c:
         yield c
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist (``--dist loadgroup``, as scripts/test runs the suite): the
+    tests marked ``timing`` run one after another on one worker, so no two of them
+    measure time while the other loads the CPU; the ``model`` tests share one worker, so
+    the weights are loaded once a module rather than once a worker."""
+    for item in items:
+        for group in ("timing", "model"):
+            if item.get_closest_marker(group) is not None:
+                item.add_marker(pytest.mark.xdist_group(group))
+                break

@@ -181,6 +181,7 @@ def test_server_errors_that_use_up_the_attempts_leave_the_job_pending(tmp_path: 
         running.stop()
 
 
+@pytest.mark.timing
 @pytest.mark.timeout(300)
 def test_a_stalled_request_is_cut_by_the_runs_own_speed_not_the_600_s_default(
         tmp_path: Path) -> None:
@@ -203,6 +204,7 @@ def test_a_stalled_request_is_cut_by_the_runs_own_speed_not_the_600_s_default(
         running.stop()
 
 
+@pytest.mark.timing
 def test_a_stalled_stream_is_cut_by_the_runs_own_gaps_not_the_60_s_idle_timeout(
         tmp_path: Path) -> None:
     """5% of streams go silent after ``message_start`` (only pings, for 300 s); each is

@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from laneway.errors import RateLimitedError
 from laneway.governor.core import Governor, Lane
 from laneway.local import LocalConfig, start_local
@@ -29,6 +31,7 @@ def setup_run(tmp_path: Path, n: int) -> tuple[object, str]:
     return store, row.id
 
 
+@pytest.mark.timing
 async def test_learns_the_limit_and_paces_below_it(tmp_path: Path) -> None:
     running = start_local(LocalConfig(rpm=600))  # 10/s, with a full minute of burst
     store, run_id = setup_run(tmp_path, 700)

@@ -11,6 +11,7 @@ from laneway.errors import InputError
 from laneway.jobs.formats import BadLine, Job, JobDefaults, read_jobs, write_results
 from laneway.runs.ingest import ingest
 from laneway.store import open_store
+from laneway.store.statuses import JobStatus
 
 DEFAULTS = JobDefaults(model="claude-haiku-4-5", max_tokens=64, system="Be brief.")
 
@@ -137,6 +138,19 @@ def test_duplicate_across_ingest_chunks(tmp_path: Path, monkeypatch: pytest.Monk
 def test_duplicate_with_skip_invalid_becomes_errored(tmp_path: Path) -> None:
     path = write(tmp_path, ['{"id": "a", "prompt": "x"}', '{"id": "a", "prompt": "z"}'])
     assert _run(tmp_path / "l.db", path, skip_invalid=True) == 2
+    store = open_store(str(tmp_path / "l.db"))
+    try:
+        (run,) = store.list_runs()
+        counts = store.counts(run.id)
+        assert (counts.total, counts[JobStatus.PENDING], counts[JobStatus.ERRORED]) == (2, 1, 1)
+        # The first "a" is the job; the second line is recorded as an errored bad line,
+        # named by its line, with the duplicate as its error.
+        ((custom_id, result),) = list(store.iter_results(run.id))
+        assert custom_id == "invalid-line-2"
+        assert result["type"] == "errored"
+        assert "duplicate id 'a' (first at line 1)" in json.dumps(result)
+    finally:
+        store.close()
 
 
 def test_empty_file_is_an_error(tmp_path: Path) -> None:

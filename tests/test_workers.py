@@ -158,6 +158,7 @@ async def test_a_named_run_that_does_not_exist(pg: str, local_api: RunningLocal)
         await work(WorkerConfig(db=pg, run_id="nope"), provider=Provider.at(local_api.base_url))
 
 
+@pytest.mark.timing
 @pytest.mark.postgres
 @pytest.mark.timeout(120)
 def test_killed_worker_loses_nothing_and_duplicates_nothing(pg: str, tmp_path: Path) -> None:
@@ -175,12 +176,20 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(pg: str, tmp_path: P
     try:
         subprocess.run([LANEWAY, "run", str(inp), "--db", pg, "--no-work", "--run", "big"],
                        check=True, env=env, capture_output=True, timeout=60)
-        for name in ("w-a", "w-b", "w-doomed"):
+
+        def start(name: str) -> None:
             workers[name] = subprocess.Popen(
                 [LANEWAY, "worker", "--db", pg, "--lease", "3", "--id", name, "-q"],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
         store = open_store(pg)
         try:
+            # The doomed worker first, the others once it holds jobs: started together, a
+            # slow start (a loaded machine) could leave it nothing to claim.
+            start("w-doomed")
+            _wait_until_working(store, "w-doomed", min_done=0)
+            start("w-a")
+            start("w-b")
             held, done_at_kill = _wait_until_working(store, "w-doomed", min_done=300)
             workers["w-doomed"].send_signal(signal.SIGKILL)
             assert held > 0  # it died holding claimed jobs

@@ -179,6 +179,7 @@ async def test_output_tokens_bucket_goes_into_debt(client: anthropic.AsyncAnthro
     assert int(info.value.response.headers["retry-after"]) >= 60
 
 
+@pytest.mark.timing
 @pytest.mark.local_config(rpm=1200)
 async def test_sustained_rate_matches_rpm(client: anthropic.AsyncAnthropic) -> None:
     """The accuracy claim, scaled down: under --rpm 1200 a client sending as fast as it can

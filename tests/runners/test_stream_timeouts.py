@@ -49,6 +49,7 @@ async def test_a_stall_is_cut_once_the_bound_is_known_even_mid_wait() -> None:
         running.stop()
 
 
+@pytest.mark.timing
 async def test_a_slow_run_learns_a_longer_bound_and_its_streams_are_not_cut() -> None:
     """300 ms between tokens: 4 x that is above a small floor, so a stream as slow as
     the run's others completes; a stall is still cut by the learnt bound."""

@@ -101,9 +101,16 @@ def test_with_a_token_the_gateway_needs_a_key_or_the_token(
         local_api: RunningLocal, tmp_path: Path) -> None:
     served = start_server(local_api, tmp_path / "l.db", token="s3cret")
     try:
-        with pytest.raises(anthropic.AuthenticationError, match="needs a laneway key"):
-            sdk(served.base_url, "anything").messages.create(model=MODEL, max_tokens=5,
-                                                             messages=HI)
+        # Anything but a known laneway key or the token itself is refused before it is
+        # sent: a token's look-alike, a key of the right form that the ledger does not know.
+        for wrong in ("anything", "s3cre", "s3cret2", "S3CRET"):
+            with pytest.raises(anthropic.AuthenticationError, match="needs a laneway key"):
+                sdk(served.base_url, wrong).messages.create(model=MODEL, max_tokens=5,
+                                                            messages=HI)
+        with pytest.raises(anthropic.AuthenticationError, match="invalid laneway key"):
+            sdk(served.base_url, "lw_" + "x" * 43).messages.create(model=MODEL, max_tokens=5,
+                                                                   messages=HI)
+        assert local_api.api.completions.completed == 0
         _, secret = served.agent.store.create_key("remote")
         assert sdk(served.base_url, secret).messages.create(model=MODEL, max_tokens=5,
                                                             messages=HI).content
@@ -111,5 +118,20 @@ def test_with_a_token_the_gateway_needs_a_key_or_the_token(
         # The rest of the server still wants the token itself, not a client key.
         r = httpx.get(served.base_url + "/v1/runs", headers={"x-api-key": secret})
         assert r.status_code == 401
+    finally:
+        served.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="the gateway's passthrough routes (models, "
+                   "count_tokens) check no key: found by issue 27, left to the gateway's "
+                   "one admission pipeline")
+def test_with_a_token_models_and_count_tokens_need_a_key_too(
+        local_api: RunningLocal, tmp_path: Path) -> None:
+    served = start_server(local_api, tmp_path / "l.db", token="s3cret")
+    try:
+        with pytest.raises(anthropic.AuthenticationError):
+            sdk(served.base_url, "anything").models.list()
+        with pytest.raises(anthropic.AuthenticationError):
+            sdk(served.base_url, "anything").messages.count_tokens(model=MODEL, messages=HI)
     finally:
         served.stop()

@@ -352,6 +352,7 @@ async def keep_busy(urls: list[str], seconds: float, answered: Counter[str]) -> 
     await asyncio.gather(*(one_client(u) for u in urls))
 
 
+@pytest.mark.timing
 @pytest.mark.postgres
 @pytest.mark.local_config(rpm=RPM)
 def test_two_gateway_processes_share_one_limit(local_api: RunningLocal, pg_server: str,
