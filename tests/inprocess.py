@@ -75,3 +75,12 @@ def _call(main: Callable[[list[str]], int], argv: list[str]) -> int:
         return main(argv)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="laneway-cli") as pool:
         return pool.submit(main, argv).result()
+
+
+def main(argv: list[str]) -> int:
+    """As ``laneway.cli.main(argv)``, through :func:`laneway`: what the command printed is
+    written to this process's stdout and stderr (for ``capsys``)."""
+    res = laneway(argv)
+    sys.stdout.write(res.stdout)
+    sys.stderr.write(res.stderr)
+    return res.returncode

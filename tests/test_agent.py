@@ -14,6 +14,7 @@ from laneway.agent import HybridAgent
 from laneway.local import RunningLocal
 from laneway.provider.client import Provider
 from laneway.store import open_store
+from laneway.store.statuses import JobStatus
 
 
 @pytest.fixture
@@ -105,7 +106,10 @@ async def test_closing_leaves_the_run_resumable(provider: Provider, tmp_path: Pa
         path.write_text("".join(f'{{"id": "{j["id"]}", "prompt": "{j["prompt"]}"}}\n'
                                 for j in jobs(30)))
         run_id = await agent.submit(path)
-        await asyncio.sleep(0.2)
+        deadline = time.monotonic() + 30  # closed once a first job is done, durably
+        while (await agent.astore.counts(run_id))[JobStatus.SUCCEEDED] == 0:
+            assert time.monotonic() < deadline, "no job finished"
+            await asyncio.sleep(0.02)
     async with HybridAgent(provider=provider, db=db) as agent:
         assert agent.store.get_run(run_id).status == "stopped"  # type: ignore[union-attr]
         done_before = agent.progress(run_id).done

@@ -12,19 +12,11 @@ from pathlib import Path
 
 import pytest
 
-import inprocess
+from inprocess import main
 from laneway.local import LocalConfig, start_local
 
 LANEWAY = [sys.executable, "-m", "laneway"]
 
-
-def main(argv: list[str]) -> int:
-    """``laneway.cli.main`` through ``inprocess`` (the consoles as wide as ``COLUMNS``
-    says, what a command leaves in the process put back); its output goes to capsys."""
-    res = inprocess.laneway(argv)
-    sys.stdout.write(res.stdout)
-    sys.stderr.write(res.stderr)
-    return res.returncode
 MODEL = "claude-sonnet-4-6"
 
 

@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import inprocess
+from inprocess import main
 from laneway.store import open_store
 
 LANEWAY = [sys.executable, "-m", "laneway"]
-
-
-def main(argv: list[str]) -> int:
-    """``laneway.cli.main`` through ``inprocess`` (the consoles as wide as ``COLUMNS``
-    says, what a command leaves in the process put back); its output goes to capsys."""
-    res = inprocess.laneway(argv)
-    sys.stdout.write(res.stdout)
-    sys.stderr.write(res.stderr)
-    return res.returncode
 
 
 @pytest.fixture
