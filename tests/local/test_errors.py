@@ -105,7 +105,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("no model", _without("model"), "model: Field required"),
     ("no max_tokens", _without("max_tokens"), "max_tokens: Field required"),
     ("no messages", _without("messages"), "messages: Field required"),
-    ("max_tokens 0", {**GOOD, "max_tokens": 0}, "max_tokens:"),
+    ("max_tokens -1", {**GOOD, "max_tokens": -1}, "max_tokens:"),
     ("max_tokens text", {**GOOD, "max_tokens": "ten"}, "max_tokens:"),
     ("empty messages", {**GOOD, "messages": []}, "messages:"),
     ("bad role", {**GOOD, "messages": [{"role": "tool", "content": "hi"}]},

@@ -16,6 +16,7 @@ from laneway.local.cache import Breakpoint
 from laneway.local.engines.base import Prompt
 from laneway.local.models import local_capabilities
 from laneway.local.structured import OutputSpec, instructed, parse_output
+from laneway.local.tool_changes import offered_tools
 from laneway.local.unsupported import check_supported
 from laneway.local.wire import APIError, invalid
 
@@ -71,13 +72,21 @@ def _block_text(block: object, field: str) -> str:
         raise invalid(f"{field}.content", "Input should be a valid string or list")
     if kind == "tool_use":
         return str(block.get("input", ""))
+    if kind == "search_result":
+        content = block.get("content", [])
+        if not isinstance(content, list):
+            raise invalid(f"{field}.content", "Input should be a valid list")
+        title = block.get("title")
+        head = f"{title}\n" if isinstance(title, str) and title else ""
+        return head + "".join(
+            _block_text(b, f"{field}.content.{i}") for i, b in enumerate(content))
     source = block.get("source")
     if kind == "document" and isinstance(source, dict) and source.get("type") == "text":
         data = source.get("data")
         if not isinstance(data, str):
             raise invalid(f"{field}.source.data", "Input should be a valid string")
         return data
-    # Images, documents, thinking: nothing the engines read as text.
+    # Images, documents, thinking, tool changes: nothing the engines read as text.
     return ""
 
 
@@ -89,13 +98,27 @@ def _content_text(content: object, field: str) -> str:
     raise invalid(field, "Input should be a valid string or a list of content blocks")
 
 
-def _system_text(content: object, field: str) -> str:
-    """A system prompt's text: a string or text blocks, nothing else."""
+def _system_text(content: object, field: str, *, tool_changes: bool = False) -> str:
+    """A system prompt's text: a string or text blocks (a system message's may also
+    change the tools offered: see :mod:`laneway.local.tool_changes`)."""
+    allowed = ("text", "tool_addition", "tool_removal") if tool_changes else ("text",)
     if isinstance(content, list):
         for i, block in enumerate(content):
-            if isinstance(block, dict) and block.get("type") != "text":
-                raise invalid(f"{field}.{i}.type", "Input should be 'text'")
+            if isinstance(block, dict) and block.get("type") not in allowed:
+                raise invalid(f"{field}.{i}.type", "Input should be " + ", ".join(
+                    repr(a) for a in allowed))
     return _content_text(content, field)
+
+
+def _shown(messages: list[Any], i: int) -> bool:
+    """Whether system message ``i`` is in front of the model: ``clear_at:
+    "next_user_message"`` hides it once a later user message exists."""
+    clear_at = messages[i].get("clear_at")
+    if clear_at not in (None, "never", "next_user_message"):
+        raise invalid(f"messages.{i}.clear_at", "Input should be 'next_user_message' or "
+                      "'never'")
+    return clear_at != "next_user_message" or not any(
+        isinstance(m, dict) and m.get("role") == "user" for m in messages[i + 1:])
 
 
 def _prompt(body: dict[str, Any]) -> Prompt:
@@ -119,7 +142,9 @@ def _prompt(body: dict[str, Any]) -> Prompt:
         if "content" not in msg:
             raise invalid(f"{field}.content", "Field required")
         if role == "system":
-            turns.append((role, _system_text(msg["content"], f"{field}.content")))
+            text = _system_text(msg["content"], f"{field}.content", tool_changes=True)
+            if _shown(messages, i):
+                turns.append((role, text))
         else:
             turns.append((role, _content_text(msg["content"], f"{field}.content")))
     system = body.get("system", "")
@@ -152,16 +177,18 @@ def _breakpoints(body: dict[str, Any], prompt: Prompt) -> tuple[Breakpoint, ...]
             if ttl is not None:
                 text = "".join(_block_text(b, "system") for b in system[: j + 1])
                 out.append(Breakpoint(Prompt(system=text, turns=()), ttl))
-    for i, msg in enumerate(body["messages"]):
+    messages = body["messages"]
+    turn = 0  # the prompt turn of message i (a hidden system message has none)
+    for i, msg in enumerate(messages):
         content = msg["content"]
-        if not isinstance(content, list):
-            continue
-        for j, block in enumerate(content):
+        kept = msg["role"] != "system" or _shown(messages, i)
+        for j, block in enumerate(content if isinstance(content, list) and kept else []):
             ttl = _ttl(block)
             if ttl is not None:
                 text = "".join(_block_text(b, "messages") for b in content[: j + 1])
-                turns = (*prompt.turns[:i], (prompt.turns[i][0], text))
+                turns = (*prompt.turns[:turn], (prompt.turns[turn][0], text))
                 out.append(Breakpoint(Prompt(system=prompt.system, turns=turns), ttl))
+        turn += kept
     top = _ttl(body)
     if top is not None:
         out.append(Breakpoint(prompt, top))
@@ -201,8 +228,10 @@ def validate_message(
     max_tokens = body["max_tokens"]
     if not _is_int(max_tokens):
         raise invalid("max_tokens", "Input should be a valid integer")
-    if max_tokens < 1:
-        raise invalid("max_tokens", "Input should be greater than or equal to 1")
+    if max_tokens < 0:  # 0 fills the prompt cache and generates nothing
+        raise invalid("max_tokens", "Input should be greater than or equal to 0")
+    if body.get("thread") is not None:  # the local API answers threads before this
+        raise invalid("thread", "message threads are not supported inside a message batch")
     prompt = _prompt(body)
 
     stops = body.get("stop_sequences") or []
@@ -234,7 +263,7 @@ def validate_message(
         raise invalid("metadata", "Input should be a valid dictionary or object")
     check_supported(body, local_capabilities() if capabilities is None else capabilities)
     breakpoints = _breakpoints(body, prompt)
-    output = parse_output(body, prompt)
+    output = parse_output({**body, "tools": offered_tools(body)}, prompt)
     return MessageParams(
         model=model,
         max_tokens=max_tokens,
