@@ -230,7 +230,8 @@ async def test_dropped_connection_is_a_connection_error(
     message = await client.messages.create(**GOOD)  # the next request is served
     assert text_of(message) == "hi"
     # The server's counters agree with what the client saw.
-    assert local_api.api.stats == {"requests": 2, "ok": 1, "rate_limited": 0, "faults": 1}
+    assert local_api.api.stats == {"requests": 2, "ok": 1, "rate_limited": 0, "faults": 1,
+                                   "thread_creates": 0, "thread_continues": 0}
 
 
 async def test_successes_carry_a_request_id(client: anthropic.AsyncAnthropic) -> None:

@@ -77,7 +77,8 @@ class LocalAPI:
             concurrency=config.batch_concurrency, min_s=config.batch_min_s, seed=config.seed,
         )
         #: Counters a test or benchmark can read: requests by outcome.
-        self.stats: dict[str, int] = {"requests": 0, "ok": 0, "rate_limited": 0, "faults": 0}
+        self.stats: dict[str, int] = {"requests": 0, "ok": 0, "rate_limited": 0, "faults": 0,
+                                      "thread_creates": 0, "thread_continues": 0}
         #: Completed answers per request content (what a client was billed for).
         self.completions = Completions()
         #: Message threads, held in this process only (gone after a restart).

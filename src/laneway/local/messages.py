@@ -35,7 +35,7 @@ from laneway.local.generation import (
 )
 from laneway.local.ratelimit import RateLimiter
 from laneway.local.threads import ThreadStore, ThreadTurn, thread_error
-from laneway.local.validation import MessageParams, validate_message
+from laneway.local.validation import MessageParams, validate_message, with_tool_call
 from laneway.local.wire import APIError, new_id
 
 #: Tokens a turn is cut after by the ``pause`` fault (``stop_reason: "pause_turn"``).
@@ -99,6 +99,8 @@ class MessageAnswers:
 
     async def answer(self, body: Any, *, fault_header: str | None, request_id: str) -> Response:
         turn = self.threads.open(body) if isinstance(body, dict) else None
+        if turn is not None:
+            self.stats["thread_continues" if turn.previous_id else "thread_creates"] += 1
         try:
             req = self._admit(turn.body if turn else body, turn, fault_header)
             headers = {"request-id": request_id, **self.limits.headers()}
@@ -112,7 +114,9 @@ class MessageAnswers:
 
     def _admit(self, body: Any, turn: ThreadTurn | None, fault_header: str | None) -> _Request:
         """Validate, draw the fault, size the prompt, plan the cache, pass the limits."""
-        params = validate_message(body, capabilities=models.capabilities_of(self.engine))
+        params = with_tool_call(
+            validate_message(body, capabilities=models.capabilities_of(self.engine)),
+            self.engine)
         self.stats["requests"] += 1
         fault = self.faults.draw(fault_header)
         self._thread_fault(fault, turn, body)

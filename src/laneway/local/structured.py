@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laneway.local.engines.base import Engine, Prompt, UnsupportedSchemaError
-from laneway.local.wire import invalid, new_id
+from laneway.local.wire import APIError, invalid, new_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,42 @@ def parse_output(body: dict[str, Any], prompt: Prompt) -> OutputSpec | None:
         raise invalid("output_config.format.type", "Input should be 'json_schema'")
     field = "output_config.format.schema"
     return OutputSpec(schema=_schema_text(fmt.get("schema"), field), field=field)
+
+
+def auto_tools(body: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The custom tools the model may call of its own accord (``tool_choice`` ``auto``,
+    the default): none under ``none`` or a forced choice, and none in answer to tool
+    results, so a tool loop with an engine that picks by rule always ends."""
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") != "auto":
+        return ()
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    content = last.get("content") if isinstance(last, dict) else None
+    if isinstance(content, list) and any(
+            isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
+        return ()
+    return tuple(tool for _, tool in _tools(body)[0])
+
+
+def chosen(engine: Engine, prompt: Prompt,
+           tools: tuple[dict[str, Any], ...]) -> OutputSpec | None:
+    """The tool call an engine that chooses tools by rule (``choose_tool``, the echo
+    engine's) makes of its own accord, if any; other engines answer text."""
+    choose = getattr(engine, "choose_tool", None)
+    if choose is None or not tools:
+        return None
+    index = choose(prompt.last_user_text, [t["name"] for t in tools])
+    if index is None:
+        return None
+    tool = tools[index]
+    output = OutputSpec(schema=_schema_text(tool["input_schema"], "tools"), field="tools",
+                        tool=tool["name"], description=str(tool.get("description") or ""))
+    try:
+        check(engine, output)
+    except APIError:  # a schema it cannot follow: it answers text instead
+        return None
+    return output
 
 
 def instructed(prompt: Prompt, output: OutputSpec | None) -> Prompt:

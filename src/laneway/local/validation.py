@@ -9,13 +9,19 @@ conversation.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from laneway.local.cache import Breakpoint
-from laneway.local.engines.base import Prompt
+from laneway.local.engines.base import Engine, Prompt
 from laneway.local.models import local_capabilities
-from laneway.local.structured import OutputSpec, instructed, parse_output
+from laneway.local.structured import (
+    OutputSpec,
+    auto_tools,
+    chosen,
+    instructed,
+    parse_output,
+)
 from laneway.local.tool_changes import offered_tools
 from laneway.local.unsupported import check_supported
 from laneway.local.wire import APIError, invalid
@@ -40,6 +46,8 @@ class MessageParams:
     sampling_set: bool = False
     #: JSON the answer must be (structured outputs, a forced tool call), if any.
     output: OutputSpec | None = None
+    #: The custom tools the model may call of its own accord (see structured.auto_tools).
+    auto_tools: tuple[dict[str, Any], ...] = ()
 
 
 def _is_int(v: object) -> bool:
@@ -215,6 +223,14 @@ def validate_count_tokens(body: object) -> tuple[str, Prompt]:
     return _model(body), instructed(prompt, parse_output(body, prompt))
 
 
+def with_tool_call(params: MessageParams, engine: Engine) -> MessageParams:
+    """``params`` with the tool call the engine makes of its own accord, if it does."""
+    output = chosen(engine, params.prompt, params.auto_tools)
+    if output is None:
+        return params
+    return replace(params, output=output, prompt=instructed(params.prompt, output))
+
+
 def validate_message(
     body: object, *, in_batch: bool = False, capabilities: Mapping[str, Any] | None = None,
 ) -> MessageParams:
@@ -263,7 +279,8 @@ def validate_message(
         raise invalid("metadata", "Input should be a valid dictionary or object")
     check_supported(body, local_capabilities() if capabilities is None else capabilities)
     breakpoints = _breakpoints(body, prompt)
-    output = parse_output({**body, "tools": offered_tools(body)}, prompt)
+    offered = {**body, "tools": offered_tools(body)}
+    output = parse_output(offered, prompt)
     return MessageParams(
         model=model,
         max_tokens=max_tokens,
@@ -276,4 +293,5 @@ def validate_message(
         breakpoints=breakpoints,
         sampling_set=any(body.get(k) is not None for k in ("temperature", "top_p", "top_k")),
         output=output,
+        auto_tools=auto_tools(offered) if output is None else (),
     )
