@@ -21,7 +21,7 @@ from .helpers import MODEL, PROMPT, RecordingEngine, text_of, wait_ended
 if not hasattr(anthropic.types, "ThreadNotFoundError"):  # SDKs before 2.17 send no threads
     pytest.skip("this SDK has no message threads", allow_module_level=True)
 
-from anthropic.types import (  # noqa: E402
+from anthropic.types import (
     ThreadAlreadyContinuedError,
     ThreadContinueInFlightError,
     ThreadNotFoundError,

@@ -3,8 +3,9 @@
 It answers with the words of the last user turn (continuing after a prefill when the
 prefill is a prefix of them), so a test knows the text, and the output length, it will
 get. Offered tools under ``tool_choice: auto``, it calls the first one whose name shares a
-word (of four letters or more) with that turn (with a minimal input valid against its schema), except in answer to
-tool results: so a tool loop (the SDK's tool runner) runs a call, then ends in text.
+word of four letters or more with that turn (with a minimal input valid against its
+schema), except in answer to tool results: so a tool loop (the SDK's tool runner) runs a
+call, then ends in text.
 ``ttft_ms`` is the wait before the first token and ``token_ms`` the wait between
 tokens, so benchmarks can model a realistic server.
 """
