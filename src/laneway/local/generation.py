@@ -78,6 +78,9 @@ async def generate(
     if params.max_tokens == 0:
         outcome.stop_reason = "max_tokens"
         return
+    cap, cap_reason = params.max_tokens, "max_tokens"
+    if pause_after_tokens is not None and pause_after_tokens < cap:
+        cap, cap_reason = pause_after_tokens, "pause_turn"
     sampling = sampling_of(engine, params, seed=seed)
     stops = params.stop_sequences
     text = ""
@@ -107,16 +110,9 @@ async def generate(
             if safe > sent:
                 yield text[sent:safe]
                 sent = safe
-            if outcome.output_tokens >= params.max_tokens:
-                outcome.stop_reason = "max_tokens"
+            if outcome.output_tokens >= cap:
+                outcome.stop_reason = cap_reason
                 break
-            if pause_after_tokens is not None and outcome.output_tokens >= pause_after_tokens:
-                outcome.stop_reason = "pause_turn"
-                break
-        else:
-            if len(text) > sent:
-                yield text[sent:]
-                sent = len(text)
         if outcome.stop_reason != "stop_sequence" and len(text) > sent:
             yield text[sent:]
             sent = len(text)

@@ -223,12 +223,28 @@ def validate_count_tokens(body: object) -> tuple[str, Prompt]:
     return _model(body), instructed(prompt, parse_output(body, prompt))
 
 
+def _sampling(body: dict[str, Any]) -> tuple[float, float | None, int | None]:
+    """``temperature`` (1.0 when unset), ``top_p`` and ``top_k``, checked."""
+    temperature = body.get("temperature", 1.0)
+    if temperature is None:
+        temperature = 1.0
+    if not _is_number(temperature) or not 0.0 <= float(temperature) <= 1.0:
+        raise invalid("temperature", "Input should be a number between 0 and 1")
+    top_p = body.get("top_p")
+    if top_p is not None and (not _is_number(top_p) or not 0.0 <= float(top_p) <= 1.0):
+        raise invalid("top_p", "Input should be a number between 0 and 1")
+    top_k = body.get("top_k")
+    if top_k is not None and (not _is_int(top_k) or top_k < 0):
+        raise invalid("top_k", "Input should be a non-negative integer")
+    return float(temperature), None if top_p is None else float(top_p), top_k
+
+
 def with_tool_call(params: MessageParams, engine: Engine) -> MessageParams:
-    """``params`` with the tool call the engine makes of its own accord, if it does."""
+    """``params`` with the tool call the engine makes of its own accord, if it does. The
+    prompt stays as sent (no instruction is added, unlike a forced call): the usage of a
+    request does not depend on what the model chose."""
     output = chosen(engine, params.prompt, params.auto_tools)
-    if output is None:
-        return params
-    return replace(params, output=output, prompt=instructed(params.prompt, output))
+    return params if output is None else replace(params, output=output)
 
 
 def validate_message(
@@ -256,17 +272,7 @@ def validate_message(
     if any(not s.strip() for s in stops):
         raise invalid("stop_sequences", "each stop sequence must contain non-whitespace")
 
-    temperature = body.get("temperature", 1.0)
-    if temperature is None:
-        temperature = 1.0
-    if not _is_number(temperature) or not 0.0 <= float(temperature) <= 1.0:
-        raise invalid("temperature", "Input should be a number between 0 and 1")
-    top_p = body.get("top_p")
-    if top_p is not None and (not _is_number(top_p) or not 0.0 <= float(top_p) <= 1.0):
-        raise invalid("top_p", "Input should be a number between 0 and 1")
-    top_k = body.get("top_k")
-    if top_k is not None and (not _is_int(top_k) or top_k < 0):
-        raise invalid("top_k", "Input should be a non-negative integer")
+    temperature, top_p, top_k = _sampling(body)
     stream = body.get("stream", False)
     if stream is None:
         stream = False
@@ -286,8 +292,8 @@ def validate_message(
         max_tokens=max_tokens,
         prompt=instructed(prompt, output),
         stop_sequences=tuple(stops),
-        temperature=float(temperature),
-        top_p=float(top_p) if top_p is not None else None,
+        temperature=temperature,
+        top_p=top_p,
         top_k=top_k,
         stream=stream,
         breakpoints=breakpoints,
