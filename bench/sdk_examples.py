@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                   (r["note"] if r["passed"] else r["why_it_cannot"] or r["error"])[:90]]
                  for r in results])
     save("sdk_examples", {"sdk": anthropic.__version__,
-                          "server": args.base_url and "given" or f"local/{args.engine}",
+                          "server": "given" if args.base_url else f"local/{args.engine}",
                           "passed": passed, "total": len(results), "examples": results})
     return 0
 
