@@ -84,10 +84,7 @@ class LocalAPI:
         #: Message threads, held in this process only (gone after a restart).
         self.threads = ThreadStore(max_count=config.thread_max_count,
                                    max_bytes=config.thread_max_bytes)
-        self.answers = MessageAnswers(
-            config=config, engine=self.engine, limits=self.limits, cache=self.cache,
-            faults=self.faults, threads=self.threads, stats=self.stats,
-            completions=self.completions)
+        self.answers = MessageAnswers(self)
 
     # -- request plumbing ------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -82,58 +82,63 @@ class _Streamed(EventSourceResponse):
             self._on_close()
 
 
-class MessageAnswers:
-    """What answering ``/v1/messages`` uses: the engine, limits, cache, faults, threads."""
+class LocalState(Protocol):
+    """The local API's state answering reads, each time anew: a test may swap the engine
+    or the fault plan of a running server (``laneway.local.app.LocalAPI`` is one)."""
 
-    def __init__(self, *, config: LocalConfig, engine: Engine, limits: RateLimiter,
-                 cache: PromptCache, faults: FaultPlan, threads: ThreadStore,
-                 stats: dict[str, int], completions: Completions) -> None:
-        self.config = config
-        self.engine = engine
-        self.limits = limits
-        self.cache = cache
-        self.faults = faults
-        self.threads = threads
-        self.stats = stats
-        self.completions = completions
+    config: LocalConfig
+    engine: Engine
+    limits: RateLimiter
+    cache: PromptCache
+    faults: FaultPlan
+    threads: ThreadStore
+    stats: dict[str, int]
+    completions: Completions
+
+
+class MessageAnswers:
+    """Answers ``/v1/messages`` from the local API's state."""
+
+    def __init__(self, api: LocalState) -> None:
+        self.api = api
 
     async def answer(self, body: Any, *, fault_header: str | None, request_id: str) -> Response:
-        turn = self.threads.open(body) if isinstance(body, dict) else None
+        turn = self.api.threads.open(body) if isinstance(body, dict) else None
         if turn is not None:
-            self.stats["thread_continues" if turn.previous_id else "thread_creates"] += 1
+            self.api.stats["thread_continues" if turn.previous_id else "thread_creates"] += 1
         try:
             req = self._admit(turn.body if turn else body, turn, fault_header)
-            headers = {"request-id": request_id, **self.limits.headers()}
+            headers = {"request-id": request_id, **self.api.limits.headers()}
             if req.params.stream:
-                return _Streamed(self._events(req), lambda: self.threads.release(turn),
+                return _Streamed(self._events(req), lambda: self.api.threads.release(turn),
                                  headers=headers, ping=3600, sep="\n")
             return await self._whole(req, headers)
         except BaseException:
-            self.threads.release(turn)
+            self.api.threads.release(turn)
             raise
 
     def _admit(self, body: Any, turn: ThreadTurn | None, fault_header: str | None) -> _Request:
         """Validate, draw the fault, size the prompt, plan the cache, pass the limits."""
         params = with_tool_call(
-            validate_message(body, capabilities=models.capabilities_of(self.engine)),
-            self.engine)
-        self.stats["requests"] += 1
-        fault = self.faults.draw(fault_header)
+            validate_message(body, capabilities=models.capabilities_of(self.api.engine)),
+            self.api.engine)
+        self.api.stats["requests"] += 1
+        fault = self.api.faults.draw(fault_header)
         self._thread_fault(fault, turn, body)
         self._immediate_fault(fault)
-        total_tokens = self.engine.count_tokens(params.prompt)
-        check_request(self.engine, params, total_tokens)
-        plan = self.cache.plan(params.model, params.breakpoints, total_tokens,
-                               self.engine.count_tokens)
+        total_tokens = self.api.engine.count_tokens(params.prompt)
+        check_request(self.api.engine, params, total_tokens)
+        plan = self.api.cache.plan(params.model, params.breakpoints, total_tokens,
+                               self.api.engine.count_tokens)
         try:
-            self.limits.admit(plan.usage.rate_limited_tokens)  # cache reads do not count
+            self.api.limits.admit(plan.usage.rate_limited_tokens)  # cache reads do not count
         except APIError:
-            self.stats["rate_limited"] += 1
+            self.api.stats["rate_limited"] += 1
             raise
-        self.cache.commit(plan)
+        self.api.cache.commit(plan)
         kind = fault.kind if fault else None
         if kind is not None:
-            self.stats["faults"] += 1
+            self.api.stats["faults"] += 1
         return _Request(params, plan.usage.input_tokens, plan.usage, kind, turn)
 
     def _thread_fault(self, fault: Fault | None, turn: ThreadTurn | None, body: Any) -> None:
@@ -142,11 +147,11 @@ class MessageAnswers:
         if fault is None or turn is None or not fault.kind.startswith("thread_"):
             return
         if fault.kind == "thread_not_found" and turn.previous_id is not None:
-            self.stats["faults"] += 1
+            self.api.stats["faults"] += 1
             raise thread_error("thread_not_found", "thread.previous_message_id: fault: "
                                f"the thread of {turn.previous_id!r} is gone")
         if fault.kind == "thread_unsupported":
-            self.stats["faults"] += 1
+            self.api.stats["faults"] += 1
             raise thread_error("thread_unsupported_request",
                                "fault: this request cannot be threaded",
                                unsupported=[f for f in _THREAD_FEATURES
@@ -156,14 +161,14 @@ class MessageAnswers:
         """Raise the faults that answer before any generation (529, 500, 429)."""
         if fault is None or fault.kind not in ("529", "500", "429"):
             return
-        self.stats["faults"] += 1
+        self.api.stats["faults"] += 1
         if fault.kind == "529":
             raise APIError("overloaded_error", "Overloaded")
         if fault.kind == "500":
             raise APIError("api_error", "Internal server error")
         raise APIError(
             "rate_limit_error", "This request would exceed your organization's rate limit.",
-            headers={"retry-after": str(fault.retry_after_s), **self.limits.headers()},
+            headers={"retry-after": str(fault.retry_after_s), **self.api.limits.headers()},
         )
 
     def _pause(self, req: _Request) -> int | None:
@@ -174,22 +179,22 @@ class MessageAnswers:
         if req.fault == "midstream":
             raise APIError("overloaded_error", "Overloaded")
         if req.fault == "stall":
-            await asyncio.sleep(self.config.stall_s)
+            await asyncio.sleep(self.api.config.stall_s)
             raise APIError("api_error", "the request stalled")
         msg_id = new_id("msg")
         message, outcome = await complete(
-            self.engine, params, msg_id=msg_id, input_tokens=req.input_tokens,
-            seed=self.config.seed, cache=req.cache, pause_after_tokens=self._pause(req),
+            self.api.engine, params, msg_id=msg_id, input_tokens=req.input_tokens,
+            seed=self.api.config.seed, cache=req.cache, pause_after_tokens=self._pause(req),
         )
-        self.limits.record_output(outcome.output_tokens)
-        headers.update(self.limits.headers())
+        self.api.limits.record_output(outcome.output_tokens)
+        headers.update(self.api.limits.headers())
         if req.turn is not None:  # answered in full, even if the connection is then cut
-            self.threads.hold(req.turn, msg_id, message["content"])
+            self.api.threads.hold(req.turn, msg_id, message["content"])
         if req.fault == "drop":
-            self.completions.record(params.prompt.last_user_text, dropped=True)
+            self.api.completions.record(params.prompt.last_user_text, dropped=True)
             return self._dropped(message, headers)
-        self.stats["ok"] += 1
-        self.completions.record(params.prompt.last_user_text)
+        self.api.stats["ok"] += 1
+        self.api.completions.record(params.prompt.last_user_text)
         return JSONResponse(message, headers=headers)
 
     @staticmethod
@@ -207,7 +212,7 @@ class MessageAnswers:
             async for event in self._stream(req):
                 yield event
         finally:
-            self.threads.release(req.turn)  # nothing if the stream's end held it
+            self.api.threads.release(req.turn)  # nothing if the stream's end held it
 
     async def _stream(self, req: _Request) -> AsyncIterator[ServerSentEvent]:
         params, fault = req.params, req.fault
@@ -217,7 +222,7 @@ class MessageAnswers:
                                             input_tokens=req.input_tokens, cache=req.cache)})
         if fault == "stall":
             waited = 0.0
-            while waited < self.config.stall_s:
+            while waited < self.api.config.stall_s:
                 await asyncio.sleep(1.0)
                 waited += 1.0
                 yield _sse({"type": "ping"})
@@ -231,12 +236,12 @@ class MessageAnswers:
                         "error": {"type": "overloaded_error", "message": "Overloaded"}})
             return
         if fault == "drop":  # the answer was shorter than two deltas: cut it anyway
-            self.completions.record(params.prompt.last_user_text, dropped=True)
+            self.api.completions.record(params.prompt.last_user_text, dropped=True)
             raise DroppedConnection("fault: dropped connection")
         # Counted before the last events: a client that has its answer hangs up at once.
-        self.completions.record(params.prompt.last_user_text)
+        self.api.completions.record(params.prompt.last_user_text)
         if req.turn is not None:
-            self.threads.hold(req.turn, msg_id, content_of(outcome, tool_id=start.get("id")))
+            self.api.threads.hold(req.turn, msg_id, content_of(outcome, tool_id=start.get("id")))
         if params.max_tokens > 0:
             yield _sse({"type": "content_block_stop", "index": 0})
         yield _sse({"type": "message_delta",
@@ -245,21 +250,21 @@ class MessageAnswers:
                     "usage": delta_usage(req.input_tokens, outcome.output_tokens,
                                          cache=req.cache)})
         yield _sse({"type": "message_stop"})
-        self.stats["ok"] += 1
+        self.api.stats["ok"] += 1
 
     async def _block(self, req: _Request, outcome: Outcome,
                      start: dict[str, Any]) -> AsyncIterator[ServerSentEvent]:
         """The content block's start and deltas (none at ``max_tokens: 0``)."""
         params, fault = req.params, req.fault
         if params.max_tokens == 0:
-            async for _ in generate(self.engine, params, outcome):
+            async for _ in generate(self.api.engine, params, outcome):
                 pass
             return
         yield _sse({"type": "content_block_start", "index": 0, "content_block": start})
         yield _sse({"type": "ping"})
         deltas = 0
         try:
-            async for text in generate(self.engine, params, outcome, seed=self.config.seed,
+            async for text in generate(self.api.engine, params, outcome, seed=self.api.config.seed,
                                        pause_after_tokens=self._pause(req)):
                 yield _sse({"type": "content_block_delta", "index": 0,
                             "delta": structured.delta(params.output, text)})
@@ -269,7 +274,7 @@ class MessageAnswers:
                 if fault == "drop" and deltas >= 2:
                     raise DroppedConnection("fault: dropped connection")
         finally:
-            self.limits.record_output(outcome.output_tokens)
+            self.api.limits.record_output(outcome.output_tokens)
         if deltas == 0:  # a block gets at least one delta, even when its text is empty
             yield _sse({"type": "content_block_delta", "index": 0,
                         "delta": structured.delta(params.output, "")})
