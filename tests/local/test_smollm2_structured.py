@@ -248,6 +248,7 @@ async def test_sdk_tool_runner_calls_the_tool(
             stops.append((await item.get_final_message()).stop_reason)
     assert stops == ["tool_use", "tool_use"]
     assert len(calls) == 2
-    assert api.api.stats["thread_continues"] == continues + 1
+    threaded = hasattr(anthropic.types, "ThreadNotFoundError")  # SDK 2.17 on
+    assert api.api.stats["thread_continues"] == continues + threaded
     for call in calls:
         jsonschema.validate(call, get_weather.to_dict()["input_schema"])

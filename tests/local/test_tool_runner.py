@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import anthropic
+import anthropic.types
 import pytest
 from anthropic.types.beta import BetaMessage
 
@@ -15,6 +16,8 @@ from laneway.local import RunningLocal
 from .helpers import MODEL, text_of
 
 QUESTION = "What is the weather in Paris?"
+#: SDK 2.17's runner threads its turns; an older one sends the whole history each time.
+THREADED = hasattr(anthropic.types, "ThreadNotFoundError")
 
 
 def _weather_tool(calls: list[str]) -> anthropic.lib.tools.BetaAsyncFunctionTool[str]:
@@ -50,8 +53,8 @@ async def test_the_tool_runner_calls_the_tool_and_continues_the_thread(
     assert [r.stop_reason for r in replies] == ["tool_use", "end_turn"]
     assert calls == [""]  # the echo engine's minimal valid input
     assert json.loads(text_of(replies[-1])) == {"city": "", "temperature_c": 21}
-    assert local_api.api.stats["thread_creates"] == 1
-    assert local_api.api.stats["thread_continues"] == 1
+    stats = local_api.api.stats
+    assert (stats["thread_creates"], stats["thread_continues"]) == ((1, 1) if THREADED else (0, 0))
 
 
 async def test_a_forced_tool_choice_loops_until_max_iterations(
@@ -64,4 +67,4 @@ async def test_a_forced_tool_choice_loops_until_max_iterations(
         messages=[{"role": "user", "content": "hello"}])
     assert [m.stop_reason async for m in runner] == ["tool_use"] * 3
     assert len(calls) == 3
-    assert local_api.api.stats["thread_continues"] == 2
+    assert local_api.api.stats["thread_continues"] == (2 if THREADED else 0)
