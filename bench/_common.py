@@ -26,11 +26,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_api_process(*args: str) -> Iterator[str]:
-    """``laneway local --engine echo ARGS`` in its own process; yields its base URL."""
+def local_api_process(*args: str, engine: str = "echo") -> Iterator[str]:
+    """``laneway local --engine ENGINE ARGS`` in its own process; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "laneway", "local", "--engine", "echo", "--port", str(port), *args],
+        [sys.executable, "-m", "laneway", "local", "--engine", engine, "--port", str(port),
+         *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

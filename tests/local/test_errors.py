@@ -105,7 +105,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("no model", _without("model"), "model: Field required"),
     ("no max_tokens", _without("max_tokens"), "max_tokens: Field required"),
     ("no messages", _without("messages"), "messages: Field required"),
-    ("max_tokens 0", {**GOOD, "max_tokens": 0}, "max_tokens:"),
+    ("max_tokens -1", {**GOOD, "max_tokens": -1}, "max_tokens:"),
     ("max_tokens text", {**GOOD, "max_tokens": "ten"}, "max_tokens:"),
     ("empty messages", {**GOOD, "messages": []}, "messages:"),
     ("bad role", {**GOOD, "messages": [{"role": "tool", "content": "hi"}]},
@@ -230,7 +230,8 @@ async def test_dropped_connection_is_a_connection_error(
     message = await client.messages.create(**GOOD)  # the next request is served
     assert text_of(message) == "hi"
     # The server's counters agree with what the client saw.
-    assert local_api.api.stats == {"requests": 2, "ok": 1, "rate_limited": 0, "faults": 1}
+    assert local_api.api.stats == {"requests": 2, "ok": 1, "rate_limited": 0, "faults": 1,
+                                   "thread_creates": 0, "thread_continues": 0}
 
 
 async def test_successes_carry_a_request_id(client: anthropic.AsyncAnthropic) -> None:

@@ -118,7 +118,7 @@ async def test_headers_come_on_every_response(client: anthropic.AsyncAnthropic) 
         model=MODEL, messages=user("hi"))).headers)
     responses.append((await client.messages.batches.with_raw_response.list()).headers)
     with pytest.raises(anthropic.BadRequestError) as info:
-        await client.messages.create(model=MODEL, max_tokens=0, messages=user("hi"))
+        await client.messages.create(model=MODEL, max_tokens=-1, messages=user("hi"))
     responses.append(info.value.response.headers)
     with pytest.raises(anthropic.NotFoundError) as not_found:
         await client.messages.batches.retrieve("msgbatch_missing")

@@ -216,9 +216,12 @@ async def test_a_schema_the_grammar_cannot_express_is_a_400(
     assert (info.value.api_message or "").startswith("output_config.format.schema: ")
 
 
-async def test_sdk_tool_runner_calls_the_tool(sdk: anthropic.AsyncAnthropic) -> None:
-    """The SDK's tool runner against the local API (``thread=False``: the runner's
-    server-side threads are a beta the local API does not keep)."""
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_sdk_tool_runner_calls_the_tool(
+    sdk: anthropic.AsyncAnthropic, api: RunningLocal, stream: bool,
+) -> None:
+    """The SDK's tool runner against the local API: threaded (SDK 2.17's default), so the
+    second turn continues the thread the first created."""
     calls: list[dict[str, str]] = []
 
     @anthropic.beta_async_tool
@@ -232,12 +235,20 @@ async def test_sdk_tool_runner_calls_the_tool(sdk: anthropic.AsyncAnthropic) -> 
         calls.append({"city": city, "unit": unit})
         return json.dumps({"city": city, "temperature": 21, "unit": unit})
 
+    continues = api.api.stats["thread_continues"]
     runner = sdk.beta.messages.tool_runner(
-        model=MODEL, max_tokens=100, tools=[get_weather], tool_choice={"type": "any"},
+        model=MODEL, max_tokens=60, tools=[get_weather], tool_choice={"type": "any"},
         messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-        max_iterations=2, thread=False)
-    stops = [message.stop_reason async for message in runner]
+        max_iterations=2, stream=stream)
+    stops: list[str | None] = []
+    async for item in runner:
+        if isinstance(item, anthropic.types.beta.BetaMessage):
+            stops.append(item.stop_reason)
+        else:  # the streamed runner yields each turn's stream
+            stops.append((await item.get_final_message()).stop_reason)
     assert stops == ["tool_use", "tool_use"]
     assert len(calls) == 2
+    threaded = hasattr(anthropic.types, "ThreadNotFoundError")  # SDK 2.17 on
+    assert api.api.stats["thread_continues"] == continues + threaded
     for call in calls:
         jsonschema.validate(call, get_weather.to_dict()["input_schema"])

@@ -33,7 +33,7 @@ def local(
     otpm: int | None = typer.Option(None, min=1, help="Simulated output-tokens-per-minute limit."),
     faults: str = typer.Option(
         "", help="Fault rates, e.g. 529=0.05,500=0.02,429=0.01,drop=0.01,midstream=0.02,"
-        "stall=0.01"),
+        "stall=0.01,pause=0.01,thread_not_found=0.01,thread_unsupported=0.01"),
     fault_retry_after_s: int = typer.Option(5, min=0, help="retry-after sent with a 429 fault."),
     seed: int = typer.Option(0, help="Seed for faults and sampling."),
     api_key: str | None = typer.Option(

@@ -8,7 +8,6 @@ limits are set.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -16,39 +15,28 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from laneway.errors import ConfigError
-from laneway.local import models, structured
+from laneway.local import models
 from laneway.local.batches import BatchStore
-from laneway.local.cache import CacheUsage, PromptCache
+from laneway.local.cache import PromptCache
 from laneway.local.completions import Completions
 from laneway.local.config import LocalConfig
 from laneway.local.engines import Engine, make_engine
-from laneway.local.faults import Fault, FaultPlan
-from laneway.local.generation import (
-    Outcome,
-    check_request,
-    complete,
-    delta_usage,
-    generate,
-    message_json,
-)
+from laneway.local.faults import FaultPlan
 from laneway.local.http import RequestIdMiddleware as RequestIdMiddleware
 from laneway.local.http import add_error_handlers
+from laneway.local.messages import DroppedConnection, MessageAnswers
 from laneway.local.ratelimit import RateLimiter
-from laneway.local.validation import MessageParams, validate_count_tokens, validate_message
+from laneway.local.threads import ThreadStore
+from laneway.local.validation import validate_count_tokens
 from laneway.wire.batches import BATCH_MAX_BYTES, parse_batch_requests, results_base_url
 from laneway.wire.errors import APIError
-from laneway.wire.ids import check_version, new_id
+from laneway.wire.ids import check_version
 
 MESSAGES_MAX_BYTES = 32 * 1024 * 1024
-
-
-class DroppedConnection(Exception):
-    """Raised inside a response to cut the connection (the ``drop`` fault)."""
 
 
 class _QuietDrops(logging.Filter):
@@ -68,14 +56,9 @@ class _QuietDrops(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
 
-def _sse(event: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(
-        data=json.dumps(event, separators=(",", ":")), event=event["type"], sep="\n"
-    )
-
-
 class LocalAPI:
-    """State shared by the routes: the engine, the limits, the faults, the batches."""
+    """State shared by the routes: the engine, the limits, the faults, the batches, the
+    threads."""
 
     def __init__(self, config: LocalConfig, engine: Engine | None = None) -> None:
         self.config = config
@@ -95,9 +78,14 @@ class LocalAPI:
             concurrency=config.batch_concurrency, min_s=config.batch_min_s, seed=config.seed,
         )
         #: Counters a test or benchmark can read: requests by outcome.
-        self.stats: dict[str, int] = {"requests": 0, "ok": 0, "rate_limited": 0, "faults": 0}
+        self.stats: dict[str, int] = {"requests": 0, "ok": 0, "rate_limited": 0, "faults": 0,
+                                      "thread_creates": 0, "thread_continues": 0}
         #: Completed answers per request content (what a client was billed for).
         self.completions = Completions()
+        #: Message threads, held in this process only (gone after a restart).
+        self.threads = ThreadStore(max_count=config.thread_max_count,
+                                   max_bytes=config.thread_max_bytes)
+        self.answers = MessageAnswers(self)
 
     # -- request plumbing ------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
@@ -137,125 +125,12 @@ class LocalAPI:
             raise APIError("invalid_request_error",
                            f"There was an error parsing the body: {exc}") from None
 
-    def immediate_fault(self, fault: Fault | None) -> None:
-        """Raise the faults that answer before any generation (529, 500, 429)."""
-        if fault is None or fault.kind not in ("529", "500", "429"):
-            return
-        self.stats["faults"] += 1
-        if fault.kind == "529":
-            raise APIError("overloaded_error", "Overloaded")
-        if fault.kind == "500":
-            raise APIError("api_error", "Internal server error")
-        raise APIError(
-            "rate_limit_error", "This request would exceed your organization's rate limit.",
-            headers={"retry-after": str(fault.retry_after_s), **self.limits.headers()},
-        )
-
     # -- /v1/messages ----------------------------------------------------------------------
     async def messages(self, request: Request, request_id: str) -> Response:
         self.check_auth(request)
         body = await self.read_json(request, MESSAGES_MAX_BYTES)
-        params = validate_message(body, capabilities=models.capabilities_of(self.engine))
-        self.stats["requests"] += 1
-        fault = self.faults.draw(request.headers.get("x-laneway-fault"))
-        self.immediate_fault(fault)
-        total_tokens = self.engine.count_tokens(params.prompt)
-        check_request(self.engine, params, total_tokens)
-        plan = self.cache.plan(params.model, params.breakpoints, total_tokens,
-                               self.engine.count_tokens)
-        cached = plan.usage
-        input_tokens = cached.input_tokens
-        try:
-            self.limits.admit(cached.rate_limited_tokens)  # cache reads do not count
-        except APIError:
-            self.stats["rate_limited"] += 1
-            raise
-        self.cache.commit(plan)
-        headers = {"request-id": request_id, **self.limits.headers()}
-        kind = fault.kind if fault else None
-        if kind is not None:
-            self.stats["faults"] += 1
-        if params.stream:
-            events = self.stream_events(params, input_tokens, kind, cache=cached)
-            return EventSourceResponse(events, headers=headers, ping=3600, sep="\n")
-        if kind == "midstream":
-            raise APIError("overloaded_error", "Overloaded")
-        if kind == "stall":
-            await asyncio.sleep(self.config.stall_s)
-            raise APIError("api_error", "the request stalled")
-        message, outcome = await complete(
-            self.engine, params, msg_id=new_id("msg"), input_tokens=input_tokens,
-            seed=self.config.seed, cache=cached,
-        )
-        self.limits.record_output(outcome.output_tokens)
-        headers.update(self.limits.headers())
-        if kind == "drop":
-            self.completions.record(params.prompt.last_user_text, dropped=True)
-            return self.dropped(message, headers)
-        self.stats["ok"] += 1
-        self.completions.record(params.prompt.last_user_text)
-        return JSONResponse(message, headers=headers)
-
-    @staticmethod
-    def dropped(message: dict[str, Any], headers: dict[str, str]) -> Response:
-        raw = json.dumps(message).encode()
-
-        async def cut() -> AsyncIterator[bytes]:
-            yield raw[: len(raw) // 2]
-            raise DroppedConnection("fault: dropped connection")
-
-        return StreamingResponse(cut(), media_type="application/json", headers=headers)
-
-    async def stream_events(
-        self, params: MessageParams, input_tokens: int, fault: str | None, *,
-        cache: CacheUsage | None = None,
-    ) -> AsyncIterator[ServerSentEvent]:
-        msg_id = new_id("msg")
-        yield _sse({"type": "message_start",
-                    "message": message_json(msg_id=msg_id, model=params.model, outcome=None,
-                                            input_tokens=input_tokens, cache=cache)})
-        if fault == "stall":
-            waited = 0.0
-            while waited < self.config.stall_s:
-                await asyncio.sleep(1.0)
-                waited += 1.0
-                yield _sse({"type": "ping"})
-            raise DroppedConnection("fault: stalled stream ended")
-        yield _sse({"type": "content_block_start", "index": 0,
-                    "content_block": structured.block_start(params.output)})
-        yield _sse({"type": "ping"})
-        outcome = Outcome()
-        deltas = 0
-        try:
-            async for text in generate(self.engine, params, outcome, seed=self.config.seed):
-                yield _sse({"type": "content_block_delta", "index": 0,
-                            "delta": structured.delta(params.output, text)})
-                deltas += 1
-                if fault == "midstream" and deltas >= 2:
-                    break
-                if fault == "drop" and deltas >= 2:
-                    raise DroppedConnection("fault: dropped connection")
-        finally:
-            self.limits.record_output(outcome.output_tokens)
-        if fault == "midstream":
-            yield _sse({"type": "error",
-                        "error": {"type": "overloaded_error", "message": "Overloaded"}})
-            return
-        if fault == "drop":  # the answer was shorter than two deltas: cut it anyway
-            self.completions.record(params.prompt.last_user_text, dropped=True)
-            raise DroppedConnection("fault: dropped connection")
-        if deltas == 0:  # a block gets at least one delta, even when its text is empty
-            yield _sse({"type": "content_block_delta", "index": 0,
-                        "delta": structured.delta(params.output, "")})
-        # Counted before the last events: a client that has its answer hangs up at once.
-        self.completions.record(params.prompt.last_user_text)
-        yield _sse({"type": "content_block_stop", "index": 0})
-        yield _sse({"type": "message_delta",
-                    "delta": {"stop_reason": outcome.stop_reason,
-                              "stop_sequence": outcome.stop_sequence},
-                    "usage": delta_usage(input_tokens, outcome.output_tokens, cache=cache)})
-        yield _sse({"type": "message_stop"})
-        self.stats["ok"] += 1
+        return await self.answers.answer(
+            body, fault_header=request.headers.get("x-laneway-fault"), request_id=request_id)
 
     async def count_tokens(self, request: Request) -> dict[str, int]:
         self.check_auth(request)

@@ -21,7 +21,7 @@ from laneway.local.engines.base import Engine
 from laneway.local.faults import FaultPlan
 from laneway.local.generation import check_request, complete
 from laneway.local.models import capabilities_of
-from laneway.local.validation import validate_message
+from laneway.local.validation import validate_message, with_tool_call
 from laneway.wire.errors import APIError, error_body
 from laneway.wire.ids import new_id, rfc3339
 
@@ -184,8 +184,8 @@ class BatchStore:
                                   "error": error_body(error_type, text, new_id("req"))})
             return
         try:
-            parsed = validate_message(
-                params, in_batch=True, capabilities=capabilities_of(self.engine))
+            parsed = with_tool_call(validate_message(
+                params, in_batch=True, capabilities=capabilities_of(self.engine)), self.engine)
             total_tokens = self.engine.count_tokens(parsed.prompt)
             check_request(self.engine, parsed, total_tokens)
             plan = self.cache.plan(parsed.model, parsed.breakpoints, total_tokens,

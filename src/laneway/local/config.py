@@ -31,6 +31,10 @@ class LocalConfig:
     batch_min_s: float = 0.0
     #: Shrinks prompt-cache lifetimes (5 min, 1 h): 0.001 makes 5 min 0.3 s.
     cache_time_scale: float = 1.0
+    #: Message threads held at most (each reply a thread can continue from counts one),
+    #: and their JSON size; the least recently used go first (see laneway.local.threads).
+    thread_max_count: int = 10_000
+    thread_max_bytes: int = 256 * 1024 * 1024
     #: Base URL clients reach the server at (``results_url`` is built on it), e.g. a
     #: proxy's. ``None``: the address the server listens on, never a request's Host.
     public_url: str | None = None

@@ -6,6 +6,12 @@ random generator seeded with ``--seed``, so a sequential client sees the same fa
 every run. A request can also ask for one fault with the header ``x-laneway-fault``
 (``529``, ``500``, ``429``, ``429:90`` for a retry-after of 90 s, ``drop``,
 ``midstream``, ``stall``), which tests use to reach one error path on purpose.
+
+``pause`` ends the answer after two tokens with ``stop_reason: "pause_turn"``, as a
+server-tool loop pauses a turn (a client resumes it). ``thread_not_found`` (a thread
+``continue``) and ``thread_unsupported`` (any threaded request) answer the message-thread
+rejections the local API never makes by itself otherwise; on a request without
+``thread`` they do nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from dataclasses import dataclass
 
 from laneway.errors import ConfigError
 
-KINDS = ("529", "500", "429", "drop", "midstream", "stall")
+KINDS = ("529", "500", "429", "drop", "midstream", "stall", "pause", "thread_not_found",
+         "thread_unsupported")
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,11 +65,23 @@ def sampling_of(engine: Engine, params: MessageParams, *, seed: int = 0) -> Samp
 
 
 async def generate(
-    engine: Engine, params: MessageParams, outcome: Outcome, *, seed: int = 0
+    engine: Engine, params: MessageParams, outcome: Outcome, *, seed: int = 0,
+    pause_after_tokens: int | None = None,
 ) -> AsyncIterator[str]:
-    """Yield text deltas for ``params``; ``outcome`` is filled in as generation ends."""
-    sampling = sampling_of(engine, params, seed=seed)
+    """Yield text deltas for ``params``; ``outcome`` is filled in as generation ends.
+
+    ``max_tokens: 0`` generates nothing (the request only fills the prompt cache);
+    ``pause_after_tokens`` ends the turn there with ``stop_reason: "pause_turn"``, as a
+    server-tool loop pauses one (the ``pause`` fault): the client resumes it.
+    """
     outcome.output = params.output
+    if params.max_tokens == 0:
+        outcome.stop_reason = "max_tokens"
+        return
+    cap, cap_reason = params.max_tokens, "max_tokens"
+    if pause_after_tokens is not None and pause_after_tokens < cap:
+        cap, cap_reason = pause_after_tokens, "pause_turn"
+    sampling = sampling_of(engine, params, seed=seed)
     stops = params.stop_sequences
     text = ""
     sent = 0
@@ -98,13 +110,9 @@ async def generate(
             if safe > sent:
                 yield text[sent:safe]
                 sent = safe
-            if outcome.output_tokens >= params.max_tokens:
-                outcome.stop_reason = "max_tokens"
+            if outcome.output_tokens >= cap:
+                outcome.stop_reason = cap_reason
                 break
-        else:
-            if len(text) > sent:
-                yield text[sent:]
-                sent = len(text)
         if outcome.stop_reason != "stop_sequence" and len(text) > sent:
             yield text[sent:]
             sent = len(text)
@@ -149,6 +157,13 @@ def delta_usage(
     }
 
 
+def content_of(outcome: Outcome, *, tool_id: str | None = None) -> list[dict[str, Any]]:
+    """The answer's content blocks (none when nothing was generated: ``max_tokens: 0``)."""
+    if outcome.output_tokens == 0:
+        return []
+    return structured.content(outcome.output, outcome.text, tool_id=tool_id)
+
+
 def message_json(
     *, msg_id: str, model: str, outcome: Outcome | None, input_tokens: int,
     service_tier: str = "standard", cache: CacheUsage | None = None,
@@ -158,7 +173,7 @@ def message_json(
         "id": msg_id,
         "type": "message",
         "role": "assistant",
-        "content": [] if outcome is None else structured.content(outcome.output, outcome.text),
+        "content": [] if outcome is None else content_of(outcome),
         "model": model,
         "stop_reason": None if outcome is None else outcome.stop_reason,
         "stop_sequence": None if outcome is None else outcome.stop_sequence,
@@ -170,10 +185,12 @@ def message_json(
 async def complete(
     engine: Engine, params: MessageParams, *, msg_id: str, input_tokens: int, seed: int = 0,
     service_tier: str = "standard", cache: CacheUsage | None = None,
+    pause_after_tokens: int | None = None,
 ) -> tuple[dict[str, Any], Outcome]:
     """Generate the whole answer and return the Message object."""
     outcome = Outcome()
-    async for _ in generate(engine, params, outcome, seed=seed):
+    async for _ in generate(engine, params, outcome, seed=seed,
+                            pause_after_tokens=pause_after_tokens):
         pass
     return (
         message_json(msg_id=msg_id, model=params.model, outcome=outcome,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laneway.local.engines.base import Engine, Prompt, UnsupportedSchemaError
-from laneway.wire.errors import invalid
+from laneway.wire.errors import APIError, invalid
 from laneway.wire.ids import new_id
 
 
@@ -38,23 +38,28 @@ def _schema_text(schema: object, field: str) -> str:
     return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
 
 
-def _tools(body: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+def _tools(body: dict[str, Any]) -> tuple[list[tuple[int, dict[str, Any]]], set[str]]:
+    """The custom tools (with their index), and the names of the others (tools the
+    client runs, whose input schema the local API does not know)."""
     tools = body.get("tools")
     if tools is None:
-        return []
+        return [], set()
     if not isinstance(tools, list):
         raise invalid("tools", "Input should be a valid list")
     custom: list[tuple[int, dict[str, Any]]] = []
+    others: set[str] = set()
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
             raise invalid(f"tools.{i}", "Input should be a valid dictionary or object")
+        if tool.get("type") not in (None, "custom"):
+            others.add(str(tool.get("name") or tool.get("type")))
+            continue
         if not isinstance(tool.get("name"), str) or not tool["name"]:
             raise invalid(f"tools.{i}.name", "Field required")
-        if tool.get("type") in (None, "custom"):  # server tools (web search...) run remotely
-            if not isinstance(tool.get("input_schema"), dict):
-                raise invalid(f"tools.{i}.input_schema", "Field required")
-            custom.append((i, tool))
-    return custom
+        if not isinstance(tool.get("input_schema"), dict):
+            raise invalid(f"tools.{i}.input_schema", "Field required")
+        custom.append((i, tool))
+    return custom, others
 
 
 def _best_tool(tools: list[tuple[int, dict[str, Any]]], prompt: Prompt) -> int:
@@ -71,7 +76,7 @@ def _best_tool(tools: list[tuple[int, dict[str, Any]]], prompt: Prompt) -> int:
 
 def parse_output(body: dict[str, Any], prompt: Prompt) -> OutputSpec | None:
     """What ``tools`` / ``tool_choice`` / ``output_config`` ask of the answer."""
-    tools = _tools(body)
+    tools, others = _tools(body)
     choice = body.get("tool_choice")
     if choice is not None:
         if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool",
@@ -79,8 +84,13 @@ def parse_output(body: dict[str, Any], prompt: Prompt) -> OutputSpec | None:
             raise invalid("tool_choice.type",
                           "Input should be 'auto', 'any', 'tool' or 'none'")
         kind = choice["type"]
+        if kind == "tool" and choice.get("name") in others:
+            raise invalid("tool_choice.name", f"{choice['name']!r} is a tool the client "
+                          "runs: the local API cannot force a call of it (it knows no "
+                          "input schema for it)")
         if kind in ("any", "tool") and not tools:
-            raise invalid("tool_choice", f"tool_choice {kind!r} needs at least one tool")
+            raise invalid("tool_choice", f"tool_choice {kind!r} needs at least one "
+                          "custom tool")
         if kind in ("any", "tool"):
             if kind == "tool":
                 named = [k for k, (_, t) in enumerate(tools) if t["name"] == choice.get("name")]
@@ -105,6 +115,42 @@ def parse_output(body: dict[str, Any], prompt: Prompt) -> OutputSpec | None:
         raise invalid("output_config.format.type", "Input should be 'json_schema'")
     field = "output_config.format.schema"
     return OutputSpec(schema=_schema_text(fmt.get("schema"), field), field=field)
+
+
+def auto_tools(body: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The custom tools the model may call of its own accord (``tool_choice`` ``auto``,
+    the default): none under ``none`` or a forced choice, and none in answer to tool
+    results, so a tool loop with an engine that picks by rule always ends."""
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") != "auto":
+        return ()
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    content = last.get("content") if isinstance(last, dict) else None
+    if isinstance(content, list) and any(
+            isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
+        return ()
+    return tuple(tool for _, tool in _tools(body)[0])
+
+
+def chosen(engine: Engine, prompt: Prompt,
+           tools: tuple[dict[str, Any], ...]) -> OutputSpec | None:
+    """The tool call an engine that chooses tools by rule (``choose_tool``, the echo
+    engine's) makes of its own accord, if any; other engines answer text."""
+    choose = getattr(engine, "choose_tool", None)
+    if choose is None or not tools:
+        return None
+    index = choose(prompt.last_user_text, [t["name"] for t in tools])
+    if index is None:
+        return None
+    tool = tools[index]
+    output = OutputSpec(schema=_schema_text(tool["input_schema"], "tools"), field="tools",
+                        tool=tool["name"], description=str(tool.get("description") or ""))
+    try:
+        check(engine, output)
+    except APIError:  # a schema it cannot follow: it answers text instead
+        return None
+    return output
 
 
 def instructed(prompt: Prompt, output: OutputSpec | None) -> Prompt:
@@ -149,8 +195,9 @@ def delta(output: OutputSpec | None, text: str) -> dict[str, Any]:
     return {"type": "input_json_delta", "partial_json": text}
 
 
-def content(output: OutputSpec | None, text: str) -> list[dict[str, Any]]:
-    """The content of the whole Message."""
+def content(output: OutputSpec | None, text: str, *,
+            tool_id: str | None = None) -> list[dict[str, Any]]:
+    """The content of the whole Message (``tool_id``: the one its stream started with)."""
     if output is None or output.tool is None:
         return [{"type": "text", "text": text}]
     try:
@@ -159,6 +206,6 @@ def content(output: OutputSpec | None, text: str) -> list[dict[str, Any]]:
         tool_input = {}
     if not isinstance(tool_input, dict):
         tool_input = {}
-    return [{"type": "tool_use", "id": new_id("toolu"), "name": output.tool,
+    return [{"type": "tool_use", "id": tool_id or new_id("toolu"), "name": output.tool,
              "input": tool_input}]
 

@@ -1,17 +1,13 @@
 """What the local API does not do, answered as the API would: a 400 naming the field.
 
-The local API implements the Messages API's text generation. A request field it does
-not implement is either ignored, when ignoring it cannot change what a client relies
-on (``metadata``, ``speed``, ``inference_geo``, ``output_config.effort``, history
-blocks such as ``thinking``; ``thinking`` itself, since no engine thinks and the model
-entry says so), or refused with ``invalid_request_error`` naming the field: anything
-whose absence a client would read as an answer (server tools, MCP, images or PDFs the
-engine cannot see, structured outputs or a forced tool call (``tool_choice`` ``any`` /
-``tool``) from an engine that cannot keep to a schema; both engines can, see
-:mod:`laneway.local.structured`). A field the API does not have is refused as the API refuses it
-("Extra inputs are not permitted"). What is refused follows the engine's capabilities
-(:func:`laneway.local.models.capabilities_of`), so an engine that gains one is let
-through without a change here.
+Which fields, content blocks and tool types are honoured, ignored or refused, and why,
+is the table in :mod:`laneway.local.surface`; this module applies it to a body. Some
+refusals follow the engine's capabilities (:func:`laneway.local.models.capabilities_of`):
+images and PDFs the engine cannot see, structured outputs or a forced tool call
+(``tool_choice`` ``any`` / ``tool``) from an engine that cannot keep to a schema (both
+engines can, see :mod:`laneway.local.structured`), so an engine that gains one is let
+through without a change here. A field the API does not have is refused as the API
+refuses it ("Extra inputs are not permitted").
 """
 
 from __future__ import annotations
@@ -19,24 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from laneway.local.surface import BLOCKS, FIELDS, TOOLS, Use, rule_of
 from laneway.wire.errors import invalid
 
-#: Top-level fields of ``MessageCreateParams`` (SDK 2.x) and the sampling fields older
-#: clients send; the body may carry nothing else.
-KNOWN_FIELDS = frozenset({
-    "model", "max_tokens", "messages", "system", "stop_sequences", "stream", "metadata",
-    "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "output_config",
-    "context_management", "service_tier", "cache_control", "container", "diagnostics",
-    "inference_geo", "speed",
-})
-#: Fields clients send that the local API cannot honour, and why.
-REFUSED_FIELDS = {
-    "mcp_servers": "the MCP connector is not supported by the local API",
-    "output_format": "not supported by the local API: use output_config.format",
-}
-#: Content blocks of a conversation's history that carry nothing an engine reads.
-_HISTORY_BLOCKS = frozenset({"thinking", "redacted_thinking"})
-_READ_BLOCKS = frozenset({"text", "tool_use", "tool_result", "document", "image"})
 _THINKING_TYPES = ("enabled", "adaptive", "disabled", "between_tools")
 _EFFORTS = ("low", "medium", "high", "max", "xhigh")
 
@@ -51,10 +32,12 @@ def _supported(caps: Mapping[str, Any], *path: str) -> bool:
 def check_supported(body: Mapping[str, Any], caps: Mapping[str, Any]) -> None:
     """Raise a 400 naming the first field of ``body`` the local API cannot honour."""
     for key in body:
-        if key in REFUSED_FIELDS:
-            raise invalid(key, REFUSED_FIELDS[key])
-        if key not in KNOWN_FIELDS:
+        rule = rule_of(FIELDS, key)
+        if rule is None:
             raise invalid(key, "Extra inputs are not permitted")
+        if rule.use is Use.REFUSED and body[key] is not None:
+            raise invalid(key, rule.why)
+    _check_billing(body.get("billing_policy"))
     _check_thinking(body.get("thinking"), caps, body.get("max_tokens"))
     _check_tools(body.get("tools"), body.get("tool_choice"), caps)
     _check_output_config(body.get("output_config"), caps)
@@ -96,14 +79,7 @@ def _check_tools(tools: object, choice: object, caps: Mapping[str, Any]) -> None
         for i, tool in enumerate(tools):
             if not isinstance(tool, dict):
                 raise invalid(f"tools.{i}", "Input should be a valid dictionary or object")
-            kind = tool.get("type")
-            if kind not in (None, "custom"):  # a server tool (web search, code execution...)
-                raise invalid(f"tools.{i}.type",
-                              f"server tool {kind!r} is not supported by the local API")
-            if not isinstance(tool.get("name"), str):
-                raise invalid(f"tools.{i}.name", "Field required")
-            if not isinstance(tool.get("input_schema"), dict):
-                raise invalid(f"tools.{i}.input_schema", "Field required")
+            check_tool(tool, f"tools.{i}")
     if choice is None:
         return
     kind = choice.get("type") if isinstance(choice, dict) else None
@@ -114,6 +90,34 @@ def _check_tools(tools: object, choice: object, caps: Mapping[str, Any]) -> None
         # are: an engine that cannot keep to a schema could not hold the tool_use it must.
         raise invalid("tool_choice.type", f"{kind!r} is not supported by this model: "
                       "it cannot keep a tool's input to its schema (use 'auto' or 'none')")
+
+
+def check_tool(tool: dict[str, Any], field: str) -> None:
+    """A 400 naming ``field`` for a tool the local API refuses or a custom tool's shape."""
+    kind = tool.get("type", "custom")
+    rule = rule_of(TOOLS, kind)
+    if rule is None:
+        raise invalid(f"{field}.type", f"unknown tool type {kind!r}")
+    if rule.use is Use.REFUSED:
+        raise invalid(f"{field}.type", f"{kind!r}: {rule.why}")
+    if kind == "custom":
+        if not isinstance(tool.get("name"), str):
+            raise invalid(f"{field}.name", "Field required")
+        if not isinstance(tool.get("input_schema"), dict):
+            raise invalid(f"{field}.input_schema", "Field required")
+
+
+def _check_billing(policy: object) -> None:
+    if policy is None:
+        return
+    if not isinstance(policy, dict) or policy.get("type") != "billing_policy":
+        raise invalid("billing_policy.type", "Input should be 'billing_policy'")
+    bill_to = policy.get("bill_to", "self")
+    if bill_to == "user_profile":
+        raise invalid("billing_policy.bill_to", "the local API has no user profiles to "
+                      "bill: omit billing_policy or send bill_to 'self'")
+    if bill_to != "self":
+        raise invalid("billing_policy.bill_to", "Input should be 'self' or 'user_profile'")
 
 
 def _check_output_config(config: object, caps: Mapping[str, Any]) -> None:
@@ -144,11 +148,13 @@ def _check_block(block: object, field: str, caps: Mapping[str, Any]) -> None:
         return  # the shape is validation's to report
     kind = block.get("type")
     _check_cache_control(block.get("cache_control"), f"{field}.cache_control")
-    if kind in _HISTORY_BLOCKS:
+    rule = rule_of(BLOCKS, kind)
+    if rule is None:
+        raise invalid(f"{field}.type", f"unknown content block type {kind!r}")
+    if rule.use is Use.REFUSED:
+        raise invalid(f"{field}.type", f"content block {kind!r}: {rule.why}")
+    if rule.use is Use.IGNORED:
         return
-    if kind not in _READ_BLOCKS:
-        raise invalid(f"{field}.type", f"content block {kind!r} is not supported by the "
-                      "local API")
     if kind == "image" and not _supported(caps, "image_input"):
         raise invalid(field, "image input is not supported by this model")
     if kind == "document":

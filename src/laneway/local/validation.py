@@ -9,13 +9,20 @@ conversation.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from laneway.local.cache import Breakpoint
-from laneway.local.engines.base import Prompt
+from laneway.local.engines.base import Engine, Prompt
 from laneway.local.models import local_capabilities
-from laneway.local.structured import OutputSpec, instructed, parse_output
+from laneway.local.structured import (
+    OutputSpec,
+    auto_tools,
+    chosen,
+    instructed,
+    parse_output,
+)
+from laneway.local.tool_changes import offered_tools
 from laneway.local.unsupported import check_supported
 from laneway.wire.errors import APIError, invalid
 
@@ -39,6 +46,8 @@ class MessageParams:
     sampling_set: bool = False
     #: JSON the answer must be (structured outputs, a forced tool call), if any.
     output: OutputSpec | None = None
+    #: The custom tools the model may call of its own accord (see structured.auto_tools).
+    auto_tools: tuple[dict[str, Any], ...] = ()
 
 
 def _is_int(v: object) -> bool:
@@ -71,13 +80,21 @@ def _block_text(block: object, field: str) -> str:
         raise invalid(f"{field}.content", "Input should be a valid string or list")
     if kind == "tool_use":
         return str(block.get("input", ""))
+    if kind == "search_result":
+        content = block.get("content", [])
+        if not isinstance(content, list):
+            raise invalid(f"{field}.content", "Input should be a valid list")
+        title = block.get("title")
+        head = f"{title}\n" if isinstance(title, str) and title else ""
+        return head + "".join(
+            _block_text(b, f"{field}.content.{i}") for i, b in enumerate(content))
     source = block.get("source")
     if kind == "document" and isinstance(source, dict) and source.get("type") == "text":
         data = source.get("data")
         if not isinstance(data, str):
             raise invalid(f"{field}.source.data", "Input should be a valid string")
         return data
-    # Images, documents, thinking: nothing the engines read as text.
+    # Images, documents, thinking, tool changes: nothing the engines read as text.
     return ""
 
 
@@ -89,13 +106,27 @@ def _content_text(content: object, field: str) -> str:
     raise invalid(field, "Input should be a valid string or a list of content blocks")
 
 
-def _system_text(content: object, field: str) -> str:
-    """A system prompt's text: a string or text blocks, nothing else."""
+def _system_text(content: object, field: str, *, tool_changes: bool = False) -> str:
+    """A system prompt's text: a string or text blocks (a system message's may also
+    change the tools offered: see :mod:`laneway.local.tool_changes`)."""
+    allowed = ("text", "tool_addition", "tool_removal") if tool_changes else ("text",)
     if isinstance(content, list):
         for i, block in enumerate(content):
-            if isinstance(block, dict) and block.get("type") != "text":
-                raise invalid(f"{field}.{i}.type", "Input should be 'text'")
+            if isinstance(block, dict) and block.get("type") not in allowed:
+                raise invalid(f"{field}.{i}.type", "Input should be " + ", ".join(
+                    repr(a) for a in allowed))
     return _content_text(content, field)
+
+
+def _shown(messages: list[Any], i: int) -> bool:
+    """Whether system message ``i`` is in front of the model: ``clear_at:
+    "next_user_message"`` hides it once a later user message exists."""
+    clear_at = messages[i].get("clear_at")
+    if clear_at not in (None, "never", "next_user_message"):
+        raise invalid(f"messages.{i}.clear_at", "Input should be 'next_user_message' or "
+                      "'never'")
+    return clear_at != "next_user_message" or not any(
+        isinstance(m, dict) and m.get("role") == "user" for m in messages[i + 1:])
 
 
 def _prompt(body: dict[str, Any]) -> Prompt:
@@ -119,7 +150,9 @@ def _prompt(body: dict[str, Any]) -> Prompt:
         if "content" not in msg:
             raise invalid(f"{field}.content", "Field required")
         if role == "system":
-            turns.append((role, _system_text(msg["content"], f"{field}.content")))
+            text = _system_text(msg["content"], f"{field}.content", tool_changes=True)
+            if _shown(messages, i):
+                turns.append((role, text))
         else:
             turns.append((role, _content_text(msg["content"], f"{field}.content")))
     system = body.get("system", "")
@@ -152,16 +185,18 @@ def _breakpoints(body: dict[str, Any], prompt: Prompt) -> tuple[Breakpoint, ...]
             if ttl is not None:
                 text = "".join(_block_text(b, "system") for b in system[: j + 1])
                 out.append(Breakpoint(Prompt(system=text, turns=()), ttl))
-    for i, msg in enumerate(body["messages"]):
+    messages = body["messages"]
+    turn = 0  # the prompt turn of message i (a hidden system message has none)
+    for i, msg in enumerate(messages):
         content = msg["content"]
-        if not isinstance(content, list):
-            continue
-        for j, block in enumerate(content):
+        kept = msg["role"] != "system" or _shown(messages, i)
+        for j, block in enumerate(content if isinstance(content, list) and kept else []):
             ttl = _ttl(block)
             if ttl is not None:
                 text = "".join(_block_text(b, "messages") for b in content[: j + 1])
-                turns = (*prompt.turns[:i], (prompt.turns[i][0], text))
+                turns = (*prompt.turns[:turn], (prompt.turns[turn][0], text))
                 out.append(Breakpoint(Prompt(system=prompt.system, turns=turns), ttl))
+        turn += kept
     top = _ttl(body)
     if top is not None:
         out.append(Breakpoint(prompt, top))
@@ -188,6 +223,30 @@ def validate_count_tokens(body: object) -> tuple[str, Prompt]:
     return _model(body), instructed(prompt, parse_output(body, prompt))
 
 
+def _sampling(body: dict[str, Any]) -> tuple[float, float | None, int | None]:
+    """``temperature`` (1.0 when unset), ``top_p`` and ``top_k``, checked."""
+    temperature = body.get("temperature", 1.0)
+    if temperature is None:
+        temperature = 1.0
+    if not _is_number(temperature) or not 0.0 <= float(temperature) <= 1.0:
+        raise invalid("temperature", "Input should be a number between 0 and 1")
+    top_p = body.get("top_p")
+    if top_p is not None and (not _is_number(top_p) or not 0.0 <= float(top_p) <= 1.0):
+        raise invalid("top_p", "Input should be a number between 0 and 1")
+    top_k = body.get("top_k")
+    if top_k is not None and (not _is_int(top_k) or top_k < 0):
+        raise invalid("top_k", "Input should be a non-negative integer")
+    return float(temperature), None if top_p is None else float(top_p), top_k
+
+
+def with_tool_call(params: MessageParams, engine: Engine) -> MessageParams:
+    """``params`` with the tool call the engine makes of its own accord, if it does. The
+    prompt stays as sent (no instruction is added, unlike a forced call): the usage of a
+    request does not depend on what the model chose."""
+    output = chosen(engine, params.prompt, params.auto_tools)
+    return params if output is None else replace(params, output=output)
+
+
 def validate_message(
     body: object, *, in_batch: bool = False, capabilities: Mapping[str, Any] | None = None,
 ) -> MessageParams:
@@ -201,8 +260,10 @@ def validate_message(
     max_tokens = body["max_tokens"]
     if not _is_int(max_tokens):
         raise invalid("max_tokens", "Input should be a valid integer")
-    if max_tokens < 1:
-        raise invalid("max_tokens", "Input should be greater than or equal to 1")
+    if max_tokens < 0:  # 0 fills the prompt cache and generates nothing
+        raise invalid("max_tokens", "Input should be greater than or equal to 0")
+    if body.get("thread") is not None:  # the local API answers threads before this
+        raise invalid("thread", "message threads are not supported inside a message batch")
     prompt = _prompt(body)
 
     stops = body.get("stop_sequences") or []
@@ -211,17 +272,7 @@ def validate_message(
     if any(not s.strip() for s in stops):
         raise invalid("stop_sequences", "each stop sequence must contain non-whitespace")
 
-    temperature = body.get("temperature", 1.0)
-    if temperature is None:
-        temperature = 1.0
-    if not _is_number(temperature) or not 0.0 <= float(temperature) <= 1.0:
-        raise invalid("temperature", "Input should be a number between 0 and 1")
-    top_p = body.get("top_p")
-    if top_p is not None and (not _is_number(top_p) or not 0.0 <= float(top_p) <= 1.0):
-        raise invalid("top_p", "Input should be a number between 0 and 1")
-    top_k = body.get("top_k")
-    if top_k is not None and (not _is_int(top_k) or top_k < 0):
-        raise invalid("top_k", "Input should be a non-negative integer")
+    temperature, top_p, top_k = _sampling(body)
     stream = body.get("stream", False)
     if stream is None:
         stream = False
@@ -234,17 +285,19 @@ def validate_message(
         raise invalid("metadata", "Input should be a valid dictionary or object")
     check_supported(body, local_capabilities() if capabilities is None else capabilities)
     breakpoints = _breakpoints(body, prompt)
-    output = parse_output(body, prompt)
+    offered = {**body, "tools": offered_tools(body)}
+    output = parse_output(offered, prompt)
     return MessageParams(
         model=model,
         max_tokens=max_tokens,
         prompt=instructed(prompt, output),
         stop_sequences=tuple(stops),
-        temperature=float(temperature),
-        top_p=float(top_p) if top_p is not None else None,
+        temperature=temperature,
+        top_p=top_p,
         top_k=top_k,
         stream=stream,
         breakpoints=breakpoints,
         sampling_set=any(body.get(k) is not None for k in ("temperature", "top_p", "top_k")),
         output=output,
+        auto_tools=auto_tools(offered) if output is None else (),
     )

@@ -24,24 +24,28 @@ class APIError(Exception):
     renders it on the wire."""
 
     def __init__(
-        self, error_type: str, message: str, *, headers: dict[str, str] | None = None
+        self, error_type: str, message: str, *, headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
         self.status = STATUS_OF[error_type]
         self.headers = dict(headers or {})
+        #: ``error.details`` (``{"error_code": ..., ...}``): what the SDK picks its
+        #: exception class by, and what its thread helpers recover from.
+        self.details = details
 
     def body(self, request_id: str) -> dict[str, Any]:
-        return error_body(self.error_type, self.message, request_id)
+        return error_body(self.error_type, self.message, request_id, details=self.details)
 
 
-def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "error": {"type": error_type, "message": message},
-        "request_id": request_id,
-    }
+def error_body(error_type: str, message: str, request_id: str, *,
+               details: dict[str, Any] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": error_type, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"type": "error", "error": error, "request_id": request_id}
 
 
 def error_response(err: APIError, request_id: str) -> JSONResponse:

@@ -2,7 +2,11 @@
 
 It answers with the words of the last user turn (continuing after a prefill when the
 prefill is a prefix of them), so a test knows the text, and the output length, it will
-get. ``ttft_ms`` is the wait before the first token and ``token_ms`` the wait between
+get. Offered tools under ``tool_choice: auto``, it calls the first one whose name shares a
+word of four letters or more with that turn (with a minimal input valid against its
+schema), except in answer to tool results: so a tool loop (the SDK's tool runner) runs a
+call, then ends in text.
+``ttft_ms`` is the wait before the first token and ``token_ms`` the wait between
 tokens, so benchmarks can model a realistic server.
 """
 
@@ -10,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from laneway.local import tokenizer
@@ -57,6 +62,18 @@ class EchoEngine:
             **limits(self.context_window),
             "capabilities": {"structured_outputs": {"supported": True}},
         }
+
+    @staticmethod
+    def choose_tool(text: str, names: Sequence[str]) -> int | None:
+        """Under ``tool_choice: auto``, the tool it calls: the first whose name has a word
+        (``get_weather``: weather; ``lookupOrder``: lookup, order) of four letters or
+        more in ``text``, the last user turn; none when none has (it answers text)."""
+        words = {w.lower() for w in re.findall(r"[A-Za-z]+", text)}
+        for index, name in enumerate(names):
+            parts = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name)
+            if any(len(p) >= 4 and p.lower() in words for p in parts):
+                return index
+        return None
 
     @staticmethod
     def reply_text(prompt: Prompt) -> str:
