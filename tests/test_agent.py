@@ -56,17 +56,20 @@ async def test_submit_and_respond_share_one_governor(provider: Provider, tmp_pat
         store.close()
 
 
-@pytest.mark.local_config(token_ms=15)
+@pytest.mark.timing
+@pytest.mark.local_config(token_ms=200)
 async def test_the_persons_stream_goes_before_background_work(
         provider: Provider, tmp_path: Path) -> None:
     async with HybridAgent(provider=provider, db=tmp_path / "l.db", concurrency=1) as agent:
-        run_id = await agent.submit(jobs(12, words=10))  # ~12 x 150 ms, one at a time
+        run_id = await agent.submit(jobs(12, words=20))  # ~12 x 4 s, one at a time
         await asyncio.sleep(0.1)
         started = time.monotonic()
-        turn = await agent.respond("me first")
+        turn = await agent.respond("me first")  # 2 tokens: 0.4 s
         waited_s = time.monotonic() - started
-        assert turn.ttft_s is not None and turn.ttft_s < 0.12
-        assert waited_s < 0.5
+        # Behind the background request in flight the person would wait ~4 s more; the
+        # bounds leave room for a loaded machine (0.2 s and 0.4 s on a quiet one).
+        assert turn.ttft_s is not None and turn.ttft_s < 1.5
+        assert waited_s < 2.0
         assert agent.progress(run_id).done < 6  # the run was still going
         await agent.cancel(run_id)
 

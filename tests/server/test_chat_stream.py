@@ -92,7 +92,7 @@ def test_error_after_text_ends_the_stream_with_an_error_event(served: Served) ->
     assert last == ("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
 
 
-@pytest.mark.local_config(token_ms=25)
+@pytest.mark.local_config(token_ms=50)
 def test_client_disconnect_cancels_generation_upstream(served: Served) -> None:
     engine = CountingEngine(served.local.api.engine)
     served.local.api.engine = engine
@@ -104,9 +104,9 @@ def test_client_disconnect_cancels_generation_upstream(served: Served) -> None:
             got += line.startswith("data:")
             if got == 3:
                 break  # leaving the block closes the connection mid-answer
-    wait_for(lambda: engine.cut == 1, timeout_s=2, what="the upstream request to end")
+    wait_for(lambda: engine.cut == 1, timeout_s=4, what="the upstream request to end")
     cut_after_s = time.monotonic() - started
-    assert cut_after_s < 1.0  # the whole answer would take 80 x 25 ms = 2 s
+    assert cut_after_s < 2.5  # the whole answer would take 80 x 50 ms = 4 s
     produced = engine.tokens
     time.sleep(0.3)
     assert engine.tokens == produced < 40 and engine.finished == 0 and engine.active == 0

@@ -239,7 +239,7 @@ def test_a_stream_dropped_upstream_ends_with_the_apis_error_event(served: Served
 LONG = " ".join(f"word{i}" for i in range(40))
 
 
-@pytest.mark.local_config(token_ms=25)
+@pytest.mark.local_config(token_ms=50)
 def test_a_client_leaving_a_plain_request_gives_its_permit_back(served: Served) -> None:
     """The upstream request is closed with the client's (whether the upstream then stops
     generating is its own affair: the local API finishes a plain request anyway)."""
@@ -250,5 +250,5 @@ def test_a_client_leaving_a_plain_request_gives_its_permit_back(served: Served) 
         sdk(served.base_url, timeout=0.3).messages.create(model=MODEL, max_tokens=40,
                                                           messages=msgs)
     wait_for(lambda: len(seen) == 1, timeout_s=3, what="the request to end")
-    assert seen[0].status == 499 and seen[0].duration_s < 1.0  # not the whole 1 s answer
+    assert seen[0].status == 499 and seen[0].duration_s < 1.5  # not the whole 2 s answer
     assert served.agent.governor.state(MODEL).in_flight["background"] == 0
