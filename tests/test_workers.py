@@ -103,8 +103,10 @@ async def test_two_workers_share_a_run_and_its_pauses(
     inp = write_input(tmp_path / "in.jsonl", 300)
     enqueued = await run(inp, config=RunConfig(db=pg, no_work=True, run_name="shared"))
     assert enqueued.pending == 300
+    # Claims of 25 (not 256 of the 300): a worker that starts late on a loaded machine
+    # still finds jobs to claim.
     reports = await asyncio.gather(*(
-        work(WorkerConfig(db=pg, lease_s=10, worker_id=f"w{i}"),
+        work(WorkerConfig(db=pg, lease_s=10, worker_id=f"w{i}", claim_size=25),
              provider=Provider.at(local_api.base_url))
         for i in range(2)))
     assert all(r.runs["shared"].finished for r in reports)
