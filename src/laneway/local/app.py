@@ -33,8 +33,7 @@ from laneway.local.ratelimit import RateLimiter
 from laneway.local.threads import ThreadStore
 from laneway.local.validation import validate_count_tokens
 from laneway.wire.batches import BATCH_MAX_BYTES, parse_batch_requests, results_base_url
-from laneway.wire.errors import APIError
-from laneway.wire.ids import check_version
+from laneway.wire.errors import APIError, check_version
 
 MESSAGES_MAX_BYTES = 32 * 1024 * 1024
 

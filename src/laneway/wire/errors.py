@@ -1,10 +1,30 @@
-"""The Anthropic API's errors on the wire: error bodies and the status of each type."""
+"""The Anthropic API's errors on the wire: error bodies, the status of each type, and the
+answers laneway's servers make themselves.
+
+- :class:`APIError` is raised by a server's code and rendered by
+  :func:`error_response` under the request's id (the local API gives every request one
+  in a middleware);
+- :func:`api_error` is the gateway's own answer (a refusal, an upstream that never
+  answered, a batch not found): a fresh ``req_...`` id, the same in the ``request-id``
+  header and the body's ``request_id``, as the API's own answers have; and, when the
+  gateway has already retried (or waited out) what it answers, ``x-should-retry:
+  false``, which the SDKs obey before any status rule (SDK 2.x ``_should_retry``), so a
+  client does not multiply the wait the gateway already spent.
+
+Messages are the API's own words where the API has them (``Overloaded``, ``Internal
+server error``) and laneway's plain words otherwise; never a library's text.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 from fastapi.responses import JSONResponse
+
+from laneway.wire.ids import new_id
 
 #: HTTP status for each error type, as the API sends them.
 STATUS_OF: dict[str, int] = {
@@ -17,6 +37,11 @@ STATUS_OF: dict[str, int] = {
     "api_error": 500,
     "overloaded_error": 529,
 }
+
+#: The response header the SDKs obey before any status rule (``true`` / ``false``).
+SHOULD_RETRY = "x-should-retry"
+#: What an API error answer's ``request_id`` matches: the ``request-id`` header.
+REQUEST_ID = "request-id"
 
 
 class APIError(Exception):
@@ -49,10 +74,53 @@ def error_body(error_type: str, message: str, request_id: str, *,
 
 
 def error_response(err: APIError, request_id: str) -> JSONResponse:
-    headers = {"request-id": request_id, **err.headers}
+    headers = {REQUEST_ID: request_id, **err.headers}
     return JSONResponse(err.body(request_id), status_code=err.status, headers=headers)
+
+
+def api_error(status: int, error_type: str, message: str, *,
+              headers: Mapping[str, str] | None = None, retried: bool = False,
+              details: dict[str, Any] | None = None) -> JSONResponse:
+    """One of the gateway's own error answers, in the API's shape under a fresh request
+    id (header and body alike). ``retried``: the gateway already tried again (or waited
+    its limit) for this answer, so the client is told not to (``x-should-retry:
+    false``). ``headers`` add to those (``retry-after``, ``www-authenticate``).
+
+    The answer is a Starlette response, hence an ASGI app: a middleware sends it with
+    ``await api_error(...)(scope, receive, send)``.
+    """
+    request_id = new_id("req")
+    out = {**(headers or {}), REQUEST_ID: request_id}
+    if retried:
+        out[SHOULD_RETRY] = "false"
+    return JSONResponse(error_body(error_type, message, request_id, details=details),
+                        status_code=status, headers=out)
+
+
+def gateway_answer(err: APIError, *, retried: bool = False) -> JSONResponse:
+    """:func:`api_error` for an :class:`APIError` the gateway's code raised."""
+    return api_error(err.status, err.error_type, err.message, headers=err.headers,
+                     retried=retried, details=err.details)
 
 
 def invalid(field: str, message: str) -> APIError:
     """A 400 that names the field, as ``messages.0.content: ...``."""
     return APIError("invalid_request_error", f"{field}: {message}")
+
+
+_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: The first version of the API; SDK 2.x sends ``2026-10-21``, older clients ``2023-06-01``.
+FIRST_VERSION = date(2023, 1, 1)
+
+
+def check_version(value: str | None) -> None:
+    """Accept any dated ``anthropic-version`` the API has had (a missing header is taken
+    as the oldest); a malformed one is a 400 naming the header."""
+    if value is None:
+        return
+    try:
+        if not _VERSION.match(value) or date.fromisoformat(value) < FIRST_VERSION:
+            raise ValueError
+    except ValueError:
+        raise invalid("anthropic-version", f"{value!r} is not a valid version (a date "
+                      "such as 2023-06-01 or 2026-10-21)") from None

@@ -2,7 +2,8 @@
 
 The gateway forwards the upstream's bytes as they arrive (event order and framing are
 the upstream's own); :class:`SseTap` reads a copy to learn what the ledger needs: the
-usage (``message_start`` and ``message_delta``), when the first content arrived, the
+usage (``message_start`` and ``message_delta``), when the first ``content_block_delta``
+(the first text, or the first piece of a tool call's input) arrived, the
 ``stop_reason``, and an ``error`` event. Only those events are decoded as JSON; the
 deltas that carry the text are recognised by their name alone.
 """
@@ -14,14 +15,15 @@ import time
 from typing import Any
 
 _DECODED = frozenset({"message_start", "message_delta", "error"})
-_CONTENT = frozenset({"content_block_start", "content_block_delta"})
 
 
 class SseTap:
     def __init__(self) -> None:
         self._buffer = b""
         self.usage: dict[str, Any] = {}
-        self.first_content_at: float | None = None
+        #: When the first ``content_block_delta`` was read (``time.monotonic()``): not
+        #: ``content_block_start``, which an upstream sends before the model has written.
+        self.first_delta_at: float | None = None
         self.stop_reason: str | None = None
         self.stopped = False
         self.error: dict[str, Any] | None = None
@@ -46,8 +48,8 @@ class SseTap:
             elif line.startswith(b"data:"):
                 payload.append(line[5:].lstrip(b" "))
         self.events += 1
-        if name in _CONTENT and self.first_content_at is None:
-            self.first_content_at = time.monotonic()
+        if name == "content_block_delta" and self.first_delta_at is None:
+            self.first_delta_at = time.monotonic()
         elif name == "message_stop":
             self.stopped = True
         if name not in _DECODED:

@@ -36,8 +36,14 @@ from laneway.server.gateway.batch_plan import MODE_HEADER, BadPlanHeader, plan_b
 from laneway.server.gateway.clients import Clients, Refusal
 from laneway.store.gateway_batches import GatewayBatch
 from laneway.wire.batches import BATCH_MAX_BYTES, results_base_url
-from laneway.wire.errors import APIError
-from laneway.wire.ids import check_version, new_id
+from laneway.wire.errors import (
+    REQUEST_ID,
+    APIError,
+    api_error,
+    check_version,
+    gateway_answer,
+)
+from laneway.wire.ids import new_id
 
 if TYPE_CHECKING:
     from laneway.agent import HybridAgent
@@ -46,21 +52,21 @@ if TYPE_CHECKING:
 _CHUNK = 1000
 
 
-def _error(status: int, error_type: str, message: str,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"type": "error", "error": {"type": error_type, "message": message}},
-                        status_code=status, headers=headers)
+def _ok(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A batch call's answer: like every answer of the API's, it carries a request id."""
+    return JSONResponse(content, headers={REQUEST_ID: new_id("req"), **(headers or {})})
 
 
 async def _answer(call: Awaitable[Response]) -> Response:
     try:
         return await call
     except APIError as err:
-        return _error(err.status, err.error_type, err.message, err.headers or None)
+        return gateway_answer(err)
     except Refusal as refusal:
-        return _error(refusal.status, refusal.error_type, refusal.message, refusal.headers)
+        return api_error(refusal.status, refusal.error_type, refusal.message,
+                         headers=refusal.headers)
     except BadPlanHeader as exc:
-        return _error(400, "invalid_request_error", str(exc))
+        return api_error(400, "invalid_request_error", str(exc))
 
 
 async def _read_body(request: Request) -> bytes:
@@ -159,13 +165,13 @@ class GatewayBatches:
                           {"mode": plan.mode, "reason": plan.reason, "gateway": True})
         if path is not None:
             self.driver.start(batch.id)
-        return JSONResponse(await self._json(request, batch), headers={MODE_HEADER: plan.mode})
+        return _ok(await self._json(request, batch), {MODE_HEADER: plan.mode})
 
     def _save(self, lines: list[str]) -> Path:
         return self.agent.save_input(("\n".join(lines) + "\n").encode())
 
     async def _retrieve(self, request: Request, batch_id: str) -> Response:
-        return JSONResponse(await self._json(request, await self._owned(request, batch_id)))
+        return _ok(await self._json(request, await self._owned(request, batch_id)))
 
     async def _listing(self, request: Request, limit: int, after_id: str | None,
                        before_id: str | None) -> Response:
@@ -180,9 +186,9 @@ class GatewayBatches:
                 ("before_id", before_id)
             raise APIError("invalid_request_error", f"{name}: unknown batch {value!r}")
         data = [await self._json(request, b) for b in page[0]]
-        return JSONResponse({"data": data, "has_more": page[1],
-                             "first_id": data[0]["id"] if data else None,
-                             "last_id": data[-1]["id"] if data else None})
+        return _ok({"data": data, "has_more": page[1],
+                    "first_id": data[0]["id"] if data else None,
+                    "last_id": data[-1]["id"] if data else None})
 
     async def _cancel(self, request: Request, batch_id: str) -> Response:
         batch = await self._owned(request, batch_id)
@@ -191,7 +197,7 @@ class GatewayBatches:
             self.driver.start(batch_id)  # a batch made before this gateway started
             self.driver.poke(batch_id)
             batch = await self._owned(request, batch_id)
-        return JSONResponse(await self._json(request, batch))
+        return _ok(await self._json(request, batch))
 
     async def _delete(self, request: Request, batch_id: str) -> Response:
         batch = await self._owned(request, batch_id)
@@ -201,14 +207,15 @@ class GatewayBatches:
                            "and wait for it to end before deleting it")
         astore = self.agent.astore
         await astore.call(astore.store.delete_gateway_batch, batch_id)
-        return JSONResponse({"id": batch_id, "type": "message_batch_deleted"})
+        return _ok({"id": batch_id, "type": "message_batch_deleted"})
 
     async def _results(self, request: Request, batch_id: str) -> Response:
         batch = await self._owned(request, batch_id)
         if batch.ended_at is None:
             raise APIError("not_found_error",
                            f"message batch {batch_id!r} has not ended: no results yet")
-        return StreamingResponse(self._result_chunks(batch), media_type="application/binary")
+        return StreamingResponse(self._result_chunks(batch), media_type="application/binary",
+                                 headers={REQUEST_ID: new_id("req")})
 
     async def _result_chunks(self, batch: GatewayBatch) -> AsyncIterator[bytes]:
         astore = self.agent.astore

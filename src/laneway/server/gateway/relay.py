@@ -1,17 +1,32 @@
-"""One Messages request relayed upstream: admitted by the governor, retried, answered.
+"""Requests relayed upstream: admitted by the governor, retried, answered.
 
 The client's body goes upstream byte for byte; the upstream's answer comes back with its
 status, headers and body, a stream event by event as it arrives. Between the two the
-gateway owns the policy a naive client gets wrong:
+gateway owns the policy a naive client gets wrong, for Messages (:meth:`Relay.messages`)
+and for the calls that use no Messages quota, ``count_tokens`` and models
+(:meth:`Relay.passthrough`), alike:
 
-- the request waits for the governor in its lane (see :mod:`.admission`);
-- a 429, 529, 5xx, or no answer at all (none, or one cut short) is tried again inside
-  the lane's wait limit (a 429 pauses the background lane for its ``retry-after``; other
-  errors back off with jitter), so the client does not see it; past the limit it gets
-  the upstream's last error as it was, with the upstream's own ``retry-after``;
+- a Messages request waits for the governor in its lane (see :mod:`.admission`);
+- no answer at all (the upstream cannot be reached, or drops the connection before its
+  answer is complete, or times out) is an outage, not the request's fault: it is tried
+  again after 1, 2, 4, 8, 8, ... s (jittered, as runs wait out an outage, see
+  :mod:`laneway.runners.api_wait`) until the lane's wait limit, so an upstream down for
+  20 s costs a client 20 s, not an error; past the limit the client gets a 502 in the
+  API's shape that says what happened in laneway's words (never a library's text);
+- a 429, 529 or 5xx is an answer: tried again up to 6 times with backoff (a 429, which
+  is not the request's fault, as often as the limit allows, after its ``retry-after``;
+  it also pauses the background lane), inside the lane's wait limit; then the client
+  gets the upstream's last answer as it was, with the upstream's own ``retry-after``;
+- every retryable answer the gateway gives up on carries ``x-should-retry: false``: the
+  gateway has applied the policy already, and an SDK that tried again (2 more times by
+  default) would multiply the wait (a persistent 529 took 72 s to reach the app);
 - any other 4xx is the request's fault and goes back as is, at once;
 - once a stream has started nothing is tried again: an upstream that drops it mid-way
   ends it with an ``error`` event, as the API itself does.
+
+Neither call raises :class:`~laneway.errors.ProviderError`: every failure upstream is
+answered. They raise ``ClientGone`` (the client left) and, for Messages,
+``WaitedTooLong`` (the lane's quota stayed spent, with no upstream answer to give).
 """
 
 from __future__ import annotations
@@ -19,26 +34,32 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from fastapi.responses import Response, StreamingResponse
 
-from laneway.errors import ProviderError
+from laneway.errors import ProviderError, ProviderTimeoutError
 from laneway.governor.core import Governor, Permit
 from laneway.provider import relay as provider_relay
 from laneway.provider.client import Provider, retry_after_s
 from laneway.provider.relay import RawResponse
 from laneway.runners.retry import RetryPolicy
-from laneway.server.gateway.admission import ClientWatch, WaitLimits, admit
+from laneway.server.gateway.admission import ClientWatch, WaitedTooLong, WaitLimits, admit
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.headers import client_headers
+from laneway.wire.errors import SHOULD_RETRY, api_error
 from laneway.wire.sse import SseTap
 
 #: Statuses worth another try: rate limited, overloaded, the upstream's own failures.
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
-_POLICY = RetryPolicy()
+#: Error answers: 6 tries, 1, 2, 4, 8, 16 s apart (equal jitter).
+_ANSWERS = RetryPolicy()
+#: No answer: as long as the wait limit allows, 1, 2, 4, 8, 8, ... s apart.
+_SILENCE = RetryPolicy(cap_s=8.0)
+_AGAIN = ProviderError("again")  # a backoff with no retry-after of the error's own
 #: Ends a relayed stream whose upstream connection dropped (the API's own error event).
 _DROPPED = (b'event: error\ndata: {"type":"error","error":{"type":"api_error",'
             b'"message":"the upstream connection dropped mid-stream"}}\n\n')
@@ -50,6 +71,72 @@ def _outcome(status: int, body: bytes) -> str:
     if status == 529 or b"overloaded_error" in body:
         return "overloaded"
     return "error"
+
+
+class _NoAnswer(Exception):
+    """The upstream gave no answer to one try: what happened, in laneway's words."""
+
+    def __init__(self, err: ProviderError, *, cut_short: bool, timeout_s: float) -> None:
+        if isinstance(err, ProviderTimeoutError) and err.status is None:
+            what = f"it did not answer within {timeout_s:g} s"
+        elif cut_short:
+            what = "its connection dropped before the answer was complete"
+        else:
+            what = "it could not be reached, or closed the connection before answering"
+        super().__init__(what)
+        self.what = what
+
+
+@dataclass
+class _Tries:
+    """One request's tries upstream, and when (whether) to try again."""
+
+    deadline: float
+    started: float = field(default_factory=time.monotonic)
+    sends: int = 0
+    #: Error answers other than 429 (each uses one of :data:`_ANSWERS`' attempts).
+    failed: int = 0
+    #: Tries that got no answer.
+    silent: int = 0
+
+    def after_answer(self, status: int, headers: Mapping[str, str]) -> float | None:
+        """Seconds to wait before trying again after an answer; None: give it."""
+        if status not in _RETRYABLE:
+            return None
+        hint = retry_after_s(headers)
+        if status == 429:
+            wait = hint if hint is not None else 5.0
+        else:
+            self.failed += 1
+            if self.failed >= _ANSWERS.max_attempts:
+                return None
+            wait = hint if hint is not None else _ANSWERS.delay_s(_AGAIN, attempts=self.failed)
+        return wait if time.monotonic() + wait <= self.deadline else None
+
+    def after_silence(self) -> float | None:
+        """Seconds to wait before trying again after no answer (the last try is at the
+        deadline itself); None: the wait limit has passed."""
+        self.silent += 1
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            return None
+        return min(left, _SILENCE.delay_s(_AGAIN, attempts=self.silent))
+
+    def gave_up(self, silence: _NoAnswer, limit: str) -> Response:
+        """The 502 for an upstream that never answered, however long it was waited for."""
+        took = time.monotonic() - self.started
+        tries = "once" if self.sends == 1 else f"{self.sends} times"
+        return api_error(502, "api_error", f"the upstream API gave no answer: {silence.what} "
+                         f"(laneway tried {tries} in {took:.0f} s; {limit})",
+                         retried=self.sends > 1)
+
+
+def _relayed(status: int, body: bytes, headers: Mapping[str, str]) -> Response:
+    """The upstream's answer as it was; one the gateway gave up retrying says so."""
+    out = client_headers(headers)
+    if status in _RETRYABLE:
+        out[SHOULD_RETRY] = "false"
+    return Response(body, status_code=status, headers=out)
 
 
 @dataclass
@@ -64,63 +151,105 @@ class Relay:
     async def messages(self, ex: Exchange, watch: ClientWatch, content: bytes,
                        headers: dict[str, str], *, input_tokens: int,
                        max_tokens: int, query: dict[str, str] | None = None) -> Response:
-        """Answer one ``POST /v1/messages`` (raises ``ClientGone`` or ``WaitedTooLong``)."""
-        deadline = ex.arrived + self.waits.of(ex.lane)
-        attempts = 0
+        """Answer one ``POST /v1/messages`` (see the module docstring)."""
+        tries = _Tries(ex.arrived + self.waits.of(ex.lane))
+        last: Callable[[], Response] | None = None
         while True:
             since = time.monotonic()
-            permit = await admit(self.governor, watch, ex.lane, ex.model,
-                                 input_tokens=input_tokens, max_tokens=max_tokens,
-                                 deadline=deadline)
-            ex.waited(since)
             try:
-                response, body = await self._send(ex, permit, watch, content, headers,
-                                                  query)
-            except ProviderError as err:  # no answer: try again while there is time
-                attempts += 1
-                wait = _POLICY.delay_s(err, attempts=attempts)
-                if time.monotonic() + wait > deadline or attempts >= _POLICY.max_attempts:
+                permit = await admit(self.governor, watch, ex.lane, ex.model,
+                                     input_tokens=input_tokens, max_tokens=max_tokens,
+                                     deadline=tries.deadline)
+            except WaitedTooLong:
+                if last is None:
                     raise
-                ex.upstream_errors += 1
-                await watch.sleep(wait)
-                continue
-            status = response.status_code
-            if status == 200:
-                if body is None:
-                    watch.stop()
-                    return self._stream(ex, permit, response)
-                return self._whole(ex, permit, response, body)
-            wait_hint = retry_after_s(response.headers)
-            self.governor.release(permit, outcome=_outcome(status, body or b""),
-                                  headers=response.headers,
-                                  retry_after_s=wait_hint if status == 429 else None)
-            attempts += status != 429
-            wait = wait_hint if wait_hint is not None else 5.0 if status == 429 else \
-                _POLICY.delay_s(ProviderError("retry"), attempts=attempts)
-            if (status not in _RETRYABLE or attempts >= _POLICY.max_attempts
-                    or time.monotonic() + wait > deadline):
-                return self._answer(ex, status, body or b"", response.headers)
+                return last()  # the limit passed while the lane was paused by a failure
+            ex.waited(since)
+            tries.sends += 1
+            try:
+                response, body = await self._send(
+                    permit, watch, "POST", "/v1/messages", content=content,
+                    headers=headers, query=query, stream=ex.streamed,
+                    timeout_s=self.upstream_timeout_s)
+            except _NoAnswer as silence:
+                wait = tries.after_silence()
+                limit = f"the {ex.lane} lane's wait limit is {self.waits.of(ex.lane):g} s"
+                last = self._ender(ex, partial(tries.gave_up, silence, limit))
+            else:
+                status = response.status_code
+                if status == 200:
+                    if body is None:
+                        watch.stop()
+                        return self._stream(ex, permit, response)
+                    return self._whole(ex, permit, response, body)
+                self.governor.release(
+                    permit, outcome=_outcome(status, body or b""), headers=response.headers,
+                    retry_after_s=retry_after_s(response.headers) if status == 429 else None)
+                wait = tries.after_answer(status, response.headers)
+                last = self._ender(ex, partial(_relayed, status, body or b"",
+                                               response.headers))
+            if wait is None:
+                return last()
             ex.upstream_errors += 1
             await watch.sleep(wait)
 
-    async def _send(self, ex: Exchange, permit: Permit, watch: ClientWatch, content: bytes,
-                    headers: dict[str, str], query: dict[str, str] | None
-                    ) -> tuple[RawResponse, bytes | None]:
-        """The upstream's response, and its body unless it is a stream to relay. A body
-        cut short is no answer (:class:`ProviderError`); the permit is given back on any
-        failure."""
-        with self.governor.given_back_on_failure(permit):
-            response = await watch.race(provider_relay.send(
-                self.provider, "POST", "/v1/messages", content=content, headers=headers,
-                query=query, timeout_s=self.upstream_timeout_s))
-            if ex.streamed and response.status_code == 200:
-                return response, None
-            return response, await watch.race(provider_relay.read(response))
+    async def passthrough(self, watch: ClientWatch, method: str, path: str, *,
+                          wait_s: float, content: bytes | None = None,
+                          headers: dict[str, str] | None = None,
+                          query: dict[str, str] | None = None,
+                          timeout_s: float = 60.0) -> Response:
+        """Relay a call that uses no Messages quota (``count_tokens``, models) as it is,
+        tried again as Messages are (no governor, no record) within ``wait_s``."""
+        tries = _Tries(time.monotonic() + wait_s)
+        while True:
+            tries.sends += 1
+            try:
+                response, body = await self._send(None, watch, method, path, content=content,
+                                                  headers=headers, query=query, stream=False,
+                                                  timeout_s=timeout_s)
+            except _NoAnswer as silence:
+                wait = tries.after_silence()
+                if wait is None:
+                    return tries.gave_up(silence, f"its wait limit is {wait_s:g} s")
+            else:
+                wait = tries.after_answer(response.status_code, response.headers)
+                if wait is None:
+                    return _relayed(response.status_code, body or b"", response.headers)
+            await watch.sleep(wait)
 
-    def _answer(self, ex: Exchange, status: int, body: bytes, headers: Any) -> Response:
-        ex.end(status, local=self.provider.is_local)
+    async def _send(self, permit: Permit | None, watch: ClientWatch, method: str, path: str,
+                    *, content: bytes | None, headers: dict[str, str] | None,
+                    query: dict[str, str] | None, stream: bool, timeout_s: float,
+                    ) -> tuple[RawResponse, bytes | None]:
+        """The upstream's response, and its body unless it is a stream to relay; no
+        answer (none, or one cut short) raises :class:`_NoAnswer`. The permit is given
+        back on any failure."""
+        cut_short = False
+        given_back = contextlib.nullcontext() if permit is None else \
+            self.governor.given_back_on_failure(permit)
+        try:
+            with given_back:
+                response = await watch.race(provider_relay.send(
+                    self.provider, method, path, content=content, headers=headers,
+                    query=query, timeout_s=timeout_s))
+                if stream and response.status_code == 200:
+                    return response, None
+                cut_short = True
+                return response, await watch.race(provider_relay.read(response))
+        except ProviderError as err:
+            raise _NoAnswer(err, cut_short=cut_short, timeout_s=timeout_s) from err
+
+    def _ender(self, ex: Exchange, answer: Callable[[], Response]) -> Callable[[], Response]:
+        """``answer``, once the request is recorded with its status."""
+        def end() -> Response:
+            response = answer()
+            self._end(ex, response.status_code)
+            return response
+        return end
+
+    def _end(self, ex: Exchange, status: int, usage: dict[str, Any] | None = None) -> None:
+        ex.end(status, usage=usage, local=self.provider.is_local)
         self.finish(ex)
-        return Response(body, status_code=status, headers=client_headers(headers))
 
     def _whole(self, ex: Exchange, permit: Permit, response: RawResponse,
                body: bytes) -> Response:
@@ -130,7 +259,8 @@ class Relay:
         self.governor.release(permit, outcome="ok", usage=usage, headers=response.headers)
         ex.usage = usage
         ex.ttft_s = time.monotonic() - ex.arrived
-        return self._answer(ex, 200, body, response.headers)
+        self._end(ex, 200)
+        return Response(body, status_code=200, headers=client_headers(response.headers))
 
     def _stream(self, ex: Exchange, permit: Permit, response: RawResponse) -> Response:
         tap = SseTap()
@@ -141,8 +271,12 @@ class Relay:
                 try:
                     async for chunk in response.aiter_bytes():
                         tap.feed(chunk)
-                        ex.first_content(tap.first_content_at)
                         yield chunk
+                        # Resumed once the chunk is handed to the client's connection:
+                        # the time to first token is the first text the client gets, not
+                        # the upstream's content_block_start (sent before the model wrote).
+                        if ex.ttft_s is None and tap.first_delta_at is not None:
+                            ex.ttft_s = time.monotonic() - ex.arrived
                 except ProviderError:
                     raise
                 except Exception:  # the upstream dropped it: end it as the API would
@@ -155,14 +289,12 @@ class Relay:
                     await response.aclose()
                 self.governor.release(permit, outcome=outcome, headers=response.headers,
                                       usage=tap.usage if outcome == "ok" else None)
-                ex.end(200, usage=tap.usage, local=self.provider.is_local)
-                self.finish(ex)
+                self._end(ex, 200, tap.usage)
 
         def never_started() -> None:  # the client left before the first byte
             if not permit.released:
                 self.governor.release(permit, outcome="canceled")
-                ex.end(499, local=self.provider.is_local)
-                self.finish(ex)
+                self._end(ex, 499)
 
         return _Relayed(events(), never_started, status_code=200,
                         headers=client_headers(response.headers))

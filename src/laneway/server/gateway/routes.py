@@ -2,12 +2,50 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
+from laneway.errors import LanewayError
+from laneway.server.errors import headers_of, message_of, status_of, type_of
 from laneway.server.gateway.service import gateway_of
+from laneway.wire.errors import api_error
 
-router = APIRouter(tags=["Anthropic API (gateway)"])
+_log = logging.getLogger(__name__)
+
+
+class ApiRoute(APIRoute):
+    """A route of the API's that answers its failures as the API does: a query the
+    framework cannot read (``?limit=abc``) is a 400 ``invalid_request_error`` (not
+    FastAPI's 422), and a failure of laneway's own is the API's error body, with its
+    request id, whatever raised it."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: "
+                    f"{e.get('msg', '')}" for e in exc.errors())
+                return api_error(400, "invalid_request_error", problems or "invalid request")
+            except Exception as exc:
+                if not isinstance(exc, LanewayError):
+                    _log.exception("%s %s failed", request.method, request.url.path)
+                return api_error(status_of(exc) if isinstance(exc, LanewayError) else 500,
+                                 type_of(exc), message_of(exc), headers=headers_of(exc))
+
+        return answer
+
+
+router = APIRouter(tags=["Anthropic API (gateway)"], route_class=ApiRoute)
 
 
 @router.post("/v1/messages", summary="Create a Message (relayed through the lanes)")

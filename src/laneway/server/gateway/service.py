@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from laneway.cost import tokens
 from laneway.cost.prices import known, worst_cost
-from laneway.errors import ProviderError
-from laneway.provider import relay as provider_relay
 from laneway.server.gateway.accounting import Recorder
 from laneway.server.gateway.admission import (
     LANE_HEADER,
@@ -34,20 +32,14 @@ from laneway.server.gateway.admission import (
 from laneway.server.gateway.batches import GatewayBatches
 from laneway.server.gateway.clients import Clients, Refusal
 from laneway.server.gateway.exchange import CLIENT_CLOSED, Exchange
-from laneway.server.gateway.headers import client_headers, upstream_headers
+from laneway.server.gateway.headers import upstream_headers
 from laneway.server.gateway.loop import VIA_HEADER, looped, via
 from laneway.server.gateway.relay import Relay
 from laneway.server.gateway.stats import LiveStats
+from laneway.wire.errors import api_error
 
 if TYPE_CHECKING:
     from laneway.agent import HybridAgent
-
-
-def api_error(status: int, error_type: str, message: str,
-              headers: dict[str, str] | None = None) -> JSONResponse:
-    """An error answer in the API's own shape."""
-    return JSONResponse({"type": "error", "error": {"type": error_type, "message": message}},
-                        status_code=status, headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +116,7 @@ class Gateway:
                                key_lane=key.lane if key else None)
         except Refusal as refusal:
             return api_error(refusal.status, refusal.error_type, refusal.message,
-                             refusal.headers)
+                             headers=refusal.headers)
         except BadLane as exc:
             return api_error(400, "invalid_request_error", str(exc))
         ex = Exchange(model=str(body.get("model") or ""), lane=lane, streamed=streamed,
@@ -158,18 +150,15 @@ class Gateway:
             return self._refuse(ex, 429, "rate_limit_error",
                                 f"the {lane} lane's quota is spent: laneway waited "
                                 f"{self.settings.waits.of(lane):.0f} s for it",
-                                {"retry-after": str(int(exc.retry_after_s))})
-        except ProviderError as exc:
-            return self._refuse(ex, 529 if exc.status == 529 else 502, "api_error",
-                                f"the upstream did not answer: {exc.message}")
+                                {"retry-after": str(int(exc.retry_after_s))}, retried=True)
         finally:
             watch.stop()
 
     def _refuse(self, ex: Exchange, status: int, error_type: str, message: str,
-                headers: dict[str, str] | None = None) -> Response:
+                headers: dict[str, str] | None = None, *, retried: bool = False) -> Response:
         ex.end(status, local=self.agent.provider.is_local)
         self.finish(ex)
-        return api_error(status, error_type, message, headers)
+        return api_error(status, error_type, message, headers=headers, retried=retried)
 
     async def passthrough(self, request: Request, path: str) -> Response:
         """Relay a request that uses no Messages quota (count_tokens, models) as it is."""
@@ -177,15 +166,20 @@ class Gateway:
             return _loop_detected()
         content = await request.body() if request.method == "POST" else None
         try:
-            response = await provider_relay.send(
-                self.agent.provider, request.method, path, content=content,
-                headers=_forwarded(request),
-                query=dict(request.query_params), timeout_s=60.0)
-        except ProviderError as exc:
-            return api_error(502, "api_error", f"the upstream did not answer: {exc.message}")
-        body = await response.aread()
-        return Response(body, status_code=response.status_code,
-                        headers=client_headers(response.headers))
+            lane = choose_lane(streamed=False, header=request.headers.get(LANE_HEADER),
+                               key_lane=None)
+        except BadLane as exc:
+            return api_error(400, "invalid_request_error", str(exc))
+        watch = ClientWatch(request.receive)
+        try:
+            return await self.relay.passthrough(
+                watch, request.method, path, wait_s=self.settings.waits.of(lane),
+                content=content, headers=_forwarded(request),
+                query=dict(request.query_params))
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED)
+        finally:
+            watch.stop()
 
 
 def _forwarded(request: Request) -> dict[str, str]:
