@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from laneway.agent import HybridAgent
 from laneway.local import RunningLocal
 from laneway.local.server import listening_port
-from laneway.provider.client import Provider
+from laneway.provider.client import Provider, sdk_client
 from laneway.server import ServerSettings, create_app
 
 
@@ -48,10 +48,14 @@ class Served:
 
 
 def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
-                 host: str = "127.0.0.1", kind: str = "local", **settings: Any) -> Served:
-    """Run the app in a thread whose event loop owns the provider's client."""
+                 host: str = "127.0.0.1", kind: str = "local",
+                 production_client: bool = False, **settings: Any) -> Served:
+    """Run the app in a thread whose event loop owns the provider's client;
+    ``production_client``: the SDK client as ``laneway serve`` makes it (its aiohttp
+    transport), not the SDK's default."""
     port = 0  # the OS picks a free one as uvicorn binds it: no race for a free port
-    client = anthropic.AsyncAnthropic(base_url=local.base_url, api_key="k", max_retries=0)
+    client = sdk_client(api_key="k", base_url=local.base_url) if production_client else \
+        anthropic.AsyncAnthropic(base_url=local.base_url, api_key="k", max_retries=0)
     # kind="anthropic": priced like the real API (the local API answers as Claude would).
     provider = Provider(client, kind, local.base_url, description="the test local API")
     settings = {"events_interval_s": 0.1, "progress_interval_s": 0.2, **settings}

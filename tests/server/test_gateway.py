@@ -137,6 +137,9 @@ def test_past_the_wait_limit_the_answer_is_429_with_retry_after(
             client.messages.create(model=MODEL, max_tokens=5, messages=HI)
         assert int(info.value.response.headers["retry-after"]) >= 1
         assert info.value.body["error"]["type"] == "rate_limit_error"
+        # It waited its limit already: an SDK that waited again would multiply it.
+        assert info.value.response.headers["x-should-retry"] == "false"
+        assert info.value.body["request_id"] == info.value.response.headers["request-id"]
         assert local_api.api.completions.completed == 1  # the refused one was never sent
     finally:
         served.stop()
@@ -184,6 +187,7 @@ def test_a_gateway_that_is_its_own_upstream_is_refused(served: Served) -> None:
         r = http.post("/v1/messages", json={"model": MODEL, "max_tokens": 5, "messages": HI},
                       headers={"laneway-via": f"other, {INSTANCE}"})
         assert r.status_code == 508 and r.json()["error"]["type"] == "api_error"
+        assert r.json()["request_id"] == r.headers["request-id"]
         ok = http.post("/v1/messages", json={"model": MODEL, "max_tokens": 5, "messages": HI},
                        headers={"laneway-via": "other"})
         assert ok.status_code == 200

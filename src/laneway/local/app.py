@@ -135,6 +135,9 @@ class LocalAPI:
         self.check_auth(request)
         body = await self.read_json(request, MESSAGES_MAX_BYTES)
         _model, prompt = validate_count_tokens(body)
+        forced = request.headers.get("x-laneway-fault")
+        if forced:  # on request only: count_tokens draws nothing from the --faults plan
+            self.answers.immediate_fault(self.faults.draw(forced))
         return {"input_tokens": self.engine.count_tokens(prompt)}
 
 

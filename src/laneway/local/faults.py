@@ -5,7 +5,8 @@ fraction of requests that get each fault. Faults are drawn in arrival order from
 random generator seeded with ``--seed``, so a sequential client sees the same faults on
 every run. A request can also ask for one fault with the header ``x-laneway-fault``
 (``529``, ``500``, ``429``, ``429:90`` for a retry-after of 90 s, ``drop``,
-``midstream``, ``stall``), which tests use to reach one error path on purpose.
+``midstream``, ``stall``), which tests use to reach one error path on purpose;
+``count_tokens`` answers that header's ``529``, ``500`` and ``429`` too.
 
 ``pause`` ends the answer after two tokens with ``stop_reason: "pause_turn"``, as a
 server-tool loop pauses a turn (a client resumes it). ``thread_not_found`` (a thread

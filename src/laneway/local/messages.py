@@ -126,7 +126,7 @@ class MessageAnswers:
         self.api.stats["requests"] += 1
         fault = self.api.faults.draw(fault_header)
         self._thread_fault(fault, turn, body)
-        self._immediate_fault(fault)
+        self.immediate_fault(fault)
         total_tokens = self.api.engine.count_tokens(params.prompt)
         check_request(self.api.engine, params, total_tokens)
         plan = self.api.cache.plan(params.model, params.breakpoints, total_tokens,
@@ -158,8 +158,9 @@ class MessageAnswers:
                                unsupported=[f for f in _THREAD_FEATURES
                                             if body.get(f) is not None])
 
-    def _immediate_fault(self, fault: Fault | None) -> None:
-        """Raise the faults that answer before any generation (529, 500, 429)."""
+    def immediate_fault(self, fault: Fault | None) -> None:
+        """Raise the faults that answer before any generation (529, 500, 429); also
+        ``count_tokens``'s, asked for with ``x-laneway-fault``."""
         if fault is None or fault.kind not in ("529", "500", "429"):
             return
         self.api.stats["faults"] += 1
