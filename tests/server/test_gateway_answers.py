@@ -62,10 +62,10 @@ def own_answer(r: httpx.Response, status: int, error_type: str) -> dict[str, Any
 
 
 def test_an_upstream_outage_is_waited_out(local_api: RunningLocal, tmp_path: Path) -> None:
-    """The upstream is down (connection refused) for 1 s: a message, a stream,
-    count_tokens and a models list sent meanwhile all wait it out (limit 3 s), the
+    """The upstream is down (connection refused) for 0.8 s: a message, a stream,
+    count_tokens and a models list sent meanwhile all wait it out (limit 2.5 s), the
     client's own retries off; count_tokens and models were a 502 at once."""
-    served = gateway(local_api, tmp_path, 3.0)
+    served = gateway(local_api, tmp_path, 2.5)
     port = urlsplit(local_api.base_url).port
     local_api.stop()
     client = sdk(served, max_retries=0)
@@ -86,7 +86,7 @@ def test_an_upstream_outage_is_waited_out(local_api: RunningLocal, tmp_path: Pat
     try:
         with ThreadPoolExecutor(len(calls)) as pool:
             futures = {name: pool.submit(call) for name, call in calls.items()}
-            time.sleep(1.0)
+            time.sleep(0.8)
             back = start_local(LocalConfig(), port=port or 0)
             answers = {name: f.result(timeout=15) for name, f in futures.items()}
     finally:
