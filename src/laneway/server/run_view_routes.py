@@ -4,10 +4,14 @@
 Everything here reads the ledger, not a page that stayed open: a finished run shows the
 same charts and jobs whoever watched it. Job pages are keyset pages (``after`` /
 ``before`` a ``seq``), so any page of a 100,000-job run answers as fast as the first.
+These reads run in a thread of their own, not on the store's one thread, so a page
+opening reads its run, its timeline and its first jobs at once (the ledger serves
+readers side by side: SQLite in WAL mode, PostgreSQL's pool).
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +64,7 @@ async def timeline(request: Request, run_id: str,
     its runner wrote)."""
     agent = _agent(request)
     await _run(agent, run_id)
-    found = await agent.astore.call(agent.store.run_timeline, run_id, buckets=buckets)
+    found = await asyncio.to_thread(agent.store.run_timeline, run_id, buckets=buckets)
     rows = found["buckets"]
     done = sum(b["succeeded"] + b["errored"] for b in rows)
     span = (found["end"] - found["start"]) if rows else 0.0
@@ -87,7 +91,7 @@ async def jobs(
     ``before=first_seq``) while ``has_more``."""
     agent = _agent(request)
     await _run(agent, run_id)
-    rows, more = await agent.astore.call(
+    rows, more = await asyncio.to_thread(
         agent.store.job_page, run_id, statuses=[str(s) for s in status], search=search,
         after_seq=after, before_seq=before, limit=limit)
     return JobPage(data=[JobRow.model_validate(r) for r in rows], has_more=more,
@@ -101,7 +105,7 @@ async def job(request: Request, run_id: str, custom_id: str) -> JobDetail:
     """The job's request, result (the answer, or the error), usage, cost and attempts."""
     agent = _agent(request)
     await _run(agent, run_id)
-    found = await agent.astore.call(agent.store.job_detail, run_id, custom_id)
+    found = await asyncio.to_thread(agent.store.job_detail, run_id, custom_id)
     if found is None:
         raise HTTPError(404, "not_found_error", f"run {run_id!r} has no job {custom_id!r}")
     return JobDetail.model_validate(found)

@@ -25,7 +25,6 @@ from sqlalchemy import (
     case,
     cast,
     func,
-    literal_column,
     or_,
     select,
     update,
@@ -102,67 +101,63 @@ class RunViews:
         included): ``t`` (its start), ``succeeded``, ``errored`` (errored or expired),
         ``input_tokens``, ``output_tokens``, ``cost_usd``, and from the runner's samples
         ``limit_use`` (the peak, or None) and ``in_flight`` (the peak, or None).
+
+        One read of each table, by the second (the outcomes' index covers it), folded
+        into buckets here: no query first for the run's span.
         """
-        span = select(func.min(_J.finished_at), func.max(_J.finished_at)).where(
-            _J.run_id == run_id, _J.status.in_(_SENT_OUTCOMES), _not_ingest())
-        sspan = select(func.min(_RS.at), func.max(_RS.at)).where(_RS.run_id == run_id)
-        with self.engine.connect() as conn:
-            first, last = conn.execute(span).one()
-            sfirst, slast = conn.execute(sspan).one()
-        starts = [float(t) for t in (first, sfirst) if t is not None]
-        ends = [float(t) for t in (last, slast) if t is not None]
-        if not starts:
+        outcomes, samples = self._by_second(run_id)
+        seconds = [s for s, *_ in outcomes] + [s for s, *_ in samples]
+        if not seconds:
             return {"start": None, "end": None, "bucket_s": 1.0, "buckets": []}
-        start, end = min(starts), max(ends)
+        start, end = float(min(seconds)), float(max(seconds))
         width = bucket_width_s(end - start, buckets)
         start = math.floor(start / width) * width
-        count = int((end - start) // width) + 1
-        rows = [{"t": start + i * width, "succeeded": 0, "errored": 0, "input_tokens": 0,
-                 "output_tokens": 0, "cost_usd": 0.0, "limit_use": None, "in_flight": None}
-                for i in range(count)]
-        self._fill_outcomes(run_id, rows, start, width)
-        self._fill_samples(run_id, rows, start, width)
+        rows: list[dict[str, Any]] = [
+            {"t": start + i * width, "succeeded": 0, "errored": 0, "input_tokens": 0,
+             "output_tokens": 0, "cost_usd": 0.0, "limit_use": None, "in_flight": None}
+            for i in range(int((end - start) // width) + 1)]
+        for sec, ok, bad, tin, tout, cost in outcomes:
+            row = rows[int((sec - start) // width)]
+            row["succeeded"] += ok
+            row["errored"] += bad
+            row["input_tokens"] += tin
+            row["output_tokens"] += tout
+            row["cost_usd"] += cost
+        for sec, use, flight in samples:
+            row = rows[int((sec - start) // width)]
+            if use is not None:
+                row["limit_use"] = max(use, row["limit_use"] or 0.0)
+            row["in_flight"] = max(flight, row["in_flight"] or 0)
+        for row in rows:
+            row["cost_usd"] = round(row["cost_usd"], 8)
         return {"start": start, "end": end, "bucket_s": width, "buckets": rows}
 
-    def _index(self, column: Any, start: float, width: float) -> Any:
-        # Inline, not bound: PostgreSQL must see the same expression in SELECT and GROUP BY.
-        ratio = (column - literal_column(repr(float(start)))) / literal_column(repr(width))
-        # PostgreSQL's CAST to integer rounds; SQLite's truncates (floor, as ratio >= 0).
+    def _second(self, column: Any) -> Any:
+        # PostgreSQL's CAST to integer rounds; SQLite's truncates (floor, for times > 0).
         if self.engine.dialect.name == "postgresql":
-            return cast(func.floor(ratio), Integer)
-        return cast(ratio, Integer)
+            return cast(func.floor(column), Integer)
+        return cast(column, Integer)
 
-    def _fill_outcomes(self, run_id: str, rows: list[dict[str, Any]], start: float,
-                       width: float) -> None:
-        index = self._index(_J.finished_at, start, width).label("i")
-        q = (select(index,
-                    func.sum(case((_J.status == JobStatus.SUCCEEDED, 1), else_=0)),
-                    func.sum(case((_J.status != JobStatus.SUCCEEDED, 1), else_=0)),
-                    func.coalesce(func.sum(_J.input_tokens), 0),
-                    func.coalesce(func.sum(_J.output_tokens), 0),
-                    cast(func.coalesce(func.sum(_J.cost_usd), 0.0), Float))
-             .where(_J.run_id == run_id, _J.status.in_(_SENT_OUTCOMES), _not_ingest(),
-                    _J.finished_at.is_not(None))
-             .group_by(index))
+    def _by_second(self, run_id: str) -> tuple[list[tuple[int, int, int, int, int, float]],
+                                                list[tuple[int, float | None, int]]]:
+        sec = self._second(_J.finished_at).label("s")
+        outcomes = (select(sec,
+                           func.sum(case((_J.status == JobStatus.SUCCEEDED, 1), else_=0)),
+                           func.sum(case((_J.status != JobStatus.SUCCEEDED, 1), else_=0)),
+                           func.coalesce(func.sum(_J.input_tokens), 0),
+                           func.coalesce(func.sum(_J.output_tokens), 0),
+                           cast(func.coalesce(func.sum(_J.cost_usd), 0.0), Float))
+                    .where(_J.run_id == run_id, _J.status.in_(_SENT_OUTCOMES), _not_ingest(),
+                           _J.finished_at.is_not(None))
+                    .group_by(sec))
+        ssec = self._second(_RS.at).label("s")
+        samples = (select(ssec, func.max(_RS.limit_use), func.max(_RS.in_flight))
+                   .where(_RS.run_id == run_id).group_by(ssec))
         with self.engine.connect() as conn:
-            for i, ok, bad, tin, tout, cost in conn.execute(q):
-                row = rows[min(len(rows) - 1, max(0, int(i)))]
-                row["succeeded"] += int(ok or 0)
-                row["errored"] += int(bad or 0)
-                row["input_tokens"] += int(tin or 0)
-                row["output_tokens"] += int(tout or 0)
-                row["cost_usd"] = round(row["cost_usd"] + float(cost or 0.0), 8)
-
-    def _fill_samples(self, run_id: str, rows: list[dict[str, Any]], start: float,
-                      width: float) -> None:
-        index = self._index(_RS.at, start, width).label("i")
-        q = (select(index, func.max(_RS.limit_use), func.max(_RS.in_flight))
-             .where(_RS.run_id == run_id).group_by(index))
-        with self.engine.connect() as conn:
-            for i, use, flight in conn.execute(q):
-                row = rows[min(len(rows) - 1, max(0, int(i)))]
-                row["limit_use"] = None if use is None else round(float(use), 4)
-                row["in_flight"] = None if flight is None else int(flight)
+            return ([(int(s), int(ok or 0), int(bad or 0), int(i or 0), int(o or 0),
+                      float(c or 0.0)) for s, ok, bad, i, o, c in conn.execute(outcomes)],
+                    [(int(s), None if u is None else round(float(u), 4), int(f or 0))
+                     for s, u, f in conn.execute(samples)])
 
     # -- jobs ----------------------------------------------------------------------------
     def job_page(self, run_id: str, *, statuses: Sequence[str] = (), search: str = "",

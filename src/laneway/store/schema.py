@@ -84,6 +84,10 @@ jobs = Table(
 )
 Index("ix_jobs_run_status_seq", jobs.c.run_id, jobs.c.status, jobs.c.seq)
 Index("ix_jobs_batch", jobs.c.batch_id)
+#: Covers a run's counts and its timeline (added by 008_run_samples): neither reads the
+#: rows' requests and results.
+Index("ix_jobs_run_outcomes", jobs.c.run_id, jobs.c.status, jobs.c.finished_at, jobs.c.mode,
+      jobs.c.input_tokens, jobs.c.output_tokens, jobs.c.cost_usd, jobs.c.priced)
 
 batches = Table(
     "batches", metadata,

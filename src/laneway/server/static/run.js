@@ -96,14 +96,17 @@
     $("detail").dataset.chart = "drawn";
   }
 
+  /** Read the run and its timeline again (both at once); the run's info is returned. */
   async function refresh() {
     try {
+      const timeline = getJSON(runPath("/timeline"));
       info = await getJSON(runPath());
       showActions();
-      showTimeline(await getJSON(runPath("/timeline")));
+      showTimeline(await timeline);
     } catch (exc) {
       $("detail-action").textContent = String(exc.message || exc);
     }
+    return info;
   }
 
   // -- jobs ---------------------------------------------------------------------------
@@ -220,7 +223,7 @@
     source = new EventSource(withToken(runPath("/events")));
     source.addEventListener("progress", (ev) => {
       const p = JSON.parse(ev.data);
-      live = p.live || !["done", "canceled", "stopped", "failed", "ingest_failed"].includes(p.status);
+      live = p.live || !AT_REST.includes(p.status);
       $("detail").dataset.state = "live";
       showProgress(p);
       if (!timer) timer = setInterval(() => { refresh(); }, 2000);
@@ -242,8 +245,15 @@
     };
   }
 
+  // A run at rest is read once; one that something may be working on is followed.
+  const AT_REST = ["done", "canceled", "stopped", "failed", "ingest_failed"];
   $("detail-title").textContent = runId;
   document.title = "laneway · " + runId;
   const opened = Promise.all([refresh(), loadJobs()]);
-  follow();
+  opened.then(([run]) => {
+    if (run && !run.live && AT_REST.includes(run.status)) {
+      showProgress(run);
+      $("detail").dataset.state = "ended";
+    } else follow();
+  });
 })();
