@@ -159,6 +159,10 @@ def test_errored_jobs_are_sent_again_from_the_page(served: Served, ledger: Store
     wait_for(lambda: page.inner_text("#detail-errors") == "0", what="the errors to go")
     assert page.inner_text("#detail-done") == "12 / 12"
     assert page.is_disabled("#detail-resend")
+    with served.client() as http:  # the timeline kept while the run was at rest is not
+        buckets = http.get("/v1/runs/again/timeline").json()["buckets"]
+    assert sum(b["errored"] for b in buckets) == 0
+    assert sum(b["succeeded"] for b in buckets) == 12
     job = ledger.job_detail("again", "again-005")
     assert job is not None and job["status"] == "succeeded" and job["attempts"] == 2
     assert ledger.get_run("again").status == RunStatus.DONE  # type: ignore[union-attr]

@@ -42,6 +42,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+#: Timelines of runs at rest kept, newest last: such a run's jobs do not change until
+#: something resumes it, which changes its row (status and ``updated_at``).
+_KEPT_TIMELINES = 32
+
+
+def _kept(request: Request) -> dict[str, tuple[tuple[float, str], RunTimeline]]:
+    kept: dict[str, tuple[tuple[float, str], RunTimeline]] | None = getattr(
+        request.app.state, "run_timelines", None)
+    if kept is None:
+        kept = request.app.state.run_timelines = {}
+    return kept
+
+
 def _agent(request: Request) -> HybridAgent:
     agent: HybridAgent = request.app.state.agent
     return agent
@@ -61,19 +74,29 @@ async def timeline(request: Request, run_id: str,
                                         description="Buckets at most.")) -> RunTimeline:
     """Per bucket of the run's time: jobs succeeded and errored, tokens, cost (from the
     jobs' rows), and the peak rate-limit use and requests in flight (from the samples
-    its runner wrote)."""
+    its runner wrote). A run at rest's timeline is kept until its row changes."""
     agent = _agent(request)
-    await _run(agent, run_id)
+    run = await _run(agent, run_id)
+    kept, version = _kept(request), (run.updated_at, f"{run.status}/{buckets}")
+    at_rest = run.status.ended and not agent.is_live(run_id)
+    if at_rest and run_id in kept and kept[run_id][0] == version:
+        return kept[run_id][1]
     found = await asyncio.to_thread(agent.store.run_timeline, run_id, buckets=buckets)
     rows = found["buckets"]
     done = sum(b["succeeded"] + b["errored"] for b in rows)
     span = (found["end"] - found["start"]) if rows else 0.0
     width = float(found["bucket_s"])
-    return RunTimeline(
+    timeline = RunTimeline(
         run_id=run_id, start=found["start"], end=found["end"], bucket_s=width,
         rate_per_s=round(done / max(span, width), 3) if done else 0.0,
         samples=any(b["limit_use"] is not None or b["in_flight"] is not None for b in rows),
         buckets=rows)
+    if at_rest:
+        kept.pop(run_id, None)
+        kept[run_id] = (version, timeline)
+        while len(kept) > _KEPT_TIMELINES:
+            kept.pop(next(iter(kept)))
+    return timeline
 
 
 @router.get("/v1/runs/{run_id}/jobs", response_model=JobPage, responses=_ERRORS,

@@ -94,6 +94,7 @@
       }
     }
     $("detail").dataset.chart = "drawn";
+    performance.mark("laneway:chart");  // read by bench/run_page.py
   }
 
   /** Read the run and its timeline again (both at once); the run's info is returned. */
@@ -150,6 +151,7 @@
     $("jobs-range").textContent = page.data.length
       ? "#" + (page.first_seq + 1) + " – #" + (page.last_seq + 1) : "";
     $("jobs-table").dataset.state = "ready";
+    performance.mark("laneway:jobs");
   }
 
   function answerText(result) {
