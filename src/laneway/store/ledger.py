@@ -330,7 +330,10 @@ def open_store(settings: StoreSettings | str | None = None) -> Store:
                                                                "timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(settings.url, pool_pre_ping=True, pool_size=5)
+            # Behind a pooler in transaction mode, no server-side prepared statements.
+            args = {"prepare_threshold": None} if settings.pooled else {}
+            engine = create_engine(settings.url, pool_pre_ping=True, pool_size=5,
+                                   connect_args=args)
         migrate(engine)
     except DatabaseError as exc:  # cannot connect, "file is not a database", disk full
         if is_disk_full(exc):
