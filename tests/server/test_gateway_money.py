@@ -250,3 +250,50 @@ def test_no_anonymous_refuses_a_keyless_client_once_a_key_exists(
     finally:
         served.stop()
 
+
+
+@pytest.mark.local_config(token_ms=100.0)
+def test_revoke_refuses_the_requests_a_key_has_queued(local_api: RunningLocal,
+                                                      tmp_path: Path) -> None:
+    # One background request at a time: the others wait in the lane for their turn.
+    served = start_server(local_api, tmp_path / "l.db")
+    try:
+        served.agent.governor.fix_concurrency(1)
+        _, secret = served.agent.store.create_key("queued")
+
+        async def run() -> list[Any]:
+            async def revoke_soon() -> None:
+                await asyncio.sleep(0.5)
+                served.agent.store.revoke_key("queued")
+            revoking = asyncio.create_task(revoke_soon())
+            out = await fire([served.base_url], secret, 4, max_tokens=10, messages=LONG)
+            await revoking
+            return out
+        out = asyncio.run(run())
+        refused = [e for e in out if isinstance(e, anthropic.AuthenticationError)]
+        assert len(refused) >= 2 and "nothing was sent" in str(refused[0])
+        assert local_api.api.completions.completed == 4 - len(refused)
+    finally:
+        served.stop()
+
+
+@pytest.mark.local_config(batch_min_s=30.0)
+def test_revoke_cancels_the_keys_running_batches(served: Served,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LANEWAY_BATCH_POLL_S", "0.05,0.2")
+    store = served.agent.store
+    _, secret = store.create_key("batcher")
+    client = anthropic.Anthropic(base_url=served.base_url, api_key=secret, max_retries=0)
+    batch = client.messages.batches.create(requests=[{"custom_id": "a", "params": {
+        "model": MODEL, "max_tokens": 5, "messages": HI}}])
+    other = open_store(store.settings)  # `laneway keys revoke`, in another process
+    try:
+        other.revoke_key("batcher")
+    finally:
+        other.close()
+
+    def ended() -> bool:
+        found = store.gateway_batch(batch.id, key_id=None, any_key=True)
+        return found is not None and found.ended_at is not None
+    wait_for(ended, timeout_s=20, what="the revoked key's batch to be canceled and end")
+    assert store.counts(batch.id).remaining == 0
