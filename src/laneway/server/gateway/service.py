@@ -36,7 +36,7 @@ from laneway.server.gateway.headers import upstream_headers
 from laneway.server.gateway.loop import VIA_HEADER, looped, via
 from laneway.server.gateway.relay import Relay
 from laneway.server.gateway.stats import LiveStats
-from laneway.wire.errors import api_error
+from laneway.wire.errors import api_error, gateway_answer, unparsable
 
 if TYPE_CHECKING:
     from laneway.agent import HybridAgent
@@ -105,8 +105,8 @@ class Gateway:
         content = await request.body()
         try:
             body = json.loads(content)
-        except ValueError:
-            return api_error(400, "invalid_request_error", "the body is not valid JSON")
+        except ValueError as exc:
+            return gateway_answer(unparsable(exc))
         if not isinstance(body, dict):
             return api_error(400, "invalid_request_error", "the body must be a JSON object")
         streamed = body.get("stream") is True
