@@ -170,7 +170,8 @@ def test_401(served: Served) -> None:
     direct = raised(lambda: sdk(served.local.base_url, "wrong").messages.create(
         model=MODEL, max_tokens=5, messages=HI))
     for call in (lambda c: c.messages.create(model=MODEL, max_tokens=5, messages=HI),
-                 lambda c: c.messages.batches.list()):
+                 lambda c: c.messages.count_tokens(model=MODEL, messages=HI),
+                 lambda c: c.models.list(), lambda c: c.messages.batches.list()):
         relayed = raised(lambda: call(sdk(served.base_url, "lw_unknown")))  # noqa: B023
         same(direct, relayed, message=False)
         assert isinstance(relayed, anthropic.AuthenticationError)
@@ -194,6 +195,7 @@ NOT_FOUND: dict[str, Callable[[anthropic.Anthropic], Any]] = {
     "a batch's results": lambda c: c.messages.batches.results("msgbatch_nope"),
     "a batch to cancel": lambda c: c.messages.batches.cancel("msgbatch_nope"),
     "a batch to delete": lambda c: c.messages.batches.delete("msgbatch_nope"),
+    "a path": lambda c: c.get("/v1/no-such-thing", cast_to=httpx.Response),
 }
 
 

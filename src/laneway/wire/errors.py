@@ -115,6 +115,14 @@ def too_large(limit_bytes: int) -> APIError:
                     f"Request exceeds the maximum allowed number of bytes ({limit_bytes})")
 
 
+def no_route(method: str, path: str, *, method_not_allowed: bool = False) -> APIError:
+    """The 404 of a path no route serves (or serves with another method), in the same
+    words on the local API and ``laneway serve``."""
+    if method_not_allowed:
+        return APIError("not_found_error", f"{method} {path} is not allowed")
+    return APIError("not_found_error", f"Not found: {path}")
+
+
 def unparsable(exc: Exception) -> APIError:
     """The 400 of a body that is not JSON (``exc``: what the parser said)."""
     return APIError("invalid_request_error", f"There was an error parsing the body: {exc}")

@@ -166,8 +166,12 @@ class Gateway:
             return _loop_detected()
         content = await request.body() if request.method == "POST" else None
         try:
+            await self.clients.identify(request.headers)  # a bad key is refused here too
             lane = choose_lane(streamed=False, header=request.headers.get(LANE_HEADER),
                                key_lane=None)
+        except Refusal as refusal:
+            return api_error(refusal.status, refusal.error_type, refusal.message,
+                             headers=refusal.headers)
         except BadLane as exc:
             return api_error(400, "invalid_request_error", str(exc))
         watch = ClientWatch(request.receive)
