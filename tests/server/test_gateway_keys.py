@@ -117,3 +117,15 @@ def test_with_a_token_the_gateway_needs_a_key_or_the_token(
         assert r.status_code == 401
     finally:
         served.stop()
+
+
+def test_with_a_token_models_and_count_tokens_need_a_key_too(
+        local_api: RunningLocal, tmp_path: Path) -> None:
+    served = start_server(local_api, tmp_path / "l.db", token="s3cret")
+    try:
+        with pytest.raises(anthropic.AuthenticationError):
+            sdk(served.base_url, "anything").models.list()
+        with pytest.raises(anthropic.AuthenticationError):
+            sdk(served.base_url, "anything").messages.count_tokens(model=MODEL, messages=HI)
+    finally:
+        served.stop()

@@ -58,6 +58,7 @@ from laneway.wire.errors import (
     api_error,
     check_version,
     gateway_answer,
+    too_large,
 )
 from laneway.wire.ids import new_id
 
@@ -86,18 +87,17 @@ async def _answer(call: Awaitable[Response]) -> Response:
 
 
 async def _read_body(request: Request) -> bytes:
-    too_large = APIError("request_too_large", "Request exceeds the maximum allowed number "
-                         f"of bytes ({BATCH_MAX_BYTES})")
+    over = too_large(BATCH_MAX_BYTES)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > BATCH_MAX_BYTES:
-        raise too_large
+        raise over
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > BATCH_MAX_BYTES:
-                raise too_large
+                raise over
             chunks.append(chunk)
     except ClientDisconnect:
         raise APIError("invalid_request_error", "the client went away") from None

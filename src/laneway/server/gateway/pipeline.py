@@ -37,6 +37,7 @@ from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.loop import VIA_HEADER, looped
 from laneway.store import AsyncStore, ClientKey
 from laneway.store.reservations import Reservation
+from laneway.wire.errors import unparsable
 
 #: How long a reservation may be in flight at most (the upstream timeout, the longest
 #: lane wait and a margin): a row ``reserved`` longer than this is interrupted by any
@@ -219,8 +220,8 @@ def _exchange(key: ClientKey | None) -> Exchange:
 def _parse(content: bytes) -> dict[str, Any]:
     try:
         body = json.loads(content)
-    except ValueError:
-        raise Refusal(400, "invalid_request_error", "the body is not valid JSON") from None
+    except ValueError as exc:  # in the API's words, as the local API answers it
+        raise Refusal(400, "invalid_request_error", unparsable(exc).message) from None
     if not isinstance(body, dict):
         raise Refusal(400, "invalid_request_error", "the body must be a JSON object")
     return body
