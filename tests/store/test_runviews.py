@@ -12,6 +12,7 @@ from sqlalchemy import update
 from laneway.store import Store
 from laneway.store import schema as S
 from laneway.store.gateway_batches import GatewayBatch
+from laneway.store.reservations import Reservation
 from laneway.store.runviews import RunSample, bucket_width_s
 from laneway.store.statuses import JobStatus
 
@@ -131,18 +132,19 @@ def test_traffic_history_counts_requests_and_batches_by_key(store: Store) -> Non
                            rec(alice.id, cost=5.0, at=T0 - 7200)])  # before the window
     make_run(store, "msgbatch_a", n=4)
     _batch(store, "msgbatch_a", alice.id, ended_at=T0 + 60)
+    store.reserve(Reservation(key_id=alice.id, model="claude-haiku-4-5", lane="background",
+                              streamed=False, worst_usd=2.0, started_at=T0,
+                              process="p", batch_id="msgbatch_a"))
     store.finish([done("msgbatch_a", s, cost_usd=0.125) for s in range(3)]
                  + [done("msgbatch_a", 3, status=JobStatus.ERRORED, cost_usd=None)])
-    _at(store, "msgbatch_a", range(4), T0 + 30)
-    make_run(store, "msgbatch_old", n=2)  # ended before the window: not read
-    _batch(store, "msgbatch_old", alice.id, ended_at=T0 - 7200)
-    store.finish([done("msgbatch_old", s, cost_usd=9.0) for s in range(2)])
-    _at(store, "msgbatch_old", range(2), T0 - 7200)
+    in_flight = store.traffic_history(T0 - 3600, 60)["keys"]
+    assert [r["lane"] for r in in_flight] == ["interactive", "interactive"]  # reserved
+    assert store.settle_batch("msgbatch_a", at=T0 + 60) is not None
     assert store.is_gateway_batch("msgbatch_a")
     found = store.traffic_history(T0 - 3600, 60)
     rows = [(r["key"], r["lane"], r["requests"], r["errors"], r["cost_usd"])
             for r in found["keys"]]
-    assert rows == [("alice", "interactive", 1, 0, 0.25), ("alice", "batch", 4, 1, 0.375),
+    assert rows == [("alice", "batch", 4, 0, 0.375), ("alice", "interactive", 1, 0, 0.25),
                     ("local", "interactive", 1, 0, 1.0)]
-    assert sum(b["requests"] for b in found["timeline"]) == 2
-    assert pytest.approx(sum(b["cost_usd"] for b in found["timeline"])) == 1.25
+    assert sum(b["requests"] for b in found["timeline"]) == 3  # the batch's row is one
+    assert pytest.approx(sum(b["cost_usd"] for b in found["timeline"])) == 1.625
