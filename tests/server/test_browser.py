@@ -135,7 +135,7 @@ def test_dashboard_follows_a_run_to_100_percent(served4: Served, page: Any,
     chart = page.locator("#throughput-chart")
     assert int(chart.get_attribute("data-bars")) >= 1
     assert int(chart.get_attribute("data-line-points")) >= 1
-    assert page.locator("#throughput-chart rect.bar.ok").count() >= 1
+    assert page.locator("#throughput-chart rect.col.ok").count() >= 1
     page.click("a[data-nav][href^='/runs']")
     row = page.locator("#runs-body tr[data-run='dash']")
     row.wait_for(timeout=5000)

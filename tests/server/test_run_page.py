@@ -85,6 +85,10 @@ def test_a_finished_run_shows_what_happened_without_having_been_watched(
     assert int(throughput.get_attribute("data-bars")) >= 1
     assert int(throughput.get_attribute("data-line-points")) >= 1  # the runner's samples
     assert page.locator("#samples-note").is_hidden()
+    # The busiest bucket's bar is drawn to the top of the axis (no style squeezes it).
+    tallest = max(box["height"] for box in (
+        r.bounding_box() for r in page.locator("#throughput-chart rect.col").all()) if box)
+    assert tallest > 0.5 * throughput.bounding_box()["height"]
     usage = page.locator("#usage-chart")
     assert int(usage.get_attribute("data-bars")) >= 1
     assert int(usage.get_attribute("data-line-points")) >= 1

@@ -78,7 +78,7 @@ const svgChart = (() => {
         parts.push(node("rect", {
           x: PAD.l + i * bw + bw * 0.1, width: Math.max(1, bw * 0.8),
           y: y(base + v, barMax), height: Math.max(0.5, y(base, barMax) - y(base + v, barMax)),
-          class: "bar " + bar.cls, "data-t": b.t,
+          class: "col " + bar.cls, "data-t": b.t,
         }));
         base += v;
         drawn++;
