@@ -85,10 +85,11 @@ def test_a_finished_run_shows_what_happened_without_having_been_watched(
     assert int(throughput.get_attribute("data-bars")) >= 1
     assert int(throughput.get_attribute("data-line-points")) >= 1  # the runner's samples
     assert page.locator("#samples-note").is_hidden()
-    # The busiest bucket's bar is drawn to the top of the axis (no style squeezes it).
+    # The busiest bucket's bar reaches above half the axis (which is rounded up to 1, 2
+    # or 5 x 10^n), not squeezed by a style: a third of the chart, padding included.
     tallest = max(box["height"] for box in (
         r.bounding_box() for r in page.locator("#throughput-chart rect.col").all()) if box)
-    assert tallest > 0.5 * throughput.bounding_box()["height"]
+    assert tallest > 0.3 * throughput.bounding_box()["height"]
     usage = page.locator("#usage-chart")
     assert int(usage.get_attribute("data-bars")) >= 1
     assert int(usage.get_attribute("data-line-points")) >= 1
