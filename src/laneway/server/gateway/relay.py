@@ -248,14 +248,17 @@ class Relay:
         return end
 
     def _end(self, ex: Exchange, status: int, usage: dict[str, Any] | None = None) -> None:
-        ex.end(status, usage=usage, local=self.provider.is_local)
+        ex.end(status, usage=usage, local=self.provider.costs_nothing)
         self.finish(ex)
 
     def _whole(self, ex: Exchange, permit: Permit, response: RawResponse,
                body: bytes) -> Response:
         usage: dict[str, Any] = {}
         with contextlib.suppress(ValueError, AttributeError):
-            usage = json.loads(body).get("usage") or {}
+            answer = json.loads(body)
+            usage = answer.get("usage") or {}
+            if isinstance(answer.get("model"), str):
+                ex.answered_model = answer["model"]
         self.governor.release(permit, outcome="ok", usage=usage, headers=response.headers)
         ex.usage = usage
         ex.ttft_s = time.monotonic() - ex.arrived
@@ -289,6 +292,7 @@ class Relay:
                     await response.aclose()
                 self.governor.release(permit, outcome=outcome, headers=response.headers,
                                       usage=tap.usage if outcome == "ok" else None)
+                ex.answered_model = tap.model
                 self._end(ex, 200, tap.usage)
 
         def never_started() -> None:  # the client left before the first byte

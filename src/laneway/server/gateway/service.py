@@ -124,7 +124,7 @@ class Gateway:
         max_tokens = body.get("max_tokens")
         max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1
         input_tokens = tokens.input_tokens(body)
-        local = self.agent.provider.is_local
+        local = self.agent.provider.costs_nothing
         try:
             if key is not None and key.budget_usd is not None and not local \
                     and not known(ex.model):
@@ -143,7 +143,7 @@ class Gateway:
                                              input_tokens=input_tokens, max_tokens=max_tokens,
                                              query=dict(request.query_params))
         except ClientGone:
-            ex.end(CLIENT_CLOSED, local=self.agent.provider.is_local)
+            ex.end(CLIENT_CLOSED, local=self.agent.provider.costs_nothing)
             self.finish(ex)
             return Response(status_code=CLIENT_CLOSED)
         except WaitedTooLong as exc:
@@ -156,7 +156,7 @@ class Gateway:
 
     def _refuse(self, ex: Exchange, status: int, error_type: str, message: str,
                 headers: dict[str, str] | None = None, *, retried: bool = False) -> Response:
-        ex.end(status, local=self.agent.provider.is_local)
+        ex.end(status, local=self.agent.provider.costs_nothing)
         self.finish(ex)
         return api_error(status, error_type, message, headers=headers, retried=retried)
 
