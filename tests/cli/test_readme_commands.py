@@ -38,8 +38,8 @@ QUICKSTART = "laneway run examples/articles.jsonl -o results.jsonl"
 #: or ``None`` for a bare command name in prose whose runnable form is shown elsewhere.
 COMMANDS: dict[str, list[str] | None] = {
     QUICKSTART: ["run", "examples/articles.jsonl", "-o", "results.jsonl"],
-    'laneway ask "What causes the tides? Answer in two sentences."':
-        ["ask", "What causes the tides? Answer in two sentences."],
+    'laneway ask "What is the capital of France? One sentence."':
+        ["ask", "What is the capital of France? One sentence."],
     'laneway ask "Write a haiku about autumn leaves."': ["ask", "Write a haiku about autumn leaves."],
     "laneway run IN.jsonl -o OUT.jsonl": ["run", "examples/articles.jsonl", "-o", "out.jsonl"],
     "laneway estimate IN.jsonl": ["estimate", "examples/articles.jsonl"],
