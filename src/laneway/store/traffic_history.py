@@ -46,7 +46,9 @@ class TrafficHistory(TrafficLedger):
             func.max(_R.queued_s).label("queued_s_max"),
             func.avg(_R.ttft_s).label("ttft_s_mean"),
             func.avg(_R.duration_s).label("duration_s_mean"),
-            func.coalesce(func.sum(_R.upstream_errors), 0).label("upstream_errors"))
+            func.coalesce(func.sum(_R.upstream_errors), 0).label("upstream_errors"),
+            func.max(_R.answered_model).label("answered_model"),
+            func.sum(_R.asked_cost_usd).label("asked_cost_usd"))
             .select_from(S.gateway_requests
                          .outerjoin(S.gateway_keys, _K.id == _R.key_id)
                          .outerjoin(S.gateway_batches, _G.id == _R.batch_id))

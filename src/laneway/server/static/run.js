@@ -44,6 +44,7 @@
     resend.hidden = !!p.gateway_batch;
     enable(resend, !live && !!p.resendable && !["canceled", "ingest_failed", "running"].includes(p.status));
     resend.textContent = "Re-send " + (p.resendable ? fmt.int(p.resendable) + " " : "") + "errored/expired";
+    $("detail-model").textContent = (p.models || []).join("\n") || "–";
     const note = p.gateway_batch ? "A Message Batch made through the gateway: its results are final." : p.note;
     $("detail-note").hidden = !note;
     $("detail-note").textContent = note || "";
@@ -60,6 +61,7 @@
       + (p.canceled ? " (+" + p.canceled + " canceled)" : "");
     $("detail-tokens").textContent = fmt.int(p.input_tokens) + " in / " + fmt.int(p.output_tokens) + " out";
     $("detail-cost").textContent = fmt.usd(p.cost_usd);
+    if (p.models && p.models.length) $("detail-model").textContent = p.models.join("\n");
     if (p.live && p.rate_per_s !== null && p.rate_per_s !== undefined) {
       $("detail-rate-label").textContent = "rate (now)";
       $("detail-rate").textContent = fmt.rate(p.rate_per_s) + " jobs/s";

@@ -29,7 +29,8 @@
         el("td", { "data-label": "done", text: run.done + " / " + run.total }),
         el("td", { "data-label": "errors", text: String(run.errored) }),
         el("td", { "data-label": "tokens", text: fmt.int(run.input_tokens + run.output_tokens) }),
-        el("td", { "data-label": "cost", text: fmt.usd(run.cost_usd) })));
+        el("td", { "data-label": "cost", text: fmt.usd(run.cost_usd) }),
+        el("td", { class: "model", "data-label": "model", text: (run.models || []).join("; ") || "–" })));
       $("runs-body").replaceChildren(...rows);
       $("runs-empty").hidden = rows.length > 0;
     } catch (_) { /* the next poll will tell */ }

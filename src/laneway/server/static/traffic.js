@@ -12,10 +12,20 @@
   let windowName = "hour";
   let historyTimer = null;
 
+  // Who answered: the model asked for, or another (the local model), with what the asked
+  // one would have cost.
+  function answeredBy(r) {
+    const by = r.answered_model || "";
+    if (!by) return "–";
+    if (r.asked_cost_usd === null || r.asked_cost_usd === undefined) return by;
+    return by + " (on " + r.model + ": " + fmt.usd(r.asked_cost_usd) + ")";
+  }
+
   function row(r) {
     return el("tr", { "data-key": r.key, "data-model": r.model, "data-lane": r.lane },
       cell("key", "key", r.key),
       cell("model", "model", r.model),
+      cell("answered by", "answered", answeredBy(r)),
       el("td", { "data-label": "lane" }, el("span", { class: "badge " + r.lane, text: r.lane })),
       cell("requests", "requests", fmt.int(r.requests)),
       cell("errors", "errors", fmt.int(r.errors)),
