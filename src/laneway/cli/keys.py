@@ -42,7 +42,7 @@ def _open(db: str | None) -> Store:
     return open_store(StoreSettings.from_dsn(db))
 
 
-@keys_app.command("create")
+@keys_app.command("create", short_help="Create a key and print it on stdout.")
 def create_command(
     name: str = typer.Argument(..., metavar="NAME", help="A name for the key (who or what uses it)."),
     budget_usd: float | None = typer.Option(None, min=0.0, help="Refuse the key's requests once they have cost this many USD."),
@@ -66,7 +66,7 @@ def create_command(
                       highlight=False, soft_wrap=True, markup=False)
 
 
-@keys_app.command("list")
+@keys_app.command("list", short_help="List the keys: budget, spent, rpm, lane.")
 def list_command(
     show_all: bool = typer.Option(False, "--all", help="Include revoked keys."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one array) instead of a table."),
