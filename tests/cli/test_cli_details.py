@@ -13,13 +13,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from typer.main import get_command
 
 import inprocess
+from laneway.cli import app
 from laneway.local import RunningLocal
 
 COMMANDS = [["local"], ["ask"], ["run"], ["runs"], ["status"], ["results"], ["chat"],
             ["serve"], ["worker"], ["cancel"], ["estimate"], ["keys"], ["keys", "create"],
-            ["keys", "list"], ["keys", "revoke"], []]
+            ["keys", "list"], ["keys", "set"], ["keys", "settle"], ["keys", "revoke"], []]
 
 
 def laneway(args: list[str], cwd: Path, base_url: str = "http://127.0.0.1:9",
@@ -69,9 +71,6 @@ def test_help_reads_well_at_80_columns(tmp_path: Path, command: list[str]) -> No
     assert "…" not in text
     assert not [x for x in lines if x.endswith("...") and not x.endswith(
         ("postgresql://...", "[ARGS]..."))]
-    from laneway.cli import app
-    from typer.main import get_command
-
     cmd = get_command(app)
     for part in command:
         cmd = cmd.commands[part]  # type: ignore[attr-defined]

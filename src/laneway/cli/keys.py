@@ -102,7 +102,7 @@ def list_command(
     console.print(table)
 
 
-@keys_app.command("set")
+@keys_app.command("set", short_help="Change a live key's budget or rate.")
 def set_command(
     ref: str = typer.Argument(..., metavar="NAME_OR_PREFIX", help="The key's name or prefix (see `laneway keys list`)."),
     budget_usd: float | None = typer.Option(None, min=0.0, help="A new budget in USD."),
@@ -128,7 +128,7 @@ def set_command(
                       highlight=False, soft_wrap=True, markup=False)
 
 
-@keys_app.command("settle")
+@keys_app.command("settle", short_help="Release the holds of interrupted requests.")
 def settle_command(
     ref: str = typer.Argument(..., metavar="NAME_OR_PREFIX", help="The key's name or prefix (see `laneway keys list`)."),
     note: str = typer.Option("settled by the operator", help="Why (kept with each row released)."),
@@ -145,7 +145,7 @@ def settle_command(
                       f"${usd:.4f}", highlight=False, soft_wrap=True, markup=False)
 
 
-@keys_app.command("revoke")
+@keys_app.command("revoke", short_help="Revoke a key: its next request is refused.")
 def revoke_command(
     ref: str = typer.Argument(..., metavar="NAME_OR_PREFIX", help="The key's name or prefix (see `laneway keys list`)."),
     db: str | None = typer.Option(None, help=DB_HELP),
