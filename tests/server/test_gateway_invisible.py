@@ -292,6 +292,8 @@ def test_batches(served: Served, engine: GatedEngine) -> None:
                  .processing_status == "ended", timeout_s=10, what=f"the {name} batch's end")
         ended[name] = c.messages.batches.retrieve(made[name].id)
     assert set(ended["direct"].model_dump()) == set(ended["gateway"].model_dump())
+    assert ended["direct"].request_counts == ended["gateway"].request_counts
+    outcomes, gone = [], []
     for name, c in clients.items():
         batch = ended[name]
         counts = batch.request_counts
@@ -301,6 +303,10 @@ def test_batches(served: Served, engine: GatedEngine) -> None:
         results = {r.custom_id: r.result for r in c.messages.batches.results(batch.id)}
         assert set(results) == {"r0", "r1", "r2"}
         assert results["r1"].type == "succeeded"  # under way when canceled: it finished
+        outcomes.append({k: (r.type, r.message.content[0].text if r.type == "succeeded"
+                             else None) for k, r in results.items()})
         assert c.messages.batches.delete(batch.id).type == "message_batch_deleted"
-        raised(lambda c=c, b=batch: c.messages.batches.retrieve(b.id))
+        gone.append(raised(lambda c=c, b=batch: c.messages.batches.retrieve(b.id)))
+    assert outcomes[0] == outcomes[1]
+    same(*gone)
 
