@@ -259,6 +259,7 @@ def kill9(src: Path, tmp: Path, streams: int = 50) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}"
 
         async def hold() -> None:
+            killed = asyncio.Event()
             async with httpx.AsyncClient(timeout=60) as http:
                 async def one() -> None:
                     body = {"model": MODEL, "max_tokens": 400, "stream": True,
@@ -268,10 +269,12 @@ def kill9(src: Path, tmp: Path, streams: int = 50) -> dict[str, Any]:
                                                     "anthropic-version": "2023-06-01"}
                                            ) as r:
                         async for _ in r.aiter_bytes():
-                            await asyncio.sleep(60)
+                            await killed.wait()  # in flight, until the kill
+                            return
                 tasks = [asyncio.create_task(one()) for _ in range(streams)]
                 await asyncio.sleep(3)
                 proc.send_signal(signal.SIGKILL)
+                killed.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run(hold())

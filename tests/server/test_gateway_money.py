@@ -14,11 +14,13 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 import pgserver
 from laneway.cost.prices import Usage, cost_usd
 from laneway.local import RunningLocal
 from laneway.store import ClientKey, open_store
+from laneway.store import schema as S
 
 from .helpers import Served, start_server, wait_for
 
@@ -86,9 +88,15 @@ def billed(local: RunningLocal, one: anthropic.types.Message) -> float:
         MODEL, Usage.from_api(one.usage.model_dump()))
 
 
+def reserved_rows(served: Served) -> int:
+    with served.agent.store.engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).where(
+            S.gateway_requests.c.state == "reserved")) or 0)
+
+
 def settled(served: Served, name: str) -> ClientKey:
-    wait_for(lambda: key_of(served, name).reserved_usd < 1e-9, what="the reservations "
-             "to be settled")
+    wait_for(lambda: key_of(served, name).reserved_usd < 1e-9, timeout_s=30,
+             what="the reservations to be settled")
     return key_of(served, name)
 
 
@@ -262,8 +270,9 @@ def test_revoke_refuses_the_requests_a_key_has_queued(local_api: RunningLocal,
         _, secret = served.agent.store.create_key("queued")
 
         async def run() -> list[Any]:
-            async def revoke_soon() -> None:
-                await asyncio.sleep(0.5)
+            async def revoke_soon() -> None:  # once all 4 are in (their rows reserved)
+                await asyncio.to_thread(wait_for, lambda: reserved_rows(served) == 4,
+                                        what="the 4 requests to be admitted")
                 served.agent.store.revoke_key("queued")
             revoking = asyncio.create_task(revoke_soon())
             out = await fire([served.base_url], secret, 4, max_tokens=10, messages=LONG)
