@@ -295,6 +295,52 @@ def kill9(src: Path, tmp: Path, streams: int = 50) -> dict[str, Any]:
                 "states": states, "held_usd": round(key.get("held_usd", 0.0), 5)}
 
 
+def _a_worker(pid: int) -> int:
+    """The pid of one of a ``--workers`` server's worker processes."""
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return next(int(k) for k in kids
+                if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes())
+
+
+def kill9_worker(src: Path, tmp: Path, streams: int = 20) -> dict[str, Any]:
+    """``serve --workers 2``, ``streams`` in flight, one worker killed with -9: the rows
+    once the server has stopped (uvicorn starts a new worker, which settles the dead
+    one's)."""
+    with upstream(src, "--token-ms", "50") as up, ledger("sqlite", tmp) as db:
+        secret = laneway(src, "keys", "create", "w", "--budget-usd", "50", "--db",
+                         db).strip()
+        port = free_port()
+        proc = serve_proc(src, up, db, port, "--workers", "2")
+        url = f"http://127.0.0.1:{port}"
+
+        async def hold() -> None:
+            async with httpx.AsyncClient(timeout=60) as http:
+                async def one() -> None:
+                    body = {"model": MODEL, "max_tokens": 100, "stream": True,
+                            "messages": LONG}
+                    async with http.stream("POST", url + "/v1/messages", json=body,
+                                           headers={"x-api-key": secret,
+                                                    "anthropic-version": "2023-06-01"}
+                                           ) as r:
+                        async for _ in r.aiter_bytes():
+                            pass
+                tasks = [asyncio.create_task(one()) for _ in range(streams)]
+                await asyncio.sleep(2)
+                os.kill(_a_worker(proc.pid), signal.SIGKILL)
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run(hold())
+        time.sleep(6)  # the supervisor notices, a new worker starts and settles
+        _stop(proc, signal.SIGINT)
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(f"sqlite:///{db}")
+        with engine.connect() as conn:
+            total = int(conn.scalar(sa.text("SELECT COUNT(*) FROM gateway_requests")) or 0)
+        engine.dispose()
+        return {"streams": streams, "rows": total}
+
+
 async def _streams(url: str, secret: str, n: int, conc: int) -> list[float]:
     took: list[float] = []
     sem = asyncio.Semaphore(conc)
@@ -344,6 +390,7 @@ SCENARIOS = {
     "batch_nearly_spent": batch_nearly_spent,
     "rpm10_workers_4": rpm_workers,
     "kill9_50_streams": kill9,
+    "kill9_one_of_2_workers": kill9_worker,
     "hop_sqlite": lambda s, t: hop(s, t, "sqlite"),
     "hop_postgresql": lambda s, t: hop(s, t, "postgresql"),
 }
@@ -371,7 +418,7 @@ def main() -> None:
             keys = sorted(set(row["before"]) | set(row["after"]))
             print_table(name, ["", *keys], [[side, *[row[side].get(k, "-") for k in keys]]
                                             for side in ("before", "after")])
-    save(args.name, out)
+            save(args.name, out)  # after each scenario: a long run stopped keeps its figures
 
 
 if __name__ == "__main__":
