@@ -269,19 +269,23 @@ def test_revoke_refuses_the_requests_a_key_has_queued(local_api: RunningLocal,
         served.agent.governor.fix_concurrency(1)
         _, secret = served.agent.store.create_key("queued")
 
-        async def run() -> list[Any]:
-            async def revoke_soon() -> None:  # once all 4 are in (their rows reserved)
+        async def run() -> tuple[list[Any], int]:
+            async with anthropic.AsyncAnthropic(base_url=served.base_url, api_key=secret,
+                                                max_retries=0) as client:
+                tasks = [asyncio.create_task(client.messages.create(
+                    model=MODEL, max_tokens=25, messages=LONG)) for _ in range(4)]
                 await asyncio.to_thread(wait_for, lambda: reserved_rows(served) == 4,
                                         what="the 4 requests to be admitted")
                 served.agent.store.revoke_key("queued")
-            revoking = asyncio.create_task(revoke_soon())
-            out = await fire([served.base_url], secret, 4, max_tokens=10, messages=LONG)
-            await revoking
-            return out
-        out = asyncio.run(run())
-        refused = [e for e in out if isinstance(e, anthropic.AuthenticationError)]
-        assert len(refused) >= 2 and "nothing was sent" in str(refused[0])
-        assert local_api.api.completions.completed == 4 - len(refused)
+                # The first is answering (2.5 s); the others are refused long before.
+                done, pending = await asyncio.wait(tasks, timeout=1.5)
+                await asyncio.gather(*pending, return_exceptions=True)
+                return [t.exception() for t in done], len(pending)
+        refused, still_running = asyncio.run(run())
+        assert still_running == 1 and len(refused) == 3
+        assert all(isinstance(e, anthropic.AuthenticationError) and
+                   "nothing was sent" in str(e) for e in refused)
+        assert local_api.api.completions.completed == 1
     finally:
         served.stop()
 
