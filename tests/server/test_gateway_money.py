@@ -238,6 +238,11 @@ def test_with_a_token_models_and_count_tokens_need_a_key(
         ok = anthropic.Anthropic(base_url=served.base_url, api_key=secret, max_retries=0)
         assert ok.models.list().data
         assert ok.messages.count_tokens(model=MODEL, messages=HI).input_tokens > 0
+        # Refused before their key was known: no ledger row, counted in /metrics.
+        assert served.agent.store.traffic_by_key() == []
+        with served.client() as http:
+            text = http.get("/metrics").text
+        assert 'laneway_gateway_refused_unidentified_total{status="401"} 4.0' in text
     finally:
         served.stop()
 
