@@ -122,9 +122,6 @@ def test_with_a_token_the_gateway_needs_a_key_or_the_token(
         served.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="the gateway's passthrough routes (models, "
-                   "count_tokens) check no key: found by issue 27, left to the gateway's "
-                   "one admission pipeline")
 def test_with_a_token_models_and_count_tokens_need_a_key_too(
         local_api: RunningLocal, tmp_path: Path) -> None:
     served = start_server(local_api, tmp_path / "l.db", token="s3cret")

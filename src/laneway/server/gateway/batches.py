@@ -16,6 +16,7 @@ the upstream's batches or realtime (:mod:`.batch_plan`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -23,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.requests import ClientDisconnect
 
 from laneway.server.gateway.batch_driver import BatchDriver
 from laneway.server.gateway.batch_objects import (
@@ -34,6 +34,7 @@ from laneway.server.gateway.batch_objects import (
 )
 from laneway.server.gateway.batch_plan import MODE_HEADER, BadPlanHeader, plan_batch
 from laneway.server.gateway.clients import Clients, Refusal
+from laneway.server.gateway.intake import ClientLeft, IntakeLimits, read_json
 from laneway.store.gateway_batches import GatewayBatch
 from laneway.wire.batches import BATCH_MAX_BYTES, results_base_url
 from laneway.wire.errors import (
@@ -69,29 +70,15 @@ async def _answer(call: Awaitable[Response]) -> Response:
         return api_error(400, "invalid_request_error", str(exc))
 
 
-async def _read_body(request: Request) -> bytes:
-    too_large = APIError("request_too_large", "Request exceeds the maximum allowed number "
-                         f"of bytes ({BATCH_MAX_BYTES})")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > BATCH_MAX_BYTES:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > BATCH_MAX_BYTES:
-                raise too_large
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise APIError("invalid_request_error", "the client went away") from None
-    return b"".join(chunks)
-
-
 class GatewayBatches:
     def __init__(self, agent: HybridAgent, clients: Clients, *,
-                 public_url: str | None = None, cancel_wait_s: float = 10.0) -> None:
+                 public_url: str | None = None, cancel_wait_s: float = 10.0,
+                 intake: IntakeLimits | None = None) -> None:
         self.agent = agent
+        # A create may be 8 times a message's size: as much time and as many values.
+        limits = intake or IntakeLimits()
+        self.intake = dataclasses.replace(limits, total_s=limits.total_s * 8,
+                                          max_values=limits.max_values * 8)
         self.clients = clients
         self.public_url = public_url
         self.driver = BatchDriver(agent, cancel_wait_s=cancel_wait_s)
@@ -145,9 +132,12 @@ class GatewayBatches:
 
     async def _create(self, request: Request) -> Response:
         key_id = await self._key_id(request)
-        body = await _read_body(request)
+        try:
+            _, data = await read_json(request, limit=BATCH_MAX_BYTES, limits=self.intake)
+        except ClientLeft:
+            raise APIError("invalid_request_error", "the client went away") from None
         # Off the event loop: a 256 MB batch is seconds of work, and streams wait.
-        count, split = await asyncio.to_thread(read_create, body)
+        count, split = await asyncio.to_thread(read_create, data)
         astore, provider = self.agent.astore, self.agent.provider
         learnt = await astore.call(astore.store.batch_durations_s, provider=provider.kind)
         plan = plan_batch(request.headers, split.params, local=provider.is_local,

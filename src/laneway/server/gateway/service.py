@@ -9,7 +9,6 @@ answer is complete (:mod:`.accounting`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,6 +32,13 @@ from laneway.server.gateway.batches import GatewayBatches
 from laneway.server.gateway.clients import Clients, Refusal
 from laneway.server.gateway.exchange import CLIENT_CLOSED, Exchange
 from laneway.server.gateway.headers import upstream_headers
+from laneway.server.gateway.intake import (
+    MESSAGES_LIMIT,
+    ClientLeft,
+    IntakeLimits,
+    check_access,
+    read_json,
+)
 from laneway.server.gateway.loop import VIA_HEADER, looped, via
 from laneway.server.gateway.relay import Relay
 from laneway.server.gateway.stats import LiveStats
@@ -57,6 +63,8 @@ class GatewaySettings:
     #: How long a batch's cancel waits for its upstream batches to end before it
     #: collects what they hold in the background.
     cancel_wait_s: float = 10.0
+    #: How long a body may take to arrive, and what its JSON may hold.
+    intake: IntakeLimits = field(default_factory=IntakeLimits)
 
 
 class Gateway:
@@ -68,7 +76,8 @@ class Gateway:
         self.recorder = Recorder(lambda: agent.astore)
         #: Message Batches (``/v1/messages/batches``), fulfilled by laneway runs.
         self.batches = GatewayBatches(agent, self.clients, public_url=self.settings.public_url,
-                                      cancel_wait_s=self.settings.cancel_wait_s)
+                                      cancel_wait_s=self.settings.cancel_wait_s,
+                                      intake=self.settings.intake)
         #: Called with every finished request (the ledger's recorder, the metrics).
         self.observers: list[Callable[[Exchange], None]] = [self.recorder]
         #: The live traffic (the Traffic page, ``GET /v1/laneway/traffic``).
@@ -99,16 +108,24 @@ class Gateway:
         for observe in self.observers:
             observe(ex)
 
+    async def caller(self, request: Request) -> None:
+        """Who sends the request and from where, before its body is read: its credentials
+        and key (401), then the token and Host rules (:func:`.intake.check_access`); a
+        :class:`Refusal` otherwise."""
+        await self.clients.identify(request.headers)
+        check_access(request.scope, token=self.settings.token)
+
     async def messages(self, request: Request) -> Response:
         if looped(request.headers.get(VIA_HEADER)):
             return _loop_detected()
-        content = await request.body()
         try:
-            body = json.loads(content)
-        except ValueError:
-            return api_error(400, "invalid_request_error", "the body is not valid JSON")
-        if not isinstance(body, dict):
-            return api_error(400, "invalid_request_error", "the body must be a JSON object")
+            content, body = await read_json(request, limit=MESSAGES_LIMIT,
+                                            limits=self.settings.intake)
+        except Refusal as refusal:
+            return api_error(refusal.status, refusal.error_type, refusal.message,
+                             headers=refusal.headers)
+        except ClientLeft:
+            return Response(status_code=CLIENT_CLOSED)
         streamed = body.get("stream") is True
         try:
             key = await self.clients.identify(request.headers)
@@ -164,10 +181,17 @@ class Gateway:
         """Relay a request that uses no Messages quota (count_tokens, models) as it is."""
         if looped(request.headers.get(VIA_HEADER)):
             return _loop_detected()
-        content = await request.body() if request.method == "POST" else None
         try:
+            content = (await read_json(request, limit=MESSAGES_LIMIT,
+                                       limits=self.settings.intake))[0] \
+                if request.method == "POST" else None
             lane = choose_lane(streamed=False, header=request.headers.get(LANE_HEADER),
                                key_lane=None)
+        except Refusal as refusal:
+            return api_error(refusal.status, refusal.error_type, refusal.message,
+                             headers=refusal.headers)
+        except ClientLeft:
+            return Response(status_code=CLIENT_CLOSED)
         except BadLane as exc:
             return api_error(400, "invalid_request_error", str(exc))
         watch = ClientWatch(request.receive)
