@@ -5,8 +5,8 @@ in front of it, each in its own process of this Python with ``PYTHONPATH`` set t
 ``--src`` (default: this tree's), so the same script measures two checkouts.
 
 The others: ``--rate`` (20) requests a second through the SDK (``messages.create``,
-max_tokens 5) for ``--seconds`` (15), first alone, then during a flood from another
-process (so its CPU is its own, and reported):
+max_tokens 5) for ``--seconds`` (10), alone, then during a flood from another process
+(so its CPU is its own, and reported), ``--rounds`` (3) times in turn:
 
 - ``--idle`` (500) slow connections held open, each sending half a request head and then
   a byte every 2 s (re-opened when the server closes one);
@@ -187,41 +187,55 @@ def _row(label: str, lat: list[float]) -> list[Any]:
             f"{percentile(ok, 99) * 1000:.0f}", f"{max(ok) * 1000:.0f}"]
 
 
-def run(src: Path, *, rate: float, seconds: float, idle: int, floods: float) -> dict[str, Any]:
+def run(src: Path, *, rate: float, seconds: float, idle: int, floods: float,
+        rounds: int) -> dict[str, Any]:
+    quiet: list[float] = []
+    loud: list[float] = []
+    generated: list[dict[str, Any]] = []
+    cpu = {"alone": 0.0, "flood": 0.0}
     with _servers(src) as (url, pid):
         asyncio.run(_others(url, rate, 2))  # warm up
-        cpu0 = _cpu_s(pid)
-        quiet = asyncio.run(_others(url, rate, seconds))
-        cpu1 = _cpu_s(pid)
-        flood = flood_process(url, idle, floods, seconds + 2)
-        time.sleep(1.0)  # the slow connections open
-        loud = asyncio.run(_others(url, rate, seconds))
-        out, _ = flood.communicate(timeout=120)
-        cpu2 = _cpu_s(pid)
-    generated = json.loads(out)
+        for _ in range(rounds):  # alternated, so the machine's own noise hits both alike
+            cpu0 = _cpu_s(pid)
+            quiet += asyncio.run(_others(url, rate, seconds))
+            cpu1 = _cpu_s(pid)
+            flood = flood_process(url, idle, floods, seconds + 2)
+            time.sleep(1.0)  # the slow connections open
+            loud += asyncio.run(_others(url, rate, seconds))
+            out, _ = flood.communicate(timeout=120)
+            cpu["alone"] += cpu1 - cpu0
+            cpu["flood"] += _cpu_s(pid) - cpu1
+            generated.append(json.loads(out))
+            time.sleep(2.5)  # the lingering refused connections close
+    answers: Counter[str] = Counter()
+    for g in generated:
+        answers.update(g["answers"])
+    sent = sum(g["header_floods_sent"] for g in generated)
+    gen_cpu = sum(g["cpu_s"] for g in generated)
     ok_quiet = [x for x in quiet if x != float("inf")]
     ok_loud = [x for x in loud if x != float("inf")]
     ratio = percentile(ok_loud, 99) / percentile(ok_quiet, 99) if ok_quiet and ok_loud \
         else float("inf")
-    print_table(f"the others at {rate:g}/s, {seconds:g} s each (ms)",
+    print_table(f"the others at {rate:g}/s, {rounds} x {seconds:g} s each (ms)",
                 ["phase", "requests", "failed", "p50", "p99", "max"],
                 [_row("alone", quiet), _row("during the flood", loud)])
     print(f"\np99 during / alone: {ratio:.2f}x (goal: <= 1.5x)")
     print_table("the flood", ["what", "count"],
-                [[k, v] for k, v in sorted(generated["answers"].items())]
-                + [["header floods sent", generated["header_floods_sent"]],
-                   ["generator CPU s", f"{generated['cpu_s']:.1f}"],
-                   ["server CPU s, alone", f"{cpu1 - cpu0:.1f}"],
-                   ["server CPU s, flood", f"{cpu2 - cpu1:.1f}"]])
-    return {"rate": rate, "seconds": seconds, "idle": idle, "floods_per_s": floods,
+                [[k, v] for k, v in sorted(answers.items())]
+                + [["header floods sent", sent], ["generator CPU s", f"{gen_cpu:.1f}"],
+                   ["server CPU s, alone", f"{cpu['alone']:.1f}"],
+                   ["server CPU s, flood", f"{cpu['flood']:.1f}"]])
+    return {"rate": rate, "seconds": seconds, "rounds": rounds, "idle": idle,
+            "floods_per_s": floods,
             "alone_ms": {"p50": percentile(ok_quiet, 50) * 1000,
                          "p99": percentile(ok_quiet, 99) * 1000,
                          "failed": len(quiet) - len(ok_quiet)},
             "flood_ms": {"p50": percentile(ok_loud, 50) * 1000,
                          "p99": percentile(ok_loud, 99) * 1000,
                          "failed": len(loud) - len(ok_loud)},
-            "p99_ratio": ratio, "flood": generated,
-            "server_cpu_s": {"alone": cpu1 - cpu0, "flood": cpu2 - cpu1}}
+            "p99_ratio": ratio, "flood": {"answers": dict(answers), "header_floods_sent": sent,
+                                          "generator_cpu_s": gen_cpu},
+            "server_cpu_s": cpu}
 
 
 def main() -> None:
@@ -229,7 +243,8 @@ def main() -> None:
     parser.add_argument("--src", type=Path, default=HERE.parent / "src")
     parser.add_argument("--name", default="gateway_flood")
     parser.add_argument("--rate", type=float, default=20.0)
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=500)
     parser.add_argument("--floods", type=float, default=20.0)
     parser.add_argument("--flood-only", metavar="URL", help=argparse.SUPPRESS)
@@ -239,7 +254,7 @@ def main() -> None:
                                             args.seconds))))
         return
     result = run(args.src.resolve(), rate=args.rate, seconds=args.seconds, idle=args.idle,
-                 floods=args.floods)
+                 floods=args.floods, rounds=args.rounds)
     save(args.name, {"src": str(args.src), **result})
 
 

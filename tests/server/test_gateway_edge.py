@@ -100,6 +100,12 @@ def test_off_loopback_every_route_needs_a_known_key_or_the_token(outside: Served
                 r = http.request(method, path, json=body, headers=headers)
                 assert_api_error(r, 401, "authentication_error")
                 assert who and path  # (in the message on failure)
+        # A large body refused before it is read: the answer still reaches the client
+        # (the connection closes lingering, not reset under the client's feet).
+        big = {**MESSAGE, "messages": [{"role": "user", "content": "x" * 4_000_000}]}
+        for _ in range(3):
+            r = http.post("/v1/messages", json=big, headers={"x-api-key": "anything"})
+            assert_api_error(r, 401, "authentication_error")
         assert outside.local.api.completions.completed == 0
         # /healthz: no token, nothing said of the upstream.
         health = http.get("/healthz")
@@ -133,7 +139,7 @@ def test_without_a_token_only_loopback_peers_and_names() -> None:
 
 
 def raw_answer(address: tuple[str, int], payload: bytes, *,
-               wait_s: float = 5.0) -> tuple[bytes, float]:
+               wait_s: float = 8.0) -> tuple[bytes, float]:
     """Send ``payload`` on a new connection and read until the server closes it (or
     ``wait_s``): what came back, and after how long."""
     started = time.monotonic()
@@ -191,12 +197,13 @@ def test_huge_header_sets_are_refused_fast_and_others_do_not_notice(outside: Ser
             raw, took = raw_answer(address, b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n"
                                    + head + b"\r\n")
             status, headers, body = parsed(raw)
-            assert status == 431 and took < 1.0, (status, took)
+            assert status == 431 and took < 2.5, (status, took)  # ~10 ms on a quiet machine
             assert headers["request-id"] == body["request_id"]
     finally:
         stop.set()
         thread.join()
-    assert not failures and len(others) >= 3 and max(others) < 1.0, (failures, others)
+    # The whole gateway stalled ~20 s per such request before; ~10 ms on a quiet machine.
+    assert not failures and len(others) >= 3 and max(others) < 3.0, (failures, others)
 
 
 def test_slow_heads_and_bodies_are_cut_in_bounded_time(outside: Served) -> None:
@@ -205,19 +212,19 @@ def test_slow_heads_and_bodies_are_cut_in_bounded_time(outside: Served) -> None:
     # Half a head: 408 after the head timeout (1 s here), the connection closed.
     raw, took = raw_answer(address, b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nX-Slow: ")
     status, headers, body = parsed(raw)
-    assert status == 408 and took < 3.0, (status, took)
+    assert status == 408 and took < 5.0, (status, took)
     assert headers["request-id"] == body["request_id"]
     # Half a body with a key: 408 after the body's pause limit (0.5 s here).
     start = (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
              b"x-api-key: " + key.encode() + b"\r\ncontent-length: 1000\r\n\r\n{\"model\":")
     raw, took = raw_answer(address, start)
     status, headers, body = parsed(raw)
-    assert status == 408 and took < 3.0, (status, took)
+    assert status == 408 and took < 5.0, (status, took)
     assert headers["request-id"] == body["request_id"]
     # Without a key: 401 before the body is read.
     raw, took = raw_answer(address, start.replace(key.encode(), b"nothing"))
     status, headers, body = parsed(raw)
-    assert status == 401 and took < 2.0, (status, took)
+    assert status == 401 and took < 3.0, (status, took)
     assert outside.local.api.completions.completed == 0
 
 

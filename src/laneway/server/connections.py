@@ -96,11 +96,19 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self.transport.write(raw_error(status, error_type, message))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close, lingering: what the client still sends is read and dropped for a moment
+        (:data:`LINGER_S`), so its kernel does not reset the connection (and lose the
+        answer) before the client reads the answer."""
+        self._refused = True
+        if self.transport.is_closing():
+            return
         if not self.transport.can_write_eof():
             self.transport.close()
             return
-        # A lingering close: what the client still sends is read and dropped for a
-        # moment, so its kernel does not reset the connection before it reads the answer.
+        self.flow.resume_reading()
         self.transport.write_eof()
         self.loop.call_later(LINGER_S, self.transport.close)
 
@@ -119,7 +127,16 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
-            return  # answered already: the rest is not read
+            return  # answered already: the rest is dropped
+        room = self.max_head_bytes + 1 - self._head_bytes
+        if self._in_head and len(data) > room:  # parse no more of a head than the limit
+            self._feed(data[:room])
+            if not self._in_head and not self._refused:
+                self._feed(data[room:])  # the head ended inside: the rest is its body
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
@@ -149,6 +166,8 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self._over or self._refused:
             return  # no request is started for a refused head
         super().on_headers_complete()
+        if self.cycle is not None:  # its answer may come before all of its body
+            self.cycle.transport = _Lingering(self)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         if not (self._over or self._refused):
@@ -159,3 +178,29 @@ class GuardedHttpTools(HttpToolsProtocol):
         if not (self._over or self._refused):
             super().on_message_complete()
 
+
+
+class _Lingering:
+    """The transport a request's cycle writes to: when the answer closes the connection
+    before the request's body has all arrived (a refusal, ``connection: close``), the
+    close lingers (:meth:`GuardedHttpTools._linger`)."""
+
+    def __init__(self, protocol: GuardedHttpTools) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        cycle = self._protocol.cycle
+        if cycle is not None and cycle.more_body and not cycle.disconnected:
+            self._protocol._linger()
+        else:
+            self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
