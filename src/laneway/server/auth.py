@@ -29,7 +29,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from laneway.errors import ConfigError
-from laneway.server.gateway.intake import CLOSE, access_refusal
+from laneway.server.gateway.intake import access_refusal
 from laneway.server.gateway.loop import is_loopback
 from laneway.wire.errors import api_error
 
@@ -114,8 +114,5 @@ class TokenAuth:
 
 async def _deny(scope: Scope, receive: Receive, send: Send, status: int, error_type: str,
                 message: str) -> None:
-    headers = {"www-authenticate": 'Bearer realm="laneway"'} if status == 401 else {}
-    # Answered before any body was read: the connection ends with it (a client still
-    # sending would otherwise hold it).
-    await api_error(status, error_type, message, headers={**headers, **CLOSE})(
-        scope, receive, send)
+    headers = {"www-authenticate": 'Bearer realm="laneway"'} if status == 401 else None
+    await api_error(status, error_type, message, headers=headers)(scope, receive, send)

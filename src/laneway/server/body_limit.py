@@ -15,7 +15,6 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from laneway.server.auth import is_gateway_path
-from laneway.server.gateway.intake import CLOSE
 from laneway.wire.errors import api_error
 
 JSON_LIMIT = 8 * 1024 * 1024
@@ -83,4 +82,4 @@ class BodyLimit:
 async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
     await api_error(413, "request_too_large", (
         f"the request body is larger than {limit} bytes ({limit // (1024 * 1024)} MiB), "
-        "the limit of this route"), headers=CLOSE)(scope, receive, send)
+        "the limit of this route"))(scope, receive, send)

@@ -9,7 +9,11 @@ cannot stall the others or hold a connection:
 - at most :data:`MAX_HEADERS` headers and :data:`MAX_HEAD_BYTES` bytes of head: else
   431 and the connection is closed (the rest is not read);
 - a head must be complete within :data:`HEAD_TIMEOUT_S` of its first byte (or of the
-  connection's opening): else 408 (a silent connection is just closed).
+  connection's opening): else 408 (a silent connection is just closed);
+- an answer given before the request's body has all arrived (a refusal: no key, too
+  large, the wrong type) ends the connection, so a client cannot hold it by sending
+  the rest slowly; the close lingers (:data:`LINGER_S`), so the client reads the answer
+  rather than a reset.
 
 A body's own read timeouts are the routes' (:mod:`laneway.server.gateway.intake`).
 Both answers are the API's error shape with a request id, header and body alike.
@@ -34,6 +38,7 @@ MAX_HEAD_BYTES = 64 * 1024
 HEAD_TIMEOUT_S = 10.0
 #: How long a refused connection's further bytes are read (and dropped) before it closes.
 LINGER_S = 2.0
+_CLOSE = (b"connection", b"close")
 #: uvicorn's ``http`` option for :class:`GuardedHttpTools` (a string: worker processes
 #: import it themselves).
 HTTP_PROTOCOL = "laneway.server.connections:GuardedHttpTools"
@@ -64,6 +69,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._headers = 0
         self._over = False  # the head passed a limit: seen by the parser's callbacks
         self._refused = False  # answered (or closed): nothing more is read
+        self._lingering = False
         self._timer: asyncio.TimerHandle | None = None
 
     # -- the timer --------------------------------------------------------------------
@@ -103,8 +109,9 @@ class GuardedHttpTools(HttpToolsProtocol):
         (:data:`LINGER_S`), so its kernel does not reset the connection (and lose the
         answer) before the client reads the answer."""
         self._refused = True
-        if self.transport.is_closing():
+        if self._lingering or self.transport.is_closing():
             return
+        self._lingering = True
         if not self.transport.can_write_eof():
             self.transport.close()
             return
@@ -166,8 +173,20 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self._over or self._refused:
             return  # no request is started for a refused head
         super().on_headers_complete()
-        if self.cycle is not None:  # its answer may come before all of its body
-            self.cycle.transport = _Lingering(self)  # type: ignore[assignment]
+        cycle = self.cycle
+        if cycle is None:
+            return
+        # Its answer may come before all of its body: then it says the connection ends
+        # (``connection: close``), and the close lingers.
+        cycle.transport = _Lingering(self)  # type: ignore[assignment]
+        send = cycle.send
+
+        async def closing_send(message: Any) -> None:
+            if message["type"] == "http.response.start" and cycle.more_body:
+                message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
+            await send(message)
+
+        cycle.send = closing_send  # type: ignore[method-assign]
 
     def on_body(self, body: bytes) -> None:
         if not (self._over or self._refused):
@@ -177,6 +196,16 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._in_head = True
         if not (self._over or self._refused):
             super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.disconnected:
+            # Answered before the client sent all of its body (a refusal): the
+            # connection ends, lingering, rather than wait for a body nobody reads.
+            self.server_state.total_requests += 1
+            self._linger()
+            return
+        super().on_response_complete()
 
 
 

@@ -28,7 +28,6 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from laneway.server.auth import token_of, token_ok
-from laneway.server.gateway.intake import CLOSE
 from laneway.wire.errors import api_error
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -102,5 +101,5 @@ class SameOrigin:
             return
         await api_error(403, "permission_error", (
             f"cross-site request refused ({why}): this server changes state only for its "
-            "own pages, requests with a token, and programs sending JSON or JSONL"),
-            headers=CLOSE)(scope, receive, send)
+            "own pages, requests with a token, and programs sending JSON or JSONL"))(
+                scope, receive, send)

@@ -31,6 +31,7 @@ def metrics_for(gateway: Gateway) -> GatewayMetrics | None:
         return None
     metrics = GatewayMetrics(lambda: gateway.agent.governor)
     gateway.observers.append(metrics.observe)
+    gateway.pipeline.refused_unknown.append(metrics.refused)
     return metrics
 
 

@@ -48,14 +48,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import Scope
 
 from laneway.server.gateway.clients import Refusal
+from laneway.server.gateway.exchange import CLIENT_CLOSED
 from laneway.server.gateway.loop import is_loopback
-
-#: The Messages API's own limit on a request (32 MB).
-MESSAGES_LIMIT = 32 * 1000 * 1000
-
-
-class ClientLeft(Exception):
-    """The client closed its connection while its body was being read."""
+from laneway.wire.errors import too_large, unparsable
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,20 +130,15 @@ def check_access(scope: Scope, *, token: str | None) -> None:
 
 # -- the body --------------------------------------------------------------------------
 
-#: On an answer given before the body was read: the connection is closed after it (its
-#: unread rest would be the next request's head).
-CLOSE = {"connection": "close"}
-
-
 def _too_large(limit: int) -> Refusal:
-    return Refusal(413, "request_too_large",
-                   f"Request exceeds the maximum allowed number of bytes ({limit})", CLOSE)
+    err = too_large(limit)  # in the API's words, as the local API says it
+    return Refusal(err.status, err.error_type, err.message)
 
 
 async def read_body(request: Request, *, limit: int, limits: IntakeLimits) -> bytes:
     """The request's body: at most ``limit`` bytes (413), no pause longer than
-    ``limits.idle_s`` and all of it within ``limits.total_s`` (408). A client that
-    leaves raises :class:`ClientLeft`."""
+    ``limits.idle_s`` and all of it within ``limits.total_s`` (408); a client that
+    leaves is a refusal of status :data:`~.exchange.CLIENT_CLOSED`."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -167,13 +157,14 @@ async def read_body(request: Request, *, limit: int, limits: IntakeLimits) -> by
             except TimeoutError:
                 raise Refusal(408, "invalid_request_error", (
                     f"the request body arrived too slowly (a pause over {limits.idle_s:g} s, "
-                    f"or more than {limits.total_s:g} s in all)"), CLOSE) from None
+                    f"or more than {limits.total_s:g} s in all)")) from None
             size += len(chunk)
             if size > limit:
                 raise _too_large(limit)
             chunks.append(chunk)
-    except ClientDisconnect:
-        raise ClientLeft from None
+    except ClientDisconnect:  # nobody reads the answer; the request is counted as left
+        raise Refusal(CLIENT_CLOSED, "invalid_request_error", "the client closed its "
+                      "connection before its body arrived") from None
     return b"".join(chunks)
 
 
@@ -189,7 +180,7 @@ def check_json_type(headers: Headers | Any) -> None:
                                        and media.endswith("+json")):
         return
     raise Refusal(415, "invalid_request_error", f"content-type {media or declared!r} is "
-                  "not supported: send the body as application/json", CLOSE)
+                  "not supported: send the body as application/json")
 
 
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -222,8 +213,8 @@ def _parse(data: bytes, limits: IntakeLimits) -> dict[str, Any]:
                       f"{limits.max_values} values")
     try:
         body = json.loads(data)
-    except (ValueError, RecursionError):
-        raise Refusal(400, "invalid_request_error", "the body is not valid JSON") from None
+    except (ValueError, RecursionError) as exc:  # in the API's words, as the local API's
+        raise Refusal(400, "invalid_request_error", unparsable(exc).message) from None
     if not isinstance(body, dict):
         raise Refusal(400, "invalid_request_error", "the body must be a JSON object")
     return body

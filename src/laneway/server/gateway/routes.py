@@ -13,8 +13,6 @@ from fastapi.routing import APIRoute
 
 from laneway.errors import LanewayError
 from laneway.server.errors import headers_of, message_of, status_of, type_of
-from laneway.server.gateway.clients import Refusal
-from laneway.server.gateway.intake import CLOSE
 from laneway.server.gateway.service import gateway_of
 from laneway.wire.errors import api_error
 
@@ -22,9 +20,7 @@ _log = logging.getLogger(__name__)
 
 
 class ApiRoute(APIRoute):
-    """A route of the API's: who may call it is checked first, for every route alike
-    (credentials, the key, then where the request comes from: :meth:`Gateway.caller`),
-    before any body is read; and it answers its failures as the API does: a query the
+    """A route of the API's that answers its failures as the API does: a query the
     framework cannot read (``?limit=abc``) is a 400 ``invalid_request_error`` (not
     FastAPI's 422), and a failure of laneway's own is the API's error body, with its
     request id, whatever raised it."""
@@ -34,11 +30,7 @@ class ApiRoute(APIRoute):
 
         async def answer(request: Request) -> Response:
             try:
-                await gateway_of(request).caller(request)
                 return await handler(request)
-            except Refusal as refusal:  # before the body was read: the connection ends
-                return api_error(refusal.status, refusal.error_type, refusal.message,
-                                 headers={**(refusal.headers or {}), **CLOSE})
             except RequestValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: "
