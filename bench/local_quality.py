@@ -14,10 +14,15 @@
    (the engine called directly: same prompt, same number of tokens), and the time the
    grammar itself takes per token (its own clock: on a loaded machine the wall-clock
    difference drowns in noise).
+5. Rubric: the articles, the README's examples and a dozen short instructions, scored
+   on a fixed rubric (loops, length, on topic, ends cleanly) under each decoding
+   variant (repetition penalty, loop stop, a brief system prompt), with tokens/s: see
+   ``bench/local_rubric.py``.
 
-    .venv/bin/python bench/local_quality.py [--fresh 10]
+    .venv/bin/python bench/local_quality.py [--fresh 10] [--only rubric]
 
-Prints tables and writes ``bench/results/local_quality.json``.
+Prints tables and writes ``bench/results/local_quality.json`` (``--only`` keeps the
+other parts' last figures).
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import anthropic
 import jsonschema
 
-from _common import print_table, save
+from _common import RESULTS, print_table, save
 from laneway.local import LocalConfig, start_local
 from laneway.local.engines.base import Prompt, SamplingParams
 from laneway.local.engines.smollm2 import SmolLM2Engine
+from local_rubric import rubric
 
 QUESTION = "What is the capital of France? One sentence."
 PEOPLE = ["Marie, 34, an engineer in Lyon who speaks French and English",
@@ -262,14 +268,18 @@ def articles() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fresh", type=int, default=10, help="fresh `laneway ask` processes")
-    parser.add_argument("--only", choices=("ask", "structured", "articles", "grammar"),
-                        help="run one part")
+    parser.add_argument("--only", choices=("ask", "structured", "articles", "grammar",
+                                           "rubric"), help="run one part")
     args = parser.parse_args()
     parts = {"ask": lambda: fresh_asks(args.fresh),
              "structured": lambda: asyncio.run(structured()),
-             "articles": articles, "grammar": lambda: asyncio.run(grammar_cost())}
-    results = {name: run() for name, run in parts.items()
-               if args.only in (None, name)}
+             "articles": articles, "grammar": lambda: asyncio.run(grammar_cost()),
+             "rubric": lambda: asyncio.run(rubric(SUBJECTS))}
+    kept = RESULTS / "local_quality.json"
+    results = json.loads(kept.read_text()) if args.only and kept.exists() else {}
+    results.pop("machine", None)
+    results.update({name: run() for name, run in parts.items()
+                    if args.only in (None, name)})
     save("local_quality", results)
 
 

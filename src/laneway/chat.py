@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from laneway.cost import tokens
-from laneway.cost.prices import Usage, usage_cost
+from laneway.cost.answered import Priced, note, price_answer
+from laneway.cost.prices import Usage
 from laneway.errors import (
     ConfigError,
     RateLimitedError,
@@ -47,7 +48,9 @@ class Turn:
 
     user: str
     text: str
+    #: The model asked for, and the one that answered (the answer's ``model``).
     model: str
+    answered_model: str = ""
     usage: dict[str, Any] = field(default_factory=dict)
     #: ``None`` when the model's price is unknown (never silently zero).
     cost_usd: float | None = 0.0
@@ -56,6 +59,14 @@ class Turn:
     stop_reason: str | None = None
     attempts: int = 1
     request_id: str | None = None
+    #: What the asked model would have cost, when another model answered.
+    asked_cost_usd: float | None = None
+
+    @property
+    def note(self) -> str:
+        """The one line naming both models when another than the asked one answered."""
+        return note(self.model, self.answered_model or self.model, self.cost_usd,
+                    self.asked_cost_usd)
 
     @property
     def input_tokens(self) -> int:
@@ -81,9 +92,11 @@ class Turn:
         return data
 
 
-def turn_cost(provider: Provider, model: str, usage: Mapping[str, Any]) -> float | None:
-    """What a usage cost: 0 on the local model, ``None`` for a model with no known price."""
-    return usage_cost(model, Usage.from_api(dict(usage)), local=provider.is_local)
+def turn_cost(provider: Provider, model: str, reply: Reply) -> Priced:
+    """What an answer cost: 0 on the local model, ``None`` for a model with no known
+    price; and what the model asked for would have cost, when another answered."""
+    return price_answer(model, reply.message, Usage.from_api(dict(reply.usage)),
+                        free=provider.costs_nothing)
 
 
 class Conversation:
@@ -182,9 +195,11 @@ class Conversation:
                 if wait_s is None:
                     raise
                 await self._sleep(wait_s)
+        priced = turn_cost(self.provider, self.model, reply)
         turn = Turn(
-            user=text, text=reply.text, model=self.model, usage=dict(reply.usage),
-            cost_usd=turn_cost(self.provider, self.model, reply.usage),
+            user=text, text=reply.text, model=self.model, answered_model=priced.answered,
+            usage=dict(reply.usage), cost_usd=priced.cost_usd,
+            asked_cost_usd=priced.asked_cost_usd,
             ttft_s=reply.ttft_s, elapsed_s=reply.elapsed_s,
             stop_reason=reply.message.get("stop_reason"), attempts=attempts,
             request_id=reply.request_id,

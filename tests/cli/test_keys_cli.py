@@ -111,6 +111,7 @@ def test_mistakes_are_one_line_exit_2(in_tmp: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(("args", "expected"), [
     (["keys", "create", "x", "--lane", "fast"], "'--lane'"),
     (["keys", "create", "x", "--budget-usd", "-1"], "'--budget-usd'"),
+    (["keys", "create", "x", "--budget-usd", "0"], "must be > 0, not 0"),
     (["keys", "create", "x", "--rpm", "0"], "'--rpm'"),
     (["keys", "create"], "Missing argument 'NAME'"),
     (["keys", "revoke"], "Missing argument 'NAME_OR_PREFIX'"),

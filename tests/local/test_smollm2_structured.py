@@ -103,7 +103,7 @@ async def test_defaults_apply_only_when_the_request_sets_no_sampling(
 
 
 async def test_models_entry_states_the_defaults(sdk: anthropic.AsyncAnthropic) -> None:
-    entry = await sdk.models.retrieve("smollm2")
+    entry = await sdk.models.retrieve("smollm2-135m-instruct")
     # Only fields the SDK's ModelInfo declares (see test_conformance.py): the sampling
     # defaults are stated in the display name, the context in the limits.
     assert entry.model_extra in (None, {})

@@ -68,6 +68,7 @@ def test_revoking_twice_changes_nothing_and_unknown_keys_are_errors(store: Store
     ({"name": "lw_looks_like_a_key"}, "key name"),
     ({"name": "x" * 101}, "key name"),
     ({"name": "ok", "budget_usd": -0.01}, "budget"),
+    ({"name": "ok", "budget_usd": 0.0}, "a budget must be more than 0"),
     ({"name": "ok", "budget_usd": float("nan")}, "budget"),
     ({"name": "ok", "budget_usd": float("inf")}, "budget"),
     ({"name": "ok", "rpm": 0}, "rpm"),
@@ -84,7 +85,7 @@ def test_bad_settings_are_one_line_errors_and_write_nothing(
 
 
 def test_a_name_is_never_reused_even_after_revoke(store: Store) -> None:
-    store.create_key("carol", budget_usd=0.0)
+    store.create_key("carol", budget_usd=1.0)
     with pytest.raises(ConfigError, match="already exists"):
         store.create_key("carol")
     store.revoke_key("carol")

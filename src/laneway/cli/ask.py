@@ -10,8 +10,8 @@ import typer
 
 from laneway.cli import bounds
 from laneway.cli.app import app, console_err
-from laneway.cost.prices import Usage, cost_usd
-from laneway.errors import UnknownModelError
+from laneway.cost.answered import note, price_answer
+from laneway.cost.prices import Usage, is_local
 from laneway.jobs.formats import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -34,22 +34,25 @@ def ask_command(
         params["system"] = system
     if temperature is not None:
         params["temperature"] = temperature
-    reply, is_local = asyncio.run(_ask(params, provider))
+    reply, free = asyncio.run(_ask(params, provider))
     usage = Usage.from_api(reply.usage)
-    if is_local:
+    priced = price_answer(model, reply.message, usage, free=free)
+    if priced.cost_usd is None:
+        cost = f"unknown (no price for {priced.answered})"
+    elif priced.cost_usd == 0 and is_local(priced.answered):
         cost = "$0 (local)"
     else:
-        try:
-            cost = f"${cost_usd(model, usage):.6f}"
-        except UnknownModelError:
-            cost = f"unknown (no price for {model})"
+        cost = f"${priced.cost_usd:.6f}"
     gen_s = max(1e-9, reply.elapsed_s - (reply.ttft_s or 0.0))
     rate = (usage.output_tokens - 1) / gen_s if usage.output_tokens > 1 else 0.0
     ttft = f"{reply.ttft_s * 1000:.0f} ms" if reply.ttft_s is not None else "n/a"
     console_err.print(
         f"[dim]ttft {ttft} · {rate:.1f} tok/s · {usage.input_tokens} in / "
         f"{usage.output_tokens} out tokens · {cost} · stop: {reply.message.get('stop_reason')}"
-        "[/dim]")
+        "[/dim]", highlight=False)
+    both = note(model, priced.answered, priced.cost_usd, priced.asked_cost_usd)
+    if both:
+        console_err.print(f"[dim]{both}[/dim]", highlight=False)
 
 
 async def _ask(params: dict[str, object], provider_name: str) -> tuple[Reply, bool]:
@@ -65,6 +68,6 @@ async def _ask(params: dict[str, object], provider_name: str) -> tuple[Reply, bo
 
         reply = await provider.stream(params, on_text=write)
         sys.stdout.write("\n")
-        return reply, provider.is_local
+        return reply, provider.costs_nothing
     finally:
         await provider.aclose()

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from laneway.cli.app import app, console, console_err
+from laneway.cost.answered import substituted, usd
 from laneway.errors import LanewayError, ProviderError
 from laneway.jobs.formats import DEFAULT_MODEL
 
@@ -44,7 +45,17 @@ def stats_line(turn: Turn) -> str:
         parts.append(f"{turn.attempts} attempts")
     if turn.stop_reason not in (None, "end_turn"):
         parts.append(str(turn.stop_reason))
+    if turn.note:  # what the model asked for would have cost
+        parts.append(f"on {turn.model}: {usd(turn.asked_cost_usd)}")
     return " · ".join(parts)
+
+
+def header(model: str, answers_as: str | None, *, free: bool) -> str:
+    """``laneway chat · claude-haiku-4-5 · ...``, or both models when another answers."""
+    named = model
+    if answers_as is not None and substituted(model, answers_as):
+        named = f"asked {model}; answered by {answers_as}" + (", local, $0" if free else "")
+    return f"laneway chat · {named} · /help for commands"
 
 
 class TerminalChat:
@@ -166,6 +177,8 @@ def chat_command(
     backend = open_provider(provider)
     freeze_startup_objects()
     conv = Conversation(backend, model=model, system=system, max_tokens=max_tokens)
+    console_err.print(f"[dim]{header(model, backend.answers_as, free=backend.costs_nothing)}"
+                      "[/dim]", highlight=False)
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
     with asyncio.Runner() as runner:

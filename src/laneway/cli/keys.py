@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from laneway.cli import bounds
 from laneway.cli.app import app, console, console_err
 from laneway.governor.buckets import Lane
 from laneway.timeparse import human_s
@@ -47,7 +48,7 @@ def _open(db: str | None) -> Store:
 @keys_app.command("create")
 def create_command(
     name: str = typer.Argument(..., metavar="NAME", help="A name for the key (who or what uses it)."),
-    budget_usd: float | None = typer.Option(None, min=0.0, help="Refuse the key's requests once they have cost this many USD."),
+    budget_usd: float | None = typer.Option(None, callback=bounds.above_zero, help="Refuse the key's requests once they have cost this many USD (> 0)."),
     rpm: int | None = typer.Option(None, min=1, help="Requests per minute this key may send."),
     lane: Lane | None = typer.Option(None, case_sensitive=False, help="Put every request of this key in this lane."),
     db: str | None = typer.Option(None, help=DB_HELP),

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from laneway.cost.answered import model_lines
 from laneway.timeparse import human_s
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ def summary_table(s: Summary) -> Table:
               + (f", {s.canceled} canceled" if s.canceled else "")
               + (f", {s.expired} expired" if s.expired else "")
               + (f", {s.pending} not finished" if s.pending else ""))
+    for line in model_lines(s.models):
+        t.add_row("model", line)
     t.add_row("tokens", f"{s.input_tokens:,} in, {s.output_tokens:,} out")
     cost = f"${s.cost_usd:.4f}"
     if s.unpriced_models:

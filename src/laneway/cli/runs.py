@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ import typer
 from rich.table import Table
 
 from laneway.cli.app import app, console, console_err
+from laneway.cost.answered import model_lines
 from laneway.errors import ConfigError
 from laneway.jobs.formats import dump_results, result_text, write_results
 from laneway.jobs.output import check_output, replacing
@@ -99,6 +101,8 @@ def status_command(
         for status in (*FINAL_JOBS, JobStatus.PENDING, JobStatus.CLAIMED, JobStatus.SUBMITTED):
             if c[status]:
                 table.add_row(f"  {status}", str(c[status]))
+        for line in model_lines([asdict(m) for m in store.answered_models(run_id)]):
+            table.add_row("model", line)
         table.add_row("tokens", f"{c.input_tokens:,} in, {c.output_tokens:,} out")
         cost = f"${c.cost_usd:.4f}"
         unpriced = store.unpriced_models(run_id)

@@ -64,7 +64,7 @@ PRICES: dict[str, Price] = {
 _GIVEN: dict[str, Price] = {}
 
 #: Models served by laneway's own local API.
-LOCAL_MODELS = frozenset({"smollm2", "smollm2-135m", "local", "echo"})
+LOCAL_MODELS = frozenset({"smollm2-135m-instruct", "smollm2", "smollm2-135m", "local", "echo"})
 
 _SNAPSHOT = re.compile(r"^(?P<base>.+?)(?:-\d{8}|-latest)$")
 

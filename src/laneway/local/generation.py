@@ -164,6 +164,12 @@ def content_of(outcome: Outcome, *, tool_id: str | None = None) -> list[dict[str
     return structured.content(outcome.output, outcome.text, tool_id=tool_id)
 
 
+def answering_model(engine: Engine, params: MessageParams) -> str:
+    """The model an answer names: the engine's own (a model engine names the model that
+    answered, whatever was asked), or the one asked for (the echo simulator's answer)."""
+    return getattr(engine, "model_id", None) or params.model
+
+
 def message_json(
     *, msg_id: str, model: str, outcome: Outcome | None, input_tokens: int,
     service_tier: str = "standard", cache: CacheUsage | None = None,
@@ -193,7 +199,7 @@ async def complete(
                             pause_after_tokens=pause_after_tokens):
         pass
     return (
-        message_json(msg_id=msg_id, model=params.model, outcome=outcome,
+        message_json(msg_id=msg_id, model=answering_model(engine, params), outcome=outcome,
                      input_tokens=input_tokens, service_tier=service_tier, cache=cache),
         outcome,
     )

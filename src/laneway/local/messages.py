@@ -26,6 +26,7 @@ from laneway.local.engines import Engine
 from laneway.local.faults import Fault, FaultPlan
 from laneway.local.generation import (
     Outcome,
+    answering_model,
     check_request,
     complete,
     content_of,
@@ -223,8 +224,10 @@ class MessageAnswers:
         params, fault = req.params, req.fault
         msg_id = new_id("msg")
         yield _sse({"type": "message_start",
-                    "message": message_json(msg_id=msg_id, model=params.model, outcome=None,
-                                            input_tokens=req.input_tokens, cache=req.cache)})
+                    "message": message_json(msg_id=msg_id,
+                                            model=answering_model(self.api.engine, params),
+                                            outcome=None, input_tokens=req.input_tokens,
+                                            cache=req.cache)})
         if fault == "stall":
             waited = 0.0
             while waited < self.api.config.stall_s:

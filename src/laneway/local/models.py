@@ -114,7 +114,7 @@ def catalogue(engine: Engine) -> list[dict[str, Any]]:
     """Every model entry, newest first."""
     facts = describe(engine)
     about_engine = {k: v for k, v in facts.items() if k not in _IDENTITY}
-    own = _merge(_entry(engine.name), facts)
+    own = _merge(_entry(getattr(engine, "model_id", None) or engine.name), facts)
     entries = [own]
     for model_id in PRICES:
         if model_id == own["id"]:

@@ -68,5 +68,7 @@ def _open_local(*, engine: str | None, quiet: bool, local_config: Any) -> Provid
     if not quiet:
         print(f"laneway: no ANTHROPIC_API_KEY: using {description}", file=sys.stderr)
     client = sdk_client(api_key="local", base_url=running.base_url)
+    engine_model = getattr(running.api.engine, "model_id", None)
     return Provider(client, "local", running.base_url, description=description,
-                    _stop=running.stop)
+                    _stop=running.stop, free=local_config.engine != "echo",
+                    answers_as=engine_model)

@@ -239,6 +239,18 @@ class Provider:
     #: A description for the one line laneway prints about where requests go.
     description: str = ""
     _stop: Callable[[], None] | None = field(default=None, repr=False)
+    #: Whether its answers cost nothing whatever model they name (by default: a local
+    #: backend). The embedded local API on the echo engine is not: it simulates the API,
+    #: answers as the model asked for, and is priced as that model (budgets can be seen
+    #: working offline).
+    free: bool | None = None
+    #: The model that answers whatever is asked (the embedded engine's), when known
+    #: before any answer; ``None``: the model asked for.
+    answers_as: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.free is None:
+            self.free = self.kind == "local"
 
     @classmethod
     def at(cls, base_url: str, *, api_key: str = "local", kind: str = "anthropic") -> Provider:
@@ -248,8 +260,13 @@ class Provider:
 
     @property
     def is_local(self) -> bool:
-        """True for the embedded local API, whose model costs nothing."""
+        """True for the embedded local API (see :attr:`free` for its price)."""
         return self.kind == "local"
+
+    @property
+    def costs_nothing(self) -> bool:
+        """Whether its answers are free (:attr:`free`, resolved)."""
+        return bool(self.free)
 
     async def create(self, params: dict[str, Any], *, timeout_s: float = 600.0) -> Reply:
         """Send one non-streaming request; raise a :class:`ProviderError` on failure."""

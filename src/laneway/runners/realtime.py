@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from laneway.cost import tokens
-from laneway.cost.prices import Usage, usage_cost, worst_cost
+from laneway.cost.answered import price_answer
+from laneway.cost.prices import Usage, worst_cost
 from laneway.errors import (
     ProviderError,
     ProviderTimeoutError,
@@ -189,7 +190,7 @@ class RealtimeRunner:
         """The most this job's next request can cost (0 when local or unpriced)."""
         return worst_cost(job.claimed.model, job.est_input,
                           int(job.claimed.params.get("max_tokens", 0)),
-                          local=self.provider.is_local)
+                          local=self.provider.costs_nothing)
 
     def _over_budget(self, job: _Job) -> bool:
         budget = self.options.budget_usd
@@ -280,13 +281,14 @@ class RealtimeRunner:
         job.attempts += 1
         usage = Usage.from_api(reply.usage)
         self.api_wait.answered()
-        cost = usage_cost(model, usage, local=self.provider.is_local)
+        priced = price_answer(model, reply.message, usage, free=self.provider.costs_nothing)
         await self._record(job, Finished(
             run_id=self.run_id, seq=job.claimed.seq, status=JobStatus.SUCCEEDED,
             result=succeeded(reply.message), attempts=job.attempts,
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
-            cache_read_input_tokens=usage.cache_read_input_tokens, cost_usd=cost,
+            cache_read_input_tokens=usage.cache_read_input_tokens, cost_usd=priced.cost_usd,
+            answered_model=priced.answered, asked_cost_usd=priced.asked_cost_usd,
         ))
 
     async def _failed(self, job: _Job, err: ProviderError) -> None:

@@ -62,6 +62,10 @@ class Summary:
     plan: str | None = None
     realtime_cost_usd: float | None = None
     provider: str = ""
+    #: Per model asked for and model that answered: ``asked``, ``answered``, ``jobs``,
+    #: ``cost_usd`` and ``asked_cost_usd`` (what the asked model would have cost, when
+    #: another answered).
+    models: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -167,7 +171,7 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
     summary.plan = plan.reason if plan is not None and config.mode == "auto" else None
     if mode != "realtime":
         summary.realtime_cost_usd = await astore.call(
-            planning.realtime_cost_usd, astore.store, ex.run_id, local=provider.is_local)
+            planning.realtime_cost_usd, astore.store, ex.run_id, local=provider.costs_nothing)
     status = final_status(complete=summary.complete, stop_reason=tally.stop_reason,
                           canceled=canceled or tally.stop_reason == "canceled")
     # The mode that ran (``auto`` became realtime or native; native may become hybrid).
@@ -179,6 +183,7 @@ async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, t
                    provider: Provider | None) -> Summary:
     counts = await astore.counts(run_id)
     unpriced = await astore.unpriced_models(run_id)
+    models = [asdict(m) for m in await astore.answered_models(run_id)]
     return Summary(
         run_id=run_id, mode=mode, total=counts.total, succeeded=counts[JobStatus.SUCCEEDED],
         errored=counts[JobStatus.ERRORED], canceled=counts[JobStatus.CANCELED],
@@ -189,7 +194,7 @@ async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, t
         rate_limited=tally.rate_limited, unpriced_models=unpriced,
         utilization=tally.utilization, stop_reason=tally.stop_reason,
         stop_detail=tally.stop_detail,
-        provider=provider.description if provider else "",
+        provider=provider.description if provider else "", models=models,
     )
 
 

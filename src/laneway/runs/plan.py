@@ -41,7 +41,7 @@ async def plan_run(
     learnt = await astore.batch_durations_s(provider=provider.kind)
     deadline_s = None if deadline_at is None else max(0.0, deadline_at - time.time())
     budget_left = None if budget_usd is None else budget_usd - counts.cost_usd
-    plan = choose(workload, local=provider.is_local, limits=limits,
+    plan = choose(workload, local=provider.costs_nothing, limits=limits,
                   concurrency=concurrency, deadline_s=deadline_s,
                   budget_left_usd=budget_left, batches_in_flight=len(batches),
                   options=options, learnt_s=learnt)

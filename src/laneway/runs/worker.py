@@ -211,7 +211,7 @@ class Worker:
     async def _work_on(self, run: RunRow) -> bool:
         """Send what can be claimed of ``run`` now; True if anything was done or closed."""
         work = self.report.runs.setdefault(run.id, RunWork(run.id))
-        if run.budget_usd is not None and not self.provider.is_local:
+        if run.budget_usd is not None and not self.provider.costs_nothing:
             unpriced = await self.astore.call(unpriced_models, self.store, run.id)
             if unpriced:  # its budget could not count them: never priced as zero
                 self._skip.add(run.id)

@@ -63,7 +63,8 @@ def done_of(turn: Turn) -> dict[str, Any]:
         "ttft_ms": None if turn.ttft_s is None else round(turn.ttft_s * 1000, 2),
         "tokens_per_s": None if turn.tokens_per_s is None else round(turn.tokens_per_s, 2),
         "elapsed_ms": round(turn.elapsed_s * 1000, 2), "stop_reason": turn.stop_reason,
-        "model": turn.model,
+        "model": turn.answered_model or turn.model, "asked_model": turn.model,
+        "asked_cost_usd": turn.asked_cost_usd, "note": turn.note,
     }
 
 

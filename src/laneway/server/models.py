@@ -66,7 +66,12 @@ class ChatDoneEvent(BaseModel):
     tokens_per_s: float | None = None
     elapsed_ms: float
     stop_reason: str | None
-    model: str
+    model: str = Field(description="The model that answered.")
+    asked_model: str = Field(description="The model asked for.")
+    asked_cost_usd: float | None = Field(
+        description="What the asked model would have cost, when another answered.")
+    note: str = Field(description="When another model than the asked one answered, the "
+                                  "line that says both and what the asked would cost.")
 
 
 class ChatStreamEvent(BaseModel):
@@ -100,6 +105,9 @@ class RunInfo(BaseModel):
     cost_usd: float
     in_flight: int = 0
     rate_per_s: float | None = None
+    models: list[str] = Field(default_factory=list, description=(
+        "The models that answered: a name, or (where a Claude model was asked for and "
+        "another answered) a line naming both, with what the asked one would cost."))
 
 
 class RunList(BaseModel):
@@ -147,6 +155,8 @@ class RunProgressEvent(BaseModel):
     governor: dict[str, Any] = Field(default_factory=dict,
                                      description="The governor's snapshot.")
     at: float = Field(description="Unix time of this event.")
+    models: list[str] = Field(default_factory=list,
+                              description="The models that answered (as RunInfo's).")
 
 
 # -- traffic (the gateway) ----------------------------------------------------------------
@@ -156,7 +166,13 @@ class TrafficRow(BaseModel):
 
     key: str = Field(description="The client key's name (``local`` for requests without "
                                  "a laneway key).")
-    model: str
+    model: str = Field(description="The model asked for.")
+    answered_by: list[str] = Field(default_factory=list,
+                                   description="The models that answered (the answers' "
+                                               "``model``).")
+    asked_cost_usd: float | None = Field(
+        default=None, description="What the asked model would have cost, for the requests "
+                                  "another model answered; null when none was.")
     lane: Literal["interactive", "background"]
     requests: int
     errors: int = Field(description="Answered with a status >= 400 (client_closed "

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from laneway.agent import HybridAgent
+from laneway.cost.answered import model_lines
 from laneway.server.models import RunInfo, RunProgressEvent
 from laneway.store import Counts, RunRow, Store
 from laneway.store.statuses import JobStatus
@@ -21,8 +22,13 @@ from laneway.store.statuses import JobStatus
 WINDOW_S = 5.0
 
 
+def models_of(store: Store, run_id: str) -> list[str]:
+    """The lines naming the models that answered the run (see ``model_lines``)."""
+    return model_lines(asdict(m) for m in store.answered_models(run_id))
+
+
 def run_info(run: RunRow, counts: Counts, *, live: bool, in_flight: int = 0,
-             rate_per_s: float | None = None) -> RunInfo:
+             rate_per_s: float | None = None, models: list[str] | None = None) -> RunInfo:
     done = counts.final
     total = max(run.total, counts.total)
     return RunInfo(
@@ -33,7 +39,8 @@ def run_info(run: RunRow, counts: Counts, *, live: bool, in_flight: int = 0,
         pending=total - done,
         percent=round(100.0 * done / total, 2) if total else 0.0,
         input_tokens=counts.input_tokens, output_tokens=counts.output_tokens,
-        cost_usd=round(counts.cost_usd, 6), in_flight=in_flight, rate_per_s=rate_per_s)
+        cost_usd=round(counts.cost_usd, 6), in_flight=in_flight, rate_per_s=rate_per_s,
+        models=models or [])
 
 
 def latest_progress(store: Store, run_id: str, after_id: int) -> tuple[int, dict[str, Any]]:
@@ -93,7 +100,7 @@ class ProgressTracker:
                 self.governor = data.get("governor") or {}
                 self.in_flight = 0 if run.status.ended else int(data.get("in_flight", 0))
         now = time.time()
-        info = run_info(run, counts, live=live)
+        info = run_info(run, counts, live=live, models=models_of(store, self.run_id))
         rate = self._rate(now, info.done)
         use = limit_use(self.governor)
         event = RunProgressEvent(
@@ -105,7 +112,7 @@ class ProgressTracker:
             cost_usd=info.cost_usd, rate_per_s=round(rate, 3),
             limit_use=round(max(use.values()), 4) if use else None,
             limit_use_by_bucket={k: round(v, 4) for k, v in use.items()},
-            governor=self.governor, at=now)
+            governor=self.governor, at=now, models=info.models)
         ended = not live and (run.status.ended or (info.total > 0 and info.pending == 0))
         return event, ended
 

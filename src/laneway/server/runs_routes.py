@@ -32,7 +32,7 @@ from laneway.server.models import (
     RunList,
     RunProgressEvent,
 )
-from laneway.server.progress import run_info
+from laneway.server.progress import models_of, run_info
 
 router = APIRouter(tags=["runs"])
 
@@ -105,7 +105,8 @@ async def _info(agent: HybridAgent, run_id: str) -> RunInfo:
         p = agent.progress(run_id) if live else None
         return run_info(run, agent.store.counts(run_id), live=live,
                         in_flight=p.in_flight if p else 0,
-                        rate_per_s=round(p.rate_per_s, 3) if p else None)
+                        rate_per_s=round(p.rate_per_s, 3) if p else None,
+                        models=models_of(agent.store, run_id))
 
     info = await agent.astore.call(read)
     if info is None:
@@ -158,7 +159,8 @@ async def list_runs(request: Request, limit: int = Query(50, ge=1, le=1000)) -> 
     agent = _agent(request)
 
     def read() -> list[RunInfo]:
-        return [run_info(r, agent.store.counts(r.id), live=agent.is_live(r.id))
+        return [run_info(r, agent.store.counts(r.id), live=agent.is_live(r.id),
+                         models=models_of(agent.store, r.id))
                 for r in agent.store.list_runs(limit=limit)]
 
     return RunList(data=await agent.astore.call(read))

@@ -4,17 +4,14 @@ check like every other route."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from laneway.server.errors import HTTPError
+from laneway.server.gateway.metrics import GatewayMetrics
 from laneway.server.gateway.service import Gateway, gateway_of
 from laneway.server.models import ErrorBody, TrafficReport
-
-if TYPE_CHECKING:
-    from laneway.server.gateway.metrics import GatewayMetrics
 
 router = APIRouter(tags=["traffic"])
 
@@ -22,13 +19,8 @@ _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "A token is required."}}
 
 
-def metrics_for(gateway: Gateway) -> GatewayMetrics | None:
-    """The app's Prometheus metrics, fed by ``gateway``; None without
-    ``prometheus-client`` (the ``server`` extra)."""
-    try:
-        from laneway.server.gateway.metrics import GatewayMetrics
-    except ImportError:
-        return None
+def metrics_for(gateway: Gateway) -> GatewayMetrics:
+    """The app's Prometheus metrics, fed by ``gateway``."""
     metrics = GatewayMetrics(lambda: gateway.agent.governor)
     gateway.observers.append(metrics.observe)
     gateway.pipeline.refused_unknown.append(metrics.refused)
@@ -45,16 +37,11 @@ async def traffic(request: Request) -> TrafficReport:
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics",
-            responses={**_UNAUTHORIZED,
-                       503: {"model": ErrorBody, "description": "prometheus-client is "
-                                                                "not installed."}})
+            responses=_UNAUTHORIZED)
 async def metrics(request: Request) -> Response:
     """The gateway's counters (requests, tokens, cost, upstream errors absorbed, by
     client key, model and lane), histograms (time queued, time to first token, by
     lane) and gauges (queue depth and requests in flight per lane, the fill of each
     rate-limit bucket), in Prometheus's text format."""
-    found: GatewayMetrics | None = request.app.state.metrics
-    if found is None:
-        raise HTTPError(503, "api_error", "metrics need prometheus-client: "
-                                          "pip install 'laneway[server]'")
+    found: GatewayMetrics = request.app.state.metrics
     return Response(found.render(), media_type=found.content_type)

@@ -19,6 +19,7 @@ from laneway.store import pauses
 from laneway.store.batches import BatchRow, Member
 from laneway.store.ledger import Counts, RunRow, Store
 from laneway.store.queue import ClaimedJob, Finished
+from laneway.store.runqueries import Answered
 from laneway.store.statuses import BatchStatus, JobStatus, RunStatus
 
 P = ParamSpec("P")
@@ -54,6 +55,9 @@ class AsyncLedger(ABC):
 
     async def unpriced_models(self, run_id: str) -> list[str]:
         return await self.call(self.store.unpriced_models, run_id)
+
+    async def answered_models(self, run_id: str) -> list[Answered]:
+        return await self.call(self.store.answered_models, run_id)
 
     async def results(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Every result of ``Store.iter_results``, read in one hop."""

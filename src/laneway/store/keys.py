@@ -99,8 +99,8 @@ def _check(name: str, budget_usd: float | None, rpm: int | None, lane: str | Non
     if not _NAME.fullmatch(name) or name.startswith(KEY_PREFIX):
         raise ConfigError(f"key name {name!r}: use 1-100 letters, digits and . _ @ - "
                           f"(starting with a letter or digit, not {KEY_PREFIX!r})")
-    if budget_usd is not None and not (math.isfinite(budget_usd) and budget_usd >= 0):
-        raise ConfigError(f"budget {budget_usd!r}: give a number of USD, 0 or more")
+    if budget_usd is not None and not (math.isfinite(budget_usd) and budget_usd > 0):
+        raise ConfigError(f"budget {budget_usd!r}: a budget must be more than 0 USD")
     if rpm is not None and rpm < 1:
         raise ConfigError(f"rpm {rpm!r}: give a number of requests per minute, 1 or more")
     if lane is None:

@@ -60,6 +60,10 @@ class Finished:
     error_type: str | None = None
     error_message: str | None = None
     mode: str = "realtime"
+    #: The model that answered (the answer's ``model``), and what the usage would have
+    #: cost on the model asked for when another answered.
+    answered_model: str | None = None
+    asked_cost_usd: float | None = None
 
 
 #: The columns :meth:`JobQueue.finish` writes, with their PostgreSQL types.
@@ -68,7 +72,8 @@ _FINISH_COLUMNS = (
     ("attempts", "int"), ("input_tokens", "int"), ("output_tokens", "int"),
     ("cache_creation_input_tokens", "int"), ("cache_read_input_tokens", "int"),
     ("cost_usd", "float8"), ("priced", "bool"), ("error_type", "text"),
-    ("error_message", "text"), ("mode", "text"),
+    ("error_message", "text"), ("mode", "text"), ("answered_model", "text"),
+    ("asked_cost_usd", "float8"),
 )
 _SET_COLUMNS = [name for name, _ in _FINISH_COLUMNS if name not in ("run_id", "seq")]
 _FINAL_SQL = ", ".join(f"'{s}'" for s in FINAL_JOBS)
@@ -106,6 +111,7 @@ def _finish_row(f: Finished) -> dict[str, Any]:
         "cache_read_input_tokens": f.cache_read_input_tokens, "cost_usd": f.cost_usd,
         "priced": f.cost_usd is not None, "error_type": f.error_type,
         "error_message": f.error_message, "mode": f.mode,
+        "answered_model": f.answered_model, "asked_cost_usd": f.asked_cost_usd,
     }
 
 

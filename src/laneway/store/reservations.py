@@ -69,6 +69,10 @@ class Settle:
     duration_s: float
     upstream_errors: int
     note: str | None = None
+    #: The model that answered, and what the usage would have cost on the one asked
+    #: for when another answered (007_answered_model).
+    answered_model: str | None = None
+    asked_cost_usd: float | None = None
 
 
 def _key_moves(conn: Any, moves: dict[str, tuple[float, float, float]]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, update
@@ -16,6 +17,19 @@ from laneway.store.statuses import FINAL_JOBS, JobStatus
 
 _J = S.jobs.c
 _PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """Succeeded jobs of a run that asked ``asked`` and were answered by ``answered``."""
+
+    asked: str
+    answered: str
+    jobs: int
+    cost_usd: float
+    #: What they would have cost on ``asked`` (``None``: the asked model answered, or
+    #: not every job's asked cost is known).
+    asked_cost_usd: float | None
 
 
 class RunQueries:
@@ -55,6 +69,22 @@ class RunQueries:
         with self.engine.connect() as conn:
             return [(str(m), int(i), int(o), int(w), int(r))
                     for m, i, o, w, r in conn.execute(q)]
+
+    def answered_models(self, run_id: str) -> list[Answered]:
+        """Per model asked for and model that answered, the run's succeeded jobs: how
+        many, their cost, and what the asked model would have cost (when another
+        answered). Jobs recorded before 007_answered_model count as answered by the
+        model asked for."""
+        answered = func.coalesce(_J.answered_model, _J.model)
+        q = (select(_J.model, answered, func.count(),
+                    func.coalesce(func.sum(_J.cost_usd), 0.0),
+                    func.sum(_J.asked_cost_usd), func.count(_J.asked_cost_usd))
+             .where(_J.run_id == run_id, _J.status == JobStatus.SUCCEEDED)
+             .group_by(_J.model, answered).order_by(_J.model, answered))
+        with self.engine.connect() as conn:
+            return [Answered(str(m), str(a), int(n), float(c),
+                             float(ac) if ac is not None and int(k) == int(n) else None)
+                    for m, a, n, c, ac, k in conn.execute(q)]
 
     def cancel_unsent(self, run_id: str) -> int:
         """A canceled run: jobs not sent (``pending``, or ``claimed`` under a lease that

@@ -79,6 +79,11 @@ jobs = Table(
     Column("error_message", Text),
     Column("updated_at", Float),
     Column("finished_at", Float),
+    #: The model that answered (NULL until then, and on ledgers older than
+    #: 007_answered_model); ``asked_cost_usd``: what its usage would have cost on
+    #: ``model`` when another model answered (NULL otherwise, or with no price known).
+    Column("answered_model", String(200)),
+    Column("asked_cost_usd", Float),
     PrimaryKeyConstraint("run_id", "seq"),
     UniqueConstraint("run_id", "custom_id", name="uq_jobs_run_custom_id"),
 )
@@ -186,6 +191,10 @@ gateway_requests = Table(
     #: The gateway Message Batch this row reserves for.
     Column("batch_id", String(40)),
     Column("note", Text),
+    #: The model that answered, and what the usage would have cost on ``model`` (the
+    #: one asked for) when another answered; added by 007_answered_model.
+    Column("answered_model", String(200)),
+    Column("asked_cost_usd", Float),
 )
 Index("ix_gateway_requests_key", gateway_requests.c.key_id)
 Index("ix_gateway_requests_started", gateway_requests.c.started_at)

@@ -62,6 +62,10 @@ class TrafficRecord:
     upstream_errors: int
     #: When it arrived (``time.time()``).
     started_at: float
+    #: The model that answered (None when nothing did), and what the usage would have
+    #: cost on ``model`` when another answered.
+    answered_model: str | None = None
+    asked_cost_usd: float | None = None
 
 
 def _errors() -> Any:
@@ -126,7 +130,9 @@ class TrafficLedger:
             func.max(_R.queued_s).label("queued_s_max"),
             func.avg(_R.ttft_s).label("ttft_s_mean"),
             func.avg(_R.duration_s).label("duration_s_mean"),
-            func.coalesce(func.sum(_R.upstream_errors), 0).label("upstream_errors"))
+            func.coalesce(func.sum(_R.upstream_errors), 0).label("upstream_errors"),
+            func.max(_R.answered_model).label("answered_model"),
+            func.sum(_R.asked_cost_usd).label("asked_cost_usd"))
             .select_from(S.gateway_requests.outerjoin(S.gateway_keys, _K.id == _R.key_id))
             .where(_R.state != "reserved")  # in flight: the live pages show those
             .group_by(_K.name, _R.key_id, _R.model, _R.lane)
@@ -174,4 +180,6 @@ def _by_key(r: Any) -> dict[str, Any]:
     out.update({k: int(r[k] or 0) for k in ints})
     out.update({k: float(r[k] or 0.0) for k in floats})
     out["ttft_s_mean"] = None if r["ttft_s_mean"] is None else float(r["ttft_s_mean"])
+    out["answered_model"] = r["answered_model"]
+    out["asked_cost_usd"] = None if r["asked_cost_usd"] is None else float(r["asked_cost_usd"])
     return out

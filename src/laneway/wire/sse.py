@@ -28,6 +28,8 @@ class SseTap:
         self.stopped = False
         self.error: dict[str, Any] | None = None
         self.events = 0
+        #: The model that answered (``message_start``'s message names it).
+        self.model: str | None = None
 
     def feed(self, chunk: bytes) -> None:
         """Read the complete events in ``chunk`` (plus what earlier chunks left)."""
@@ -63,7 +65,10 @@ class SseTap:
         if name == "error":
             self.error = data.get("error") if isinstance(data.get("error"), dict) else data
         elif name == "message_start":
-            self.usage.update((data.get("message") or {}).get("usage") or {})
+            message = data.get("message") or {}
+            self.usage.update(message.get("usage") or {})
+            if isinstance(message.get("model"), str):
+                self.model = message["model"]
         else:
             self.usage.update({k: v for k, v in (data.get("usage") or {}).items()
                                if v is not None})

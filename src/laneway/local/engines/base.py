@@ -45,6 +45,14 @@ class SamplingParams:
     #: When set, a JSON schema (as canonical JSON text) the output must be valid against:
     #: the engine constrains its decoding to it (structured outputs, forced tool calls).
     json_schema: str | None = None
+    #: llama.cpp's ``repeat_penalty`` over the last ``repeat_last_n`` generated tokens (a
+    #: positive logit divided by it, a negative one multiplied by it); 1.0 is off.
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    #: The loop stop: the answer ends (``end_turn``) once its last ``loop_ngram`` tokens
+    #: have been generated ``loop_repeats`` times; 0 is off.
+    loop_ngram: int = 0
+    loop_repeats: int = 4
 
 
 class UnsupportedSchemaError(ValueError):
@@ -92,6 +100,10 @@ class Engine(Protocol):
     """
 
     name: str
+    #: The model id its answers carry (``smollm2-135m-instruct``): a model engine names
+    #: itself, whatever model was asked for. ``None``: the model asked for (the echo
+    #: engine simulates the API, answering as that model).
+    model_id: str | None
 
     @property
     def sampling_defaults(self) -> Mapping[str, float]:

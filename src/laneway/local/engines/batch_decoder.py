@@ -39,7 +39,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,7 @@ import numpy as np
 from laneway.local.engines.base import SamplingParams
 from laneway.local.engines.grammar import Grammars
 from laneway.local.engines.kv_context import KVContext
-from laneway.local.engines.sampling import new_rng, sample
+from laneway.local.engines.sampling import looping, new_rng, penalized, sample
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ class Sequence:
     #: The GBNF the output must follow, and its llama.cpp sampler while the sequence runs.
     grammar_text: str | None = None
     grammar: Any = None
+    #: The tokens generated so far (the repetition penalty and the loop stop read them).
+    history: list[int] = field(default_factory=list)
 
 
 class BatchDecoder:
@@ -345,6 +347,8 @@ class BatchDecoder:
         """Sample ``seq``'s next token from logits row ``row``; emit it or end the sequence."""
         ptr = self._ll.llama_get_logits_ith(self._kv.ctx, row)
         logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+        if seq.grammar is None:
+            logits = penalized(logits, seq.history, seq.params)
         token = sample(logits, seq.params, seq.rng)
         if seq.grammar is not None:
             token = self.grammars.pick(
@@ -356,8 +360,9 @@ class BatchDecoder:
             self._finish(seq)
             return
         seq.generated += 1
+        seq.history.append(token)
         self._send(seq, token)
-        if seq.generated >= seq.params.max_tokens:
+        if seq.generated >= seq.params.max_tokens or looping(seq.history, seq.params):
             self._finish(seq)
         elif seq.n_past + 1 >= self.slot_ctx:  # prompt + answer fill the slot: end there
             self._finish(seq, ContextWindowExceeded())

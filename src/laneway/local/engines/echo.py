@@ -35,6 +35,8 @@ class EchoEngine:
     """With a JSON schema to follow, it answers with a minimal instance of the schema."""
 
     name = "echo"
+    #: It simulates the API: it answers as the model asked for (at that model's price).
+    model_id: str | None = None
     sampling_defaults: ClassVar[Mapping[str, float]] = {}
     #: As large as Claude's, so that only a really long prompt is refused.
     context_window = 200_000

@@ -60,3 +60,29 @@ def _nucleus(probs: npt.NDArray[np.float64], top_p: float) -> npt.NDArray[np.int
     cumulative = np.cumsum(probs[order])
     n = int(np.searchsorted(cumulative, top_p, side="left")) + 1
     return order[: min(n, order.size)]
+
+
+def penalized(logits: npt.NDArray[np.float32], history: list[int],
+              params: SamplingParams) -> npt.NDArray[np.float32]:
+    """``logits`` with llama.cpp's repetition penalty applied to the tokens among the
+    last ``repeat_last_n`` of ``history`` (each once, however often it occurred): a
+    positive logit divided by ``repeat_penalty``, a negative one multiplied by it."""
+    if params.repeat_penalty == 1.0 or not history or params.repeat_last_n <= 0:
+        return logits
+    ids = np.unique(np.asarray(history[-params.repeat_last_n:], dtype=np.intp))
+    out = logits.copy()
+    seen = out[ids]
+    out[ids] = np.where(seen > 0, seen / params.repeat_penalty, seen * params.repeat_penalty)
+    return out
+
+
+def looping(history: list[int], params: SamplingParams) -> bool:
+    """Whether the last ``loop_ngram`` tokens of ``history`` have now been generated
+    ``loop_repeats`` times (the loop stop: a small model that repeats a phrase this
+    often does not leave the loop)."""
+    n = params.loop_ngram
+    if n <= 0 or len(history) < n * params.loop_repeats:
+        return False
+    tokens = np.asarray(history, dtype=np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view(tokens, n)
+    return int(np.all(windows == tokens[-n:], axis=1).sum()) >= params.loop_repeats

@@ -23,6 +23,7 @@ import asyncio
 import codecs
 import collections
 import ctypes
+import dataclasses
 import logging
 import os
 import sys
@@ -61,6 +62,10 @@ if "llama_cpp" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
 
 #: How many rendered-and-tokenized prompts to remember (count_tokens, then generate).
 _PROMPT_CACHE = 64
+#: The text answers' repetition penalty and loop stop (measured: bench/local_quality.py).
+REPEAT_PENALTY = 1.1
+LOOP_NGRAM = 6
+LOOP_REPEATS = 4
 
 
 class _Model:
@@ -157,14 +162,24 @@ class SmolLM2Engine:
     A request that sets none of temperature / top_p / top_k samples at temperature 0.2
     and top_p 0.9, as the model card recommends: at the API's default temperature of
     1.0 this small model wanders off into nonsense.
+
+    Its text answers (not structured ones) carry a repetition penalty
+    (``repeat_penalty``, over the last 64 tokens) and a loop stop (the answer ends
+    once its last ``loop_ngram`` tokens have come ``LOOP_REPEATS`` times): without them
+    the model can fill ``max_tokens`` with one phrase (``bench/local_quality.py``,
+    rubric).
     """
 
     name = "smollm2"
+    model_id: str | None = "smollm2-135m-instruct"
     sampling_defaults: ClassVar[Mapping[str, float]] = {"temperature": 0.2, "top_p": 0.9}
 
     def __init__(self, *, slots: int | None = None, slot_ctx: int | None = None,
                  n_batch: int = 512, n_threads: int | None = None,
-                 idle_s: float | None = None) -> None:
+                 idle_s: float | None = None, repeat_penalty: float = REPEAT_PENALTY,
+                 loop_ngram: int = LOOP_NGRAM) -> None:
+        self.repeat_penalty = repeat_penalty
+        self.loop_ngram = loop_ngram
         self.slots = slots or _env_int("LANEWAY_SMOLLM2_SLOTS", 16)
         self.slot_ctx = slot_ctx or _env_int("LANEWAY_SMOLLM2_SLOT_CTX", 2048)
         self.idle_s = idle_s if idle_s is not None else _env_int("LANEWAY_SMOLLM2_IDLE_S", 120)
@@ -271,6 +286,10 @@ class SmolLM2Engine:
 
         grammar = (decoder.grammars.check(params.json_schema)
                    if params.json_schema is not None else None)
+        if grammar is None:  # JSON repeats its quotes and keys: text answers only
+            params = dataclasses.replace(
+                params, repeat_penalty=self.repeat_penalty, loop_ngram=self.loop_ngram,
+                loop_repeats=LOOP_REPEATS)
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         seq: Sequence = decoder.submit(tokens, params, emit, grammar=grammar)
         full = False

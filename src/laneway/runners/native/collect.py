@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from laneway.cost.prices import Usage, usage_cost
+from laneway.cost.answered import price_answer
+from laneway.cost.prices import Usage
 from laneway.errors import ProviderError
 from laneway.provider.batches import BatchInfo
 from laneway.runners.native.state import NativeState
@@ -118,13 +119,15 @@ class Collector:
         r = self.state
         message = result.get("message") or {}
         usage = Usage.from_api(message.get("usage"))
-        cost = usage_cost(member.model, usage, local=r.provider.is_local, batch=True)
+        priced = price_answer(member.model, message, usage, free=r.provider.costs_nothing,
+                              batch=True)
         return Finished(
             run_id=r.run_id, seq=member.seq, status=JobStatus.SUCCEEDED, result=result,
             attempts=member.attempts, input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
-            cache_read_input_tokens=usage.cache_read_input_tokens, cost_usd=cost,
+            cache_read_input_tokens=usage.cache_read_input_tokens, cost_usd=priced.cost_usd,
+            answered_model=priced.answered, asked_cost_usd=priced.asked_cost_usd,
             mode="native")
 
     async def _flush(self, row: BatchRow, items: list[Finished], again: list[int]) -> None:

@@ -56,7 +56,7 @@ class NativeState:
     def worst_usd(self, params: dict[str, Any]) -> float:
         """The most a request can cost in a batch (0 when local or unpriced)."""
         return worst_cost(str(params.get("model", "")), tokens.input_tokens(params),
-                          int(params.get("max_tokens", 0)), local=self.provider.is_local,
+                          int(params.get("max_tokens", 0)), local=self.provider.costs_nothing,
                           batch=True)
 
     def budget_left_usd(self) -> float | None:

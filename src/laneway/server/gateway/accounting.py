@@ -39,7 +39,8 @@ def settle_of(ex: Exchange) -> Settle:
         output_tokens=tokens.output_tokens,
         cache_creation_input_tokens=tokens.cache_creation_input_tokens,
         cache_read_input_tokens=tokens.cache_read_input_tokens, queued_s=ex.queued_s,
-        ttft_s=ex.ttft_s, duration_s=ex.duration_s, upstream_errors=ex.upstream_errors)
+        ttft_s=ex.ttft_s, duration_s=ex.duration_s, upstream_errors=ex.upstream_errors,
+        answered_model=ex.answered_model, asked_cost_usd=ex.asked_cost_usd)
 
 
 def record_of(ex: Exchange) -> TrafficRecord:
@@ -51,7 +52,8 @@ def record_of(ex: Exchange) -> TrafficRecord:
         cache_creation_input_tokens=tokens.cache_creation_input_tokens,
         cache_read_input_tokens=tokens.cache_read_input_tokens, cost_usd=ex.cost_usd,
         queued_s=ex.queued_s, ttft_s=ex.ttft_s, duration_s=ex.duration_s,
-        upstream_errors=ex.upstream_errors, started_at=ex.started_at)
+        upstream_errors=ex.upstream_errors, started_at=ex.started_at,
+        answered_model=ex.answered_model, asked_cost_usd=ex.asked_cost_usd)
 
 
 def _write(store: Store, settles: list[Settle], records: list[TrafficRecord]) -> None:

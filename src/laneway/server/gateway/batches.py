@@ -194,9 +194,9 @@ class GatewayBatches:
         if split.params:
             cheap = plan.mode == "native" and plan.deadline_at is None
             bound = await asyncio.to_thread(_bound, split.params, batch=cheap,
-                                            local=provider.is_local)
+                                            local=provider.costs_nothing)
             models = {str(p.get("model") or "") for p in split.params}
-            if key is not None and key.budget_usd is not None and not provider.is_local:
+            if key is not None and key.budget_usd is not None and not provider.costs_nothing:
                 for model in sorted(models):
                     self.pipeline.bound(key, {"model": model}, 0)  # a model of no price
             await self.pipeline.reserve_batch(

@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from laneway.cost.prices import Usage, usage_cost
+from laneway.cost.answered import price_answer
+from laneway.cost.prices import Usage
 from laneway.governor.core import Lane
 
 #: What nginx logs for a client that closed its connection before the answer.
@@ -40,6 +41,10 @@ class Exchange:
     #: Its row in the ledger, written (``reserved``) before it was sent; None for a
     #: request refused before its reservation.
     row_id: int | None = None
+    #: The model that answered (the answer's ``model``; ``None`` until known), and what
+    #: the usage would have cost on :attr:`model` when another answered.
+    answered_model: str | None = None
+    asked_cost_usd: float | None = None
 
     def waited(self, since: float) -> None:
         self.queued_s += time.monotonic() - since
@@ -58,7 +63,11 @@ class Exchange:
         self.duration_s = time.monotonic() - self.arrived
         if usage:
             self.usage = usage
-        self.cost_usd = usage_cost(self.model, Usage.from_api(self.usage), local=local)
+        answer = {"model": self.answered_model} if self.answered_model else None
+        priced = price_answer(self.model, answer, Usage.from_api(self.usage), free=local)
+        self.cost_usd, self.asked_cost_usd = priced.cost_usd, priced.asked_cost_usd
+        if self.usage:
+            self.answered_model = priced.answered
         if not complete and self.cost_usd is not None:
             self.cost_usd = max(self.cost_usd, self.worst_usd)
 

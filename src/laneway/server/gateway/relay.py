@@ -267,14 +267,17 @@ class Relay:
 
     def _end(self, ex: Exchange, status: int, usage: dict[str, Any] | None = None, *,
              complete: bool = True) -> None:
-        ex.end(status, usage=usage, local=self.provider.is_local, complete=complete)
+        ex.end(status, usage=usage, local=self.provider.costs_nothing, complete=complete)
         self.finish(ex)
 
     def _whole(self, ex: Exchange, permit: Permit, response: RawResponse,
                body: bytes) -> Response:
         usage: dict[str, Any] = {}
         with contextlib.suppress(ValueError, AttributeError):
-            usage = json.loads(body).get("usage") or {}
+            answer = json.loads(body)
+            usage = answer.get("usage") or {}
+            if isinstance(answer.get("model"), str):
+                ex.answered_model = answer["model"]
         self.governor.release(permit, outcome="ok", usage=usage, headers=response.headers)
         ex.usage = usage
         ex.ttft_s = time.monotonic() - ex.arrived
@@ -308,6 +311,7 @@ class Relay:
                     await response.aclose()
                 self.governor.release(permit, outcome=outcome, headers=response.headers,
                                       usage=tap.usage if outcome == "ok" else None)
+                ex.answered_model = tap.model
                 # A stream not seen to its end (the client left: the upstream is cut
                 # off; or it dropped) may have been billed more than its usage so far.
                 self._end(ex, 200, tap.usage, complete=outcome == "ok")

@@ -64,7 +64,7 @@ class Gateway:
         self.recorder = Recorder(lambda: agent.astore)
         #: The admission chain every route goes through.
         self.pipeline = Pipeline(self.clients, lambda: agent.astore,
-                                 local=lambda: agent.provider.is_local, finish=self.finish,
+                                 local=lambda: agent.provider.costs_nothing, finish=self.finish,
                                  intake=self.settings.intake)
         #: Message Batches (``/v1/messages/batches``), fulfilled by laneway runs.
         self.batches = GatewayBatches(agent, self.pipeline, self.finish,
@@ -124,17 +124,17 @@ class Gateway:
                                              query=dict(request.query_params))
         except ClientGone:
             # Once sent, what the upstream billed is unknown: charged the worst case.
-            ex.end(CLIENT_CLOSED, local=self.agent.provider.is_local, complete=not ex.sent)
+            ex.end(CLIENT_CLOSED, local=self.agent.provider.costs_nothing, complete=not ex.sent)
             self.finish(ex)
             return Response(status_code=CLIENT_CLOSED)
         except Revoked:
-            ex.end(401, local=self.agent.provider.is_local)
+            ex.end(401, local=self.agent.provider.costs_nothing)
             self.finish(ex)
             return api_error(401, "authentication_error", "invalid laneway key (revoked "
                              "while this request waited in its lane; nothing was sent)")
         except WaitedTooLong as exc:
             lane = ex.lane
-            ex.end(429, local=self.agent.provider.is_local)
+            ex.end(429, local=self.agent.provider.costs_nothing)
             self.finish(ex)
             return api_error(429, "rate_limit_error",
                              f"the {lane} lane's quota is spent: laneway waited "

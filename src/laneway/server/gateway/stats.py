@@ -67,6 +67,10 @@ class Row:
     ttft_total: float = 0.0
     ttft_sample: list[float] = field(default_factory=list)
     upstream_errors: int = 0
+    #: The models that answered, and what the asked model would have cost where
+    #: another one answered.
+    answered: set[str] = field(default_factory=set)
+    asked_cost_usd: float = 0.0
 
     def add(self, ex: Exchange, rng: random.Random) -> None:
         self.requests += 1
@@ -85,6 +89,9 @@ class Row:
         self.queued_s_total += ex.queued_s
         self.queued_s_max = max(self.queued_s_max, ex.queued_s)
         self.upstream_errors += ex.upstream_errors
+        if ex.answered_model:
+            self.answered.add(ex.answered_model)
+        self.asked_cost_usd += ex.asked_cost_usd or 0.0
         if ex.ttft_s is not None:
             self.ttft_count += 1
             self.ttft_total += ex.ttft_s
@@ -111,6 +118,8 @@ class Row:
             "ttft_s_mean": _round(mean), "ttft_s_p50": _round(percentile(self.ttft_sample, 0.5)),
             "ttft_s_p95": _round(percentile(self.ttft_sample, 0.95)),
             "upstream_errors": self.upstream_errors,
+            "answered_by": sorted(self.answered),
+            "asked_cost_usd": round(self.asked_cost_usd, 8) if self.asked_cost_usd else None,
         }
 
 

@@ -40,7 +40,8 @@
       fmt.usd(done.cost_usd),
     ];
     if (done.stop_reason && done.stop_reason !== "end_turn") parts.push(done.stop_reason);
-    return parts.join(" · ");
+    parts.push(done.model);
+    return parts.join(" · ") + (done.note ? "\n" + done.note : "");
   }
 
   function setBusy(busy) {

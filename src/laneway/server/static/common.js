@@ -78,7 +78,8 @@ const laneway = (() => {
 
   const fmt = {
     int: (n) => (n === null || n === undefined ? "–" : Math.round(n).toLocaleString("en-US")),
-    usd: (n) => (n === null || n === undefined ? "unknown" : "$" + Number(n).toFixed(4)),
+    usd: (n) => (n === null || n === undefined ? "unknown"
+      : "$" + Number(n).toFixed(n > 0 && n < 0.01 ? 6 : 4)),
     ms: (n) => (n === null || n === undefined ? "–" : Math.round(n) + " ms"),
     rate: (n) => (n === null || n === undefined ? "–" : Number(n).toFixed(1)),
     pct: (n) => (n === null || n === undefined ? "–" : Math.round(n) + "%"),

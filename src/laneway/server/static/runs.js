@@ -32,7 +32,8 @@
           el("td", { text: run.done + " / " + run.total }),
           el("td", { text: String(run.errored) }),
           el("td", { text: fmt.int(run.input_tokens + run.output_tokens) }),
-          el("td", { text: fmt.usd(run.cost_usd) }));
+          el("td", { text: fmt.usd(run.cost_usd) }),
+          el("td", { class: "model", text: (run.models || []).join("; ") || "–" }));
         tr.querySelector("button").addEventListener("click", () => select(run.id));
         return tr;
       });
@@ -51,6 +52,7 @@
     $("detail-rate").textContent = fmt.rate(p.rate_per_s) + " jobs/s";
     $("detail-tokens").textContent = fmt.int(p.input_tokens) + " in / " + fmt.int(p.output_tokens) + " out";
     $("detail-cost").textContent = fmt.usd(p.cost_usd);
+    $("detail-model").textContent = (p.models || []).join("\n") || "–";
     $("detail-limit").textContent = p.limit_use === null ? "no limits known" : fmt.pct(p.limit_use * 100);
     const models = Object.values(p.governor || {});
     const conc = models.map((m) => m.concurrency).filter((c) => c !== undefined);

@@ -7,11 +7,21 @@
   const $ = (id) => document.getElementById(id);
   const seconds = (s) => (s === null || s === undefined ? "–" : fmt.ms(s * 1000));
 
+  // Who answered: the model asked for, or another (the local model), with what the asked
+  // one would have cost.
+  function answeredBy(r) {
+    const by = (r.answered_by || []).join(", ");
+    if (!by) return "–";
+    if (r.asked_cost_usd === null || r.asked_cost_usd === undefined) return by;
+    return by + " (on " + r.model + ": " + fmt.usd(r.asked_cost_usd) + ")";
+  }
+
   function row(r) {
     const meanQueued = r.requests ? r.queued_s_total / r.requests : null;
     return el("tr", { "data-key": r.key, "data-model": r.model, "data-lane": r.lane },
       el("td", { text: r.key }),
       el("td", { text: r.model }),
+      el("td", { class: "answered", text: answeredBy(r) }),
       el("td", {}, el("span", { class: "badge " + r.lane, text: r.lane })),
       el("td", { class: "requests", text: fmt.int(r.requests) }),
       el("td", { class: "errors", text: fmt.int(r.errors) + (r.client_closed ? " (" + r.client_closed + " left)" : "") }),

@@ -22,6 +22,7 @@ from laneway.store.migrations import (
     m004_gateway_batches,
     m005_rate_shares,
     m006_reservations,
+    m007_answered_model,
 )
 
 Migration = Callable[[Connection], None]
@@ -35,6 +36,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     (m004_gateway_batches.NAME, m004_gateway_batches.apply),
     (m005_rate_shares.NAME, m005_rate_shares.apply),
     (m006_reservations.NAME, m006_reservations.apply),
+    (m007_answered_model.NAME, m007_answered_model.apply),
 ]
 
 
