@@ -10,7 +10,9 @@ max_tokens 5) for ``--seconds`` (10), alone, then during a flood from another pr
 
 - ``--idle`` (500) slow connections held open, each sending half a request head and then
   a byte every 2 s (re-opened when the server closes one);
-- ``--floods`` (20) requests a second with ~30,000 headers (~390 KB of head) and no key.
+- ``--floods`` (20) requests a second with ~30,000 headers (~390 KB of head) and no key;
+- ``--bodies`` (2) requests a second of an 8 MB JSON body nested 1,000 deep (a 400: the
+  depth is checked, off the event loop, before it is parsed).
 
 Reported: the others' p50/p99/max with and without the flood (the goal: p99 ≤ 1.5x), the
 flood's answers (status counts), the generator's CPU, and the server's CPU.
@@ -43,6 +45,9 @@ MODEL = "claude-haiku-4-5"
 HERE = Path(__file__).resolve().parent
 HEAD = b"POST /v1/messages HTTP/1.1\r\nHost: gateway\r\ncontent-type: application/json\r\n"
 FLOOD_HEADERS = b"".join(b"X-Filler-%d: %d\r\n" % (i, i) for i in range(30_000))
+BIG_DEEP = (b'{"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", '
+            b'"content": "' + b"x" * 8_000_000 + b'"}], "metadata": ' + b"[" * 1000
+            + b"]" * 1000 + b"}")
 
 
 def _env(src: Path, **extra: str) -> dict[str, str]:
@@ -158,26 +163,41 @@ async def _header_flood(host: str, port: int, seen: Counter[str]) -> None:
         seen[f"flood: {type(exc).__name__}"] += 1
 
 
-async def _flood(url: str, idle: int, floods: float, seconds: float) -> dict[str, Any]:
+async def _big_body(url: str, seen: Counter[str]) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        try:
+            r = await http.post("/v1/messages", content=BIG_DEEP,
+                                headers={"content-type": "application/json"})
+            seen[f"bodies: {r.status_code}"] += 1
+        except httpx.HTTPError as exc:
+            seen[f"bodies: {type(exc).__name__}"] += 1
+
+
+async def _flood(url: str, idle: int, floods: float, bodies: float,
+                 seconds: float) -> dict[str, Any]:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     stop = time.monotonic() + seconds
     seen: Counter[str] = Counter()
     tasks = [asyncio.create_task(_slow_connection(host, int(port), stop, seen))
              for _ in range(idle)]
     sent = 0
+    every = max(1, round(floods / bodies)) if bodies else 0
     while time.monotonic() < stop:
         tasks.append(asyncio.create_task(_header_flood(host, int(port), seen)))
         sent += 1
+        if every and sent % every == 0:
+            tasks.append(asyncio.create_task(_big_body(url, seen)))
         await asyncio.sleep(1 / floods)
     await asyncio.gather(*tasks)
     return {"header_floods_sent": sent, "answers": dict(seen),
             "cpu_s": time.process_time()}
 
 
-def flood_process(url: str, idle: int, floods: float, seconds: float) -> subprocess.Popen[str]:
+def flood_process(url: str, idle: int, floods: float, bodies: float,
+                  seconds: float) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(Path(__file__)), "--flood-only", url, "--idle", str(idle),
-         "--floods", str(floods), "--seconds", str(seconds)],
+         "--floods", str(floods), "--bodies", str(bodies), "--seconds", str(seconds)],
         stdout=subprocess.PIPE, text=True)
 
 
@@ -188,7 +208,7 @@ def _row(label: str, lat: list[float]) -> list[Any]:
 
 
 def run(src: Path, *, rate: float, seconds: float, idle: int, floods: float,
-        rounds: int) -> dict[str, Any]:
+        bodies: float, rounds: int) -> dict[str, Any]:
     quiet: list[float] = []
     loud: list[float] = []
     generated: list[dict[str, Any]] = []
@@ -199,7 +219,7 @@ def run(src: Path, *, rate: float, seconds: float, idle: int, floods: float,
             cpu0 = _cpu_s(pid)
             quiet += asyncio.run(_others(url, rate, seconds))
             cpu1 = _cpu_s(pid)
-            flood = flood_process(url, idle, floods, seconds + 2)
+            flood = flood_process(url, idle, floods, bodies, seconds + 2)
             time.sleep(1.0)  # the slow connections open
             loud += asyncio.run(_others(url, rate, seconds))
             out, _ = flood.communicate(timeout=120)
@@ -226,7 +246,7 @@ def run(src: Path, *, rate: float, seconds: float, idle: int, floods: float,
                    ["server CPU s, alone", f"{cpu['alone']:.1f}"],
                    ["server CPU s, flood", f"{cpu['flood']:.1f}"]])
     return {"rate": rate, "seconds": seconds, "rounds": rounds, "idle": idle,
-            "floods_per_s": floods,
+            "floods_per_s": floods, "bodies_per_s": bodies,
             "alone_ms": {"p50": percentile(ok_quiet, 50) * 1000,
                          "p99": percentile(ok_quiet, 99) * 1000,
                          "failed": len(quiet) - len(ok_quiet)},
@@ -247,14 +267,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=500)
     parser.add_argument("--floods", type=float, default=20.0)
+    parser.add_argument("--bodies", type=float, default=2.0)
     parser.add_argument("--flood-only", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.flood_only:
         print(json.dumps(asyncio.run(_flood(args.flood_only, args.idle, args.floods,
-                                            args.seconds))))
+                                            args.bodies, args.seconds))))
         return
     result = run(args.src.resolve(), rate=args.rate, seconds=args.seconds, idle=args.idle,
-                 floods=args.floods, rounds=args.rounds)
+                 floods=args.floods, bodies=args.bodies, rounds=args.rounds)
     save(args.name, {"src": str(args.src), **result})
 
 

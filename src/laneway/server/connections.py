@@ -39,6 +39,8 @@ HEAD_TIMEOUT_S = 10.0
 #: How long a refused connection's further bytes are read (and dropped) before it closes.
 LINGER_S = 2.0
 _CLOSE = (b"connection", b"close")
+#: Bytes of a head parsed at a time.
+_SLICE = 8192
 #: uvicorn's ``http`` option for :class:`GuardedHttpTools` (a string: worker processes
 #: import it themselves).
 HTTP_PROTOCOL = "laneway.server.connections:GuardedHttpTools"
@@ -135,13 +137,15 @@ class GuardedHttpTools(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # answered already: the rest is dropped
-        room = self.max_head_bytes + 1 - self._head_bytes
-        if self._in_head and len(data) > room:  # parse no more of a head than the limit
-            self._feed(data[:room])
-            if not self._in_head and not self._refused:
-                self._feed(data[room:])  # the head ended inside: the rest is its body
-            return
-        self._feed(data)
+        # A head is parsed a slice at a time: one over a limit is refused after at most
+        # a slice more (not after all a client sent at once).
+        done = 0
+        while self._in_head and done < len(data) and not self._refused:
+            piece = data[done:done + _SLICE] if done or len(data) > _SLICE else data
+            done += len(piece)
+            self._feed(piece)
+        if done < len(data) and not self._refused and self.transport.get_protocol() is self:
+            super().data_received(data[done:])  # a body, parsed whole (unless upgraded)
 
     def _feed(self, data: bytes) -> None:
         if self._in_head:

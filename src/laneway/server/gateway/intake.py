@@ -151,7 +151,8 @@ async def read_body(request: Request, *, limit: int, limits: IntakeLimits) -> by
         while True:
             wait = min(limits.idle_s, deadline - loop.time())
             try:
-                chunk = await asyncio.wait_for(anext(stream), timeout=max(wait, 0.0))
+                async with asyncio.timeout(max(wait, 0.0)):  # no task per chunk
+                    chunk = await anext(stream)
             except StopAsyncIteration:
                 break
             except TimeoutError:
