@@ -23,6 +23,7 @@ from laneway.server.gateway.batches import GatewayBatches
 from laneway.server.gateway.clients import Clients, Refusal
 from laneway.server.gateway.exchange import CLIENT_CLOSED, Exchange
 from laneway.server.gateway.headers import upstream_headers
+from laneway.server.gateway.intake import IntakeLimits
 from laneway.server.gateway.loop import VIA_HEADER, via
 from laneway.server.gateway.pipeline import COUNT_TOKENS, MESSAGES, READ, Pipeline
 from laneway.server.gateway.relay import Relay
@@ -51,6 +52,8 @@ class GatewaySettings:
     #: How long a batch's cancel waits for its upstream batches to end before it
     #: collects what they hold in the background.
     cancel_wait_s: float = 10.0
+    #: How long a body may take to arrive, and what its JSON may hold.
+    intake: IntakeLimits = field(default_factory=IntakeLimits)
 
 
 class Gateway:
@@ -62,7 +65,8 @@ class Gateway:
         self.recorder = Recorder(lambda: agent.astore)
         #: The admission chain every route goes through.
         self.pipeline = Pipeline(self.clients, lambda: agent.astore,
-                                 local=lambda: agent.provider.costs_nothing, finish=self.finish)
+                                 local=lambda: agent.provider.costs_nothing, finish=self.finish,
+                                 intake=self.settings.intake)
         #: Message Batches (``/v1/messages/batches``), fulfilled by laneway runs.
         self.batches = GatewayBatches(agent, self.pipeline, self.finish,
                                       public_url=self.settings.public_url,
