@@ -85,10 +85,15 @@ def test_a_bug_is_a_500_that_tells_nothing(app: FastAPI) -> None:
                                   "message": "internal error in laneway serve"}}
 
 
-def test_an_unknown_path_has_the_same_body(app: FastAPI) -> None:
+def test_an_unknown_path_is_the_apis_404(app: FastAPI) -> None:
+    """As the local API (and the API) answer it: an SDK's call of an API laneway does
+    not serve gets the same answer through the gateway as straight."""
     r = call(app, "/v1/nothing-here")
     assert r.status_code == 404
-    assert r.json() == {"error": {"type": "not_found_error", "message": "Not Found"}}
+    body = r.json()
+    assert body == {"type": "error", "error": {"type": "not_found_error",
+                                               "message": "Not found: /v1/nothing-here"},
+                    "request_id": r.headers["request-id"]}
 
 
 def _subclasses(cls: type[E.LanewayError]) -> Iterator[type[E.LanewayError]]:

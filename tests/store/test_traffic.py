@@ -38,12 +38,13 @@ def test_spent_counts_known_prices_of_that_key_only(store: Store) -> None:
 
 def test_a_group_is_recorded_whole_or_not_at_all(store: Store) -> None:
     store.record_requests([])
-    bad = replace(rec("k"), model=None)  # type: ignore[arg-type]
+    k, _ = store.create_key("k")
+    bad = replace(rec(k.id), model=None)  # type: ignore[arg-type]
     with pytest.raises(IntegrityError):
-        store.record_requests([rec("k", cost=1.0), bad])
-    assert store.traffic_by_key() == []
-    store.record_requests([rec("k", cost=1.0)])
-    assert store.spent_usd("k") == 1.0
+        store.record_requests([rec(k.id, cost=1.0), bad])
+    assert store.traffic_by_key() == [] and store.spent_usd(k.id) == 0.0
+    store.record_requests([rec(k.id, cost=1.0)])
+    assert store.spent_usd(k.id) == 1.0
 
 
 def test_traffic_by_key_model_and_lane(store: Store) -> None:
@@ -114,8 +115,10 @@ async def test_the_async_store_has_typed_calls_for_the_gateway(store: Store) -> 
         assert await astore.find_key(secret) == key
         assert await astore.find_key("lw_nothing-of-the-kind") is None
         await astore.record_requests([rec(key.id, cost=0.125), rec(None, cost=1.0)])
-        assert await astore.spent_usd(key.id) == pytest.approx(0.125)
+        spent = await astore.key_by_id(key.id)
+        assert spent is not None and spent.spent_usd == pytest.approx(0.125)
         assert await astore.spent_by_key() == pytest.approx({key.id: 0.125})
+        key = spent
         assert [r["key"] for r in await astore.traffic_by_key()] == ["async", "local"]
         assert [b["requests"] for b in await astore.traffic_timeline(T0)] == [2]
         assert await astore.list_keys() == [key]

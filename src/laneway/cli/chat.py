@@ -151,6 +151,14 @@ class TerminalChat:
             self.out.print(f"[dim]{stats_line(turn)}[/dim]", highlight=False)
 
 
+async def _warm_up(conv: Conversation) -> None:
+    """Have the embedded local API load its model now (counting a prompt's tokens does):
+    the line it prints on loading then comes before the chat, never inside an answer."""
+    with contextlib.suppress(Exception):  # a failure shows at the first question
+        await conv.provider.client.messages.count_tokens(
+            model=conv.model, messages=[{"role": "user", "content": "hello"}])
+
+
 @app.command("chat")
 def chat_command(
     model: str = typer.Option(DEFAULT_MODEL, help="Model to talk to."),
@@ -175,6 +183,10 @@ def chat_command(
         import readline  # noqa: F401  (line editing and history for input())
     with asyncio.Runner() as runner:
         try:
+            if backend.is_local:  # its notices (loading the model) before the first prompt
+                runner.run(_warm_up(conv))
+            console_err.print(f"[dim]laneway chat · {model} · /help for commands[/dim]",
+                              highlight=False)
             TerminalChat(conv, out=console, err=console_err).loop(runner)
         finally:
             runner.run(backend.aclose())

@@ -53,9 +53,16 @@ def runs_command(
 
     store = _open(db)
     try:
-        table = Table("run", "status", "mode", "jobs", "done", "failed", "cost", "started")
+        runs = store.list_runs(limit=limit)
+        table = Table(show_edge=False, pad_edge=False)
+        # The name every other command takes: whole (on one line when it fits, folded
+        # when it cannot), never cut short; the other columns give way first.
+        longest = max((len(r.id) for r in runs), default=3)
+        table.add_column("run", overflow="fold", min_width=min(longest, 48))
+        for name in ("status", "mode", "jobs", "done", "failed", "cost", "started"):
+            table.add_column(name, overflow="fold")
         now = time.time()
-        for r in store.list_runs(limit=limit):
+        for r in runs:
             c = store.counts(r.id)
             table.add_row(r.id, r.status, r.mode, str(c.total), str(c[JobStatus.SUCCEEDED]),
                           str(c[JobStatus.ERRORED]), f"${c.cost_usd:.4f}",

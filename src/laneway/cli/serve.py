@@ -23,6 +23,11 @@ _PUBLIC_URL = typer.Option(
 _WORKERS = typer.Option(
     1, min=1, max=256, help="Processes serving behind the port, sharing the ledger and the "
                             "account's rate limits (one per core is plenty).")
+_NO_ANONYMOUS = typer.Option(
+    False, "--no-anonymous",
+    help="Gateway: refuse requests without a laneway key once any key exists (on loopback "
+         "without --token they are otherwise the anonymous local client, with no budget "
+         "and no rate).")
 _SHARE_QUOTA = typer.Option(
     None, "--share-quota/--no-share-quota",
     help="Share the account's rate limits with the other laneway serve processes on this "
@@ -54,6 +59,7 @@ def serve_command(
     public_url: str | None = _PUBLIC_URL,
     workers: int = _WORKERS,
     share_quota: bool | None = _SHARE_QUOTA,
+    no_anonymous: bool = _NO_ANONYMOUS,
 ) -> None:
     """Serve the chat page (/), the runs dashboard (/runs), the API (/docs) and the
     Anthropic API itself (the gateway).
@@ -84,7 +90,7 @@ def serve_command(
 
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
     gateway = GatewaySettings(waits=WaitLimits(wait_interactive, wait_background),
-                              public_url=public_url)
+                              public_url=public_url, anonymous=not no_anonymous)
     _serve(host, port, token=token, provider=provider, db=db, model=model, system=system,
            max_tokens=max_tokens, limits=limits, concurrency=concurrency, gateway=gateway,
            workers=workers, share_quota=share_quota)
@@ -118,7 +124,8 @@ def _serve(host: str, port: int, *, provider: str, token: str | None, **settings
                       f"API: /docs){'  token required' if token else ''}{workers}",
                       highlight=False, soft_wrap=True)
     console_err.print(f"gateway: export ANTHROPIC_BASE_URL=http://{shown}:{port}  "
-                      f"(upstream: {backend.description})", highlight=False, soft_wrap=True)
+                      f"(upstream: {backend.description}; {_who(config)})",
+                      highlight=False, soft_wrap=True)
     if config.workers > 1:
         asyncio.run(backend.aclose())
         _serve_workers(config)
@@ -130,6 +137,17 @@ def _serve(host: str, port: int, *, provider: str, token: str | None, **settings
         _run(server.serve())
     finally:
         asyncio.run(backend.aclose())
+
+
+def _who(config: ServerSettings) -> str:
+    """Who may use the gateway, for the start-up line."""
+    if config.token is not None:
+        return "every request needs a laneway key or the token"
+    if not config.gateway.anonymous:
+        return ("requests without a laneway key are refused once a key exists "
+                "(--no-anonymous)")
+    return ("requests without a laneway key are the anonymous local client: no budget, "
+            "no rate (--no-anonymous refuses them)")
 
 
 def _uvicorn_options(host: str, port: int) -> dict[str, Any]:

@@ -120,10 +120,16 @@ def parse_line(
 
     if text.count("[") + text.count("{") > MAX_NESTING and _nested_too_deep(text):
         raise err(f"invalid JSON (nested more than {MAX_NESTING} deep)")
+    # Without its line break: the reader would skip it as blank space and place an error
+    # at the end of the line (a missing closing brace) on "line 2, column 1".
+    text = text.rstrip("\r\n")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise err(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+        where = f"column {exc.colno}"
+        if exc.pos >= len(text.rstrip()):
+            where = f"the end of the line, {where}"
+        raise err(f"invalid JSON ({exc.msg} at {where})") from None
     if not isinstance(obj, dict):
         raise err(f"expected a JSON object, got {type(obj).__name__}")
 

@@ -3,11 +3,11 @@
 :func:`check_output` refuses, with one line, an ``-o`` that could not be written or
 would destroy something: the input itself (also through a symlink or a hard link: the
 same device and inode), a directory or another file that is not a regular one, a path
-under a regular file, or a missing directory. :func:`replacing` writes beside the final name, in
-``.NAME.PID.<random>.part``, and renames into place, so a crash or a full disk never
-leaves half a file, and the file is untouched until the new one is complete. A part
-file whose process is gone (a kill) is removed by :func:`clean_stale_parts` on the
-next run or ``results -o``.
+under a regular file, a missing directory, or one where no file can be made.
+:func:`replacing` writes beside the final name, in ``.NAME.PID.<random>.part``, and
+renames into place, so a crash or a full disk never leaves half a file, and the file is
+untouched until the new one is complete. A part file whose process is gone (a kill) is
+removed by :func:`clean_stale_parts` on the next run or ``results -o``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,22 @@ def check_output(path: str | Path, *, input_path: str | Path | None = None,
     if input_path is not None and _same_file(path, Path(input_path)):
         raise ConfigError(f"{option} {path}: that is the input file {input_path}; the "
                           "results would replace it: choose another path")
+    _check_writable(path, parent, option)
     return path
+
+
+def _check_writable(path: Path, parent: Path, option: str) -> None:
+    """A file can be made beside ``path`` (where :func:`replacing` writes before the
+    rename): tried, not guessed from permission bits (root passes those, and a
+    read-only mount or ``/proc`` refuses root too)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{option} {path}: no file can be made in {parent} ({why})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -33,9 +33,13 @@ from laneway.local.ratelimit import RateLimiter
 from laneway.local.threads import ThreadStore
 from laneway.local.validation import validate_count_tokens
 from laneway.wire.batches import BATCH_MAX_BYTES, parse_batch_requests, results_base_url
-from laneway.wire.errors import APIError, check_version
-
-MESSAGES_MAX_BYTES = 32 * 1024 * 1024
+from laneway.wire.errors import (
+    MESSAGES_MAX_BYTES,
+    APIError,
+    check_version,
+    too_large,
+    unparsable,
+)
 
 
 class _QuietDrops(logging.Filter):
@@ -103,26 +107,21 @@ class LocalAPI:
     async def read_json(request: Request, limit_bytes: int) -> Any:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit_bytes:
-            raise APIError("request_too_large",
-                           f"Request exceeds the maximum allowed number of bytes ({limit_bytes})")
+            raise too_large(limit_bytes)
         chunks: list[bytes] = []
         size = 0
         try:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit_bytes:
-                    raise APIError(
-                        "request_too_large",
-                        f"Request exceeds the maximum allowed number of bytes ({limit_bytes})",
-                    )
+                    raise too_large(limit_bytes)
                 chunks.append(chunk)
         except ClientDisconnect:  # nobody to answer; say nothing in the server's log
             raise DroppedConnection("the client went away before sending its body") from None
         try:
             return json.loads(b"".join(chunks))
         except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
-            raise APIError("invalid_request_error",
-                           f"There was an error parsing the body: {exc}") from None
+            raise unparsable(exc) from None
 
     # -- /v1/messages ----------------------------------------------------------------------
     async def messages(self, request: Request, request_id: str) -> Response:

@@ -5,8 +5,9 @@ fraction of requests that get each fault. Faults are drawn in arrival order from
 random generator seeded with ``--seed``, so a sequential client sees the same faults on
 every run. A request can also ask for one fault with the header ``x-laneway-fault``
 (``529``, ``500``, ``429``, ``429:90`` for a retry-after of 90 s, ``drop``,
-``midstream``, ``stall``), which tests use to reach one error path on purpose;
-``count_tokens`` answers that header's ``529``, ``500`` and ``429`` too.
+``midstream``, ``stall``; ``403``, a key without permission, on request only), which
+tests use to reach one error path on purpose; ``count_tokens`` answers that header's
+``529``, ``500``, ``429`` and ``403`` too.
 
 ``pause`` ends the answer after two tokens with ``stop_reason: "pause_turn"``, as a
 server-tool loop pauses a turn (a client resumes it). ``thread_not_found`` (a thread
@@ -24,6 +25,9 @@ from laneway.errors import ConfigError
 
 KINDS = ("529", "500", "429", "drop", "midstream", "stall", "pause", "thread_not_found",
          "thread_unsupported")
+#: Faults a request can ask for with ``x-laneway-fault`` but a ``--faults`` plan cannot
+#: draw (no client retries them: a share of them would only fail a run).
+ON_REQUEST = ("403",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,7 @@ class FaultPlan:
         """The fault for the next request, if any (``forced`` is the request's header)."""
         if forced:
             kind, _, after = forced.partition(":")
-            if kind not in KINDS:
+            if kind not in KINDS + ON_REQUEST:
                 return None
             return Fault(kind, int(after) if after.isdigit() else self.retry_after_s)
         if not self.rates:

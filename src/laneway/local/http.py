@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from laneway.local.ratelimit import RateLimiter
-from laneway.wire.errors import APIError, error_response
+from laneway.wire.errors import APIError, error_response, no_route
 from laneway.wire.ids import new_id
 
 
@@ -61,10 +61,8 @@ def add_error_handlers(app: FastAPI, limits: RateLimiter) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         rid = getattr(request.state, "request_id", new_id("req"))
-        if exc.status_code == 405:
-            err = APIError("not_found_error", f"{request.method} {request.url.path} is not allowed")
-        else:
-            err = APIError("not_found_error", f"Not found: {request.url.path}")
+        err = no_route(request.method, request.url.path,
+                       method_not_allowed=exc.status_code == 405)
         return error_response(err, rid)
 
     @app.exception_handler(RequestValidationError)

@@ -160,11 +160,14 @@ class MessageAnswers:
                                             if body.get(f) is not None])
 
     def immediate_fault(self, fault: Fault | None) -> None:
-        """Raise the faults that answer before any generation (529, 500, 429); also
-        ``count_tokens``'s, asked for with ``x-laneway-fault``."""
-        if fault is None or fault.kind not in ("529", "500", "429"):
+        """Raise the faults that answer before any generation (529, 500, 429, 403);
+        also ``count_tokens``'s, asked for with ``x-laneway-fault``."""
+        if fault is None or fault.kind not in ("529", "500", "429", "403"):
             return
         self.api.stats["faults"] += 1
+        if fault.kind == "403":
+            raise APIError("permission_error", "Your API key does not have permission to "
+                           "use the specified resource.")
         if fault.kind == "529":
             raise APIError("overloaded_error", "Overloaded")
         if fault.kind == "500":

@@ -108,6 +108,7 @@ async def run(
             return await _summary(astore, run_id, "enqueued", started, Tally(), None)
         counts = await astore.counts(run_id)
         if counts.remaining == 0:  # finished before: nothing to send, nothing to start
+            notice(f"nothing to send: all {counts.total} jobs of run {run_id} finished")
             summary = await _summary(astore, run_id, run_row.mode, started, Tally(), None)
         else:
             if provider is None:
@@ -164,6 +165,7 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
             if config.mode == "auto":
                 ex.notice(plan.reason)
                 mode = plan.mode
+                await astore.set_run_status(ex.run_id, RunStatus.RUNNING, mode=mode)
     mode, tally = await execute(ex, mode, realtime_s)
     summary = await _summary(astore, ex.run_id, mode, started, tally, provider)
     summary.plan = plan.reason if plan is not None and config.mode == "auto" else None
@@ -172,7 +174,8 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
             planning.realtime_cost_usd, astore.store, ex.run_id, local=provider.costs_nothing)
     status = final_status(complete=summary.complete, stop_reason=tally.stop_reason,
                           canceled=canceled or tally.stop_reason == "canceled")
-    await astore.set_run_status(ex.run_id, status)
+    # The mode that ran (``auto`` became realtime or native; native may become hybrid).
+    await astore.set_run_status(ex.run_id, status, mode=None if canceled else mode)
     return summary
 
 

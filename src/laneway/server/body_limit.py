@@ -15,16 +15,18 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from laneway.server.errors import send_error
+from laneway.wire.batches import BATCH_MAX_BYTES
+from laneway.wire.errors import MESSAGES_MAX_BYTES, gateway_answer, too_large
 
 JSON_LIMIT = 8 * 1024 * 1024
 #: The runs route's own limit on the JSONL (256 MiB), plus room for a form's framing.
 UPLOAD_LIMIT = 257 * 1024 * 1024
 _UPLOAD_ROUTES = frozenset({("POST", "/v1/runs")})
 #: The Messages API's own limit, for the gateway's relayed requests (32 MB).
-MESSAGES_LIMIT = 32 * 1000 * 1000
+MESSAGES_LIMIT = MESSAGES_MAX_BYTES
 _MESSAGES_ROUTES = frozenset({("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens")})
 #: The Message Batches API's own limit on a create (256 MB).
-BATCHES_LIMIT = 256 * 1024 * 1024
+BATCHES_LIMIT = BATCH_MAX_BYTES
 _BATCHES_ROUTES = frozenset({("POST", "/v1/messages/batches")})
 
 
@@ -89,11 +91,14 @@ class BodyLimit:
                 raise
 
 
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
+
+
 async def _too_large(send: Send, scope: Scope, limit: int) -> None:
-    if _route(scope) in _MESSAGES_ROUTES:  # the gateway's routes answer as the API does
-        await send_error(send, 413, "request_too_large", (
-            f"Request exceeds the maximum allowed number of bytes ({limit}, 32 MB)"),
-            api_shape=True)
+    if _route(scope) in _MESSAGES_ROUTES | _BATCHES_ROUTES:  # the API's routes: as it
+        # answers (with a request id, in the local API's words too)
+        await gateway_answer(too_large(limit))(scope, _nothing, send)
         return
     await send_error(send, 413, "request_too_large", (
         f"the request body is larger than {limit} bytes ({limit // (1024 * 1024)} MiB), "

@@ -62,6 +62,7 @@ from laneway.errors import (
     StoreError,
     UnknownModelError,
 )
+from laneway.wire.errors import gateway_answer, no_route
 
 #: ``LanewayError`` subclass -> (HTTP status, default error type). An error of the
 #: provider keeps its own wire type (``rate_limit_error``, ``overloaded_error``, ...).
@@ -158,6 +159,10 @@ _HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_f
                413: "request_too_large", 429: "rate_limit_error"}
 
 
+#: What Starlette's router raises when no route serves a request.
+_NO_ROUTE = frozenset({(404, "Not Found"), (405, "Method Not Allowed")})
+
+
 def add_error_handlers(app: FastAPI) -> None:
     """Answer every failure of ``app``'s routes with :func:`error_body`."""
 
@@ -174,7 +179,12 @@ def add_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request_error", problems or "invalid request")
 
     @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> Response:
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        if (exc.status_code, exc.detail) in _NO_ROUTE:  # the router's: no route serves it
+            # The API's answer (an SDK's call of an API laneway does not serve gets it
+            # as straight from the API), with a request id, in the local API's words.
+            return gateway_answer(no_route(request.method, request.url.path,
+                                           method_not_allowed=exc.status_code == 405))
         error_type = _HTTP_TYPES.get(exc.status_code, "invalid_request_error"
                                      if exc.status_code < 500 else "api_error")
         return error_response(exc.status_code, error_type, str(exc.detail),

@@ -39,7 +39,8 @@ def dump(settings: ServerSettings) -> str:
                        "upstream_timeout_s": settings.gateway.upstream_timeout_s,
                        "require_key": settings.gateway.require_key,
                        "public_url": settings.gateway.public_url,
-                       "cancel_wait_s": settings.gateway.cancel_wait_s}
+                       "cancel_wait_s": settings.gateway.cancel_wait_s,
+                       "anonymous": settings.gateway.anonymous}
     return json.dumps(data)
 
 
@@ -52,7 +53,8 @@ def load(text: str) -> ServerSettings:
         gateway=GatewaySettings(waits=WaitLimits(g["interactive_s"], g["background_s"]),
                                 upstream_timeout_s=g["upstream_timeout_s"],
                                 require_key=g["require_key"], public_url=g["public_url"],
-                                cancel_wait_s=g["cancel_wait_s"]))
+                                cancel_wait_s=g["cancel_wait_s"],
+                                anonymous=g.get("anonymous", True)))
 
 
 def app_from_env() -> FastAPI:

@@ -23,6 +23,7 @@ def metrics_for(gateway: Gateway) -> GatewayMetrics:
     """The app's Prometheus metrics, fed by ``gateway``."""
     metrics = GatewayMetrics(lambda: gateway.agent.governor)
     gateway.observers.append(metrics.observe)
+    gateway.pipeline.refused_unknown.append(metrics.refused)
     return metrics
 
 

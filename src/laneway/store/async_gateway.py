@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from laneway.store.keys import ClientKey
+from laneway.store.reservations import Reservation, Settle
 from laneway.store.traffic import TrafficRecord
 
 if TYPE_CHECKING:
@@ -40,6 +41,13 @@ class GatewayCalls:
         """:meth:`~laneway.store.keys.KeyLedger.find_key`: the active key, or None."""
         return await self.call(self.store.find_key, secret)
 
+    async def key_by_id(self, key_id: str) -> ClientKey | None:
+        return await self.call(self.store.key_by_id, key_id)
+
+    async def check_key(self, secret: str) -> tuple[ClientKey | None, float | None]:
+        """:meth:`~laneway.store.keys.KeyLedger.check_key`: the key, and its rate's wait."""
+        return await self.call(self.store.check_key, secret)
+
     async def list_keys(self, include_revoked: bool = False) -> list[ClientKey]:
         return await self.call(self.store.list_keys, include_revoked)
 
@@ -51,8 +59,19 @@ class GatewayCalls:
         """:meth:`~laneway.store.traffic.TrafficLedger.record_requests`, one transaction."""
         await self.call(self.store.record_requests, records)
 
-    async def spent_usd(self, key_id: str) -> float:
-        return await self.call(self.store.spent_usd, key_id)
+    # -- reservations --------------------------------------------------------------------
+    async def reserve(self, r: Reservation) -> int | None:
+        """:meth:`~laneway.store.reservations.ReservationLedger.reserve`: the row id."""
+        return await self.call(self.store.reserve, r)
+
+    async def settle_requests(self, settles: Sequence[Settle]) -> int:
+        return await self.call(self.store.settle_requests, settles)
+
+    async def interrupt_requests(self, dead: Callable[[str, float], bool]) -> int:
+        return await self.call(self.store.interrupt_requests, dead)
+
+    async def settle_batch(self, batch_id: str, *, at: float) -> Settle | None:
+        return await self.call(self.store.settle_batch, batch_id, at=at)
 
     async def spent_by_key(self) -> dict[str, float]:
         return await self.call(self.store.spent_by_key)

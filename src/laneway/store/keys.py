@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import re
 import secrets
@@ -53,6 +54,11 @@ class ClientKey:
     lane: str | None
     created_at: float
     revoked_at: float | None
+    #: What its settled requests cost, the worst cases of those in flight, and of those
+    #: whose end was never seen (a crash; released by ``laneway keys settle``), in USD.
+    spent_usd: float = 0.0
+    reserved_usd: float = 0.0
+    held_usd: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -74,7 +80,17 @@ def _key(row: Any) -> ClientKey:
     return ClientKey(
         id=row["id"], name=row["name"], prefix=row["prefix"], budget_usd=row["budget_usd"],
         rpm=row["rpm"], lane=row["lane"] or None,
-        created_at=float(row["created_at"]), revoked_at=row["revoked_at"])
+        created_at=float(row["created_at"]), revoked_at=row["revoked_at"],
+        spent_usd=float(row["spent_usd"] or 0.0), reserved_usd=float(row["reserved_usd"] or 0.0),
+        held_usd=float(row["held_usd"] or 0.0))
+
+
+#: The window of a key's rate (``rpm``), in seconds.
+RATE_WINDOW_S = 60.0
+
+
+def _window(sent_at: str | None, now: float) -> list[float]:
+    return sorted(t for t in json.loads(sent_at or "[]") if now - t < RATE_WINDOW_S)
 
 
 def _check(name: str, budget_usd: float | None, rpm: int | None, lane: str | None
@@ -133,15 +149,23 @@ class KeyLedger:
 
     def revoke_key(self, name_or_prefix: str) -> ClientKey:
         """Revoke the key with this name, prefix (or whole value); returns it revoked.
+        Its next request is refused, in every process; so are those it has waiting in a
+        lane, and its running Message Batches are canceled.
 
         Revoking a revoked key changes nothing. An unknown name, or a prefix two keys
         share, raises :class:`ConfigError`.
         """
         key = self._named(name_or_prefix)
         if key.active:
+            now = time.time()
             with self.engine.begin() as conn:
                 conn.execute(update(S.gateway_keys).where(
-                    _K.id == key.id, _K.revoked_at.is_(None)).values(revoked_at=time.time()))
+                    _K.id == key.id, _K.revoked_at.is_(None)).values(revoked_at=now))
+                # Its Message Batches still running are canceled (their drivers see it).
+                g = S.gateway_batches.c
+                conn.execute(update(S.gateway_batches).where(
+                    g.key_id == key.id, g.ended_at.is_(None),
+                    g.cancel_initiated_at.is_(None)).values(cancel_initiated_at=now))
             key = self._named(key.name)
         return key
 
@@ -159,6 +183,60 @@ class KeyLedger:
             if hmac.compare_digest(given, row["key_hash"]):
                 found = row
         return _key(found) if found is not None and found["revoked_at"] is None else None
+
+    def key_by_id(self, key_id: str) -> ClientKey | None:
+        """The active key of this id, as the ledger has it now."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(S.gateway_keys).where(_K.id == key_id)).mappings().first()
+        return _key(row) if row is not None and row["revoked_at"] is None else None
+
+    def check_key(self, secret: str, now: float | None = None
+                  ) -> tuple[ClientKey | None, float | None]:
+        """The active key whose value is ``secret`` (None: unknown or revoked), read from
+        the ledger as it is now, and the request counted against the key's rate: the
+        second value is None if it was let in, else the seconds until the key's window
+        has room (``retry-after``).
+
+        The window holds the times of the key's last ``rpm`` requests, swapped in one
+        conditional UPDATE (tried again if another process swapped it first): exact
+        across processes and hosts (whose clocks agree), from the first request on.
+        """
+        key = self.find_key(secret)
+        if key is None or key.rpm is None:
+            return key, None
+        for _ in range(100):
+            now_ = time.time() if now is None else now
+            with self.engine.connect() as conn:
+                old = conn.scalar(select(_K.sent_at).where(_K.id == key.id))
+            window = _window(old, now_)
+            if len(window) >= key.rpm:
+                return key, window[-key.rpm] + RATE_WINDOW_S - now_
+            kept = window[max(0, len(window) - (key.rpm - 1)):] if key.rpm > 1 else []
+            new = json.dumps([*kept, now_])
+            with self.engine.begin() as conn:
+                swapped = conn.execute(update(S.gateway_keys).where(
+                    _K.id == key.id, _K.sent_at.is_not_distinct_from(old)).values(sent_at=new))
+            if swapped.rowcount == 1:
+                return key, None
+        raise ConfigError(f"key {key.name!r}: its rate window kept changing under this "
+                          "process (100 tries)")
+
+    def set_key(self, name_or_prefix: str, *, budget_usd: float | None = None,
+                rpm: int | None = None, clear_budget: bool = False,
+                clear_rpm: bool = False) -> ClientKey:
+        """Change a key's budget or rate (the next request of it, in any process, sees
+        the change); ``clear_*``: no budget, no rate."""
+        key = self._named(name_or_prefix)
+        _check(key.name, budget_usd, rpm, None)
+        values: dict[str, Any] = {}
+        if budget_usd is not None or clear_budget:
+            values["budget_usd"] = None if clear_budget else budget_usd
+        if rpm is not None or clear_rpm:
+            values["rpm"] = None if clear_rpm else rpm
+        if values:
+            with self.engine.begin() as conn:
+                conn.execute(update(S.gateway_keys).where(_K.id == key.id).values(**values))
+        return self._named(key.name)
 
     def _named(self, ref: str) -> ClientKey:
         if ref.startswith(KEY_PREFIX) and len(ref) > PREFIX_LEN:

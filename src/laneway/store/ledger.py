@@ -31,6 +31,7 @@ from laneway.store.gateway_batches import GatewayBatchLedger
 from laneway.store.keys import KeyLedger
 from laneway.store.migrations import migrate
 from laneway.store.queue import JobQueue
+from laneway.store.reservations import ReservationLedger
 from laneway.store.runqueries import RunQueries
 from laneway.store.settings import StoreSettings
 from laneway.store.statuses import CLOSED_RUNS, FINAL_JOBS, JobStatus, RunStatus
@@ -92,7 +93,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger, GatewayBatchLedger):
+class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger, GatewayBatchLedger,
+            ReservationLedger):
     """One ledger. Open with :func:`open_store`."""
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
@@ -330,7 +332,10 @@ def open_store(settings: StoreSettings | str | None = None) -> Store:
                                                                "timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(settings.url, pool_pre_ping=True, pool_size=5)
+            # Behind a pooler in transaction mode, no server-side prepared statements.
+            args = {"prepare_threshold": None} if settings.pooled else {}
+            engine = create_engine(settings.url, pool_pre_ping=True, pool_size=5,
+                                   connect_args=args)
         migrate(engine)
     except DatabaseError as exc:  # cannot connect, "file is not a database", disk full
         if is_disk_full(exc):

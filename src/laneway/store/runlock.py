@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,19 +114,27 @@ def _describe(owner: str) -> str:
 
 @contextlib.contextmanager
 def ingest_lock(store: Store, run_id: str) -> Iterator[None]:
-    """Hold the ingest of ``run_id`` on PostgreSQL (an advisory lock, released at the end
-    or when the connection dies); on SQLite :func:`hold_run` already does."""
+    """Hold the ingest of ``run_id`` on PostgreSQL; on SQLite :func:`hold_run` already does.
+
+    A transaction-level advisory lock in a transaction kept open for the whole ingest, on
+    a connection of its own: released when the transaction ends or the connection dies,
+    and safe behind a pooler in transaction mode (the open transaction keeps one server
+    connection; a session-level lock could be taken on one and never released). A second
+    ingest tries every 0.2 s and holds no server connection between tries (a waiter
+    blocked in a pool of two would starve the holder's own writes).
+    """
     if not store.is_postgres:
         yield
         return
     key = int.from_bytes(hashlib.sha256(f"ingest:{run_id}".encode()).digest()[:8],
                          "big", signed=True)
     with store.engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-        conn.commit()
+        while not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                               {"k": key}).scalar():
+            conn.rollback()
+            time.sleep(0.2)
         try:
             yield
         finally:
             with contextlib.suppress(Exception):
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
+                conn.rollback()

@@ -145,6 +145,14 @@ gateway_keys = Table(
     Column("lane", String(20)),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    #: Added by 006_reservations: what the key's settled requests cost (USD) ...
+    Column("spent_usd", Float, nullable=False, server_default="0"),
+    #: ... the worst cases of its requests in flight ...
+    Column("reserved_usd", Float, nullable=False, server_default="0"),
+    #: ... and of its requests whose end was never seen (``laneway keys settle``).
+    Column("held_usd", Float, nullable=False, server_default="0"),
+    #: JSON list of the wall-clock times of its last ``rpm`` requests (its rate's window).
+    Column("sent_at", Text),
     UniqueConstraint("name", name="uq_gateway_keys_name"),
 )
 Index("ix_gateway_keys_prefix", gateway_keys.c.prefix)
@@ -172,6 +180,17 @@ gateway_requests = Table(
     #: Upstream errors the gateway's retries absorbed before this answer.
     Column("upstream_errors", Integer, nullable=False),
     Column("started_at", Float, nullable=False),
+    #: Added by 006_reservations: ``reserved`` (written before the upstream is called),
+    #: ``done``, ``interrupted`` (its end never seen: charged its worst case, held) or
+    #: ``released`` (a hold an operator settled).
+    Column("state", String(20), nullable=False, server_default="done"),
+    #: The most the request can cost (reserved against its key's budget).
+    Column("worst_usd", Float),
+    #: The process holding the reservation (``host:pid:token``).
+    Column("process", String(100)),
+    #: The gateway Message Batch this row reserves for.
+    Column("batch_id", String(40)),
+    Column("note", Text),
     #: The model that answered, and what the usage would have cost on ``model`` (the
     #: one asked for) when another answered; added by 007_answered_model.
     Column("answered_model", String(200)),
@@ -179,6 +198,8 @@ gateway_requests = Table(
 )
 Index("ix_gateway_requests_key", gateway_requests.c.key_id)
 Index("ix_gateway_requests_started", gateway_requests.c.started_at)
+Index("ix_gateway_requests_state", gateway_requests.c.state)
+Index("ix_gateway_requests_batch", gateway_requests.c.batch_id)
 
 #: Message Batches made through the gateway; added by 004_gateway_batches. Each is a run
 #: of the ledger named by the batch's id (``runs.id``); this row holds what the API's

@@ -1,9 +1,17 @@
-"""Where the ledger lives: ``StoreSettings.from_dsn("sqlite:///...")`` or ``"postgresql://..."``."""
+"""Where the ledger lives: ``StoreSettings.from_dsn("sqlite:///...")`` or ``"postgresql://..."``.
+
+Behind a connection pooler in transaction mode (PgBouncer's ``pool_mode = transaction``),
+name it in the DSN: ``postgresql://user@host:6432/db?pooler=pgbouncer``. laneway then
+turns off psycopg's automatic server-side prepared statements (a statement prepared on
+one server connection does not exist on the next). laneway never holds session state
+(locks, ``SET``) outside a transaction, pooled or not; the pooler is not detected.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 from laneway.errors import ConfigError
 from laneway.store.redact import mask_url
@@ -18,6 +26,8 @@ class StoreSettings:
     url: str
     kind: str  # "sqlite" or "postgresql"
     path: Path | None = None
+    #: A pooler in transaction mode is in front of PostgreSQL (``?pooler=pgbouncer``).
+    pooled: bool = False
 
     @classmethod
     def from_dsn(cls, dsn: str | Path | None) -> StoreSettings:
@@ -26,8 +36,8 @@ class StoreSettings:
             return cls.sqlite(DEFAULT_PATH)
         text = str(dsn)
         if text.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-            rest = text.split("://", 1)[1]
-            return cls(url=f"postgresql+psycopg://{rest}", kind="postgresql")
+            rest, pooled = _take_pooler(text.split("://", 1)[1])
+            return cls(url=f"postgresql+psycopg://{rest}", kind="postgresql", pooled=pooled)
         if text.startswith("sqlite:///"):
             return cls.sqlite(Path(text[len("sqlite:///"):]))
         if "://" in text:
@@ -49,3 +59,23 @@ class StoreSettings:
         creds, at, host = tail.rpartition("@")
         user = creds.split(":", 1)[0]
         return f"postgresql://{user}{at}{host}" if at else f"postgresql://{tail}"
+
+
+POOLERS = ("pgbouncer", "transaction")
+
+
+def _take_pooler(rest: str) -> tuple[str, bool]:
+    """``rest`` without laneway's own ``pooler=`` query parameter (libpq would refuse it),
+    and whether it named a pooler."""
+    base, q, query = rest.partition("?")
+    if not q:
+        return rest, False
+    params = parse_qsl(query, keep_blank_values=True)
+    named = [v for k, v in params if k == "pooler"]
+    if not named:
+        return rest, False
+    if any(v not in POOLERS for v in named):
+        raise ConfigError(f"--db: pooler={named[-1]!r}: use pooler=pgbouncer (a pooler in "
+                          "transaction mode)")
+    left = urlencode([(k, v) for k, v in params if k != "pooler"])
+    return (f"{base}?{left}" if left else base), True

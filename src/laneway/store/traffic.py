@@ -23,6 +23,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    update,
 )
 
 from laneway.store import schema as S
@@ -86,21 +87,27 @@ class TrafficLedger:
         """Add ``records``, all in one transaction."""
         if not records:
             return
+        spent: dict[str, float] = {}
+        for r in records:
+            if r.key_id is not None:
+                spent[r.key_id] = spent.get(r.key_id, 0.0) + (r.cost_usd or 0.0)
         with self.engine.begin() as conn:
             conn.execute(S.gateway_requests.insert(), [asdict(r) for r in records])
+            for key_id, usd in spent.items():
+                conn.execute(update(S.gateway_keys).where(_K.id == key_id).values(
+                    spent_usd=_K.spent_usd + usd))
 
     def spent_usd(self, key_id: str) -> float:
-        """What the key's requests of known price cost, in USD."""
-        q = select(func.coalesce(func.sum(_R.cost_usd), 0.0)).where(_R.key_id == key_id)
+        """What the key's settled requests cost, in USD (its ledger row's sum)."""
+        q = select(_K.spent_usd).where(_K.id == key_id)
         with self.engine.connect() as conn:
             return float(conn.scalar(q) or 0.0)
 
     def spent_by_key(self) -> dict[str, float]:
-        """:meth:`spent_usd` of every key that has traffic, by key id."""
-        q = (select(_R.key_id, func.coalesce(func.sum(_R.cost_usd), 0.0))
-             .where(_R.key_id.is_not(None)).group_by(_R.key_id))
+        """:meth:`spent_usd` of every key, by key id."""
+        q = select(_K.id, _K.spent_usd)
         with self.engine.connect() as conn:
-            return {str(k): float(c) for k, c in conn.execute(q)}
+            return {str(k): float(c or 0.0) for k, c in conn.execute(q)}
 
     def traffic_by_key(self, since: float | None = None) -> list[dict[str, Any]]:
         """Requests since ``since`` (all if None), summed by key, model and lane.
@@ -127,6 +134,7 @@ class TrafficLedger:
             func.max(_R.answered_model).label("answered_model"),
             func.sum(_R.asked_cost_usd).label("asked_cost_usd"))
             .select_from(S.gateway_requests.outerjoin(S.gateway_keys, _K.id == _R.key_id))
+            .where(_R.state != "reserved")  # in flight: the live pages show those
             .group_by(_K.name, _R.key_id, _R.model, _R.lane)
             .order_by(name, _R.model, _R.lane))
         if since is not None:
@@ -154,7 +162,8 @@ class TrafficLedger:
                     func.coalesce(func.sum(_R.input_tokens), 0).label("input_tokens"),
                     func.coalesce(func.sum(_R.output_tokens), 0).label("output_tokens"),
                     func.coalesce(func.sum(_R.cost_usd), 0.0).label("cost_usd"))
-             .where(_R.started_at >= since).group_by(bucket).order_by(bucket))
+             .where(_R.started_at >= since, _R.state != "reserved")
+             .group_by(bucket).order_by(bucket))
         with self.engine.connect() as conn:
             return [{"at": float(r["at"]), "requests": int(r["requests"]),
                      "errors": int(r["errors"] or 0), "input_tokens": int(r["input_tokens"]),

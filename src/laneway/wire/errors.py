@@ -103,6 +103,31 @@ def gateway_answer(err: APIError, *, retried: bool = False) -> JSONResponse:
                      retried=retried, details=err.details)
 
 
+#: The Messages API's limit on a request body (32 MB); a Message Batch's is
+#: :data:`laneway.wire.batches.BATCH_MAX_BYTES`.
+MESSAGES_MAX_BYTES = 32 * 1000 * 1000
+
+
+def too_large(limit_bytes: int) -> APIError:
+    """The 413 of a body over ``limit_bytes``, in the same words wherever it is made (the
+    local API, the gateway's edge): a client sees one answer, direct or relayed."""
+    return APIError("request_too_large",
+                    f"Request exceeds the maximum allowed number of bytes ({limit_bytes})")
+
+
+def no_route(method: str, path: str, *, method_not_allowed: bool = False) -> APIError:
+    """The 404 of a path no route serves (or serves with another method), in the same
+    words on the local API and ``laneway serve``."""
+    if method_not_allowed:
+        return APIError("not_found_error", f"{method} {path} is not allowed")
+    return APIError("not_found_error", f"Not found: {path}")
+
+
+def unparsable(exc: Exception) -> APIError:
+    """The 400 of a body that is not JSON (``exc``: what the parser said)."""
+    return APIError("invalid_request_error", f"There was an error parsing the body: {exc}")
+
+
 def invalid(field: str, message: str) -> APIError:
     """A 400 that names the field, as ``messages.0.content: ...``."""
     return APIError("invalid_request_error", f"{field}: {message}")

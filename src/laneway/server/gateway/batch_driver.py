@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,11 +42,17 @@ log = logging.getLogger("laneway.gateway")
 GATEWAY_DEFAULTS = JobDefaults()
 #: How long after a run stopped short it is submitted again.
 RETRY_S = 10.0
+#: How often a running batch is looked at again in the ledger (a cancel asked by
+#: another process: ``laneway keys revoke`` cancels the key's batches).
+POLL_S = 2.0
 
 
 class BatchDriver:
-    def __init__(self, agent: HybridAgent, *, cancel_wait_s: float = 10.0) -> None:
+    def __init__(self, agent: HybridAgent, *, cancel_wait_s: float = 10.0,
+                 on_end: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.agent = agent
+        #: Called once a batch has ended (its reservation is settled there).
+        self.on_end = on_end
         self.cancel_wait_s = cancel_wait_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pokes: dict[str, asyncio.Event] = {}
@@ -108,12 +114,17 @@ class BatchDriver:
             await self._advance(batch, stop=expired or batch.cancel_initiated_at is not None)
             if self.agent.is_live(batch_id):
                 await _until(poke, self.agent.wait(batch_id, timeout_s=None if expired else
-                                                   max(0.0, batch.expires_at - time.time())))
+                                                   max(0.0, batch.expires_at - time.time())),
+                             timeout_s=POLL_S)
             if await self._finished(batch_id):
                 if expired:
                     await astore.call(store.expire_canceled, batch_id)
                 await astore.call(store.end_gateway_batch, batch_id)
+                if self.on_end is not None:
+                    await self.on_end(batch_id)
                 return True
+            if self.agent.is_live(batch_id):
+                return False  # still running: look at the batch again
         except (LanewayError, OSError) as exc:
             log.warning("gateway batch %s: %s (trying again in %.0f s)", batch_id, exc,
                         RETRY_S)
@@ -149,11 +160,13 @@ class BatchDriver:
         return counts.remaining == 0 and not self.agent.is_live(batch_id)
 
 
-async def _until(poke: asyncio.Event, work: Awaitable[object]) -> None:
-    """Wait for ``work`` (its failure is the run's, recorded in the ledger) or ``poke``."""
+async def _until(poke: asyncio.Event, work: Awaitable[object], *,
+                 timeout_s: float | None = None) -> None:
+    """Wait for ``work`` (its failure is the run's, recorded in the ledger) or ``poke``
+    (or ``timeout_s``)."""
     waits = [asyncio.ensure_future(poke.wait()), asyncio.ensure_future(work)]
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waits:
             w.cancel()

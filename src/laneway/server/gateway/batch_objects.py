@@ -26,7 +26,7 @@ from laneway.store import Counts
 from laneway.store.gateway_batches import GatewayBatch
 from laneway.store.statuses import JobStatus
 from laneway.wire.batches import parse_batch_requests
-from laneway.wire.errors import APIError
+from laneway.wire.errors import unparsable
 from laneway.wire.ids import new_id, rfc3339
 
 #: How long a batch may run before what is unfinished expires (the API's 24 h).
@@ -119,7 +119,6 @@ def read_create(body: bytes) -> tuple[int, Split]:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise APIError("invalid_request_error",
-                       f"There was an error parsing the body: {exc}") from None
+        raise unparsable(exc) from None
     requests = parse_batch_requests(data)
     return len(requests), split_requests(requests)

@@ -11,13 +11,23 @@ the upstream's batches or realtime (:mod:`.batch_plan`).
 ``retrieve``, ``list``, ``cancel``, ``delete`` and the results answer as the API does
 (:mod:`.batch_objects`). A batch belongs to the client key that made it: another key
 (or the anonymous local client) neither sees nor touches it, as if it did not exist.
+
+Every call goes through the admission chain (:mod:`.pipeline`: a key, its rate). A
+create reserves the batch's whole worst case against the key's budget before it is
+accepted (the sum of its requests' bounds, :mod:`laneway.cost.bound`): at the batch
+price when it goes to the upstream's batches with no deadline (``native``), else at the
+realtime price (``realtime``, ``auto``, ``hybrid``, a deadline's fallback may send any
+of it realtime). A batch that does not fit is refused 403 whole. When the batch ends its
+reservation is settled at what its run's jobs cost: the key's spend in ``keys list``,
+``/traffic`` and ``/metrics``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +35,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
+from laneway.cost.bound import Bound, total, worst_case
+from laneway.errors import UnknownModelError
+from laneway.governor.core import Lane
 from laneway.server.gateway.batch_driver import BatchDriver
 from laneway.server.gateway.batch_objects import (
     DAY_S,
@@ -33,7 +46,10 @@ from laneway.server.gateway.batch_objects import (
     result_lines,
 )
 from laneway.server.gateway.batch_plan import MODE_HEADER, BadPlanHeader, plan_batch
-from laneway.server.gateway.clients import Clients, Refusal
+from laneway.server.gateway.clients import Refusal
+from laneway.server.gateway.exchange import Exchange
+from laneway.server.gateway.pipeline import READ, Pipeline
+from laneway.store import ClientKey
 from laneway.store.gateway_batches import GatewayBatch
 from laneway.wire.batches import BATCH_MAX_BYTES, results_base_url
 from laneway.wire.errors import (
@@ -42,6 +58,7 @@ from laneway.wire.errors import (
     api_error,
     check_version,
     gateway_answer,
+    too_large,
 )
 from laneway.wire.ids import new_id
 
@@ -70,31 +87,45 @@ async def _answer(call: Awaitable[Response]) -> Response:
 
 
 async def _read_body(request: Request) -> bytes:
-    too_large = APIError("request_too_large", "Request exceeds the maximum allowed number "
-                         f"of bytes ({BATCH_MAX_BYTES})")
+    over = too_large(BATCH_MAX_BYTES)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > BATCH_MAX_BYTES:
-        raise too_large
+        raise over
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > BATCH_MAX_BYTES:
-                raise too_large
+                raise over
             chunks.append(chunk)
     except ClientDisconnect:
         raise APIError("invalid_request_error", "the client went away") from None
     return b"".join(chunks)
 
 
+def _bound(params: list[dict[str, Any]], *, batch: bool, local: bool) -> Bound:
+    """The batch's worst case: its requests' bounds summed (a model of no price: 0)."""
+    bounds = []
+    for p in params:
+        try:
+            bounds.append(worst_case(p, len(json.dumps(p).encode()), local=local,
+                                     batch=batch))
+        except UnknownModelError:
+            continue
+    return total(bounds, batch=batch)
+
+
 class GatewayBatches:
-    def __init__(self, agent: HybridAgent, clients: Clients, *,
-                 public_url: str | None = None, cancel_wait_s: float = 10.0) -> None:
+    def __init__(self, agent: HybridAgent, pipeline: Pipeline,
+                 finish: Callable[[Exchange], None], *, public_url: str | None = None,
+                 cancel_wait_s: float = 10.0) -> None:
         self.agent = agent
-        self.clients = clients
+        self.pipeline = pipeline
+        #: The gateway's observers of a finished request (a batch, when it ends).
+        self.finish = finish
         self.public_url = public_url
-        self.driver = BatchDriver(agent, cancel_wait_s=cancel_wait_s)
+        self.driver = BatchDriver(agent, cancel_wait_s=cancel_wait_s, on_end=self._ended)
 
     async def resume(self) -> int:
         return await self.driver.resume()
@@ -123,10 +154,31 @@ class GatewayBatches:
         return await _answer(self._results(request, batch_id))
 
     # -- their work ---------------------------------------------------------------------
-    async def _key_id(self, request: Request) -> str | None:
+    async def _key(self, request: Request) -> ClientKey | None:
         check_version(request.headers.get("anthropic-version"))
-        key = await self.clients.identify(request.headers)
+        return (await self.pipeline.admit(request, READ)).key
+
+    async def _key_id(self, request: Request) -> str | None:
+        key = await self._key(request)
         return key.id if key is not None else None
+
+    async def _ended(self, batch_id: str) -> None:
+        """Settle the ended batch's reservation at what its run cost; count it."""
+        astore = self.agent.astore
+        settle = await astore.settle_batch(batch_id, at=time.time())
+        if settle is None:
+            return
+        key = None if settle.key_id is None else await astore.key_by_id(settle.key_id)
+        ex = Exchange(model="message_batch", lane=Lane.BACKGROUND, streamed=False,
+                      key_id=settle.key_id, key_name=key.name if key else "local",
+                      row_id=settle.row_id, worst_usd=settle.worst_usd,
+                      cost_usd=settle.cost_usd, status=200,
+                      usage={"input_tokens": settle.input_tokens,
+                             "output_tokens": settle.output_tokens,
+                             "cache_creation_input_tokens":
+                                 settle.cache_creation_input_tokens,
+                             "cache_read_input_tokens": settle.cache_read_input_tokens})
+        self.finish(ex)
 
     async def _owned(self, request: Request, batch_id: str) -> GatewayBatch:
         key_id = await self._key_id(request)
@@ -144,7 +196,8 @@ class GatewayBatches:
         return batch_json(batch, counts, results_base_url(request, self.public_url))
 
     async def _create(self, request: Request) -> Response:
-        key_id = await self._key_id(request)
+        key = await self._key(request)
+        key_id = key.id if key is not None else None
         body = await _read_body(request)
         # Off the event loop: a 256 MB batch is seconds of work, and streams wait.
         count, split = await asyncio.to_thread(read_create, body)
@@ -152,10 +205,21 @@ class GatewayBatches:
         learnt = await astore.call(astore.store.batch_durations_s, provider=provider.kind)
         plan = plan_batch(request.headers, split.params, local=provider.is_local,
                           learnt_s=learnt)
+        batch_id = new_id("msgbatch")
+        if split.params:
+            cheap = plan.mode == "native" and plan.deadline_at is None
+            bound = await asyncio.to_thread(_bound, split.params, batch=cheap,
+                                            local=provider.costs_nothing)
+            models = {str(p.get("model") or "") for p in split.params}
+            if key is not None and key.budget_usd is not None and not provider.costs_nothing:
+                for model in sorted(models):
+                    self.pipeline.bound(key, {"model": model}, 0)  # a model of no price
+            await self.pipeline.reserve_batch(
+                key, batch_id, models.pop() if len(models) == 1 else "mixed", bound)
         path = await asyncio.to_thread(self._save, split.lines) if split.lines else None
         now = time.time()
         batch = GatewayBatch(
-            id=new_id("msgbatch"), key_id=key_id, request_count=count,
+            id=batch_id, key_id=key_id, request_count=count,
             created_at=now, expires_at=now + DAY_S, deadline_at=plan.deadline_at,
             mode=plan.mode, plan=plan.reason, input_path=str(path) if path else None,
             rejected=split.refused, cancel_initiated_at=None,

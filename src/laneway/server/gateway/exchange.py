@@ -33,9 +33,14 @@ class Exchange:
     duration_s: float = 0.0
     #: Upstream errors the gateway absorbed by trying again (429, 529, 5xx, no answer).
     upstream_errors: int = 0
+    #: It was handed to the upstream at least once.
+    sent: bool = False
     #: The worst this request can cost, held against its key's budget while it runs.
     worst_usd: float = 0.0
     cost_usd: float | None = None
+    #: Its row in the ledger, written (``reserved``) before it was sent; None for a
+    #: request refused before its reservation.
+    row_id: int | None = None
     #: The model that answered (the answer's ``model``; ``None`` until known), and what
     #: the usage would have cost on :attr:`model` when another answered.
     answered_model: str | None = None
@@ -49,7 +54,11 @@ class Exchange:
             self.ttft_s = at - self.arrived
 
     def end(self, status: int, *, usage: dict[str, Any] | None = None,
-            local: bool = False) -> None:
+            local: bool = False, complete: bool = True) -> None:
+        """``complete`` False: the upstream may have billed more than the usage seen (a
+        stream cut short, a client that left, an answer that never came): the request
+        is charged its worst case, the only sure bound (the API has no per-request
+        usage lookup)."""
         self.status = status
         self.duration_s = time.monotonic() - self.arrived
         if usage:
@@ -59,6 +68,8 @@ class Exchange:
         self.cost_usd, self.asked_cost_usd = priced.cost_usd, priced.asked_cost_usd
         if self.usage:
             self.answered_model = priced.answered
+        if not complete and self.cost_usd is not None:
+            self.cost_usd = max(self.cost_usd, self.worst_usd)
 
     @property
     def tokens(self) -> Usage:

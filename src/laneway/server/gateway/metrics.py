@@ -76,6 +76,10 @@ class GatewayMetrics:
         self.cost = Counter("laneway_gateway_cost_usd", "What the requests cost, in US "
                             "dollars (requests on a model with no known price left out).",
                             _BY_KEY, registry=reg)
+        self.unidentified = Counter("laneway_gateway_refused_unidentified", "Requests "
+                                    "refused before their client key was known (no key, "
+                                    "an unknown or revoked one, a loop): no ledger row.",
+                                    ["status"], registry=reg)
         self.upstream_errors = Counter("laneway_gateway_upstream_errors", "Upstream "
                                        "errors the gateway absorbed by trying again.",
                                        _BY_KEY, registry=reg)
@@ -99,6 +103,9 @@ class GatewayMetrics:
         self.queue.labels(ex.lane.value).observe(ex.queued_s)
         if ex.ttft_s is not None:
             self.ttft.labels(ex.lane.value).observe(ex.ttft_s)
+
+    def refused(self, status: int) -> None:
+        self.unidentified.labels(str(status)).inc()
 
     def render(self) -> bytes:
         """The text exposition format."""

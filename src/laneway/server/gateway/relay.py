@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -71,6 +71,15 @@ def _outcome(status: int, body: bytes) -> str:
     if status == 529 or b"overloaded_error" in body:
         return "overloaded"
     return "error"
+
+
+class Revoked(Exception):
+    """The request's key was revoked while it waited in its lane: it is not sent."""
+
+
+#: A request that waited longer than this for the governor has its key checked again
+#: before it is sent (a revoke refuses the requests it has queued).
+RECHECK_AFTER_S = 0.2
 
 
 class _NoAnswer(Exception):
@@ -147,6 +156,8 @@ class Relay:
     #: Called once with each request's :class:`Exchange` when its answer is complete.
     finish: Callable[[Exchange], None]
     upstream_timeout_s: float = 600.0
+    #: Whether a request that waited may still be sent (its key not revoked meanwhile).
+    allowed: Callable[[Exchange], Awaitable[bool]] | None = None
 
     async def messages(self, ex: Exchange, watch: ClientWatch, content: bytes,
                        headers: dict[str, str], *, input_tokens: int,
@@ -165,7 +176,12 @@ class Relay:
                     raise
                 return last()  # the limit passed while the lane was paused by a failure
             ex.waited(since)
+            if self.allowed is not None and time.monotonic() - since > RECHECK_AFTER_S \
+                    and not await self.allowed(ex):
+                self.governor.release(permit, outcome="canceled")
+                raise Revoked
             tries.sends += 1
+            ex.sent = True
             try:
                 response, body = await self._send(
                     permit, watch, "POST", "/v1/messages", content=content,
@@ -174,7 +190,8 @@ class Relay:
             except _NoAnswer as silence:
                 wait = tries.after_silence()
                 limit = f"the {ex.lane} lane's wait limit is {self.waits.of(ex.lane):g} s"
-                last = self._ender(ex, partial(tries.gave_up, silence, limit))
+                # Whether the upstream ran it and billed it cannot be known: worst case.
+                last = self._ender(ex, partial(tries.gave_up, silence, limit), complete=False)
             else:
                 status = response.status_code
                 if status == 200:
@@ -239,16 +256,18 @@ class Relay:
         except ProviderError as err:
             raise _NoAnswer(err, cut_short=cut_short, timeout_s=timeout_s) from err
 
-    def _ender(self, ex: Exchange, answer: Callable[[], Response]) -> Callable[[], Response]:
+    def _ender(self, ex: Exchange, answer: Callable[[], Response], *,
+               complete: bool = True) -> Callable[[], Response]:
         """``answer``, once the request is recorded with its status."""
         def end() -> Response:
             response = answer()
-            self._end(ex, response.status_code)
+            self._end(ex, response.status_code, complete=complete)
             return response
         return end
 
-    def _end(self, ex: Exchange, status: int, usage: dict[str, Any] | None = None) -> None:
-        ex.end(status, usage=usage, local=self.provider.costs_nothing)
+    def _end(self, ex: Exchange, status: int, usage: dict[str, Any] | None = None, *,
+             complete: bool = True) -> None:
+        ex.end(status, usage=usage, local=self.provider.costs_nothing, complete=complete)
         self.finish(ex)
 
     def _whole(self, ex: Exchange, permit: Permit, response: RawResponse,
@@ -293,12 +312,14 @@ class Relay:
                 self.governor.release(permit, outcome=outcome, headers=response.headers,
                                       usage=tap.usage if outcome == "ok" else None)
                 ex.answered_model = tap.model
-                self._end(ex, 200, tap.usage)
+                # A stream not seen to its end (the client left: the upstream is cut
+                # off; or it dropped) may have been billed more than its usage so far.
+                self._end(ex, 200, tap.usage, complete=outcome == "ok")
 
         def never_started() -> None:  # the client left before the first byte
             if not permit.released:
                 self.governor.release(permit, outcome="canceled")
-                self._end(ex, 499)
+                self._end(ex, 499, complete=False)
 
         return _Relayed(events(), never_started, status_code=200,
                         headers=client_headers(response.headers))

@@ -1,15 +1,14 @@
 """The gateway: the Anthropic API on ``laneway serve``, in front of the upstream.
 
-``POST /v1/messages`` goes through the governor in a lane and is relayed (see
-:mod:`.relay`); ``count_tokens`` and ``GET /v1/models`` are relayed as they are (they
-do not use the Messages rate limits). Every request is identified by its client key
-(:mod:`.clients`), checked against the key's budget and rate, and recorded when its
-answer is complete (:mod:`.accounting`).
+Every route goes through one admission chain (:mod:`.pipeline`: key, rate, body,
+budget reservation); ``POST /v1/messages`` then goes through the governor in a lane
+and is relayed (see :mod:`.relay`); ``count_tokens`` and ``GET /v1/models`` are
+relayed as they are (they do not use the Messages rate limits), and every Messages
+request's row is settled when its answer is complete (:mod:`.accounting`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,23 +17,15 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from laneway.cost import tokens
-from laneway.cost.prices import known, worst_cost
 from laneway.server.gateway.accounting import Recorder
-from laneway.server.gateway.admission import (
-    LANE_HEADER,
-    BadLane,
-    ClientGone,
-    ClientWatch,
-    WaitedTooLong,
-    WaitLimits,
-    choose_lane,
-)
+from laneway.server.gateway.admission import ClientGone, ClientWatch, WaitedTooLong, WaitLimits
 from laneway.server.gateway.batches import GatewayBatches
 from laneway.server.gateway.clients import Clients, Refusal
 from laneway.server.gateway.exchange import CLIENT_CLOSED, Exchange
 from laneway.server.gateway.headers import upstream_headers
-from laneway.server.gateway.loop import VIA_HEADER, looped, via
-from laneway.server.gateway.relay import Relay
+from laneway.server.gateway.loop import VIA_HEADER, via
+from laneway.server.gateway.pipeline import COUNT_TOKENS, MESSAGES, READ, Pipeline
+from laneway.server.gateway.relay import Relay, Revoked
 from laneway.server.gateway.stats import LiveStats
 from laneway.wire.errors import api_error
 
@@ -51,6 +42,8 @@ class GatewaySettings:
     require_key: bool = False
     #: ``laneway serve --token``, accepted as an API key too.
     token: str | None = None
+    #: False (``serve --no-anonymous``): once a key exists, every request needs one.
+    anonymous: bool = True
     #: Base URL clients reach this server at (``results_url`` of the Message Batches is
     #: built on it), e.g. a proxy's; None: the address a connection arrived at.
     public_url: str | None = None
@@ -64,10 +57,14 @@ class Gateway:
         self.agent = agent
         self.settings = settings or GatewaySettings()
         self.clients = Clients(lambda: agent.astore, require_key=self.settings.require_key,
-                               token=self.settings.token)
+                               token=self.settings.token, anonymous=self.settings.anonymous)
         self.recorder = Recorder(lambda: agent.astore)
+        #: The admission chain every route goes through.
+        self.pipeline = Pipeline(self.clients, lambda: agent.astore,
+                                 local=lambda: agent.provider.costs_nothing, finish=self.finish)
         #: Message Batches (``/v1/messages/batches``), fulfilled by laneway runs.
-        self.batches = GatewayBatches(agent, self.clients, public_url=self.settings.public_url,
+        self.batches = GatewayBatches(agent, self.pipeline, self.finish,
+                                      public_url=self.settings.public_url,
                                       cancel_wait_s=self.settings.cancel_wait_s)
         #: Called with every finished request (the ledger's recorder, the metrics).
         self.observers: list[Callable[[Exchange], None]] = [self.recorder]
@@ -81,11 +78,13 @@ class Gateway:
         if self._relay is None:  # the agent's provider exists once the app has started
             self._relay = Relay(self.agent.governor, self.agent.provider,
                                 self.settings.waits, self.finish,
-                                self.settings.upstream_timeout_s)
+                                self.settings.upstream_timeout_s, self._allowed)
         return self._relay
 
     async def start(self) -> None:
-        """Take up the Message Batches a gateway before this one left unfinished."""
+        """Interrupt what dead processes left in flight (charged their worst case, held);
+        take up the Message Batches a gateway before this one left unfinished."""
+        await self.pipeline.start()
         await self.batches.resume()
 
     async def aclose(self) -> None:
@@ -94,92 +93,76 @@ class Gateway:
         await self.batches.aclose()
         await self.recorder.aclose()
 
+    async def _allowed(self, ex: Exchange) -> bool:
+        """Whether a request that waited in its lane may still be sent (its key not
+        revoked meanwhile)."""
+        return ex.key_id is None or await self.agent.astore.key_by_id(ex.key_id) is not None
+
     def finish(self, ex: Exchange) -> None:
-        self.clients.settle(ex.key_id, ex.worst_usd, ex.cost_usd)
         for observe in self.observers:
             observe(ex)
 
     async def messages(self, request: Request) -> Response:
-        if looped(request.headers.get(VIA_HEADER)):
-            return _loop_detected()
-        content = await request.body()
         try:
-            body = json.loads(content)
-        except ValueError:
-            return api_error(400, "invalid_request_error", "the body is not valid JSON")
-        if not isinstance(body, dict):
-            return api_error(400, "invalid_request_error", "the body must be a JSON object")
-        streamed = body.get("stream") is True
-        try:
-            key = await self.clients.identify(request.headers)
-            lane = choose_lane(streamed=streamed, header=request.headers.get(LANE_HEADER),
-                               key_lane=key.lane if key else None)
+            admitted = await self.pipeline.admit(request, MESSAGES)
         except Refusal as refusal:
-            return api_error(refusal.status, refusal.error_type, refusal.message,
-                             headers=refusal.headers)
-        except BadLane as exc:
-            return api_error(400, "invalid_request_error", str(exc))
-        ex = Exchange(model=str(body.get("model") or ""), lane=lane, streamed=streamed,
-                      key_id=key.id if key else None, key_name=key.name if key else "local")
+            return _refusal(refusal)
+        ex = admitted.exchange
+        assert ex is not None and admitted.body is not None
+        body = admitted.body
         max_tokens = body.get("max_tokens")
         max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1
-        input_tokens = tokens.input_tokens(body)
-        local = self.agent.provider.costs_nothing
-        try:
-            if key is not None and key.budget_usd is not None and not local \
-                    and not known(ex.model):
-                raise Refusal(403, "permission_error",
-                              f"laneway key {key.name!r} has a budget, and model "
-                              f"{ex.model!r} has no known price to count against it")
-            worst = worst_cost(ex.model, input_tokens, max_tokens, local=local)
-            self.clients.admit(key, worst)
-        except Refusal as refusal:
-            return self._refuse(ex, refusal.status, refusal.error_type, refusal.message,
-                                refusal.headers)
-        ex.worst_usd = worst
         watch = ClientWatch(request.receive)
         try:
-            return await self.relay.messages(ex, watch, content, _forwarded(request),
-                                             input_tokens=input_tokens, max_tokens=max_tokens,
+            return await self.relay.messages(ex, watch, admitted.content, _forwarded(request),
+                                             input_tokens=tokens.input_tokens(body),
+                                             max_tokens=max_tokens,
                                              query=dict(request.query_params))
         except ClientGone:
-            ex.end(CLIENT_CLOSED, local=self.agent.provider.costs_nothing)
+            # Once sent, what the upstream billed is unknown: charged the worst case.
+            ex.end(CLIENT_CLOSED, local=self.agent.provider.costs_nothing, complete=not ex.sent)
             self.finish(ex)
             return Response(status_code=CLIENT_CLOSED)
+        except Revoked:
+            ex.end(401, local=self.agent.provider.costs_nothing)
+            self.finish(ex)
+            return api_error(401, "authentication_error", "invalid laneway key (revoked "
+                             "while this request waited in its lane; nothing was sent)")
         except WaitedTooLong as exc:
-            return self._refuse(ex, 429, "rate_limit_error",
-                                f"the {lane} lane's quota is spent: laneway waited "
-                                f"{self.settings.waits.of(lane):.0f} s for it",
-                                {"retry-after": str(int(exc.retry_after_s))}, retried=True)
+            lane = ex.lane
+            ex.end(429, local=self.agent.provider.costs_nothing)
+            self.finish(ex)
+            return api_error(429, "rate_limit_error",
+                             f"the {lane} lane's quota is spent: laneway waited "
+                             f"{self.settings.waits.of(lane):.0f} s for it",
+                             headers={"retry-after": str(int(exc.retry_after_s))},
+                             retried=True)
         finally:
             watch.stop()
 
-    def _refuse(self, ex: Exchange, status: int, error_type: str, message: str,
-                headers: dict[str, str] | None = None, *, retried: bool = False) -> Response:
-        ex.end(status, local=self.agent.provider.costs_nothing)
-        self.finish(ex)
-        return api_error(status, error_type, message, headers=headers, retried=retried)
-
     async def passthrough(self, request: Request, path: str) -> Response:
-        """Relay a request that uses no Messages quota (count_tokens, models) as it is."""
-        if looped(request.headers.get(VIA_HEADER)):
-            return _loop_detected()
-        content = await request.body() if request.method == "POST" else None
+        """Relay a request that uses no Messages quota (count_tokens, models) as it is:
+        it needs a key all the same, and counts against the key's rate."""
+        needs = COUNT_TOKENS if request.method == "POST" else READ
         try:
-            lane = choose_lane(streamed=False, header=request.headers.get(LANE_HEADER),
-                               key_lane=None)
-        except BadLane as exc:
-            return api_error(400, "invalid_request_error", str(exc))
+            admitted = await self.pipeline.admit(request, needs)
+        except Refusal as refusal:
+            return _refusal(refusal)
         watch = ClientWatch(request.receive)
         try:
             return await self.relay.passthrough(
-                watch, request.method, path, wait_s=self.settings.waits.of(lane),
-                content=content, headers=_forwarded(request),
-                query=dict(request.query_params))
+                watch, request.method, path, wait_s=self.settings.waits.of(admitted.lane),
+                content=admitted.content if request.method == "POST" else None,
+                headers=_forwarded(request), query=dict(request.query_params))
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
         finally:
             watch.stop()
+
+
+def _refusal(refusal: Refusal) -> Response:
+    return api_error(refusal.status, refusal.error_type, refusal.message,
+                     headers=refusal.headers)
 
 
 def _forwarded(request: Request) -> dict[str, str]:
@@ -187,11 +170,6 @@ def _forwarded(request: Request) -> dict[str, str]:
     headers = upstream_headers(request.headers.items())
     headers[VIA_HEADER] = via(request.headers.get(VIA_HEADER))
     return headers
-
-
-def _loop_detected() -> Response:
-    return api_error(508, "api_error", "this request has already passed through this "
-                     "gateway: its upstream (ANTHROPIC_BASE_URL) leads back to it")
 
 
 def gateway_of(request: Request) -> Gateway:

@@ -21,6 +21,7 @@ from laneway.store.migrations import (
     m003_gateway,
     m004_gateway_batches,
     m005_rate_shares,
+    m006_reservations,
     m007_answered_model,
 )
 
@@ -34,6 +35,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     (m003_gateway.NAME, m003_gateway.apply),
     (m004_gateway_batches.NAME, m004_gateway_batches.apply),
     (m005_rate_shares.NAME, m005_rate_shares.apply),
+    (m006_reservations.NAME, m006_reservations.apply),
     (m007_answered_model.NAME, m007_answered_model.apply),
 ]
 

@@ -1,0 +1,122 @@
+"""A gateway killed with streams in flight (kill -9): every request that reached its
+reservation has its row after the restart, charged its worst case and held on its key
+until ``laneway keys settle`` releases it; and ``keys set`` / ``keys list`` as an
+operator uses them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from inprocess import main
+from laneway.local import RunningLocal
+from laneway.local.server import free_port
+from laneway.store import open_store
+from laneway.store import schema as S
+
+MODEL = "claude-haiku-4-5"
+LANEWAY = str(Path(sys.executable).with_name("laneway"))
+STREAMS = 8
+
+
+def serve(upstream: str, db: Path, port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    proc = subprocess.Popen([LANEWAY, "serve", "--port", str(port), "--provider", "anthropic",
+                             "--db", str(db)], env={**env, "ANTHROPIC_BASE_URL": upstream},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(300):
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise AssertionError("laneway serve did not start")
+
+
+def hold_a_stream(url: str, secret: str, started: threading.Semaphore) -> None:
+    body = {"model": MODEL, "max_tokens": 400, "stream": True,
+            "messages": [{"role": "user", "content": "word " * 300}]}
+    try:
+        with httpx.stream("POST", url + "/v1/messages", json=body, timeout=30,
+                          headers={"x-api-key": secret, "anthropic-version": "2023-06-01"}
+                          ) as r:
+            for _ in r.iter_bytes():
+                started.release()
+                time.sleep(60)
+    except httpx.HTTPError:
+        pass  # the server was killed
+
+
+def rows(db: Path) -> list[dict[str, object]]:
+    store = open_store(str(db))
+    try:
+        with store.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(
+                S.gateway_requests.select()).mappings()]
+    finally:
+        store.close()
+
+
+@pytest.mark.local_config(token_ms=50.0)
+def test_kill_9_with_streams_in_flight_leaves_every_row(
+        local_api: RunningLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "ledger.db"
+    store = open_store(str(db))
+    _, secret = store.create_key("crashy", budget_usd=5.0)
+    store.close()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = serve(local_api.base_url, db, port)
+    started = threading.Semaphore(0)
+    threads = [threading.Thread(target=hold_a_stream, args=(url, secret, started),
+                                daemon=True) for _ in range(STREAMS)]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        assert started.acquire(timeout=20)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    in_flight = rows(db)
+    assert len(in_flight) == STREAMS and {r["state"] for r in in_flight} == {"reserved"}
+    worst = sum(float(r["worst_usd"]) for r in in_flight)  # type: ignore[arg-type]
+    proc = serve(local_api.base_url, db, port)  # the restart settles what was in flight
+    try:
+        after = rows(db)
+        assert len(after) == STREAMS and {r["state"] for r in after} == {"interrupted"}
+        assert sum(float(r["cost_usd"]) for r in after) == pytest.approx(worst)  # type: ignore[arg-type]
+        assert main(["keys", "list", "--json", "--db", str(db)]) == 0
+        listed = capsys.readouterr().out
+        assert f'"held_usd": {worst}'[:18] in listed and '"reserved_usd": 0' in listed
+        assert main(["keys", "settle", "crashy", "--note", "checked the console",
+                     "--db", str(db)]) == 0
+        assert f"released {STREAMS} held request(s)" in capsys.readouterr().err
+        assert {r["state"] for r in rows(db)} == {"released"}
+        assert all("checked the console" in str(r["note"]) for r in rows(db))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+def test_keys_set_changes_a_live_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    db = str(tmp_path / "l.db")
+    assert main(["keys", "create", "app", "--budget-usd", "1", "--db", db]) == 0
+    assert main(["keys", "set", "app", "--budget-usd", "2.5", "--rpm", "7", "--db", db]) == 0
+    assert "budget $2.50, 7 requests per minute" in capsys.readouterr().err
+    assert main(["keys", "set", "app", "--no-budget", "--db", db]) == 0
+    assert main(["keys", "list", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "reserved" in out and "held" in out
+    assert main(["keys", "set", "app", "--db", db]) == 2
+    assert "give --budget-usd" in capsys.readouterr().err
+
