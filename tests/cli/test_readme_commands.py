@@ -174,7 +174,7 @@ def test_chat_answers_and_leaves(workdir: Path) -> None:
                           cwd=workdir, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "hello there" in done.stdout and "tok/s" in done.stdout
-    assert "laneway chat · claude-haiku-4-5" in done.stderr  # echo: the asked model
+    assert done.stderr.count("laneway chat · claude-haiku-4-5 · ") == 1  # echo: as asked
 
 
 @contextlib.contextmanager
