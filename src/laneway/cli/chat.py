@@ -183,8 +183,8 @@ def chat_command(
         try:
             if backend.is_local:  # its notices (loading the model) before the first prompt
                 runner.run(_warm_up(conv))
-            console_err.print(f"[dim]{header(model, backend.answers_as, free=backend.costs_nothing)}"
-                              "[/dim]", highlight=False)
+            shown = header(model, backend.answers_as, free=backend.costs_nothing)
+            console_err.print(f"[dim]{shown}[/dim]", highlight=False)
             TerminalChat(conv, out=console, err=console_err).loop(runner)
         finally:
             runner.run(backend.aclose())

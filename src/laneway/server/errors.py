@@ -196,13 +196,10 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 async def send_error(send: Send, status: int, error_type: str, message: str,
-                     headers: Mapping[str, str] | None = None, *,
-                     api_shape: bool = False) -> None:
-    """Answer with an error body from an ASGI middleware (before any route runs);
-    ``api_shape`` for the gateway's routes: the Anthropic API's body, with its
-    ``"type": "error"``."""
-    shaped = error_body(error_type, message)
-    body = json.dumps({"type": "error", **shaped} if api_shape else shaped).encode()
+                     headers: Mapping[str, str] | None = None) -> None:
+    """Answer with an error body from an ASGI middleware (before any route runs); the
+    gateway's routes answer the API's own (``wire.errors.api_error``)."""
+    body = json.dumps(error_body(error_type, message)).encode()
     raw = [(b"content-type", b"application/json"),
            (b"content-length", str(len(body)).encode())]
     raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
