@@ -106,7 +106,7 @@ def list_command(
 @keys_app.command("set", short_help="Change a live key's budget or rate.")
 def set_command(
     ref: str = typer.Argument(..., metavar="NAME_OR_PREFIX", help="The key's name or prefix (see `laneway keys list`)."),
-    budget_usd: float | None = typer.Option(None, min=0.0, help="A new budget in USD."),
+    budget_usd: float | None = typer.Option(None, callback=bounds.above_zero, help="A new budget in USD (> 0)."),
     rpm: int | None = typer.Option(None, min=1, help="A new requests-per-minute limit."),
     no_budget: bool = typer.Option(False, "--no-budget", help="Remove the key's budget."),
     no_rpm: bool = typer.Option(False, "--no-rpm", help="Remove the key's rate limit."),
