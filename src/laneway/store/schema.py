@@ -89,6 +89,10 @@ jobs = Table(
 )
 Index("ix_jobs_run_status_seq", jobs.c.run_id, jobs.c.status, jobs.c.seq)
 Index("ix_jobs_batch", jobs.c.batch_id)
+#: Covers a run's counts and its timeline (added by 008_run_samples): neither reads the
+#: rows' requests and results.
+Index("ix_jobs_run_outcomes", jobs.c.run_id, jobs.c.status, jobs.c.finished_at, jobs.c.mode,
+      jobs.c.input_tokens, jobs.c.output_tokens, jobs.c.cost_usd, jobs.c.priced)
 
 batches = Table(
     "batches", metadata,
@@ -255,3 +259,20 @@ rate_shares = Table(
     Column("limit_output", Integer),
     Column("heartbeat_at", Float, nullable=False),
 )
+
+#: A running run's samples over time, written by its runner about once a second (jobs
+#: done, requests in flight, the rate limits' use: 0 = full, 1 = spent); added by
+#: 008_run_samples. Runs made before it have none.
+run_samples = Table(
+    "run_samples", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(200), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("done", Integer, nullable=False),
+    Column("in_flight", Integer, nullable=False),
+    #: The most used bucket's use; NULL when no limit is known.
+    Column("limit_use", Float),
+    #: ``{"model:bucket": use}`` as JSON.
+    Column("limit_use_by_bucket", Text),
+)
+Index("ix_run_samples_run_at", run_samples.c.run_id, run_samples.c.at)
