@@ -68,6 +68,8 @@ class _Live:
     #: Set to stop the run (its batches keep running at the provider).
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     follower: asyncio.Task[None] | None = None
+    #: The worker id its claims are under (given back when the run ends).
+    worker: str = ""
 
 
 class HybridAgent:
@@ -204,7 +206,7 @@ class HybridAgent:
         await asyncio.to_thread(check_input, path, defaults)
         config = RunConfig(run_name=run_name, mode=mode, defaults=defaults,
                            concurrency=self.concurrency, max_attempts=self.max_attempts,
-                           worker_id=f"agent-{new_worker_id()}", deadline_at=deadline_at)
+                           worker_id=new_worker_id("agent-"), deadline_at=deadline_at)
         run_row = await self.astore.call(prepare, self.store, path, config)
         run_id: str = run_row.id
         if run_id in self._live:
@@ -214,7 +216,7 @@ class HybridAgent:
         before = await self._mark_started(run_id, lock, mode, canceled=canceled)
         if before is None:
             return run_id
-        live = _Live(run_id, lock=lock)
+        live = _Live(run_id, lock=lock, worker=config.worker_id)
         ex = Execution(run_id=run_id, astore=self.astore, provider=self.provider,
                        config=config, total=total, notice=log.info, governor=self.governor,
                        stop_event=live.stop)
@@ -309,6 +311,8 @@ class HybridAgent:
                     if not watched and live.watch is not None:  # else the watch wrote it
                         await live.watch.write("done")
                     await self.astore.set_run_status(live.run_id, status)
+                with contextlib.suppress(Exception):  # the next process takes them at once
+                    await self.astore.call(self.store.drop_holder, live.worker)
             finally:
                 self._live.pop(live.run_id, None)
                 if live.lock is not None:

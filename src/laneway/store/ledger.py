@@ -8,7 +8,8 @@ by ``finish`` in groups, each recorded once); native batches in
 :mod:`laneway.store.batches`; whole-run queries in :mod:`laneway.store.runqueries`;
 shared rate-limit pauses in :mod:`laneway.store.pauses`; the gateway's client keys
 in :mod:`laneway.store.keys`, its traffic in :mod:`laneway.store.traffic` and its
-Message Batches in :mod:`laneway.store.gateway_batches`.
+Message Batches in :mod:`laneway.store.gateway_batches`; who holds claims in
+:mod:`laneway.store.holders`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from laneway.store import schema
 from laneway.store.batches import BatchLedger
 from laneway.store.diskfull import is_disk_full
 from laneway.store.gateway_batches import GatewayBatchLedger
+from laneway.store.holders import HolderLedger
 from laneway.store.keys import KeyLedger
 from laneway.store.migrations import migrate
 from laneway.store.queue import JobQueue
@@ -94,12 +96,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger, GatewayBatchLedger,
-            ReservationLedger):
+            ReservationLedger, HolderLedger):
     """One ledger. Open with :func:`open_store`."""
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
         self.engine = engine
         self.settings = settings
+        #: Worker ids recorded in ``holders`` as this process (see :mod:`.holders`).
+        self._held_as: set[str] = set()
 
     def close(self) -> None:
         self.engine.dispose()

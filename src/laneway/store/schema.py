@@ -7,6 +7,7 @@ existing ledger. The values of the ``status`` columns are in :mod:`laneway.store
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -89,6 +90,10 @@ jobs = Table(
 )
 Index("ix_jobs_run_status_seq", jobs.c.run_id, jobs.c.status, jobs.c.seq)
 Index("ix_jobs_batch", jobs.c.batch_id)
+#: Added by 011_holders: a gone holder's claims, found without reading every job.
+Index("ix_jobs_claimed_by", jobs.c.claimed_by,
+      postgresql_where=jobs.c.claimed_by.is_not(None),
+      sqlite_where=jobs.c.claimed_by.is_not(None))
 
 batches = Table(
     "batches", metadata,
@@ -255,3 +260,21 @@ rate_shares = Table(
     Column("limit_output", Integer),
     Column("heartbeat_at", Float, nullable=False),
 )
+
+#: The processes that hold claims (jobs, native batches), by worker id, and where they
+#: run, so a process on the same host can tell one that is gone (see
+#: :mod:`laneway.store.holders`); added by 011_holders.
+holders = Table(
+    "holders", metadata,
+    Column("id", String(100), primary_key=True),
+    Column("host", String(200), nullable=False),
+    #: ``/proc/self/ns/pid`` (e.g. ``pid:[4026531836]``): processes of one host in other
+    #: PID namespaces (containers) are not judged by their pid.
+    Column("pid_ns", String(64)),
+    Column("pid", Integer, nullable=False),
+    #: The pid's start time (clock ticks since boot): tells a reused pid.
+    Column("pid_start", BigInteger),
+    Column("boot_id", String(64)),
+    Column("since", Float, nullable=False),
+)
+Index("ix_holders_host", holders.c.host)

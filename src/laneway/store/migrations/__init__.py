@@ -23,6 +23,7 @@ from laneway.store.migrations import (
     m005_rate_shares,
     m006_reservations,
     m007_answered_model,
+    m011_holders,
 )
 
 Migration = Callable[[Connection], None]
@@ -37,6 +38,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     (m005_rate_shares.NAME, m005_rate_shares.apply),
     (m006_reservations.NAME, m006_reservations.apply),
     (m007_answered_model.NAME, m007_answered_model.apply),
+    (m011_holders.NAME, m011_holders.apply),
 ]
 
 
