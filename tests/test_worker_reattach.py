@@ -54,6 +54,22 @@ def _held(dsn: str) -> int:
         store.close()
 
 
+def kill_a_worker_holding_claims(pg: str, upstream: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    doomed = subprocess.Popen(
+        [LANEWAY, "worker", "--db", pg, "--lease", "120", "-q", "--concurrency", "4"],
+        env={**env, "ANTHROPIC_BASE_URL": upstream},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while _held(pg) == 0:
+            assert doomed.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+
+
 @pytest.mark.local_config(ttft_ms=200)
 async def test_a_killed_workers_claims_are_taken_at_once(pg: str, local_api: RunningLocal,
                                                          tmp_path: Path) -> None:
@@ -61,19 +77,7 @@ async def test_a_killed_workers_claims_are_taken_at_once(pg: str, local_api: Run
     inp.write_text("".join(json.dumps({"id": f"job-{i}", "prompt": f"say {i}"}) + "\n"
                            for i in range(N)))
     await run(inp, config=RunConfig(db=pg, no_work=True, run_name="big"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    doomed = subprocess.Popen(
-        [LANEWAY, "worker", "--db", pg, "--lease", "120", "-q", "--concurrency", "4"],
-        env={**env, "ANTHROPIC_BASE_URL": local_api.base_url},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while _held(pg) == 0:
-            assert doomed.poll() is None and time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-    finally:
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait()
+    kill_a_worker_holding_claims(pg, local_api.base_url)
     assert _held(pg) > 0  # it died holding claims under a 120 s lease
     started = time.monotonic()
     report = await asyncio.wait_for(work(

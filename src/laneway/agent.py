@@ -68,8 +68,7 @@ class _Live:
     #: Set to stop the run (its batches keep running at the provider).
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     follower: asyncio.Task[None] | None = None
-    #: The worker id its claims are under (given back when the run ends).
-    worker: str = ""
+    worker: str = ""  # the id its claims are under (given back when the run ends)
 
 
 class HybridAgent:
@@ -311,8 +310,7 @@ class HybridAgent:
                     if not watched and live.watch is not None:  # else the watch wrote it
                         await live.watch.write("done")
                     await self.astore.set_run_status(live.run_id, status)
-                with contextlib.suppress(Exception):  # the next process takes them at once
-                    await self.astore.call(self.store.drop_holder, live.worker)
+                    await self.astore.call(self.store.drop_holder, live.worker)  # for the next
             finally:
                 self._live.pop(live.run_id, None)
                 if live.lock is not None:
@@ -341,10 +339,8 @@ class HybridAgent:
 
     async def results(self, run_id: str, *, wait: bool = True,
                       timeout_s: float | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """``(custom_id, result)`` of every finished job, in input order.
-
-        With ``wait`` (the default) it first waits for the run to end.
-        """
+        """``(custom_id, result)`` of every finished job, in input order (with ``wait``,
+        the default, once the run has ended)."""
         if wait:
             await self.wait(run_id, timeout_s=timeout_s)
         if await self.astore.get_run(run_id) is None:
