@@ -116,11 +116,9 @@ class HybridAgent:
             self._provider = await asyncio.to_thread(open_provider, name, quiet=self.quiet)
 
     async def aclose(self) -> None:
-        """Stop background runs (jobs not finished stay pending in the ledger) and close.
-
-        Requests in flight get ``shutdown_grace_s`` to finish (they are paid for), then
-        are abandoned; nothing new is sent meanwhile.
-        """
+        """Stop background runs (jobs not finished stay pending in the ledger) and close:
+        requests in flight get ``shutdown_grace_s`` to finish (they are paid for), then
+        are abandoned; nothing new is sent meanwhile."""
         for live in list(self._live.values()):
             live.stop.set()
             if live.watch is not None:
@@ -186,6 +184,7 @@ class HybridAgent:
         self, jobs: str | Path | Iterable[Job | Mapping[str, Any]], *,
         run_name: str | None = None, defaults: JobDefaults | None = None,
         mode: str = "realtime", deadline_at: float | None = None,
+        on_no_batches: Callable[[str], Awaitable[bool]] | None = None,
     ) -> str:
         """Start (or resume) a background run of ``jobs``; returns its run id at once.
 
@@ -194,7 +193,7 @@ class HybridAgent:
         ``mode``: ``realtime`` through the governor's background lane, ``native``
         (the provider's Message Batches), or ``hybrid`` (batches, and what is not
         finished near ``deadline_at`` realtime). A canceled run only collects what its
-        batches still hold.
+        batches still hold. ``on_no_batches``: see :class:`~laneway.runs.execute.Execution`.
         """
         if mode not in AGENT_MODES:
             raise ConfigError(f"mode {mode!r}: choose {', '.join(AGENT_MODES)}")
@@ -218,7 +217,7 @@ class HybridAgent:
         live = _Live(run_id, lock=lock, worker=config.worker_id)
         ex = Execution(run_id=run_id, astore=self.astore, provider=self.provider,
                        config=config, total=total, notice=log.info, governor=self.governor,
-                       stop_event=live.stop)
+                       stop_event=live.stop, on_no_batches=on_no_batches)
         if mode == "realtime" and not canceled:
             live.watch = watch_realtime(ex, before, governor=self.governor,
                                         event_every_s=self.progress_interval_s)
