@@ -64,13 +64,10 @@ def local(
         faults=faults, fault_retry_after_s=fault_retry_after_s, seed=seed, api_key=api_key,
         batch_time_scale=batch_time_scale, batch_concurrency=batch_concurrency,
         batch_min_s=batch_min_s, batches=batches, cache_time_scale=cache_time_scale,
-        public_url=public_url,
-    )
+        public_url=public_url)
     app = create_app(config)
-    console_err.print(
-        f"laneway local API ({engine} engine) on http://{host}:{port} — "
-        f"point the SDK at it with ANTHROPIC_BASE_URL=http://{host}:{port}"
-    )
+    console_err.print(f"laneway local API ({engine} engine) on http://{host}:{port} — "
+                      f"point the SDK at it with ANTHROPIC_BASE_URL=http://{host}:{port}")
     freeze_startup_objects()
     # Idle connections outlive the clients' (5-15 s): none is reused as it closes.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
