@@ -134,7 +134,8 @@ def create_app(settings: ServerSettings | None = None, *,
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
-        return {"ok": True, "provider": the_agent.provider.description}
+        # Answered without the token (load balancers): it says nothing of the upstream.
+        return {"ok": True}
 
     _describe_event_streams(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -10,7 +10,8 @@ by ``finish`` in groups, each recorded once); what a run's page reads in
 shared rate-limit pauses in :mod:`laneway.store.pauses`; the gateway's client keys
 in :mod:`laneway.store.keys`, its traffic in :mod:`laneway.store.traffic` (over a
 window: :mod:`laneway.store.traffic_history`) and its
-Message Batches in :mod:`laneway.store.gateway_batches`.
+Message Batches in :mod:`laneway.store.gateway_batches`; who holds claims in
+:mod:`laneway.store.holders`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from laneway.store import schema
 from laneway.store.batches import BatchLedger
 from laneway.store.diskfull import is_disk_full
 from laneway.store.gateway_batches import GatewayBatchLedger
+from laneway.store.holders import HolderLedger
 from laneway.store.keys import KeyLedger
 from laneway.store.migrations import migrate
 from laneway.store.queue import JobQueue
@@ -97,12 +99,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 class Store(JobQueue, BatchLedger, RunQueries, RunViews, KeyLedger, TrafficHistory,
-            GatewayBatchLedger, ReservationLedger):
+            GatewayBatchLedger, ReservationLedger, HolderLedger):
     """One ledger. Open with :func:`open_store`."""
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
         self.engine = engine
         self.settings = settings
+        #: Worker ids recorded in ``holders`` as this process (see :mod:`.holders`).
+        self._held_as: set[str] = set()
 
     def close(self) -> None:
         self.engine.dispose()

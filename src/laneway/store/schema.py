@@ -7,6 +7,7 @@ existing ledger. The values of the ``status`` columns are in :mod:`laneway.store
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -93,6 +94,10 @@ Index("ix_jobs_batch", jobs.c.batch_id)
 #: rows' requests and results.
 Index("ix_jobs_run_outcomes", jobs.c.run_id, jobs.c.status, jobs.c.finished_at, jobs.c.mode,
       jobs.c.input_tokens, jobs.c.output_tokens, jobs.c.cost_usd, jobs.c.priced)
+#: Added by 011_holders: a gone holder's claims, found without reading every job.
+Index("ix_jobs_claimed_by", jobs.c.claimed_by,
+      postgresql_where=jobs.c.claimed_by.is_not(None),
+      sqlite_where=jobs.c.claimed_by.is_not(None))
 
 batches = Table(
     "batches", metadata,
@@ -276,3 +281,20 @@ run_samples = Table(
     Column("limit_use_by_bucket", Text),
 )
 Index("ix_run_samples_run_at", run_samples.c.run_id, run_samples.c.at)
+#: The processes that hold claims (jobs, native batches), by worker id, and where they
+#: run, so a process on the same host can tell one that is gone (see
+#: :mod:`laneway.store.holders`); added by 011_holders.
+holders = Table(
+    "holders", metadata,
+    Column("id", String(100), primary_key=True),
+    Column("host", String(200), nullable=False),
+    #: ``/proc/self/ns/pid`` (e.g. ``pid:[4026531836]``): processes of one host in other
+    #: PID namespaces (containers) are not judged by their pid.
+    Column("pid_ns", String(64)),
+    Column("pid", Integer, nullable=False),
+    #: The pid's start time (clock ticks since boot): tells a reused pid.
+    Column("pid_start", BigInteger),
+    Column("boot_id", String(64)),
+    Column("since", Float, nullable=False),
+)
+Index("ix_holders_host", holders.c.host)

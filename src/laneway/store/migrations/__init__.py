@@ -24,6 +24,7 @@ from laneway.store.migrations import (
     m006_reservations,
     m007_answered_model,
     m008_run_samples,
+    m011_holders,
 )
 
 Migration = Callable[[Connection], None]
@@ -39,6 +40,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     (m006_reservations.NAME, m006_reservations.apply),
     (m007_answered_model.NAME, m007_answered_model.apply),
     (m008_run_samples.NAME, m008_run_samples.apply),
+    (m011_holders.NAME, m011_holders.apply),
 ]
 
 
