@@ -81,6 +81,9 @@ class ProgressTracker:
     event_id: int = 0
     governor: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
+    #: The models that answered, read again only when more jobs have succeeded.
+    models: list[str] = field(default_factory=list)
+    models_at: int = -1
 
     def sample(self, agent: HybridAgent) -> tuple[RunProgressEvent, bool] | None:
         """Read the run now (blocking: call it on the store's thread). ``None`` if there
@@ -100,7 +103,10 @@ class ProgressTracker:
                 self.governor = data.get("governor") or {}
                 self.in_flight = 0 if run.status.ended else int(data.get("in_flight", 0))
         now = time.time()
-        info = run_info(run, counts, live=live, models=models_of(store, self.run_id))
+        if counts[JobStatus.SUCCEEDED] != self.models_at:
+            self.models_at = counts[JobStatus.SUCCEEDED]
+            self.models = models_of(store, self.run_id)
+        info = run_info(run, counts, live=live, models=self.models)
         rate = self._rate(now, info.done)
         use = limit_use(self.governor)
         event = RunProgressEvent(
