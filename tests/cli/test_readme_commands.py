@@ -184,7 +184,7 @@ def running(argv: list[str], cwd: Path, port: int) -> Iterator[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # serve --workers 4 on a loaded 2-core machine
         while True:
             assert proc.poll() is None, f"laneway {argv} exited: {proc.communicate()[1]}"
             assert time.monotonic() < deadline, f"laneway {argv} never answered"

@@ -187,7 +187,7 @@ def test_403(served: Served) -> None:
     call = lambda c: c.messages.create(model=MODEL, max_tokens=5, messages=HI)  # noqa: E731
     relayed = both(served, call, **{"x-laneway-fault": "403"})
     assert isinstance(relayed, anthropic.PermissionDeniedError)
-    _, secret = served.agent.store.create_key("spent", budget_usd=0.000001)
+    _, secret = served.agent.store.create_key("spent", budget_usd=1e-9)  # (0 is refused)
     own = raised(lambda: call(sdk(served.base_url, secret)))
     same(relayed, own, message=False)
     assert "budget" in own.api_message

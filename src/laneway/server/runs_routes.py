@@ -104,9 +104,12 @@ async def _info(agent: HybridAgent, run_id: str) -> RunInfo:
         live = agent.is_live(run_id)
         p = agent.progress(run_id) if live else None
         counts = agent.store.counts(run_id)
-        return run_info(run, counts, live=live, in_flight=p.in_flight if p else 0,
+        info = run_info(run, counts, live=live, in_flight=p.in_flight if p else 0,
                         rate_per_s=round(p.rate_per_s, 3) if p else None,
                         models=models_of(agent.store, run_id, counts))
+        info.resendable = agent.store.resendable(run_id)
+        info.gateway_batch = agent.store.is_gateway_batch(run_id)
+        return info
 
     info = await agent.astore.call(read)
     if info is None:

@@ -25,6 +25,7 @@ reservation is settled at what its run's jobs cost: the key's spend in ``keys li
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.requests import ClientDisconnect
 
 from laneway.cost.bound import Bound, total, worst_case
 from laneway.errors import UnknownModelError
 from laneway.governor.core import Lane
+from laneway.jobs.formats import errored
 from laneway.server.gateway.batch_driver import BatchDriver
 from laneway.server.gateway.batch_objects import (
     DAY_S,
@@ -45,12 +46,14 @@ from laneway.server.gateway.batch_objects import (
     read_create,
     result_lines,
 )
-from laneway.server.gateway.batch_plan import MODE_HEADER, BadPlanHeader, plan_batch
+from laneway.server.gateway.batch_plan import MODE_HEADER, BadPlanHeader, BatchPlan, plan_batch
 from laneway.server.gateway.clients import Refusal
 from laneway.server.gateway.exchange import Exchange
+from laneway.server.gateway.intake import read_json
 from laneway.server.gateway.pipeline import READ, Pipeline
-from laneway.store import ClientKey
+from laneway.store import ClientKey, Finished, Store
 from laneway.store.gateway_batches import GatewayBatch
+from laneway.store.statuses import JobStatus
 from laneway.wire.batches import BATCH_MAX_BYTES, results_base_url
 from laneway.wire.errors import (
     REQUEST_ID,
@@ -58,7 +61,6 @@ from laneway.wire.errors import (
     api_error,
     check_version,
     gateway_answer,
-    too_large,
 )
 from laneway.wire.ids import new_id
 
@@ -86,24 +88,6 @@ async def _answer(call: Awaitable[Response]) -> Response:
         return api_error(400, "invalid_request_error", str(exc))
 
 
-async def _read_body(request: Request) -> bytes:
-    over = too_large(BATCH_MAX_BYTES)
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > BATCH_MAX_BYTES:
-        raise over
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > BATCH_MAX_BYTES:
-                raise over
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise APIError("invalid_request_error", "the client went away") from None
-    return b"".join(chunks)
-
-
 def _bound(params: list[dict[str, Any]], *, batch: bool, local: bool) -> Bound:
     """The batch's worst case: its requests' bounds summed (a model of no price: 0)."""
     bounds = []
@@ -116,6 +100,18 @@ def _bound(params: list[dict[str, Any]], *, batch: bool, local: bool) -> Bound:
     return total(bounds, batch=batch)
 
 
+def _refuse_unfinished(store: Store, run_id: str, message: str) -> int:
+    """Record every job of the run that is not final (nor held) as errored."""
+    total = 0
+    while claimed := store.claim(run_id, worker="refuse", limit=1000, lease_s=60.0):
+        total += len(store.finish([Finished(
+            run_id=run_id, seq=c.seq, status=JobStatus.ERRORED,
+            result=errored("permission_error", message), attempts=c.attempts,
+            error_type="permission_error", error_message=message, mode="realtime")
+            for c in claimed]))
+    return total
+
+
 class GatewayBatches:
     def __init__(self, agent: HybridAgent, pipeline: Pipeline,
                  finish: Callable[[Exchange], None], *, public_url: str | None = None,
@@ -125,7 +121,11 @@ class GatewayBatches:
         #: The gateway's observers of a finished request (a batch, when it ends).
         self.finish = finish
         self.public_url = public_url
-        self.driver = BatchDriver(agent, cancel_wait_s=cancel_wait_s, on_end=self._ended)
+        self.driver = BatchDriver(agent, cancel_wait_s=cancel_wait_s, on_end=self._ended,
+                                  on_no_batches=self._to_realtime)
+        #: Why the upstream has no Message Batches, once it said so: later batches are
+        #: planned realtime from their create.
+        self.no_batches: str | None = None
 
     async def resume(self) -> int:
         return await self.driver.resume()
@@ -180,6 +180,26 @@ class GatewayBatches:
                              "cache_read_input_tokens": settle.cache_read_input_tokens})
         self.finish(ex)
 
+    async def _to_realtime(self, batch_id: str, why: str) -> bool:
+        """The upstream has no Message Batches: the batch goes realtime, reserved at the
+        realtime price; if its key's budget cannot take that, its requests are errored."""
+        self.no_batches = why
+        astore = self.agent.astore
+        store = astore.store
+        params = await astore.call(lambda: list(store.unfinished_params(batch_id)))
+        bound = await asyncio.to_thread(_bound, params, batch=False,
+                                        local=self.agent.provider.costs_nothing)
+        reason = f"realtime: {why}"
+        if await astore.call(store.batch_to_realtime, batch_id, worst_usd=bound.usd,
+                             reason=reason):
+            await astore.add_event(batch_id, "plan", {"mode": "realtime", "reason": reason,
+                                                      "gateway": True})
+            return True
+        await astore.call(_refuse_unfinished, store, batch_id,
+                          f"{why}; sent realtime it could cost up to {bound.explain()}, "
+                          "more than its key's budget has left")
+        return False
+
     async def _owned(self, request: Request, batch_id: str) -> GatewayBatch:
         key_id = await self._key_id(request)
         astore = self.agent.astore
@@ -198,13 +218,18 @@ class GatewayBatches:
     async def _create(self, request: Request) -> Response:
         key = await self._key(request)
         key_id = key.id if key is not None else None
-        body = await _read_body(request)
+        # A create may be 8 times a message's size: as much time and as many values.
+        limits = self.pipeline.intake
+        _, data = await read_json(request, limit=BATCH_MAX_BYTES, limits=dataclasses.replace(
+            limits, total_s=limits.total_s * 8, max_values=limits.max_values * 8))
         # Off the event loop: a 256 MB batch is seconds of work, and streams wait.
-        count, split = await asyncio.to_thread(read_create, body)
+        count, split = await asyncio.to_thread(read_create, data)
         astore, provider = self.agent.astore, self.agent.provider
         learnt = await astore.call(astore.store.batch_durations_s, provider=provider.kind)
         plan = plan_batch(request.headers, split.params, local=provider.is_local,
                           learnt_s=learnt)
+        if self.no_batches is not None and plan.mode != "realtime":
+            plan = BatchPlan("realtime", f"realtime: {self.no_batches}", plan.deadline_at)
         batch_id = new_id("msgbatch")
         if split.params:
             cheap = plan.mode == "native" and plan.deadline_at is None
@@ -235,7 +260,8 @@ class GatewayBatches:
         return self.agent.save_input(("\n".join(lines) + "\n").encode())
 
     async def _retrieve(self, request: Request, batch_id: str) -> Response:
-        return _ok(await self._json(request, await self._owned(request, batch_id)))
+        batch = await self._owned(request, batch_id)  # its mode now (realtime after a 404)
+        return _ok(await self._json(request, batch), {MODE_HEADER: batch.mode})
 
     async def _listing(self, request: Request, limit: int, after_id: str | None,
                        before_id: str | None) -> Response:
