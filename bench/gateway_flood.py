@@ -19,7 +19,7 @@ the same of a control sent straight to the upstream at the same time (what the s
 machine alone does to a latency while the flood runs), the flood's answers (status
 counts), the generator's CPU, and the server's CPU.
 
-    .venv/bin/python bench/gateway_flood.py [--src ../before/src --name gateway_flood.before]
+    .venv/bin/python bench/gateway_flood.py [--before ../before/src] [--src PATH/src]
 """
 
 from __future__ import annotations
@@ -293,6 +293,8 @@ def run(src: Path, *, rate: float, seconds: float, idle: int, floods: float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", type=Path, default=HERE.parent / "src")
+    parser.add_argument("--before", type=Path, help="another checkout's src, run first "
+                        "in the same run and shown side by side")
     parser.add_argument("--name", default="gateway_flood")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -306,10 +308,36 @@ def main() -> None:
         print(json.dumps(asyncio.run(_flood(args.flood_only, args.idle, args.floods,
                                             args.bodies, args.seconds))))
         return
-    result = run(args.src.resolve(), rate=args.rate, seconds=args.seconds, idle=args.idle,
-                 floods=args.floods, bodies=args.bodies, rounds=args.rounds)
-    save(args.name, {"src": str(args.src), **result})
+    srcs = {"after": args.src.resolve()}
+    if args.before is not None:
+        srcs = {"before": args.before.resolve(), **srcs}
+    results = {}
+    for label, src in srcs.items():
+        print(f"\n== {label}: {src}")
+        results[label] = {"src": str(src), **run(
+            src, rate=args.rate, seconds=args.seconds, idle=args.idle, floods=args.floods,
+            bodies=args.bodies, rounds=args.rounds)}
+    if len(results) > 1:
+        _side_by_side(results)
+    save(args.name, results if len(results) > 1 else results["after"])
 
+
+def _side_by_side(results: dict[str, dict[str, Any]]) -> None:
+    def row(what: str, get: Any) -> list[Any]:
+        return [what, *(get(r) for r in results.values())]
+
+    print_table("side by side", ["", *results], [
+        row("p99 alone, ms", lambda r: f"{r['alone_ms']['p99']:.0f}"),
+        row("p99 flood, ms", lambda r: f"{r['flood_ms']['p99']:.0f}"),
+        row("p99 ratio (goal <= 1.5x)", lambda r: f"{r['p99_ratio']:.2f}x"),
+        row("control p99 ratio", lambda r: f"{r['control_p99_ratio']:.2f}x"),
+        row("failed alone / flood", lambda r: f"{r['alone_ms']['failed']} / "
+                                              f"{r['flood_ms']['failed']}"),
+        row("flood answers", lambda r: ", ".join(
+            f"{k} {v}" for k, v in sorted(r["flood"]["answers"].items()))),
+        row("generator CPU s", lambda r: f"{r['flood']['generator_cpu_s']:.1f}"),
+        row("server CPU s alone / flood", lambda r: f"{r['server_cpu_s']['alone']:.1f} / "
+                                                    f"{r['server_cpu_s']['flood']:.1f}")])
 
 if __name__ == "__main__":
     main()
