@@ -68,6 +68,7 @@ class _Live:
     #: Set to stop the run (its batches keep running at the provider).
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     follower: asyncio.Task[None] | None = None
+    worker: str = ""  # the id its claims are under (given back when the run ends)
 
 
 class HybridAgent:
@@ -115,11 +116,9 @@ class HybridAgent:
             self._provider = await asyncio.to_thread(open_provider, name, quiet=self.quiet)
 
     async def aclose(self) -> None:
-        """Stop background runs (jobs not finished stay pending in the ledger) and close.
-
-        Requests in flight get ``shutdown_grace_s`` to finish (they are paid for), then
-        are abandoned; nothing new is sent meanwhile.
-        """
+        """Stop background runs (jobs not finished stay pending in the ledger) and close:
+        requests in flight get ``shutdown_grace_s`` to finish (they are paid for), then
+        are abandoned; nothing new is sent meanwhile."""
         for live in list(self._live.values()):
             live.stop.set()
             if live.watch is not None:
@@ -185,6 +184,7 @@ class HybridAgent:
         self, jobs: str | Path | Iterable[Job | Mapping[str, Any]], *,
         run_name: str | None = None, defaults: JobDefaults | None = None,
         mode: str = "realtime", deadline_at: float | None = None,
+        on_no_batches: Callable[[str], Awaitable[bool]] | None = None,
     ) -> str:
         """Start (or resume) a background run of ``jobs``; returns its run id at once.
 
@@ -193,7 +193,7 @@ class HybridAgent:
         ``mode``: ``realtime`` through the governor's background lane, ``native``
         (the provider's Message Batches), or ``hybrid`` (batches, and what is not
         finished near ``deadline_at`` realtime). A canceled run only collects what its
-        batches still hold.
+        batches still hold. ``on_no_batches``: see :class:`~laneway.runs.execute.Execution`.
         """
         if mode not in AGENT_MODES:
             raise ConfigError(f"mode {mode!r}: choose {', '.join(AGENT_MODES)}")
@@ -204,7 +204,7 @@ class HybridAgent:
         await asyncio.to_thread(check_input, path, defaults)
         config = RunConfig(run_name=run_name, mode=mode, defaults=defaults,
                            concurrency=self.concurrency, max_attempts=self.max_attempts,
-                           worker_id=f"agent-{new_worker_id()}", deadline_at=deadline_at)
+                           worker_id=new_worker_id("agent-"), deadline_at=deadline_at)
         run_row = await self.astore.call(prepare, self.store, path, config)
         run_id: str = run_row.id
         if run_id in self._live:
@@ -214,10 +214,10 @@ class HybridAgent:
         before = await self._mark_started(run_id, lock, mode, canceled=canceled)
         if before is None:
             return run_id
-        live = _Live(run_id, lock=lock)
+        live = _Live(run_id, lock=lock, worker=config.worker_id)
         ex = Execution(run_id=run_id, astore=self.astore, provider=self.provider,
                        config=config, total=total, notice=log.info, governor=self.governor,
-                       stop_event=live.stop)
+                       stop_event=live.stop, on_no_batches=on_no_batches)
         if mode == "realtime" and not canceled:
             live.watch = watch_realtime(ex, before, governor=self.governor,
                                         event_every_s=self.progress_interval_s)
@@ -309,6 +309,7 @@ class HybridAgent:
                     if not watched and live.watch is not None:  # else the watch wrote it
                         await live.watch.write("done")
                     await self.astore.set_run_status(live.run_id, status)
+                    await self.astore.call(self.store.drop_holder, live.worker)  # for the next
             finally:
                 self._live.pop(live.run_id, None)
                 if live.lock is not None:
@@ -337,10 +338,8 @@ class HybridAgent:
 
     async def results(self, run_id: str, *, wait: bool = True,
                       timeout_s: float | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """``(custom_id, result)`` of every finished job, in input order.
-
-        With ``wait`` (the default) it first waits for the run to end.
-        """
+        """``(custom_id, result)`` of every finished job, in input order (with ``wait``,
+        the default, once the run has ended)."""
         if wait:
             await self.wait(run_id, timeout_s=timeout_s)
         if await self.astore.get_run(run_id) is None:

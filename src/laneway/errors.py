@@ -13,7 +13,8 @@
     ├── BudgetExceededError         new work would exceed --budget
     └── ProviderError               the API answered with an error, or did not answer
         ├── RequestError            4xx: the request itself is wrong; never retried
-        │   └── AuthenticationError 401/403: the key is missing, bad or not allowed
+        │   ├── AuthenticationError 401/403: the key is missing, bad or not allowed
+        │   └── BatchesUnsupportedError the upstream has no Message Batches (404/405)
         └── RetryableError          worth another try after a pause
             ├── RateLimitedError    429 (``retry_after_s`` from the header, if any)
             ├── OverloadedError     529, or an ``overloaded_error`` event mid-stream
@@ -149,6 +150,13 @@ class AuthenticationError(RequestError):
     """The API key is missing, invalid or lacks permission."""
 
     error_type = "authentication_error"
+
+
+class BatchesUnsupportedError(RequestError):
+    """The upstream has no Message Batches: it answered a batch's create with 404 or 405
+    (or an error saying batches are not supported)."""
+
+    error_type = "not_found_error"
 
 
 class RetryableError(ProviderError):

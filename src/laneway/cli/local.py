@@ -10,7 +10,7 @@ from laneway.local.config import LocalConfig
 
 
 def register(app: typer.Typer) -> None:
-    app.command("local")(local)
+    app.command("local", short_help="Serve the local Anthropic-compatible API.")(local)
 
 
 def local(
@@ -42,6 +42,7 @@ def local(
         1.0, callback=bounds.above_zero, help="Scale of batch time: 0.0001 makes the 24 h expiry 8.6 s."),
     batch_concurrency: int = typer.Option(4, min=1, help="Batch requests processed at once."),
     batch_min_s: float = typer.Option(0.0, callback=bounds.at_least_zero, help="Keep each batch in progress at least this long."),
+    batches: bool = typer.Option(True, "--batches/--no-batches", help="--no-batches: answer 404 on /v1/messages/batches, as an upstream without Message Batches does."),
     cache_time_scale: float = typer.Option(
         1.0, callback=bounds.above_zero,
         help="Scale of prompt-cache lifetimes: 0.001 makes 5 min 0.3 s."),
@@ -62,13 +63,11 @@ def local(
         engine=engine, ttft_ms=ttft_ms, token_ms=token_ms, rpm=rpm, itpm=itpm, otpm=otpm,
         faults=faults, fault_retry_after_s=fault_retry_after_s, seed=seed, api_key=api_key,
         batch_time_scale=batch_time_scale, batch_concurrency=batch_concurrency,
-        batch_min_s=batch_min_s, cache_time_scale=cache_time_scale, public_url=public_url,
-    )
+        batch_min_s=batch_min_s, batches=batches, cache_time_scale=cache_time_scale,
+        public_url=public_url)
     app = create_app(config)
-    console_err.print(
-        f"laneway local API ({engine} engine) on http://{host}:{port} — "
-        f"point the SDK at it with ANTHROPIC_BASE_URL=http://{host}:{port}"
-    )
+    console_err.print(f"laneway local API ({engine} engine) on http://{host}:{port} — "
+                      f"point the SDK at it with ANTHROPIC_BASE_URL=http://{host}:{port}")
     freeze_startup_objects()
     # Idle connections outlive the clients' (5-15 s): none is reused as it closes.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,

@@ -34,7 +34,7 @@ _SHARE_QUOTA = typer.Option(
          "ledger (default: with --workers, or a PostgreSQL ledger).")
 
 
-@app.command("serve")
+@app.command("serve", short_help="Serve the web app, its API and the gateway.")
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but loopback needs --token."),
     port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),

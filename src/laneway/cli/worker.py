@@ -25,7 +25,7 @@ EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
 
 
-@app.command("worker")
+@app.command("worker", short_help="Work on the runs of a shared ledger.")
 def worker_command(
     db: str = typer.Option(..., help="The shared ledger: postgresql://USER@HOST/DB."),
     run_name: str | None = typer.Option(None, "--run", help="Work on this run only (default: every run not finished, oldest first)."),
@@ -50,6 +50,7 @@ def worker_command(
     429 seen by one worker pauses them all. Ctrl-C stops cleanly.
     """
     from laneway.runs.worker import WorkerConfig  # the SDK and the store
+    from laneway.store.holders import mint
     from laneway.store.leases import new_worker_id
 
     if run_name is not None:
@@ -58,7 +59,7 @@ def worker_command(
     config = WorkerConfig(
         db=db, run_id=run_name, follow=follow, provider=provider, concurrency=concurrency,
         max_attempts=max_attempts, timeout_s=timeout_s, stream=stream, limits=limits,
-        lease_s=lease, worker_id=worker_id or new_worker_id())
+        lease_s=lease, worker_id=mint(worker_id) if worker_id else new_worker_id())
     freeze_startup_objects()
     try:
         report = asyncio.run(_work(config, quiet=quiet))

@@ -158,7 +158,8 @@ def create_app(config: LocalConfig | None = None, *, engine: Engine | None = Non
     app.add_middleware(RequestIdMiddleware, limits=api.limits)
 
     _add_message_routes(app, api)
-    _add_batch_routes(app, api)
+    if api.config.batches:
+        _add_batch_routes(app, api)
     return app
 
 

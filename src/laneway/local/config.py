@@ -29,6 +29,9 @@ class LocalConfig:
     batch_concurrency: int = 4
     #: A batch stays in progress at least this long (to test clients that poll).
     batch_min_s: float = 0.0
+    #: False: no Message Batches (``/v1/messages/batches`` answers 404, as an upstream
+    #: without them does).
+    batches: bool = True
     #: Shrinks prompt-cache lifetimes (5 min, 1 h): 0.001 makes 5 min 0.3 s.
     cache_time_scale: float = 1.0
     #: Message threads held at most (each reply a thread can continue from counts one),

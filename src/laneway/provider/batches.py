@@ -17,6 +17,7 @@ from typing import Any
 
 from anthropic.types.messages import MessageBatch
 
+from laneway.errors import BatchesUnsupportedError, RequestError
 from laneway.provider.client import Provider, sdk_errors
 
 #: The API's limits per batch.
@@ -53,6 +54,16 @@ class BatchInfo:
         return "ended: " + (", ".join(parts) or "empty")
 
 
+def unsupported(err: RequestError) -> bool:
+    """Whether a batch call's error says the upstream has no Message Batches: 404 or 405
+    on the route, or an ``invalid_request_error`` whose message says they are not
+    supported (how Anthropic-compatible upstreams without them answer)."""
+    if err.status in (404, 405):
+        return True
+    text = err.message.lower()
+    return err.status == 400 and "not supported" in text and "batch" in text
+
+
 def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
@@ -76,11 +87,19 @@ class Batches:
 
         The bytes are sent as they are, so the size checked is the size sent.
         """
-        with sdk_errors():
-            batch = await self.client.post(
-                "/v1/messages/batches", content=body, cast_to=MessageBatch,
-                options={"headers": {"content-type": "application/json"},
-                         "timeout": self.timeout_s})
+        try:
+            with sdk_errors():
+                batch = await self.client.post(
+                    "/v1/messages/batches", content=body, cast_to=MessageBatch,
+                    options={"headers": {"content-type": "application/json"},
+                             "timeout": self.timeout_s})
+        except RequestError as err:
+            if unsupported(err):
+                raise BatchesUnsupportedError(
+                    f"the upstream has no Message Batches (HTTP {err.status} to "
+                    f"/v1/messages/batches: {err.message})", status=err.status,
+                    request_id=err.request_id) from err
+            raise
         return _info(batch)
 
     async def retrieve(self, batch_id: str) -> BatchInfo:

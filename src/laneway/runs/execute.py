@@ -10,9 +10,10 @@ runner has returned.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from laneway.errors import BatchesUnsupportedError
 from laneway.governor.core import Governor
 from laneway.provider.client import Provider
 from laneway.runners.native import NativeTally, run_native
@@ -43,19 +44,32 @@ class Execution:
     #: The realtime part's governor: one shared with a person (``HybridAgent``); by
     #: default the run's own.
     governor: Governor | None = None
+    #: Called (with why) when the upstream has no Message Batches: True to send the
+    #: run's requests realtime instead (once); by default the run fails.
+    on_no_batches: Callable[[str], Awaitable[bool]] | None = None
 
 
 async def execute(ex: Execution, mode: str,
                   realtime_s: Callable[[int], float] | None = None) -> tuple[str, Tally]:
     """Run ``mode`` (``realtime``, ``native`` or ``hybrid``); returns the mode it came
-    to be (``hybrid`` once the fallback sent jobs realtime) and the tally.
+    to be (``hybrid`` once the fallback sent jobs realtime, ``realtime`` when the
+    upstream has no Message Batches and ``on_no_batches`` agreed) and the tally.
 
     ``realtime_s(jobs)``: how long realtime needs for that many jobs, which arms the
     deadline fallback of a native run (see :mod:`laneway.runners.native`).
     """
     if mode not in ("native", "hybrid"):
         return "realtime", await run_realtime(ex)
-    tally = await run_batches(ex, realtime_s)
+    try:
+        tally = await run_batches(ex, realtime_s)
+    except BatchesUnsupportedError as err:
+        if ex.on_no_batches is None or not await ex.on_no_batches(str(err)):
+            raise
+        reason = f"realtime: {err}"
+        ex.notice(f"run {ex.run_id}: {reason}")
+        await ex.astore.set_run_status(ex.run_id, RunStatus.RUNNING, mode="realtime")
+        await ex.astore.add_event(ex.run_id, "plan", {"mode": "realtime", "reason": reason})
+        return "realtime", await run_realtime(ex)
     if not tally.fallback or tally.stop_reason is not None:
         return "native", tally
     tally.add(await run_realtime(ex))  # the jobs the deadline's fallback left

@@ -45,8 +45,9 @@ async def take_up(
 ) -> tuple[int, RunLock | None]:
     """Hold the run (one process per run on SQLite: a second is refused, naming the
     first), ingest what is not yet in the ledger, and give back the claims (of jobs and
-    of native batches) a stopped process left (SQLite only: on PostgreSQL they are other
-    workers' and leased).
+    of native batches) a stopped process left (on SQLite all of them; on PostgreSQL
+    those of this host's processes that are gone, see :mod:`laneway.store.holders`:
+    other hosts' wait for their leases).
 
     Returns the run's job count and the lock, which the caller releases when the run
     ends; on an error the lock is released here.
@@ -62,9 +63,11 @@ async def take_up(
         if not store.is_postgres:
             await astore.call(store.release_batches, run_row.id)
             released = await astore.release_all(run_row.id)
-            if released and notice is not None:
-                notice(f"run {run_row.id}: {released} jobs were in flight when the last "
-                       "process stopped; they will be sent again")
+        else:  # only what processes of this host that are gone held
+            released = (await astore.call(store.reap_gone_holders)).jobs
+        if released and notice is not None:
+            notice(f"run {run_row.id}: {released} jobs were in flight when the last "
+                   "process stopped; they will be sent again")
     except BaseException:
         if lock is not None:
             lock.release()

@@ -143,6 +143,7 @@ class Worker:
         heart = asyncio.create_task(self._heartbeat(), name="laneway-heartbeat")
         self.leases.start()
         try:
+            await self._reap()
             while not self._stop.is_set():
                 runs = await self._open_runs()
                 if not runs and not self.config.follow:
@@ -157,6 +158,8 @@ class Worker:
             await self._settle_report()
         finally:
             self.leases.stop()
+            with contextlib.suppress(Exception):  # the next worker takes them at once
+                await self.astore.call(self.store.drop_holder, self.config.worker_id)
             for task in (syncer, heart):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -198,8 +201,17 @@ class Worker:
                     self.notice(f"run {r.id}: {work.note}")
         return [r for r in runs if r.id not in self._skip and r.status != RunStatus.INGEST_FAILED]
 
+    async def _reap(self) -> None:
+        """Give back what this host's dead workers held (see laneway.store.holders)."""
+        reaped = await self.astore.call(self.store.reap_gone_holders)
+        if reaped.holders:
+            self.notice(f"{reaped.holders} stopped process(es) of this host held "
+                        f"{reaped.jobs} job(s) and {reaped.batches} batch(es): taken up")
+
     async def _idle(self, runs: list[RunRow]) -> None:
-        """Nothing to claim now: wait for a lease to run out or for new work."""
+        """Nothing to claim now: wait for a lease to run out (or its holder to be gone)
+        or for new work."""
+        await self._reap()
         wait_s = self.config.poll_s
         for run in runs:
             left = await self.astore.lease_wait_s(run.id)

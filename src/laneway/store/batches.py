@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, or_, select, update
 
 from laneway.store import schema as S
+from laneway.store.holders import HolderLedger
 from laneway.store.queue import lease_clock
 from laneway.store.statuses import ACTIVE_BATCHES, BatchStatus, JobStatus
 
@@ -86,7 +87,7 @@ def _chunks(seqs: Sequence[int]) -> Iterator[list[int]]:
         yield list(seqs[start:start + _PAGE])
 
 
-class BatchLedger:
+class BatchLedger(HolderLedger):
     """Native batch bookkeeping; mixed into :class:`laneway.store.ledger.Store`."""
 
     engine: Engine
@@ -98,6 +99,7 @@ class BatchLedger:
         ``submitted`` (one more attempt each), in one transaction. False (nothing
         changed) if ``worker`` no longer holds every one of the claimed jobs ``seqs``."""
         now = time.time()
+        self.note_holder(worker)
         with self.engine.begin() as conn:
             moved = 0
             for part in _chunks(seqs):
@@ -194,6 +196,7 @@ class BatchLedger:
         """Take (or keep, renewing the lease) the run's active batches that nobody else
         holds or whose owner's lease ran out, and return those ``worker`` owns, oldest
         first. "Ran out" is judged by the database's clock, never this host's."""
+        self.note_holder(worker)
         now = lease_clock(self.engine)
         free = or_(_B.claimed_by.is_(None), _B.claimed_by == worker, _B.lease_until < now)
         with self.engine.begin() as conn:

@@ -21,6 +21,8 @@ from laneway.store import schema as S
 from laneway.store.statuses import JobStatus
 
 _G = S.gateway_batches.c
+#: Floating-point slack of a budget's comparison (as the reservations' own).
+_EPS = 1e-11
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,31 @@ class GatewayBatchLedger:
 
     def delete_gateway_batch(self, batch_id: str) -> bool:
         return self._set(batch_id, _G.deleted_at.is_(None), deleted_at=time.time())
+
+    def batch_to_realtime(self, batch_id: str, *, worst_usd: float, reason: str) -> bool:
+        """The batch is sent realtime (the upstream has no Message Batches): its
+        reservation grows to ``worst_usd`` (the realtime price), as far as its key's
+        budget takes it, in one transaction with its mode and plan; False (nothing
+        changed) if the budget cannot take it."""
+        r, k = S.gateway_requests.c, S.gateway_keys.c
+        with self.engine.begin() as conn:
+            row = conn.execute(select(r.id, r.key_id, r.worst_usd).where(
+                r.batch_id == batch_id, r.state == "reserved")).first()
+            if row is not None:
+                extra = max(0.0, worst_usd - float(row.worst_usd or 0.0))
+                if row.key_id is not None and extra > 0:
+                    room = k.spent_usd + k.reserved_usd + k.held_usd + extra
+                    held = conn.execute(update(S.gateway_keys).where(
+                        k.id == row.key_id, k.budget_usd.is_(None) | (room <= k.budget_usd + _EPS),
+                    ).values(reserved_usd=k.reserved_usd + extra))
+                    if held.rowcount != 1:
+                        conn.rollback()
+                        return False
+                conn.execute(update(S.gateway_requests).where(r.id == row.id).values(
+                    worst_usd=float(row.worst_usd or 0.0) + extra))
+            conn.execute(update(S.gateway_batches).where(_G.id == batch_id).values(
+                mode="realtime", plan=reason))
+        return True
 
     def expire_canceled(self, run_id: str) -> int:
         """The run's ``canceled`` jobs become ``expired`` (a batch stopped at its expiry

@@ -14,6 +14,7 @@ import threading
 import time
 
 from laneway.errors import ConfigError
+from laneway.store.holders import mint
 from laneway.store.ledger import Store
 
 #: The environment variable that sets a claim's lease, in seconds.
@@ -35,10 +36,12 @@ def env_seconds(name: str, default: float) -> float:
     return value
 
 
-def new_worker_id() -> str:
-    """``host-pid-random``: unique among workers, and says where a claim came from."""
+def new_worker_id(prefix: str = "") -> str:
+    """``host-pid-random`` (after ``prefix``): unique among workers, and says where a
+    claim came from. Minted for this process: the ledger records where it runs the first
+    time it holds something (see :mod:`laneway.store.holders`)."""
     host = socket.gethostname().split(".")[0][:60] or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+    return mint(f"{prefix}{host}-{os.getpid()}-{secrets.token_hex(3)}")
 
 
 def lease_s() -> float:

@@ -4,11 +4,14 @@ Every method is synchronous and short; async code calls them through
 :class:`laneway.store.writer.AsyncStore`, which runs them on one thread so the event
 loop never waits on the disk. The same SQLAlchemy Core code serves both databases.
 Claiming, leases and results are in :mod:`laneway.store.queue` (results are written
-by ``finish`` in groups, each recorded once); native batches in
+by ``finish`` in groups, each recorded once); what a run's page reads in
+:mod:`laneway.store.runviews`; native batches in
 :mod:`laneway.store.batches`; whole-run queries in :mod:`laneway.store.runqueries`;
 shared rate-limit pauses in :mod:`laneway.store.pauses`; the gateway's client keys
-in :mod:`laneway.store.keys`, its traffic in :mod:`laneway.store.traffic` and its
-Message Batches in :mod:`laneway.store.gateway_batches`.
+in :mod:`laneway.store.keys`, its traffic in :mod:`laneway.store.traffic` (over a
+window: :mod:`laneway.store.traffic_history`) and its
+Message Batches in :mod:`laneway.store.gateway_batches`; who holds claims in
+:mod:`laneway.store.holders`.
 """
 
 from __future__ import annotations
@@ -28,14 +31,16 @@ from laneway.store import schema
 from laneway.store.batches import BatchLedger
 from laneway.store.diskfull import is_disk_full
 from laneway.store.gateway_batches import GatewayBatchLedger
+from laneway.store.holders import HolderLedger
 from laneway.store.keys import KeyLedger
 from laneway.store.migrations import migrate
 from laneway.store.queue import JobQueue
 from laneway.store.reservations import ReservationLedger
 from laneway.store.runqueries import RunQueries
+from laneway.store.runviews import RunViews
 from laneway.store.settings import StoreSettings
 from laneway.store.statuses import CLOSED_RUNS, FINAL_JOBS, JobStatus, RunStatus
-from laneway.store.traffic import TrafficLedger
+from laneway.store.traffic_history import TrafficHistory
 
 S = schema
 
@@ -93,13 +98,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger, GatewayBatchLedger,
-            ReservationLedger):
+class Store(JobQueue, BatchLedger, RunQueries, RunViews, KeyLedger, TrafficHistory,
+            GatewayBatchLedger, ReservationLedger, HolderLedger):
     """One ledger. Open with :func:`open_store`."""
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
         self.engine = engine
         self.settings = settings
+        #: Worker ids recorded in ``holders`` as this process (see :mod:`.holders`).
+        self._held_as: set[str] = set()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -166,9 +173,9 @@ class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger, Gateway
             return int(conn.scalar(q) or 0)
 
     def delete_run(self, run_id: str) -> None:
-        """Remove a run, its jobs and its events (one whose jobs were never sent)."""
+        """Remove a run, its jobs, events and samples (one whose jobs were never sent)."""
         with self.engine.begin() as conn:
-            for table in (S.jobs, S.events):
+            for table in (S.jobs, S.events, S.run_samples):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
             conn.execute(S.runs.delete().where(S.runs.c.id == run_id))
 

@@ -30,6 +30,7 @@ from sqlalchemy import CTE, Engine, Select, and_, func, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from laneway.store import schema as S
+from laneway.store.holders import HolderLedger
 from laneway.store.statuses import FINAL_JOBS, JobStatus, RunStatus
 
 
@@ -133,7 +134,7 @@ def run_once(pick: Select[Any], name: str, *, postgres: bool) -> CTE:
     return cte.prefix_with("MATERIALIZED") if postgres else cte
 
 
-class JobQueue:
+class JobQueue(HolderLedger):
     """Claiming, leases and results; mixed into :class:`laneway.store.ledger.Store`."""
 
     engine: Engine
@@ -160,6 +161,7 @@ class JobQueue:
         kinds = [and_(j.status == JobStatus.CLAIMED, j.lease_until < now, j.claimed_by != worker),
                  j.status == statuses[0] if len(statuses) == 1 else j.status.in_(statuses)]
         rows: list[Any] = []
+        self.note_holder(worker)
         with self.engine.begin() as conn:
             run_status = conn.scalar(select(S.runs.c.status).where(S.runs.c.id == run_id))
             if run_status == RunStatus.INGEST_FAILED:

@@ -7,6 +7,7 @@ existing ledger. The values of the ``status`` columns are in :mod:`laneway.store
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -89,6 +90,14 @@ jobs = Table(
 )
 Index("ix_jobs_run_status_seq", jobs.c.run_id, jobs.c.status, jobs.c.seq)
 Index("ix_jobs_batch", jobs.c.batch_id)
+#: Covers a run's counts and its timeline (added by 008_run_samples): neither reads the
+#: rows' requests and results.
+Index("ix_jobs_run_outcomes", jobs.c.run_id, jobs.c.status, jobs.c.finished_at, jobs.c.mode,
+      jobs.c.input_tokens, jobs.c.output_tokens, jobs.c.cost_usd, jobs.c.priced)
+#: Added by 011_holders: a gone holder's claims, found without reading every job.
+Index("ix_jobs_claimed_by", jobs.c.claimed_by,
+      postgresql_where=jobs.c.claimed_by.is_not(None),
+      sqlite_where=jobs.c.claimed_by.is_not(None))
 
 batches = Table(
     "batches", metadata,
@@ -255,3 +264,37 @@ rate_shares = Table(
     Column("limit_output", Integer),
     Column("heartbeat_at", Float, nullable=False),
 )
+
+#: A running run's samples over time, written by its runner about once a second (jobs
+#: done, requests in flight, the rate limits' use: 0 = full, 1 = spent); added by
+#: 008_run_samples. Runs made before it have none.
+run_samples = Table(
+    "run_samples", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(200), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("done", Integer, nullable=False),
+    Column("in_flight", Integer, nullable=False),
+    #: The most used bucket's use; NULL when no limit is known.
+    Column("limit_use", Float),
+    #: ``{"model:bucket": use}`` as JSON.
+    Column("limit_use_by_bucket", Text),
+)
+Index("ix_run_samples_run_at", run_samples.c.run_id, run_samples.c.at)
+#: The processes that hold claims (jobs, native batches), by worker id, and where they
+#: run, so a process on the same host can tell one that is gone (see
+#: :mod:`laneway.store.holders`); added by 011_holders.
+holders = Table(
+    "holders", metadata,
+    Column("id", String(100), primary_key=True),
+    Column("host", String(200), nullable=False),
+    #: ``/proc/self/ns/pid`` (e.g. ``pid:[4026531836]``): processes of one host in other
+    #: PID namespaces (containers) are not judged by their pid.
+    Column("pid_ns", String(64)),
+    Column("pid", Integer, nullable=False),
+    #: The pid's start time (clock ticks since boot): tells a reused pid.
+    Column("pid_start", BigInteger),
+    Column("boot_id", String(64)),
+    Column("since", Float, nullable=False),
+)
+Index("ix_holders_host", holders.c.host)

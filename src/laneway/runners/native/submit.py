@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from laneway.errors import ConfigError, ProviderError, RequestError
+from laneway.errors import BatchesUnsupportedError, ConfigError, ProviderError, RequestError
 from laneway.jobs.formats import errored
 from laneway.provider.batches import BODY_OVERHEAD_BYTES
 from laneway.runners.native.state import NativeState
@@ -174,6 +174,9 @@ class Submitter:
         n = len(chunk.seqs)
         try:
             info = await st.batches.create(body)
+        except BatchesUnsupportedError:
+            await st.astore.abandon_batch(chunk.batch_id, refund_attempt=True)
+            raise  # not this batch: every batch (the caller may go realtime)
         except RequestError as err:
             await st.astore.abandon_batch(chunk.batch_id, refund_attempt=True)
             raise ConfigError(f"the provider refused a batch of {n} requests "

@@ -8,18 +8,22 @@ the batch ended when every request of it has its result. A cancel asked meanwhil
 own work stops, requests not sent become ``canceled``, its upstream batches are
 canceled, and what they still finished is collected before the batch ends.
 
-A run that stops short (the upstream unreachable for a while) is submitted again after
-:data:`RETRY_S`; when the gateway stops, the runs stop with it (their upstream batches
-keep running) and :meth:`BatchDriver.resume` takes every batch not ended up again when
-the next gateway starts on the same ledger. At its expiry (24 h after its creation) a
-batch not ended is stopped as a cancel stops it, and what it did not finish is
-``expired``, as the API's batches are.
+An upstream without Message Batches (404 or 405 to a batch's create) turns the batch
+into a realtime run once (``on_no_batches``: its reservation grows to the realtime price,
+its mode says realtime), never a loop of creates. A run that stops short (the upstream
+unreachable for a while) is submitted again after :data:`RETRY_S`; when the gateway
+stops, the runs stop with it (their upstream batches keep running) and
+:meth:`BatchDriver.resume` takes every batch not ended up again when the next gateway
+starts on the same ledger. At its expiry (24 h after its creation) a batch not ended is
+stopped as a cancel stops it, and what it did not finish is ``expired``, as the API's
+batches are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -49,10 +53,14 @@ POLL_S = 2.0
 
 class BatchDriver:
     def __init__(self, agent: HybridAgent, *, cancel_wait_s: float = 10.0,
-                 on_end: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 on_end: Callable[[str], Awaitable[None]] | None = None,
+                 on_no_batches: Callable[[str, str], Awaitable[bool]] | None = None) -> None:
         self.agent = agent
         #: Called once a batch has ended (its reservation is settled there).
         self.on_end = on_end
+        #: Called with a batch's id and why when the upstream has no Message Batches:
+        #: True if the batch goes realtime instead.
+        self.on_no_batches = on_no_batches
         self.cancel_wait_s = cancel_wait_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pokes: dict[str, asyncio.Event] = {}
@@ -150,9 +158,11 @@ class BatchDriver:
     async def _submit(self, batch: GatewayBatch) -> None:
         if batch.input_path is None or self.agent.is_live(batch.id):
             return
+        switch = None if self.on_no_batches is None else \
+            functools.partial(self.on_no_batches, batch.id)
         await self.agent.submit(Path(batch.input_path), run_name=batch.id,
                                 defaults=GATEWAY_DEFAULTS, mode=batch.mode,
-                                deadline_at=batch.deadline_at)
+                                deadline_at=batch.deadline_at, on_no_batches=switch)
 
     async def _finished(self, batch_id: str) -> bool:
         astore = self.agent.astore

@@ -38,6 +38,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from laneway.cost.bound import Bound, total, worst_case
 from laneway.errors import UnknownModelError
 from laneway.governor.core import Lane
+from laneway.jobs.formats import errored
 from laneway.server.gateway.batch_driver import BatchDriver
 from laneway.server.gateway.batch_objects import (
     DAY_S,
@@ -45,13 +46,14 @@ from laneway.server.gateway.batch_objects import (
     read_create,
     result_lines,
 )
-from laneway.server.gateway.batch_plan import MODE_HEADER, BadPlanHeader, plan_batch
+from laneway.server.gateway.batch_plan import MODE_HEADER, BadPlanHeader, BatchPlan, plan_batch
 from laneway.server.gateway.clients import Refusal
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.intake import read_json
 from laneway.server.gateway.pipeline import READ, Pipeline
-from laneway.store import ClientKey
+from laneway.store import ClientKey, Finished, Store
 from laneway.store.gateway_batches import GatewayBatch
+from laneway.store.statuses import JobStatus
 from laneway.wire.batches import BATCH_MAX_BYTES, results_base_url
 from laneway.wire.errors import (
     REQUEST_ID,
@@ -98,6 +100,18 @@ def _bound(params: list[dict[str, Any]], *, batch: bool, local: bool) -> Bound:
     return total(bounds, batch=batch)
 
 
+def _refuse_unfinished(store: Store, run_id: str, message: str) -> int:
+    """Record every job of the run that is not final (nor held) as errored."""
+    total = 0
+    while claimed := store.claim(run_id, worker="refuse", limit=1000, lease_s=60.0):
+        total += len(store.finish([Finished(
+            run_id=run_id, seq=c.seq, status=JobStatus.ERRORED,
+            result=errored("permission_error", message), attempts=c.attempts,
+            error_type="permission_error", error_message=message, mode="realtime")
+            for c in claimed]))
+    return total
+
+
 class GatewayBatches:
     def __init__(self, agent: HybridAgent, pipeline: Pipeline,
                  finish: Callable[[Exchange], None], *, public_url: str | None = None,
@@ -107,7 +121,11 @@ class GatewayBatches:
         #: The gateway's observers of a finished request (a batch, when it ends).
         self.finish = finish
         self.public_url = public_url
-        self.driver = BatchDriver(agent, cancel_wait_s=cancel_wait_s, on_end=self._ended)
+        self.driver = BatchDriver(agent, cancel_wait_s=cancel_wait_s, on_end=self._ended,
+                                  on_no_batches=self._to_realtime)
+        #: Why the upstream has no Message Batches, once it said so: later batches are
+        #: planned realtime from their create.
+        self.no_batches: str | None = None
 
     async def resume(self) -> int:
         return await self.driver.resume()
@@ -162,6 +180,26 @@ class GatewayBatches:
                              "cache_read_input_tokens": settle.cache_read_input_tokens})
         self.finish(ex)
 
+    async def _to_realtime(self, batch_id: str, why: str) -> bool:
+        """The upstream has no Message Batches: the batch goes realtime, reserved at the
+        realtime price; if its key's budget cannot take that, its requests are errored."""
+        self.no_batches = why
+        astore = self.agent.astore
+        store = astore.store
+        params = await astore.call(lambda: list(store.unfinished_params(batch_id)))
+        bound = await asyncio.to_thread(_bound, params, batch=False,
+                                        local=self.agent.provider.costs_nothing)
+        reason = f"realtime: {why}"
+        if await astore.call(store.batch_to_realtime, batch_id, worst_usd=bound.usd,
+                             reason=reason):
+            await astore.add_event(batch_id, "plan", {"mode": "realtime", "reason": reason,
+                                                      "gateway": True})
+            return True
+        await astore.call(_refuse_unfinished, store, batch_id,
+                          f"{why}; sent realtime it could cost up to {bound.explain()}, "
+                          "more than its key's budget has left")
+        return False
+
     async def _owned(self, request: Request, batch_id: str) -> GatewayBatch:
         key_id = await self._key_id(request)
         astore = self.agent.astore
@@ -190,6 +228,8 @@ class GatewayBatches:
         learnt = await astore.call(astore.store.batch_durations_s, provider=provider.kind)
         plan = plan_batch(request.headers, split.params, local=provider.is_local,
                           learnt_s=learnt)
+        if self.no_batches is not None and plan.mode != "realtime":
+            plan = BatchPlan("realtime", f"realtime: {self.no_batches}", plan.deadline_at)
         batch_id = new_id("msgbatch")
         if split.params:
             cheap = plan.mode == "native" and plan.deadline_at is None
@@ -220,7 +260,8 @@ class GatewayBatches:
         return self.agent.save_input(("\n".join(lines) + "\n").encode())
 
     async def _retrieve(self, request: Request, batch_id: str) -> Response:
-        return _ok(await self._json(request, await self._owned(request, batch_id)))
+        batch = await self._owned(request, batch_id)  # its mode now (realtime after a 404)
+        return _ok(await self._json(request, batch), {MODE_HEADER: batch.mode})
 
     async def _listing(self, request: Request, limit: int, after_id: str | None,
                        before_id: str | None) -> Response:

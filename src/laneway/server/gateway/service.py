@@ -26,7 +26,8 @@ from laneway.server.gateway.headers import upstream_headers
 from laneway.server.gateway.intake import IntakeLimits
 from laneway.server.gateway.loop import VIA_HEADER, via
 from laneway.server.gateway.pipeline import COUNT_TOKENS, MESSAGES, READ, Pipeline
-from laneway.server.gateway.relay import Relay, Revoked
+from laneway.server.gateway.relay import Relay
+from laneway.server.gateway.revocations import Revocations, Revoked
 from laneway.server.gateway.stats import LiveStats
 from laneway.wire.errors import api_error
 
@@ -75,6 +76,8 @@ class Gateway:
         #: The live traffic (the Traffic page, ``GET /v1/laneway/traffic``).
         self.stats = LiveStats(lambda: agent.governor)
         self.observers.append(self.stats.observe)
+        #: Revokes reaching the requests that wait in a lane.
+        self.revocations = Revocations(lambda: agent.astore)
         self._relay: Relay | None = None
 
     @property
@@ -82,7 +85,7 @@ class Gateway:
         if self._relay is None:  # the agent's provider exists once the app has started
             self._relay = Relay(self.agent.governor, self.agent.provider,
                                 self.settings.waits, self.finish,
-                                self.settings.upstream_timeout_s, self._allowed)
+                                self.settings.upstream_timeout_s, self.revocations)
         return self._relay
 
     async def start(self) -> None:
@@ -96,11 +99,6 @@ class Gateway:
         next gateway); write the traffic not yet in the ledger."""
         await self.batches.aclose()
         await self.recorder.aclose()
-
-    async def _allowed(self, ex: Exchange) -> bool:
-        """Whether a request that waited in its lane may still be sent (its key not
-        revoked meanwhile)."""
-        return ex.key_id is None or await self.agent.astore.key_by_id(ex.key_id) is not None
 
     def finish(self, ex: Exchange) -> None:
         for observe in self.observers:
