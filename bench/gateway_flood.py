@@ -5,8 +5,9 @@ in front of it, each in its own process of this Python with ``PYTHONPATH`` set t
 ``--src`` (default: this tree's), so the same script measures two checkouts.
 
 The others: ``--rate`` (20) requests a second through the SDK (``messages.create``,
-max_tokens 5) for ``--seconds`` (10), alone, then during a flood from another process (at the lowest priority: a flood comes from other machines)
-(so its CPU is its own, and reported), ``--rounds`` (3) times in turn:
+max_tokens 5) for ``--seconds`` (10), alone, then during a flood from another process
+(its CPU is its own, and reported; at the lowest priority, as a flood comes from other
+machines), ``--rounds`` (3) times in turn:
 
 - ``--idle`` (500) slow connections held open, each sending half a request head and then
   a byte every 2 s (re-opened when the server closes one);
