@@ -236,7 +236,7 @@ class Worker:
         counts = await self.astore.counts(run.id)
         if run.ingest_done and counts.remaining == 0:
             return await self._close(run, work)
-        runner = realtime_runner(self._execution(run), counts, governor=self.governor,
+        runner = realtime_runner(self._execution(run), governor=self.governor,
                                  claim_size=self.config.claim_size,
                                  lease_s=self.config.lease_s)
         if self.on_result is not None:

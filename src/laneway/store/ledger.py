@@ -34,6 +34,7 @@ from laneway.store.keys import KeyLedger
 from laneway.store.migrations import migrate
 from laneway.store.queue import JobQueue
 from laneway.store.reservations import ReservationLedger
+from laneway.store.run_budget import RunBudgetLedger
 from laneway.store.runqueries import RunQueries
 from laneway.store.settings import StoreSettings
 from laneway.store.statuses import CLOSED_RUNS, FINAL_JOBS, JobStatus, RunStatus
@@ -96,7 +97,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger, GatewayBatchLedger,
-            ReservationLedger, HolderLedger):
+            ReservationLedger, RunBudgetLedger, HolderLedger):
     """One ledger. Open with :func:`open_store`."""
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
