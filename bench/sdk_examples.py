@@ -3,7 +3,9 @@
 Every ``*.py`` under ``examples/`` of the installed SDK's source distribution is run as
 a user would run it (``python examples/NAME.py``), with ``ANTHROPIC_BASE_URL`` pointing
 at ``laneway local`` (echo engine by default; ``--engine smollm2``) started in its own
-process, or at any server given with ``--base-url`` (e.g. a gateway). An example passes
+process, or at any server given with ``--base-url``; ``--gateway`` runs every example
+twice in one go, straight to that local API and through ``laneway serve`` in front of it
+(the gateway is invisible when both columns agree). An example passes
 when it exits 0 within ``--timeout-s``. The examples are not part of this repository:
 they are downloaded (``pip download --no-binary :all: --no-deps anthropic==VERSION``,
 the installed version) and unpacked into a temporary directory at run time, or taken
@@ -14,9 +16,10 @@ gets the id of a batch made on the server first (``argv[1]``), interactive ones 
 line or two on stdin. Each failure is shown with its last error line and, where it is
 known, why it cannot pass against a local Messages API.
 
-    .venv/bin/python bench/sdk_examples.py [--engine smollm2] [--only NAME]
+    .venv/bin/python bench/sdk_examples.py [--engine smollm2] [--only NAME] [--gateway]
 
-Prints a table and writes ``bench/results/sdk_examples.json``.
+Prints a table and writes ``bench/results/sdk_examples.json`` (with ``--gateway``,
+``sdk_examples_gateway.json``: both sides).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import anthropic
 
 from _common import local_api_process, print_table, save
+from gateway import gateway as gateway_process
 
 #: Input an interactive example reads (it stops at end of input either way).
 STDIN = {
@@ -128,6 +132,7 @@ def run_example(path: Path, name: str, *, base_url: str, batch_id: str, cwd: Pat
 def run_all(examples: Path, base_url: str, args: argparse.Namespace,
             work: Path) -> list[dict[str, Any]]:
     batch_id = make_batch(base_url)
+    work = Path(tempfile.mkdtemp(dir=work))  # a side of its own (--gateway runs two)
     results = []
     for path in sorted(examples.rglob("*.py")):
         name = path.relative_to(examples).as_posix()
@@ -150,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=Path, help="an unpacked examples/ directory")
     parser.add_argument("--only", help="run only the examples whose path contains this")
     parser.add_argument("--timeout-s", type=float, default=120.0)
+    parser.add_argument("--gateway", action="store_true",
+                        help="also through `laneway serve` in front of the local API")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="laneway-sdk-examples-") as tmp:
         work = Path(tmp)
@@ -159,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with local_api_process(engine=args.engine) as base_url:
                 results = run_all(examples, base_url, args, work)
+                if args.gateway:
+                    with gateway_process(base_url) as (gateway_url, _pid):
+                        print(f"through laneway serve at {gateway_url}:", flush=True)
+                        relayed = run_all(examples, gateway_url, args, work)
+    if args.gateway and not args.base_url:
+        return _side_by_side(results, relayed, args.engine)
     passed = sum(r["passed"] for r in results)
     print_table(f"SDK {anthropic.__version__} examples against "
                 f"{args.base_url or 'laneway local --engine ' + args.engine}: "
@@ -170,6 +183,32 @@ def main(argv: list[str] | None = None) -> int:
     save("sdk_examples", {"sdk": anthropic.__version__,
                           "server": "given" if args.base_url else f"local/{args.engine}",
                           "passed": passed, "total": len(results), "examples": results})
+    return 0
+
+
+def _side_by_side(direct: list[dict[str, Any]], relayed: list[dict[str, Any]],
+                  engine: str) -> int:
+    """The two runs in one table; the examples whose result differs are listed."""
+    through = {r["example"]: r for r in relayed}
+    rows, differ = [], []
+    for d in direct:
+        g = through[d["example"]]
+        if d["passed"] != g["passed"]:
+            differ.append(d["example"])
+        why = d["note"] if d["passed"] and g["passed"] else \
+            d["why_it_cannot"] or (g["error"] if d["passed"] else d["error"])
+        rows.append([d["example"], "pass" if d["passed"] else "FAIL", d["seconds"],
+                     "pass" if g["passed"] else "FAIL", g["seconds"], why[:80]])
+    passed = sum(r["passed"] for r in direct), sum(r["passed"] for r in relayed)
+    print_table(f"SDK {anthropic.__version__} examples, laneway local --engine {engine}: "
+                f"{passed[0]} of {len(direct)} pass direct, {passed[1]} of {len(relayed)} "
+                f"through laneway serve; {len(differ)} differ",
+                ["example", "direct", "s", "gateway", "s", "why not (or a note)"], rows)
+    save("sdk_examples_gateway", {
+        "sdk": anthropic.__version__, "server": f"local/{engine}",
+        "direct": {"passed": passed[0], "total": len(direct), "examples": direct},
+        "gateway": {"passed": passed[1], "total": len(relayed), "examples": relayed},
+        "differ": differ})
     return 0
 
 

@@ -174,3 +174,19 @@ def test_gateway_traffic_and_runs_name_the_answering_model(tmp_path: Path,
         assert {r["answered_model"] for r in kept} == {LOCAL}
     finally:
         served.stop()
+
+
+async def test_the_library_summary_names_both(tmp_path: Path, named_api: RunningLocal) -> None:
+    import laneway
+
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "prompt": "one two"}\n')
+    provider = Provider.at(named_api.base_url)
+    try:
+        summary = await laneway.run(tmp_path / "in.jsonl", tmp_path / "out.jsonl",
+                                    provider=provider, db=str(tmp_path / "l.db"))
+    finally:
+        await provider.aclose()
+    (used,) = summary.models
+    assert (used["asked"], used["answered"], used["jobs"], used["cost_usd"]) == (
+        ASKED, LOCAL, 1, 0.0)
+    assert used["asked_cost_usd"] > 0 and summary.cost_usd == 0

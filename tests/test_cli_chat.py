@@ -195,3 +195,25 @@ def test_ctrl_c_stops_the_answer_and_stays(local_api: RunningLocal, tmp_path: Pa
     finally:
         if term.proc.poll() is None:
             term.proc.kill()
+
+
+@pytest.mark.model
+def test_the_model_is_loaded_before_the_first_prompt(tmp_path: Path) -> None:
+    """The embedded model's start-up notice ("loading SmolLM2...") comes before the
+    header and the first prompt, never inside the first answer (it was: the model loaded
+    on the first question, its line between the question and the answer)."""
+    pytest.importorskip("llama_cpp")
+    term = Terminal([], chat_env(LANEWAY_LOCAL_ENGINE="smollm2"), tmp_path)
+    try:
+        before = term.expect("you> ", timeout_s=60)
+        assert "loading SmolLM2" in before, before
+        assert before.index("loading SmolLM2") < before.index("laneway chat ·")
+        term.send("Say hi.\n")
+        answer = term.expect("tok/s", timeout_s=60)
+        assert "loading" not in answer, answer
+        term.send("/quit\n")
+        assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+            term.close()

@@ -57,6 +57,11 @@ COMMANDS: dict[str, list[str] | None] = {
         ["keys", "create", "ci", "--budget-usd", "5", "--rpm", "60", "--lane", "background"],
     "laneway keys create nightly --budget-usd 20 --rpm 100":
         ["keys", "create", "nightly", "--budget-usd", "20", "--rpm", "100"],
+    "laneway keys list": ["keys", "list"],
+    "laneway keys set NAME --budget-usd X --rpm N":
+        ["keys", "set", "nightly", "--budget-usd", "30", "--rpm", "50"],
+    'laneway keys settle NAME --note "..."': ["keys", "settle", "nightly", "--note", "checked"],
+    "laneway keys revoke": ["keys", "revoke", "ci"],
     "laneway worker --db postgresql://...": ["worker", "--db", "PG"],
     "laneway local": ["local"],
     "laneway local --help": ["local", "--help"],
@@ -65,6 +70,7 @@ COMMANDS: dict[str, list[str] | None] = {
         ["run", "examples/articles.jsonl", "-o", "budget.jsonl", "--budget", "0.004", "--run",
          "budget-demo"],
     "laneway run": None,
+    "laneway estimate": None,
     "laneway worker": None,
 }
 #: Exit codes other than 0 the README says: a budget reached leaves jobs pending.
@@ -178,7 +184,7 @@ def running(argv: list[str], cwd: Path, port: int) -> Iterator[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # serve --workers 4 on a loaded 2-core machine
         while True:
             assert proc.poll() is None, f"laneway {argv} exited: {proc.communicate()[1]}"
             assert time.monotonic() < deadline, f"laneway {argv} never answered"

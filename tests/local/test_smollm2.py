@@ -294,3 +294,19 @@ def test_sampling_honours_temperature_top_k_and_top_p() -> None:
     assert cold.count(1) > 390
     same = SamplingParams(max_tokens=1, seed=7)
     assert draws(same) == draws(same)
+
+
+async def test_answers_name_the_model_that_made_them(sdk: anthropic.AsyncAnthropic) -> None:
+    message = await sdk.messages.create(model=MODEL, max_tokens=4, messages=user("Hello"))
+    assert message.model == "smollm2-135m-instruct"  # not the Claude model asked for
+    async with sdk.messages.stream(model=MODEL, max_tokens=4, messages=user("Hi")) as stream:
+        assert (await stream.get_final_message()).model == "smollm2-135m-instruct"
+
+
+async def test_the_readme_example_that_looped_ends_on_its_own(
+        sdk: anthropic.AsyncAnthropic) -> None:
+    """Issue 25: this ran to max_tokens on nested ``return function() {`` lines; the
+    repetition penalty (and the loop stop behind it) end it."""
+    message = await sdk.messages.create(model=MODEL, max_tokens=512,
+                                        messages=user("Explain closures in JavaScript"))
+    assert message.stop_reason == "end_turn", text_of(message)[-300:]

@@ -22,6 +22,7 @@ from laneway.local import RunningLocal
 from laneway.local.server import listening_port
 from laneway.provider.client import Provider, sdk_client
 from laneway.server import ServerSettings, create_app
+from laneway.server.connections import HTTP_PROTOCOL
 
 
 @dataclass
@@ -49,10 +50,12 @@ class Served:
 
 def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
                  host: str = "127.0.0.1", kind: str = "local",
-                 production_client: bool = False, **settings: Any) -> Served:
+                 production_client: bool = False, http: type[asyncio.Protocol] | str = HTTP_PROTOCOL,
+                 **settings: Any) -> Served:
     """Run the app in a thread whose event loop owns the provider's client;
     ``production_client``: the SDK client as ``laneway serve`` makes it (its aiohttp
-    transport), not the SDK's default."""
+    transport), not the SDK's default; ``http``: uvicorn's protocol (``laneway serve``'s
+    own by default)."""
     port = 0  # the OS picks a free one as uvicorn binds it: no race for a free port
     client = sdk_client(api_key="k", base_url=local.base_url) if production_client else \
         anthropic.AsyncAnthropic(base_url=local.base_url, api_key="k", max_retries=0)
@@ -63,7 +66,7 @@ def start_server(local: RunningLocal, db: Path, *, token: str | None = None,
                      provider=provider)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
                                            log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=2))
+                                           timeout_graceful_shutdown=2, http=http))
 
     async def main() -> None:
         try:

@@ -24,7 +24,9 @@ ROUTES = [("GET", "/"), ("GET", "/runs"), ("GET", "/static/chat.js"), ("GET", "/
           ("POST", "/v1/runs/x/cancel"), ("POST", "/v1/runs"), ("POST", "/v1/chat/stream"),
           ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/nowhere"),
           ("GET", "/traffic"), ("GET", "/static/traffic.js"), ("GET", "/v1/laneway/traffic"),
-          ("GET", "/metrics")]
+          ("GET", "/metrics"), ("GET", "/runs/x"), ("GET", "/v1/runs/x/timeline"),
+          ("GET", "/v1/runs/x/jobs"), ("GET", "/v1/runs/x/jobs/a"), ("POST", "/v1/runs/x/resend"),
+          ("GET", "/v1/laneway/traffic/history")]
 
 
 @pytest.fixture

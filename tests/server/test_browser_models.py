@@ -77,6 +77,7 @@ def test_pages_name_the_model_that_answered(served: Served, page: Any, tmp_path:
     page.click("#start")
     page.locator("#detail[data-state='ended']").wait_for(timeout=10_000)
     assert BOTH.search(page.inner_text("#detail-model")), page.inner_text("#detail-model")
+    page.goto(served.base_url + "/runs")  # the upload opened the run's page
     row = page.locator("#runs-body tr[data-run='named'] td.model")
     row.wait_for(timeout=5000)
     assert BOTH.search(row.inner_text())

@@ -129,6 +129,10 @@ def both(served: Served, call: Callable[[anthropic.Anthropic], Any], *,
 BAD: dict[str, Callable[[anthropic.Anthropic], Any]] = {
     "an unknown field": lambda c: c.messages.create(
         model=MODEL, max_tokens=5, messages=HI, extra_body={"not_a_field": 1}),
+    "an unknown field, streamed": lambda c: c.messages.stream(
+        model=MODEL, max_tokens=5, messages=HI, extra_body={"not_a_field": 1}).__enter__(),
+    "a bad role": lambda c: c.messages.create(model=MODEL, max_tokens=5, messages=[
+        {"role": "robot", "content": "hi"}]),
     "no messages": lambda c: c.messages.count_tokens(model=MODEL, messages=[]),
     "a batch list limit": lambda c: c.messages.batches.list(limit=0),
     "a batch list cursor": lambda c: c.messages.batches.list(after_id="msgbatch_nope"),
@@ -183,7 +187,7 @@ def test_403(served: Served) -> None:
     call = lambda c: c.messages.create(model=MODEL, max_tokens=5, messages=HI)  # noqa: E731
     relayed = both(served, call, **{"x-laneway-fault": "403"})
     assert isinstance(relayed, anthropic.PermissionDeniedError)
-    _, secret = served.agent.store.create_key("spent", budget_usd=0.0)
+    _, secret = served.agent.store.create_key("spent", budget_usd=1e-9)  # (0 is refused)
     own = raised(lambda: call(sdk(served.base_url, secret)))
     same(relayed, own, message=False)
     assert "budget" in own.api_message
@@ -238,18 +242,21 @@ def _ok(client: anthropic.Anthropic) -> bool:
     return True
 
 
-def test_529(served: Served) -> None:
-    """Overloaded: tried again inside the wait limit, then the upstream's answer."""
-    for stream in (False, True):
-        def call(c: anthropic.Anthropic, stream: bool = stream) -> Any:
-            if not stream:
-                return c.messages.create(model=MODEL, max_tokens=5, messages=HI)
-            with c.messages.stream(model=MODEL, max_tokens=5, messages=HI) as s:
-                return s.get_final_message()
+CALLS: dict[str, Callable[[anthropic.Anthropic], Any]] = {
+    "create": lambda c: c.messages.create(model=MODEL, max_tokens=5, messages=HI),
+    "stream": lambda c: c.messages.stream(
+        model=MODEL, max_tokens=5, messages=HI).__enter__().get_final_message(),
+    "count_tokens": lambda c: c.messages.count_tokens(model=MODEL, messages=HI),
+}
 
-        relayed = both(served, call, **{"x-laneway-fault": "529"})
-        assert isinstance(relayed, anthropic.OverloadedError)
-        assert relayed.api_message == "Overloaded"
+
+@pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
+def test_529(served: Served, call: Callable[[anthropic.Anthropic], Any]) -> None:
+    """Overloaded: tried again inside the wait limit, then the upstream's answer."""
+    relayed = both(served, call, **{"x-laneway-fault": "529"})
+    assert isinstance(relayed, anthropic.OverloadedError)
+    assert relayed.api_message == "Overloaded"
+    assert relayed.response.headers["x-should-retry"] == "false"
 
 
 # -- Message Batches -------------------------------------------------------------------
@@ -292,6 +299,8 @@ def test_batches(served: Served, engine: GatedEngine) -> None:
                  .processing_status == "ended", timeout_s=10, what=f"the {name} batch's end")
         ended[name] = c.messages.batches.retrieve(made[name].id)
     assert set(ended["direct"].model_dump()) == set(ended["gateway"].model_dump())
+    assert ended["direct"].request_counts == ended["gateway"].request_counts
+    outcomes, gone = [], []
     for name, c in clients.items():
         batch = ended[name]
         counts = batch.request_counts
@@ -301,6 +310,10 @@ def test_batches(served: Served, engine: GatedEngine) -> None:
         results = {r.custom_id: r.result for r in c.messages.batches.results(batch.id)}
         assert set(results) == {"r0", "r1", "r2"}
         assert results["r1"].type == "succeeded"  # under way when canceled: it finished
+        outcomes.append({k: (r.type, r.message.content[0].text if r.type == "succeeded"
+                             else None) for k, r in results.items()})
         assert c.messages.batches.delete(batch.id).type == "message_batch_deleted"
-        raised(lambda c=c, b=batch: c.messages.batches.retrieve(b.id))
+        gone.append(raised(lambda c=c, b=batch: c.messages.batches.retrieve(b.id)))
+    assert outcomes[0] == outcomes[1]
+    same(*gone)
 

@@ -14,11 +14,13 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 import pgserver
 from laneway.cost.prices import Usage, cost_usd
 from laneway.local import RunningLocal
 from laneway.store import ClientKey, open_store
+from laneway.store import schema as S
 
 from .helpers import Served, start_server, wait_for
 
@@ -86,9 +88,15 @@ def billed(local: RunningLocal, one: anthropic.types.Message) -> float:
         MODEL, Usage.from_api(one.usage.model_dump()))
 
 
+def reserved_rows(served: Served) -> int:
+    with served.agent.store.engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).where(
+            S.gateway_requests.c.state == "reserved")) or 0)
+
+
 def settled(served: Served, name: str) -> ClientKey:
-    wait_for(lambda: key_of(served, name).reserved_usd < 1e-9, what="the reservations "
-             "to be settled")
+    wait_for(lambda: key_of(served, name).reserved_usd < 1e-9, timeout_s=30,
+             what="the reservations to be settled")
     return key_of(served, name)
 
 
@@ -230,6 +238,11 @@ def test_with_a_token_models_and_count_tokens_need_a_key(
         ok = anthropic.Anthropic(base_url=served.base_url, api_key=secret, max_retries=0)
         assert ok.models.list().data
         assert ok.messages.count_tokens(model=MODEL, messages=HI).input_tokens > 0
+        # Refused before their key was known: no ledger row, counted in /metrics.
+        assert served.agent.store.traffic_by_key() == []
+        with served.client() as http:
+            text = http.get("/metrics").text
+        assert 'laneway_gateway_refused_unidentified_total{status="401"} 4.0' in text
     finally:
         served.stop()
 
@@ -261,18 +274,23 @@ def test_revoke_refuses_the_requests_a_key_has_queued(local_api: RunningLocal,
         served.agent.governor.fix_concurrency(1)
         _, secret = served.agent.store.create_key("queued")
 
-        async def run() -> list[Any]:
-            async def revoke_soon() -> None:
-                await asyncio.sleep(0.5)
+        async def run() -> tuple[list[Any], int]:
+            async with anthropic.AsyncAnthropic(base_url=served.base_url, api_key=secret,
+                                                max_retries=0) as client:
+                tasks = [asyncio.create_task(client.messages.create(
+                    model=MODEL, max_tokens=25, messages=LONG)) for _ in range(4)]
+                await asyncio.to_thread(wait_for, lambda: reserved_rows(served) == 4,
+                                        what="the 4 requests to be admitted")
                 served.agent.store.revoke_key("queued")
-            revoking = asyncio.create_task(revoke_soon())
-            out = await fire([served.base_url], secret, 4, max_tokens=10, messages=LONG)
-            await revoking
-            return out
-        out = asyncio.run(run())
-        refused = [e for e in out if isinstance(e, anthropic.AuthenticationError)]
-        assert len(refused) >= 2 and "nothing was sent" in str(refused[0])
-        assert local_api.api.completions.completed == 4 - len(refused)
+                # The first is answering (2.5 s); the others are refused long before.
+                done, pending = await asyncio.wait(tasks, timeout=1.5)
+                await asyncio.gather(*pending, return_exceptions=True)
+                return [t.exception() for t in done], len(pending)
+        refused, still_running = asyncio.run(run())
+        assert still_running == 1 and len(refused) == 3
+        assert all(isinstance(e, anthropic.AuthenticationError) and
+                   "nothing was sent" in str(e) for e in refused)
+        assert local_api.api.completions.completed == 1
     finally:
         served.stop()
 

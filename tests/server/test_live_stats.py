@@ -66,7 +66,8 @@ def test_rows_add_up_per_key_model_and_lane() -> None:
         "cache_creation_input_tokens": 6, "cache_read_input_tokens": 14,
         "cost_usd": pytest.approx(2 * one), "unpriced": 0, "queued_s_total": 2.0,
         "queued_s_max": 1.5, "ttft_s_mean": pytest.approx(0.3), "ttft_s_p50": 0.2,
-        "ttft_s_p95": 0.4, "upstream_errors": 2}
+        "ttft_s_p95": 0.4, "upstream_errors": 2, "answered_by": [MODEL],
+        "asked_cost_usd": None}
     closed = rows[("local", MODEL, "interactive")]
     assert (closed["requests"], closed["errors"], closed["client_closed"]) == (1, 1, 1)
     assert closed["ttft_s_mean"] is None and closed["cost_usd"] == 0.0

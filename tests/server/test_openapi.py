@@ -40,11 +40,15 @@ def test_schema_lists_each_route_with_its_models(served: Served) -> None:
         ("/v1/chat/stream", "post"), ("/v1/runs", "post"), ("/v1/runs", "get"),
         ("/v1/runs/{run_id}", "get"), ("/v1/runs/{run_id}/results", "get"),
         ("/v1/runs/{run_id}/cancel", "post"), ("/v1/runs/{run_id}/events", "get"),
+        # A run looked into: its timeline and jobs from the ledger, and the re-send.
+        ("/v1/runs/{run_id}/timeline", "get"), ("/v1/runs/{run_id}/jobs", "get"),
+        ("/v1/runs/{run_id}/jobs/{custom_id}", "get"), ("/v1/runs/{run_id}/resend", "post"),
         # The gateway: the Anthropic API's own routes, relayed.
         ("/v1/messages", "post"), ("/v1/messages/count_tokens", "post"),
         ("/v1/models", "get"), ("/v1/models/{model_id}", "get"),
-        # The gateway's traffic, live, and for Prometheus.
-        ("/v1/laneway/traffic", "get"), ("/metrics", "get"),
+        # The gateway's traffic, live, over a window from the ledger, and for Prometheus.
+        ("/v1/laneway/traffic", "get"), ("/v1/laneway/traffic/history", "get"),
+        ("/metrics", "get"),
         # Message Batches, fulfilled by laneway runs.
         ("/v1/messages/batches", "post"), ("/v1/messages/batches", "get"),
         ("/v1/messages/batches/{batch_id}", "get"),

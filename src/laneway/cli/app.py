@@ -17,6 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: it wraps each paragraph to the terminal and every option's
+    # text beside it (Rich's boxes cut option names and left one-word lines at 80 columns).
+    rich_markup_mode=None,
 )
 
 #: Results and answers go to stdout; progress, notices and errors to stderr.

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from laneway.provider.client import Reply
 
 
-@app.command("ask")
+@app.command("ask", short_help="Stream one answer, then its speed and cost.")
 def ask_command(
     prompt: str = typer.Argument(..., help="The question or instruction."),
     model: str = typer.Option(DEFAULT_MODEL, help="Model to ask."),

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from laneway.runners.planner import Estimate, Plan, PlannerOptions, Workload
 
 
-@app.command("cancel")
+@app.command("cancel", short_help="Cancel a run (its batches, every job left).")
 def cancel_command(
     run_id: str = typer.Argument(..., metavar="RUN", help="The run to cancel (see `laneway runs`)."),
     db: str | None = typer.Option(None, help="Ledger: a path, sqlite:///PATH or postgresql://... [default: .laneway/laneway.db]"),
@@ -69,7 +69,7 @@ async def _cancel(run_id: str, *, db: str | None, provider: str, wait_s: float
         store.close()
 
 
-@app.command("estimate")
+@app.command("estimate", short_help="Estimate a run's tokens, time and cost.")
 def estimate_command(
     input_path: Path = typer.Argument(..., metavar="IN.jsonl", help="JSONL input, as for `laneway run`."),
     model: str = typer.Option(DEFAULT_MODEL, help="Model for lines that name none."),

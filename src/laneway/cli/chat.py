@@ -177,16 +177,14 @@ def chat_command(
     backend = open_provider(provider)
     freeze_startup_objects()
     conv = Conversation(backend, model=model, system=system, max_tokens=max_tokens)
-    console_err.print(f"[dim]{header(model, backend.answers_as, free=backend.costs_nothing)}"
-                      "[/dim]", highlight=False)
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
     with asyncio.Runner() as runner:
         try:
             if backend.is_local:  # its notices (loading the model) before the first prompt
                 runner.run(_warm_up(conv))
-            console_err.print(f"[dim]laneway chat · {model} · /help for commands[/dim]",
-                              highlight=False)
+            shown = header(model, backend.answers_as, free=backend.costs_nothing)
+            console_err.print(f"[dim]{shown}[/dim]", highlight=False)
             TerminalChat(conv, out=console, err=console_err).loop(runner)
         finally:
             runner.run(backend.aclose())

@@ -45,7 +45,7 @@ def _open(db: str | None) -> Store:
     return open_store(StoreSettings.from_dsn(db))
 
 
-@keys_app.command("create")
+@keys_app.command("create", short_help="Create a key and print it on stdout.")
 def create_command(
     name: str = typer.Argument(..., metavar="NAME", help="A name for the key (who or what uses it)."),
     budget_usd: float | None = typer.Option(None, callback=bounds.above_zero, help="Refuse the key's requests once they have cost this many USD (> 0)."),
@@ -69,7 +69,7 @@ def create_command(
                       highlight=False, soft_wrap=True, markup=False)
 
 
-@keys_app.command("list")
+@keys_app.command("list", short_help="List the keys: budget, spent, rpm, lane.")
 def list_command(
     show_all: bool = typer.Option(False, "--all", help="Include revoked keys."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one array) instead of a table."),
@@ -103,10 +103,10 @@ def list_command(
     console.print(table)
 
 
-@keys_app.command("set")
+@keys_app.command("set", short_help="Change a live key's budget or rate.")
 def set_command(
     ref: str = typer.Argument(..., metavar="NAME_OR_PREFIX", help="The key's name or prefix (see `laneway keys list`)."),
-    budget_usd: float | None = typer.Option(None, min=0.0, help="A new budget in USD."),
+    budget_usd: float | None = typer.Option(None, callback=bounds.above_zero, help="A new budget in USD (> 0)."),
     rpm: int | None = typer.Option(None, min=1, help="A new requests-per-minute limit."),
     no_budget: bool = typer.Option(False, "--no-budget", help="Remove the key's budget."),
     no_rpm: bool = typer.Option(False, "--no-rpm", help="Remove the key's rate limit."),
@@ -129,7 +129,7 @@ def set_command(
                       highlight=False, soft_wrap=True, markup=False)
 
 
-@keys_app.command("settle")
+@keys_app.command("settle", short_help="Release the holds of interrupted requests.")
 def settle_command(
     ref: str = typer.Argument(..., metavar="NAME_OR_PREFIX", help="The key's name or prefix (see `laneway keys list`)."),
     note: str = typer.Option("settled by the operator", help="Why (kept with each row released)."),
@@ -146,7 +146,7 @@ def settle_command(
                       f"${usd:.4f}", highlight=False, soft_wrap=True, markup=False)
 
 
-@keys_app.command("revoke")
+@keys_app.command("revoke", short_help="Revoke a key: its next request is refused.")
 def revoke_command(
     ref: str = typer.Argument(..., metavar="NAME_OR_PREFIX", help="The key's name or prefix (see `laneway keys list`)."),
     db: str | None = typer.Option(None, help=DB_HELP),

@@ -10,7 +10,7 @@ from laneway.local.config import LocalConfig
 
 
 def register(app: typer.Typer) -> None:
-    app.command("local")(local)
+    app.command("local", short_help="Serve the local Anthropic-compatible API.")(local)
 
 
 def local(

@@ -28,7 +28,7 @@ EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
 
 
-@app.command("run")
+@app.command("run", short_help="Run every request of a JSONL file, durably.")
 def run_command(
     input_path: Path = typer.Argument(..., help="JSONL input: {custom_id, params} or {id, prompt} per line.",
                                       metavar="IN.jsonl"),

@@ -54,13 +54,12 @@ def runs_command(
     store = _open(db)
     try:
         runs = store.list_runs(limit=limit)
-        table = Table(show_edge=False, pad_edge=False)
-        # The name every other command takes: whole (on one line when it fits, folded
-        # when it cannot), never cut short; the other columns give way first.
-        longest = max((len(r.id) for r in runs), default=3)
-        table.add_column("run", overflow="fold", min_width=min(longest, 48))
+        table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
+        # The name every other command takes: whole, never cut short; the short columns
+        # keep their width and the name gets the rest (folded when it needs more).
+        table.add_column("run", overflow="fold")
         for name in ("status", "mode", "jobs", "done", "failed", "cost", "started"):
-            table.add_column(name, overflow="fold")
+            table.add_column(name, no_wrap=True)
         now = time.time()
         for r in runs:
             c = store.counts(r.id)
@@ -72,7 +71,7 @@ def runs_command(
         store.close()
 
 
-@app.command("status")
+@app.command("status", short_help="Show one run: counts, tokens, cost.")
 def status_command(
     run_id: str | None = typer.Argument(None, metavar="[RUN]", help="Run (default: the latest)."),
     db: str | None = typer.Option(None, help=DB_HELP),
@@ -88,8 +87,8 @@ def status_command(
         assert r is not None
         c = store.counts(run_id)
         table = Table(title=f"run {run_id}", show_header=False, title_justify="left")
-        table.add_column(style="bold")
-        table.add_column()
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(overflow="fold")  # paths and names whole, never cut
         failed = r.status == RunStatus.INGEST_FAILED
         table.add_row("status", r.status + (" (nothing of it is sent)" if failed else
                                             "" if r.ingest_done else " (ingest not finished)"))

@@ -34,7 +34,7 @@ _SHARE_QUOTA = typer.Option(
          "ledger (default: with --workers, or a PostgreSQL ledger).")
 
 
-@app.command("serve")
+@app.command("serve", short_help="Serve the web app, its API and the gateway.")
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but loopback needs --token."),
     port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
@@ -151,13 +151,17 @@ def _who(config: ServerSettings) -> str:
 
 
 def _uvicorn_options(host: str, port: int) -> dict[str, Any]:
+    from laneway.server.connections import HTTP_PROTOCOL
+
     return {"host": host, "port": port, "log_level": "warning", "access_log": False,
             "lifespan": "on", "timeout_graceful_shutdown": 5,
             # Longer than clients keep an idle connection (httpx: 5 s, uvicorn's default
             # too), so a client never reuses one the server is closing.
             "timeout_keep_alive": 75,
             # No X-Forwarded-* use: skip parsing them.
-            "proxy_headers": False}
+            "proxy_headers": False,
+            # Heads bounded in size and time (431, 408): see laneway.server.connections.
+            "http": HTTP_PROTOCOL}
 
 
 def _serve_workers(settings: ServerSettings) -> None:

@@ -25,7 +25,7 @@ EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
 
 
-@app.command("worker")
+@app.command("worker", short_help="Work on the runs of a shared ledger.")
 def worker_command(
     db: str = typer.Option(..., help="The shared ledger: postgresql://USER@HOST/DB."),
     run_name: str | None = typer.Option(None, "--run", help="Work on this run only (default: every run not finished, oldest first)."),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from laneway.store.statuses import JobStatus
 
@@ -59,3 +59,19 @@ def progress_of(run_id: str, total: int, before: Counts, tally: Tally | None = N
         cost_usd=before.cost_usd + tally.cost_usd,
         rate_per_s=tally.done / elapsed if elapsed > 0 else 0.0, elapsed_s=elapsed,
         phase=phase)
+
+
+def limit_use(governor: dict[str, Any]) -> dict[str, float]:
+    """``model:bucket -> share of the bucket in use`` (1 - level / what the process's
+    share of the limit holds) for every known limit: 0 when the bucket is full, near 1
+    when requests are held back by it."""
+    out: dict[str, float] = {}
+    for model, st in governor.items():
+        if not isinstance(st, dict):
+            continue
+        for kind, bucket in (st.get("buckets") or {}).items():
+            held = float(bucket.get("limit") or 0) * float(bucket.get("share", 1.0))
+            if held:
+                used = 1.0 - float(bucket.get("level", held)) / held
+                out[f"{model}:{kind}"] = min(1.0, max(0.0, used))
+    return out

@@ -4,6 +4,8 @@
 ``on_progress`` every tick (a progress bar), a ``progress`` event with the governor's
 snapshot every ``event_every_s`` (the dashboard, ``GET /v1/runs/{id}/events``), and a
 final one (phase ``done``, with the governor's recent history) when the runner ends.
+Each event comes with a compact sample (``run_samples``: jobs done, in flight, the rate
+limits' use), which a finished run's page draws.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from laneway.runs.progress import Progress, progress_of
+from laneway.runs.progress import Progress, limit_use, progress_of
+from laneway.store.runviews import RunSample
 
 if TYPE_CHECKING:
     from laneway.runners.realtime import RealtimeRunner
@@ -43,14 +46,20 @@ class RunWatch:
                            phase=phase)
 
     async def write(self, phase: str = "running") -> Progress:
-        """Record a ``progress`` event (with the governor's history when ``done``)."""
+        """Record a ``progress`` event (with the governor's history when ``done``) and
+        a sample."""
         p = self.progress(phase)
         governor = self.runner.governor
-        data = {**asdict(p), "governor": governor.snapshot()}
+        snapshot = governor.snapshot()
+        data = {**asdict(p), "governor": snapshot}
         if phase == "done":
             data["history"] = list(governor.history)[-200:]
         astore = self.runner.astore
         await astore.add_event(self.runner.run_id, "progress", data)
+        use = {k: round(v, 4) for k, v in limit_use(snapshot).items()}
+        await astore.call(astore.store.add_run_sample, RunSample(
+            run_id=self.runner.run_id, at=time.time(), done=p.done, in_flight=p.in_flight,
+            limit_use=max(use.values()) if use else None, limit_use_by_bucket=use))
         return p
 
     async def run(self, stop_event: asyncio.Event | None = None) -> Tally:

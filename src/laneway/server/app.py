@@ -31,7 +31,7 @@ from laneway.governor.core import RateLimits
 from laneway.governor.quota import QuotaSharing, sharing_wanted
 from laneway.jobs.formats import DEFAULT_MODEL
 from laneway.provider.client import Provider
-from laneway.server import chat_routes, runs_routes, traffic_routes
+from laneway.server import chat_routes, run_view_routes, runs_routes, traffic_routes
 from laneway.server.auth import TokenAuth, check_bind
 from laneway.server.body_limit import BodyLimit
 from laneway.server.errors import add_error_handlers
@@ -48,8 +48,10 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
-#: The pages, by path: chat, the runs dashboard, the gateway's traffic.
-PAGES = {"/": "index.html", "/runs": "runs.html", "/traffic": "traffic.html"}
+#: The pages, by path: chat, the runs dashboard, one run's page (its script reads the
+#: run's id from the address), the gateway's traffic.
+PAGES = {"/": "index.html", "/runs": "runs.html", "/runs/{run_id}": "run.html",
+         "/traffic": "traffic.html"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +124,7 @@ def create_app(settings: ServerSettings | None = None, *,
 
     app.include_router(chat_routes.router)
     app.include_router(runs_routes.router)
+    app.include_router(run_view_routes.router)
     app.include_router(gateway_router)
     app.include_router(traffic_routes.router)
 
@@ -131,7 +134,8 @@ def create_app(settings: ServerSettings | None = None, *,
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
-        return {"ok": True, "provider": the_agent.provider.description}
+        # Answered without the token (load balancers): it says nothing of the upstream.
+        return {"ok": True}
 
     _describe_event_streams(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -4,26 +4,34 @@
   refuses to start without one).
 - With a token, every request (pages, static files, the API, event streams) must carry
   it: ``Authorization: Bearer TOKEN``, or ``?token=TOKEN`` for what a browser loads by
-  URL (the pages, their scripts, ``EventSource``). The gateway's routes (the Anthropic
-  API: ``/v1/messages``, ``/v1/models``) are the exception: their clients are SDKs that
-  send an API key, so the gateway itself requires a laneway key (or the token) there.
-- Without a token (loopback only), requests must name a loopback ``Host``, so a web
-  page elsewhere cannot reach the server through DNS rebinding; an address literal must
-  also be of the family the server listens on (``[::1]`` is not an IPv4 server's name).
+  URL (the pages, their scripts, ``EventSource``); ``/healthz`` alone is answered
+  without it (for load balancers; it says nothing but ``ok``). The gateway's routes
+  (the Anthropic API: ``/v1/messages``, ``/v1/models``, ...) are the exception: their
+  clients are SDKs that send an API key, so the gateway's own chain requires a laneway
+  key (or the token) there, before it reads a body. A ``Host`` header never grants
+  anything: a request with the token (or a key) is answered whatever name it used (the
+  machine's address, a reverse proxy's name).
+- Without a token (loopback only), the socket's peer must be a loopback address, and
+  requests must name a loopback ``Host``, so a web page elsewhere cannot reach the
+  server through DNS rebinding; an address literal must also be of the family the
+  server listens on (``[::1]`` is not an IPv4 server's name). These rules are
+  :func:`laneway.server.gateway.intake.access_refusal`'s.
+
+Every refusal is the API's error shape with a request id (header and body alike).
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from laneway.errors import ConfigError
-from laneway.server.errors import send_error
+from laneway.server.gateway.intake import access_refusal
 from laneway.server.gateway.loop import is_loopback
+from laneway.wire.errors import api_error
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -34,32 +42,6 @@ def check_bind(host: str, token: str | None) -> None:
         raise ConfigError(
             f"--host {host}: not a loopback address, so anyone who can reach it could use "
             "your API key; pass --token SECRET (or set LANEWAY_SERVE_TOKEN) to require it")
-
-
-def _host_name(host_header: str) -> str:
-    if host_header.startswith("["):  # [::1]:8000
-        return host_header[1:].split("]", 1)[0]
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
-
-
-def host_ok(scope: Scope) -> bool:
-    """The request's ``Host`` names this loopback server: a loopback name, and an address
-    of the family of the socket it came in on (``[::1]`` on 127.0.0.1 is refused)."""
-    host = Headers(scope=scope).get("host", "")
-    if not host:
-        return True
-    name = _host_name(host)
-    if not is_loopback(name):
-        return False
-    server = scope.get("server")
-    try:
-        given = ipaddress.ip_address(name.strip().strip("[]"))
-        bound = ipaddress.ip_address(server[0]) if server else None
-    except ValueError:
-        return True  # a name (localhost), or a socket that is not an IP one
-    if isinstance(bound, ipaddress.IPv6Address) and bound.ipv4_mapped is not None:
-        bound = bound.ipv4_mapped
-    return bound is None or given.version == bound.version
 
 
 def token_of(scope: Scope) -> str | None:
@@ -75,6 +57,10 @@ def token_of(scope: Scope) -> str | None:
 #: The Anthropic API's routes on this server: their clients send a laneway key (or the
 #: token) as their API key, checked by the gateway itself (``gateway.clients``).
 _GATEWAY_PATHS = ("/v1/messages", "/v1/messages/batches", "/v1/models")
+
+
+#: Answered without the token: a load balancer's health check (it tells nothing).
+OPEN_PATHS = frozenset({"/healthz"})
 
 
 def is_gateway_path(path: str) -> bool:
@@ -103,27 +89,30 @@ class TokenAuth:
         if scope["type"] == "websocket" and not self._allowed(scope):
             await send({"type": "websocket.close", "code": 1008})
             return
-        if self.token is not None and not is_gateway_path(scope.get("path", "")):
-            if not token_ok(token_of(scope), self.token):
-                await _deny(send, 401, "authentication_error",
-                            "a token is required: send 'Authorization: Bearer TOKEN' "
-                            "or add ?token=TOKEN to the URL")
-                return
-        else:
-            if not host_ok(scope):
-                host = Headers(scope=scope).get("host", "")
-                await _deny(send, 400, "invalid_request_error",
-                            f"Host {host!r} is not this server's loopback name (this server "
-                            "has no token, so it answers loopback requests only)")
-                return
+        path = scope.get("path", "")
+        if is_gateway_path(path):  # the gateway's own chain checks them (key or token)
+            await self.app(scope, receive, send)
+            return
+        if self.token is not None and path not in OPEN_PATHS \
+                and not token_ok(token_of(scope), self.token):
+            await _deny(scope, receive, send, 401, "authentication_error",
+                        "a token is required: send 'Authorization: Bearer TOKEN' "
+                        "or add ?token=TOKEN to the URL")
+            return
+        refusal = access_refusal(scope, token=self.token)
+        if refusal is not None:
+            await _deny(scope, receive, send, refusal.status, refusal.error_type,
+                        refusal.message)
+            return
         await self.app(scope, receive, send)
 
     def _allowed(self, scope: Scope) -> bool:
         if self.token is not None:
             return token_ok(token_of(scope), self.token)
-        return host_ok(scope)
+        return access_refusal(scope, token=None) is None
 
 
-async def _deny(send: Send, status: int, error_type: str, message: str) -> None:
+async def _deny(scope: Scope, receive: Receive, send: Send, status: int, error_type: str,
+                message: str) -> None:
     headers = {"www-authenticate": 'Bearer realm="laneway"'} if status == 401 else None
-    await send_error(send, status, error_type, message, headers)
+    await api_error(status, error_type, message, headers=headers)(scope, receive, send)

@@ -36,7 +36,6 @@ content type it does not read) raises :class:`HTTPError` with its own status.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 
@@ -44,7 +43,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
-from starlette.types import Send
 
 from laneway.errors import (
     AuthenticationError,
@@ -195,20 +193,5 @@ def add_error_handlers(app: FastAPI) -> None:
         return response_of(exc)  # a 500 that says nothing of laneway's insides
 
 
-async def send_error(send: Send, status: int, error_type: str, message: str,
-                     headers: Mapping[str, str] | None = None, *,
-                     api_shape: bool = False) -> None:
-    """Answer with an error body from an ASGI middleware (before any route runs);
-    ``api_shape`` for the gateway's routes: the Anthropic API's body, with its
-    ``"type": "error"``."""
-    shaped = error_body(error_type, message)
-    body = json.dumps({"type": "error", **shaped} if api_shape else shaped).encode()
-    raw = [(b"content-type", b"application/json"),
-           (b"content-length", str(len(body)).encode())]
-    raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
 __all__ = ["STATUS", "HTTPError", "add_error_handlers", "body_of", "error_body", "error_response",
-           "headers_of", "response_of", "send_error", "status_of"]
+           "headers_of", "response_of", "status_of"]

@@ -105,6 +105,14 @@ class RunInfo(BaseModel):
     cost_usd: float
     in_flight: int = 0
     rate_per_s: float | None = None
+    note: str | None = Field(None, description="Why the run stopped short (where its "
+                                               "ingest failed, a budget, a deadline).")
+    resendable: int | None = Field(None, description="Errored or expired jobs `POST "
+                                                     "/v1/runs/{id}/resend` would send "
+                                                     "again (null in lists).")
+    gateway_batch: bool | None = Field(None, description="A Message Batch made through "
+                                                         "the gateway: its ended results "
+                                                         "never change (null in lists).")
     models: list[str] = Field(default_factory=list, description=(
         "The models that answered: a name, or (where a Claude model was asked for and "
         "another answered) a line naming both, with what the asked one would cost."))
@@ -264,3 +272,67 @@ class TrafficReport(BaseModel):
                                          "own; the ledger's gateway_requests has all.")
     processes: int = Field(1, description="Gateway processes sharing the account's "
                                           "limits, as last seen in the ledger.")
+
+
+class HistoryRow(BaseModel):
+    """The requests of one key, on one model, in one lane, over the window (the ledger's
+    ``gateway_requests``; lane ``batch``: the jobs of the key's Message Batches)."""
+
+    key: str = Field(description="The key's name (``local`` for requests without one).")
+    key_id: str | None
+    model: str
+    lane: Literal["interactive", "background", "batch"]
+    requests: int
+    errors: int = Field(description="Answered >= 400 (batch: errored or expired).")
+    unpriced: int = Field(description="Requests on a model with no known price.")
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cost_usd: float = Field(description="Of the requests of known price.")
+    queued_s_mean: float | None
+    queued_s_max: float | None
+    ttft_s_mean: float | None = Field(description="Null when nothing streamed content.")
+    duration_s_mean: float | None
+    upstream_errors: int
+    answered_model: str | None = Field(None, description="The model that answered (null "
+                                                         "when none did).")
+    asked_cost_usd: float | None = Field(None, description="What the answers would have "
+                                                           "cost on ``model`` when "
+                                                           "another model answered.")
+
+
+class Spend(BaseModel):
+    """What one key, or one model, spent over the window."""
+
+    name: str
+    requests: int
+    batch_requests: int = Field(description="Of which through Message Batches.")
+    cost_usd: float
+    batch_cost_usd: float = Field(description="Of which through Message Batches.")
+    unpriced: int
+
+
+class HistoryBucket(BaseModel):
+    t: float = Field(description="Unix time the bucket starts.")
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+class TrafficHistoryReport(BaseModel):
+    """``GET /v1/laneway/traffic/history``: the gateway's traffic over a window, from the
+    ledger (every process's, and it survives restarts)."""
+
+    window: Literal["hour", "day", "week"]
+    since: float = Field(description="Unix time the window starts.")
+    at: float
+    bucket_s: float
+    keys: list[HistoryRow] = Field(description="By key, model and lane.")
+    spend_by_key: list[Spend]
+    spend_by_model: list[Spend]
+    timeline: list[HistoryBucket] = Field(description="Oldest first, every bucket of the "
+                                                      "window (empty ones included); "
+                                                      "requests only, not batch jobs.")

@@ -28,7 +28,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from laneway.server.auth import token_of, token_ok
-from laneway.server.errors import send_error
+from laneway.wire.errors import api_error
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Bodies a browser sends across origins without a preflight (and an absent one).
@@ -99,6 +99,7 @@ class SameOrigin:
         if why is None:
             await self.app(scope, receive, send)
             return
-        await send_error(send, 403, "permission_error", (
+        await api_error(403, "permission_error", (
             f"cross-site request refused ({why}): this server changes state only for its "
-            "own pages, requests with a token, and programs sending JSON or JSONL"))
+            "own pages, requests with a token, and programs sending JSON or JSONL"))(
+                scope, receive, send)

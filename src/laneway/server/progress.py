@@ -15,6 +15,7 @@ from typing import Any
 
 from laneway.agent import HybridAgent
 from laneway.cost.answered import model_lines
+from laneway.runs.progress import limit_use
 from laneway.server.models import RunInfo, RunProgressEvent
 from laneway.store import Counts, RunRow, Store
 from laneway.store.statuses import JobStatus
@@ -40,7 +41,7 @@ def run_info(run: RunRow, counts: Counts, *, live: bool, in_flight: int = 0,
         percent=round(100.0 * done / total, 2) if total else 0.0,
         input_tokens=counts.input_tokens, output_tokens=counts.output_tokens,
         cost_usd=round(counts.cost_usd, 6), in_flight=in_flight, rate_per_s=rate_per_s,
-        models=models or [])
+        models=models or [], note=run.note, resendable=None, gateway_batch=None)
 
 
 def latest_progress(store: Store, run_id: str, after_id: int) -> tuple[int, dict[str, Any]]:
@@ -53,22 +54,6 @@ def latest_progress(store: Store, run_id: str, after_id: int) -> tuple[int, dict
             return after_id, newest
         after_id = int(rows[-1]["id"])
         newest = rows[-1]["data"]
-
-
-def limit_use(governor: dict[str, Any]) -> dict[str, float]:
-    """``model:bucket -> share of the bucket in use`` (1 - level / what the process's
-    share of the limit holds) for every known limit: 0 when the bucket is full, near 1
-    when requests are held back by it."""
-    out: dict[str, float] = {}
-    for model, st in governor.items():
-        if not isinstance(st, dict):
-            continue
-        for kind, bucket in (st.get("buckets") or {}).items():
-            held = float(bucket.get("limit") or 0) * float(bucket.get("share", 1.0))
-            if held:
-                used = 1.0 - float(bucket.get("level", held)) / held
-                out[f"{model}:{kind}"] = min(1.0, max(0.0, used))
-    return out
 
 
 @dataclass

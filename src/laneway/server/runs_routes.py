@@ -103,10 +103,13 @@ async def _info(agent: HybridAgent, run_id: str) -> RunInfo:
             return None
         live = agent.is_live(run_id)
         p = agent.progress(run_id) if live else None
-        return run_info(run, agent.store.counts(run_id), live=live,
+        info = run_info(run, agent.store.counts(run_id), live=live,
                         in_flight=p.in_flight if p else 0,
                         rate_per_s=round(p.rate_per_s, 3) if p else None,
                         models=models_of(agent.store, run_id))
+        info.resendable = agent.store.resendable(run_id)
+        info.gateway_batch = agent.store.is_gateway_batch(run_id)
+        return info
 
     info = await agent.astore.call(read)
     if info is None:

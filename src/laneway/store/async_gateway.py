@@ -44,6 +44,9 @@ class GatewayCalls:
     async def key_by_id(self, key_id: str) -> ClientKey | None:
         return await self.call(self.store.key_by_id, key_id)
 
+    async def revoked_keys(self, key_ids: list[str]) -> list[str]:
+        return await self.call(self.store.revoked_keys, key_ids)
+
     async def check_key(self, secret: str) -> tuple[ClientKey | None, float | None]:
         """:meth:`~laneway.store.keys.KeyLedger.check_key`: the key, and its rate's wait."""
         return await self.call(self.store.check_key, secret)

@@ -190,6 +190,13 @@ class KeyLedger:
             row = conn.execute(select(S.gateway_keys).where(_K.id == key_id)).mappings().first()
         return _key(row) if row is not None and row["revoked_at"] is None else None
 
+    def revoked_keys(self, key_ids: list[str]) -> list[str]:
+        """Which of ``key_ids`` are revoked (or gone)."""
+        with self.engine.connect() as conn:
+            active = set(conn.scalars(select(_K.id).where(_K.id.in_(key_ids),
+                                                          _K.revoked_at.is_(None))))
+        return [k for k in key_ids if k not in active]
+
     def check_key(self, secret: str, now: float | None = None
                   ) -> tuple[ClientKey | None, float | None]:
         """The active key whose value is ``secret`` (None: unknown or revoked), read from

@@ -4,10 +4,12 @@ Every method is synchronous and short; async code calls them through
 :class:`laneway.store.writer.AsyncStore`, which runs them on one thread so the event
 loop never waits on the disk. The same SQLAlchemy Core code serves both databases.
 Claiming, leases and results are in :mod:`laneway.store.queue` (results are written
-by ``finish`` in groups, each recorded once); native batches in
+by ``finish`` in groups, each recorded once); what a run's page reads in
+:mod:`laneway.store.runviews`; native batches in
 :mod:`laneway.store.batches`; whole-run queries in :mod:`laneway.store.runqueries`;
 shared rate-limit pauses in :mod:`laneway.store.pauses`; the gateway's client keys
-in :mod:`laneway.store.keys`, its traffic in :mod:`laneway.store.traffic` and its
+in :mod:`laneway.store.keys`, its traffic in :mod:`laneway.store.traffic` (over a
+window: :mod:`laneway.store.traffic_history`) and its
 Message Batches in :mod:`laneway.store.gateway_batches`; who holds claims in
 :mod:`laneway.store.holders`.
 """
@@ -36,9 +38,10 @@ from laneway.store.queue import JobQueue
 from laneway.store.reservations import ReservationLedger
 from laneway.store.run_budget import RunBudgetLedger
 from laneway.store.runqueries import RunQueries
+from laneway.store.runviews import RunViews
 from laneway.store.settings import StoreSettings
 from laneway.store.statuses import CLOSED_RUNS, FINAL_JOBS, JobStatus, RunStatus
-from laneway.store.traffic import TrafficLedger
+from laneway.store.traffic_history import TrafficHistory
 
 S = schema
 
@@ -96,8 +99,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger, GatewayBatchLedger,
-            ReservationLedger, RunBudgetLedger, HolderLedger):
+class Store(JobQueue, BatchLedger, RunQueries, RunViews, KeyLedger, TrafficHistory,
+            GatewayBatchLedger, ReservationLedger, RunBudgetLedger, HolderLedger):
     """One ledger. Open with :func:`open_store`."""
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:
@@ -171,9 +174,9 @@ class Store(JobQueue, BatchLedger, RunQueries, KeyLedger, TrafficLedger, Gateway
             return int(conn.scalar(q) or 0)
 
     def delete_run(self, run_id: str) -> None:
-        """Remove a run, its jobs and its events (one whose jobs were never sent)."""
+        """Remove a run, its jobs, events and samples (one whose jobs were never sent)."""
         with self.engine.begin() as conn:
-            for table in (S.jobs, S.events):
+            for table in (S.jobs, S.events, S.run_samples):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
             conn.execute(S.runs.delete().where(S.runs.c.id == run_id))
 

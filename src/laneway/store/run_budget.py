@@ -1,11 +1,11 @@
 """A run's ``--budget`` in the ledger, so it holds across every process working on it.
 
 ``runs.committed_usd`` is what the run's recorded results cost plus the worst case of
-its realtime requests in flight (added by 011_holders, started at what its jobs had
+its realtime requests in flight (added by 011b_run_budget, started at what its jobs had
 cost). A request is sent only once :meth:`RunBudgetLedger.reserve_run` added its worst
 case in one statement that checks ``committed + worst <= budget``: no number of workers
 on one ledger, on any hosts, can reserve past it. Its result settles the reservation in
-the same transaction that records it (:func:`settle_statement`, from ``finish``: the
+the same transaction that records it (:func:`settle`, from ``finish``: the
 real cost in, the worst case out); a request that failed gives its worst case back
 (:meth:`~RunBudgetLedger.release_run`). A request whose answer was never recorded (a
 kill) stays charged at its worst case, the API having no usage lookup, until the run

@@ -52,7 +52,7 @@ runs = Table(
     Column("output_written_at", Float),
     Column("note", Text),
     #: What its recorded results cost plus the worst case of its realtime requests in
-    #: flight: its budget's reservations (see laneway.store.run_budget); 011_holders.
+    #: flight: its budget's reservations (see laneway.store.run_budget); 011b_run_budget.
     Column("committed_usd", Float, nullable=False, server_default="0"),
 )
 
@@ -93,6 +93,10 @@ jobs = Table(
 )
 Index("ix_jobs_run_status_seq", jobs.c.run_id, jobs.c.status, jobs.c.seq)
 Index("ix_jobs_batch", jobs.c.batch_id)
+#: Covers a run's counts and its timeline (added by 008_run_samples): neither reads the
+#: rows' requests and results.
+Index("ix_jobs_run_outcomes", jobs.c.run_id, jobs.c.status, jobs.c.finished_at, jobs.c.mode,
+      jobs.c.input_tokens, jobs.c.output_tokens, jobs.c.cost_usd, jobs.c.priced)
 #: Added by 011_holders: a gone holder's claims, found without reading every job.
 Index("ix_jobs_claimed_by", jobs.c.claimed_by,
       postgresql_where=jobs.c.claimed_by.is_not(None),
@@ -264,6 +268,22 @@ rate_shares = Table(
     Column("heartbeat_at", Float, nullable=False),
 )
 
+#: A running run's samples over time, written by its runner about once a second (jobs
+#: done, requests in flight, the rate limits' use: 0 = full, 1 = spent); added by
+#: 008_run_samples. Runs made before it have none.
+run_samples = Table(
+    "run_samples", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(200), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("done", Integer, nullable=False),
+    Column("in_flight", Integer, nullable=False),
+    #: The most used bucket's use; NULL when no limit is known.
+    Column("limit_use", Float),
+    #: ``{"model:bucket": use}`` as JSON.
+    Column("limit_use_by_bucket", Text),
+)
+Index("ix_run_samples_run_at", run_samples.c.run_id, run_samples.c.at)
 #: The processes that hold claims (jobs, native batches), by worker id, and where they
 #: run, so a process on the same host can tell one that is gone (see
 #: :mod:`laneway.store.holders`); added by 011_holders.

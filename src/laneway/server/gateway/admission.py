@@ -20,6 +20,7 @@ from typing import TypeVar
 from starlette.types import Receive
 
 from laneway.governor.core import Governor, Lane, Permit
+from laneway.server.gateway.revocations import unless
 
 T = TypeVar("T")
 
@@ -130,13 +131,16 @@ def retry_after_s(governor: Governor, model: str) -> int:
 
 
 async def admit(governor: Governor, watch: ClientWatch, lane: Lane, model: str, *,
-                input_tokens: int, max_tokens: int, deadline: float) -> Permit:
-    """Wait for the governor's permit (see the module docstring for the failures)."""
+                input_tokens: int, max_tokens: int, deadline: float,
+                stop: asyncio.Future[None] | None = None) -> Permit:
+    """Wait for the governor's permit (see the module docstring for the failures);
+    :class:`~.revocations.Revoked` if ``stop`` is set first (its key was revoked)."""
     fast = governor.try_acquire(lane, model, input_tokens=input_tokens, max_tokens=max_tokens)
     if fast is not None:
         return fast
     try:
-        return await watch.race(governor.acquire(lane, model, input_tokens=input_tokens,
-                                                 max_tokens=max_tokens), deadline=deadline)
+        return await watch.race(unless(governor.acquire(
+            lane, model, input_tokens=input_tokens, max_tokens=max_tokens), stop),
+            deadline=deadline)
     except TimeoutError:
         raise WaitedTooLong(retry_after_s(governor, model)) from None

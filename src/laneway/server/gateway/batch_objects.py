@@ -26,7 +26,6 @@ from laneway.store import Counts
 from laneway.store.gateway_batches import GatewayBatch
 from laneway.store.statuses import JobStatus
 from laneway.wire.batches import parse_batch_requests
-from laneway.wire.errors import unparsable
 from laneway.wire.ids import new_id, rfc3339
 
 #: How long a batch may run before what is unfinished expires (the API's 24 h).
@@ -114,11 +113,7 @@ def split_requests(requests: list[tuple[str, Any]]) -> Split:
     return out
 
 
-def read_create(body: bytes) -> tuple[int, Split]:
-    """A create's body, checked as the API checks it: how many requests, split."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise unparsable(exc) from None
+def read_create(data: dict[str, Any]) -> tuple[int, Split]:
+    """A create's body (parsed), checked as the API checks it: how many requests, split."""
     requests = parse_batch_requests(data)
     return len(requests), split_requests(requests)

@@ -25,6 +25,7 @@ reservation is settled at what its run's jobs cost: the key's spend in ``keys li
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.requests import ClientDisconnect
 
 from laneway.cost.bound import Bound, total, worst_case
 from laneway.errors import UnknownModelError
@@ -49,6 +49,7 @@ from laneway.server.gateway.batch_objects import (
 from laneway.server.gateway.batch_plan import MODE_HEADER, BadPlanHeader, BatchPlan, plan_batch
 from laneway.server.gateway.clients import Refusal
 from laneway.server.gateway.exchange import Exchange
+from laneway.server.gateway.intake import read_json
 from laneway.server.gateway.pipeline import READ, Pipeline
 from laneway.store import ClientKey, Finished, Store
 from laneway.store.gateway_batches import GatewayBatch
@@ -60,7 +61,6 @@ from laneway.wire.errors import (
     api_error,
     check_version,
     gateway_answer,
-    too_large,
 )
 from laneway.wire.ids import new_id
 
@@ -86,24 +86,6 @@ async def _answer(call: Awaitable[Response]) -> Response:
                          headers=refusal.headers)
     except BadPlanHeader as exc:
         return api_error(400, "invalid_request_error", str(exc))
-
-
-async def _read_body(request: Request) -> bytes:
-    over = too_large(BATCH_MAX_BYTES)
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > BATCH_MAX_BYTES:
-        raise over
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > BATCH_MAX_BYTES:
-                raise over
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise APIError("invalid_request_error", "the client went away") from None
-    return b"".join(chunks)
 
 
 def _bound(params: list[dict[str, Any]], *, batch: bool, local: bool) -> Bound:
@@ -236,9 +218,12 @@ class GatewayBatches:
     async def _create(self, request: Request) -> Response:
         key = await self._key(request)
         key_id = key.id if key is not None else None
-        body = await _read_body(request)
+        # A create may be 8 times a message's size: as much time and as many values.
+        limits = self.pipeline.intake
+        _, data = await read_json(request, limit=BATCH_MAX_BYTES, limits=dataclasses.replace(
+            limits, total_s=limits.total_s * 8, max_values=limits.max_values * 8))
         # Off the event loop: a 256 MB batch is seconds of work, and streams wait.
-        count, split = await asyncio.to_thread(read_create, body)
+        count, split = await asyncio.to_thread(read_create, data)
         astore, provider = self.agent.astore, self.agent.provider
         learnt = await astore.call(astore.store.batch_durations_s, provider=provider.kind)
         plan = plan_batch(request.headers, split.params, local=provider.is_local,

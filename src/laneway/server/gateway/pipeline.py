@@ -1,7 +1,10 @@
 """One admission chain for every gateway route, in one order.
 
-credentials → key (known, not revoked: read from the ledger on every request) →
-token rules → the key's rate → the body (read only now) → parse and validate → budget
+where from (the token and Host rules, :func:`.intake.check_access`: without a token,
+loopback only; checked first as it needs no ledger read) → credentials → key (known,
+not revoked: read from the ledger on every request) → the key's rate → the body (read
+only now, with limits and read timeouts: :func:`.intake.read_json`) → parse and
+validate → budget
 reservation (the request's row, written before anything is sent) → lane and queue
 (:mod:`.admission`) → upstream (:mod:`.relay`) → settle and record (:mod:`.accounting`).
 
@@ -17,7 +20,6 @@ any step costs nothing upstream.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -34,10 +36,11 @@ from laneway.governor.core import Lane
 from laneway.server.gateway.admission import LANE_HEADER, BadLane, choose_lane
 from laneway.server.gateway.clients import Clients, Refusal
 from laneway.server.gateway.exchange import Exchange
+from laneway.server.gateway.intake import IntakeLimits, check_access, read_json
 from laneway.server.gateway.loop import VIA_HEADER, looped
 from laneway.store import AsyncStore, ClientKey
 from laneway.store.reservations import Reservation
-from laneway.wire.errors import unparsable
+from laneway.wire.errors import MESSAGES_MAX_BYTES
 
 #: How long a reservation may be in flight at most (the upstream timeout, the longest
 #: lane wait and a margin): a row ``reserved`` longer than this is interrupted by any
@@ -102,8 +105,11 @@ def dead_process(me: str, now: float) -> Callable[[str, float], bool]:
 
 class Pipeline:
     def __init__(self, clients: Clients, astore_of: Callable[[], AsyncStore], *,
-                 local: Callable[[], bool], finish: Callable[[Exchange], None]) -> None:
+                 local: Callable[[], bool], finish: Callable[[Exchange], None],
+                 intake: IntakeLimits | None = None) -> None:
         self.clients = clients
+        #: How long a body may take to arrive, and what its JSON may hold.
+        self.intake = intake or IntakeLimits()
         self._astore_of = astore_of
         self._local = local
         #: Records a request refused after its key was known.
@@ -125,6 +131,8 @@ class Pipeline:
                 raise Refusal(508, "api_error", "this request has already passed through "
                               "this gateway: its upstream (ANTHROPIC_BASE_URL) leads back "
                               "to it")
+            # Where from (no token: loopback only) before any ledger read.
+            check_access(request.scope, token=self.clients.token)
             key = await self.clients.identify(headers)
         except Refusal as refusal:
             if refusal.key is None:
@@ -150,8 +158,8 @@ class Pipeline:
                     ex: Exchange) -> Admitted:
         content, body = b"", None
         if needs.body:
-            content = await request.body()
-            body = _parse(content)
+            content, body = await read_json(request, limit=MESSAGES_MAX_BYTES,
+                                            limits=self.intake)
         streamed = body is not None and body.get("stream") is True
         try:
             lane = choose_lane(streamed=streamed, header=request.headers.get(LANE_HEADER),
@@ -215,13 +223,3 @@ class Pipeline:
 def _exchange(key: ClientKey | None) -> Exchange:
     return Exchange(model="", lane=Lane.BACKGROUND, streamed=False,
                     key_id=key.id if key else None, key_name=key.name if key else "local")
-
-
-def _parse(content: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(content)
-    except ValueError as exc:  # in the API's words, as the local API answers it
-        raise Refusal(400, "invalid_request_error", unparsable(exc).message) from None
-    if not isinstance(body, dict):
-        raise Refusal(400, "invalid_request_error", "the body must be a JSON object")
-    return body

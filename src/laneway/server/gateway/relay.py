@@ -31,10 +31,11 @@ answered. They raise ``ClientGone`` (the client left) and, for Messages,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -50,6 +51,7 @@ from laneway.runners.retry import RetryPolicy
 from laneway.server.gateway.admission import ClientWatch, WaitedTooLong, WaitLimits, admit
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.headers import client_headers
+from laneway.server.gateway.revocations import Revocations, Revoked
 from laneway.wire.errors import SHOULD_RETRY, api_error
 from laneway.wire.sse import SseTap
 
@@ -71,10 +73,6 @@ def _outcome(status: int, body: bytes) -> str:
     if status == 529 or b"overloaded_error" in body:
         return "overloaded"
     return "error"
-
-
-class Revoked(Exception):
-    """The request's key was revoked while it waited in its lane: it is not sent."""
 
 
 #: A request that waited longer than this for the governor has its key checked again
@@ -156,8 +154,8 @@ class Relay:
     #: Called once with each request's :class:`Exchange` when its answer is complete.
     finish: Callable[[Exchange], None]
     upstream_timeout_s: float = 600.0
-    #: Whether a request that waited may still be sent (its key not revoked meanwhile).
-    allowed: Callable[[Exchange], Awaitable[bool]] | None = None
+    #: Revokes of the keys of requests waiting in a lane.
+    revocations: Revocations | None = None
 
     async def messages(self, ex: Exchange, watch: ClientWatch, content: bytes,
                        headers: dict[str, str], *, input_tokens: int,
@@ -167,17 +165,18 @@ class Relay:
         last: Callable[[], Response] | None = None
         while True:
             since = time.monotonic()
-            try:
-                permit = await admit(self.governor, watch, ex.lane, ex.model,
-                                     input_tokens=input_tokens, max_tokens=max_tokens,
-                                     deadline=tries.deadline)
-            except WaitedTooLong:
-                if last is None:
-                    raise
-                return last()  # the limit passed while the lane was paused by a failure
+            with self._watching(ex.key_id) as revoked:
+                try:
+                    permit = await admit(self.governor, watch, ex.lane, ex.model,
+                                         input_tokens=input_tokens, max_tokens=max_tokens,
+                                         deadline=tries.deadline, stop=revoked)
+                except WaitedTooLong:
+                    if last is None:
+                        raise
+                    return last()  # the limit passed while the lane was paused by a failure
             ex.waited(since)
-            if self.allowed is not None and time.monotonic() - since > RECHECK_AFTER_S \
-                    and not await self.allowed(ex):
+            if self.revocations is not None and time.monotonic() - since > RECHECK_AFTER_S \
+                    and not await self.revocations.allowed(ex.key_id):
                 self.governor.release(permit, outcome="canceled")
                 raise Revoked
             tries.sends += 1
@@ -209,6 +208,12 @@ class Relay:
                 return last()
             ex.upstream_errors += 1
             await watch.sleep(wait)
+
+    def _watching(self, key_id: str | None) -> contextlib.AbstractContextManager[
+            asyncio.Future[None] | None]:
+        if self.revocations is None:
+            return contextlib.nullcontext()
+        return self.revocations.watching(key_id)
 
     async def passthrough(self, watch: ClientWatch, method: str, path: str, *,
                           wait_s: float, content: bytes | None = None,

@@ -23,9 +23,11 @@ from laneway.server.gateway.batches import GatewayBatches
 from laneway.server.gateway.clients import Clients, Refusal
 from laneway.server.gateway.exchange import CLIENT_CLOSED, Exchange
 from laneway.server.gateway.headers import upstream_headers
+from laneway.server.gateway.intake import IntakeLimits
 from laneway.server.gateway.loop import VIA_HEADER, via
 from laneway.server.gateway.pipeline import COUNT_TOKENS, MESSAGES, READ, Pipeline
-from laneway.server.gateway.relay import Relay, Revoked
+from laneway.server.gateway.relay import Relay
+from laneway.server.gateway.revocations import Revocations, Revoked
 from laneway.server.gateway.stats import LiveStats
 from laneway.wire.errors import api_error
 
@@ -50,6 +52,8 @@ class GatewaySettings:
     #: How long a batch's cancel waits for its upstream batches to end before it
     #: collects what they hold in the background.
     cancel_wait_s: float = 10.0
+    #: How long a body may take to arrive, and what its JSON may hold.
+    intake: IntakeLimits = field(default_factory=IntakeLimits)
 
 
 class Gateway:
@@ -61,7 +65,8 @@ class Gateway:
         self.recorder = Recorder(lambda: agent.astore)
         #: The admission chain every route goes through.
         self.pipeline = Pipeline(self.clients, lambda: agent.astore,
-                                 local=lambda: agent.provider.costs_nothing, finish=self.finish)
+                                 local=lambda: agent.provider.costs_nothing, finish=self.finish,
+                                 intake=self.settings.intake)
         #: Message Batches (``/v1/messages/batches``), fulfilled by laneway runs.
         self.batches = GatewayBatches(agent, self.pipeline, self.finish,
                                       public_url=self.settings.public_url,
@@ -71,6 +76,8 @@ class Gateway:
         #: The live traffic (the Traffic page, ``GET /v1/laneway/traffic``).
         self.stats = LiveStats(lambda: agent.governor)
         self.observers.append(self.stats.observe)
+        #: Revokes reaching the requests that wait in a lane.
+        self.revocations = Revocations(lambda: agent.astore)
         self._relay: Relay | None = None
 
     @property
@@ -78,7 +85,7 @@ class Gateway:
         if self._relay is None:  # the agent's provider exists once the app has started
             self._relay = Relay(self.agent.governor, self.agent.provider,
                                 self.settings.waits, self.finish,
-                                self.settings.upstream_timeout_s, self._allowed)
+                                self.settings.upstream_timeout_s, self.revocations)
         return self._relay
 
     async def start(self) -> None:
@@ -92,11 +99,6 @@ class Gateway:
         next gateway); write the traffic not yet in the ledger."""
         await self.batches.aclose()
         await self.recorder.aclose()
-
-    async def _allowed(self, ex: Exchange) -> bool:
-        """Whether a request that waited in its lane may still be sent (its key not
-        revoked meanwhile)."""
-        return ex.key_id is None or await self.agent.astore.key_by_id(ex.key_id) is not None
 
     def finish(self, ex: Exchange) -> None:
         for observe in self.observers:

@@ -1,36 +1,49 @@
-// The Traffic page: polls GET /v1/laneway/traffic every second and shows the queue per
-// lane, the governor's limits, the chart and the per-key table (text nodes only).
+// The Traffic page: the queue per lane, the governor's limits and the live chart (GET
+// /v1/laneway/traffic, every second), and the history of the chosen window from the
+// ledger (GET /v1/laneway/traffic/history): its chart, the spend per key and per model,
+// and the per-key table (text nodes only).
 "use strict";
 
 (() => {
   const { el, headers, errorMessage, fmt } = laneway;
   const $ = (id) => document.getElementById(id);
   const seconds = (s) => (s === null || s === undefined ? "–" : fmt.ms(s * 1000));
+  const cell = (label, cls, text) => el("td", { class: cls, "data-label": label, text });
+  let windowName = "hour";
+  let historyTimer = null;
 
   // Who answered: the model asked for, or another (the local model), with what the asked
   // one would have cost.
   function answeredBy(r) {
-    const by = (r.answered_by || []).join(", ");
+    const by = r.answered_model || "";
     if (!by) return "–";
     if (r.asked_cost_usd === null || r.asked_cost_usd === undefined) return by;
     return by + " (on " + r.model + ": " + fmt.usd(r.asked_cost_usd) + ")";
   }
 
   function row(r) {
-    const meanQueued = r.requests ? r.queued_s_total / r.requests : null;
     return el("tr", { "data-key": r.key, "data-model": r.model, "data-lane": r.lane },
-      el("td", { text: r.key }),
-      el("td", { text: r.model }),
-      el("td", { class: "answered", text: answeredBy(r) }),
-      el("td", {}, el("span", { class: "badge " + r.lane, text: r.lane })),
-      el("td", { class: "requests", text: fmt.int(r.requests) }),
-      el("td", { class: "errors", text: fmt.int(r.errors) + (r.client_closed ? " (" + r.client_closed + " left)" : "") }),
-      el("td", { class: "tokens", text: fmt.int(r.input_tokens) + " / " + fmt.int(r.output_tokens) }),
-      el("td", { class: "cache", text: fmt.int(r.cache_read_input_tokens) + " / " + fmt.int(r.cache_creation_input_tokens) }),
-      el("td", { class: "cost", text: fmt.usd(r.cost_usd) + (r.unpriced && r.cost_usd !== null ? " + " + r.unpriced + " unpriced" : "") }),
-      el("td", { class: "queued", text: seconds(meanQueued) + " / " + seconds(r.queued_s_max) }),
-      el("td", { class: "ttft", text: seconds(r.ttft_s_p50) + " / " + seconds(r.ttft_s_p95) }),
-      el("td", { class: "upstream", text: fmt.int(r.upstream_errors) }));
+      cell("key", "key", r.key),
+      cell("model", "model", r.model),
+      cell("answered by", "answered", answeredBy(r)),
+      el("td", { "data-label": "lane" }, el("span", { class: "badge " + r.lane, text: r.lane })),
+      cell("requests", "requests", fmt.int(r.requests)),
+      cell("errors", "errors", fmt.int(r.errors)),
+      cell("tokens in / out", "tokens", fmt.int(r.input_tokens) + " / " + fmt.int(r.output_tokens)),
+      cell("cache read / write", "cache", fmt.int(r.cache_read_input_tokens) + " / " + fmt.int(r.cache_creation_input_tokens)),
+      cell("cost", "cost", fmt.usd(r.cost_usd) + (r.unpriced ? " + " + r.unpriced + " unpriced" : "")),
+      cell("queued (mean / max)", "queued", seconds(r.queued_s_mean) + " / " + seconds(r.queued_s_max)),
+      cell("TTFT (mean)", "ttft", seconds(r.ttft_s_mean)),
+      cell("upstream errors absorbed", "upstream", fmt.int(r.upstream_errors)));
+  }
+
+  function spendRow(s) {
+    return el("tr", { "data-name": s.name },
+      cell("name", "name", s.name),
+      cell("requests", "requests num", fmt.int(s.requests)),
+      cell("of which batch", "batch-requests num", fmt.int(s.batch_requests)),
+      cell("cost", "cost num", fmt.usd(s.cost_usd) + (s.unpriced ? " + " + s.unpriced + " unpriced" : "")),
+      cell("of which batch", "batch-cost num", fmt.usd(s.batch_cost_usd)));
   }
 
   function limits(report) {
@@ -53,12 +66,25 @@
     }
     limits(report);
     trafficChart.draw($("traffic-chart"), report.timeline, report.bucket_s);
-    const rows = report.keys.map(row);
-    $("keys-body").replaceChildren(...rows);
-    $("keys-empty").hidden = rows.length > 0;
     $("updated").textContent = "updated " + new Date(report.at * 1000).toLocaleTimeString("en-GB", { hour12: false });
     $("updated").classList.remove("error");
     $("traffic").dataset.state = "live";
+  }
+
+  function showHistory(h) {
+    let spent = 0;
+    const cumulative = h.timeline.map((b) => (spent += b.cost_usd));
+    svgChart.draw($("history-chart"), h.timeline, h.bucket_s,
+      [{ cls: "ok", value: (b) => b.requests - b.errors }, { cls: "bad", value: (b) => b.errors }],
+      { cls: "cost", value: (b) => cumulative[h.timeline.indexOf(b)],
+        label: (v) => "$" + (v >= 1 ? v.toFixed(2) : Number(v.toPrecision(2))) });
+    $("spend-keys-body").replaceChildren(...h.spend_by_key.map(spendRow));
+    $("spend-models-body").replaceChildren(...h.spend_by_model.map(spendRow));
+    const rows = h.keys.map(row);
+    $("keys-body").replaceChildren(...rows);
+    $("keys-empty").hidden = rows.length > 0;
+    $("history").dataset.window = h.window;
+    $("history").dataset.state = "ready";
   }
 
   async function poll() {
@@ -76,6 +102,29 @@
     }
   }
 
+  async function pollHistory() {
+    try {
+      const response = await fetch("/v1/laneway/traffic/history?window=" + windowName, { headers: headers() });
+      if (response.ok) showHistory(await response.json());
+    } catch (_) { /* the live poll says the server is gone */ }
+  }
+
+  function choose(name) {
+    windowName = name;
+    document.querySelectorAll("[data-window]").forEach((b) => {
+      b.setAttribute("aria-pressed", String(b.dataset.window === name));
+    });
+    $("history").dataset.state = "loading";
+    clearInterval(historyTimer);
+    pollHistory();
+    // The ledger's sums cost more over a week: read them less often.
+    historyTimer = setInterval(pollHistory, name === "hour" ? 2000 : 10000);
+  }
+
+  document.querySelectorAll("[data-window]").forEach((b) => {
+    b.addEventListener("click", () => choose(b.dataset.window));
+  });
   poll();
   setInterval(poll, 1000);
+  choose("hour");
 })();

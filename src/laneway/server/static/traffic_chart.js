@@ -1,32 +1,15 @@
-// The Traffic page's chart, in plain SVG built with DOM calls: per timeline bucket, the
+// The Traffic page's live chart, in plain SVG (svg_chart.js's pieces): per timeline bucket, the
 // requests that finished in it stacked by lane (left axis), and the peak rate-limit use
 // (right axis, 0-100%) as a line.
 "use strict";
 
 const trafficChart = (() => {
-  const NS = "http://www.w3.org/2000/svg";
+  const { node, niceMax, clock } = svgChart;
   const W = 900;
   const H = 220;
   const PAD = { l: 44, r: 44, t: 10, b: 24 };
   // At least a minute of buckets, so a fresh server does not draw one fat bar.
   const MIN_BUCKETS = 12;
-
-  function node(tag, attrs, text) {
-    const n = document.createElementNS(NS, tag);
-    for (const [key, value] of Object.entries(attrs || {})) n.setAttribute(key, String(value));
-    if (text !== undefined) n.textContent = text;
-    return n;
-  }
-
-  function niceMax(v) {
-    const e = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 5, 10]) if (v <= m * e) return m * e;
-    return 10 * e;
-  }
-
-  function clock(t) {
-    return new Date(t * 1000).toLocaleTimeString("en-GB", { hour12: false });
-  }
 
   function peakUse(bucket) {
     const seen = Object.values(bucket.limit_use).filter((v) => v !== null);

@@ -23,7 +23,9 @@ from laneway.store.migrations import (
     m005_rate_shares,
     m006_reservations,
     m007_answered_model,
+    m008_run_samples,
     m011_holders,
+    m011b_run_budget,
 )
 
 Migration = Callable[[Connection], None]
@@ -38,7 +40,9 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     (m005_rate_shares.NAME, m005_rate_shares.apply),
     (m006_reservations.NAME, m006_reservations.apply),
     (m007_answered_model.NAME, m007_answered_model.apply),
+    (m008_run_samples.NAME, m008_run_samples.apply),
     (m011_holders.NAME, m011_holders.apply),
+    (m011b_run_budget.NAME, m011b_run_budget.apply),
 ]
 
 

@@ -1,9 +1,7 @@
 """Migration ``011_holders``: the processes that hold claims and where they run (host,
 PID namespace, pid and its start time, boot id), so a restarted process takes up a gone
 one's claims at once (see :mod:`laneway.store.holders`); and an index of the jobs by
-their holder (only the claimed ones: a handful at any time); and a run's
-``committed_usd`` (its budget's reservations, see :mod:`laneway.store.run_budget`),
-started at what its jobs cost.
+their holder (only the claimed ones: a handful at any time).
 
 Frozen: these definitions are this migration's own. Each step checks what exists first
 (SQLite's DDL commits at once, so a migrator that died may have done part of it).
@@ -43,12 +41,6 @@ Index("ix_holders_host", _holders.c.host)
 
 def apply(conn: Connection) -> None:
     _metadata.create_all(conn, checkfirst=True)
-    if "committed_usd" not in {c["name"] for c in inspect(conn).get_columns("runs")}:
-        conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN committed_usd FLOAT NOT NULL "
-                             "DEFAULT 0")
-        conn.exec_driver_sql(
-            "UPDATE runs SET committed_usd = (SELECT COALESCE(SUM(j.cost_usd), 0) "
-            "FROM jobs j WHERE j.run_id = runs.id)")
     indexes = {i["name"] for i in inspect(conn).get_indexes("jobs")}
     if "ix_jobs_claimed_by" not in indexes:
         conn.exec_driver_sql("CREATE INDEX ix_jobs_claimed_by ON jobs (claimed_by) "

@@ -1,0 +1,238 @@
+"""What the gateway takes in from a client before anything is decided: where the
+request may come from (the token and ``Host`` rules), its body (read with a size limit
+and read timeouts) and its JSON (content type, depth and width checked, parsed off the
+event loop when large).
+
+Each step is a function the admission chain calls in order (credentials, key, then
+:func:`check_access`, the key's rate, then :func:`read_body` and :func:`parse_json`),
+and each refuses with a :class:`~laneway.server.gateway.clients.Refusal` in the API's
+words (answered by :func:`~laneway.wire.errors.api_error`, a request id in header and
+body), never a 500:
+
+=====================================  ======  ==========================================
+refusal                                status  when
+=====================================  ======  ==========================================
+not from loopback                      403     no ``--token``: the socket's peer is not a
+                                               loopback address
+``Host`` not a loopback name           400     no ``--token``: DNS rebinding (a page
+                                               elsewhere naming this server)
+body too large                         413     past the route's limit (the API's 32 MB,
+                                               256 MB for a batch's create)
+body too slow                          408     no byte for :attr:`IntakeLimits.idle_s`, or
+                                               not all of it in :attr:`~IntakeLimits.total_s`
+not JSON                               415     a ``content-type`` other than JSON
+                                               (multipart, a form)
+bad JSON                               400     not JSON, not an object, nested deeper than
+                                               :attr:`~IntakeLimits.max_depth` or holding
+                                               more than :attr:`~IntakeLimits.max_values`
+=====================================  ======  ==========================================
+
+With ``--token`` a ``Host`` header grants nothing and refuses nothing: the key (or the
+token) is what lets a request in, so the gateway answers through the machine's own
+address and behind a reverse proxy, whatever name the client used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Scope
+
+from laneway.server.gateway.clients import Refusal
+from laneway.server.gateway.exchange import CLIENT_CLOSED
+from laneway.server.gateway.loop import is_loopback
+from laneway.wire.errors import too_large, unparsable
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeLimits:
+    """How long a body may take to arrive, and what its JSON may hold."""
+
+    #: The longest pause between two pieces of a body.
+    idle_s: float = 10.0
+    #: The whole body (32 MB at 1 MB/s takes 32 s).
+    total_s: float = 120.0
+    #: Arrays and objects inside each other (tool schemas nest a few dozen deep).
+    max_depth: int = 128
+    #: Values in the whole document (a 32 MB array of zeros would be 16 million).
+    max_values: int = 2_000_000
+    #: Bodies larger than this are parsed in a worker thread.
+    thread_above: int = 256 * 1024
+
+
+# -- the token and Host rules --------------------------------------------------------------
+
+def host_name(host_header: str) -> str:
+    """The name part of a ``Host`` header (``[::1]:8000`` -> ``::1``)."""
+    if host_header.startswith("["):  # [::1]:8000
+        return host_header[1:].split("]", 1)[0]
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def host_ok(scope: Scope) -> bool:
+    """The request's ``Host`` names this loopback server: a loopback name, and an address
+    of the family of the socket it came in on (``[::1]`` on 127.0.0.1 is refused)."""
+    host = Headers(scope=scope).get("host", "")
+    if not host:
+        return True
+    name = host_name(host)
+    if not is_loopback(name):
+        return False
+    server = scope.get("server")
+    try:
+        given = ipaddress.ip_address(name.strip().strip("[]"))
+        bound = ipaddress.ip_address(server[0]) if server else None
+    except ValueError:
+        return True  # a name (localhost), or a socket that is not an IP one
+    if isinstance(bound, ipaddress.IPv6Address) and bound.ipv4_mapped is not None:
+        bound = bound.ipv4_mapped
+    return bound is None or given.version == bound.version
+
+
+def peer_ok(scope: Scope) -> bool:
+    """The socket's peer is a loopback address (a Unix socket's has none: local)."""
+    client = scope.get("client")
+    return not client or is_loopback(str(client[0]))
+
+
+def access_refusal(scope: Scope, *, token: str | None) -> Refusal | None:
+    """Why a request may not come from where it comes from (``None``: it may). With a
+    token, nothing here: the token or a key decides. Without one (loopback only), the
+    peer must be loopback and the ``Host`` a loopback name."""
+    if token is not None:
+        return None
+    if not peer_ok(scope):
+        return Refusal(403, "permission_error", "this server has no token, so it answers "
+                       "loopback clients only (start it with --token to serve others)")
+    if not host_ok(scope):
+        host = Headers(scope=scope).get("host", "")
+        return Refusal(400, "invalid_request_error", f"Host {host!r} is not this server's "
+                       "loopback name (this server has no token, so it answers loopback "
+                       "requests only)")
+    return None
+
+
+def check_access(scope: Scope, *, token: str | None) -> None:
+    """:func:`access_refusal`, raised."""
+    refusal = access_refusal(scope, token=token)
+    if refusal is not None:
+        raise refusal
+
+
+# -- the body --------------------------------------------------------------------------
+
+def _too_large(limit: int) -> Refusal:
+    err = too_large(limit)  # in the API's words, as the local API says it
+    return Refusal(err.status, err.error_type, err.message)
+
+
+async def read_body(request: Request, *, limit: int, limits: IntakeLimits) -> bytes:
+    """The request's body: at most ``limit`` bytes (413), no pause longer than
+    ``limits.idle_s`` and all of it within ``limits.total_s`` (408); a client that
+    leaves is a refusal of status :data:`~.exchange.CLIENT_CLOSED`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.total_s
+    stream = request.stream().__aiter__()
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            wait = min(limits.idle_s, deadline - loop.time())
+            try:
+                async with asyncio.timeout(max(wait, 0.0)):  # no task per chunk
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise Refusal(408, "invalid_request_error", (
+                    f"the request body arrived too slowly (a pause over {limits.idle_s:g} s, "
+                    f"or more than {limits.total_s:g} s in all)")) from None
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody reads the answer; the request is counted as left
+        raise Refusal(CLIENT_CLOSED, "invalid_request_error", "the client closed its "
+                      "connection before its body arrived") from None
+    return b"".join(chunks)
+
+
+# -- its JSON --------------------------------------------------------------------------
+
+def check_json_type(headers: Headers | Any) -> None:
+    """A body the API reads must be JSON (or say nothing of its type): else 415."""
+    declared = headers.get("content-type")
+    if declared is None:
+        return
+    media = declared.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/")
+                                       and media.endswith("+json")):
+        return
+    raise Refusal(415, "invalid_request_error", f"content-type {media or declared!r} is "
+                  "not supported: send the body as application/json")
+
+
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = re.compile(rb"[^\[\]{}]+")
+#: +1 for an opening bracket, -1 for a closing one (indexed by the byte).
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+
+
+def json_shape(data: bytes) -> tuple[int, int]:
+    """(deepest nesting, number of values) of a JSON text, without parsing it: strings
+    are blanked first, then brackets and separators counted (in C, but for the running
+    depth)."""
+    bare = _STRINGS.sub(b'""', data)
+    values = bare.count(b",") + 1
+    brackets = _NOT_BRACKETS.sub(b"", bare)
+    if not brackets:
+        return 0, values
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets))), values
+
+
+def _parse(data: bytes, limits: IntakeLimits) -> dict[str, Any]:
+    depth, values = json_shape(data)
+    if depth > limits.max_depth:
+        raise Refusal(400, "invalid_request_error", f"the body's JSON is nested {depth} deep; "
+                      f"at most {limits.max_depth} levels are accepted")
+    if values > limits.max_values:
+        raise Refusal(400, "invalid_request_error", f"the body's JSON holds more than "
+                      f"{limits.max_values} values")
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # in the API's words, as the local API's
+        raise Refusal(400, "invalid_request_error", unparsable(exc).message) from None
+    if not isinstance(body, dict):
+        raise Refusal(400, "invalid_request_error", "the body must be a JSON object")
+    return body
+
+
+async def parse_json(data: bytes, limits: IntakeLimits) -> dict[str, Any]:
+    """The body as a JSON object (400 otherwise, with why); a large one is checked and
+    parsed in a worker thread, so the event loop keeps serving other clients."""
+    if len(data) <= limits.thread_above:
+        return _parse(data, limits)
+    return await anyio.to_thread.run_sync(_parse, data, limits)
+
+
+async def read_json(request: Request, *, limit: int,
+                    limits: IntakeLimits) -> tuple[bytes, dict[str, Any]]:
+    """:func:`check_json_type`, :func:`read_body`, then :func:`parse_json`: the raw body
+    (relayed as it came) and its object."""
+    check_json_type(request.headers)
+    content = await read_body(request, limit=limit, limits=limits)
+    return content, await parse_json(content, limits)
