@@ -195,9 +195,9 @@ class RealtimeRunner:
         process on the run reserves (see laneway.store.run_budget); returns it (0 with no
         budget), or None if it would pass the budget."""
         budget = self.options.budget_usd
-        if budget is None:
-            return 0.0
         worst = self._worst_cost(job)
+        if budget is None or not worst:  # nothing to reserve (free, or no budget)
+            return 0.0
         ok = await self.astore.call(self.astore.store.reserve_run, self.run_id, worst,
                                     budget_usd=budget)
         return worst if ok else None
