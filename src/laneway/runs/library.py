@@ -170,6 +170,8 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
                 mode = plan.mode
                 await astore.set_run_status(ex.run_id, RunStatus.RUNNING, mode=mode)
     ex.governor, sharing = await _quota(astore, config)
+    if config.mode == "auto":  # the planner chose batches: realtime if there are none
+        ex.on_no_batches = _go_realtime
     try:
         mode, tally = await execute(ex, mode, realtime_s)
     finally:
@@ -185,6 +187,10 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
     # The mode that ran (``auto`` became realtime or native; native may become hybrid).
     await astore.set_run_status(ex.run_id, status, mode=None if canceled else mode)
     return summary
+
+
+async def _go_realtime(_why: str) -> bool:
+    return True
 
 
 async def _quota(astore: AsyncStore, config: RunConfig
