@@ -77,31 +77,63 @@ def test_aimd_slow_start_then_additive_and_multiplicative() -> None:
 async def test_interactive_is_admitted_before_queued_background() -> None:
     gov, clock = make(RateLimits(rpm=60), initial_concurrency=100)  # 1 request per second
     bucket_full = [await gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
-                   for _ in range(54)]  # background keeps 10% (6 requests) in reserve
-    assert len(bucket_full) == 54
+                   for _ in range(60)]  # nobody has chatted: no reserve, the whole bucket
+    assert len(bucket_full) == 60
     waiting_bg = asyncio.ensure_future(gov.acquire(Lane.BACKGROUND, "m", input_tokens=1,
                                                    max_tokens=1))
-    await asyncio.sleep(0)
-    assert not waiting_bg.done()  # background may not touch the reserve
-    person = await asyncio.wait_for(
-        gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1, max_tokens=1), 1)
-    assert person.lane is Lane.INTERACTIVE  # served at once, from the reserve
-    # Drain the reserve; then a second person queues behind nobody, and when capacity
-    # comes back the person goes first although background asked earlier.
-    for _ in range(5):
-        await gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1, max_tokens=1)
-    second = asyncio.ensure_future(gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1,
+    person = asyncio.ensure_future(gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1,
                                                max_tokens=1))
     await asyncio.sleep(0)
-    assert not second.done()
+    assert not waiting_bg.done() and not person.done()
+    clock.advance(1.0)  # one request refills: the person goes first, though asked later
+    gov.pump()
+    await asyncio.sleep(0)
+    assert person.done() and not waiting_bg.done()
+    # From now the background leaves one request's room for that person.
     clock.advance(1.0)
     gov.pump()
     await asyncio.sleep(0)
-    assert second.done() and not waiting_bg.done()
-    clock.advance(8.0)
+    assert not waiting_bg.done()
+    clock.advance(1.0)
     gov.pump()
     await asyncio.sleep(0)
     assert waiting_bg.done()
+    second = await asyncio.wait_for(  # the room kept: served at once
+        gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1, max_tokens=1), 1)
+    assert second.lane is Lane.INTERACTIVE
+
+
+def test_background_alone_gets_the_whole_bucket_and_no_start_up_stall() -> None:
+    gov, clock = make(RateLimits(rpm=600, itpm=60_000), initial_concurrency=1000)
+    admitted = 0
+    while gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=10, max_tokens=5) is not None:
+        admitted += 1
+    assert admitted >= 598  # >= 99.6% of the bucket (the old reserve kept 10%)
+    # Drained: the next request waits one refill (0.1 s), not for a tenth of the bucket.
+    clock.advance(0.11)
+    assert gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=10, max_tokens=5) is not None
+    assert gov.snapshot()["m"]["interactive_reserve"] == {
+        "requests": 0.0, "input": 0.0, "output": 0.0}
+
+
+def test_the_reserve_follows_people_and_fades_when_they_leave() -> None:
+    gov, clock = make(RateLimits(rpm=600, itpm=60_000), initial_concurrency=1000,
+                      reserve_hold_s=30.0)
+    people = [gov.try_acquire(Lane.INTERACTIVE, "m", input_tokens=200, max_tokens=50)
+              for _ in range(3)]  # three people at once
+    assert all(p is not None for p in people)
+    reserve = gov.snapshot()["m"]["interactive_reserve"]
+    assert reserve["requests"] == 3 and reserve["input"] == 600
+    admitted = 0
+    while gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=10, max_tokens=5) is not None:
+        admitted += 1
+    assert admitted == 600 - 3 - 3  # leaves room for the three
+    person = gov.try_acquire(Lane.INTERACTIVE, "m", input_tokens=200, max_tokens=50)
+    assert person is not None  # found its room at once
+    clock.advance(45.0)  # half faded
+    assert 0 < gov.snapshot()["m"]["interactive_reserve"]["requests"] < 3
+    clock.advance(20.0)  # gone quiet for longer than hold + fade: no reserve
+    assert gov.snapshot()["m"]["interactive_reserve"]["requests"] == 0
 
 
 async def test_429_pauses_the_background_lane_not_people() -> None:

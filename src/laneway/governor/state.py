@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from laneway.governor.buckets import AIMD, Lane, TokenBucket
+from laneway.governor.demand import InteractiveDemand
 
 
 @dataclass(eq=False)
@@ -47,6 +48,8 @@ class ModelState:
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     aimd: AIMD = field(default_factory=AIMD)
     paused_until: float = 0.0
+    #: What people have asked for lately: the room background work leaves them.
+    demand: InteractiveDemand = field(default_factory=InteractiveDemand)
     in_flight: dict[Lane, int] = field(default_factory=lambda: {lane: 0 for lane in Lane})
     waiting: dict[Lane, deque[Waiter]] = field(
         default_factory=lambda: {lane: deque() for lane in Lane})

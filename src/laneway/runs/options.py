@@ -42,9 +42,6 @@ def realtime_options(
 
 
 def background_governor(limits: RateLimits | None) -> Governor:
-    """A governor for a process no person waits on (``laneway run``, a worker).
-
-    No share of the limit is kept free for a person: on a drained bucket that share
-    alone cost 6 s of a 40 s run.
-    """
-    return Governor(limits=limits, interactive_reserve=0.0)
+    """A governor for a process no person waits on (``laneway run``, a worker): no
+    interactive request ever comes, so its interactive reserve stays empty."""
+    return Governor(limits=limits)

@@ -1,0 +1,85 @@
+"""The interactive reserve, sized to the people using it.
+
+Background work leaves room in each bucket so a person's request finds it at once; how
+much follows what interactive traffic has shown, not a fixed part of the limit:
+
+- per person (the most interactive requests in flight or waiting at once, over the
+  recent window) one request, and the p95 of recent interactive requests' input and
+  output tokens (what each was reserved);
+- all of it while the last interactive request is younger than ``hold_s``, then fading
+  linearly to nothing over ``fade_s``; nothing at all before the first one.
+
+So a gateway nobody chats through gives the background the whole limit, and the first
+request of a person after a long silence waits at most one refill of its own size
+(a request at the limit's rate: 60 / rpm seconds); the ones after it find their room.
+Sizes are worked out when a request is noted, not on every admission check.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+KINDS = ("requests", "input", "output")
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One interactive request, when it was admitted."""
+
+    at: float
+    input: float
+    output: float
+    #: Interactive requests in flight or waiting then, itself included.
+    people: int
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else 0.0
+
+
+class InteractiveDemand:
+    """What one model's interactive lane has asked for lately, and the reserve it needs."""
+
+    def __init__(self, *, hold_s: float = 60.0, fade_s: float = 60.0,
+                 window: int = 256) -> None:
+        self.hold_s = hold_s
+        self.fade_s = fade_s
+        self.seen: deque[Seen] = deque(maxlen=window)
+        self.last_at: float | None = None
+        #: Per bucket kind: the room one person needs, times the people seen.
+        self.full: dict[str, float] = dict.fromkeys(KINDS, 0.0)
+
+    def note(self, now: float, *, input_tokens: float, output_tokens: float,
+             people: int) -> None:
+        """An interactive request was admitted; ``people`` as :attr:`Seen.people`."""
+        self.seen.append(Seen(now, input_tokens, output_tokens, max(1, people)))
+        self.last_at = now
+        horizon = now - self.hold_s - self.fade_s
+        while self.seen and self.seen[0].at < horizon:
+            self.seen.popleft()
+        recent = list(self.seen)
+        people_seen = max(s.people for s in recent)
+        self.full = {"requests": float(people_seen),
+                     "input": people_seen * p95([s.input for s in recent]),
+                     "output": people_seen * p95([s.output for s in recent])}
+
+    def weight(self, now: float) -> float:
+        """1 while interactive traffic is recent, fading to 0 after ``hold_s``."""
+        if self.last_at is None:
+            return 0.0
+        quiet = now - self.last_at
+        if quiet <= self.hold_s:
+            return 1.0
+        if self.fade_s <= 0 or quiet >= self.hold_s + self.fade_s:
+            return 0.0
+        return 1.0 - (quiet - self.hold_s) / self.fade_s
+
+    def reserve(self, kind: str, now: float) -> float:
+        """The room background work must leave in the ``kind`` bucket now."""
+        w = self.weight(now)
+        return self.full[kind] * w if w else 0.0
+
+    def as_json(self, now: float) -> dict[str, float]:
+        return {kind: round(self.reserve(kind, now), 1) for kind in KINDS}
