@@ -46,16 +46,16 @@ _HEADER_OF = {"requests": "requests", "input": "input-tokens", "output": "output
 class Governor:
     def __init__(
         self, *, limits: RateLimits | Mapping[str, RateLimits] | None = None,
-        clock: Callable[[], float] = time.monotonic, reserve_hold_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        demand: Callable[[], InteractiveDemand] = InteractiveDemand,
         initial_concurrency: int = 8, max_concurrency: int = 512, margin: float = 0.99,
         learn_limits: bool = True, history_size: int = 2000, speed: float = 1.0,
     ) -> None:
         self.clock = clock
         #: How many clock seconds pass per real second (tests run a sped-up clock).
         self.speed = speed
-        #: How long the interactive reserve stays whole after the last person's request
-        #: (then it fades out over as long again).
-        self.reserve_hold_s = reserve_hold_s
+        #: Makes each model's record of interactive demand (how the reserve is sized).
+        self.demand = demand
         self.initial_concurrency = initial_concurrency
         self.max_concurrency = max_concurrency
         self.margin = margin
@@ -86,8 +86,7 @@ class Governor:
             fixed = self._fixed
             aimd = AIMD(initial=fixed, minimum=fixed, maximum=fixed) if fixed else \
                 AIMD(initial=self.initial_concurrency, maximum=self.max_concurrency)
-            st = ModelState(model, aimd=aimd, demand=InteractiveDemand(
-                hold_s=self.reserve_hold_s, fade_s=self.reserve_hold_s))
+            st = ModelState(model, aimd=aimd, demand=self.demand())
             given = self._given(model)
             now = self.clock()
             if given is not None:
@@ -343,14 +342,13 @@ class Governor:
                 remaining = float(headers.get(f"anthropic-ratelimit-{name}-remaining", limit))
             except ValueError:
                 continue
-            if limit <= 0:
-                continue
             bucket = st.buckets.get(kind)
+            if limit <= 0 or (bucket is None and not self.learn_limits):
+                continue
             if bucket is None:
-                if not self.learn_limits:
-                    continue
                 share = self.share_of(st, kind)
-                st.buckets[kind] = TokenBucket(limit, now=now, level=remaining * share,
+                level = remaining * share - st.unmetered(kind)
+                st.buckets[kind] = TokenBucket(limit, now=now, level=level,
                                                margin=self.margin, share=share)
                 self._note(st.model, "limit", bucket=kind, limit=limit, learnt=True)
                 continue

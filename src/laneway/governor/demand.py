@@ -7,11 +7,14 @@ much follows what interactive traffic has shown, not a fixed part of the limit:
   recent window) one request, and the p95 of recent interactive requests' input and
   output tokens (what each was reserved);
 - all of it while the last interactive request is younger than ``hold_s``, then fading
-  linearly to nothing over ``fade_s``; nothing at all before the first one.
+  linearly over ``fade_s`` to ``standing`` requests (one; no tokens), kept even before
+  the first person: a floor on a bucket's level costs the background that much once, not
+  a share of the rate, and spares a person's first request a wait of one refill of the
+  requests bucket (60 / rpm seconds: 1.2 s at rpm 50). Its tokens wait for their own
+  refill (a short prompt at the input limit's rate).
 
-So a gateway nobody chats through gives the background the whole limit, and the first
-request of a person after a long silence waits at most one refill of its own size
-(a request at the limit's rate: 60 / rpm seconds); the ones after it find their room.
+So a gateway nobody chats through gives the background all of each limit but one
+request, and a person's requests after the first find their room at once.
 Sizes are worked out when a request is noted, not on every admission check.
 """
 
@@ -42,9 +45,10 @@ def p95(values: list[float]) -> float:
 class InteractiveDemand:
     """What one model's interactive lane has asked for lately, and the reserve it needs."""
 
-    def __init__(self, *, hold_s: float = 60.0, fade_s: float = 60.0,
+    def __init__(self, *, hold_s: float = 60.0, fade_s: float = 60.0, standing: float = 1.0,
                  window: int = 256) -> None:
         self.hold_s = hold_s
+        self.standing = standing
         self.fade_s = fade_s
         self.seen: deque[Seen] = deque(maxlen=window)
         self.last_at: float | None = None
@@ -79,7 +83,8 @@ class InteractiveDemand:
     def reserve(self, kind: str, now: float) -> float:
         """The room background work must leave in the ``kind`` bucket now."""
         w = self.weight(now)
-        return self.full[kind] * w if w else 0.0
+        room = self.full[kind] * w if w else 0.0
+        return max(room, self.standing) if kind == "requests" else room
 
     def as_json(self, now: float) -> dict[str, float]:
         return {kind: round(self.reserve(kind, now), 1) for kind in KINDS}

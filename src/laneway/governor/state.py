@@ -63,3 +63,12 @@ class ModelState:
         default_factory=lambda: {"requests": 0.0, "input": 0.0, "output": 0.0})
     #: This process's part of each limit, when processes share one account.
     shares: dict[str, float] = field(default_factory=dict)
+
+    def unmetered(self, kind: str) -> float:
+        """What the requests in flight take of ``kind``, on average: a bucket learnt from
+        one answer's headers starts that much lower, since the others in flight, sent
+        before any bucket existed, may not be counted in that answer's ``remaining``."""
+        n = sum(self.in_flight.values())
+        if kind == "requests" or not n:
+            return float(n)
+        return n * self.admitted[kind] / max(1.0, self.admitted["requests"])

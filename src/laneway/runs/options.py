@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from laneway.governor.core import Governor, RateLimits
+from laneway.governor.demand import InteractiveDemand
 from laneway.runners.realtime_options import RealtimeOptions
 from laneway.runners.retry import RetryPolicy
 
@@ -43,5 +44,5 @@ def realtime_options(
 
 def background_governor(limits: RateLimits | None) -> Governor:
     """A governor for a process no person waits on (``laneway run``, a worker): no
-    interactive request ever comes, so its interactive reserve stays empty."""
-    return Governor(limits=limits)
+    interactive request ever comes, so it keeps no room for one, not even a request."""
+    return Governor(limits=limits, demand=lambda: InteractiveDemand(standing=0.0))
