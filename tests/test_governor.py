@@ -113,12 +113,12 @@ def test_background_alone_gets_the_whole_bucket_and_no_start_up_stall() -> None:
     admitted = 0
     while gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=10, max_tokens=5) is not None:
         admitted += 1
-    assert admitted == 599  # all but one request (the old reserve kept 10%: 540)
+    assert admitted == 596  # all but 1% (four requests; the old reserve kept 10%: 540)
     # Drained: the next request waits one refill (0.1 s), not for a tenth of the bucket.
     clock.advance(0.11)
     assert gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=10, max_tokens=5) is not None
     assert gov.snapshot()["m"]["interactive_reserve"] == {
-        "requests": 1.0, "input": 0.0, "output": 0.0}
+        "requests": 4.0, "input": 0.0, "output": 0.0}
     # A process no person waits on keeps not even that request.
     runs = background_governor(RateLimits(rpm=600))
     runs.fix_concurrency(1000)
@@ -133,18 +133,18 @@ def test_the_reserve_follows_people_and_fades_when_they_leave() -> None:
               for _ in range(3)]  # three people at once
     assert all(p is not None for p in people)
     reserve = gov.snapshot()["m"]["interactive_reserve"]
-    assert reserve["requests"] == 3 and reserve["input"] == 600
+    assert reserve["requests"] == 4 and reserve["input"] == 600  # 3 people; 4 standing
     admitted = 0
     while gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=10, max_tokens=5) is not None:
         admitted += 1
-    assert admitted == 600 - 3 - 3  # leaves room for the three
+    assert admitted == 600 - 3 - 4  # leaves room for the three
     person = gov.try_acquire(Lane.INTERACTIVE, "m", input_tokens=200, max_tokens=50)
     assert person is not None  # found its room at once
     clock.advance(45.0)  # half faded
-    assert 1 < gov.snapshot()["m"]["interactive_reserve"]["requests"] < 3
-    clock.advance(20.0)  # quiet for longer than hold + fade: the standing request alone
+    assert 0 < gov.snapshot()["m"]["interactive_reserve"]["input"] < 600
+    clock.advance(20.0)  # quiet for longer than hold + fade: the standing requests alone
     assert gov.snapshot()["m"]["interactive_reserve"] == {
-        "requests": 1.0, "input": 0.0, "output": 0.0}
+        "requests": 4.0, "input": 0.0, "output": 0.0}
 
 
 async def test_429_pauses_the_background_lane_not_people() -> None:

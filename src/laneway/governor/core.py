@@ -167,7 +167,7 @@ class Governor:
             bucket = st.buckets.get(kind)
             if bucket is None:
                 continue
-            floor = min(st.demand.reserve(kind, now), bucket.capacity / 2) \
+            floor = min(st.demand.reserve(kind, now, bucket.capacity), bucket.capacity / 2) \
                 if background else 0.0
             wait = max(wait, bucket.wait_s(amount, floor, now))
         return wait
@@ -373,7 +373,8 @@ class Governor:
                 "in_flight": {lane.value: n for lane, n in st.in_flight.items()},
                 "waiting": {lane.value: len(q) for lane, q in st.waiting.items()},
                 "paused_s": round(max(0.0, st.paused_until - now), 3),
-                "interactive_reserve": st.demand.as_json(now),
+                "interactive_reserve": st.demand.as_json(
+                    now, {kind: b.capacity for kind, b in st.buckets.items()}),
                 "sent": dict(st.sent),
             }
         return out

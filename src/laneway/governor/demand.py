@@ -7,14 +7,15 @@ much follows what interactive traffic has shown, not a fixed part of the limit:
   recent window) one request, and the p95 of recent interactive requests' input and
   output tokens (what each was reserved);
 - all of it while the last interactive request is younger than ``hold_s``, then fading
-  linearly over ``fade_s`` to ``standing`` requests (one; no tokens), kept even before
-  the first person: a floor on a bucket's level costs the background that much once, not
-  a share of the rate, and spares a person's first request a wait of one refill of the
-  requests bucket (60 / rpm seconds: 1.2 s at rpm 50). Its tokens wait for their own
-  refill (a short prompt at the input limit's rate).
+  linearly over ``fade_s`` to a standing room of 1% of the requests bucket (at least one
+  request, at most four; no tokens), kept even before the first person: a floor on a
+  bucket's level costs the background that much once, not a share of the rate, and
+  spares a person's first requests a wait of a refill of the requests bucket (60 / rpm
+  seconds each: 1.2 s at rpm 50). Their tokens wait for their own refill (a short
+  prompt at the input limit's rate: milliseconds).
 
-So a gateway nobody chats through gives the background all of each limit but one
-request, and a person's requests after the first find their room at once.
+So a gateway nobody chats through gives the background at least 99% of each bucket
+(all but one request below rpm 100), and a person's requests find their room at once.
 Sizes are worked out when a request is noted, not on every admission check.
 """
 
@@ -45,7 +46,7 @@ def p95(values: list[float]) -> float:
 class InteractiveDemand:
     """What one model's interactive lane has asked for lately, and the reserve it needs."""
 
-    def __init__(self, *, hold_s: float = 60.0, fade_s: float = 60.0, standing: float = 1.0,
+    def __init__(self, *, hold_s: float = 60.0, fade_s: float = 60.0, standing: bool = True,
                  window: int = 256) -> None:
         self.hold_s = hold_s
         self.standing = standing
@@ -80,11 +81,14 @@ class InteractiveDemand:
             return 0.0
         return 1.0 - (quiet - self.hold_s) / self.fade_s
 
-    def reserve(self, kind: str, now: float) -> float:
-        """The room background work must leave in the ``kind`` bucket now."""
+    def reserve(self, kind: str, now: float, capacity: float) -> float:
+        """The room background work must leave in the ``kind`` bucket (of ``capacity``)."""
         w = self.weight(now)
         room = self.full[kind] * w if w else 0.0
-        return max(room, self.standing) if kind == "requests" else room
+        if kind == "requests" and self.standing:
+            return max(room, min(4.0, max(1.0, capacity * 0.01)))
+        return room
 
-    def as_json(self, now: float) -> dict[str, float]:
-        return {kind: round(self.reserve(kind, now), 1) for kind in KINDS}
+    def as_json(self, now: float, capacities: dict[str, float]) -> dict[str, float]:
+        return {kind: round(self.reserve(kind, now, capacities.get(kind, 0.0)), 1)
+                for kind in KINDS}

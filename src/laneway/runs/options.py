@@ -45,4 +45,4 @@ def realtime_options(
 def background_governor(limits: RateLimits | None) -> Governor:
     """A governor for a process no person waits on (``laneway run``, a worker): no
     interactive request ever comes, so it keeps no room for one, not even a request."""
-    return Governor(limits=limits, demand=lambda: InteractiveDemand(standing=0.0))
+    return Governor(limits=limits, demand=lambda: InteractiveDemand(standing=False))
