@@ -215,10 +215,10 @@ def measure_page(browser: Any, url: str, repeat: int, shots: str | None) -> dict
         page.locator("#jobs-table[data-state='ready']").wait_for(timeout=30_000)
         wall = (time.perf_counter() - t) * 1000
         # The page's own clock: from the navigation's start to the later of its marks.
+        page.locator("#detail[data-state='ended']").wait_for(timeout=30_000)  # counts too
         marks = page.evaluate("() => Object.fromEntries(['laneway:chart', 'laneway:jobs', "
                               "'laneway:run'].map((n) => [n, performance.getEntriesByName(n)"
                               "[0].startTime]))")
-        page.locator("#detail[data-state='ended']").wait_for(timeout=30_000)
         inside = max(marks["laneway:chart"], marks["laneway:jobs"])
         return page, wall, float(inside), max(inside, float(marks["laneway:run"]))
 

@@ -53,6 +53,7 @@ COMMANDS: dict[str, list[str] | None] = {
     "laneway serve --port 8000": ["serve", "--port", "PORT"],
     "laneway serve --workers 4": ["serve", "--workers", "4"],
     "laneway serve --db postgresql://...": ["serve", "--db", "PG"],
+    "laneway serve --host 0.0.0.0 --token T": ["serve", "--host", "0.0.0.0", "--token", "T"],
     "laneway keys create NAME [--budget-usd X] [--rpm N] [--lane L]":
         ["keys", "create", "ci", "--budget-usd", "5", "--rpm", "60", "--lane", "background"],
     "laneway keys create nightly --budget-usd 20 --rpm 100":
@@ -212,7 +213,7 @@ def test_serve_answers_its_pages_and_metrics(workdir: Path, command: str) -> Non
     if "--port" not in argv:  # its default port may be taken on this machine
         argv += ["--port", str(port)]
     with running(argv, workdir, port) as url:
-        check_served(url)
+        check_served(url, token="T" if "--token" in argv else None)
 
 
 @pytest.mark.postgres
@@ -226,8 +227,11 @@ def test_serve_and_worker_on_postgresql(workdir: Path, pg_dsn: str) -> None:
     assert worker.returncode == 0, worker.stderr
 
 
-def check_served(url: str) -> None:
-    with httpx.Client(base_url=url, timeout=10) as http:
+def check_served(url: str, *, token: str | None = None) -> None:
+    if token is not None:  # nothing without it
+        assert httpx.get(url + "/metrics", timeout=10).status_code == 401
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, timeout=10, headers=headers) as http:
         for page in ("/", "/runs", "/traffic"):
             answer = http.get(page)
             assert answer.status_code == 200, page

@@ -85,6 +85,7 @@ def test_a_finished_run_shows_what_happened_without_having_been_watched(
     assert int(throughput.get_attribute("data-bars")) >= 1
     assert int(throughput.get_attribute("data-line-points")) >= 1  # the runner's samples
     assert page.locator("#samples-note").is_hidden()
+    assert page.inner_text("#detail-flight").startswith("peak ")  # from the samples
     # The busiest bucket's bar reaches above half the axis (which is rounded up to 1, 2
     # or 5 x 10^n), not squeezed by a style: a third of the chart, padding included.
     tallest = max(box["height"] for box in (

@@ -82,6 +82,9 @@ def test_the_history_survives_a_restart_and_fits_a_phone(
         assert by_model.locator("td.requests").inner_text() == "6"
         assert int(page.get_attribute("#history-chart", "data-bars") or 0) >= 1
         assert page.locator("#traffic-chart rect.req").count() == 0  # this process: none
+        # Each cell of a card is a line of its own (no style squeezes one).
+        for cell in page.locator("#keys-body tr >> nth=0").locator("td").all():
+            assert cell.bounding_box()["height"] >= 12, cell.inner_text()
         # Nothing wider than the phone, with the tables full.
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 390, f"/traffic is {width} px wide on a phone"

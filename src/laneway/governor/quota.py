@@ -1,5 +1,6 @@
-"""Several ``laneway serve`` processes on one account, sharing its limits through the
-ledger: ``--workers N`` behind one port, or hosts on one PostgreSQL ledger.
+"""Several ``laneway serve`` processes and ``laneway worker``s on one account, sharing its
+limits through the ledger: ``--workers N`` behind one port, or hosts on one PostgreSQL
+ledger.
 
 :class:`QuotaSharing` runs, beside one process's agent:
 
@@ -21,7 +22,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from laneway.governor.core import Governor
@@ -65,8 +66,9 @@ class LedgerBoard:
 class QuotaSharing:
     """See the module docstring: :meth:`start` once the agent is open, :meth:`stop`."""
 
-    def __init__(self, *, interval_s: float = 1.0, pause_poll_s: float = 0.5) -> None:
-        self.process = new_worker_id()
+    def __init__(self, *, interval_s: float = 1.0, pause_poll_s: float = 0.5,
+                 process: str | None = None) -> None:
+        self.process = process or new_worker_id()
         self.interval_s = interval_s
         self.pause_poll_s = pause_poll_s
         self.shares: ShareSync | None = None
@@ -78,12 +80,13 @@ class QuotaSharing:
         """Live processes on the account at the last beat (this one included)."""
         return self.shares.processes if self.shares is not None else 1
 
-    async def start(self, astore: AsyncStore, governor: Governor) -> None:
+    async def start(self, astore: AsyncStore, governor: Governor, *,
+                    on_notice: Callable[[str], None] = log.warning) -> None:
         self.shares = ShareSync(governor, LedgerBoard(astore, self.process),
                                 process=self.process, interval_s=self.interval_s,
-                                on_notice=log.warning)
+                                on_notice=on_notice)
         self.pauses = PauseSync(astore, governor, poll_s=self.pause_poll_s,
-                                on_notice=log.warning)
+                                on_notice=on_notice)
         try:  # before the first request: it must find its share, not the whole limit
             await self.shares.beat()
         except Exception as exc:

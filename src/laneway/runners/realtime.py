@@ -56,7 +56,7 @@ class _Job:
 class RealtimeRunner:
     def __init__(
         self, *, run_id: str, astore: AsyncStore, provider: Provider, governor: Governor,
-        options: RealtimeOptions | None = None, spent_usd: float = 0.0,
+        options: RealtimeOptions | None = None,
         on_result: Callable[[Tally], None] | None = None,
     ) -> None:
         self.run_id = run_id
@@ -65,7 +65,6 @@ class RealtimeRunner:
         self.governor = governor
         self.options = options or RealtimeOptions()
         self.tally = Tally()
-        self.spent_usd = spent_usd
         self.on_result = on_result
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._n_workers = 0
@@ -78,7 +77,6 @@ class RealtimeRunner:
         self.timeouts.streams.ceiling_s = self.options.idle_timeout_s
         self._stopping = asyncio.Event()
         self._exhausted = False
-        self._committed_usd = 0.0  # estimated cost of requests in flight
         self._rng = random.Random()
         self._writer = GroupWriter(astore)
         self._timers: set[asyncio.TimerHandle] = set()
@@ -192,20 +190,22 @@ class RealtimeRunner:
                           int(job.claimed.params.get("max_tokens", 0)),
                           local=self.provider.costs_nothing)
 
-    def _over_budget(self, job: _Job) -> bool:
+    async def _reserve(self, job: _Job) -> float | None:
+        """Reserve the job's worst case of the run's budget in the ledger, where every
+        process on the run reserves (see laneway.store.run_budget); returns it (0 with no
+        budget), or None if it would pass the budget."""
         budget = self.options.budget_usd
-        if budget is None:
-            return False
-        spent = self.spent_usd + self.tally.cost_usd + self._committed_usd
-        return spent + self._worst_cost(job) > budget
+        worst = self._worst_cost(job)
+        if budget is None or not worst:  # nothing to reserve (free, or no budget)
+            return 0.0
+        ok = await self.astore.call(self.astore.store.reserve_run, self.run_id, worst,
+                                    budget_usd=budget)
+        return worst if ok else None
 
     async def _worker(self) -> None:
         while True:
             job = await self._next_job()
             if job is None:
-                return
-            if self._over_budget(job):
-                self.stop("budget")
                 return
             # Requests in flight plus results not yet durable stay within the concurrency,
             # so a kill can make at most that many requests go out twice.
@@ -255,27 +255,28 @@ class RealtimeRunner:
     async def _send(self, job: _Job, permit: Permit) -> None:
         params = job.claimed.params
         model = job.claimed.model
-        worst = self._worst_cost(job)
+        worst = await self._reserve(job)
+        if worst is None:  # the job stays held, and is released pending at the end
+            self.governor.release(permit, outcome="canceled")
+            self.stop("budget")
+            return
         self.tally.in_flight += 1
         self.tally.requests += 1
-        self._committed_usd += worst
         try:
             with self.timeouts.stall_watch(lambda: self.governor.set_aside(permit)):
                 reply = await self.timeouts.send(self.provider, params,
                                                  stream=self.options.stream,
                                                  timeouts=job.timeouts)
-        except ProviderError as err:
-            self._committed_usd -= worst
+        except ProviderError as err:  # not answered: nothing billed
+            await self.astore.call(self.astore.store.release_run, self.run_id, worst)
             self.tally.in_flight -= 1
             self.governor.release_error(permit, err)
             await self._failed(job, err)
             return
-        except BaseException:
-            self._committed_usd -= worst
+        except BaseException:  # it may have been answered: it stays charged its worst case
             self.tally.in_flight -= 1
             self.governor.release(permit, outcome="canceled")
             raise
-        self._committed_usd -= worst
         self.tally.in_flight -= 1
         self.governor.release(permit, outcome="ok", usage=reply.usage, headers=reply.headers)
         job.attempts += 1
@@ -289,7 +290,7 @@ class RealtimeRunner:
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
             cache_read_input_tokens=usage.cache_read_input_tokens, cost_usd=priced.cost_usd,
             answered_model=priced.answered, asked_cost_usd=priced.asked_cost_usd,
-        ))
+            reserved_usd=worst))
 
     async def _failed(self, job: _Job, err: ProviderError) -> None:
         if W.refused_key(err):  # every request would be refused: the job stays pending

@@ -85,14 +85,14 @@ async def run_realtime(ex: Execution) -> Tally:
 def watch_realtime(ex: Execution, before: Counts, *, governor: Governor | None = None,
                    event_every_s: float = 1.0) -> RunWatch:
     """A realtime runner for the run (:func:`realtime_runner`), watched."""
-    return RunWatch(realtime_runner(ex, before, governor=governor), total=ex.total,
+    return RunWatch(realtime_runner(ex, governor=governor), total=ex.total,
                     before=before, on_progress=ex.on_progress, event_every_s=event_every_s)
 
 
-def realtime_runner(ex: Execution, before: Counts, *, governor: Governor | None = None,
+def realtime_runner(ex: Execution, *, governor: Governor | None = None,
                     claim_size: int | None = None,
                     lease_s: float | None = None) -> RealtimeRunner:
-    """A realtime runner for the run; ``before``: the ledger's counts now.
+    """A realtime runner for the run (its ``--budget`` reserved in the ledger).
 
     ``governor``: one shared with a person (``HybridAgent``) or across runs (a worker);
     by default the run's own, which keeps nothing free for a person.
@@ -104,8 +104,7 @@ def realtime_runner(ex: Execution, before: Counts, *, governor: Governor | None 
                                claim_size=claim_size, lease_s=lease_s)
     return RealtimeRunner(
         run_id=ex.run_id, astore=astore, provider=ex.provider,
-        governor=governor or background_governor(config.limits), options=options,
-        spent_usd=before.cost_usd)
+        governor=governor or background_governor(config.limits), options=options)
 
 
 async def run_batches(ex: Execution,

@@ -17,6 +17,8 @@ from typing import Any
 
 from laneway.cost.budget import require_prices, unpriced_models
 from laneway.errors import ConfigError
+from laneway.governor.core import Governor
+from laneway.governor.quota import QuotaSharing
 from laneway.jobs.formats import write_results
 from laneway.jobs.output import check_output, clean_stale_parts
 from laneway.provider.backend import choose_provider, open_provider
@@ -26,9 +28,10 @@ from laneway.runs import plan as planning
 from laneway.runs.config import MODES as MODES
 from laneway.runs.config import RunConfig as RunConfig
 from laneway.runs.execute import Execution, execute, final_status
+from laneway.runs.options import background_governor
 from laneway.runs.prepare import prepare, take_up
 from laneway.runs.progress import Progress as Progress
-from laneway.store import AsyncStore, Store, StoreSettings, open_store
+from laneway.store import AsyncStore, Store, StoreSettings, open_store, rate_shares
 from laneway.store.diskfull import disk_full_error, disk_full_errors
 from laneway.store.runlock import RunLock
 from laneway.store.statuses import JobStatus, RunStatus
@@ -166,7 +169,14 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
                 ex.notice(plan.reason)
                 mode = plan.mode
                 await astore.set_run_status(ex.run_id, RunStatus.RUNNING, mode=mode)
-    mode, tally = await execute(ex, mode, realtime_s)
+    ex.governor, sharing = await _quota(astore, config)
+    if config.mode == "auto":  # the planner chose batches: realtime if there are none
+        ex.on_no_batches = _go_realtime
+    try:
+        mode, tally = await execute(ex, mode, realtime_s)
+    finally:
+        if sharing is not None:  # its share goes to the others at once
+            await sharing.stop()
     summary = await _summary(astore, ex.run_id, mode, started, tally, provider)
     summary.plan = plan.reason if plan is not None and config.mode == "auto" else None
     if mode != "realtime":
@@ -177,6 +187,24 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
     # The mode that ran (``auto`` became realtime or native; native may become hybrid).
     await astore.set_run_status(ex.run_id, status, mode=None if canceled else mode)
     return summary
+
+
+async def _go_realtime(_why: str) -> bool:
+    return True
+
+
+async def _quota(astore: AsyncStore, config: RunConfig
+                 ) -> tuple[Governor, QuotaSharing | None]:
+    """The run's governor, holding a share of the account's limits in the ledger when
+    others may send on it: a PostgreSQL ledger, or a SQLite one that a ``laneway serve``
+    shares now (see :mod:`laneway.governor.quota`)."""
+    governor = background_governor(config.limits)
+    store = astore.store
+    if not store.is_postgres and not await astore.call(rate_shares.live, store):
+        return governor, None
+    sharing = QuotaSharing()
+    await sharing.start(astore, governor)
+    return governor, sharing
 
 
 async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, tally: Tally,

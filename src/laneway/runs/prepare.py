@@ -63,6 +63,7 @@ async def take_up(
         if not store.is_postgres:
             await astore.call(store.release_batches, run_row.id)
             released = await astore.release_all(run_row.id)
+            await astore.call(store.recount_run, run_row.id)  # nothing is in flight
         else:  # only what processes of this host that are gone held
             released = (await astore.call(store.reap_gone_holders)).jobs
         if released and notice is not None:

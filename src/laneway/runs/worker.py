@@ -12,9 +12,10 @@ not finished, oldest first, and sends their jobs with a
   jobs held by others: it waits for their leases, and exits when the runs are done
   (``--follow`` keeps it waiting for new runs);
 - each result is recorded once whoever sends it (see ``Store.finish``);
-- rate limits are shared: every governor learns from the same response headers, and a
-  429 seen by one worker is published in the ledger's ``pauses`` table and applied by
-  the others within ``pause_poll_s`` (:class:`~laneway.governor.pauses.PauseSync`).
+- rate limits are shared: each worker holds a share of the account's limits in the
+  ledger's ``rate_shares``, beside every gateway's (:mod:`laneway.governor.quota`), and
+  a 429 seen by one process is published in the ledger's ``pauses`` table and applied
+  by the others within ``pause_poll_s`` (:class:`~laneway.governor.pauses.PauseSync`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from laneway.cost.budget import unpriced_models
 from laneway.errors import ConfigError, StoreError
 from laneway.governor.core import RateLimits
 from laneway.governor.pauses import PauseSync as PauseSync
+from laneway.governor.quota import QuotaSharing
 from laneway.provider.backend import open_provider
 from laneway.provider.client import Provider
 from laneway.runners.realtime import RealtimeRunner, Tally
@@ -122,8 +124,9 @@ class Worker:
         self.notice = on_notice or (lambda _msg: None)
         self.on_result = on_result
         self.governor = background_governor(config.limits)  # it serves no person
-        self.pauses = PauseSync(self.astore, self.governor, poll_s=config.pause_poll_s,
-                                on_notice=self.notice)
+        #: Its share of the account's limits (the ledger's rate_shares, beside every
+        #: gateway's and worker's), and the 429 pauses every process applies.
+        self.quota = QuotaSharing(process=config.worker_id, pause_poll_s=config.pause_poll_s)
         self.leases = LeaseKeeper(store, worker=config.worker_id, lease_s=config.lease_s)
         self.report = WorkerReport(config.worker_id)
         self._runner: RealtimeRunner | None = None
@@ -139,7 +142,7 @@ class Worker:
 
     async def run(self) -> WorkerReport:
         started = time.monotonic()
-        syncer = asyncio.create_task(self.pauses.run(), name="laneway-pauses")
+        await self.quota.start(self.astore, self.governor, on_notice=self.notice)
         heart = asyncio.create_task(self._heartbeat(), name="laneway-heartbeat")
         self.leases.start()
         try:
@@ -160,14 +163,16 @@ class Worker:
             self.leases.stop()
             with contextlib.suppress(Exception):  # the next worker takes them at once
                 await self.astore.call(self.store.drop_holder, self.config.worker_id)
-            for task in (syncer, heart):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await self.pauses.aclose()
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
+            pauses = self.quota.pauses
+            with contextlib.suppress(Exception):  # its share goes to the others at once
+                await self.quota.stop()
             self.astore.close()
-        self.report.pauses_published = self.pauses.published
-        self.report.pauses_applied = self.pauses.applied
+        if pauses is not None:
+            self.report.pauses_published = pauses.published
+            self.report.pauses_applied = pauses.applied
         self.report.wall_s = time.monotonic() - started
         self.report.stopped = self._stop.is_set() and self.report.stop_reason is None
         return self.report
@@ -236,7 +241,7 @@ class Worker:
         counts = await self.astore.counts(run.id)
         if run.ingest_done and counts.remaining == 0:
             return await self._close(run, work)
-        runner = realtime_runner(self._execution(run), counts, governor=self.governor,
+        runner = realtime_runner(self._execution(run), governor=self.governor,
                                  claim_size=self.config.claim_size,
                                  lease_s=self.config.lease_s)
         if self.on_result is not None:

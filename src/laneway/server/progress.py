@@ -8,6 +8,7 @@ over the last few seconds; rate-limit use is how drained the governor's buckets 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -23,9 +24,16 @@ from laneway.store.statuses import JobStatus
 WINDOW_S = 5.0
 
 
-def models_of(store: Store, run_id: str) -> list[str]:
-    """The lines naming the models that answered the run (see ``model_lines``)."""
-    return model_lines(asdict(m) for m in store.answered_models(run_id))
+def models_of(store: Store, run_id: str, counts: Counts) -> list[str]:
+    """The lines naming the models that answered the run (see ``model_lines``): read
+    from the ledger when its succeeded jobs changed (a GROUP BY over them: ~140 ms for
+    100,000 jobs on SQLite), else remembered."""
+    return list(_models(store, run_id, counts[JobStatus.SUCCEEDED], counts.cost_usd))
+
+
+@functools.lru_cache(maxsize=512)
+def _models(store: Store, run_id: str, _succeeded: int, _cost: float) -> tuple[str, ...]:
+    return tuple(model_lines(asdict(m) for m in store.answered_models(run_id)))
 
 
 def run_info(run: RunRow, counts: Counts, *, live: bool, in_flight: int = 0,
@@ -66,7 +74,6 @@ class ProgressTracker:
     event_id: int = 0
     governor: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
-
     def sample(self, agent: HybridAgent) -> tuple[RunProgressEvent, bool] | None:
         """Read the run now (blocking: call it on the store's thread). ``None`` if there
         is no such run; else the event and whether the run has ended."""
@@ -85,7 +92,7 @@ class ProgressTracker:
                 self.governor = data.get("governor") or {}
                 self.in_flight = 0 if run.status.ended else int(data.get("in_flight", 0))
         now = time.time()
-        info = run_info(run, counts, live=live, models=models_of(store, self.run_id))
+        info = run_info(run, counts, live=live, models=models_of(store, self.run_id, counts))
         rate = self._rate(now, info.done)
         use = limit_use(self.governor)
         event = RunProgressEvent(

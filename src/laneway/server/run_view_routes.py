@@ -61,7 +61,8 @@ def _agent(request: Request) -> HybridAgent:
 
 
 async def _run(agent: HybridAgent, run_id: str) -> RunRow:
-    run = await agent.astore.get_run(run_id)
+    # Not on the store's thread either: there it would wait behind the run's counts.
+    run = await asyncio.to_thread(agent.store.get_run, run_id)
     if run is None:
         raise RunNotFoundError(f"no run {run_id!r}")
     return run

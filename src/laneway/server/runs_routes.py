@@ -103,10 +103,10 @@ async def _info(agent: HybridAgent, run_id: str) -> RunInfo:
             return None
         live = agent.is_live(run_id)
         p = agent.progress(run_id) if live else None
-        info = run_info(run, agent.store.counts(run_id), live=live,
-                        in_flight=p.in_flight if p else 0,
+        counts = agent.store.counts(run_id)
+        info = run_info(run, counts, live=live, in_flight=p.in_flight if p else 0,
                         rate_per_s=round(p.rate_per_s, 3) if p else None,
-                        models=models_of(agent.store, run_id))
+                        models=models_of(agent.store, run_id, counts))
         info.resendable = agent.store.resendable(run_id)
         info.gateway_batch = agent.store.is_gateway_batch(run_id)
         return info
@@ -162,9 +162,9 @@ async def list_runs(request: Request, limit: int = Query(50, ge=1, le=1000)) -> 
     agent = _agent(request)
 
     def read() -> list[RunInfo]:
-        return [run_info(r, agent.store.counts(r.id), live=agent.is_live(r.id),
-                         models=models_of(agent.store, r.id))
-                for r in agent.store.list_runs(limit=limit)]
+        listed = [(r, agent.store.counts(r.id)) for r in agent.store.list_runs(limit=limit)]
+        return [run_info(r, c, live=agent.is_live(r.id), models=models_of(agent.store, r.id, c))
+                for r, c in listed]
 
     return RunList(data=await agent.astore.call(read))
 

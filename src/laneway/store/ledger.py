@@ -36,6 +36,7 @@ from laneway.store.keys import KeyLedger
 from laneway.store.migrations import migrate
 from laneway.store.queue import JobQueue
 from laneway.store.reservations import ReservationLedger
+from laneway.store.run_budget import RunBudgetLedger
 from laneway.store.runqueries import RunQueries
 from laneway.store.runviews import RunViews
 from laneway.store.settings import StoreSettings
@@ -99,7 +100,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 class Store(JobQueue, BatchLedger, RunQueries, RunViews, KeyLedger, TrafficHistory,
-            GatewayBatchLedger, ReservationLedger, HolderLedger):
+            GatewayBatchLedger, ReservationLedger, RunBudgetLedger, HolderLedger):
     """One ledger. Open with :func:`open_store`."""
 
     def __init__(self, engine: Engine, settings: StoreSettings) -> None:

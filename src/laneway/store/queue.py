@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import CTE, Engine, Select, and_, func, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from laneway.store import run_budget
 from laneway.store import schema as S
 from laneway.store.holders import HolderLedger
 from laneway.store.statuses import FINAL_JOBS, JobStatus, RunStatus
@@ -65,6 +66,8 @@ class Finished:
     #: cost on the model asked for when another answered.
     answered_model: str | None = None
     asked_cost_usd: float | None = None
+    #: The worst case reserved of the run's budget for it, settled as it is recorded.
+    reserved_usd: float = 0.0
 
 
 #: The columns :meth:`JobQueue.finish` writes, with their PostgreSQL types.
@@ -87,7 +90,7 @@ _FINISH_PG = text(
     " FROM jsonb_to_recordset(CAST(:items AS jsonb)) AS v("
     + ", ".join(f"{c} {t}" for c, t in _FINISH_COLUMNS)
     + f") WHERE j.run_id = v.run_id AND j.seq = v.seq AND j.status NOT IN ({_FINAL_SQL})"
-    " RETURNING j.seq"
+    " RETURNING j.run_id, j.seq"
 )
 _FINISH_SQLITE = text(
     f"UPDATE {S.jobs.name} SET "
@@ -97,7 +100,7 @@ _FINISH_SQLITE = text(
     f" WHERE {S.jobs.name}.run_id = json_extract(v.value, '$.run_id')"
     f" AND {S.jobs.name}.seq = json_extract(v.value, '$.seq')"
     f" AND {S.jobs.name}.status NOT IN ({_FINAL_SQL})"
-    f" RETURNING {S.jobs.name}.seq"
+    f" RETURNING {S.jobs.name}.run_id, {S.jobs.name}.seq"
 )
 #: Results per statement (keeps one statement's JSON to a few MB).
 _FINISH_CHUNK = 1000
@@ -273,10 +276,14 @@ class JobQueue(HolderLedger):
         rows = [_finish_row(f) for f in unique.values()]
         stmt = _FINISH_PG if self.is_postgres else _FINISH_SQLITE
         now = time.time()
-        recorded: list[int] = []
+        recorded: set[tuple[str, int]] = set()
         with self.engine.begin() as conn:
             for start in range(0, len(rows), _FINISH_CHUNK):
                 blob = json.dumps(rows[start:start + _FINISH_CHUNK], separators=(",", ":"))
-                recorded.extend(int(s) for s in conn.scalars(stmt, {"items": blob,
-                                                                    "now": now}))
-        return sorted(recorded)
+                recorded.update((str(r), int(s)) for r, s in conn.execute(
+                    stmt, {"items": blob, "now": now}))
+            # The runs' budgets: a recorded result's cost in, every reservation out.
+            run_budget.settle(conn, [
+                *((f.run_id, f.cost_usd or 0.0) for k, f in unique.items() if k in recorded),
+                *((f.run_id, -f.reserved_usd) for f in items)])
+        return sorted(seq for _, seq in recorded)

@@ -51,6 +51,9 @@ runs = Table(
     Column("output_path", Text),
     Column("output_written_at", Float),
     Column("note", Text),
+    #: What its recorded results cost plus the worst case of its realtime requests in
+    #: flight: its budget's reservations (see laneway.store.run_budget); 011b_run_budget.
+    Column("committed_usd", Float, nullable=False, server_default="0"),
 )
 
 jobs = Table(

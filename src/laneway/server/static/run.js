@@ -94,6 +94,9 @@
         const peak = Math.max(...b.map((x) => (x.limit_use === null ? 0 : x.limit_use)));
         $("detail-limit").textContent = "peak " + fmt.pct(peak * 100);
       }
+      if (tl.samples && $("detail-flight").textContent === "–") {
+        $("detail-flight").textContent = "peak " + fmt.int(Math.max(...b.map((x) => x.in_flight || 0)));
+      }
     }
     $("detail").dataset.chart = "drawn";
     performance.mark("laneway:chart");  // read by bench/run_page.py

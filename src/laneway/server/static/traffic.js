@@ -23,7 +23,7 @@
 
   function row(r) {
     return el("tr", { "data-key": r.key, "data-model": r.model, "data-lane": r.lane },
-      cell("key", "key", r.key),
+      cell("key", "who", r.key),
       cell("model", "model", r.model),
       cell("answered by", "answered", answeredBy(r)),
       el("td", { "data-label": "lane" }, el("span", { class: "badge " + r.lane, text: r.lane })),

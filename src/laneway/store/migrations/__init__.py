@@ -25,6 +25,7 @@ from laneway.store.migrations import (
     m007_answered_model,
     m008_run_samples,
     m011_holders,
+    m011b_run_budget,
 )
 
 Migration = Callable[[Connection], None]
@@ -41,6 +42,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     (m007_answered_model.NAME, m007_answered_model.apply),
     (m008_run_samples.NAME, m008_run_samples.apply),
     (m011_holders.NAME, m011_holders.apply),
+    (m011b_run_budget.NAME, m011b_run_budget.apply),
 ]
 
 

@@ -1,0 +1,67 @@
+"""A run's ``--budget`` in the ledger, so it holds across every process working on it.
+
+``runs.committed_usd`` is what the run's recorded results cost plus the worst case of
+its realtime requests in flight (added by 011b_run_budget, started at what its jobs had
+cost). A request is sent only once :meth:`RunBudgetLedger.reserve_run` added its worst
+case in one statement that checks ``committed + worst <= budget``: no number of workers
+on one ledger, on any hosts, can reserve past it. Its result settles the reservation in
+the same transaction that records it (:func:`settle`, from ``finish``: the
+real cost in, the worst case out); a request that failed gives its worst case back
+(:meth:`~RunBudgetLedger.release_run`). A request whose answer was never recorded (a
+kill) stays charged at its worst case, the API having no usage lookup, until the run
+is taken up by a process alone on it (SQLite: :meth:`~RunBudgetLedger.recount_run`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, update
+
+from laneway.store import schema as S
+
+_R = S.runs.c
+#: Floating-point slack of a budget's comparison (a billionth of a cent).
+_EPS = 1e-11
+
+
+def settle(conn: Connection, moves: Iterable[tuple[str, float]]) -> None:
+    """Add each ``(run_id, usd)`` to its run's ``committed_usd``, one statement a run."""
+    total: dict[str, float] = defaultdict(float)
+    for run_id, usd in moves:
+        total[run_id] += usd
+    for run_id, usd in total.items():
+        if usd:
+            conn.execute(update(S.runs).where(_R.id == run_id).values(
+                committed_usd=_R.committed_usd + usd))
+
+
+class RunBudgetLedger:
+    """Run budget reservations; mixed into :class:`laneway.store.ledger.Store`."""
+
+    engine: Engine
+
+    def reserve_run(self, run_id: str, worst_usd: float, *, budget_usd: float) -> bool:
+        """Reserve ``worst_usd`` of the run's budget; False (nothing written) if the
+        run's committed total plus it would pass ``budget_usd``."""
+        with self.engine.begin() as conn:
+            res: Any = conn.execute(update(S.runs).where(
+                _R.id == run_id, _R.committed_usd + worst_usd <= budget_usd + _EPS,
+            ).values(committed_usd=_R.committed_usd + worst_usd))
+        return bool(res.rowcount == 1)
+
+    def recount_run(self, run_id: str) -> None:
+        """Back to what the run's results cost, no reservation (a run that no process
+        works on: a SQLite run taken up, whose last process stopped or was killed)."""
+        spent = select(func.coalesce(func.sum(S.jobs.c.cost_usd), 0.0)).where(
+            S.jobs.c.run_id == run_id).scalar_subquery()
+        with self.engine.begin() as conn:
+            conn.execute(update(S.runs).where(_R.id == run_id).values(committed_usd=spent))
+
+    def release_run(self, run_id: str, usd: float) -> None:
+        """Give back a reservation whose request was not answered (nothing billed)."""
+        if usd:
+            with self.engine.begin() as conn:
+                settle(conn, [(run_id, -usd)])
