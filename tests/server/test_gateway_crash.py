@@ -21,6 +21,7 @@ from laneway.local import RunningLocal
 from laneway.local.server import free_port
 from laneway.store import open_store
 from laneway.store import schema as S
+from laneway.store.reservations import Reservation
 
 MODEL = "claude-haiku-4-5"
 LANEWAY = str(Path(sys.executable).with_name("laneway"))
@@ -119,4 +120,15 @@ def test_keys_set_changes_a_live_key(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "reserved" in out and "held" in out
     assert main(["keys", "set", "app", "--db", db]) == 2
     assert "give --budget-usd" in capsys.readouterr().err
+    # A request left in flight by a host that never came back: settled by age.
+    store = open_store(db)
+    try:
+        key = store.list_keys()[0]
+        store.reserve(Reservation(key_id=key.id, model=MODEL, lane="background",
+                                  streamed=False, worst_usd=0.25, started_at=time.time() - 900,
+                                  process="elsewhere:1:x"))
+    finally:
+        store.close()
+    assert main(["keys", "settle", "app", "--older-than", "600", "--db", db]) == 0
+    assert "released 1 held request(s), $0.2500" in capsys.readouterr().err
 

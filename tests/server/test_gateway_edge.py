@@ -197,13 +197,14 @@ def test_huge_header_sets_are_refused_fast_and_others_do_not_notice(outside: Ser
             raw, took = raw_answer(address, b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n"
                                    + head + b"\r\n")
             status, headers, body = parsed(raw)
-            assert status == 431 and took < 2.5, (status, took)  # ~10 ms on a quiet machine
+            assert status == 431 and took < 5.0, (status, took)  # ~10 ms on a quiet machine
             assert headers["request-id"] == body["request_id"]
     finally:
         stop.set()
         thread.join()
-    # The whole gateway stalled ~20 s per such request before; ~10 ms on a quiet machine.
-    assert not failures and len(others) >= 3 and max(others) < 3.0, (failures, others)
+    # The whole gateway stalled ~20 s per such request before; ~10 ms on a quiet machine
+    # (the bound is for a machine at load 15 on 2 cores: bench/gateway_flood.py measures).
+    assert not failures and len(others) >= 3 and max(others) < 5.0, (failures, others)
 
 
 def test_slow_heads_and_bodies_are_cut_in_bounded_time(outside: Served) -> None:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from laneway.cost.bound import CONTEXT_WINDOW, worst_case
+from laneway.cost.bound import CONTEXT_WINDOW, IMAGE_TOKENS, worst_case
 from laneway.errors import UnknownModelError
 from laneway.store import Store, open_store
 from laneway.store.reservations import Reservation, Settle
@@ -84,7 +84,7 @@ def test_the_bound() -> None:
     assert worst_case(cached, 300).input_price == 2.0  # the 1 h cache write
     url = {**body, "messages": [{"role": "user", "content": [
         {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]}]}
-    assert worst_case(url, 300).input_tokens == 300 + CONTEXT_WINDOW
+    assert worst_case(url, 300).input_tokens == 300 + CONTEXT_WINDOW + IMAGE_TOKENS
     search = {**body, "tools": [{"type": "web_search_20250305", "name": "web_search",
                                  "max_uses": 3}]}
     s = worst_case(search, 300)

@@ -133,12 +133,16 @@ def set_command(
 def settle_command(
     ref: str = typer.Argument(..., metavar="NAME_OR_PREFIX", help="The key's name or prefix (see `laneway keys list`)."),
     note: str = typer.Option("settled by the operator", help="Why (kept with each row released)."),
+    older_than: float | None = typer.Option(None, min=0.0, metavar="SECONDS", help="Also take requests still in flight for longer than this as interrupted (a host that died and was not restarted)."),
     db: str | None = typer.Option(None, help=DB_HELP),
 ) -> None:
     """Release a key's holds: requests a crash interrupted are charged their worst case
     until an operator, having checked what the upstream billed, releases them here."""
     store = _open(db)
     try:
+        if older_than is not None:
+            stale = time.time() - older_than
+            store.interrupt_requests(lambda _process, started_at: started_at < stale)
         key, rows, usd = store.release_holds(ref, note)
     finally:
         store.close()

@@ -9,7 +9,8 @@ request's real usage is never seen). It is a bound, not an estimate: planning
   spells every character in at least one byte). Input the gateway cannot size (a
   ``thread: continue``, a URL or ``file_id`` source, a PDF, whose pages also bill as
   images) adds the model's context window (:func:`context_window`) for each such
-  source, bounded by one window per request and per server-tool use.
+  source; an image may bill more tokens than its bytes (one of a single colour
+  compresses to almost nothing): each adds :data:`IMAGE_TOKENS`.
 - Input at the highest price that applies: a cache write (1 h when a ``ttl: 1h`` is
   asked) when ``cache_control`` appears anywhere; with the 1M-token context beta, the
   long-context premium (input 2x, output 1.5x).
@@ -30,6 +31,10 @@ from laneway.cost.prices import BATCH_DISCOUNT, is_local, price_of
 CONTEXT_WINDOW = 200_000
 #: With the ``context-1m`` beta (``anthropic-beta: context-1m-...``).
 LONG_CONTEXT_WINDOW = 1_000_000
+#: Input tokens one image may bill at most, however few bytes it is sent in (a large
+#: image of one colour compresses to almost nothing; the API bills an image by its
+#: size after resizing, at most about 1,600 tokens, more on high-resolution models).
+IMAGE_TOKENS = 10_000
 #: USD per web search.
 WEB_SEARCH_USD = 10.0 / 1000
 _UNSIZED_SOURCES = frozenset({"url", "file"})
@@ -77,6 +82,8 @@ def _walk(node: Any, found: dict[str, int]) -> None:
             cc = node.get("cache_control")
             if isinstance(cc, dict) and cc.get("ttl") == "1h":
                 found["cache_1h"] += 1
+        if node.get("type") == "image":
+            found["images"] += 1
         source = node.get("source")
         if isinstance(source, dict) and (source.get("type") in _UNSIZED_SOURCES or
                                          source.get("media_type") == "application/pdf"):
@@ -113,13 +120,14 @@ def worst_case(body: dict[str, Any], body_bytes: int, *, beta: str | None = None
     if local or is_local(model):
         return Bound(0.0, body_bytes, 0.0, max_tokens, 0.0)
     price = price_of(model)
-    found = {"cache": 0, "cache_1h": 0, "unsized": 0}
+    found = {"cache": 0, "cache_1h": 0, "unsized": 0, "images": 0}
     _walk(body, found)
     if body.get("thread") is not None:
         found["unsized"] += 1
     window = context_window(beta)
     uses, searches = _tool_uses(body, max_tokens)
-    input_tokens = body_bytes + (found["unsized"] + uses) * window
+    input_tokens = body_bytes + (found["unsized"] + uses) * window + \
+        found["images"] * IMAGE_TOKENS
     input_price = price.input
     if found["cache"]:
         input_price = max(input_price, price.cache_write_1h if found["cache_1h"]

@@ -8,8 +8,9 @@ cannot stall the others or hold a connection:
 
 - at most :data:`MAX_HEADERS` headers and :data:`MAX_HEAD_BYTES` bytes of head: else
   431 and the connection is closed (the rest is not read);
-- a head must be complete within :data:`HEAD_TIMEOUT_S` of its first byte (or of the
-  connection's opening): else 408 (a silent connection is just closed);
+- a head must be complete within :data:`HEAD_TIMEOUT_S` (± 25%, so that connections
+  opened at once are not all ended at once) of its first byte (or of the connection's
+  opening): else 408 (a silent connection is just closed);
 - an answer given before the request's body has all arrived (a refusal: no key, too
   large, the wrong type) ends the connection, so a client cannot hold it by sending
   the rest slowly; the close lingers (:data:`LINGER_S`), so the client reads the answer
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -76,8 +78,9 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     # -- the timer --------------------------------------------------------------------
     def _arm(self) -> None:
-        if self._timer is None:
-            self._timer = self.loop.call_later(self.head_timeout_s, self._timed_out)
+        if self._timer is None:  # ±25%: connections opened together do not end together
+            after = self.head_timeout_s * random.uniform(0.75, 1.25)
+            self._timer = self.loop.call_later(after, self._timed_out)
 
     def _disarm(self) -> None:
         if self._timer is not None:

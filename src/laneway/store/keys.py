@@ -172,6 +172,10 @@ class KeyLedger:
     def find_key(self, secret: str) -> ClientKey | None:
         """The active key whose value is ``secret``; None for anything else (an unknown
         or revoked key, or no laneway key at all)."""
+        row = self._active_row(secret)
+        return None if row is None else _key(row)
+
+    def _active_row(self, secret: str) -> Any:
         if not secret.startswith(KEY_PREFIX) or len(secret) <= PREFIX_LEN:
             return None
         given = hash_secret(secret)
@@ -182,7 +186,7 @@ class KeyLedger:
         for row in rows:  # one, unless two keys share a prefix (one chance in 2^54)
             if hmac.compare_digest(given, row["key_hash"]):
                 found = row
-        return _key(found) if found is not None and found["revoked_at"] is None else None
+        return found if found is not None and found["revoked_at"] is None else None
 
     def key_by_id(self, key_id: str) -> ClientKey | None:
         """The active key of this id, as the ledger has it now."""
@@ -208,13 +212,16 @@ class KeyLedger:
         conditional UPDATE (tried again if another process swapped it first): exact
         across processes and hosts (whose clocks agree), from the first request on.
         """
-        key = self.find_key(secret)
+        row = self._active_row(secret)
+        key = None if row is None else _key(row)
         if key is None or key.rpm is None:
             return key, None
-        for _ in range(100):
+        old = row["sent_at"]  # as read with the key: a second read only after a lost swap
+        for attempt in range(100):
             now_ = time.time() if now is None else now
-            with self.engine.connect() as conn:
-                old = conn.scalar(select(_K.sent_at).where(_K.id == key.id))
+            if attempt:
+                with self.engine.connect() as conn:
+                    old = conn.scalar(select(_K.sent_at).where(_K.id == key.id))
             window = _window(old, now_)
             if len(window) >= key.rpm:
                 return key, window[-key.rpm] + RATE_WINDOW_S - now_

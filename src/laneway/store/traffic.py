@@ -68,11 +68,11 @@ class TrafficRecord:
     asked_cost_usd: float | None = None
 
 
-def _errors() -> Any:
+def error_count() -> Any:
     return func.sum(case((_R.status >= 400, 1), else_=0))
 
 
-def _tokens() -> list[Any]:
+def token_sums() -> list[Any]:
     return [func.coalesce(func.sum(col), 0).label(col.name) for col in (
         _R.input_tokens, _R.output_tokens, _R.cache_creation_input_tokens,
         _R.cache_read_input_tokens)]
@@ -123,9 +123,9 @@ class TrafficLedger:
         name = func.coalesce(_K.name, LOCAL).label("key")
         q = (select(
             name, _R.key_id, _R.model, _R.lane, func.count().label("requests"),
-            _errors().label("errors"),
+            error_count().label("errors"),
             func.sum(case((_R.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
-            *_tokens(), func.coalesce(func.sum(_R.cost_usd), 0.0).label("cost_usd"),
+            *token_sums(), func.coalesce(func.sum(_R.cost_usd), 0.0).label("cost_usd"),
             func.avg(_R.queued_s).label("queued_s_mean"),
             func.max(_R.queued_s).label("queued_s_max"),
             func.avg(_R.ttft_s).label("ttft_s_mean"),
@@ -140,7 +140,7 @@ class TrafficLedger:
         if since is not None:
             q = q.where(_R.started_at >= since)
         with self.engine.connect() as conn:
-            return [_by_key(r) for r in conn.execute(q).mappings()]
+            return [by_key(r) for r in conn.execute(q).mappings()]
 
     def traffic_timeline(self, since: float, bucket_s: int = 10) -> list[dict[str, Any]]:
         """Requests since ``since`` in buckets of ``bucket_s`` seconds, oldest first.
@@ -158,7 +158,7 @@ class TrafficLedger:
         index = (func.floor(ratio) if self.engine.dialect.name == "postgresql"
                  else cast(ratio, Integer))
         bucket = cast(index * width, Float).label("at")
-        q = (select(bucket, func.count().label("requests"), _errors().label("errors"),
+        q = (select(bucket, func.count().label("requests"), error_count().label("errors"),
                     func.coalesce(func.sum(_R.input_tokens), 0).label("input_tokens"),
                     func.coalesce(func.sum(_R.output_tokens), 0).label("output_tokens"),
                     func.coalesce(func.sum(_R.cost_usd), 0.0).label("cost_usd"))
@@ -171,7 +171,7 @@ class TrafficLedger:
                      "cost_usd": float(r["cost_usd"])} for r in conn.execute(q).mappings()]
 
 
-def _by_key(r: Any) -> dict[str, Any]:
+def by_key(r: Any) -> dict[str, Any]:
     ints = ("requests", "errors", "unpriced", "input_tokens", "output_tokens",
             "cache_creation_input_tokens", "cache_read_input_tokens", "upstream_errors")
     floats = ("cost_usd", "queued_s_mean", "queued_s_max", "duration_s_mean")

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, case, func, select
 
 from laneway.store import schema as S
-from laneway.store.traffic import LOCAL, TrafficLedger, _by_key, _errors, _tokens
+from laneway.store.traffic import LOCAL, TrafficLedger, by_key, error_count, token_sums
 
 _R = S.gateway_requests.c
 _G = S.gateway_batches.c
@@ -39,9 +39,9 @@ class TrafficHistory(TrafficLedger):
         count = case((_R.batch_id.is_(None), 1), else_=func.coalesce(_G.request_count, 1))
         q = (select(
             name, _R.key_id, _R.model, lane, func.sum(count).label("requests"),
-            _errors().label("errors"),
+            error_count().label("errors"),
             func.sum(case((_R.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
-            *_tokens(), func.coalesce(func.sum(_R.cost_usd), 0.0).label("cost_usd"),
+            *token_sums(), func.coalesce(func.sum(_R.cost_usd), 0.0).label("cost_usd"),
             func.avg(_R.queued_s).label("queued_s_mean"),
             func.max(_R.queued_s).label("queued_s_max"),
             func.avg(_R.ttft_s).label("ttft_s_mean"),
@@ -56,7 +56,7 @@ class TrafficHistory(TrafficLedger):
             .group_by(_K.name, _R.key_id, _R.model, lane)
             .order_by(name, _R.model, lane))
         with self.engine.connect() as conn:
-            return [_by_key(r) for r in conn.execute(q).mappings()]
+            return [by_key(r) for r in conn.execute(q).mappings()]
 
     def traffic_history(self, since: float, bucket_s: int) -> dict[str, Any]:
         """Since ``since``: ``keys``, rows by key, model and lane

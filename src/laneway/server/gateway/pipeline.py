@@ -4,9 +4,10 @@ where from (the token and Host rules, :func:`.intake.check_access`: without a to
 loopback only; checked first as it needs no ledger read) → credentials → key (known,
 not revoked: read from the ledger on every request) → the key's rate → the body (read
 only now, with limits and read timeouts: :func:`.intake.read_json`) → parse and
-validate → budget
-reservation (the request's row, written before anything is sent) → lane and queue
-(:mod:`.admission`) → upstream (:mod:`.relay`) → settle and record (:mod:`.accounting`).
+validate → budget reservation (the request's row, written before anything is sent) →
+lane and queue (:mod:`.admission`; a revoke reaches a waiting request,
+:mod:`.revocations`) → upstream (:mod:`.relay`) → settle and record
+(:mod:`.accounting`).
 
 Routes declare what they need of it (:class:`Needs`): Messages need everything;
 ``count_tokens`` a key, its rate and the body (no budget: it bills nothing); models and
