@@ -253,6 +253,7 @@ class Worker:
         # Claims of this worker that no runner of it holds (a release lost to an outage):
         # claim() never takes this worker's own claims back, so give them back first.
         await self.astore.release_all(run.id, worker=self.config.worker_id)
+        await self.astore.call(self.store.recount_run, run.id)  # if nothing is in flight
         self.leases.run_id = run.id
         try:
             tally = await runner.run()
