@@ -45,7 +45,8 @@ from laneway.cost import tokens
 from laneway.cost.prices import worst_cost
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.provider.client import Provider
-from laneway.runs.library import RunConfig, run
+from laneway.runs.config import RunConfig
+from laneway.runs.library import run
 from laneway.runs.worker import WorkerConfig, work
 from laneway.store import Store, open_store
 from laneway.store import schema as S

@@ -30,17 +30,17 @@ from sqlalchemy.exc import DBAPIError
 
 from laneway.cost.budget import unpriced_models
 from laneway.errors import ConfigError, StoreError
-from laneway.governor.core import RateLimits
-from laneway.governor.pauses import PauseSync as PauseSync
+from laneway.governor.buckets import RateLimits
 from laneway.governor.quota import QuotaSharing
 from laneway.provider.backend import open_provider
 from laneway.provider.client import Provider
-from laneway.runners.realtime import RealtimeRunner, Tally
+from laneway.runners.realtime import RealtimeRunner
+from laneway.runners.tally import Tally
 from laneway.runs.config import RunConfig
 from laneway.runs.execute import Execution, realtime_runner, run_batches
 from laneway.runs.options import background_governor
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
-from laneway.store.leases import LeaseKeeper, new_worker_id
+from laneway.store.leases import LeaseKeeper, lease_s, new_worker_id
 from laneway.store.statuses import RunStatus
 
 
@@ -62,7 +62,7 @@ class WorkerConfig:
     stream: bool = False
     limits: RateLimits | None = None
     #: A claim's lease: how long a dead worker's jobs wait before others take them.
-    lease_s: float = 60.0
+    lease_s: float = field(default_factory=lease_s)
     claim_size: int = 256
     #: How often to look again for work (new runs, leases run out), at most.
     poll_s: float = 1.0

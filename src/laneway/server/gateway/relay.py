@@ -48,7 +48,8 @@ from typing import Any
 from fastapi.responses import Response, StreamingResponse
 
 from laneway.errors import ProviderError, ProviderTimeoutError
-from laneway.governor.core import Governor, Permit
+from laneway.governor.core import Governor
+from laneway.governor.state import Permit
 from laneway.provider import relay as provider_relay
 from laneway.provider.client import Provider, retry_after_s
 from laneway.provider.relay import RawResponse
