@@ -190,7 +190,8 @@ def test_serve_workers_share_a_keys_rate_and_a_killed_worker_loses_no_row(
             t.start()
         for _ in threads:
             assert started.acquire(timeout=30)
-        in_flight = [r for r in rows(db) if r["state"] == "reserved"]
+        in_flight = [r for r in rows(db)
+                     if r["state"] == "reserved" and r["key_id"] == streaming.id]
         assert len(in_flight) == STREAMS
         by_pid: dict[int, int] = {}
         for r in in_flight:
