@@ -6,6 +6,7 @@ the levels of its rate-limit buckets, so a benchmark can count the 429s the upst
 sent to a client it cannot see (the gateway).
 
     python bench/_upstream.py --port 8001 [--ttft-ms 300 --token-ms 10 --rpm 600 ...]
+        [--drained]
 """
 
 from __future__ import annotations
@@ -27,10 +28,16 @@ def main() -> None:
     ap.add_argument("--rpm", type=int)
     ap.add_argument("--itpm", type=int)
     ap.add_argument("--otpm", type=int)
+    ap.add_argument("--drained", action="store_true",
+                    help="start with every bucket empty (an account at its limit)")
     args = ap.parse_args()
     app = create_app(LocalConfig(engine="echo", ttft_ms=args.ttft_ms, token_ms=args.token_ms,
                                  rpm=args.rpm, itpm=args.itpm, otpm=args.otpm))
     api: LocalAPI = app.state.local
+    if args.drained:
+        for bucket in (api.limits.requests, api.limits.input, api.limits.output):
+            if bucket is not None:
+                bucket.level = 0.0
 
     @app.get("/v1/laneway/stats")
     async def stats() -> dict[str, Any]:

@@ -9,6 +9,8 @@ import pytest
 from laneway.errors import OverloadedError, RateLimitedError, ServerError
 from laneway.governor.buckets import AIMD, Lane, RateLimits, TokenBucket
 from laneway.governor.core import Governor, outcome_of
+from laneway.governor.demand import InteractiveDemand
+from laneway.runs.options import background_governor
 
 
 class FakeClock:
@@ -78,31 +80,72 @@ def test_aimd_slow_start_then_additive_and_multiplicative() -> None:
 async def test_interactive_is_admitted_before_queued_background() -> None:
     gov, clock = make(RateLimits(rpm=60), initial_concurrency=100)  # 1 request per second
     bucket_full = [await gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
-                   for _ in range(54)]  # background keeps 10% (6 requests) in reserve
-    assert len(bucket_full) == 54
+                   for _ in range(59)]  # nobody has chatted: all but one standing request
+    assert len(bucket_full) == 59
     waiting_bg = asyncio.ensure_future(gov.acquire(Lane.BACKGROUND, "m", input_tokens=1,
                                                    max_tokens=1))
-    await asyncio.sleep(0)
-    assert not waiting_bg.done()  # background may not touch the reserve
-    person = await asyncio.wait_for(
-        gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1, max_tokens=1), 1)
-    assert person.lane is Lane.INTERACTIVE  # served at once, from the reserve
-    # Drain the reserve; then a second person queues behind nobody, and when capacity
-    # comes back the person goes first although background asked earlier.
-    for _ in range(5):
-        await gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1, max_tokens=1)
-    second = asyncio.ensure_future(gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1,
+    person = asyncio.ensure_future(gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1,
                                                max_tokens=1))
     await asyncio.sleep(0)
-    assert not second.done()
+    assert person.done() and not waiting_bg.done()  # the standing request's room
+    gov.release(person.result(), outcome="ok", usage={"input_tokens": 1, "output_tokens": 1})
+    clock.advance(1.0)  # one request refills: the person goes first, though asked later
+    person = asyncio.ensure_future(gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1,
+                                               max_tokens=1))
+    gov.pump()
+    await asyncio.sleep(0)
+    assert person.done() and not waiting_bg.done()
+    # From now the background leaves one request's room for that person.
     clock.advance(1.0)
     gov.pump()
     await asyncio.sleep(0)
-    assert second.done() and not waiting_bg.done()
-    clock.advance(8.0)
+    assert not waiting_bg.done()
+    clock.advance(1.0)
     gov.pump()
     await asyncio.sleep(0)
     assert waiting_bg.done()
+    second = await asyncio.wait_for(  # the room kept: served at once
+        gov.acquire(Lane.INTERACTIVE, "m", input_tokens=1, max_tokens=1), 1)
+    assert second.lane is Lane.INTERACTIVE
+
+
+def test_background_alone_gets_the_whole_bucket_and_no_start_up_stall() -> None:
+    gov, clock = make(RateLimits(rpm=600, itpm=60_000), initial_concurrency=1000)
+    admitted = 0
+    while gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=10, max_tokens=5) is not None:
+        admitted += 1
+    assert admitted == 596  # all but 1% (four requests; the old reserve kept 10%: 540)
+    # Drained: the next request waits one refill (0.1 s), not for a tenth of the bucket.
+    clock.advance(0.11)
+    assert gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=10, max_tokens=5) is not None
+    assert gov.snapshot()["m"]["interactive_reserve"] == {
+        "requests": 4.0, "input": 0.0, "output": 0.0}
+    # A process no person waits on keeps not even that request.
+    runs = background_governor(RateLimits(rpm=600))
+    runs.fix_concurrency(1000)
+    assert sum(runs.try_acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+               is not None for _ in range(601)) == 600
+
+
+def test_the_reserve_follows_people_and_fades_when_they_leave() -> None:
+    gov, clock = make(RateLimits(rpm=600, itpm=60_000), initial_concurrency=1000,
+                      demand=lambda: InteractiveDemand(hold_s=30.0, fade_s=30.0))
+    people = [gov.try_acquire(Lane.INTERACTIVE, "m", input_tokens=200, max_tokens=50)
+              for _ in range(3)]  # three people at once
+    assert all(p is not None for p in people)
+    reserve = gov.snapshot()["m"]["interactive_reserve"]
+    assert reserve["requests"] == 4 and reserve["input"] == 600  # 3 people; 4 standing
+    admitted = 0
+    while gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=10, max_tokens=5) is not None:
+        admitted += 1
+    assert admitted == 600 - 3 - 4  # leaves room for the three
+    person = gov.try_acquire(Lane.INTERACTIVE, "m", input_tokens=200, max_tokens=50)
+    assert person is not None  # found its room at once
+    clock.advance(45.0)  # half faded
+    assert 0 < gov.snapshot()["m"]["interactive_reserve"]["input"] < 600
+    clock.advance(20.0)  # quiet for longer than hold + fade: the standing requests alone
+    assert gov.snapshot()["m"]["interactive_reserve"] == {
+        "requests": 4.0, "input": 0.0, "output": 0.0}
 
 
 async def test_429_pauses_the_background_lane_not_people() -> None:
@@ -199,3 +242,21 @@ async def test_cancelled_waiter_leaves_no_trace() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert gov.snapshot()["m"]["waiting"]["background"] == 0
+
+
+def test_a_learnt_bucket_counts_what_was_sent_before_it_existed() -> None:
+    gov, _ = make(initial_concurrency=8)
+    sent = [gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=100, max_tokens=5)
+            for _ in range(8)]  # no limits known yet: eight go at once
+    assert all(p is not None for p in sent)
+    headers = {"anthropic-ratelimit-requests-limit": "600",
+               "anthropic-ratelimit-requests-remaining": "20",
+               "anthropic-ratelimit-input-tokens-limit": "60000",
+               "anthropic-ratelimit-input-tokens-remaining": "2000"}
+    first = sent[0]
+    assert first is not None
+    gov.release(first, outcome="ok", usage={"input_tokens": 100, "output_tokens": 5},
+                headers=headers)
+    levels = {k: b["level"] for k, b in gov.snapshot()["m"]["buckets"].items()}
+    # The seven still in flight may not be in that answer's count: taken off at once.
+    assert levels == {"requests": 13.0, "input": 1300.0}

@@ -74,6 +74,15 @@ class TokenBucket:
         self.refill(now)
         self.level = min(self.capacity, self.level + amount)
 
+    def report(self, sent: float, minutes: float, now: float) -> dict[str, float]:
+        """For a snapshot: ``sent`` over ``minutes``, against what the limit allowed (a
+        full bucket at the start and its refill)."""
+        self.refill(now)
+        return {"limit": self.limit_per_min, "share": round(self.share, 4),
+                "level": round(self.level, 1),
+                "achieved_per_min": round(sent / minutes, 1),
+                "utilization": round(sent / (self.limit_per_min * (1.0 + minutes)), 4)}
+
     def set_limit(self, limit_per_min: int, now: float) -> None:
         self.refill(now)
         self.limit_per_min = limit_per_min

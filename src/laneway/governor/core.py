@@ -13,8 +13,9 @@ Per model (the API's limits are per model class) the governor keeps:
   additive increase while responses are clean and the limit is what holds work back;
   multiplicative decrease on 429/529, at most once per cooldown.
 - **lanes**: interactive requests are admitted before any waiting background work and
-  may use the whole bucket; background work must leave ``interactive_reserve`` of each
-  bucket free, so a person's request finds room at once. On a 429 the whole background
+  may use the whole bucket; background work leaves the room recent interactive demand
+  needs (:mod:`laneway.governor.demand`: none when nobody chats), so a person's request
+  finds it at once. On a 429 the whole background
   lane pauses until ``retry-after``; the interactive lane is not paused.
 
 All state is observable through :meth:`Governor.snapshot` and ``history``.
@@ -31,6 +32,7 @@ from typing import Any
 
 from laneway.errors import ProviderError, RateLimitedError
 from laneway.governor.buckets import AIMD, Lane, RateLimits, TokenBucket
+from laneway.governor.demand import InteractiveDemand
 from laneway.governor.state import ModelState, Permit, Waiter
 
 #: The headers that carry each limit, for each bucket.
@@ -40,14 +42,16 @@ _HEADER_OF = {"requests": "requests", "input": "input-tokens", "output": "output
 class Governor:
     def __init__(
         self, *, limits: RateLimits | Mapping[str, RateLimits] | None = None,
-        clock: Callable[[], float] = time.monotonic, interactive_reserve: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+        demand: Callable[[], InteractiveDemand] = InteractiveDemand,
         initial_concurrency: int = 8, max_concurrency: int = 512, margin: float = 0.99,
         learn_limits: bool = True, history_size: int = 2000, speed: float = 1.0,
     ) -> None:
         self.clock = clock
         #: How many clock seconds pass per real second (tests run a sped-up clock).
         self.speed = speed
-        self.interactive_reserve = interactive_reserve
+        #: Makes each model's record of interactive demand (how the reserve is sized).
+        self.demand = demand
         self.initial_concurrency = initial_concurrency
         self.max_concurrency = max_concurrency
         self.margin = margin
@@ -78,7 +82,7 @@ class Governor:
             fixed = self._fixed
             aimd = AIMD(initial=fixed, minimum=fixed, maximum=fixed) if fixed else \
                 AIMD(initial=self.initial_concurrency, maximum=self.max_concurrency)
-            st = ModelState(model, aimd=aimd)
+            st = ModelState(model, aimd=aimd, demand=self.demand())
             given = self._given(model)
             now = self.clock()
             if given is not None:
@@ -107,14 +111,17 @@ class Governor:
         guess = st.output_avg if st.output_avg is not None else min(max_tokens, 256)
         return float(min(max_tokens, max(1.0, guess * 1.1)))
 
+    def _permit(self, st: ModelState, lane: Lane, input_tokens: int, max_tokens: int) -> Permit:
+        return Permit(lane, st.model, input_tokens * st.input_ratio,
+                      self.expected_output(st, max_tokens), max_tokens,
+                      estimated_input=float(input_tokens))
+
     # -- admission -----------------------------------------------------------------------
     async def acquire(self, lane: Lane, model: str, *, input_tokens: int, max_tokens: int
                       ) -> Permit:
         """Wait until a request of this size may be sent in ``lane``; returns its permit."""
         st = self.state(model)
-        permit = Permit(lane, model, input_tokens * st.input_ratio,
-                        self.expected_output(st, max_tokens), max_tokens,
-                        estimated_input=float(input_tokens))
+        permit = self._permit(st, lane, input_tokens, max_tokens)
         fut: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
         waiter = Waiter(permit, fut)
         st.waiting[lane].append(waiter)
@@ -135,9 +142,7 @@ class Governor:
         st = self.state(model)
         if st.waiting[Lane.INTERACTIVE] or st.waiting[lane]:
             return None
-        permit = Permit(lane, model, input_tokens * st.input_ratio,
-                        self.expected_output(st, max_tokens), max_tokens,
-                        estimated_input=float(input_tokens))
+        permit = self._permit(st, lane, input_tokens, max_tokens)
         now = self.clock()
         if self._blocked_s(st, permit, now) != 0:
             return None
@@ -158,7 +163,8 @@ class Governor:
             bucket = st.buckets.get(kind)
             if bucket is None:
                 continue
-            floor = bucket.capacity * self.interactive_reserve if background else 0.0
+            floor = min(st.demand.reserve(kind, now, bucket.capacity), bucket.capacity / 2) \
+                if background else 0.0
             wait = max(wait, bucket.wait_s(amount, floor, now))
         return wait
 
@@ -208,6 +214,10 @@ class Governor:
                 bucket.take(amount, now)
         st.in_flight[permit.lane] += 1
         permit.admitted_at = now
+        if permit.lane is Lane.INTERACTIVE:
+            people = st.in_flight[Lane.INTERACTIVE] + len(st.waiting[Lane.INTERACTIVE])
+            st.demand.note(now, input_tokens=permit.input_tokens,
+                           output_tokens=permit.output_tokens, people=people)
 
     # -- completion ----------------------------------------------------------------------
     def release(
@@ -328,14 +338,13 @@ class Governor:
                 remaining = float(headers.get(f"anthropic-ratelimit-{name}-remaining", limit))
             except ValueError:
                 continue
-            if limit <= 0:
-                continue
             bucket = st.buckets.get(kind)
+            if limit <= 0 or (bucket is None and not self.learn_limits):
+                continue
             if bucket is None:
-                if not self.learn_limits:
-                    continue
                 share = self.share_of(st, kind)
-                st.buckets[kind] = TokenBucket(limit, now=now, level=remaining * share,
+                level = remaining * share - st.unmetered(kind)
+                st.buckets[kind] = TokenBucket(limit, now=now, level=level,
                                                margin=self.margin, share=share)
                 self._note(st.model, "limit", bucket=kind, limit=limit, learnt=True)
                 continue
@@ -352,22 +361,16 @@ class Governor:
         elapsed_min = max(1e-9, (now - self.started_at) / 60.0)
         out: dict[str, Any] = {}
         for model, st in self.models.items():
-            buckets = {}
-            for kind, b in st.buckets.items():
-                b.refill(now)
-                achieved = st.sent[kind] / elapsed_min
-                # Share of what the limit allowed: a full bucket at the start + its refill.
-                allowed = b.limit_per_min * (1.0 + elapsed_min)
-                buckets[kind] = {"limit": b.limit_per_min, "share": round(b.share, 4),
-                                 "level": round(b.level, 1),
-                                 "achieved_per_min": round(achieved, 1),
-                                 "utilization": round(st.sent[kind] / allowed, 4)}
+            buckets = {kind: b.report(st.sent[kind], elapsed_min, now)
+                       for kind, b in st.buckets.items()}
             out[model] = {
                 "buckets": buckets,
                 "concurrency": st.aimd.value,
                 "in_flight": {lane.value: n for lane, n in st.in_flight.items()},
                 "waiting": {lane.value: len(q) for lane, q in st.waiting.items()},
                 "paused_s": round(max(0.0, st.paused_until - now), 3),
+                "interactive_reserve": st.demand.as_json(
+                    now, {kind: b.capacity for kind, b in st.buckets.items()}),
                 "sent": dict(st.sent),
             }
         return out

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from laneway.governor.buckets import AIMD, Lane, TokenBucket
+from laneway.governor.demand import InteractiveDemand
 
 
 @dataclass(eq=False)
@@ -47,6 +48,8 @@ class ModelState:
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     aimd: AIMD = field(default_factory=AIMD)
     paused_until: float = 0.0
+    #: What people have asked for lately: the room background work leaves them.
+    demand: InteractiveDemand = field(default_factory=InteractiveDemand)
     in_flight: dict[Lane, int] = field(default_factory=lambda: {lane: 0 for lane in Lane})
     waiting: dict[Lane, deque[Waiter]] = field(
         default_factory=lambda: {lane: deque() for lane in Lane})
@@ -60,3 +63,12 @@ class ModelState:
         default_factory=lambda: {"requests": 0.0, "input": 0.0, "output": 0.0})
     #: This process's part of each limit, when processes share one account.
     shares: dict[str, float] = field(default_factory=dict)
+
+    def unmetered(self, kind: str) -> float:
+        """What the requests in flight take of ``kind``, on average: a bucket learnt from
+        one answer's headers starts that much lower, since the others in flight, sent
+        before any bucket existed, may not be counted in that answer's ``remaining``."""
+        n = sum(self.in_flight.values())
+        if kind == "requests" or not n:
+            return float(n)
+        return n * self.admitted[kind] / max(1.0, self.admitted["requests"])

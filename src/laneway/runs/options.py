@@ -6,6 +6,7 @@ from typing import Protocol
 
 from laneway.governor.buckets import RateLimits
 from laneway.governor.core import Governor
+from laneway.governor.demand import InteractiveDemand
 from laneway.runners.realtime_options import RealtimeOptions
 from laneway.runners.retry import RetryPolicy
 
@@ -43,9 +44,6 @@ def realtime_options(
 
 
 def background_governor(limits: RateLimits | None) -> Governor:
-    """A governor for a process no person waits on (``laneway run``, a worker).
-
-    No share of the limit is kept free for a person: on a drained bucket that share
-    alone cost 6 s of a 40 s run.
-    """
-    return Governor(limits=limits, interactive_reserve=0.0)
+    """A governor for a process no person waits on (``laneway run``, a worker): no
+    interactive request ever comes, so it keeps no room for one, not even a request."""
+    return Governor(limits=limits, demand=lambda: InteractiveDemand(standing=False))
