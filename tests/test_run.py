@@ -15,10 +15,12 @@ from laneway.governor.core import Governor
 from laneway.jobs.formats import JobDefaults
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.provider.client import Provider
-from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
+from laneway.runners.realtime import RealtimeRunner
+from laneway.runners.realtime_options import RealtimeOptions
 from laneway.runners.retry import RetryPolicy
+from laneway.runs.config import RunConfig
 from laneway.runs.ingest import ingest
-from laneway.runs.library import RunConfig, run
+from laneway.runs.library import run
 from laneway.runs.prepare import prepare
 from laneway.store import AsyncStore, open_store
 from laneway.store.statuses import JobStatus
@@ -210,3 +212,16 @@ async def test_the_run_ends_as_soon_as_its_last_result_is_committed(
         await provider.aclose()
     lags.sort()
     assert lags[len(lags) // 2] < 0.012, f"lags after the last result: {lags}"
+
+
+async def test_options_beside_a_config_change_it(tmp_path: Path) -> None:
+    """``run(path, config=RunConfig(...), no_work=True)``: the option is applied to the
+    config (it was dropped in silence), and an unknown one is a TypeError."""
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"j{i}", "prompt": "hi"}) + "\n"
+                           for i in range(3)))
+    config = RunConfig(db=str(tmp_path / "l.db"), provider="local")
+    summary = await run(inp, config=config, no_work=True, run_name="given")
+    assert (summary.run_id, summary.pending, summary.succeeded) == ("given", 3, 0)
+    with pytest.raises(TypeError):
+        await run(inp, config=config, no_such_option=1)

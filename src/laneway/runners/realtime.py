@@ -29,12 +29,14 @@ from laneway.errors import (
     RequestError,
     StalledError,
 )
-from laneway.governor.core import Governor, Lane, Permit
+from laneway.governor.buckets import Lane
+from laneway.governor.core import Governor
+from laneway.governor.state import Permit
 from laneway.jobs.formats import errored, succeeded
 from laneway.provider.client import Provider
 from laneway.runners import api_wait as W
-from laneway.runners.realtime_options import RealtimeOptions as RealtimeOptions
-from laneway.runners.tally import Tally as Tally
+from laneway.runners.realtime_options import RealtimeOptions
+from laneway.runners.tally import Tally
 from laneway.runners.timeouts import RequestTimeouts
 from laneway.runners.until_done import until_done
 from laneway.store import AsyncStore, ClaimedJob, Finished, GroupWriter
