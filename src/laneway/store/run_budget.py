@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from laneway.store import schema as S
 from laneway.store.statuses import JobStatus
@@ -26,17 +26,19 @@ from laneway.store.statuses import JobStatus
 _R = S.runs.c
 #: Floating-point slack of a budget's comparison (a billionth of a cent).
 _EPS = 1e-11
+#: Built once: every group commit of a priced run settles (its compiled form is cached).
+_SETTLE = update(S.runs).where(_R.id == bindparam("run")).values(
+    committed_usd=_R.committed_usd + bindparam("usd"))
 
 
 def settle(conn: Connection, moves: Iterable[tuple[str, float]]) -> None:
-    """Add each ``(run_id, usd)`` to its run's ``committed_usd``, one statement a run."""
+    """Add each ``(run_id, usd)`` to its run's ``committed_usd``, one statement."""
     total: dict[str, float] = defaultdict(float)
     for run_id, usd in moves:
         total[run_id] += usd
-    for run_id, usd in total.items():
-        if usd:
-            conn.execute(update(S.runs).where(_R.id == run_id).values(
-                committed_usd=_R.committed_usd + usd))
+    params = [{"run": run_id, "usd": usd} for run_id, usd in total.items() if usd]
+    if params:
+        conn.execute(_SETTLE, params)
 
 
 class RunBudgetLedger:
