@@ -11,6 +11,9 @@ and a run's ``--budget`` across several workers, on one PostgreSQL.
    held, answers the API gave twice (in flight when it died), lost, duplicated.
 2. Budget: ``--workers`` workers on one run with ``--budget`` worth ``--fits`` worst
    cases: what was spent against the budget, requests sent.
+3. What the reservation costs: ``laneway run`` (library, SQLite, concurrency 50, no API
+   latency) of ``--cost-jobs`` jobs without and with a ``--budget`` that never binds
+   (one more ledger statement a request), alternating, twice each: jobs/s.
 
     .venv/bin/python bench/fleet_reattach.py [--lease 20] [--jobs 400] [--workers 3]
 
@@ -42,7 +45,8 @@ from laneway.cost import tokens
 from laneway.cost.prices import worst_cost
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.provider.client import Provider
-from laneway.runs.library import RunConfig, run
+from laneway.runs.config import RunConfig
+from laneway.runs.library import run
 from laneway.runs.worker import WorkerConfig, work
 from laneway.store import Store, open_store
 from laneway.store import schema as S
@@ -148,6 +152,20 @@ async def budget(dsn: str, local: RunningLocal, tmp: Path, *, workers: int, jobs
             "worst_usd": worst}
 
 
+async def reservation_cost(local: RunningLocal, tmp: Path, *, jobs: int) -> dict[str, Any]:
+    path = _jobs(tmp / "cost.jsonl", jobs)
+    rates: dict[str, list[float]] = {"none": [], "budget": []}
+    for i, budget_usd in enumerate((None, 1e6, 1e6, None)):
+        started = time.monotonic()
+        summary = await run(path, config=RunConfig(db=str(tmp / f"cost-{i}.db"),
+                                                   concurrency=50, budget_usd=budget_usd),
+                            provider=Provider.at(local.base_url))
+        assert summary.succeeded == jobs
+        rates["none" if budget_usd is None else "budget"].append(
+            jobs / (time.monotonic() - started))
+    return {k: round(sum(v) / len(v), 1) for k, v in rates.items()}
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lease", type=float, default=20.0)
@@ -155,6 +173,7 @@ async def main() -> None:
     ap.add_argument("--ttft-ms", type=float, default=100.0)
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--fits", type=int, default=20)
+    ap.add_argument("--cost-jobs", type=int, default=3000)
     args = ap.parse_args()
     server = pgserver.find_postgres()
     pgserver.wait_ready(server)
@@ -169,6 +188,11 @@ async def main() -> None:
                                                 jobs=args.jobs, lease_s=args.lease))
                 finally:
                     pgserver.drop_schema(server, name)
+            fast = start_local(LocalConfig())  # no latency: the ledger's share shows
+            try:
+                cost = await reservation_cost(fast, Path(tmp), jobs=args.cost_jobs)
+            finally:
+                fast.stop()
             name, dsn = pgserver.new_schema(server)
             try:
                 spent = await budget(dsn, local, Path(tmp), workers=args.workers,
@@ -186,7 +210,10 @@ async def main() -> None:
                                                       "spent/budget", "requests", "jobs"],
                 [[spent["workers"], f"{spent['budget_usd']:.5f}", f"{spent['spent_usd']:.5f}",
                   spent["spent_of_budget"], spent["requests"], spent["jobs"]]])
-    save("fleet_reattach", {"take_up": rounds, "budget": spent, "args": vars(args)})
+    print_table("laneway run on SQLite, jobs/s (mean of 2)", ["no --budget", "--budget"],
+                [[cost["none"], cost["budget"]]])
+    save("fleet_reattach", {"take_up": rounds, "budget": spent, "reservation_cost": cost,
+                            "args": vars(args)})
 
 
 if __name__ == "__main__":

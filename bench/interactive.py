@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from _common import local_api_process, percentile, print_table, save, varied_jobs, write_jsonl
-from laneway.governor.core import Governor, Lane
+from laneway.governor.buckets import Lane
+from laneway.governor.core import Governor
 from laneway.provider.client import Provider
 from laneway.runners.realtime import RealtimeRunner
+from laneway.runs.config import RunConfig
 from laneway.runs.ingest import ingest
-from laneway.runs.library import RunConfig
 from laneway.runs.prepare import prepare
 from laneway.store import AsyncStore, open_store
 

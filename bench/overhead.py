@@ -126,7 +126,8 @@ async def laneway_side(base_url: str, inp: Path, workdir: Path, *, concurrency: 
                        ) -> tuple[int, int, float | None]:
     from laneway.jobs.formats import JobDefaults
     from laneway.provider.client import Provider
-    from laneway.runs.library import Progress, run
+    from laneway.runs.library import run
+    from laneway.runs.progress import Progress
 
     db = workdir / "ledger.db"
     out = workdir / "out.jsonl"

@@ -33,8 +33,8 @@ from _common import local_api_process, print_table, save, varied_jobs, write_jso
 from laneway.governor.core import Governor
 from laneway.provider.client import Provider
 from laneway.runners.realtime import RealtimeRunner
+from laneway.runs.config import RunConfig
 from laneway.runs.ingest import ingest
-from laneway.runs.library import RunConfig
 from laneway.runs.prepare import prepare
 from laneway.store import AsyncStore, open_store
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import local_api_process, print_table, save, write_jsonl
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.jobs.formats import JobDefaults
 from laneway.provider.client import Provider
 from laneway.runners.native import NativeOptions

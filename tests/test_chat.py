@@ -14,7 +14,8 @@ import pytest
 from laneway.chat import Conversation
 from laneway.cost.prices import Usage, cost_usd
 from laneway.errors import OverloadedError
-from laneway.governor.core import Governor, Lane
+from laneway.governor.buckets import Lane
+from laneway.governor.core import Governor
 from laneway.local import RunningLocal
 from laneway.local.faults import Fault, FaultPlan
 from laneway.provider.client import Provider

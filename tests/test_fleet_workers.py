@@ -16,10 +16,11 @@ import pytest
 import pgserver
 from laneway.cost import tokens
 from laneway.cost.prices import worst_cost
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.local import RunningLocal
 from laneway.provider.client import Provider
-from laneway.runs.library import RunConfig, run
+from laneway.runs.config import RunConfig
+from laneway.runs.library import run
 from laneway.runs.worker import WorkerConfig, work
 from laneway.store import open_store
 from laneway.store import schema as S

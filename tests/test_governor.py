@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from laneway.errors import OverloadedError, RateLimitedError, ServerError
-from laneway.governor.core import AIMD, Governor, Lane, RateLimits, TokenBucket, outcome_of
+from laneway.governor.buckets import AIMD, Lane, RateLimits, TokenBucket
+from laneway.governor.core import Governor, outcome_of
 from laneway.governor.demand import InteractiveDemand
 from laneway.runs.options import background_governor
 

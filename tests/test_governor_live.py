@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from laneway.errors import RateLimitedError
-from laneway.governor.core import Governor, Lane
+from laneway.governor.buckets import Lane
+from laneway.governor.core import Governor
 from laneway.local import LocalConfig, start_local
 from laneway.provider.client import Provider
-from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
+from laneway.runners.realtime import RealtimeRunner
+from laneway.runners.realtime_options import RealtimeOptions
+from laneway.runs.config import RunConfig
 from laneway.runs.ingest import ingest
-from laneway.runs.library import RunConfig
 from laneway.runs.prepare import prepare
 from laneway.store import AsyncStore, open_store
 

@@ -104,7 +104,7 @@ def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
 
 
 def _run(store_path: Path, path: Path, *, skip_invalid: bool = False) -> int:
-    from laneway.runs.library import RunConfig
+    from laneway.runs.config import RunConfig
     from laneway.runs.prepare import prepare
 
     store = open_store(str(store_path))

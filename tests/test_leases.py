@@ -20,8 +20,10 @@ from laneway.governor.core import Governor
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.local.faults import FaultPlan
 from laneway.provider.client import Provider
-from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
-from laneway.runs.library import RunConfig, run
+from laneway.runners.realtime import RealtimeRunner
+from laneway.runners.realtime_options import RealtimeOptions
+from laneway.runs.config import RunConfig
+from laneway.runs.library import run
 from laneway.store import AsyncStore, open_store
 from laneway.store.statuses import JobStatus
 

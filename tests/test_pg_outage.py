@@ -22,7 +22,8 @@ import pytest
 import pgserver
 from laneway.local import LocalConfig, start_local
 from laneway.provider.client import Provider
-from laneway.runs.library import RunConfig, run
+from laneway.runs.config import RunConfig
+from laneway.runs.library import run
 from laneway.runs.worker import WorkerConfig, work
 from laneway.store import open_store
 from laneway.store.statuses import JobStatus

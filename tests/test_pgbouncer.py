@@ -23,7 +23,8 @@ import pgserver
 from laneway.errors import ConfigError
 from laneway.local import RunningLocal
 from laneway.provider.client import Provider
-from laneway.runs.library import RunConfig, run
+from laneway.runs.config import RunConfig
+from laneway.runs.library import run
 from laneway.runs.worker import WorkerConfig, work
 from laneway.store import open_store
 from laneway.store.settings import StoreSettings

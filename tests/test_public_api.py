@@ -13,7 +13,21 @@ EXPECTED = {
     "StoreError", "StoreSettings", "StreamError", "Summary", "Turn", "UnknownModelError",
     "Usage", "__version__", "cost_usd", "open_provider", "open_store", "read_jobs",
     "results_of", "run", "serve_local", "write_results",
+    # what a caller catches: a full disk, a run name that is not there, an upstream
+    # without Message Batches
+    "DiskFullError", "RunNotFoundError", "BatchesUnsupportedError",
 }
+
+
+def test_every_error_class_of_laneway_errors_is_public() -> None:
+    import inspect
+
+    from laneway import errors
+
+    defined = {n for n, v in vars(errors).items()
+               if inspect.isclass(v) and issubclass(v, errors.LanewayError)
+               and v.__module__ == errors.__name__}
+    assert defined <= set(laneway.__all__)
 
 
 def test_all_is_pinned() -> None:

@@ -15,10 +15,12 @@ from laneway.governor.core import Governor
 from laneway.jobs.formats import JobDefaults
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.provider.client import Provider
-from laneway.runners.realtime import RealtimeOptions, RealtimeRunner
+from laneway.runners.realtime import RealtimeRunner
+from laneway.runners.realtime_options import RealtimeOptions
 from laneway.runners.retry import RetryPolicy
+from laneway.runs.config import RunConfig
 from laneway.runs.ingest import ingest
-from laneway.runs.library import RunConfig, run
+from laneway.runs.library import run
 from laneway.runs.prepare import prepare
 from laneway.store import AsyncStore, open_store
 from laneway.store.statuses import JobStatus
@@ -181,3 +183,45 @@ async def test_stop_releases_unfinished_jobs(tmp_path: Path) -> None:
     finally:
         await provider.aclose()
         running.stop()
+
+
+async def test_the_run_ends_as_soon_as_its_last_result_is_committed(
+        tmp_path: Path, local_api: RunningLocal) -> None:
+    """No poll between the last result and the end (the claimer's 50 ms tick used to be)."""
+    provider = Provider.at(local_api.base_url)
+    store = open_store(str(tmp_path / "l.db"))
+    astore = AsyncStore(store)
+    lags: list[float] = []
+    try:
+        for i in range(10):
+            inp = make_input(tmp_path / f"in{i}.jsonl", 2)
+            row = prepare(store, inp, RunConfig())
+            ingest(store, row, inp, defaults=RunConfig().defaults, skip_invalid=False)
+            last = [0.0]
+            runner = RealtimeRunner(run_id=row.id, astore=astore, provider=provider,
+                                    governor=Governor(),
+                                    options=RealtimeOptions(concurrency=2),
+                                    on_result=lambda _t, at=last: at.__setitem__(
+                                        0, time.monotonic()))
+            tally = await runner.run()
+            lags.append(time.monotonic() - last[0])
+            assert tally.succeeded == 2
+    finally:
+        astore.close()
+        store.close()
+        await provider.aclose()
+    lags.sort()
+    assert lags[len(lags) // 2] < 0.012, f"lags after the last result: {lags}"
+
+
+async def test_options_beside_a_config_change_it(tmp_path: Path) -> None:
+    """``run(path, config=RunConfig(...), no_work=True)``: the option is applied to the
+    config (it was dropped in silence), and an unknown one is a TypeError."""
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"j{i}", "prompt": "hi"}) + "\n"
+                           for i in range(3)))
+    config = RunConfig(db=str(tmp_path / "l.db"), provider="local")
+    summary = await run(inp, config=config, no_work=True, run_name="given")
+    assert (summary.run_id, summary.pending, summary.succeeded) == ("given", 3, 0)
+    with pytest.raises(TypeError):
+        await run(inp, config=config, no_such_option=1)

@@ -14,7 +14,8 @@ from laneway.errors import BatchesUnsupportedError
 from laneway.local import LocalConfig, RunningLocal
 from laneway.provider.client import Provider
 from laneway.runners.planner import PlannerOptions
-from laneway.runs.library import RunConfig, run
+from laneway.runs.config import RunConfig
+from laneway.runs.library import run
 from laneway.store import open_store
 
 ANY_SAVING = PlannerOptions(min_savings_usd=0.0)  # the planner picks batches

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from laneway.governor.core import Governor, RateLimits
+from laneway.governor.buckets import RateLimits
+from laneway.governor.core import Governor
 from laneway.governor.quota import QuotaSharing
 from laneway.local import RunningLocal
 from laneway.provider.client import Provider
-from laneway.runs.library import RunConfig, run
+from laneway.runs.config import RunConfig
+from laneway.runs.library import run
 from laneway.store import AsyncStore, open_store
 from laneway.store import schema as S
 

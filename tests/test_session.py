@@ -18,8 +18,9 @@ from laneway.provider import backend, client
 from laneway.provider.client import Provider
 from laneway.runners.native import NativeTally
 from laneway.runners.tally import Tally
+from laneway.runs.config import RunConfig
 from laneway.runs.execute import final_status
-from laneway.runs.library import RunConfig, run
+from laneway.runs.library import run
 from laneway.runs.options import realtime_options
 from laneway.runs.progress import progress_of
 from laneway.runs.worker import WorkerConfig

@@ -20,7 +20,8 @@ from sqlalchemy import func, select
 import pgserver
 from laneway.local import RunningLocal
 from laneway.provider.client import Provider
-from laneway.runs.library import RunConfig, run
+from laneway.runs.config import RunConfig
+from laneway.runs.library import run
 from laneway.runs.worker import WorkerConfig, work
 from laneway.store import open_store
 from laneway.store import schema as S

@@ -21,11 +21,13 @@ import pytest
 import pgserver
 from laneway.errors import ConfigError
 from laneway.governor.core import Governor
+from laneway.governor.pauses import PauseSync
 from laneway.local import RunningLocal
 from laneway.local.server import free_port
 from laneway.provider.client import Provider
-from laneway.runs.library import RunConfig, run
-from laneway.runs.worker import PauseSync, WorkerConfig, work
+from laneway.runs.config import RunConfig
+from laneway.runs.library import run
+from laneway.runs.worker import WorkerConfig, work
 from laneway.store import AsyncStore, open_store
 from laneway.store import schema as S
 from laneway.store.leases import new_worker_id

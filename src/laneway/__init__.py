@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from laneway.errors import (
     AuthenticationError,
+    BatchesUnsupportedError,
     BudgetExceededError,
     ConfigError,
     ConnectionLostError,
+    DiskFullError,
     InputError,
     LanewayError,
     OverloadedError,
@@ -27,6 +29,7 @@ from laneway.errors import (
     RequestError,
     RetryableError,
     RunMismatchError,
+    RunNotFoundError,
     ServerError,
     StalledError,
     StoreError,
@@ -38,7 +41,8 @@ if TYPE_CHECKING:
     from laneway.agent import HybridAgent
     from laneway.chat import Conversation, Turn
     from laneway.cost.prices import Usage, cost_usd
-    from laneway.governor.core import Governor, Lane, RateLimits
+    from laneway.governor.buckets import Lane, RateLimits
+    from laneway.governor.core import Governor
     from laneway.jobs.formats import Job, JobDefaults, read_jobs, write_results
     from laneway.local import LocalConfig, serve_local
     from laneway.provider.backend import open_provider
@@ -95,10 +99,12 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AuthenticationError",
+    "BatchesUnsupportedError",
     "BudgetExceededError",
     "ConfigError",
     "ConnectionLostError",
     "Conversation",
+    "DiskFullError",
     "Governor",
     "HybridAgent",
     "InputError",
@@ -119,6 +125,7 @@ __all__ = [
     "RetryableError",
     "RunConfig",
     "RunMismatchError",
+    "RunNotFoundError",
     "ServerError",
     "StalledError",
     "StoreError",

@@ -31,7 +31,8 @@ from typing import Any
 
 from laneway.chat import Conversation, Turn
 from laneway.errors import ConfigError, InputError
-from laneway.governor.core import Governor, RateLimits
+from laneway.governor.buckets import RateLimits
+from laneway.governor.core import Governor
 from laneway.jobs.formats import DEFAULT_MODEL, Job, JobDefaults, read_jobs
 from laneway.provider.backend import open_provider
 from laneway.provider.client import OnText, Provider

@@ -37,7 +37,8 @@ from laneway.errors import (
     RateLimitedError,
     RetryableError,
 )
-from laneway.governor.core import Governor, Lane
+from laneway.governor.buckets import Lane
+from laneway.governor.core import Governor
 from laneway.jobs.formats import DEFAULT_MODEL
 from laneway.provider.client import OnText, Provider, Reply
 

@@ -104,7 +104,8 @@ async def test_a_request_sent_before_the_speed_was_known_is_cut_once_it_is() -> 
 
 
 async def test_a_request_far_past_the_usual_time_gives_its_slot_back() -> None:
-    from laneway.governor.core import Governor, Lane
+    from laneway.governor.buckets import Lane
+    from laneway.governor.core import Governor
 
     t = RequestTimeouts()
     governor = Governor(initial_concurrency=2)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.local import RunningLocal
 from laneway.provider.client import Provider
 from laneway.runners.native import cancel_run

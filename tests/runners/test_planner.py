@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.runners.planner import (
     FIRST_TIER,
     PlannerOptions,

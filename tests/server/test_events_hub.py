@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from laneway.local import RunningLocal
-from laneway.runs.library import RunConfig, run
+from laneway.runs.config import RunConfig
+from laneway.runs.library import run
 
 from .helpers import Served, start_server, wait_for
 

@@ -12,7 +12,7 @@ import anthropic
 import httpx
 import pytest
 
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.local import RunningLocal
 from laneway.server.gateway import GatewaySettings
 from laneway.server.gateway.admission import WaitLimits

@@ -5,6 +5,7 @@ operator uses them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -132,3 +133,97 @@ def test_keys_set_changes_a_live_key(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["keys", "settle", "app", "--older-than", "600", "--db", db]) == 0
     assert "released 1 held request(s), $0.2500" in capsys.readouterr().err
 
+
+
+def _workers_of(proc: subprocess.Popen[str]) -> set[int]:
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    return {int(c) for c in children}
+
+
+@pytest.mark.local_config(token_ms=50.0)
+def test_serve_workers_share_a_keys_rate_and_a_killed_worker_loses_no_row(
+        local_api: RunningLocal, tmp_path: Path) -> None:
+    """``serve --workers 2`` (real processes, one SQLite ledger): an rpm-4 key's 12
+    requests at once are 4 sent upstream, 8 answered 429, whichever worker took them;
+    then a worker killed with streams in flight leaves a row for each, interrupted (worst
+    case, held) by the next process to start."""
+    db = tmp_path / "ledger.db"
+    store = open_store(str(db))
+    _, limited = store.create_key("limited", rpm=4)
+    streaming, secret = store.create_key("streams", budget_usd=5.0)
+    store.close()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    proc = subprocess.Popen([LANEWAY, "serve", "--port", str(port), "--provider", "anthropic",
+                             "--db", str(db), "--workers", "2"],
+                            env={**env, "ANTHROPIC_BASE_URL": local_api.base_url},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_workers_of(proc)) < 2 or not _healthy(url):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "serve --workers 2 did not start"
+            time.sleep(0.1)
+        before = local_api.api.completions.completed
+        body = {"model": MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"x-api-key": limited, "anthropic-version": "2023-06-01"}
+        statuses: list[int] = []
+
+        def one() -> None:
+            with httpx.Client(timeout=60) as http:  # a client each: both workers take some
+                statuses.append(http.post(url + "/v1/messages", json=body,
+                                          headers=headers).status_code)
+
+        callers = [threading.Thread(target=one) for _ in range(12)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join(timeout=90)
+        assert sorted(statuses) == [200] * 4 + [429] * 8, statuses
+        assert local_api.api.completions.completed - before == 4
+
+        started = threading.Semaphore(0)
+        threads = [threading.Thread(target=hold_a_stream, args=(url, secret, started),
+                                    daemon=True) for _ in range(STREAMS)]
+        for t in threads:
+            t.start()
+        for _ in threads:
+            assert started.acquire(timeout=30)
+        in_flight = [r for r in rows(db)
+                     if r["state"] == "reserved" and r["key_id"] == streaming.id]
+        assert len(in_flight) == STREAMS
+        by_pid: dict[int, int] = {}
+        for r in in_flight:
+            pid = int(str(r["process"]).split(":")[1])
+            by_pid[pid] = by_pid.get(pid, 0) + 1
+        victim = max(by_pid, key=by_pid.__getitem__)
+        assert victim in _workers_of(proc)
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(1.0)
+        # The killed worker's streams kept their rows (no settle will come for them).
+        killed = [r for r in rows(db) if f":{victim}:" in str(r["process"])
+                  and r["key_id"] == streaming.id]
+        assert len(killed) == by_pid[victim]
+        assert {r["state"] for r in killed} <= {"reserved", "interrupted"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+    restarted = serve(local_api.base_url, db, free_port())  # settles what was in flight
+    try:
+        left = [r for r in rows(db) if r["state"] in ("reserved", "interrupted")]
+        assert not [r for r in left if r["state"] == "reserved"]
+        assert len([r for r in left if r["state"] == "interrupted"]) >= by_pid[victim]
+    finally:
+        restarted.send_signal(signal.SIGINT)
+        restarted.communicate(timeout=20)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

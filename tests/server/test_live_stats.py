@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from laneway.cost.prices import Usage, cost_usd
-from laneway.governor.core import Governor, Lane, RateLimits
+from laneway.governor.buckets import Lane, RateLimits
+from laneway.governor.core import Governor
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.stats import (
     BUCKET_S,

@@ -28,9 +28,11 @@ import httpx
 import pytest
 
 import pgserver
-from laneway.governor.core import Governor, Lane, Permit, RateLimits
+from laneway.governor.buckets import Lane, RateLimits
+from laneway.governor.core import Governor
 from laneway.governor.quota import LedgerBoard, QuotaSharing, sharing_wanted
 from laneway.governor.share import MIN_SHARE, ShareSync, hold_share
+from laneway.governor.state import Permit
 from laneway.local import RunningLocal
 from laneway.local.server import free_port
 from laneway.store import AsyncStore, open_store

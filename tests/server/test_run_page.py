@@ -156,6 +156,10 @@ def test_errored_jobs_are_sent_again_from_the_page(served: Served, ledger: Store
         conn.execute(update(S.jobs).where(S.jobs.c.run_id == "again",
                                           S.jobs.c.seq.in_([1, 5, 9])).values(
             status=JobStatus.ERRORED, error_type="api_error", error_message="boom"))
+        # A run ends with its row written after its jobs (its info at rest is kept
+        # until then).
+        conn.execute(update(S.runs).where(S.runs.c.id == "again").values(
+            updated_at=S.runs.c.updated_at + 1))
     open_run(page, served, "again")
     assert page.inner_text("#detail-errors") == "3"
     assert page.inner_text("#detail-resend") == "Re-send 3 errored/expired"

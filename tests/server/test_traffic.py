@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.local import RunningLocal
 
 from .helpers import Served, start_server, wait_for

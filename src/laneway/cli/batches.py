@@ -14,7 +14,7 @@ from rich.table import Table
 
 from laneway.cli import bounds
 from laneway.cli.app import app, console, console_err
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.jobs.formats import DEFAULT_MODEL, BadLine, JobDefaults, read_jobs
 from laneway.timeparse import human_s, parse_deadline
 

@@ -12,8 +12,8 @@ from laneway.cost.answered import model_lines
 from laneway.timeparse import human_s
 
 if TYPE_CHECKING:
-    from laneway.runs.library import Progress as RunProgress
     from laneway.runs.library import Summary
+    from laneway.runs.progress import Progress as RunProgress
 
 
 class ProgressBar:

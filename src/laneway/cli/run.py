@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,14 +15,15 @@ from laneway.cli import bounds
 from laneway.cli.app import app, console_err
 from laneway.cli.progress import ProgressBar, summary_table
 from laneway.cli.signals import stop_on_signals
-from laneway.governor.core import RateLimits
-from laneway.heap import freeze_startup_objects
+from laneway.governor.buckets import RateLimits
+from laneway.heap import freeze_startup_objects, no_collection
 from laneway.jobs.formats import DEFAULT_MODEL, JobDefaults
 from laneway.runs.names import check_run_name
 from laneway.timeparse import parse_deadline
 
 if TYPE_CHECKING:
-    from laneway.runs.library import RunConfig, Summary
+    from laneway.runs.config import RunConfig
+    from laneway.runs.library import Summary
 
 EXIT_ERROR = 2
 EXIT_INCOMPLETE = 3
@@ -60,8 +62,11 @@ def run_command(
     Re-running the same command continues the same run: finished jobs are not sent
     again. Ctrl-C stops cleanly (press it twice to abandon requests in flight).
     """
-    from laneway.cost.budget import parse_price
-    from laneway.runs.library import RunConfig  # the SDK and the store: not for --help
+    with no_collection():  # what the imports make lives as long as the process
+        from laneway.cost.budget import parse_price
+        from laneway.runs.config import RunConfig
+        # The SDK and the store (not for --help), before the freeze below.
+        importlib.import_module("laneway.runs.library")
 
     if run_name is not None:
         check_run_name(run_name)  # before the ledger or the provider is opened

@@ -9,7 +9,7 @@ import typer
 
 from laneway.cli.app import app, console_err
 from laneway.errors import ConfigError, StoreError
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.jobs.formats import DEFAULT_MODEL
 
 if TYPE_CHECKING:

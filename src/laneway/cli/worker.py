@@ -13,12 +13,12 @@ from rich.table import Table
 from laneway.cli import bounds
 from laneway.cli.app import app, console_err
 from laneway.cli.signals import stop_on_signals
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.heap import freeze_startup_objects
 from laneway.runs.names import check_run_name
 
 if TYPE_CHECKING:
-    from laneway.runners.realtime import Tally
+    from laneway.runners.tally import Tally
     from laneway.runs.worker import WorkerConfig, WorkerReport
 
 EXIT_INCOMPLETE = 3
@@ -30,7 +30,7 @@ def worker_command(
     db: str = typer.Option(..., help="The shared ledger: postgresql://USER@HOST/DB."),
     run_name: str | None = typer.Option(None, "--run", help="Work on this run only (default: every run not finished, oldest first)."),
     follow: bool = typer.Option(False, "--follow", help="When every run is done, wait for new ones instead of exiting."),
-    lease: float = typer.Option(60.0, "--lease", min=0.5, help="Seconds a claim lasts unless renewed: how soon a dead worker's jobs go to the others."),
+    lease: float | None = typer.Option(None, "--lease", min=0.5, help="Seconds a claim lasts unless renewed: how soon another host's workers take a dead worker's jobs (default: $LANEWAY_LEASE_S, 300 s; on this host a dead worker's are taken at once)."),
     provider: str = typer.Option("auto", help="auto, anthropic (needs ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL) or local."),
     concurrency: int | None = typer.Option(None, min=1, help="Fixed requests in flight in this worker (default: adaptive)."),
     max_attempts: int = typer.Option(6, min=1, help="Attempts per job for retryable errors (429s do not count)."),
@@ -51,7 +51,7 @@ def worker_command(
     """
     from laneway.runs.worker import WorkerConfig  # the SDK and the store
     from laneway.store.holders import mint
-    from laneway.store.leases import new_worker_id
+    from laneway.store.leases import lease_s, new_worker_id
 
     if run_name is not None:
         check_run_name(run_name)
@@ -59,7 +59,7 @@ def worker_command(
     config = WorkerConfig(
         db=db, run_id=run_name, follow=follow, provider=provider, concurrency=concurrency,
         max_attempts=max_attempts, timeout_s=timeout_s, stream=stream, limits=limits,
-        lease_s=lease, worker_id=mint(worker_id) if worker_id else new_worker_id())
+        lease_s=lease if lease is not None else lease_s(), worker_id=mint(worker_id) if worker_id else new_worker_id())
     freeze_startup_objects()
     try:
         report = asyncio.run(_work(config, quiet=quiet))

@@ -31,13 +31,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from laneway.errors import ProviderError, RateLimitedError
-from laneway.governor.buckets import AIMD as AIMD
-from laneway.governor.buckets import Lane as Lane
-from laneway.governor.buckets import RateLimits as RateLimits
-from laneway.governor.buckets import TokenBucket as TokenBucket
+from laneway.governor.buckets import AIMD, Lane, RateLimits, TokenBucket
 from laneway.governor.demand import InteractiveDemand
-from laneway.governor.state import ModelState, Waiter
-from laneway.governor.state import Permit as Permit
+from laneway.governor.state import ModelState, Permit, Waiter
 
 #: The headers that carry each limit, for each bucket.
 _HEADER_OF = {"requests": "requests", "input": "input-tokens", "output": "output-tokens"}

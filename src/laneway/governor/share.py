@@ -39,7 +39,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from laneway.governor.core import Governor, TokenBucket
+from laneway.governor.buckets import TokenBucket
+from laneway.governor.core import Governor
 
 KINDS = ("requests", "input", "output")
 #: The model name of the row every process keeps, busy or not: who is live.

@@ -23,7 +23,6 @@ from typing import Any, TextIO
 from laneway.errors import InputError
 from laneway.jobs.output import replacing
 
-CUSTOM_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 #: Keys a short-form line may carry.
 _SHORT_KEYS = frozenset({"id", "prompt", "system", "model", "max_tokens", "temperature",
                          "stop_sequences", "metadata"})
@@ -81,10 +80,6 @@ def _nested_too_deep(text: str) -> bool:
         elif token in "]}":
             depth -= 1
     return False
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def check_params(params: dict[str, Any], err: Any) -> None:

@@ -26,8 +26,7 @@ from laneway.local.completions import Completions
 from laneway.local.config import LocalConfig
 from laneway.local.engines import Engine, make_engine
 from laneway.local.faults import FaultPlan
-from laneway.local.http import RequestIdMiddleware as RequestIdMiddleware
-from laneway.local.http import add_error_handlers
+from laneway.local.http import RequestIdMiddleware, add_error_handlers
 from laneway.local.messages import DroppedConnection, MessageAnswers
 from laneway.local.ratelimit import RateLimiter
 from laneway.local.threads import ThreadStore

@@ -35,7 +35,7 @@ from typing import Any
 from laneway.cost import tokens
 from laneway.cost.prices import BATCH_DISCOUNT, price_of
 from laneway.errors import UnknownModelError
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.timeparse import human_s
 
 #: The API's first published tier (RPM / ITPM / OTPM): the assumption when none is known.

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from laneway.store import Finished
 from laneway.store.statuses import JobStatus
@@ -71,12 +70,3 @@ class Tally:
         self.in_flight = later.in_flight
         self.stop_reason, self.stop_detail = later.stop_reason, later.stop_detail
         self.utilization = later.utilization
-
-
-def describe(tally: Tally) -> dict[str, Any]:
-    elapsed = max(1e-9, time.monotonic() - tally.started_at)
-    return {"done": tally.done, "succeeded": tally.succeeded, "errored": tally.errored,
-            "requests": tally.requests, "retries": tally.retries,
-            "rate_limited": tally.rate_limited, "input_tokens": tally.input_tokens,
-            "output_tokens": tally.output_tokens, "cost_usd": round(tally.cost_usd, 6),
-            "rate_per_s": round(tally.done / elapsed, 3), "elapsed_s": round(elapsed, 3)}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from laneway.cost.prices import Price
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.jobs.formats import JobDefaults
 from laneway.runners.native import NativeOptions
 from laneway.runners.planner import PlannerOptions

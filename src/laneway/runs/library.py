@@ -11,7 +11,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,13 @@ from laneway.jobs.formats import write_results
 from laneway.jobs.output import check_output, clean_stale_parts
 from laneway.provider.backend import choose_provider, open_provider
 from laneway.provider.client import Provider
-from laneway.runners.realtime import Tally
+from laneway.runners.tally import Tally
 from laneway.runs import plan as planning
-from laneway.runs.config import MODES as MODES
-from laneway.runs.config import RunConfig as RunConfig
+from laneway.runs.config import MODES, RunConfig
 from laneway.runs.execute import Execution, execute, final_status
 from laneway.runs.options import background_governor
 from laneway.runs.prepare import prepare, take_up
-from laneway.runs.progress import Progress as Progress
+from laneway.runs.progress import Progress
 from laneway.store import AsyncStore, Store, StoreSettings, open_store, rate_shares
 from laneway.store.diskfull import disk_full_error, disk_full_errors
 from laneway.store.runlock import RunLock
@@ -90,7 +89,8 @@ async def run(
     Keyword ``options`` are :class:`RunConfig` fields (``mode="realtime"``, ...).
     ``stop_event``, when set, stops the run cleanly (as Ctrl-C does).
     """
-    config = config or RunConfig(**options)
+    # Options given beside a config change that config (never dropped in silence).
+    config = replace(config, **options) if config else RunConfig(**options)
     _check_first(config, input_path, output_path)
     started = time.monotonic()
     notice = on_notice or (lambda _msg: None)

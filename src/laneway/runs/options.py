@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from laneway.governor.core import Governor, RateLimits
+from laneway.governor.buckets import RateLimits
+from laneway.governor.core import Governor
 from laneway.governor.demand import InteractiveDemand
 from laneway.runners.realtime_options import RealtimeOptions
 from laneway.runners.retry import RetryPolicy

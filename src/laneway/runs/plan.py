@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from laneway.cost.prices import Usage, cost_usd
 from laneway.errors import UnknownModelError
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.provider.client import Provider
 from laneway.runners.planner import Plan, PlannerOptions, Workload, choose, realtime_s_for
 from laneway.store import AsyncStore, Store

@@ -63,9 +63,9 @@ async def take_up(
         if not store.is_postgres:
             await astore.call(store.release_batches, run_row.id)
             released = await astore.release_all(run_row.id)
-            await astore.call(store.recount_run, run_row.id)  # nothing is in flight
         else:  # only what processes of this host that are gone held
             released = (await astore.call(store.reap_gone_holders)).jobs
+        await astore.call(store.recount_run, run_row.id)  # if nothing of it is in flight
         if released and notice is not None:
             notice(f"run {run_row.id}: {released} jobs were in flight when the last "
                    "process stopped; they will be sent again")

@@ -30,17 +30,17 @@ from sqlalchemy.exc import DBAPIError
 
 from laneway.cost.budget import unpriced_models
 from laneway.errors import ConfigError, StoreError
-from laneway.governor.core import RateLimits
-from laneway.governor.pauses import PauseSync as PauseSync
+from laneway.governor.buckets import RateLimits
 from laneway.governor.quota import QuotaSharing
 from laneway.provider.backend import open_provider
 from laneway.provider.client import Provider
-from laneway.runners.realtime import RealtimeRunner, Tally
+from laneway.runners.realtime import RealtimeRunner
+from laneway.runners.tally import Tally
 from laneway.runs.config import RunConfig
 from laneway.runs.execute import Execution, realtime_runner, run_batches
 from laneway.runs.options import background_governor
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
-from laneway.store.leases import LeaseKeeper, new_worker_id
+from laneway.store.leases import LeaseKeeper, lease_s, new_worker_id
 from laneway.store.statuses import RunStatus
 
 
@@ -62,7 +62,7 @@ class WorkerConfig:
     stream: bool = False
     limits: RateLimits | None = None
     #: A claim's lease: how long a dead worker's jobs wait before others take them.
-    lease_s: float = 60.0
+    lease_s: float = field(default_factory=lease_s)
     claim_size: int = 256
     #: How often to look again for work (new runs, leases run out), at most.
     poll_s: float = 1.0
@@ -253,6 +253,7 @@ class Worker:
         # Claims of this worker that no runner of it holds (a release lost to an outage):
         # claim() never takes this worker's own claims back, so give them back first.
         await self.astore.release_all(run.id, worker=self.config.worker_id)
+        await self.astore.call(self.store.recount_run, run.id)  # if nothing is in flight
         self.leases.run_id = run.id
         try:
             tally = await runner.run()

@@ -27,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 
 from laneway import __version__
 from laneway.agent import HybridAgent
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.governor.quota import QuotaSharing, sharing_wanted
 from laneway.jobs.formats import DEFAULT_MODEL
 from laneway.provider.client import Provider

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from laneway.errors import ConfigError
-from laneway.governor.core import RateLimits
+from laneway.governor.buckets import RateLimits
 from laneway.server.app import ServerSettings, create_app
 from laneway.server.gateway import GatewaySettings
 from laneway.server.gateway.admission import WaitLimits

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CTE, Engine, Select, and_, func, select, text, update
+from sqlalchemy import CTE, Connection, Engine, Select, and_, func, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from laneway.store import run_budget
@@ -261,13 +261,22 @@ class JobQueue(HolderLedger):
         return None if left is None else max(0.0, float(left))
 
     # -- results -------------------------------------------------------------------------
-    def finish(self, items: Sequence[Finished]) -> list[int]:
+    def finish(self, items: Sequence[Finished], *, on: Connection | None = None) -> list[int]:
         """Record final outcomes in one transaction; returns the seqs that were recorded.
 
         A job that is already final is left as it is (its seq is not returned), so a
         result is counted once however many workers send it. An item repeated in
-        ``items`` counts once (the first).
+        ``items`` counts once (the first). ``on``: a connection of the caller's own (the
+        event loop's, see :meth:`laneway.store.writer.AsyncStore.finish_here`), else
+        one of the pool's.
         """
+        if on is None:
+            with self.engine.begin() as conn:
+                return self._record(conn, items)
+        with on.begin():
+            return self._record(on, items)
+
+    def _record(self, conn: Connection, items: Sequence[Finished]) -> list[int]:
         unique: dict[tuple[str, int], Finished] = {}
         for f in items:
             unique.setdefault((f.run_id, f.seq), f)
@@ -277,13 +286,12 @@ class JobQueue(HolderLedger):
         stmt = _FINISH_PG if self.is_postgres else _FINISH_SQLITE
         now = time.time()
         recorded: set[tuple[str, int]] = set()
-        with self.engine.begin() as conn:
-            for start in range(0, len(rows), _FINISH_CHUNK):
-                blob = json.dumps(rows[start:start + _FINISH_CHUNK], separators=(",", ":"))
-                recorded.update((str(r), int(s)) for r, s in conn.execute(
-                    stmt, {"items": blob, "now": now}))
-            # The runs' budgets: a recorded result's cost in, every reservation out.
-            run_budget.settle(conn, [
-                *((f.run_id, f.cost_usd or 0.0) for k, f in unique.items() if k in recorded),
-                *((f.run_id, -f.reserved_usd) for f in items)])
+        for start in range(0, len(rows), _FINISH_CHUNK):
+            blob = json.dumps(rows[start:start + _FINISH_CHUNK], separators=(",", ":"))
+            recorded.update((str(r), int(s)) for r, s in conn.execute(
+                stmt, {"items": blob, "now": now}))
+        # The runs' budgets: a recorded result's cost in, every reservation out.
+        run_budget.settle(conn, [
+            *((f.run_id, f.cost_usd or 0.0) for k, f in unique.items() if k in recorded),
+            *((f.run_id, -f.reserved_usd) for f in items)])
         return sorted(seq for _, seq in recorded)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, literal, select, update
 
 from laneway.store import schema as S
 from laneway.store.keys import ClientKey
@@ -93,21 +93,33 @@ class ReservationLedger:
 
     def reserve(self, r: Reservation) -> int | None:
         """The request's row id; None if its key is revoked or its budget cannot take
-        ``r.worst_usd`` (nothing is written then)."""
+        ``r.worst_usd`` (nothing is written then). One statement on PostgreSQL (the
+        key's UPDATE in a CTE the row's INSERT selects from); two in one transaction on
+        SQLite, whose writers take turns."""
+        values = {**asdict(r), "state": RESERVED, "status": 0, "input_tokens": 0,
+                  "output_tokens": 0, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0, "queued_s": 0.0, "duration_s": 0.0,
+                  "upstream_errors": 0}
+        held = None
+        if r.key_id is not None:
+            room = _K.spent_usd + _K.reserved_usd + _K.held_usd + r.worst_usd
+            held = update(S.gateway_keys).where(
+                _K.id == r.key_id, _K.revoked_at.is_(None),
+                _K.budget_usd.is_(None) | (room <= _K.budget_usd + _EPS),
+            ).values(reserved_usd=_K.reserved_usd + r.worst_usd)
         with self.engine.begin() as conn:
-            if r.key_id is not None:
-                room = _K.spent_usd + _K.reserved_usd + _K.held_usd + r.worst_usd
-                held = conn.execute(update(S.gateway_keys).where(
-                    _K.id == r.key_id, _K.revoked_at.is_(None),
-                    _K.budget_usd.is_(None) | (room <= _K.budget_usd + _EPS),
-                ).values(reserved_usd=_K.reserved_usd + r.worst_usd))
-                if held.rowcount != 1:
-                    return None
-            row = conn.execute(S.gateway_requests.insert().values(
-                **asdict(r), state=RESERVED, status=0, input_tokens=0, output_tokens=0,
-                cache_creation_input_tokens=0, cache_read_input_tokens=0, queued_s=0.0,
-                duration_s=0.0, upstream_errors=0))
-            pk = row.inserted_primary_key
+            if held is not None and self.engine.dialect.name == "postgresql":
+                k = held.returning(_K.id).cte("k")
+                names = list(values)
+                row_id = conn.scalar(S.gateway_requests.insert().from_select(
+                    names, select(*[literal(values[n], S.gateway_requests.c[n].type)
+                                    for n in names]).select_from(k)
+                ).returning(_R.id))
+                return None if row_id is None else int(row_id)
+            if held is not None and conn.execute(held).rowcount != 1:
+                return None
+            pk = conn.execute(S.gateway_requests.insert().values(**values)
+                              ).inserted_primary_key
             assert pk is not None
             return int(pk[0])
 

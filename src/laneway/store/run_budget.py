@@ -8,8 +8,8 @@ on one ledger, on any hosts, can reserve past it. Its result settles the reserva
 the same transaction that records it (:func:`settle`, from ``finish``: the
 real cost in, the worst case out); a request that failed gives its worst case back
 (:meth:`~RunBudgetLedger.release_run`). A request whose answer was never recorded (a
-kill) stays charged at its worst case, the API having no usage lookup, until the run
-is taken up by a process alone on it (SQLite: :meth:`~RunBudgetLedger.recount_run`).
+kill) stays charged at its worst case, the API having no usage lookup, until a process
+takes the run up with nothing of it in flight (:meth:`~RunBudgetLedger.recount_run`).
 """
 
 from __future__ import annotations
@@ -18,24 +18,27 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from laneway.store import schema as S
+from laneway.store.statuses import JobStatus
 
 _R = S.runs.c
 #: Floating-point slack of a budget's comparison (a billionth of a cent).
 _EPS = 1e-11
+#: Built once: every group commit of a priced run settles (its compiled form is cached).
+_SETTLE = update(S.runs).where(_R.id == bindparam("run")).values(
+    committed_usd=_R.committed_usd + bindparam("usd"))
 
 
 def settle(conn: Connection, moves: Iterable[tuple[str, float]]) -> None:
-    """Add each ``(run_id, usd)`` to its run's ``committed_usd``, one statement a run."""
+    """Add each ``(run_id, usd)`` to its run's ``committed_usd``, one statement."""
     total: dict[str, float] = defaultdict(float)
     for run_id, usd in moves:
         total[run_id] += usd
-    for run_id, usd in total.items():
-        if usd:
-            conn.execute(update(S.runs).where(_R.id == run_id).values(
-                committed_usd=_R.committed_usd + usd))
+    params = [{"run": run_id, "usd": usd} for run_id, usd in total.items() if usd]
+    if params:
+        conn.execute(_SETTLE, params)
 
 
 class RunBudgetLedger:
@@ -52,13 +55,21 @@ class RunBudgetLedger:
             ).values(committed_usd=_R.committed_usd + worst_usd))
         return bool(res.rowcount == 1)
 
-    def recount_run(self, run_id: str) -> None:
-        """Back to what the run's results cost, no reservation (a run that no process
-        works on: a SQLite run taken up, whose last process stopped or was killed)."""
-        spent = select(func.coalesce(func.sum(S.jobs.c.cost_usd), 0.0)).where(
-            S.jobs.c.run_id == run_id).scalar_subquery()
+    def recount_run(self, run_id: str) -> bool:
+        """Back to what the run's results cost, if no job of it is claimed: a request
+        reserved is always a claimed job's (claimed before, recorded and settled in one
+        transaction), so nothing reserved is in flight then, and what a killed process
+        left reserved is forgotten. Returns whether it was recounted.
+
+        One statement: a reservation racing it waits for the run's row and lands on top."""
+        j = S.jobs.c
+        spent = select(func.coalesce(func.sum(j.cost_usd), 0.0)).where(
+            j.run_id == run_id).scalar_subquery()
+        claimed = select(j.seq).where(j.run_id == run_id, j.status == JobStatus.CLAIMED)
         with self.engine.begin() as conn:
-            conn.execute(update(S.runs).where(_R.id == run_id).values(committed_usd=spent))
+            res: Any = conn.execute(update(S.runs).where(
+                _R.id == run_id, ~claimed.exists()).values(committed_usd=spent))
+        return bool(res.rowcount == 1)
 
     def release_run(self, run_id: str, usd: float) -> None:
         """Give back a reservation whose request was not answered (nothing billed)."""

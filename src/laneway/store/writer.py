@@ -1,16 +1,26 @@
-"""The ledger from async code: every call on one thread, and results committed in groups.
+"""The ledger from async code: calls on one thread, and results committed in groups.
 
 :class:`AsyncStore` runs :class:`~laneway.store.ledger.Store` methods on a single
-worker thread, so the event loop never waits on the disk and SQLite sees one writer
-(typed as coroutines by :class:`~laneway.store.async_ledger.AsyncLedger`).
-:class:`GroupWriter` collects finished jobs and commits them together, every
-``interval_s`` or ``max_items``; ``await writer.record(item)`` returns only once the
-item is committed, so a result is never counted before it is durable. On PostgreSQL
-every call rides out an outage of the database (see :mod:`laneway.store.outage`); on
-SQLite a commit that fails (a locked file) is tried again for about 13 s. A commit that
-fails for good (a full disk: :class:`~laneway.errors.DiskFullError`, at once) fails
-every waiter, and every later ``submit``, with that error: nobody waits for a writer
-that is gone, and :meth:`GroupWriter.close` raises it.
+worker thread, so the event loop never waits on the database (typed as coroutines by
+:class:`~laneway.store.async_ledger.AsyncLedger`). :class:`GroupWriter` collects
+finished jobs and commits them together, every ``interval_s`` or ``max_items``;
+``await writer.record(item)`` returns only once the item is committed, so a result is
+never counted before it is durable. On PostgreSQL every call rides out an outage of the
+database (see :mod:`laneway.store.outage`); on SQLite a commit that fails (a locked
+file) is tried again for about 13 s. A commit that fails for good (a full disk:
+:class:`~laneway.errors.DiskFullError`, at once) fails every waiter, and every later
+``submit``, with that error: nobody waits for a writer that is gone, and
+:meth:`GroupWriter.close` raises it.
+
+On SQLite a group is committed on the event loop's own thread when it can be without
+waiting (:meth:`AsyncStore.finish_here`): a WAL commit with ``synchronous=NORMAL`` is a
+write into the page cache (~0.1 ms), less than handing it to the thread and back costs
+(~0.2 ms of CPU, and ~0.5 ms before the waiting workers may send again: at a low
+concurrency, where every worker waits for its result to be durable before its next
+request, that was a third of the run). Its connection never waits: no lock (another
+connection writing: the group goes through the thread, as every group does on
+PostgreSQL), no checkpoint (the thread checkpoints the WAL, passively, every
+:data:`CHECKPOINT_EVERY` such commits). It is exactly as durable as a commit on the thread.
 """
 
 from __future__ import annotations
@@ -18,10 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
 from laneway.store.async_gateway import GatewayCalls
@@ -45,6 +57,10 @@ class AsyncStore(AsyncLedger, GatewayCalls):
         #: How long a PostgreSQL outage is ridden out (read now: a bad value fails at once).
         self.outage_s = outage_s() if store.is_postgres else 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="laneway-store")
+        #: SQLite: the connection :meth:`finish_here` commits on, and the thread it is for.
+        self._here: Connection | None = None
+        self._here_thread: int | None = None
+        self._here_commits = 0
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -54,8 +70,54 @@ class AsyncStore(AsyncLedger, GatewayCalls):
         return await ride_out(lambda: loop.run_in_executor(self._executor, job),
                               where=str(self.store.settings), budget_s=self.outage_s)
 
+    def finish_here(self, items: Sequence[Finished]) -> list[int] | None:
+        """``Store.finish`` in the calling thread, on SQLite, if it needs no wait (see the
+        module's docstring); None when it cannot be (PostgreSQL, another thread than the
+        first caller's, or the write lock held by another connection): nothing written."""
+        if self.store.is_postgres or self._here_thread not in (None, threading.get_ident()):
+            return None
+        conn = self._here if self._here is not None else self._open_here()
+        try:
+            recorded = self.store.finish(items, on=conn)
+        except OperationalError as exc:
+            if _sqlite_code(exc) in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                return None
+            raise
+        self._here_commits += 1
+        if self._here_commits % CHECKPOINT_EVERY == 0:
+            self._executor.submit(self._checkpoint)
+        return recorded
+
+    def _open_here(self) -> Connection:
+        conn = self.store.engine.connect()
+        conn.detach()  # its own: these settings never reach the pool's connections
+        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+        conn.commit()
+        self._here, self._here_thread = conn, threading.get_ident()
+        return conn
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database without waiting for anyone (on the thread)."""
+        with contextlib.suppress(Exception), self.store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     def close(self) -> None:
+        if self._here is not None:
+            self._here.close()
+            self._here = None
         self._executor.shutdown(wait=True)
+
+
+#: Commits on the loop's own connection between two checkpoints of the WAL (a few pages
+#: each: SQLite's own default is a checkpoint once the WAL has 1,000 pages).
+CHECKPOINT_EVERY = 200
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def _sqlite_code(exc: OperationalError) -> int | None:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
 
 
 class GroupWriter:
@@ -126,6 +188,10 @@ class GroupWriter:
         restart, a network blip): the results are paid for, and recording is idempotent."""
         for attempt in range(self.retries + 1):
             try:
+                if attempt == 0:  # on this thread, if it needs no wait (SQLite)
+                    recorded = self.astore.finish_here(items)
+                    if recorded is not None:
+                        return recorded
                 return await self.astore.finish(items)
             except OperationalError as exc:
                 if attempt == self.retries or is_disk_full(exc):

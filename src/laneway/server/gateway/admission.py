@@ -19,7 +19,9 @@ from typing import TypeVar
 
 from starlette.types import Receive
 
-from laneway.governor.core import Governor, Lane, Permit
+from laneway.governor.buckets import Lane
+from laneway.governor.core import Governor
+from laneway.governor.state import Permit
 from laneway.server.gateway.revocations import unless
 
 T = TypeVar("T")

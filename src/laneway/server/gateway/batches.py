@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from laneway.cost.bound import Bound, total, worst_case
 from laneway.errors import UnknownModelError
-from laneway.governor.core import Lane
+from laneway.governor.buckets import Lane
 from laneway.jobs.formats import errored
 from laneway.server.gateway.batch_driver import BatchDriver
 from laneway.server.gateway.batch_objects import (

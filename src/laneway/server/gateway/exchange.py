@@ -8,7 +8,7 @@ from typing import Any
 
 from laneway.cost.answered import price_answer
 from laneway.cost.prices import Usage
-from laneway.governor.core import Lane
+from laneway.governor.buckets import Lane
 
 #: What nginx logs for a client that closed its connection before the answer.
 CLIENT_CLOSED = 499

@@ -33,7 +33,7 @@ from fastapi import Request
 
 from laneway.cost.bound import Bound, worst_case
 from laneway.errors import UnknownModelError
-from laneway.governor.core import Lane
+from laneway.governor.buckets import Lane
 from laneway.server.gateway.admission import LANE_HEADER, BadLane, choose_lane
 from laneway.server.gateway.clients import Clients, Refusal
 from laneway.server.gateway.exchange import Exchange

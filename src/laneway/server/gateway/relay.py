@@ -26,7 +26,12 @@ and for the calls that use no Messages quota, ``count_tokens`` and models
 
 Neither call raises :class:`~laneway.errors.ProviderError`: every failure upstream is
 answered. They raise ``ClientGone`` (the client left) and, for Messages,
-``WaitedTooLong`` (the lane's quota stayed spent, with no upstream answer to give).
+``WaitedTooLong`` (the lane's quota stayed spent, with no upstream answer to give) and
+``Revoked`` (the key was revoked while the request waited: nothing was sent).
+
+A Messages request whose final usage is not seen (a stream the client left or the
+upstream dropped, an upstream that never answered) ends ``complete=False``: it is
+charged its worst case (:meth:`.exchange.Exchange.end`).
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from typing import Any
 from fastapi.responses import Response, StreamingResponse
 
 from laneway.errors import ProviderError, ProviderTimeoutError
-from laneway.governor.core import Governor, Permit
+from laneway.governor.core import Governor
+from laneway.governor.state import Permit
 from laneway.provider import relay as provider_relay
 from laneway.provider.client import Provider, retry_after_s
 from laneway.provider.relay import RawResponse

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from laneway.governor.core import Governor, Lane
+from laneway.governor.buckets import Lane
+from laneway.governor.core import Governor
 from laneway.server.gateway.exchange import CLIENT_CLOSED, Exchange
 
 #: Width of one timeline bucket, and how far back the timeline reaches.
