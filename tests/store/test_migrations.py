@@ -122,3 +122,19 @@ def test_processes_opening_a_new_sqlite_ledger_together_all_succeed(tmp_path) ->
     results = [p.communicate(timeout=120) for p in procs]
     failures = [err.strip().splitlines()[-1] for out, err in results if out.strip() != "ok"]
     assert failures == []
+
+
+def test_a_ledger_a_newer_laneway_migrated_is_refused_in_one_line(
+        store: Store, store_dsn: str) -> None:
+    """Mixed versions on one ledger: a process older than the ledger's migrations is
+    refused when it opens it (it would misread rows a newer schema writes)."""
+    import pytest
+
+    from laneway.errors import StoreError
+
+    with store.engine.begin() as conn:
+        conn.execute(S.schema_migrations.insert().values(name="999_from_the_future",
+                                                         applied_at=time.time()))
+    with pytest.raises(StoreError, match=r"newer laneway \(999_from_the_future\)") as err:
+        open_store(StoreSettings.from_dsn(store_dsn)).close()
+    assert "\n" not in str(err.value)

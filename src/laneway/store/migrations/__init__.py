@@ -14,6 +14,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from laneway.errors import StoreError
 from laneway.store import schema
 from laneway.store.migrations import (
     m001_initial,
@@ -73,6 +74,11 @@ def _migrate(engine: Engine) -> list[str]:
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7411000001)")
         schema.schema_migrations.create(conn, checkfirst=True)
         done = set(conn.scalars(select(schema.schema_migrations.c.name)))
+        newer = sorted(done - {name for name, _ in MIGRATIONS})
+        if newer:  # a newer laneway migrated it: this one would misread its rows
+            raise StoreError(
+                f"the ledger was migrated by a newer laneway ({', '.join(newer)}): "
+                "upgrade laneway on this host to the version the other processes run")
         for name, step in MIGRATIONS:
             if name in done:
                 continue
