@@ -78,6 +78,23 @@ def token_sums() -> list[Any]:
         _R.cache_read_input_tokens)]
 
 
+def row_sums() -> list[Any]:
+    """What a row of the per key, model and lane tables sums, after its ``requests``
+    (:func:`by_key` reads them): errors, unpriced, tokens, cost, times, answers."""
+    return [
+        error_count().label("errors"),
+        func.sum(case((_R.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
+        *token_sums(), func.coalesce(func.sum(_R.cost_usd), 0.0).label("cost_usd"),
+        func.avg(_R.queued_s).label("queued_s_mean"),
+        func.max(_R.queued_s).label("queued_s_max"),
+        func.avg(_R.ttft_s).label("ttft_s_mean"),
+        func.avg(_R.duration_s).label("duration_s_mean"),
+        func.coalesce(func.sum(_R.upstream_errors), 0).label("upstream_errors"),
+        func.max(_R.answered_model).label("answered_model"),
+        func.sum(_R.asked_cost_usd).label("asked_cost_usd"),
+    ]
+
+
 class TrafficLedger:
     """Gateway requests and their sums; mixed into :class:`laneway.store.ledger.Store`."""
 
@@ -123,16 +140,7 @@ class TrafficLedger:
         name = func.coalesce(_K.name, LOCAL).label("key")
         q = (select(
             name, _R.key_id, _R.model, _R.lane, func.count().label("requests"),
-            error_count().label("errors"),
-            func.sum(case((_R.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
-            *token_sums(), func.coalesce(func.sum(_R.cost_usd), 0.0).label("cost_usd"),
-            func.avg(_R.queued_s).label("queued_s_mean"),
-            func.max(_R.queued_s).label("queued_s_max"),
-            func.avg(_R.ttft_s).label("ttft_s_mean"),
-            func.avg(_R.duration_s).label("duration_s_mean"),
-            func.coalesce(func.sum(_R.upstream_errors), 0).label("upstream_errors"),
-            func.max(_R.answered_model).label("answered_model"),
-            func.sum(_R.asked_cost_usd).label("asked_cost_usd"))
+            *row_sums())
             .select_from(S.gateway_requests.outerjoin(S.gateway_keys, _K.id == _R.key_id))
             .where(_R.state != "reserved")  # in flight: the live pages show those
             .group_by(_K.name, _R.key_id, _R.model, _R.lane)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, case, func, select
 
 from laneway.store import schema as S
-from laneway.store.traffic import LOCAL, TrafficLedger, by_key, error_count, token_sums
+from laneway.store.traffic import LOCAL, TrafficLedger, by_key, row_sums
 
 _R = S.gateway_requests.c
 _G = S.gateway_batches.c
@@ -39,16 +39,7 @@ class TrafficHistory(TrafficLedger):
         count = case((_R.batch_id.is_(None), 1), else_=func.coalesce(_G.request_count, 1))
         q = (select(
             name, _R.key_id, _R.model, lane, func.sum(count).label("requests"),
-            error_count().label("errors"),
-            func.sum(case((_R.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
-            *token_sums(), func.coalesce(func.sum(_R.cost_usd), 0.0).label("cost_usd"),
-            func.avg(_R.queued_s).label("queued_s_mean"),
-            func.max(_R.queued_s).label("queued_s_max"),
-            func.avg(_R.ttft_s).label("ttft_s_mean"),
-            func.avg(_R.duration_s).label("duration_s_mean"),
-            func.coalesce(func.sum(_R.upstream_errors), 0).label("upstream_errors"),
-            func.max(_R.answered_model).label("answered_model"),
-            func.sum(_R.asked_cost_usd).label("asked_cost_usd"))
+            *row_sums())
             .select_from(S.gateway_requests
                          .outerjoin(S.gateway_keys, _K.id == _R.key_id)
                          .outerjoin(S.gateway_batches, _G.id == _R.batch_id))
