@@ -22,7 +22,7 @@ from starlette.types import Receive
 from laneway.governor.buckets import Lane
 from laneway.governor.core import Governor
 from laneway.governor.state import Permit
-from laneway.server.gateway.revocations import unless
+from laneway.server.gateway.revocations import Outrun, before, unless
 
 T = TypeVar("T")
 
@@ -95,22 +95,13 @@ class ClientWatch:
         """``work``'s result; :class:`ClientGone` if the client leaves first, or
         :class:`TimeoutError` at ``deadline`` (``time.monotonic()``); ``work`` is
         cancelled either way."""
-        task = asyncio.ensure_future(work)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            await asyncio.wait({task, self._task}, timeout=timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if task.done():
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        if self.gone:
-            raise ClientGone
-        raise TimeoutError
+            return await before(work, self._task, within_s=timeout)
+        except Outrun:
+            if self.gone:
+                raise ClientGone from None
+            raise TimeoutError from None
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, unless the client leaves first (:class:`ClientGone`)."""

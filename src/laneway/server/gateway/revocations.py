@@ -75,15 +75,19 @@ class Revocations:
                         fut.set_result(None)
 
 
-async def unless(work: Awaitable[T], stop: asyncio.Future[None] | None) -> T:
-    """``work``'s result, or :class:`Revoked` (``work`` cancelled) if ``stop`` is set
-    first."""
-    if stop is None:
-        return await work
+class Outrun(Exception):
+    """:func:`before` ended without ``work``'s result (``work`` was cancelled)."""
+
+
+async def before(work: Awaitable[T], other: asyncio.Future[None], *,
+                 within_s: float | None = None) -> T:
+    """``work``'s result if it finishes before ``other`` is done and within ``within_s``;
+    else ``work`` is cancelled and :class:`Outrun` raised."""
     task = asyncio.ensure_future(work)
-    waits: set[asyncio.Future[object]] = {task, stop}  # type: ignore[arg-type]
+    waits: set[asyncio.Future[object]] = {task, other}  # type: ignore[arg-type]
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=within_s,
+                           return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         task.cancel()
         raise
@@ -92,4 +96,15 @@ async def unless(work: Awaitable[T], stop: asyncio.Future[None] | None) -> T:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
-    raise Revoked
+    raise Outrun
+
+
+async def unless(work: Awaitable[T], stop: asyncio.Future[None] | None) -> T:
+    """``work``'s result, or :class:`Revoked` (``work`` cancelled) if ``stop`` is set
+    first."""
+    if stop is None:
+        return await work
+    try:
+        return await before(work, stop)
+    except Outrun:
+        raise Revoked from None
