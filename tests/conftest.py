@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import anthropic
 import pytest
 
+import pgserver
 from laneway.local import LocalConfig, RunningLocal, start_local
 
 
@@ -44,3 +45,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if item.get_closest_marker(group) is not None:
                 item.add_marker(pytest.mark.xdist_group(group))
                 break
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """A PostgreSQL server's DSN (``$LANEWAY_TEST_PG`` or a private one, see
+    ``pgserver``); the test is skipped, saying why, when there is none."""
+    try:
+        dsn = pgserver.find_postgres()
+        pgserver.wait_ready(dsn)
+    except pgserver.PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL: {exc}")
+    return dsn
+
+
+@pytest.fixture
+def pg(pg_server: str) -> Iterator[str]:
+    """A DSN with an empty ledger of its own (a fresh schema)."""
+    name, dsn = pgserver.new_schema(pg_server)
+    yield dsn
+    pgserver.drop_schema(pg_server, name)

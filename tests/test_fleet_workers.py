@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import pgserver
 from laneway.cost import tokens
 from laneway.cost.prices import worst_cost
 from laneway.governor.buckets import RateLimits
@@ -31,17 +29,6 @@ FITS = 12  # jobs whose worst cases the budget holds
 
 pytestmark = pytest.mark.postgres
 
-
-@pytest.fixture
-def pg() -> Iterator[str]:
-    try:
-        server = pgserver.find_postgres()
-        pgserver.wait_ready(server)
-    except pgserver.PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL: {exc}")
-    name, dsn = pgserver.new_schema(server)
-    yield dsn
-    pgserver.drop_schema(server, name)
 
 
 @pytest.mark.local_config(ttft_ms=100)

@@ -10,13 +10,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import inprocess
-import pgserver
 from laneway.local import RunningLocal
 from laneway.store import open_store
 from laneway.store.statuses import JobStatus, RunStatus
@@ -105,17 +103,6 @@ def test_the_fixed_input_replaces_the_failed_run(tmp_path: Path, local_api: Runn
     finally:
         store.close()
 
-
-@pytest.fixture
-def pg(tmp_path: Path) -> Iterator[str]:
-    try:
-        server = pgserver.find_postgres()
-        pgserver.wait_ready(server)
-    except pgserver.PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL: {exc}")
-    name, dsn = pgserver.new_schema(server)
-    yield dsn
-    pgserver.drop_schema(server, name)
 
 
 @pytest.mark.postgres

@@ -11,13 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-import pgserver
 from laneway.local import RunningLocal
 from laneway.provider.client import Provider
 from laneway.runs.config import RunConfig
@@ -32,17 +30,6 @@ N = 200
 
 pytestmark = pytest.mark.postgres
 
-
-@pytest.fixture
-def pg() -> Iterator[str]:
-    try:
-        server = pgserver.find_postgres()
-        pgserver.wait_ready(server)
-    except pgserver.PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL: {exc}")
-    name, dsn = pgserver.new_schema(server)
-    yield dsn
-    pgserver.drop_schema(server, name)
 
 
 def _held(dsn: str) -> int:

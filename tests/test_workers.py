@@ -13,12 +13,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import pgserver
 from laneway.errors import ConfigError
 from laneway.governor.core import Governor
 from laneway.governor.pauses import PauseSync
@@ -36,22 +34,6 @@ from laneway.store.statuses import JobStatus
 LANEWAY = str(Path(sys.executable).with_name("laneway"))
 
 
-@pytest.fixture(scope="module")
-def pg_server() -> str:
-    try:
-        dsn = pgserver.find_postgres()
-        pgserver.wait_ready(dsn)
-    except pgserver.PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL: {exc}")
-    return dsn
-
-
-@pytest.fixture
-def pg(pg_server: str) -> Iterator[str]:
-    """A DSN with an empty ledger of its own (a fresh schema)."""
-    name, dsn = pgserver.new_schema(pg_server)
-    yield dsn
-    pgserver.drop_schema(pg_server, name)
 
 
 def write_input(path: Path, n: int) -> Path:

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -198,20 +197,6 @@ def test_results_output_checked_and_stale_parts_cleaned(tmp_path: Path,
 
 
 # -- laneway worker ------------------------------------------------------------------------
-@pytest.fixture
-def pg() -> Iterator[str]:
-    import pgserver
-
-    try:
-        server = pgserver.find_postgres()
-        pgserver.wait_ready(server)
-    except pgserver.PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL: {exc}")
-    name, dsn = pgserver.new_schema(server)
-    yield dsn
-    pgserver.drop_schema(server, name)
-
-
 @pytest.mark.postgres
 async def test_worker_skips_a_budget_it_cannot_count(tmp_path: Path, local_api: RunningLocal,
                                                      pg: str) -> None:

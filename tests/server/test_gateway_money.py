@@ -30,15 +30,6 @@ HI = [{"role": "user", "content": "Say hello in five words."}]
 LONG = [{"role": "user", "content": "word " * 200}]
 
 
-@pytest.fixture(scope="module")
-def pg_server() -> str:
-    try:
-        dsn = pgserver.find_postgres()
-        pgserver.wait_ready(dsn)
-    except pgserver.PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL: {exc}")
-    return dsn
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:

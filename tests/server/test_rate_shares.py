@@ -44,15 +44,6 @@ KINDS = ("requests", "input", "output")
 RESERVE = 0.04
 
 
-@pytest.fixture(scope="module")
-def pg_server() -> str:
-    try:
-        dsn = pgserver.find_postgres()
-        pgserver.wait_ready(dsn)
-    except pgserver.PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL: {exc}")
-    return dsn
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
