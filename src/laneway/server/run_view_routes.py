@@ -20,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from laneway.agent import HybridAgent
 from laneway.errors import RunNotFoundError
 from laneway.jobs.formats import JobDefaults
+from laneway.server.at_rest import AtRest
 from laneway.server.errors import HTTPError
 from laneway.server.models import ErrorBody
 from laneway.server.run_view_models import (
@@ -47,11 +48,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _KEPT_TIMELINES = 32
 
 
-def _kept(request: Request) -> dict[str, tuple[tuple[float, str], RunTimeline]]:
-    kept: dict[str, tuple[tuple[float, str], RunTimeline]] | None = getattr(
-        request.app.state, "run_timelines", None)
+def _kept(request: Request) -> AtRest[RunTimeline]:
+    kept: AtRest[RunTimeline] | None = getattr(request.app.state, "run_timelines", None)
     if kept is None:
-        kept = request.app.state.run_timelines = {}
+        kept = request.app.state.run_timelines = AtRest(_KEPT_TIMELINES)
     return kept
 
 
@@ -78,10 +78,11 @@ async def timeline(request: Request, run_id: str,
     its runner wrote). A run at rest's timeline is kept until its row changes."""
     agent = _agent(request)
     run = await _run(agent, run_id)
-    kept, version = _kept(request), (run.updated_at, f"{run.status}/{buckets}")
+    kept, version = _kept(request), AtRest.version(run, buckets)
     at_rest = run.status.ended and not agent.is_live(run_id)
-    if at_rest and run_id in kept and kept[run_id][0] == version:
-        return kept[run_id][1]
+    found_kept = kept.get(run_id, version) if at_rest else None
+    if found_kept is not None:
+        return found_kept
     found = await asyncio.to_thread(agent.store.run_timeline, run_id, buckets=buckets)
     rows = found["buckets"]
     done = sum(b["succeeded"] + b["errored"] for b in rows)
@@ -93,10 +94,7 @@ async def timeline(request: Request, run_id: str,
         samples=any(b["limit_use"] is not None or b["in_flight"] is not None for b in rows),
         buckets=rows)
     if at_rest:
-        kept.pop(run_id, None)
-        kept[run_id] = (version, timeline)
-        while len(kept) > _KEPT_TIMELINES:
-            kept.pop(next(iter(kept)))
+        kept.put(run_id, version, timeline)
     return timeline
 
 

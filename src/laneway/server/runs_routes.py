@@ -23,6 +23,7 @@ from laneway.errors import InputError, RunNotFoundError
 from laneway.jobs.formats import JobDefaults
 from laneway.runs.cancel import cancel
 from laneway.runs.names import RULE, run_name_problem, safe_file_stem
+from laneway.server.at_rest import AtRest
 from laneway.server.errors import HTTPError
 from laneway.server.events_hub import EventsHub
 from laneway.server.models import (
@@ -98,12 +99,9 @@ async def _read_upload(request: Request) -> bytes:
     return data
 
 
-#: A run at rest's info, per ledger: kept until its row changes (its counts, models
-#: and re-send count are 150-300 ms of reads for 100,000 jobs, and cannot change while
-#: nothing works on it: a resume or a re-send updates its row first).
-_AT_REST: weakref.WeakKeyDictionary[Store, dict[str, tuple[tuple[float, str], RunInfo]]] = (
-    weakref.WeakKeyDictionary())
-_KEPT_INFOS = 256
+#: A run at rest's info, per ledger (its counts, models and re-send count are 150-300 ms
+#: of reads for 100,000 jobs).
+_AT_REST: weakref.WeakKeyDictionary[Store, AtRest[RunInfo]] = weakref.WeakKeyDictionary()
 
 
 async def _info(agent: HybridAgent, run_id: str) -> RunInfo:
@@ -112,18 +110,15 @@ async def _info(agent: HybridAgent, run_id: str) -> RunInfo:
         if run is None:
             return None
         live = agent.is_live(run_id)
-        kept = _AT_REST.setdefault(agent.store, {})
-        version = (run.updated_at, str(run.status))
-        at_rest = run.status.ended and not live
-        if at_rest and run_id in kept and kept[run_id][0] == version:
-            return kept[run_id][1].model_copy()
-        info = _read_info(agent, run, live)
-        if at_rest:
-            kept.pop(run_id, None)
-            kept[run_id] = (version, info.model_copy())
-            while len(kept) > _KEPT_INFOS:
-                kept.pop(next(iter(kept)))
-        return info
+        if not run.status.ended or live:
+            return _read_info(agent, run, live)
+        kept = _AT_REST.setdefault(agent.store, AtRest(256))
+        version = AtRest.version(run)
+        info = kept.get(run_id, version)
+        if info is None:
+            info = _read_info(agent, run, live)
+            kept.put(run_id, version, info)
+        return info.model_copy()
 
     info = await agent.astore.call(read)
     if info is None:
