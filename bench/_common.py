@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -92,3 +93,35 @@ def save(name: str, data: dict[str, Any]) -> Path:
     path.write_text(json.dumps(data, indent=2))
     print(f"\nwrote {path}")
     return path
+
+
+def checkout_env(src: Path, **extra: str) -> dict[str, str]:
+    """This environment for a laneway process of the checkout ``src`` (``PYTHONPATH``),
+    without the caller's ``ANTHROPIC_*`` settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    return {**env, "PYTHONPATH": str(src), **extra}
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], what: str, *,
+            timeout_s: float = 60.0) -> None:
+    """Until ``url`` answers at all; ``RuntimeError`` if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+                 timeout_s: float = 10.0) -> None:
+    """Signal ``proc`` and wait; killed if it has not ended within ``timeout_s``."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -38,45 +37,21 @@ from typing import Any
 import anthropic
 import httpx
 
-from _common import free_port, percentile, print_table, save
+from _common import checkout_env, free_port, percentile, print_table, save, stop_process, wait_up
 
 MODEL = "claude-haiku-4-5"
 HI = [{"role": "user", "content": "Say hello in five words."}]
 HERE = Path(__file__).resolve().parent
 
 
-def _env(src: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    return {**env, "PYTHONPATH": str(src), **extra}
-
-
-def _wait_up(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{what} did not start") from None
-            time.sleep(0.1)
 
 
 def _local(src: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "laneway", "local", "--engine", "echo", "--port", str(port),
-         *args], env=_env(src), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_up(f"http://127.0.0.1:{port}/v1/models", proc, "the upstream")
+         *args], env=checkout_env(src), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_up(f"http://127.0.0.1:{port}/v1/models", proc, "the upstream")
     return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @contextmanager
@@ -86,15 +61,15 @@ def _serve(src: Path, upstream_port: int, *args: str) -> Iterator[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "laneway", "serve", "--provider", "anthropic",
              "--port", str(port), "--db", str(Path(tmp) / "ledger.db"), *args],
-            env=_env(src, ANTHROPIC_API_KEY="k",
+            env=checkout_env(src, ANTHROPIC_API_KEY="k",
                      ANTHROPIC_BASE_URL=f"http://127.0.0.1:{upstream_port}"),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_up(url + "/healthz", proc, "laneway serve")
+            wait_up(url + "/healthz", proc, "laneway serve")
             yield url
         finally:
-            _stop(proc)
+            stop_process(proc)
 
 
 async def _timed(client: anthropic.AsyncAnthropic, delay_s: float, i: int
@@ -126,7 +101,7 @@ def outage(src: Path, *, requests: int, down_s: float, retries: int) -> dict[str
                     tasks = [asyncio.create_task(_timed(client, i / 10, i))
                              for i in range(requests)]
                     await asyncio.sleep(5)
-                    _stop(upstream)
+                    stop_process(upstream)
                     await asyncio.sleep(down_s)
                     upstream = await asyncio.to_thread(_local, src, up_port)
                     back_at = time.monotonic() - t0
@@ -134,7 +109,7 @@ def outage(src: Path, *, requests: int, down_s: float, retries: int) -> dict[str
 
             back_at, answers = asyncio.run(main())
     finally:
-        _stop(upstream)
+        stop_process(upstream)
     failed = [a for a in answers if a[1] != 200]
     # How long after the upstream was back each request that waited for it got its answer.
     lag = [sent + took - back_at for sent, status, took in answers
@@ -175,7 +150,7 @@ def persistent(src: Path) -> list[dict[str, Any]]:
                                                    for f in ("529", "500", "drop"))))
             return asyncio.run(main())
     finally:
-        _stop(upstream)
+        stop_process(upstream)
 
 
 def ttft(src: Path, *, streams: int = 10) -> dict[str, Any]:
@@ -196,7 +171,7 @@ def ttft(src: Path, *, streams: int = 10) -> dict[str, Any]:
             rows = httpx.get(url + "/v1/laneway/traffic", timeout=10).json()["keys"]
             shown = [r["ttft_s_p50"] for r in rows if r["lane"] == "interactive"]
     finally:
-        _stop(upstream)
+        stop_process(upstream)
     return {"client_first_text_p50_s": round(percentile(seen, 50), 3),
             "traffic_ttft_p50_s": shown[0] if shown else None}
 

@@ -43,7 +43,7 @@ from typing import Any
 import anthropic
 import httpx
 
-from _common import free_port, percentile, print_table, save
+from _common import checkout_env, free_port, percentile, print_table, save, stop_process, wait_up
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -53,29 +53,15 @@ LONG = [{"role": "user", "content": "word " * 200}]
 
 
 def _env(src: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    return {**env, "PYTHONPATH": str(src), "COLUMNS": "200", **extra}
+    return checkout_env(src, COLUMNS="200", **extra)
 
 
 def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{url} did not start") from None
-            time.sleep(0.1)
+    wait_up(url, proc, url, timeout_s=90)
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc, sig, timeout_s=15)
 
 
 @contextmanager

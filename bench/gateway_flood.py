@@ -42,7 +42,7 @@ from typing import Any
 import anthropic
 import httpx
 
-from _common import free_port, percentile, print_table, save
+from _common import checkout_env, free_port, percentile, print_table, save, wait_up
 
 MODEL = "claude-haiku-4-5"
 HERE = Path(__file__).resolve().parent
@@ -53,21 +53,6 @@ BIG_DEEP = (b'{"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role
             + b"]" * 1000 + b"}")
 
 
-def _env(src: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    return {**env, "PYTHONPATH": str(src), **extra}
-
-
-def _wait_up(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{what} did not start") from None
-            time.sleep(0.1)
 
 
 @contextmanager
@@ -78,15 +63,15 @@ def _servers(src: Path) -> Iterator[tuple[str, str, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         upstream = subprocess.Popen(
             [sys.executable, "-m", "laneway", "local", "--engine", "echo", "--port", str(up)],
-            env=_env(src), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env=checkout_env(src), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         serve = subprocess.Popen(
             [sys.executable, "-m", "laneway", "serve", "--provider", "anthropic",
              "--port", str(port), "--db", str(Path(tmp) / "ledger.db")],
-            env=_env(src, ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=f"http://127.0.0.1:{up}"),
+            env=checkout_env(src, ANTHROPIC_API_KEY="k", ANTHROPIC_BASE_URL=f"http://127.0.0.1:{up}"),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_up(f"http://127.0.0.1:{up}/v1/models", upstream, "the upstream")
-            _wait_up(f"http://127.0.0.1:{port}/healthz", serve, "laneway serve")
+            wait_up(f"http://127.0.0.1:{up}/v1/models", upstream, "the upstream")
+            wait_up(f"http://127.0.0.1:{port}/healthz", serve, "laneway serve")
             yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{up}", serve.pid
         finally:
             for proc in (serve, upstream):
