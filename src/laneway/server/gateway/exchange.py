@@ -49,10 +49,6 @@ class Exchange:
     def waited(self, since: float) -> None:
         self.queued_s += time.monotonic() - since
 
-    def first_content(self, at: float | None) -> None:
-        if at is not None and self.ttft_s is None:
-            self.ttft_s = at - self.arrived
-
     def end(self, status: int, *, usage: dict[str, Any] | None = None,
             local: bool = False, complete: bool = True) -> None:
         """``complete`` False: the upstream may have billed more than the usage seen (a
