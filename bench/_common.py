@@ -125,3 +125,28 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def serve_process(local_url: str, db: str | Path, *options: str, timeout_s: float = 30.0
+                  ) -> tuple[subprocess.Popen[bytes], str]:
+    """``laneway serve`` in front of the API at ``local_url`` on the ledger ``db``, in its
+    own process; returns it and its base URL once ``/healthz`` answers 200."""
+    port = free_port()
+    env = {**os.environ, "ANTHROPIC_BASE_URL": local_url}
+    env.pop("ANTHROPIC_API_KEY", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "laneway", "serve", "--port", str(port), "--provider",
+         "anthropic", "--db", str(db), *options], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError("laneway serve did not start")
+        time.sleep(0.1)

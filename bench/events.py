@@ -29,29 +29,7 @@ from typing import Any
 import httpx
 import psutil
 
-from _common import free_port, local_api_process, percentile, print_table, save
-
-
-def start_serve(local_url: str, db: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "ANTHROPIC_BASE_URL": local_url}
-    env.pop("ANTHROPIC_API_KEY", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "laneway", "serve", "--port", str(port), "--provider",
-         "anthropic", "--db", str(db)], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("laneway serve did not start")
-        time.sleep(0.1)
+from _common import local_api_process, percentile, print_table, save, serve_process
 
 
 def enqueue(local_url: str, folder: Path) -> None:
@@ -117,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, local_api_process() as local_url:
         enqueue(local_url, Path(tmp))
-        proc, url = start_serve(local_url, Path(tmp) / "ledger.db")
+        proc, url = serve_process(local_url, Path(tmp) / "ledger.db")
         try:
             rows = asyncio.run(measure(url, psutil.Process(proc.pid), args.listeners,
                                        args.requests))

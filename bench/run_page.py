@@ -40,7 +40,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +54,14 @@ from sqlalchemy import case, literal, update
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # pgserver: a test server
 
 import pgserver
-from _common import RESULTS, free_port, local_api_process, print_table, save
+from _common import (
+    RESULTS,
+    local_api_process,
+    print_table,
+    save,
+    serve_process,
+    stop_process,
+)
 from laneway.jobs.formats import Job
 from laneway.store import Finished, RunStatus, open_store
 from laneway.store import schema as S
@@ -160,37 +166,6 @@ def finish_cost(folder: Path) -> dict[str, float]:
             "finish_20000_with_index_s": round(b, 2), "finish_ratio": round(b / a, 2)}
 
 
-def start_serve(local_url: str, dsn: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "ANTHROPIC_BASE_URL": local_url}
-    env.pop("ANTHROPIC_API_KEY", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "laneway", "serve", "--port", str(port), "--provider",
-         "anthropic", "--db", dsn], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("laneway serve did not start")
-        time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def timed(fn: Callable[[], Any], repeat: int) -> float:
     """Median milliseconds of ``fn`` over ``repeat`` calls, after one warm-up."""
     fn()
@@ -274,7 +249,7 @@ def measure_api(url: str, repeat: int) -> dict[str, float]:
 
 def traffic_after_restart(browser: Any, local_url: str, dsn: str) -> None:
     """Some gateway traffic, a restart of the server, then a screenshot of /traffic."""
-    proc, url = start_serve(local_url, dsn)
+    proc, url = serve_process(local_url, dsn, timeout_s=60)
     try:
         client = anthropic.Anthropic(base_url=url, api_key="k", max_retries=0)
         for i in range(20):
@@ -284,8 +259,8 @@ def traffic_after_restart(browser: Any, local_url: str, dsn: str) -> None:
                 {"role": "user", "content": "a person waiting"}]) as stream:
             stream.get_final_message()
     finally:
-        stop(proc)
-    proc, url = start_serve(local_url, dsn)
+        stop_process(proc, timeout_s=15)
+    proc, url = serve_process(local_url, dsn, timeout_s=60)
     try:
         for name, viewport in (("desktop", {"width": 1200, "height": 1100}),
                                ("phone", {"width": 390, "height": 844})):
@@ -296,19 +271,19 @@ def traffic_after_restart(browser: Any, local_url: str, dsn: str) -> None:
                             full_page=True)
             page.close()
     finally:
-        stop(proc)
+        stop_process(proc, timeout_s=15)
 
 
 def one_backend(kind: str, dsn: str, args: argparse.Namespace, browser: Any,
                 local_url: str) -> dict[str, Any]:
     fill_s = fill(dsn, args.jobs)
-    proc, url = start_serve(local_url, dsn)
+    proc, url = serve_process(local_url, dsn, timeout_s=60)
     try:
         figures = {"backend": kind, "jobs": args.jobs, "fill_s": round(fill_s, 1),
                    **measure_page(browser, url, args.repeat, kind),
                    **measure_api(url, args.repeat)}
     finally:
-        stop(proc)
+        stop_process(proc, timeout_s=15)
     if kind == "sqlite":
         traffic_after_restart(browser, local_url, dsn)
         figures.update(finish_cost(Path(dsn.removeprefix("sqlite:///")).parent))

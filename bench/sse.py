@@ -22,8 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,10 +29,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
-from _common import free_port, local_api_process, percentile, print_table, save
+from _common import local_api_process, percentile, print_table, save, serve_process
 
 MODEL = "claude-haiku-4-5"
 PROMPT = " ".join(f"word{i}" for i in range(20))  # the echo answer: 20 deltas
@@ -126,28 +123,6 @@ async def burst(fn: Callable[[str], Awaitable[float]], url: str, n: int) -> list
     return list(await asyncio.gather(*(fn(url) for _ in range(n))))
 
 
-def start_serve(local_url: str, db: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "ANTHROPIC_BASE_URL": local_url}
-    env.pop("ANTHROPIC_API_KEY", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "laneway", "serve", "--port", str(port), "--provider",
-         "anthropic", "--db", str(db), "--model", MODEL],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("laneway serve did not start")
-        time.sleep(0.1)
-
-
 def ms(v: float) -> float:
     return round(v, 1)
 
@@ -193,7 +168,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, \
             local_api_process("--ttft-ms", str(args.ttft_ms),
                               "--token-ms", str(args.token_ms)) as local_url:
-        proc, serve_url = start_serve(local_url, Path(tmp) / "ledger.db")
+        proc, serve_url = serve_process(local_url, Path(tmp) / "ledger.db", "--model", MODEL)
         try:
             with MemorySampler(proc.pid) as sampler:
                 idle_rss = sampler.rss()
