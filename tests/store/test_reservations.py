@@ -4,8 +4,10 @@ rows are interrupted and held, an operator releases holds; and the worst-case bo
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -93,3 +95,43 @@ def test_the_bound() -> None:
     assert worst_case(body, 300, beta="context-1m-2025-08-07").output_price == 7.5
     with pytest.raises(UnknownModelError):
         worst_case({**body, "model": "nobody"}, 10)
+
+
+@pytest.mark.postgres
+def test_two_settles_of_the_same_keys_in_opposite_orders_do_not_deadlock(pg_dsn: str) -> None:
+    """Two gateways' group commits settle requests of the same keys, each in the order its
+    requests ended: the keys' rows are updated in one order (seen in bench/fleet.py as
+    "deadlock detected" retried by the ledger's outage handling). Each settle waits, once
+    its first key row is updated, for the other's (or 1.5 s): in opposite orders each then
+    waits for the row the other holds."""
+    from sqlalchemy import event
+
+    stores = [open_store(pg_dsn) for _ in range(2)]
+    try:
+        k1, _ = stores[0].create_key("k1", budget_usd=10.0)
+        k2, _ = stores[0].create_key("k2", budget_usd=10.0)
+        rows = {k: [stores[0].reserve(res(k.id, 0.5)) for _ in range(2)] for k in (k1, k2)}
+        first = [threading.Event(), threading.Event()]
+
+        def hook(i: int) -> None:
+            def after(_conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
+                if statement.lstrip().upper().startswith("UPDATE GATEWAY_KEYS") \
+                        and not first[i].is_set():
+                    first[i].set()
+                    first[1 - i].wait(1.5)
+            event.listen(stores[i].engine, "after_cursor_execute", after)
+
+        hook(0)
+        hook(1)
+        a = [done(rows[k1][0], k1.id, 0.5, 0.1), done(rows[k2][0], k2.id, 0.5, 0.1)]
+        b = [done(rows[k2][1], k2.id, 0.5, 0.1), done(rows[k1][1], k1.id, 0.5, 0.1)]
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(lambda i: stores[i].settle_requests([a, b][i]), range(2)))
+        assert got == [2, 2]
+        for k in (k1, k2):
+            after = stores[0].key_by_id(k.id)
+            assert after is not None and after.spent_usd == pytest.approx(0.2)
+            assert after.reserved_usd == pytest.approx(0.0)
+    finally:
+        for s in stores:
+            s.close()
