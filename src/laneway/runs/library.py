@@ -8,6 +8,7 @@ The CLI's ``laneway run`` is a thin shell around :func:`run`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -132,6 +133,8 @@ async def run(
     finally:
         if own_provider and provider is not None:
             await provider.aclose()
+        with contextlib.suppress(Exception):  # its holder rows: the next need not wait
+            await astore.call(store.drop_held)
         astore.close()
         store.close()
         if lock is not None:

@@ -15,7 +15,8 @@ say when it is gone.
 (jobs ``pending`` again, native batches free to be owned) and forgets them; a process
 calls it when it starts and while it waits for work. :meth:`HolderLedger.drop_holder`
 does the same for an id of this process that stops holding (a clean end), so the next
-process need not wait either.
+process need not wait either, and :meth:`HolderLedger.drop_held` for every id a store
+recorded (``laneway run``'s end: its row is not left behind).
 """
 
 from __future__ import annotations
@@ -179,6 +180,15 @@ class HolderLedger:
         self._held_as.discard(worker)
         jobs, batches = self._give_back(worker)
         return Reaped(1, jobs, batches)
+
+    def drop_held(self) -> Reaped:
+        """A clean end: every id recorded through this store (:meth:`note_holder`) holds
+        nothing more; what they still held is given back and their rows removed."""
+        total = Reaped()
+        for worker in sorted(self._held_as):
+            r = self.drop_holder(worker)
+            total = Reaped(total.holders + 1, total.jobs + r.jobs, total.batches + r.batches)
+        return total
 
     def _give_back(self, worker: str) -> tuple[int, int]:
         j, b = S.jobs.c, S.batches.c
