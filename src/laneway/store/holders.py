@@ -137,7 +137,12 @@ class Reaped:
     batches: int = 0
 
 
-def _identity(r: Any) -> Identity:
+#: The columns of a ``holders`` row that :func:`identity_of` reads.
+HOLDER_COLUMNS = ("host", "pid_ns", "pid", "pid_start", "boot_id")
+
+
+def identity_of(r: Any) -> Identity:
+    """The :class:`Identity` of a row holding :data:`HOLDER_COLUMNS`."""
     return Identity(host=r["host"], pid_ns=r["pid_ns"] or "", pid=int(r["pid"]),
                     pid_start=int(r["pid_start"] or 0), boot_id=r["boot_id"] or "")
 
@@ -168,7 +173,7 @@ class HolderLedger:
         me = this_identity()
         with self.engine.connect() as conn:
             rows = conn.execute(select(S.holders).where(_H.host == me.host)).mappings().all()
-        gone = [str(r["id"]) for r in rows if is_gone(_identity(r), me)]
+        gone = [str(r["id"]) for r in rows if is_gone(identity_of(r), me)]
         total = Reaped()
         for worker in gone:
             jobs, batches = self._give_back(worker)
