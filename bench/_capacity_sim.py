@@ -120,6 +120,20 @@ class Holder:
         self.astore.store.close()
 
 
+def _beats_on_request_thread() -> None:
+    """As before 571efa2: the beat runs on the process's one store thread."""
+    from laneway.governor import quota
+
+    made = quota.LedgerBoard.__init__
+
+    def shared(self: Any, astore: Any, process: str, **kw: Any) -> None:
+        made(self, astore, process, **kw)
+        self.astore.close()
+        self.astore = astore
+
+    quota.LedgerBoard.__init__ = shared  # type: ignore[method-assign]
+
+
 def _timed_beats(beats: list[tuple[float, float]]) -> None:
     """Record each rate-share beat's (start, seconds) on the store thread."""
     from laneway.store import rate_shares
@@ -136,12 +150,13 @@ def _timed_beats(beats: list[tuple[float, float]]) -> None:
     rate_shares.heartbeat = timed  # type: ignore[assignment]
 
 
-async def worker(args: argparse.Namespace) -> dict[str, Any]:
+async def worker(args: argparse.Namespace, secrets: list[str]) -> dict[str, Any]:
     """Run ``args.holders`` share-holders; after "up", wait for the window's start time
     on stdin, measure ``args.seconds`` from it, print the figures."""
     beats: list[tuple[float, float]] = []
     _timed_beats(beats)
-    secrets = json.loads(Path(args.keys).read_text())
+    if args.shared_thread:
+        _beats_on_request_thread()
     holders = [Holder(args.dsn, secrets, args.rate, seed=args.seed * 1000 + i)
                for i in range(args.holders)]
     for h in holders:
@@ -181,8 +196,9 @@ def _worker_main() -> None:
     ap.add_argument("--rate", type=float, required=True)
     ap.add_argument("--seconds", type=float, required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shared-thread", action="store_true")
     args = ap.parse_args()
-    out = asyncio.run(worker(args))
+    out = asyncio.run(worker(args, json.loads(Path(args.keys).read_text())))
     print(json.dumps(out), flush=True)
 
 
@@ -191,9 +207,13 @@ if __name__ == "__main__":
 
 
 # -- the parent ---------------------------------------------------------------------------
-QUICK_STEPS = [(64, 0.0), (128, 0.0), (256, 0.0), (64, 4.0), (256, 1.0), (256, 2.0)]
-FULL_STEPS = [(64, 0.0), (128, 0.0), (256, 0.0), (384, 0.0), (64, 4.0), (128, 4.0),
-              (256, 1.0), (256, 2.0), (256, 4.0)]
+#: (share-holders, requests/s each, beats on the request's store thread as before).
+Step = tuple[int, float, bool]
+QUICK_STEPS: list[Step] = [(64, 0.0, False), (128, 0.0, False), (256, 0.0, False),
+                           (64, 3.0, True), (64, 3.0, False), (256, 1.0, False)]
+FULL_STEPS: list[Step] = [(64, 0.0, False), (128, 0.0, False), (256, 0.0, False),
+                          (384, 0.0, False), (64, 3.0, True), (64, 3.0, False),
+                          (128, 3.0, False), (256, 1.0, False), (256, 2.0, False)]
 PROCESSES = 4
 KEYS = 64
 
@@ -233,7 +253,8 @@ def _sql(dsn: str, query: str) -> Any:
         return conn.execute(query).fetchone()
 
 
-def step(server: Any, keys: Path, holders: int, rate: float, seconds: float) -> dict[str, Any]:
+def step(server: Any, keys: Path, holders: int, rate: float, seconds: float, *,
+         shared: bool) -> dict[str, Any]:
     """One step of the sweep (see the module docstring)."""
     import _pglog
 
@@ -242,7 +263,7 @@ def step(server: Any, keys: Path, holders: int, rate: float, seconds: float) -> 
     procs = [subprocess.Popen(
         [sys.executable, __file__, "worker", "--dsn", server.dsn, "--keys", str(keys),
          "--holders", str(n), "--rate", str(rate), "--seconds", str(seconds),
-         "--seed", str(i)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+         "--seed", str(i), *(["--shared-thread"] if shared else [])], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for i, n in enumerate(per)]
     try:
         for p in procs:
@@ -255,7 +276,7 @@ def step(server: Any, keys: Path, holders: int, rate: float, seconds: float) -> 
             p.stdin.write(f"{start}\n")
             p.stdin.flush()
         time.sleep(max(0.0, start - time.time()))
-        _sql(server.dsn, "SELECT pg_stat_statements_reset()")
+        _sql(server.dsn, "SELECT pg_stat_statements_reset(), pg_stat_reset_shared('wal')")
         cpu0 = _pglog.cpu_s(server)
         time.sleep(seconds / 2)
         connections = int(_sql(server.dsn, "SELECT count(*) FROM pg_stat_activity "
@@ -263,6 +284,8 @@ def step(server: Any, keys: Path, holders: int, rate: float, seconds: float) -> 
         time.sleep(seconds / 2)
         cpu = _pglog.cpu_s(server) - cpu0
         stats = _stats(server.dsn)
+        wal = _sql(server.dsn, "SELECT wal_records, wal_bytes, wal_sync, wal_sync_time, "
+                               "wal_write FROM pg_stat_wal")
         outs = [json.loads((p.communicate(timeout=120)[0] or "{}").strip().splitlines()[-1])
                 for p in procs]
     finally:
@@ -270,7 +293,12 @@ def step(server: Any, keys: Path, holders: int, rate: float, seconds: float) -> 
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    return _summary(holders, rate, seconds, cpu, connections, stats, outs)
+    out = _summary(holders, rate, seconds, cpu, connections, stats, outs)
+    out["beats_on_request_thread"] = shared
+    out["wal"] = {"bytes_per_s": round(float(wal[1]) / seconds),
+                  "fsyncs_per_s": round(int(wal[2]) / seconds, 1),
+                  "fsync_mean_ms": round(float(wal[3]) / max(1, int(wal[2])), 3)}
+    return out
 
 
 def _summary(holders: int, rate: float, seconds: float, cpu: float, connections: int,
@@ -309,7 +337,6 @@ def _ms(s: float | None) -> float | None:
 def sweep(*, quick: bool) -> dict[str, Any]:
     """Every step on one durable PostgreSQL; prints the capacity table."""
     import _pglog
-    from _common import print_table
     from laneway.store import open_store
 
     server = _pglog.start(log_all=False, stat_statements=True)
@@ -322,8 +349,8 @@ def sweep(*, quick: bool) -> dict[str, Any]:
         keys.write_text(json.dumps(secrets))
         seconds = 10.0 if quick else 20.0
         steps = []
-        for holders, rate in QUICK_STEPS if quick else FULL_STEPS:
-            steps.append(step(server, keys, holders, rate, seconds))
+        for holders, rate, shared in QUICK_STEPS if quick else FULL_STEPS:
+            steps.append(step(server, keys, holders, rate, seconds, shared=shared))
             print_capacity(steps[-1:], header=len(steps) == 1)
         keys.unlink()
     finally:
@@ -335,11 +362,15 @@ def sweep(*, quick: bool) -> dict[str, Any]:
 def print_capacity(steps: list[dict[str, Any]], *, header: bool = True) -> None:
     from _common import print_table
 
-    rows = [[s["holders"], s["rate_per_holder"], s["beats_per_s"], s["requests_per_s"],
+    rows = [[s["holders"], s["rate_per_holder"],
+             "shared (before)" if s["beats_on_request_thread"] else "own",
+             s["beats_per_s"], s["requests_per_s"], s["wal"]["fsyncs_per_s"],
+             s["statements"].get("advisory lock (beats)", {}).get("mean_ms"),
              f"{s['pg_cpu_cores']:.2f}", f"{s['client_cpu_cores']:.2f}", s["connections"],
              s["request_p50_ms"], s["request_p99_ms"], s["beat_p50_ms"], s["beat_p99_ms"],
              ", ".join(s["broke"]) or "-", f"{s['load'][0]:.1f}"] for s in steps]
     print_table("simulated fleet on one durable PostgreSQL" if header else "",
-                ["holders", "req/s each", "beats/s", "req/s", "PG cores", "client cores",
+                ["holders", "req/s each", "beat thread", "beats/s", "req/s", "fsyncs/s",
+                 "beat lock wait ms", "PG cores", "client cores",
                  "conns", "req p50 ms", "req p99 ms", "beat p50 ms", "beat p99 ms",
                  "broke", "load"], rows)

@@ -45,7 +45,7 @@ def start(*, log_all: bool, stat_statements: bool = False) -> pgserver.TempPostg
                            " -c log_min_error_statement=panic -c log_timezone=UTC")
     if stat_statements:
         server.options += (" -c shared_preload_libraries=pg_stat_statements"
-                           " -c pg_stat_statements.track_utility=on")
+                           " -c pg_stat_statements.track_utility=on -c track_wal_io_timing=on")
     server.up()
     pgserver.wait_ready(server.dsn)
     if stat_statements:
