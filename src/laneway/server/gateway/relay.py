@@ -202,6 +202,7 @@ class Relay:
                 if status == 200:
                     if body is None:
                         watch.stop()
+                        self.governor.heard(permit, response.headers)
                         return self._stream(ex, permit, response)
                     return self._whole(ex, permit, response, body)
                 self.governor.release(
