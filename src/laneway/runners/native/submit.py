@@ -19,13 +19,13 @@ import secrets
 from dataclasses import dataclass, field
 
 from laneway.errors import BatchesUnsupportedError, ConfigError, ProviderError, RequestError
-from laneway.jobs.formats import errored
 from laneway.provider.batches import BODY_OVERHEAD_BYTES
 from laneway.runners.native.state import NativeState
 from laneway.runners.native.wire import encode_request
 from laneway.store import ClaimedJob, Finished
 from laneway.store.batches import Begun
 from laneway.store.statuses import JobStatus
+from laneway.wire.batches import errored
 
 #: Jobs claimed per query while a chunk is built.
 CLAIM_PAGE = 2000

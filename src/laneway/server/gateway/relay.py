@@ -59,7 +59,7 @@ from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.headers import client_headers
 from laneway.server.gateway.revocations import Revocations, Revoked
 from laneway.wire.errors import SHOULD_RETRY, api_error
-from laneway.wire.sse import SseTap
+from laneway.wire.sse import SseTap, error_event
 
 #: Statuses worth another try: rate limited, overloaded, the upstream's own failures.
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
@@ -69,8 +69,7 @@ _ANSWERS = RetryPolicy()
 _SILENCE = RetryPolicy(cap_s=8.0)
 _AGAIN = ProviderError("again")  # a backoff with no retry-after of the error's own
 #: Ends a relayed stream whose upstream connection dropped (the API's own error event).
-_DROPPED = (b'event: error\ndata: {"type":"error","error":{"type":"api_error",'
-            b'"message":"the upstream connection dropped mid-stream"}}\n\n')
+_DROPPED = error_event("api_error", "the upstream connection dropped mid-stream")
 
 
 def _outcome(status: int, body: bytes) -> str:
