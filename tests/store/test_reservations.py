@@ -4,10 +4,8 @@ rows are interrupted and held, an operator releases holds; and the worst-case bo
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
@@ -59,7 +57,7 @@ def test_a_dead_process_s_rows_are_interrupted_held_and_released(store: Store) -
     dead = store.reserve(res(key.id, 0.4, process="h:1:dead"))
     alive = store.reserve(res(key.id, 0.1, process="h:2:alive"))
     assert dead is not None and alive is not None
-    assert store.interrupt_requests(lambda process, _at: process.endswith("dead")) == 1
+    assert store.interrupt_requests(lambda process, _at, _holder: process.endswith("dead")) == 1
     assert store.settle_requests([done(dead, key.id, 0.4, 0.0)]) == 0  # too late: held
     k = store.key_by_id(key.id)
     assert k is not None and (k.reserved_usd, k.held_usd) == pytest.approx((0.1, 0.4))
@@ -98,40 +96,31 @@ def test_the_bound() -> None:
 
 
 @pytest.mark.postgres
-def test_two_settles_of_the_same_keys_in_opposite_orders_do_not_deadlock(pg_dsn: str) -> None:
-    """Two gateways' group commits settle requests of the same keys, each in the order its
-    requests ended: the keys' rows are updated in one order (seen in bench/fleet.py as
-    "deadlock detected" retried by the ledger's outage handling). Each settle waits, once
-    its first key row is updated, for the other's (or 1.5 s): in opposite orders each then
-    waits for the row the other holds."""
-    from sqlalchemy import event
+def test_settles_lock_keys_in_one_order_so_two_never_deadlock(pg: str) -> None:
+    """Two settles (two gateway processes) whose groups hold the same keys in opposite
+    orders: each locks the keys' rows in one order (sorted), so neither waits for a row
+    the other locked first (a deadlock: PostgreSQL kills one after deadlock_timeout)."""
+    import psycopg
 
-    stores = [open_store(pg_dsn) for _ in range(2)]
-    try:
-        k1, _ = stores[0].create_key("k1", budget_usd=10.0)
-        k2, _ = stores[0].create_key("k2", budget_usd=10.0)
-        rows = {k: [stores[0].reserve(res(k.id, 0.5)) for _ in range(2)] for k in (k1, k2)}
-        first = [threading.Event(), threading.Event()]
-
-        def hook(i: int) -> None:
-            def after(_conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
-                if statement.lstrip().upper().startswith("UPDATE GATEWAY_KEYS") \
-                        and not first[i].is_set():
-                    first[i].set()
-                    first[1 - i].wait(1.5)
-            event.listen(stores[i].engine, "after_cursor_execute", after)
-
-        hook(0)
-        hook(1)
-        a = [done(rows[k1][0], k1.id, 0.5, 0.1), done(rows[k2][0], k2.id, 0.5, 0.1)]
-        b = [done(rows[k2][1], k2.id, 0.5, 0.1), done(rows[k1][1], k1.id, 0.5, 0.1)]
-        with ThreadPoolExecutor(2) as pool:
-            got = list(pool.map(lambda i: stores[i].settle_requests([a, b][i]), range(2)))
-        assert got == [2, 2]
-        for k in (k1, k2):
-            after = stores[0].key_by_id(k.id)
-            assert after is not None and after.spent_usd == pytest.approx(0.2)
-            assert after.reserved_usd == pytest.approx(0.0)
-    finally:
-        for s in stores:
-            s.close()
+    store = open_store(pg)
+    a, _ = store.create_key("a")
+    b, _ = store.create_key("b")
+    first, second = sorted([a.id, b.id])
+    rows = {k: store.reserve(res(k, 0.1)) for k in (first, second)}
+    settles = [done(rows[k] or 0, k, 0.1, 0.01) for k in (second, first)]  # reversed
+    with psycopg.connect(pg) as other, ThreadPoolExecutor(1) as pool:
+        other.execute("SET lock_timeout = '500ms'")  # shorter than deadlock_timeout (1 s)
+        # another settle, in the one order: holds the first key's row...
+        other.execute("UPDATE gateway_keys SET spent_usd = spent_usd WHERE id = %s",
+                      (first,))
+        settled = pool.submit(store.settle_requests, settles)
+        time.sleep(0.3)  # ...while this one waits for it (holding nothing else)
+        other.execute("UPDATE gateway_keys SET spent_usd = spent_usd WHERE id = %s",
+                      (second,))  # LockNotAvailable if the settle took it first
+        other.commit()
+        assert settled.result(timeout=10) == 2
+    for k in (first, second):
+        key = store.key_by_id(k)
+        assert key is not None and key.spent_usd == pytest.approx(0.01)
+        assert key.reserved_usd == pytest.approx(0.0)
+    store.close()
