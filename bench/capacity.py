@@ -86,7 +86,13 @@ def transactions(logged: list[_pglog.Logged]) -> list[list[_pglog.Logged]]:
         else:
             done.append([*loose.pop(s.pid, []), s])
     done.extend(open_.values())
-    return sorted(done, key=lambda t: t[-1].at)
+    return sorted(done, key=began)
+
+
+def began(tx: list[_pglog.Logged]) -> float:
+    """When a transaction began (its BEGIN: the ping before it may be much earlier)."""
+    return next((s.at for s in tx if s.sql.strip() != ";"
+                 and not s.sql.startswith("DEALLOCATE")), tx[-1].at)
 
 
 def kind_of(tx: list[_pglog.Logged]) -> str | None:
@@ -157,7 +163,7 @@ def gateway_requests(server: Any, upstream: str, secret: str, n: int) -> dict[st
     finally:
         stop_process(proc)
     txs = transactions(_pglog.statements(server, idle_from - 1, end + 1))
-    idle = [t for t in txs if idle_from <= t[0].at < idle_to]
+    idle = [t for t in txs if idle_from <= began(t) < idle_to]
     background: dict[str, list[int]] = defaultdict(list)
     for t in idle:
         background[kind_of(t) or shape(t)].append(len(t))
@@ -174,9 +180,9 @@ def gateway_requests(server: Any, upstream: str, secret: str, n: int) -> dict[st
             # it waits. A request's window runs to the next request's start.
             nxt = spans[i + 1][0] if i + 1 < len(spans) else t1 + 2.0
             for t in txs:
-                if kind_of(t) is not None or not t0 <= t[0].at < nxt:
+                if kind_of(t) is not None or not t0 <= began(t) < nxt:
                     continue
-                side = "before" if t[0].at < (t0 + t1) / 2 else "after"
+                side = "before" if began(t) < (t0 + t1) / 2 else "after"
                 (before if side == "before" else after)[shape(t)] += 1
                 stmts[side] += len(t)
         out[mode] = {"before_tx": {k: v / n for k, v in before.items()},
