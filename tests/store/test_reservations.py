@@ -57,7 +57,7 @@ def test_a_dead_process_s_rows_are_interrupted_held_and_released(store: Store) -
     dead = store.reserve(res(key.id, 0.4, process="h:1:dead"))
     alive = store.reserve(res(key.id, 0.1, process="h:2:alive"))
     assert dead is not None and alive is not None
-    assert store.interrupt_requests(lambda process, _at: process.endswith("dead")) == 1
+    assert store.interrupt_requests(lambda process, _at, _holder: process.endswith("dead")) == 1
     assert store.settle_requests([done(dead, key.id, 0.4, 0.0)]) == 0  # too late: held
     k = store.key_by_id(key.id)
     assert k is not None and (k.reserved_usd, k.held_usd) == pytest.approx((0.1, 0.4))
