@@ -141,6 +141,16 @@ def _beats_on_request_thread() -> None:
     quota.LedgerBoard.__init__ = shared  # type: ignore[method-assign]
 
 
+def _every_beat_locked() -> None:
+    """As before 63b9d37: every beat takes the beat lock."""
+    from laneway.store import rate_shares
+
+    def locked(store: Any, process: str, **kw: Any) -> Any:
+        return rate_shares._beat(store, process, locked=True, **kw)
+
+    rate_shares.heartbeat = locked  # type: ignore[assignment]
+
+
 def _timed_beats(beats: list[tuple[float, float, float]]) -> None:
     """Record each rate-share beat's (start, seconds, seconds the beat lock was held) on
     the store thread; held: from the lock's grant to the beat's end (its last read, after
@@ -175,9 +185,11 @@ async def worker(args: argparse.Namespace, secrets: list[str]) -> dict[str, Any]
     """Run ``args.holders`` share-holders; after "up", wait for the window's start time
     on stdin, measure ``args.seconds`` from it, print the figures."""
     beats: list[tuple[float, float, float]] = []
-    _timed_beats(beats)
-    if args.shared_thread:
+    if args.code in ("before", "locked"):
+        _every_beat_locked()
+    if args.code == "before":
         _beats_on_request_thread()
+    _timed_beats(beats)
     holders = [Holder(args.dsn, secrets, args.rate, seed=args.seed * 1000 + i,
                       interval_s=args.interval)
                for i in range(args.holders)]
@@ -222,7 +234,7 @@ def _worker_main() -> None:
     ap.add_argument("--rate", type=float, required=True)
     ap.add_argument("--seconds", type=float, required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--shared-thread", action="store_true")
+    ap.add_argument("--code", default="", choices=["", "before", "locked"])
     ap.add_argument("--interval", type=float, default=1.0)
     args = ap.parse_args()
     out = asyncio.run(worker(args, json.loads(Path(args.keys).read_text())))
@@ -234,19 +246,19 @@ if __name__ == "__main__":
 
 
 # -- the parent ---------------------------------------------------------------------------
-#: (share-holders, requests/s each, beats on the request's store thread as before 571efa2,
-#: seconds between beats: 1.0 is serve's).
-Step = tuple[int, float, bool, float]
-QUICK_STEPS: list[Step] = [(4, 0.0, False, 1.0), (64, 0.0, False, 1.0),
-                           (128, 0.0, False, 1.0), (256, 0.0, False, 1.0),
-                           (64, 1.0, True, 1.0), (64, 1.0, False, 1.0),
-                           (128, 1.0, False, 1.0)]
-FULL_STEPS: list[Step] = [(4, 0.0, False, 1.0), (16, 0.0, False, 1.0),
-                          (64, 0.0, False, 1.0), (128, 0.0, False, 1.0),
-                          (256, 0.0, False, 1.0), (256, 0.0, False, 2.5),
-                          (64, 1.0, True, 1.0), (64, 1.0, False, 1.0),
-                          (128, 1.0, False, 1.0), (64, 3.0, False, 1.0),
-                          (256, 1.0, False, 1.0)]
+#: (share-holders, requests/s each, the code: "" as it is, "before" as at 207e4bf (beats
+#: on the request's store thread, every beat under the lock), "locked" (own thread, every
+#: beat under the lock); seconds between beats: 1.0 is serve's).
+Step = tuple[int, float, str, float]
+QUICK_STEPS: list[Step] = [(4, 0.0, "", 1.0), (64, 0.0, "before", 1.0), (64, 0.0, "", 1.0),
+                           (256, 0.0, "", 1.0), (64, 1.0, "before", 1.0),
+                           (64, 1.0, "", 1.0), (128, 1.0, "", 1.0)]
+FULL_STEPS: list[Step] = [(4, 0.0, "", 1.0), (64, 0.0, "before", 1.0),
+                          (128, 0.0, "before", 1.0), (64, 0.0, "", 1.0),
+                          (128, 0.0, "", 1.0), (256, 0.0, "", 1.0), (384, 0.0, "", 1.0),
+                          (64, 1.0, "before", 1.0), (64, 1.0, "locked", 1.0),
+                          (64, 1.0, "", 1.0), (128, 1.0, "", 1.0), (256, 1.0, "", 1.0),
+                          (64, 3.0, "", 1.0)]
 PROCESSES = 4
 KEYS = 64
 
@@ -287,7 +299,7 @@ def _sql(dsn: str, query: str) -> Any:
 
 
 def step(server: Any, keys: Path, holders: int, rate: float, seconds: float, *,
-         shared: bool, interval_s: float) -> dict[str, Any]:
+         code: str, interval_s: float) -> dict[str, Any]:
     """One step of the sweep (see the module docstring)."""
     import _pglog
 
@@ -297,7 +309,7 @@ def step(server: Any, keys: Path, holders: int, rate: float, seconds: float, *,
         [sys.executable, __file__, "worker", "--dsn", server.dsn, "--keys", str(keys),
          "--holders", str(n), "--rate", str(rate), "--seconds", str(seconds),
          "--seed", str(i), "--interval", str(interval_s),
-         *(["--shared-thread"] if shared else [])], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+         "--code", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for i, n in enumerate(per)]
     try:
         for p in procs:
@@ -328,7 +340,7 @@ def step(server: Any, keys: Path, holders: int, rate: float, seconds: float, *,
                 p.kill()
                 p.wait()
     out = _summary(holders, rate, seconds, cpu, connections, stats, outs)
-    out["beats_on_request_thread"] = shared
+    out["code"] = code or "now"
     out["locked_beats_per_s"] = round(
         stats.get("advisory lock (beats)", {}).get("calls", 0) / seconds, 1)
     out["beat_interval_s"] = interval_s
@@ -391,8 +403,8 @@ def sweep(*, quick: bool) -> dict[str, Any]:
         keys.write_text(json.dumps(secrets))
         seconds = 8.0 if quick else 15.0
         steps = []
-        for holders, rate, shared, interval_s in QUICK_STEPS if quick else FULL_STEPS:
-            steps.append(step(server, keys, holders, rate, seconds, shared=shared,
+        for holders, rate, code, interval_s in QUICK_STEPS if quick else FULL_STEPS:
+            steps.append(step(server, keys, holders, rate, seconds, code=code,
                               interval_s=interval_s))
             print_capacity(steps[-1:], header=len(steps) == 1)
         keys.unlink()
@@ -429,7 +441,7 @@ def print_capacity(steps: list[dict[str, Any]], *, header: bool = True) -> None:
     from _common import print_table
 
     rows = [[s["holders"], s["rate_per_holder"], s["beat_interval_s"],
-             "shared (before)" if s["beats_on_request_thread"] else "own",
+             s["code"],
              s["beats_per_s"], s["locked_beats_per_s"], s["requests_per_s"],
              s["wal"]["fsyncs_per_s"],
              s["statements"].get("advisory lock (beats)", {}).get("mean_ms"),
@@ -437,17 +449,17 @@ def print_capacity(steps: list[dict[str, Any]], *, header: bool = True) -> None:
              f"{s['pg_cpu_cores']:.2f}", f"{s['client_cpu_cores']:.2f}", s["connections"],
              s["request_p50_ms"], s["request_p99_ms"], s["beat_p50_ms"], s["beat_p99_ms"],
              ", ".join(s["broke"]) or "-", f"{s['load'][0]:.1f}"] for s in steps]
-    print_table("", ["holders", "req/s each", "beat thread", "WAL bytes/s", "fsync ms",
+    print_table("", ["holders", "req/s each", "code", "WAL bytes/s", "fsync ms",
                      "server ms: beat lock wait", "key rate window", "reserve", "settle row",
                      "beat live rows"],
                 [[s["holders"], s["rate_per_holder"],
-                  "shared" if s["beats_on_request_thread"] else "own",
+                  s["code"],
                   s["wal"]["bytes_per_s"], s["wal"]["fsync_mean_ms"],
                   *[s["statements"].get(k, {}).get("mean_ms") for k in (
                       "advisory lock (beats)", "UPDATE key rate window", "reserve (CTE)",
                       "settle row", "beat live rows")]] for s in steps])
     print_table("simulated fleet on one durable PostgreSQL" if header else "",
-                ["holders", "req/s each", "beat every s", "beat thread", "beats/s",
+                ["holders", "req/s each", "beat every s", "code", "beats/s",
                  "locked beats/s", "req/s", "fsyncs/s",
                  "beat lock wait ms", "lock held ms", "PG cores", "client cores",
                  "conns", "req p50 ms", "req p99 ms", "beat p50 ms", "beat p99 ms",
@@ -458,14 +470,14 @@ def derive(steps: list[dict[str, Any]]) -> dict[str, Any]:
     """PostgreSQL's CPU per beat (beats-only steps, by holders) and per request (a
     request step's CPU less its beats at the per-beat cost of the nearest beats-only
     step), and the beat lock's ceiling (1 / the time it is held)."""
+    now = [s for s in steps if s["code"] == "now" and s["beat_interval_s"] == 1.0]
     per_beat = {s["holders"]: s["pg_cpu_cores"] * 1000 / s["beats_per_s"]
-                for s in steps if s["rate_per_holder"] == 0 and s["beats_per_s"]
-                and s["beat_interval_s"] == 1.0}
+                for s in now if s["rate_per_holder"] == 0 and s["beats_per_s"]}
     ceiling = {s["holders"]: round(1000 / s["lock_held_mean_ms"], 1)
                for s in steps if s["rate_per_holder"] == 0 and s["lock_held_mean_ms"]
-               and s["beat_interval_s"] == 1.0}
+               and s["code"] == "before"}
     per_request = []
-    for s in steps:
+    for s in now:
         if not s["rate_per_holder"] or not s["requests_per_s"] or not per_beat:
             continue
         near = min(per_beat, key=lambda n: abs(n - s["holders"]))
@@ -474,4 +486,6 @@ def derive(steps: list[dict[str, Any]]) -> dict[str, Any]:
                                  / s["requests_per_s"], 3))
     return {"pg_cpu_ms_per_beat": {k: round(v, 3) for k, v in per_beat.items()},
             "beat_lock_ceiling_per_s": ceiling,
-            "pg_cpu_ms_per_request": per_request}
+            "pg_cpu_ms_per_request": per_request,
+            "note": "beat lock ceiling: 1 / its hold time, from the steps where every beat "
+                    "takes it (code 'before')"}
