@@ -12,7 +12,13 @@ its batches reserved their worst case in the ledger, side by side in one run.
 2. What the reservation costs: one process sends ``--cost-jobs`` jobs as batches without
    a budget and with one that never binds (a reservation a batch, a give-back a group
    of results, and each batch's params read back to know its jobs' worst cases),
-   alternating, ``--reps`` times, before and after: jobs/s (median).
+   alternating, ``--reps`` times, before and after: jobs/s (median). At this machine's
+   load the end-to-end figure is noise (a batch's time at the local API, and polls), so:
+3. The ledger's part alone, in this process (this checkout, SQLite): a batch of
+   ``--cost-jobs`` jobs recorded before ``create`` and its results filed in groups of
+   500 (``file_results``), then ended, without a budget and with one (the reservation,
+   each group's give-back, and the batch's params read back for its jobs' worst
+   cases), alternating: ms per 1,000 jobs (median of ``--reps``).
 
     .venv/bin/python bench/native_budget.py [--before 207e4bf] [--processes 3]
 
@@ -28,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +47,8 @@ import pgserver
 from _common import checkout_env, local_api_process, print_table, save
 from laneway.cost import tokens
 from laneway.cost.prices import worst_cost
-from laneway.store import open_store
+from laneway.jobs.formats import Job
+from laneway.store import Finished, open_store
 from laneway.store import schema as S
 from laneway.store.statuses import JobStatus
 
@@ -98,6 +106,38 @@ def send(src: Path, dsn: str, inp: Path, url: str, *, budget: float | None,
     return {"spent_usd": spent, "jobs": done, "s": round(max(float(o["s"]) for o in outs), 3),
             "batches": sum(int(o["batches"]) for o in outs),
             "stops": sorted(str(o["stop"]) for o in outs)}
+
+
+def _ledger_ms(tmp: Path, jobs: int, *, budget: bool) -> float:
+    """ms per 1,000 jobs of the ledger's part of one batch's life (see the docstring)."""
+    store = open_store(tmp / f"ledger-{time.monotonic_ns()}.db")
+    try:
+        store.create_run(run_id="r", fingerprint="f", options={}, mode="native",
+                         provider="anthropic", input_path=None, input_sha256=None,
+                         budget_usd=1000.0 if budget else None)
+        params = {"model": MODEL, "max_tokens": 16,
+                  "messages": [{"role": "user", "content": "w " * 60}]}
+        store.add_jobs("r", [Job(f"j{i}", params, i + 1) for i in range(jobs)],
+                       first_seq=0, last_line=jobs)
+        seqs = [c.seq for c in store.claim("r", worker="w", limit=jobs, lease_s=60)]
+        done = JobStatus.SUCCEEDED
+        items = [Finished(run_id="r", seq=q, status=done, result={"type": "succeeded"},
+                          attempts=1, cost_usd=1e-5, mode="native") for q in seqs]
+        t0 = time.perf_counter()
+        assert store.begin_batch(run_id="r", batch_id="b", seqs=seqs, size_bytes=1,
+                                 worker="w", reserve_usd=0.5 if budget else 0.0,
+                                 budget_usd=1000.0 if budget else None)
+        worst: dict[int, float] = {}
+        if budget:
+            worst = {q: worst_cost(MODEL, tokens.input_tokens(p), 16, local=False,
+                                   batch=True)
+                     for q, p in store.submitted_params("r", "b").items()}
+        for start in range(0, len(items), 500):
+            store.file_results("r", "b", items[start:start + 500], [], worst)
+        store.end_batch("b", None)
+        return (time.perf_counter() - t0) * 1000 / jobs * 1000
+    finally:
+        store.close()
 
 
 def ledgers(server: str, tmp: Path) -> dict[str, Any]:
@@ -158,6 +198,10 @@ def main() -> None:
                             cost_rows.append({"rep": rep, "code": label,
                                               "budget": bud is not None, **r,
                                               "jobs_s": round(r["jobs"] / r["s"], 1)})
+            ledger_ms = {False: [], True: []}
+            for _ in range(args.reps):
+                for bud in (False, True):
+                    ledger_ms[bud].append(_ledger_ms(tmp, args.cost_jobs, budget=bud))
         finally:
             for name in fresh["made"]:
                 pgserver.drop_schema(server, name)
@@ -177,7 +221,13 @@ def main() -> None:
                 ["code", "no --budget", "--budget (never binds)", "ratio"],
                 [[c, round(means[(c, False)], 1), round(means[(c, True)], 1),
                   f"{means[(c, True)] / means[(c, False)]:.2f}"] for c in checkouts])
+    med = {b: statistics.median(v) for b, v in ledger_ms.items()}
+    print_table(f"the ledger's part of a {args.cost_jobs}-job batch's life, SQLite, this "
+                f"checkout: ms per 1,000 jobs (median of {args.reps}; load {load[0]:.1f})",
+                ["no --budget", "--budget", "added ms per 1,000 jobs"],
+                [[f"{med[False]:.1f}", f"{med[True]:.1f}", f"{med[True] - med[False]:.1f}"]])
     save("native_budget", {"budget": budget_rows, "reservation_cost": cost_rows,
+                           "ledger_ms": {str(k): v for k, v in ledger_ms.items()},
                            "args": vars(args)})
 
 
