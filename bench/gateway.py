@@ -49,7 +49,7 @@ HERE = Path(__file__).parent
 
 
 def _wait_up(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded machine starts slowly
     while True:
         try:
             if httpx.get(url, timeout=2).status_code == 200:
