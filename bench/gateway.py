@@ -53,9 +53,9 @@ MODEL = "claude-haiku-4-5"
 HERE = Path(__file__).parent
 
 
-def _wait_up(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 60.0,
+def _wait_up(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 180.0,
              ) -> None:
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_s  # a loaded machine starts slowly
     while True:
         try:
             if httpx.get(url, timeout=2).status_code == 200:
