@@ -3,7 +3,10 @@
 The same app ``laneway local`` serves, with one more route: the server's own counters
 (requests, ok, rate_limited, faults) and
 the levels of its rate-limit buckets, so a benchmark can count the 429s the upstream
-sent to a client it cannot see (the gateway).
+sent to a client it cannot see (the gateway); ``POST /v1/laneway/drain`` empties the
+buckets (a drained account from that moment, whatever the gateway took to start);
+``GET /v1/laneway/answered``: each request content answered in full and how many times,
+and the Message Batches made.
 
     python bench/_upstream.py --port 8001 [--ttft-ms 300 --token-ms 10 --rpm 600 ...]
         [--drained]
@@ -39,6 +42,15 @@ def main() -> None:
             if bucket is not None:
                 bucket.level = 0.0
 
+    @app.post("/v1/laneway/drain")
+    async def drain() -> dict[str, bool]:
+        """Every bucket empty now (an account at its limit from this moment)."""
+        for bucket in (api.limits.requests, api.limits.input, api.limits.output):
+            if bucket is not None:
+                bucket.refill(api.limits.clock())
+                bucket.level = 0.0
+        return {"drained": True}
+
     @app.get("/v1/laneway/stats")
     async def stats() -> dict[str, Any]:
         levels = {}
@@ -48,6 +60,16 @@ def main() -> None:
                 bucket.refill(api.limits.clock())
                 levels[name] = bucket.level
         return {**api.stats, **api.completions.as_json(), "levels": levels}
+
+    @app.get("/v1/laneway/answered")
+    async def answered() -> dict[str, Any]:
+        """Each request content answered in full, with how many times (a benchmark finds
+        what was paid twice, and what was answered but never recorded), and the Message
+        Batches made here."""
+        return {"answered": dict(api.completions.answered),
+                "batches": [{"id": b.id, "requests": len(b.requests), "status": b.status}
+                            for b in api.batches.listing(limit=1000, after_id=None,
+                                                         before_id=None)[0]]}
 
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 

@@ -16,7 +16,12 @@ process, pointed at it with ANTHROPIC_BASE_URL (not told the limits: it learns t
    1 stream and 50 at once; and 1,000 relayed streams compared event by event with the
    upstream's own for the same request.
 
-    python bench/gateway.py [--quick] [--only batch|person|hop]
+4. peers and naive (bench/_peers.py): laneway beside laneway before (``--before``) and
+   LiteLLM's proxy (``--litellm``): CPU per request, TTFT added, idle CPU; the guide's
+   naive code from a drained account.
+
+    python bench/gateway.py [--quick] [--only batch|person|hop|peers|naive ...]
+        [--litellm /tmp/litellm-venv/bin/python] [--before /tmp/lw-base2/src]
 """
 
 from __future__ import annotations
@@ -420,11 +425,16 @@ PARTS = {"batch": part_batch, "person": part_person, "hop": part_hop}
 
 
 async def main() -> None:
+    import _peers  # its parts use this module's helpers: imported once this one is loaded
+
+    PARTS.update(peers=_peers.part_peers, naive=_peers.part_naive)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer jobs and streams, to check")
-    ap.add_argument("--only", choices=sorted(PARTS), help="run one part")
+    ap.add_argument("--only", nargs="+", choices=sorted(PARTS), help="run these parts")
     ap.add_argument("--max-seconds", type=float, default=900.0, help="cap of a batch mode")
+    _peers.add_options(ap)
     args = ap.parse_args()
+    _peers.prepare(args)
     q = args.quick
     args.jobs = 600 if q else 3000  # part 1 (part 2's background is cancelled)
     args.seconds, args.warmup = (20, 90) if q else (60, 90)
@@ -434,7 +444,7 @@ async def main() -> None:
     if args.only and kept.exists():  # one part again: keep the others' last figures
         results = {k: v for k, v in json.loads(kept.read_text()).items() if k in PARTS}
     for name, part in PARTS.items():
-        if args.only in (None, name):
+        if args.only is None or name in args.only:
             results[name] = await part(args)
             results[name]["quick"] = q
             results[name]["load_after"] = os.getloadavg()

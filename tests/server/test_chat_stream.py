@@ -76,9 +76,10 @@ def test_rate_limited_before_any_text_is_a_429_with_retry_after(served: Served) 
         r = http.post("/v1/chat/stream", json={"message": "hello"})
     assert r.status_code == 429
     assert r.headers["retry-after"] == "90"
-    assert r.json() == {"error": {
+    assert r.json() == {"type": "error", "error": {
         "type": "rate_limit_error",
-        "message": "This request would exceed your organization's rate limit."}}
+        "message": "This request would exceed your organization's rate limit."},
+        "request_id": r.headers["request-id"]}
     # A 529 before any text is retried by the server: the person just gets the answer.
     served.local.api.faults = _Once(Fault("529"))
     assert stream(served, {"message": "hello"})[-1][1]["text"] == "hello"
@@ -89,7 +90,8 @@ def test_error_after_text_ends_the_stream_with_an_error_event(served: Served) ->
     events = stream(served, {"message": "one two three four five six"})
     *deltas, last = events
     assert len(deltas) == 2 and all(n == "message" and "text" in d for n, d in deltas)
-    assert last == ("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
+    assert last == ("error", {"type": "error",
+                              "error": {"type": "overloaded_error", "message": "Overloaded"}})
 
 
 @pytest.mark.local_config(token_ms=50)

@@ -70,7 +70,9 @@ def test_each_error_has_its_status_and_the_one_body(
         headers: dict[str, str]) -> None:
     r = call(app, "/test/raise", exc)
     assert r.status_code == status
-    assert r.json() == {"error": {"type": error_type, "message": r.json()["error"]["message"]}}
+    assert r.json() == {"type": "error",
+                        "error": {"type": error_type, "message": r.json()["error"]["message"]},
+                        "request_id": r.headers["request-id"]}
     assert r.json()["error"]["message"] in (str(exc), getattr(exc, "message", None))
     for name, value in headers.items():
         assert r.headers[name] == value
@@ -81,8 +83,9 @@ def test_each_error_has_its_status_and_the_one_body(
 def test_a_bug_is_a_500_that_tells_nothing(app: FastAPI) -> None:
     r = call(app, "/test/raise", RuntimeError("secret at /home/x"))
     assert r.status_code == 500
-    assert r.json() == {"error": {"type": "api_error",
-                                  "message": "internal error in laneway serve"}}
+    assert r.json() == {"type": "error", "error": {"type": "api_error",
+                                                   "message": "internal error in laneway serve"},
+                        "request_id": r.headers["request-id"]}
 
 
 def test_an_unknown_path_is_the_apis_404(app: FastAPI) -> None:

@@ -79,8 +79,9 @@ def test_bad_input_names_the_line(served: Served) -> None:
         body = jsonl(2) + b'{"id": "x"}\n'
         r = http.post("/v1/runs", content=body, headers=NDJSON)
         assert r.status_code == 400
-        assert r.json() == {"error": {"type": "invalid_request_error", "message":
-                            "line 3: prompt: missing: a short-form line needs a prompt"}}
+        assert r.json() == {"type": "error", "error": {"type": "invalid_request_error", "message":
+                            "line 3: prompt: missing: a short-form line needs a prompt"},
+                            "request_id": r.headers["request-id"]}
         assert http.post("/v1/runs", content=b"", headers=NDJSON).status_code == 400
         r = http.post("/v1/runs", content=b"{}", headers={"content-type": "image/png"})
         assert r.status_code == 415

@@ -142,7 +142,7 @@ def settle_command(
     try:
         if older_than is not None:
             stale = time.time() - older_than
-            store.interrupt_requests(lambda _process, started_at: started_at < stale)
+            store.interrupt_requests(lambda _process, started_at, _holder: started_at < stale)
         key, rows, usd = store.release_holds(ref, note)
     finally:
         store.close()

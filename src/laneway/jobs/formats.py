@@ -236,17 +236,6 @@ def _not_utf8(exc: UnicodeDecodeError, *, path: Path, line: int) -> InputError:
                       f"{exc.start + 1} of the line)", path=path, line=line)
 
 
-def succeeded(message: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "succeeded", "message": message}
-
-
-def errored(error_type: str, message: str, request_id: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
-    if request_id:
-        body["request_id"] = request_id
-    return {"type": "errored", "error": body}
-
-
 def result_text(result: dict[str, Any]) -> str:
     """The answer's text (for ``--format text``), or a short description of the failure."""
     if result.get("type") == "succeeded":

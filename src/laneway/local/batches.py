@@ -22,7 +22,8 @@ from laneway.local.faults import FaultPlan
 from laneway.local.generation import check_request, complete
 from laneway.local.models import capabilities_of
 from laneway.local.validation import validate_message, with_tool_call
-from laneway.wire.errors import APIError, error_body
+from laneway.wire.batches import errored, succeeded
+from laneway.wire.errors import APIError
 from laneway.wire.ids import new_id, rfc3339
 
 DAY_S = 24 * 3600.0
@@ -180,8 +181,7 @@ class BatchStore:
         fault = self.faults.draw() if self.faults is not None else None
         if fault is not None and fault.kind in _RESULT_FAULTS:
             error_type, text = _RESULT_FAULTS[fault.kind]
-            batch.put(custom_id, {"type": "errored",
-                                  "error": error_body(error_type, text, new_id("req"))})
+            batch.put(custom_id, errored(error_type, text, new_id("req")))
             return
         try:
             parsed = with_tool_call(validate_message(
@@ -196,10 +196,9 @@ class BatchStore:
                 seed=self.seed, service_tier="batch", cache=plan.usage,
             )
         except APIError as err:
-            body = error_body(err.error_type, err.message, new_id("req"))
-            batch.put(custom_id, {"type": "errored", "error": body})
+            batch.put(custom_id, errored(err.error_type, err.message, new_id("req")))
             return
-        batch.put(custom_id, {"type": "succeeded", "message": message})
+        batch.put(custom_id, succeeded(message))
 
     async def _process(self, batch: Batch) -> None:
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()

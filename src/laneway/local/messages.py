@@ -37,7 +37,7 @@ from laneway.local.generation import (
 from laneway.local.ratelimit import RateLimiter
 from laneway.local.threads import ThreadStore, ThreadTurn, thread_error
 from laneway.local.validation import MessageParams, validate_message, with_tool_call
-from laneway.wire.errors import APIError
+from laneway.wire.errors import APIError, error_body
 from laneway.wire.ids import new_id
 
 #: Tokens a turn is cut after by the ``pause`` fault (``stop_reason: "pause_turn"``).
@@ -240,8 +240,7 @@ class MessageAnswers:
         async for event in self._block(req, outcome, start):
             yield event
         if fault == "midstream":
-            yield _sse({"type": "error",
-                        "error": {"type": "overloaded_error", "message": "Overloaded"}})
+            yield _sse(error_body("overloaded_error", "Overloaded", None))
             return
         if fault == "drop":  # the answer was shorter than two deltas: cut it anyway
             self.api.completions.record(params.prompt.last_user_text, dropped=True)

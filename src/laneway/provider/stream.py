@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laneway.errors import StalledError, StreamError
+from laneway.wire.errors import error_body
 
 
 def apply_event(message: dict[str, Any], event: str, data: Any) -> str | None:
@@ -98,7 +99,7 @@ async def read_events(
             try:
                 data = sse.json()
             except ValueError:
-                data = {"error": {"type": "api_error", "message": sse.data}}
+                data = error_body("api_error", sse.data, None)
             yield name, data
         elif sse.data:
             try:

@@ -32,7 +32,6 @@ from laneway.errors import (
 from laneway.governor.buckets import Lane
 from laneway.governor.core import Governor
 from laneway.governor.state import Permit
-from laneway.jobs.formats import errored, succeeded
 from laneway.provider.client import Provider
 from laneway.runners import api_wait as W
 from laneway.runners.realtime_options import RealtimeOptions
@@ -41,6 +40,7 @@ from laneway.runners.timeouts import RequestTimeouts
 from laneway.runners.until_done import until_done
 from laneway.store import AsyncStore, ClaimedJob, Finished, GroupWriter
 from laneway.store.statuses import JobStatus
+from laneway.wire.batches import errored, succeeded
 
 log = logging.getLogger(__name__)
 

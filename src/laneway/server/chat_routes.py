@@ -38,8 +38,8 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
         "model": ChatStreamEvent,
         "description": "Server-sent events: `data: {\"text\"}` per delta, then "
                        "`data: {\"done\": true, \"usage\", \"cost_usd\", \"ttft_ms\", ...}`; "
-                       "on failure `event: error` with `data: {\"error\": {\"type\", "
-                       "\"message\"}}`.",
+                       "on failure `event: error` with `data: {\"type\": \"error\", "
+                       "\"error\": {\"type\", \"message\"}}`.",
     },
     401: {"model": ErrorBody, "description": "The server has a token and none was given."},
     422: {"model": ErrorBody, "description": "The body is not a valid ChatRequest."},

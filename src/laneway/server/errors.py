@@ -1,9 +1,14 @@
 """How ``laneway serve`` answers a failure: one status table, one error body.
 
-Every error answer, from a route, an exception handler or a middleware (and the
-``error`` event of a chat stream), has the Anthropic API's shape::
+Every error answer, from a route, an exception handler or a middleware, has the
+Anthropic API's shape (:func:`laneway.wire.errors.error_body`), under a fresh request
+id that the ``request-id`` header repeats::
 
-    {"error": {"type": "rate_limit_error", "message": "..."}}
+    {"type": "error", "error": {"type": "rate_limit_error", "message": "..."},
+     "request_id": "req_..."}
+
+and the ``error`` event of a chat stream is that body without ``request_id``, as the
+API's own stream ``error`` events are.
 
 A :class:`~laneway.errors.LanewayError` gets its status from :data:`STATUS`, looked up
 along its class's ancestry (the nearest listed class wins):
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -60,7 +66,7 @@ from laneway.errors import (
     StoreError,
     UnknownModelError,
 )
-from laneway.wire.errors import gateway_answer, no_route
+from laneway.wire.errors import api_error, error_body, gateway_answer, no_route
 
 #: ``LanewayError`` subclass -> (HTTP status, default error type). An error of the
 #: provider keeps its own wire type (``rate_limit_error``, ``overloaded_error``, ...).
@@ -92,11 +98,6 @@ class HTTPError(Exception):
         self.message = message
 
 
-def error_body(error_type: str, message: str) -> dict[str, dict[str, str]]:
-    """The body of every error answer (and of a chat stream's ``error`` event)."""
-    return {"error": {"type": error_type, "message": message}}
-
-
 def status_of(exc: LanewayError) -> int:
     """The HTTP status of ``exc``: see the module's table."""
     status = next(STATUS[c][0] for c in type(exc).__mro__ if c in STATUS)
@@ -125,9 +126,10 @@ def message_of(exc: BaseException) -> str:
     return "internal error in laneway serve"
 
 
-def body_of(exc: BaseException) -> dict[str, dict[str, str]]:
-    """The error body for any exception (a chat stream's ``error`` event uses it)."""
-    return error_body(type_of(exc), message_of(exc))
+def body_of(exc: BaseException) -> dict[str, Any]:
+    """A chat stream's ``error`` event for any exception (no ``request_id``: the
+    stream's answer has none of its own)."""
+    return error_body(type_of(exc), message_of(exc), None)
 
 
 def headers_of(exc: BaseException) -> dict[str, str]:
@@ -140,8 +142,8 @@ def headers_of(exc: BaseException) -> dict[str, str]:
 
 def error_response(status: int, error_type: str, message: str,
                    headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(error_type, message), status_code=status,
-                        headers=dict(headers or {}))
+    """An error answer of ``laneway serve``'s own: the API's, under a fresh request id."""
+    return api_error(status, error_type, message, headers=headers)
 
 
 def response_of(exc: BaseException) -> JSONResponse:
@@ -149,7 +151,7 @@ def response_of(exc: BaseException) -> JSONResponse:
     if isinstance(exc, HTTPError):
         return error_response(exc.status, exc.error_type, exc.message)
     status = status_of(exc) if isinstance(exc, LanewayError) else 500
-    return JSONResponse(body_of(exc), status_code=status, headers=headers_of(exc))
+    return error_response(status, type_of(exc), message_of(exc), headers=headers_of(exc))
 
 
 #: Error types of the statuses HTTP itself answers with (an unknown path, a wrong method).
@@ -162,7 +164,7 @@ _NO_ROUTE = frozenset({(404, "Not Found"), (405, "Method Not Allowed")})
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    """Answer every failure of ``app``'s routes with :func:`error_body`."""
+    """Answer every failure of ``app``'s routes in the API's error shape."""
 
     @app.exception_handler(HTTPError)
     @app.exception_handler(LanewayError)
@@ -193,5 +195,5 @@ def add_error_handlers(app: FastAPI) -> None:
         return response_of(exc)  # a 500 that says nothing of laneway's insides
 
 
-__all__ = ["STATUS", "HTTPError", "add_error_handlers", "body_of", "error_body", "error_response",
+__all__ = ["STATUS", "HTTPError", "add_error_handlers", "body_of", "error_response",
            "headers_of", "response_of", "status_of"]

@@ -19,9 +19,13 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error answer (and the ``error`` event of a chat stream)."""
+    """Every error answer, in the API's shape (and the ``error`` event of a chat stream,
+    which has no ``request_id``)."""
 
+    type: Literal["error"] = "error"
     error: ErrorDetail
+    request_id: str | None = Field(None, description="The answer's id, as its "
+                                                     "``request-id`` header.")
 
 
 # -- chat ---------------------------------------------------------------------------------

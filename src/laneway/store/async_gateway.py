@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from laneway.store.holders import Identity
 from laneway.store.keys import ClientKey
 from laneway.store.ledger import Store
 from laneway.store.reservations import Reservation, Settle
@@ -71,7 +72,7 @@ class GatewayCalls:
     async def settle_requests(self, settles: Sequence[Settle]) -> int:
         return await self.call(self.store.settle_requests, settles)
 
-    async def interrupt_requests(self, dead: Callable[[str, float], bool]) -> int:
+    async def interrupt_requests(self, dead: Callable[[str, float, Identity | None], bool]) -> int:
         return await self.call(self.store.interrupt_requests, dead)
 
     async def settle_batch(self, batch_id: str, *, at: float) -> Settle | None:

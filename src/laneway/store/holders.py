@@ -15,7 +15,8 @@ say when it is gone.
 (jobs ``pending`` again, native batches free to be owned) and forgets them; a process
 calls it when it starts and while it waits for work. :meth:`HolderLedger.drop_holder`
 does the same for an id of this process that stops holding (a clean end), so the next
-process need not wait either.
+process need not wait either, and :meth:`HolderLedger.drop_held` for every id a store
+recorded (``laneway run``'s end: its row is not left behind).
 """
 
 from __future__ import annotations
@@ -136,7 +137,12 @@ class Reaped:
     batches: int = 0
 
 
-def _identity(r: Any) -> Identity:
+#: The columns of a ``holders`` row that :func:`identity_of` reads.
+HOLDER_COLUMNS = ("host", "pid_ns", "pid", "pid_start", "boot_id")
+
+
+def identity_of(r: Any) -> Identity:
+    """The :class:`Identity` of a row holding :data:`HOLDER_COLUMNS`."""
     return Identity(host=r["host"], pid_ns=r["pid_ns"] or "", pid=int(r["pid"]),
                     pid_start=int(r["pid_start"] or 0), boot_id=r["boot_id"] or "")
 
@@ -167,7 +173,7 @@ class HolderLedger:
         me = this_identity()
         with self.engine.connect() as conn:
             rows = conn.execute(select(S.holders).where(_H.host == me.host)).mappings().all()
-        gone = [str(r["id"]) for r in rows if is_gone(_identity(r), me)]
+        gone = [str(r["id"]) for r in rows if is_gone(identity_of(r), me)]
         total = Reaped()
         for worker in gone:
             jobs, batches = self._give_back(worker)
@@ -179,6 +185,15 @@ class HolderLedger:
         self._held_as.discard(worker)
         jobs, batches = self._give_back(worker)
         return Reaped(1, jobs, batches)
+
+    def drop_held(self) -> Reaped:
+        """A clean end: every id recorded through this store (:meth:`note_holder`) holds
+        nothing more; what they still held is given back and their rows removed."""
+        total = Reaped()
+        for worker in sorted(self._held_as):
+            r = self.drop_holder(worker)
+            total = Reaped(total.holders + 1, total.jobs + r.jobs, total.batches + r.batches)
+        return total
 
     def _give_back(self, worker: str) -> tuple[int, int]:
         j, b = S.jobs.c, S.batches.c

@@ -204,7 +204,7 @@ class Store(JobQueue, BatchLedger, RunQueries, RunViews, KeyLedger, TrafficHisto
                 rows.append({**base, "params": json.dumps(item.params, separators=(",", ":")),
                              "model": item.params.get("model", ""), "status": JobStatus.PENDING})
             else:
-                from laneway.jobs.formats import errored
+                from laneway.wire.batches import errored
 
                 result = errored("invalid_request_error", str(item.error))
                 rows.append({**base, "params": "{}", "model": "", "status": JobStatus.ERRORED,

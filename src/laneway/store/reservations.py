@@ -9,7 +9,8 @@ transaction: no number of processes or hosts on one ledger can reserve past a bu
 :meth:`~ReservationLedger.settle_requests` completes rows (``done``) and moves each
 worst case from reserved to what the request cost. A row left ``reserved`` by a
 process that died (kill -9) is ``interrupted`` by the next one to start
-(:meth:`~ReservationLedger.interrupt_requests`): charged its worst case, held on its
+(:meth:`~ReservationLedger.interrupt_requests`, which reads each row's process in
+``holders``, see :mod:`laneway.store.holders`): charged its worst case, held on its
 key until an operator releases it (:meth:`~ReservationLedger.release_holds`).
 """
 
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, bindparam, func, literal, select, update
 
 from laneway.store import schema as S
+from laneway.store.holders import HOLDER_COLUMNS, Identity, identity_of
 from laneway.store.keys import ClientKey
 
 _R = S.gateway_requests.c
@@ -76,8 +78,9 @@ class Settle:
 
 
 def _key_moves(conn: Any, moves: dict[str, tuple[float, float, float]]) -> None:
-    """Per key: (reserved, spent, held) added."""
-    for key_id, (reserved, spent, held) in moves.items():
+    """Per key: (reserved, spent, held) added; the keys' rows locked in one order (by id)
+    so that two processes' settles never wait for each other (a deadlock)."""
+    for key_id, (reserved, spent, held) in sorted(moves.items()):
         conn.execute(_MOVE, {"b_key": key_id, "b_reserved": reserved, "b_spent": spent,
                              "b_held": held})
 
@@ -170,17 +173,24 @@ class ReservationLedger:
             _key_moves(conn, {k: (v[0], v[1], v[2]) for k, v in moves.items()})
         return done
 
-    def interrupt_requests(self, dead: Callable[[str, float], bool]) -> int:
+    def interrupt_requests(self, dead: Callable[[str, float, Identity | None], bool]) -> int:
         """Rows still ``reserved`` (not a batch's) whose process ``dead(process,
-        started_at)`` says is gone: ``interrupted``, charged their worst case, held on
-        their keys. Returns how many."""
-        q = select(_R.id, _R.key_id, _R.worst_usd, _R.process, _R.started_at).where(
+        started_at, holder)`` says is gone: ``interrupted``, charged their worst case,
+        held on their keys. Returns how many. ``holder``: where the process runs, from
+        the ``holders`` row of that name (None when there is none), read in the same
+        statement as the rows, so a process that recorded itself before it reserved is
+        always seen with its row."""
+        h = S.holders.c
+        q = select(_R.id, _R.key_id, _R.worst_usd, _R.process, _R.started_at,
+                   *[h[n] for n in HOLDER_COLUMNS]).select_from(
+            S.gateway_requests.outerjoin(S.holders, h.id == _R.process)).where(
             _R.state == RESERVED, _R.batch_id.is_(None))
         moves: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
         count = 0
         with self.engine.begin() as conn:
             for row in list(conn.execute(q).mappings()):
-                if not dead(str(row["process"] or ""), float(row["started_at"])):
+                holder = identity_of(row) if row["host"] is not None else None
+                if not dead(str(row["process"] or ""), float(row["started_at"]), holder):
                     continue
                 worst = float(row["worst_usd"] or 0.0)
                 res = conn.execute(update(S.gateway_requests).where(

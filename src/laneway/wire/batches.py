@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from laneway.wire.errors import APIError
+from laneway.wire.errors import APIError, error_body
 
 BATCH_MAX_BYTES = 256 * 1024 * 1024
 BATCH_MAX_REQUESTS = 100_000
@@ -63,7 +63,18 @@ def parse_batch_requests(body: Any) -> list[tuple[str, Any]]:
     return out
 
 
-__all__ = ["BATCH_MAX_BYTES", "BATCH_MAX_REQUESTS", "parse_batch_requests"]
+def succeeded(message: dict[str, Any]) -> dict[str, Any]:
+    """A batch result of a request answered: its Message."""
+    return {"type": "succeeded", "message": message}
+
+
+def errored(error_type: str, message: str, request_id: str | None = None) -> dict[str, Any]:
+    """A batch result of a request refused or failed: the API's error body inside."""
+    return {"type": "errored", "error": error_body(error_type, message, request_id)}
+
+
+__all__ = ["BATCH_MAX_BYTES", "BATCH_MAX_REQUESTS", "errored", "parse_batch_requests",
+           "succeeded"]
 
 
 def results_base_url(request: Request, public_url: str | None) -> str:

@@ -65,12 +65,18 @@ class APIError(Exception):
         return error_body(self.error_type, self.message, request_id, details=self.details)
 
 
-def error_body(error_type: str, message: str, request_id: str, *,
+def error_body(error_type: str, message: str, request_id: str | None, *,
                details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one error body of the API: an error answer's (with its ``request_id``), an
+    errored batch result's, and, without a ``request_id``, a stream's ``error`` event's
+    ``data``."""
     error: dict[str, Any] = {"type": error_type, "message": message}
     if details is not None:
         error["details"] = details
-    return {"type": "error", "error": error, "request_id": request_id}
+    body: dict[str, Any] = {"type": "error", "error": error}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body
 
 
 def error_response(err: APIError, request_id: str) -> JSONResponse:

@@ -14,7 +14,20 @@ import json
 import time
 from typing import Any
 
+from laneway.wire.errors import error_body
+
 _DECODED = frozenset({"message_start", "message_delta", "error"})
+
+
+def encode_event(name: str, data: dict[str, Any]) -> bytes:
+    """One SSE event as the API frames it: ``event:``, compact JSON ``data:``, a blank line."""
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def error_event(error_type: str, message: str) -> bytes:
+    """The ``error`` event that ends a stream after its 200 status (the API's own shape:
+    the error body without a ``request_id``, which the response's header carries)."""
+    return encode_event("error", error_body(error_type, message, None))
 
 
 class SseTap:

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from laneway.errors import InputError
-from laneway.jobs.formats import MAX_NESTING, JobDefaults, check_params, errored, parse_line
+from laneway.jobs.formats import MAX_NESTING, JobDefaults, check_params, parse_line
 from laneway.store import Counts
 from laneway.store.gateway_batches import GatewayBatch
 from laneway.store.statuses import JobStatus
-from laneway.wire.batches import parse_batch_requests
+from laneway.wire.batches import errored, parse_batch_requests
 from laneway.wire.ids import new_id, rfc3339
 
 #: How long a batch may run before what is unfinished expires (the API's 24 h).

@@ -38,7 +38,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from laneway.cost.bound import Bound, total, worst_case
 from laneway.errors import UnknownModelError
 from laneway.governor.buckets import Lane
-from laneway.jobs.formats import errored
 from laneway.server.gateway.batch_driver import BatchDriver
 from laneway.server.gateway.batch_objects import (
     DAY_S,
@@ -54,7 +53,7 @@ from laneway.server.gateway.pipeline import READ, Pipeline
 from laneway.store import ClientKey, Finished, Store
 from laneway.store.gateway_batches import GatewayBatch
 from laneway.store.statuses import JobStatus
-from laneway.wire.batches import BATCH_MAX_BYTES, results_base_url
+from laneway.wire.batches import BATCH_MAX_BYTES, errored, results_base_url
 from laneway.wire.errors import (
     REQUEST_ID,
     APIError,

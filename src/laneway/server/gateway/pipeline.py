@@ -40,6 +40,7 @@ from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.intake import IntakeLimits, check_access, read_json
 from laneway.server.gateway.loop import VIA_HEADER, looped
 from laneway.store import AsyncStore, ClientKey
+from laneway.store.holders import Identity, is_gone, this_identity
 from laneway.store.reservations import Reservation
 from laneway.wire.errors import MESSAGES_MAX_BYTES
 
@@ -75,32 +76,26 @@ class Admitted:
 
 
 def this_process() -> str:
-    """``host:pid:token``: who holds a reservation (the token tells a reused pid)."""
+    """``host:pid:token``: who holds a reservation, recorded in ``holders`` when the
+    gateway starts (:meth:`Pipeline.start`)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def dead_process(me: str, now: float) -> Callable[[str, float, Identity | None], bool]:
+    """Whether a reservation's process is gone: in flight longer than
+    :data:`MAX_FLIGHT_S`; with no ``holders`` row (a gateway records itself before it
+    reserves anything, so it ended, was found gone, or is a laneway before 012); or, by
+    :func:`~laneway.store.holders.is_gone`, of this host and not running (its pid dead,
+    a zombie, or reused: another start time) or of a boot before this one. Another
+    host's process is not judged here: only its time in flight."""
+    here = this_identity()
 
-
-def dead_process(me: str, now: float) -> Callable[[str, float], bool]:
-    """Whether a reservation's process is gone: of this host and not running (or this
-    pid under another token), or in flight longer than :data:`MAX_FLIGHT_S`."""
-    host, pid, _ = me.rsplit(":", 2)
-
-    def dead(process: str, started_at: float) -> bool:
+    def dead(process: str, started_at: float, holder: Identity | None) -> bool:
         if now - started_at > MAX_FLIGHT_S:
             return True
-        their_host, their_pid, _token = [*process.rsplit(":", 2), "", "", ""][:3]
-        if their_host != host or not their_pid.isdigit() or process == me:
+        if process == me:
             return False
-        return their_pid == pid or not _alive(int(their_pid))
+        return holder is None or is_gone(holder, here)
     return dead
 
 
@@ -120,9 +115,17 @@ class Pipeline:
         self.refused_unknown: list[Callable[[int], None]] = []
 
     async def start(self) -> int:
-        """Interrupt what dead processes left reserved; returns how many rows."""
-        return await self._astore_of().interrupt_requests(
-            dead_process(self.process, time.time()))
+        """Record this process in ``holders`` (before it reserves anything), then
+        interrupt what gone processes left reserved; returns how many rows."""
+        astore = self._astore_of()
+        await astore.call(astore.store.register_holder, self.process, this_identity())
+        return await astore.interrupt_requests(dead_process(self.process, time.time()))
+
+    async def stop(self) -> None:
+        """A clean stop: this process's ``holders`` row goes (what it still had
+        reserved is then interrupted by the next gateway to start)."""
+        astore = self._astore_of()
+        await astore.call(astore.store.drop_holder, self.process)
 
     async def admit(self, request: Request, needs: Needs) -> Admitted:
         """The chain up to the reservation (see the module docstring)."""

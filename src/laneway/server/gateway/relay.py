@@ -61,7 +61,7 @@ from laneway.server.gateway.headers import client_headers
 from laneway.server.gateway.revocations import Revocations, Revoked
 from laneway.server.gateway.streamed import RelayedStream
 from laneway.wire.errors import SHOULD_RETRY, api_error
-from laneway.wire.sse import SseTap
+from laneway.wire.sse import SseTap, error_event
 
 #: Statuses worth another try: rate limited, overloaded, the upstream's own failures.
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
@@ -71,8 +71,7 @@ _ANSWERS = RetryPolicy()
 _SILENCE = RetryPolicy(cap_s=8.0)
 _AGAIN = ProviderError("again")  # a backoff with no retry-after of the error's own
 #: Ends a relayed stream whose upstream connection dropped (the API's own error event).
-_DROPPED = (b'event: error\ndata: {"type":"error","error":{"type":"api_error",'
-            b'"message":"the upstream connection dropped mid-stream"}}\n\n')
+_DROPPED = error_event("api_error", "the upstream connection dropped mid-stream")
 
 
 def _outcome(status: int, body: bytes) -> str:
@@ -203,6 +202,7 @@ class Relay:
                 status = response.status_code
                 if status == 200:
                     if body is None:
+                        self.governor.heard(permit, response.headers)
                         return self._stream(ex, permit, response, watch)
                     return self._whole(ex, permit, response, body)
                 self.governor.release(

@@ -9,6 +9,7 @@ request's row is settled when its answer is complete (:mod:`.accounting`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -97,9 +98,12 @@ class Gateway:
 
     async def aclose(self) -> None:
         """Stop driving batches (their runs stop with the agent, to be resumed by the
-        next gateway); write the traffic not yet in the ledger."""
+        next gateway); write the traffic not yet in the ledger; give back this
+        process's ``holders`` row."""
         await self.batches.aclose()
         await self.recorder.aclose()
+        with contextlib.suppress(Exception):  # a ledger gone: the next start finds it gone
+            await self.pipeline.stop()
 
     def finish(self, ex: Exchange) -> None:
         for observe in self.observers:

@@ -1,0 +1,109 @@
+"""One error body on every route that answers one (issue 27, "one of each wire
+thing"): the local API, the gateway's own answers and relays, and ``laneway serve``'s
+runs and chat routes all answer ``{"type": "error", "error": {"type", "message"},
+"request_id"}`` with the ``request-id`` header equal to the body's ``request_id``;
+an errored batch result holds the same body; a stream's ``error`` event is that body
+without ``request_id``, on the local API and the chat route alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from laneway.local import LocalConfig, RunningLocal, start_local
+from laneway.local.faults import Fault, FaultPlan
+from laneway.wire.batches import errored
+from laneway.wire.sse import error_event
+
+from .helpers import Served, parse_sse, start_server
+
+KEY = "k"
+API = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+MSG = {"model": "claude-haiku-4-5", "max_tokens": 5,
+       "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[RunningLocal]:
+    running = start_local(LocalConfig(api_key=KEY, engine="echo"))
+    try:
+        yield running
+    finally:
+        running.stop(wait=False)
+
+
+@pytest.fixture(scope="module")
+def served(local: RunningLocal, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    s = start_server(local, tmp_path_factory.mktemp("errbody") / "ledger.db", kind="anthropic")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def _the_one_body(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body: dict[str, Any] = r.json()
+    assert set(body) == {"type", "error", "request_id"}, body
+    assert body["type"] == "error"
+    assert set(body["error"]) == {"type", "message"}, body
+    assert body["request_id"].startswith("req_")
+    assert r.headers["request-id"] == body["request_id"]
+    return body
+
+
+def test_every_route_answers_the_one_error_body(served: Served) -> None:
+    local = httpx.Client(base_url=served.local.base_url, timeout=10)
+    own = served.client()
+    answers = {
+        "local API 400": (local.post("/v1/messages", json={}, headers=API), 400),
+        "local API 401": (local.post("/v1/messages", json=MSG, headers={}), 401),
+        "local API 404": (local.get("/v1/nothing", headers=API), 404),
+        "gateway 401": (own.post("/v1/messages", json=MSG,
+                                 headers={**API, "x-api-key": "lw_unknown"}), 401),
+        "gateway relayed 400": (own.post("/v1/messages", json={"model": "x"},
+                                         headers=API), 400),
+        "runs 404": (own.get("/v1/runs/no-such-run"), 404),
+        "runs 400": (own.post("/v1/runs", content=b'{"id": "x"}\n',
+                              headers={"content-type": "application/x-ndjson"}), 400),
+        "runs 415": (own.post("/v1/runs", content=b"{}",
+                              headers={"content-type": "image/png"}), 415),
+        "chat 422": (own.post("/v1/chat/stream", json={"nope": 1}), 422),
+    }
+    types = {name: _the_one_body(r, status)["error"]["type"]
+             for name, (r, status) in answers.items()}
+    assert types["gateway 401"] == types["local API 401"] == "authentication_error"
+    assert types["runs 404"] == types["local API 404"] == "not_found_error"
+    local.close()
+    own.close()
+
+
+def test_an_errored_result_and_a_stream_error_hold_the_same_body(served: Served) -> None:
+    result = errored("overloaded_error", "Overloaded", "req_1")
+    assert result == {"type": "errored", "error": {
+        "type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"},
+        "request_id": "req_1"}}
+    # The local API's own stream error event is the one encoder's, byte for byte.
+    served.local.api.faults = _Once(Fault("midstream"))
+    with httpx.Client(base_url=served.local.base_url, timeout=10) as http:
+        text = http.post("/v1/messages", json={**MSG, "stream": True}, headers=API).text
+    assert text.replace("\r\n", "\n").endswith(
+        error_event("overloaded_error", "Overloaded").decode())
+    events = parse_sse(error_event("api_error", "x").decode().splitlines())
+    assert events == [("error", {"type": "error",
+                                 "error": {"type": "api_error", "message": "x"}})]
+
+
+class _Once(FaultPlan):
+    """A fault plan that draws ``fault`` once, then nothing."""
+
+    def __init__(self, fault: Fault) -> None:
+        super().__init__({})
+        self.fault: Fault | None = fault
+
+    def draw(self, forced: str | None = None) -> Fault | None:
+        fault, self.fault = self.fault, None
+        return fault
