@@ -25,18 +25,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from laneway.wire.ids import new_id
-
-#: HTTP status for each error type, as the API sends them.
-STATUS_OF: dict[str, int] = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "overloaded_error": 529,
-}
+from laneway.wire.status import STATUS_OF
 
 #: The response header the SDKs obey before any status rule (``true`` / ``false``).
 SHOULD_RETRY = "x-should-retry"
