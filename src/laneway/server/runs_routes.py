@@ -8,7 +8,6 @@ behind any chat stream.
 from __future__ import annotations
 
 import asyncio
-import json
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
@@ -36,6 +35,7 @@ from laneway.server.models import (
 )
 from laneway.server.progress import models_of, run_info
 from laneway.store import RunRow, Store
+from laneway.wire.batches import result_line
 
 router = APIRouter(tags=["runs"])
 
@@ -212,8 +212,7 @@ async def get_results(request: Request, run_id: str) -> StreamingResponse:
     def next_chunk() -> bytes:
         lines = []
         for custom_id, result in rows:  # the generator only ever runs on the store thread
-            lines.append(json.dumps({"custom_id": custom_id, "result": result},
-                                    ensure_ascii=False, separators=(",", ":")))
+            lines.append(result_line(custom_id, result))
             if len(lines) >= 1000:
                 break
         return ("\n".join(lines) + "\n").encode() if lines else b""

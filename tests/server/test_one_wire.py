@@ -1,24 +1,31 @@
-"""One error body on every route that answers one (issue 27, "one of each wire
-thing"): the local API, the gateway's own answers and relays, and ``laneway serve``'s
+"""One of each wire thing, the same on every route (issue 27).
+
+One error body on every route that answers one: the local API, the gateway's own answers and relays, and ``laneway serve``'s
 runs and chat routes all answer ``{"type": "error", "error": {"type", "message"},
 "request_id"}`` with the ``request-id`` header equal to the body's ``request_id``;
 an errored batch result holds the same body; a stream's ``error`` event is that body
-without ``request_id``, on the local API and the chat route alike."""
+without ``request_id``, on the local API and the chat route alike.
+
+One result-line encoder: a batch's results on the local API and through the gateway, and
+a run's results from ``laneway serve``, are the same compact JSON lines, UTF-8 as it
+is (no ``\\u`` escapes)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
 
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.local.faults import Fault, FaultPlan
-from laneway.wire.batches import errored
+from laneway.wire.batches import errored, result_line
 from laneway.wire.sse import error_event
 
-from .helpers import Served, parse_sse, start_server
+from .helpers import Served, parse_sse, start_server, wait_for
 
 KEY = "k"
 API = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
@@ -107,3 +114,38 @@ class _Once(FaultPlan):
     def draw(self, forced: str | None = None) -> Fault | None:
         fault, self.fault = self.fault, None
         return fault
+
+
+WORDS = "héllo wörld ✓ 日本"
+
+
+def _results(base_url: str) -> bytes:
+    client = anthropic.Anthropic(base_url=base_url, api_key=KEY, max_retries=0)
+    batch = client.messages.batches.create(requests=[
+        {"custom_id": "u", "params": {**MSG, "messages": [{"role": "user", "content": WORDS}]}}])
+    wait_for(lambda: client.messages.batches.retrieve(batch.id).processing_status == "ended",
+             timeout_s=20, what="the batch's end")
+    with httpx.Client(timeout=10) as http:
+        url = client.messages.batches.retrieve(batch.id).results_url
+        assert url is not None
+        return http.get(url, headers=API).content
+
+
+def _is_one_encoders(raw: bytes) -> None:
+    assert WORDS.encode() in raw and b"\\u" not in raw, raw
+    for line in raw.decode().splitlines():
+        decoded = json.loads(line)
+        assert line == result_line(decoded["custom_id"], decoded["result"])
+
+
+def test_results_are_the_one_encoders_lines(served: Served) -> None:
+    _is_one_encoders(_results(served.local.base_url))
+    _is_one_encoders(_results(served.base_url))
+    with served.client() as http:
+        line = json.dumps({"id": "u", "prompt": WORDS}, ensure_ascii=True).encode() + b"\n"
+        r = http.post("/v1/runs?name=utf8", content=line,
+                      headers={"content-type": "application/x-ndjson"})
+        assert r.status_code == 201, r.text
+        wait_for(lambda: http.get("/v1/runs/utf8").json()["status"] == "done",
+                 timeout_s=20, what="the run's end")
+        _is_one_encoders(http.get("/v1/runs/utf8/results").content)
