@@ -8,7 +8,10 @@ without ``request_id``, on the local API and the chat route alike.
 
 One result-line encoder: a batch's results on the local API and through the gateway, and
 a run's results from ``laneway serve``, are the same compact JSON lines, UTF-8 as it
-is (no ``\\u`` escapes)."""
+is (no ``\\u`` escapes).
+
+One usage fold: a stream's usage read by the gateway's tap (``SseTap``) and by the
+provider's stream reader (``apply_event``) is the usage the SDK itself accumulates."""
 
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ import pytest
 
 from laneway.local import LocalConfig, RunningLocal, start_local
 from laneway.local.faults import Fault, FaultPlan
+from laneway.provider.stream import apply_event
 from laneway.wire.batches import errored, result_line
-from laneway.wire.sse import error_event
+from laneway.wire.sse import SseTap, error_event
 
 from .helpers import Served, parse_sse, start_server, wait_for
 
@@ -149,3 +153,24 @@ def test_results_are_the_one_encoders_lines(served: Served) -> None:
         wait_for(lambda: http.get("/v1/runs/utf8").json()["status"] == "done",
                  timeout_s=20, what="the run's end")
         _is_one_encoders(http.get("/v1/runs/utf8/results").content)
+
+
+def test_a_streams_usage_is_folded_one_way(served: Served) -> None:
+    params = {**MSG, "max_tokens": 12,
+              "messages": [{"role": "user", "content": "one two three four five six"}]}
+    client = anthropic.Anthropic(base_url=served.local.base_url, api_key=KEY, max_retries=0)
+    with client.messages.stream(**params) as stream:  # type: ignore[arg-type]
+        sdk_usage = stream.get_final_message().usage.model_dump(exclude_none=True)
+    with httpx.Client(base_url=served.local.base_url, timeout=10) as http:
+        raw = http.post("/v1/messages", json={**params, "stream": True}, headers=API).content
+    tap = SseTap()
+    for i in range(0, len(raw), 7):  # in small pieces, as a relay reads it
+        tap.feed(raw[i:i + 7])
+    message: dict[str, Any] = {}
+    for name, data in parse_sse(raw.decode().splitlines()):
+        apply_event(message, name, data)
+    folded = {k: v for k, v in message["usage"].items() if v is not None}
+    assert tap.usage == folded
+    assert {k: v for k, v in folded.items() if k in sdk_usage} == \
+        {k: v for k, v in sdk_usage.items() if k in folded}
+    assert folded["output_tokens"] > 1 and folded["input_tokens"] > 0
