@@ -18,9 +18,9 @@ run) it reports:
   exists in the after side unless it is standing).
 
     .venv/bin/python bench/reserve.py --before ../before/src [--src src]
-        [--requests 1200] [--requests-50 150] [--only 600]
+        [--requests 1200] [--requests-50 150] [--only 600] [--name reserve]
 
-Prints a table and writes ``bench/results/reserve.json``.
+Prints a table and writes ``bench/results/reserve.json`` (``--name``).
 """
 
 from __future__ import annotations
@@ -162,6 +162,8 @@ async def main() -> None:
     ap.add_argument("--requests-50", type=int, default=150, help="jobs at rpm 50")
     ap.add_argument("--only", type=int, choices=(50, 600))
     ap.add_argument("--idle", type=int, default=20, help="person requests, idle baseline")
+    ap.add_argument("--name", default="reserve",
+                    help="results/NAME.json (runs side by side each keep their own)")
     args = ap.parse_args()
     sides = {"before": args.before.resolve(), "after": args.src.resolve()}
     idle = {name: await idle_p99(src, args.idle) for name, src in sides.items()}
@@ -192,7 +194,7 @@ async def main() -> None:
         ["limit", "side", "jobs", "wall s", "binding", "share whole", "share steady",
          "upstream 429s", "failed", "person reqs", "p99 added ms", "p99 added w/o 1st",
          "1st TTFT ms", "load"], rows)
-    save("reserve", {"idle_p99_ms": idle, "runs": results})
+    save(args.name, {"idle_p99_ms": idle, "runs": results})
 
 
 if __name__ == "__main__":

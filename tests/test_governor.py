@@ -31,6 +31,13 @@ def make(limits: RateLimits | None = None, **kw: object) -> tuple[Governor, Fake
     return gov, clock
 
 
+def answered_once(gov: Governor, model: str = "m") -> None:
+    """One request sent and answered (no limit said): the model's cold start is over."""
+    permit = gov.try_acquire(Lane.BACKGROUND, model, input_tokens=1, max_tokens=1)
+    assert permit is not None
+    gov.release(permit, outcome="ok", usage={"input_tokens": 1, "output_tokens": 1})
+
+
 # -- buckets ----------------------------------------------------------------------------
 def test_bucket_refills_continuously_up_to_capacity() -> None:
     b = TokenBucket(600, now=0.0)  # 10 per second
@@ -188,6 +195,7 @@ async def test_release_error_reads_the_outcome_from_the_error() -> None:
 
 async def test_concurrency_limit_holds_background_work() -> None:
     gov, _ = make(initial_concurrency=2)
+    answered_once(gov)
     a = await gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
     await gov.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
     third = asyncio.ensure_future(gov.acquire(Lane.BACKGROUND, "m", input_tokens=1,
@@ -246,9 +254,9 @@ async def test_cancelled_waiter_leaves_no_trace() -> None:
 
 def test_a_learnt_bucket_counts_what_was_sent_before_it_existed() -> None:
     gov, _ = make(initial_concurrency=8)
-    sent = [gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=100, max_tokens=5)
-            for _ in range(8)]  # no limits known yet: eight go at once
-    assert all(p is not None for p in sent)
+    sent = [gov.try_acquire(lane, "m", input_tokens=100, max_tokens=5)
+            for lane in [Lane.BACKGROUND] + [Lane.INTERACTIVE] * 7]  # people do not wait
+    assert all(p is not None for p in sent)  # for the cold start: no limits known yet
     headers = {"anthropic-ratelimit-requests-limit": "600",
                "anthropic-ratelimit-requests-remaining": "20",
                "anthropic-ratelimit-input-tokens-limit": "60000",
@@ -260,3 +268,29 @@ def test_a_learnt_bucket_counts_what_was_sent_before_it_existed() -> None:
     levels = {k: b["level"] for k, b in gov.snapshot()["m"]["buckets"].items()}
     # The seven still in flight may not be in that answer's count: taken off at once.
     assert levels == {"requests": 13.0, "input": 1300.0}
+
+
+async def test_a_cold_start_sends_one_until_the_upstream_answers() -> None:
+    gov, _ = make(initial_concurrency=8)
+    first = gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=100, max_tokens=5)
+    assert first is not None  # no limit given or known: one at a time (8 were sent)
+    rest = [asyncio.ensure_future(gov.acquire(Lane.BACKGROUND, "m", input_tokens=100,
+                                              max_tokens=5)) for _ in range(9)]
+    await asyncio.sleep(0)
+    assert not any(f.done() for f in rest)
+    # A stream's headers end it before its end; they say the limit, taken as left.
+    gov.heard(first, {"anthropic-ratelimit-requests-limit": "50",
+                      "anthropic-ratelimit-requests-remaining": "3"})
+    await asyncio.sleep(0)
+    assert sum(f.done() for f in rest) == 2  # 3 left, 1 kept for a person: not 8
+    assert gov.snapshot()["m"]["buckets"]["requests"]["level"] == 1.0
+    # No headers at all (an upstream that says no limits): after its answer, 8 at once.
+    gov, _ = make(initial_concurrency=8)
+    answered_once(gov)
+    assert sum(gov.try_acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+               is not None for _ in range(9)) == 8
+    # Limits given (or nothing to learn): no cold start.
+    for given in (make(RateLimits(rpm=600), initial_concurrency=8)[0],
+                  make(initial_concurrency=8, learn_limits=False)[0]):
+        assert sum(given.try_acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+                   is not None for _ in range(9)) == 8

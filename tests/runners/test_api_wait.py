@@ -109,6 +109,8 @@ async def test_a_request_far_past_the_usual_time_gives_its_slot_back() -> None:
 
     t = RequestTimeouts()
     governor = Governor(initial_concurrency=2)
+    first = await governor.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
+    governor.release(first, outcome="ok", usage={"input_tokens": 1, "output_tokens": 1})
     stalled = await governor.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
     other = await governor.acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1)
     assert governor.try_acquire(Lane.BACKGROUND, "m", input_tokens=1, max_tokens=1) is None

@@ -124,6 +124,37 @@ def test_a_spent_quota_queues_instead_of_429(local_api: RunningLocal, tmp_path: 
         served.stop()
 
 
+@pytest.mark.local_config(rpm=50)
+def test_from_a_drained_account_the_first_requests_see_no_429(
+        local_api: RunningLocal, tmp_path: Path) -> None:
+    """An account at its limit (rpm 50: 0.83 a second; 2 requests left): the gateway
+    knows no limit yet. It sends one request, learns the limit from its headers, then
+    paces; the old start sent 8 at once and all but 2 were refused (each pausing the
+    background lane)."""
+    served = start_server(local_api, tmp_path / "l.db")
+    try:
+        client = anthropic.AsyncAnthropic(base_url=served.base_url, api_key="x",
+                                          max_retries=0)
+
+        async def main() -> list[Any]:
+            async with client:
+                return await asyncio.gather(*(client.messages.create(
+                    model=MODEL, max_tokens=5, messages=[{"role": "user",
+                                                          "content": f"job {i}"}])
+                    for i in range(4)), return_exceptions=True)
+
+        requests = local_api.api.limits.requests
+        assert requests is not None
+        requests.refill(local_api.api.limits.clock())
+        requests.level = 2.0
+        results = asyncio.run(main())
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert local_api.api.stats["rate_limited"] == 0
+        assert served.agent.governor.snapshot()[MODEL]["buckets"]["requests"]["limit"] == 50
+    finally:
+        served.stop()
+
+
 def test_past_the_wait_limit_the_answer_is_429_with_retry_after(
         local_api: RunningLocal, tmp_path: Path) -> None:
     waits = GatewaySettings(waits=WaitLimits(interactive_s=0.3, background_s=0.3))

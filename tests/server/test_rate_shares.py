@@ -511,3 +511,35 @@ async def test_a_429_in_one_process_pauses_the_others(dsn: str) -> None:
             await sharing.stop()
             astore.close()
             astore.store.close()
+
+
+@pytest.mark.postgres
+async def test_a_beat_waiting_its_turn_does_not_hold_up_the_other_ledger_calls(
+        pg: str) -> None:
+    """Beats are one at a time across the fleet (an advisory lock): while this process's
+    beat waits for another's, its other ledger calls (here a key check, as a gateway
+    request's) are answered at once, not queued behind the beat."""
+    import psycopg
+
+    astore = AsyncStore(open_store(pg))
+    key, secret = await astore.create_key("k", rpm=600)
+    sharing = QuotaSharing(interval_s=0.1)
+    await sharing.start(astore, Governor(limits=LIMITS))
+    try:
+        with psycopg.connect(pg) as other:  # another process's beat, taking its time
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (R._LOCK,))
+            await asyncio.sleep(0.5)  # this process's next beat waits for it now
+            beats = sharing.shares.beats if sharing.shares else 0
+            started = time.monotonic()
+            try:
+                found, wait_s = await asyncio.wait_for(astore.check_key(secret), 3.0)
+            finally:
+                other.rollback()
+            took = time.monotonic() - started
+        assert found is not None and found.id == key.id and wait_s is None
+        assert took < 1.0, f"a key check waited {took:.2f} s behind a beat"
+        assert sharing.shares is not None and sharing.shares.beats == beats  # it waited
+    finally:
+        await sharing.stop()
+        astore.close()
+        astore.store.close()

@@ -93,3 +93,34 @@ def test_the_bound() -> None:
     assert worst_case(body, 300, beta="context-1m-2025-08-07").output_price == 7.5
     with pytest.raises(UnknownModelError):
         worst_case({**body, "model": "nobody"}, 10)
+
+
+@pytest.mark.postgres
+def test_settles_lock_keys_in_one_order_so_two_never_deadlock(pg: str) -> None:
+    """Two settles (two gateway processes) whose groups hold the same keys in opposite
+    orders: each locks the keys' rows in one order (sorted), so neither waits for a row
+    the other locked first (a deadlock: PostgreSQL kills one after deadlock_timeout)."""
+    import psycopg
+
+    store = open_store(pg)
+    a, _ = store.create_key("a")
+    b, _ = store.create_key("b")
+    first, second = sorted([a.id, b.id])
+    rows = {k: store.reserve(res(k, 0.1)) for k in (first, second)}
+    settles = [done(rows[k] or 0, k, 0.1, 0.01) for k in (second, first)]  # reversed
+    with psycopg.connect(pg) as other, ThreadPoolExecutor(1) as pool:
+        other.execute("SET lock_timeout = '500ms'")  # shorter than deadlock_timeout (1 s)
+        # another settle, in the one order: holds the first key's row...
+        other.execute("UPDATE gateway_keys SET spent_usd = spent_usd WHERE id = %s",
+                      (first,))
+        settled = pool.submit(store.settle_requests, settles)
+        time.sleep(0.3)  # ...while this one waits for it (holding nothing else)
+        other.execute("UPDATE gateway_keys SET spent_usd = spent_usd WHERE id = %s",
+                      (second,))  # LockNotAvailable if the settle took it first
+        other.commit()
+        assert settled.result(timeout=10) == 2
+    for k in (first, second):
+        key = store.key_by_id(k)
+        assert key is not None and key.spent_usd == pytest.approx(0.01)
+        assert key.reserved_usd == pytest.approx(0.0)
+    store.close()

@@ -7,6 +7,7 @@ one concept: these are plain state machines with no asyncio and no knowledge of 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -26,6 +27,28 @@ class RateLimits:
 
     def of(self, kind: str) -> int | None:
         return {"requests": self.rpm, "input": self.itpm, "output": self.otpm}[kind]
+
+
+#: The headers that carry each limit, for each bucket.
+_HEADER_OF = {"requests": "requests", "input": "input-tokens", "output": "output-tokens"}
+
+
+def said_limits(headers: Mapping[str, str]) -> dict[str, tuple[int, float]]:
+    """Per bucket kind, the limit and what is left of it, as ``anthropic-ratelimit-*``
+    headers say (a kind they do not say, or say unreadably, is left out)."""
+    out: dict[str, tuple[int, float]] = {}
+    for kind, name in _HEADER_OF.items():
+        raw_limit = headers.get(f"anthropic-ratelimit-{name}-limit")
+        if raw_limit is None:
+            continue
+        try:
+            limit = int(float(raw_limit))
+            remaining = float(headers.get(f"anthropic-ratelimit-{name}-remaining", limit))
+        except ValueError:
+            continue
+        if limit > 0:
+            out[kind] = (limit, remaining)
+    return out
 
 
 class TokenBucket:

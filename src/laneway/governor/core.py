@@ -11,7 +11,9 @@ Per model (the API's limits are per model class) the governor keeps:
   full bucket and then goes: it is never stuck forever.
 - **adaptive concurrency** for background work (:class:`AIMD`): slow start, then
   additive increase while responses are clean and the limit is what holds work back;
-  multiplicative decrease on 429/529, at most once per cooldown.
+  multiplicative decrease on 429/529, at most once per cooldown. Before that, a **cold
+  start of one**: no limit given or known, one request at a time until the upstream
+  answers (its headers say the limits; from a drained account 8 at once are refused).
 - **lanes**: interactive requests are admitted before any waiting background work and
   may use the whole bucket; background work leaves the room recent interactive demand
   needs (:mod:`laneway.governor.demand`: none when nobody chats), so a person's request
@@ -31,13 +33,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from laneway.errors import ProviderError
-from laneway.governor.buckets import AIMD, Lane, RateLimits, TokenBucket
+from laneway.governor.buckets import AIMD, Lane, RateLimits, TokenBucket, said_limits
 from laneway.governor.demand import InteractiveDemand
 from laneway.governor.state import ModelState, Permit, Waiter
 from laneway.wire.status import type_outcome
-
-#: The headers that carry each limit, for each bucket.
-_HEADER_OF = {"requests": "requests", "input": "input-tokens", "output": "output-tokens"}
 
 
 class Governor:
@@ -158,6 +157,9 @@ class Governor:
                 return st.paused_until - now
             if st.in_flight[Lane.BACKGROUND] >= st.aimd.value:
                 return None
+            if self.learn_limits and not (st.answered or st.buckets) \
+                    and any(st.in_flight.values()):
+                return None  # the cold start: one at a time until the first answer
         wait = 0.0
         for kind, amount in (("requests", 1.0), ("input", permit.input_tokens),
                              ("output", permit.output_tokens)):
@@ -241,6 +243,7 @@ class Governor:
                 self._note(st.model, "concurrency", limit=st.aimd.value, reason="clean")
         else:
             self._refund(st, permit, now, sent=outcome not in ("rate_limited", "canceled"))
+        st.answered = st.answered or outcome != "canceled"
         if headers:  # after the refund: a 429's count of what is left has the last word
             self._learn(st, headers, now, synced=outcome == "rate_limited")
         if outcome in ("rate_limited", "overloaded"):
@@ -272,6 +275,15 @@ class Governor:
         lowers the concurrency, and anything else gives back what was reserved."""
         self.release(permit, outcome=outcome_of(err), headers=err.ratelimit_headers,
                      retry_after_s=err.retry_after_s)
+
+    def heard(self, permit: Permit, headers: Mapping[str, str]) -> None:
+        """The upstream began to answer ``permit``'s request (a stream, before its end):
+        learn the limits its headers say, and end the model's cold start."""
+        st = self.state(permit.model)
+        st.answered = True
+        self._learn(st, headers, self.clock(), synced=False,
+                    besides=0 if permit.released or permit.set_aside else 1)
+        self.pump()
 
     def set_aside(self, permit: Permit) -> None:
         """Stop counting a request against the concurrency limit: one far past the usual
@@ -329,22 +341,14 @@ class Governor:
                 bucket.give(amount, now)
 
     def _learn(self, st: ModelState, headers: Mapping[str, str], now: float, *,
-               synced: bool) -> None:
-        for kind, name in _HEADER_OF.items():
-            raw_limit = headers.get(f"anthropic-ratelimit-{name}-limit")
-            if raw_limit is None:
-                continue
-            try:
-                limit = int(float(raw_limit))
-                remaining = float(headers.get(f"anthropic-ratelimit-{name}-remaining", limit))
-            except ValueError:
-                continue
+               synced: bool, besides: int = 0) -> None:
+        for kind, (limit, remaining) in said_limits(headers).items():
             bucket = st.buckets.get(kind)
-            if limit <= 0 or (bucket is None and not self.learn_limits):
+            if bucket is None and not self.learn_limits:
                 continue
             if bucket is None:
                 share = self.share_of(st, kind)
-                level = remaining * share - st.unmetered(kind)
+                level = remaining * share - st.unmetered(kind, besides=besides)
                 st.buckets[kind] = TokenBucket(limit, now=now, level=level,
                                                margin=self.margin, share=share)
                 self._note(st.model, "limit", bucket=kind, limit=limit, learnt=True)

@@ -44,10 +44,15 @@ def sharing_wanted(db: str | Path | None, *, workers: int, share: bool | None) -
 
 
 class LedgerBoard:
-    """The :class:`~laneway.governor.share.Board` of the ledger's ``rate_shares``."""
+    """The :class:`~laneway.governor.share.Board` of the ledger's ``rate_shares``.
+
+    Its beats run on a store thread of their own (over the same engine): a beat waits
+    for every other process's (one at a time, see :mod:`laneway.store.rate_shares`),
+    and the process's other ledger calls (a gateway request's key check and reservation,
+    a run's results) must not queue behind that wait."""
 
     def __init__(self, astore: AsyncStore, process: str, *, live_s: float = 5.0) -> None:
-        self.astore = astore
+        self.astore = AsyncStore(astore.store)
         self.process = process
         self.live_s = live_s
         self.host = socket.gethostname()
@@ -60,7 +65,10 @@ class LedgerBoard:
             live_s=self.live_s)
 
     async def leave(self) -> None:
-        await self.astore.call(rate_shares.leave, self.astore.store, self.process)
+        try:
+            await self.astore.call(rate_shares.leave, self.astore.store, self.process)
+        finally:
+            self.astore.close()
 
 
 class QuotaSharing:

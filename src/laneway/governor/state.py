@@ -63,12 +63,15 @@ class ModelState:
         default_factory=lambda: {"requests": 0.0, "input": 0.0, "output": 0.0})
     #: This process's part of each limit, when processes share one account.
     shares: dict[str, float] = field(default_factory=dict)
+    #: The upstream has answered a request of this model (ends the cold start).
+    answered: bool = False
 
-    def unmetered(self, kind: str) -> float:
-        """What the requests in flight take of ``kind``, on average: a bucket learnt from
-        one answer's headers starts that much lower, since the others in flight, sent
-        before any bucket existed, may not be counted in that answer's ``remaining``."""
-        n = sum(self.in_flight.values())
+    def unmetered(self, kind: str, *, besides: int = 0) -> float:
+        """What the requests in flight take of ``kind``, on average, ``besides`` of them
+        left out (the one whose answer is read): a bucket learnt from one answer's headers
+        starts that much lower, since the others in flight, sent before any bucket
+        existed, may not be counted in that answer's ``remaining``."""
+        n = sum(self.in_flight.values()) - besides
         if kind == "requests" or not n:
             return float(n)
         return n * self.admitted[kind] / max(1.0, self.admitted["requests"])

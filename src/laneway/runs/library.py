@@ -133,12 +133,18 @@ async def run(
     finally:
         if own_provider and provider is not None:
             await provider.aclose()
-        with contextlib.suppress(Exception):  # its holder rows: the next need not wait
-            await astore.call(store.drop_held)
-        astore.close()
-        store.close()
-        if lock is not None:
-            lock.release()
+        await _close(astore, lock)
+
+
+async def _close(astore: AsyncStore, lock: RunLock | None) -> None:
+    """The end of a run's process: its ``holders`` rows given back (the next process
+    need not judge it gone), the ledger closed, the run's lock released."""
+    with contextlib.suppress(Exception):
+        await astore.call(astore.store.drop_held)
+    astore.close()
+    astore.store.close()
+    if lock is not None:
+        lock.release()
 
 
 def _check_first(config: RunConfig, input_path: str | Path,

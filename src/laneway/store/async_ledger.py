@@ -12,11 +12,11 @@ queries that should take one hop to the thread (a page of a listing, a progress 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from laneway.store import pauses
-from laneway.store.batches import BatchRow, Member
+from laneway.store.batches import BatchRow, Begun, Member
 from laneway.store.ledger import Counts, RunRow, Store
 from laneway.store.queue import ClaimedJob, Finished
 from laneway.store.runqueries import Answered
@@ -98,10 +98,12 @@ class AsyncLedger(ABC):
 
     # -- native batches ------------------------------------------------------------------
     async def begin_batch(self, *, run_id: str, batch_id: str, seqs: Sequence[int],
-                          size_bytes: int, worker: str, lease_s: float = 300.0) -> bool:
+                          size_bytes: int, worker: str, lease_s: float = 300.0,
+                          reserve_usd: float = 0.0, budget_usd: float | None = None) -> Begun:
         return await self.call(self.store.begin_batch, run_id=run_id, batch_id=batch_id,
                                seqs=seqs, size_bytes=size_bytes, worker=worker,
-                               lease_s=lease_s)
+                               lease_s=lease_s, reserve_usd=reserve_usd,
+                               budget_usd=budget_usd)
 
     async def batch_submitted(self, batch_id: str, provider_batch_id: str) -> None:
         await self.call(self.store.batch_submitted, batch_id, provider_batch_id)
@@ -118,8 +120,10 @@ class AsyncLedger(ABC):
         return await self.call(self.store.abandon_batch, batch_id,
                                refund_attempt=refund_attempt)
 
-    async def requeue_batch(self, run_id: str, batch_id: str, seqs: Sequence[int]) -> int:
-        return await self.call(self.store.requeue_batch, run_id, batch_id, seqs)
+    async def file_results(self, run_id: str, batch_id: str, items: Sequence[Finished],
+                           again: Sequence[int], worst: Mapping[int, float]
+                           ) -> tuple[list[int], int]:
+        return await self.call(self.store.file_results, run_id, batch_id, items, again, worst)
 
     async def own_batches(self, run_id: str, *, worker: str,
                           lease_s: float = 300.0) -> list[BatchRow]:
@@ -134,9 +138,8 @@ class AsyncLedger(ABC):
     async def batch_members(self, run_id: str, batch_id: str) -> dict[int, Member]:
         return await self.call(self.store.batch_members, run_id, batch_id)
 
-    async def submitted_params(self, run_id: str,
-                               batch_ids: Sequence[str]) -> list[dict[str, Any]]:
-        return await self.call(self.store.submitted_params, run_id, batch_ids)
+    async def submitted_params(self, run_id: str, batch_id: str) -> dict[int, dict[str, Any]]:
+        return await self.call(self.store.submitted_params, run_id, batch_id)
 
     async def batch_durations_s(self, *, provider: str, limit: int = 20) -> list[float]:
         return await self.call(self.store.batch_durations_s, provider=provider, limit=limit)

@@ -31,15 +31,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 
+from laneway.store import run_budget
 from laneway.store import schema as S
 from laneway.store.holders import HolderLedger
-from laneway.store.queue import lease_clock
+from laneway.store.queue import Finished, lease_clock
 from laneway.store.statuses import ACTIVE_BATCHES, BatchStatus, JobStatus
 
 _B = S.batches.c
@@ -61,6 +63,19 @@ class BatchRow:
     counts: dict[str, int] | None
     claimed_by: str | None
     lease_until: float | None
+
+
+class Begun(Enum):
+    """What :meth:`BatchLedger.begin_batch` did; true only when the batch was recorded."""
+
+    OK = "ok"
+    #: Another worker holds some of its jobs now (a lease ran out).
+    RACED = "raced"
+    #: The run's budget cannot take the batch's worst case (another process reserved).
+    OVER_BUDGET = "over_budget"
+
+    def __bool__(self) -> bool:
+        return self is Begun.OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +107,22 @@ class BatchLedger(HolderLedger):
 
     engine: Engine
 
+    if TYPE_CHECKING:  # JobQueue's, mixed in beside this one
+        def _record(self, conn: Connection, items: Sequence[Finished]) -> list[int]: ...
+
     # -- submitting ----------------------------------------------------------------------
     def begin_batch(self, *, run_id: str, batch_id: str, seqs: Sequence[int],
-                    size_bytes: int, worker: str, lease_s: float = 300.0) -> bool:
+                    size_bytes: int, worker: str, lease_s: float = 300.0,
+                    reserve_usd: float = 0.0, budget_usd: float | None = None) -> Begun:
         """Record a submission before ``create``: the row, and the jobs moved to
-        ``submitted`` (one more attempt each), in one transaction. False (nothing
-        changed) if ``worker`` no longer holds every one of the claimed jobs ``seqs``."""
+        ``submitted`` (one more attempt each), in one transaction; with ``budget_usd``,
+        ``reserve_usd`` (the batch's worst case) reserved of the run's budget in it too
+        (see :mod:`laneway.store.run_budget`). Nothing changes (a false :class:`Begun`)
+        if ``worker`` no longer holds every one of the claimed jobs ``seqs``
+        (``RACED``) or the budget cannot take ``reserve_usd`` (``OVER_BUDGET``)."""
         now = time.time()
+        if budget_usd is None:
+            reserve_usd = 0.0
         self.note_holder(worker)
         with self.engine.begin() as conn:
             moved = 0
@@ -111,12 +135,17 @@ class BatchLedger(HolderLedger):
                 moved += int(res.rowcount or 0)
             if moved != len(set(seqs)):
                 conn.rollback()
-                return False
+                return Begun.RACED
+            if budget_usd is not None and reserve_usd and not run_budget.reserve(
+                    conn, run_id, reserve_usd, budget_usd=budget_usd):
+                conn.rollback()
+                return Begun.OVER_BUDGET
             conn.execute(S.batches.insert().values(
                 id=batch_id, run_id=run_id, status=BatchStatus.SUBMITTING,
                 request_count=len(seqs), bytes=size_bytes, created_at=now,
-                claimed_by=worker, lease_until=lease_clock(self.engine) + lease_s))
-        return True
+                claimed_by=worker, lease_until=lease_clock(self.engine) + lease_s,
+                reserved_usd=reserve_usd))
+        return Begun.OK
 
     def batch_submitted(self, batch_id: str, provider_batch_id: str) -> None:
         """The provider's id, stored the moment ``create`` returns it."""
@@ -148,6 +177,7 @@ class BatchLedger(HolderLedger):
             if counts is not None:
                 values["counts"] = json.dumps(counts, sort_keys=True)
             conn.execute(update(S.batches).where(_B.id == batch_id).values(**values))
+            run_budget.release_batch(conn, batch_id)
         return int(res.rowcount or 0)
 
     def abandon_batch(self, batch_id: str, *, refund_attempt: bool = False) -> int:
@@ -166,20 +196,29 @@ class BatchLedger(HolderLedger):
             ).values(**values))
             conn.execute(update(S.batches).where(_B.id == batch_id).values(
                 status=BatchStatus.LOST, ended_at=now, claimed_by=None, lease_until=None))
+            run_budget.release_batch(conn, batch_id)
         return int(res.rowcount or 0)
 
-    def requeue_batch(self, run_id: str, batch_id: str, seqs: Sequence[int]) -> int:
-        """Send jobs of a batch again: ``submitted`` back to ``pending``."""
+    def file_results(self, run_id: str, batch_id: str, items: Sequence[Finished],
+                     again: Sequence[int], worst: Mapping[int, float]) -> tuple[list[int], int]:
+        """File a group of a batch's results in one transaction: ``items`` recorded
+        (as :meth:`~laneway.store.queue.JobQueue.finish`), the jobs ``again`` sent again
+        (``submitted`` back to ``pending``), and the worst case (``worst``, by seq) of
+        each job this moved given back of the batch's reservation. Returns the seqs
+        recorded and how many went back."""
         now = time.time()
-        moved = 0
+        moved: list[int] = []
         with self.engine.begin() as conn:
-            for part in _chunks(seqs):
-                res = conn.execute(update(S.jobs).where(
+            recorded = self._record(conn, items) if items else []
+            for part in _chunks(again):
+                moved.extend(int(seq) for seq in conn.scalars(update(S.jobs).where(
                     _J.run_id == run_id, _J.seq.in_(part), _J.batch_id == batch_id,
                     _J.status == JobStatus.SUBMITTED,
-                ).values(status=JobStatus.PENDING, batch_id=None, updated_at=now))
-                moved += int(res.rowcount or 0)
-        return moved
+                ).values(status=JobStatus.PENDING, batch_id=None, updated_at=now
+                         ).returning(_J.seq)))
+            run_budget.settle_batch(conn, run_id, batch_id, sum(
+                worst.get(seq, 0.0) for seq in (*recorded, *moved)))
+        return recorded, len(moved)
 
     # -- owning and reading --------------------------------------------------------------
     def release_batches(self, run_id: str) -> int:
@@ -230,15 +269,12 @@ class BatchLedger(HolderLedger):
         with self.engine.connect() as conn:
             return {int(s): Member(int(s), str(m), int(a)) for s, m, a in conn.execute(q)}
 
-    def submitted_params(self, run_id: str, batch_ids: Sequence[str]
-                         ) -> list[dict[str, Any]]:
-        """The params of jobs waiting in these batches (what they may still cost)."""
-        if not batch_ids:
-            return []
-        q = select(_J.params).where(_J.run_id == run_id, _J.status == JobStatus.SUBMITTED,
-                                    _J.batch_id.in_(list(batch_ids)))
+    def submitted_params(self, run_id: str, batch_id: str) -> dict[int, dict[str, Any]]:
+        """The params of the jobs waiting in a batch, by seq (what they may still cost)."""
+        q = select(_J.seq, _J.params).where(
+            _J.run_id == run_id, _J.status == JobStatus.SUBMITTED, _J.batch_id == batch_id)
         with self.engine.connect() as conn:
-            return [json.loads(p) for p in conn.scalars(q)]
+            return {int(seq): json.loads(p) for seq, p in conn.execute(q)}
 
     def batch_durations_s(self, *, provider: str, limit: int = 20) -> list[float]:
         """How long the last ended batches took, submission to end, for this provider."""

@@ -78,8 +78,9 @@ class Settle:
 
 
 def _key_moves(conn: Any, moves: dict[str, tuple[float, float, float]]) -> None:
-    """Per key: (reserved, spent, held) added."""
-    for key_id, (reserved, spent, held) in moves.items():
+    """Per key: (reserved, spent, held) added; the keys' rows locked in one order (by id)
+    so that two processes' settles never wait for each other (a deadlock)."""
+    for key_id, (reserved, spent, held) in sorted(moves.items()):
         conn.execute(update(S.gateway_keys).where(_K.id == key_id).values(
             reserved_usd=_K.reserved_usd + reserved, spent_usd=_K.spent_usd + spent,
             held_usd=_K.held_usd + held))

@@ -51,8 +51,9 @@ runs = Table(
     Column("output_path", Text),
     Column("output_written_at", Float),
     Column("note", Text),
-    #: What its recorded results cost plus the worst case of its realtime requests in
-    #: flight: its budget's reservations (see laneway.store.run_budget); 011b_run_budget.
+    #: What its recorded results cost plus the worst case of its requests in flight
+    #: (realtime, and native batches' ``reserved_usd``): its budget's reservations (see
+    #: laneway.store.run_budget); 011b_run_budget.
     Column("committed_usd", Float, nullable=False, server_default="0"),
 )
 
@@ -119,6 +120,9 @@ batches = Table(
     Column("claimed_by", String(100)),
     #: The owner's lease (polling and result streaming); added by 002_batch_leases.
     Column("lease_until", Float),
+    #: The worst case of its requests still reserved of its run's budget (in
+    #: ``runs.committed_usd``, see laneway.store.run_budget); added by 012_batch_budget.
+    Column("reserved_usd", Float, nullable=False, server_default="0"),
 )
 Index("ix_batches_run", batches.c.run_id, batches.c.status)
 

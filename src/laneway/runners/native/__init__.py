@@ -5,7 +5,8 @@ budget, or canceled):
 
 - **submit** (:mod:`.submit`): claim pending jobs in input order and chunk them within
   the batch limits (requests, and bytes of the body actually sent, :mod:`.wire`), and
-  within the budget: a chunk whose worst-case cost would pass ``--budget`` is not sent.
+  within the budget: a chunk whose worst-case cost would pass ``--budget`` is not sent
+  (its worst case is reserved in the ledger, where every process on the run reserves).
   Each submission is recorded *before* ``create`` (row ``submitting``, jobs
   ``submitted``) and the provider's id right after it (:mod:`laneway.store.batches`).
 - **poll** (:mod:`.poll`) every batch this worker owns, with backoff (``poll_initial_s``

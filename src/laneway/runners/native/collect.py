@@ -43,6 +43,7 @@ class Collector:
         r = self.state
         assert row.provider_batch_id is not None
         waiting = await r.astore.batch_members(r.run_id, row.id)
+        worst = await self._worst(row)
         items: list[Finished] = []
         again: list[int] = []
         tally: dict[str, int] = {}
@@ -64,13 +65,13 @@ class Collector:
                 else:
                     items.append(item)
                 if len(items) + len(again) >= r.options.result_group:
-                    await self._flush(row, items, again)
+                    await self._flush(row, items, again, worst)
                     items, again = [], []
         except ProviderError as err:
             complete = False
             r.notice(f"batch {row.id}: reading its results failed ({err}); "
                      "the rest will be read on the next poll")
-        await self._flush(row, items, again)
+        await self._flush(row, items, again, worst)
         if complete:
             await self._ended(row, info, tally, canceled=canceled)
         return complete
@@ -127,19 +128,30 @@ class Collector:
             answered_model=priced.answered, asked_cost_usd=priced.asked_cost_usd,
             mode="native")
 
-    async def _flush(self, row: BatchRow, items: list[Finished], again: list[int]) -> None:
+    async def _worst(self, row: BatchRow) -> dict[int, float]:
+        """The worst case of each job waiting in the batch, as reserved of the budget
+        when it was submitted (none without a budget: the batch's end gives back what
+        was)."""
         r = self.state
-        if items:
-            recorded = set(await r.astore.finish(items))
-            for item in items:
-                if item.seq in recorded:
-                    r.tally.count(item)
-        if again:
-            moved = await r.astore.requeue_batch(r.run_id, row.id, again)
-            r.tally.resubmitted += moved
-            r.tally.retries += moved
-        if items or again:
-            r.progress()
+        if r.budget_usd is None:
+            return {}
+        params = await r.astore.submitted_params(r.run_id, row.id)
+        return {seq: r.worst_usd(p) for seq, p in params.items()}
+
+    async def _flush(self, row: BatchRow, items: list[Finished], again: list[int],
+                     worst: dict[int, float]) -> None:
+        """File a group in one transaction, its jobs' reservations given back in it."""
+        r = self.state
+        if not items and not again:
+            return
+        recorded, moved = await r.astore.file_results(r.run_id, row.id, items, again, worst)
+        done = set(recorded)
+        for item in items:
+            if item.seq in done:
+                r.tally.count(item)
+        r.tally.resubmitted += moved
+        r.tally.retries += moved
+        r.progress()
 
 
 def _error_of(result: dict[str, Any]) -> tuple[str, str]:

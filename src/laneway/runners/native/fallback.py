@@ -56,7 +56,8 @@ async def fall_back(st: NativeState, poller: Poller, *, deadline_at: float | Non
             await asyncio.sleep(min(opts.poll_initial_s, 1.0))
     for row in _known(st):
         waiting = await st.astore.batch_members(st.run_id, row.id)
-        moved = await st.astore.requeue_batch(st.run_id, row.id, list(waiting))
+        # Its reservation stays (the batch may still bill) until the batch ends.
+        _, moved = await st.astore.file_results(st.run_id, row.id, [], list(waiting), {})
         st.notice(f"batch {row.id} still canceling after {opts.cancel_wait_s:g} s: its "
                   f"{moved} jobs go realtime too (any it still completes is billed, "
                   "but recorded once)")

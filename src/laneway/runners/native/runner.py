@@ -81,18 +81,14 @@ class NativeRunner:
         return st.tally
 
     async def _resume(self) -> None:
-        """What the run spent before, and the batches submitted earlier (re-attached)."""
+        """The batches submitted earlier (re-attached; their reservations of the budget
+        are in the ledger)."""
         st = self.state
-        counts = await st.astore.counts(st.run_id)
-        st.spent_usd = counts.cost_usd
         await self.poller.own()
         if not st.rows:
             return
         ids = ", ".join(r.provider_batch_id or r.id for r in st.rows.values())
         st.notice(f"re-attaching to {len(st.rows)} batch(es) submitted earlier: {ids}")
-        for row in st.rows.values():
-            params = await st.astore.submitted_params(st.run_id, [row.id])
-            st.worst[row.id] = sum(st.worst_usd(p) for p in params)
 
     def _stopping(self) -> bool:
         """Stopped (Ctrl-C, ``stop_event``) or out of time: the batches keep running."""

@@ -37,10 +37,6 @@ class NativeState:
     #: The batch rows this worker owns, by ledger id, and what the provider last said.
     rows: dict[str, BatchRow] = field(default_factory=dict)
     seen: dict[str, BatchInfo] = field(default_factory=dict)
-    #: Worst-case cost still committed, per batch in flight.
-    worst: dict[str, float] = field(default_factory=dict)
-    #: What the run had spent before this runner started.
-    spent_usd: float = 0.0
     #: The budget holds back the next chunk until a batch in flight ends.
     budget_wait: bool = False
     #: The provider's Message Batches calls.
@@ -59,11 +55,13 @@ class NativeState:
                           int(params.get("max_tokens", 0)), local=self.provider.costs_nothing,
                           batch=True)
 
-    def budget_left_usd(self) -> float | None:
+    async def budget_left_usd(self) -> float | None:
+        """What the run's budget has left after what every process working on it has
+        spent or reserved (its ledger total, see :mod:`laneway.store.run_budget`)."""
         if self.budget_usd is None:
             return None
-        return self.budget_usd - self.spent_usd - self.tally.cost_usd - sum(
-            self.worst.values())
+        return self.budget_usd - await self.astore.call(self.store.committed_usd,
+                                                         self.run_id)
 
     async def row(self, batch_id: str) -> BatchRow:
         rows = await self.astore.run_batches(self.run_id)
@@ -71,7 +69,6 @@ class NativeState:
 
     def forget(self, batch_id: str) -> None:
         row = self.rows.pop(batch_id, None)
-        self.worst.pop(batch_id, None)
         self.seen.pop(batch_id, None)
         if row is not None:
             self.tally.in_flight = max(0, self.tally.in_flight - row.request_count)

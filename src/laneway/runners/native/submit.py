@@ -3,10 +3,14 @@ create it as a batch at the provider, recorded in the ledger before and after.
 
 A chunk stops at the first job that would pass a limit: ``max_requests``, ``max_bytes``
 of body (measured on the encoded bytes that will be sent), or the budget (the sum of
-the chunk's worst-case costs must fit in what is left of ``--budget`` after what is
-spent and what batches in flight may still cost). Jobs claimed past that point are
-released at once. A single request larger than ``max_bytes`` can never be sent in a
-batch: it is recorded as ``errored`` (``request_too_large``) rather than retried forever.
+the chunk's worst-case costs must fit in what is left of ``--budget`` after what every
+process on the run spent and reserved, the ledger's ``runs.committed_usd``). Jobs
+claimed past that point are released at once. The chunk's worst case is reserved in
+the transaction that records it before ``create``
+(:meth:`~laneway.store.batches.BatchLedger.begin_batch`): when another process reserved
+meanwhile and it no longer fits, nothing is recorded and the chunk is built again.
+A single request larger than ``max_bytes`` can never be sent in a batch: it is
+recorded as ``errored`` (``request_too_large``) rather than retried forever.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from laneway.provider.batches import BODY_OVERHEAD_BYTES
 from laneway.runners.native.state import NativeState
 from laneway.runners.native.wire import encode_request
 from laneway.store import ClaimedJob, Finished
+from laneway.store.batches import Begun
 from laneway.store.statuses import JobStatus
 from laneway.wire.batches import errored
 
@@ -38,6 +43,8 @@ class Chunk:
     next_worst_usd: float = 0.0
     #: Jobs still unsent when the budget cut the chunk.
     left_out: int = 0
+    #: What the run's budget had left when the chunk was built (None: no budget).
+    budget_left: float | None = None
     #: Jobs recorded as errored because no batch can hold them.
     too_large: int = 0
 
@@ -52,7 +59,7 @@ async def build_chunk(st: NativeState) -> Chunk | None:
     opts = st.options
     astore = st.astore
     chunk = Chunk(new_batch_id())
-    budget_left = st.budget_left_usd()
+    chunk.budget_left = budget_left = await st.budget_left_usd()
     leftovers: list[int] = []
     too_large: list[ClaimedJob] = []
     full = claimed_any = False
@@ -139,10 +146,14 @@ class Submitter:
                 elif chunk.too_large:
                     continue  # all it claimed was too large (and is recorded): go on
                 break
-            ok = await st.astore.begin_batch(
+            begun = await st.astore.begin_batch(
                 run_id=st.run_id, batch_id=chunk.batch_id, seqs=chunk.seqs,
-                size_bytes=chunk.size_bytes, worker=st.worker_id, lease_s=st.options.lease_s)
-            if not ok:  # a lease ran out and another worker took some: claim again
+                size_bytes=chunk.size_bytes, worker=st.worker_id, lease_s=st.options.lease_s,
+                reserve_usd=chunk.worst_usd, budget_usd=st.budget_usd)
+            if not begun:  # a lease ran out and another worker took some, or another
+                # process reserved of the budget meanwhile: build the chunk again
+                if begun is Begun.OVER_BUDGET:
+                    await st.astore.release(st.run_id, chunk.seqs, worker=st.worker_id)
                 races += 1
                 if races > 3:
                     break
@@ -156,7 +167,7 @@ class Submitter:
 
     def _over_budget(self, chunk: Chunk) -> None:
         st = self.state
-        left = st.budget_left_usd() or 0.0
+        left = chunk.budget_left or 0.0
         if st.rows:
             if not st.budget_wait:
                 st.notice(f"budget: ${left:.4f} left after the worst case of the batches in "
@@ -190,13 +201,11 @@ class Submitter:
             if self._failed_creates >= max(1, st.max_attempts):
                 raise
             st.rows[chunk.batch_id] = await st.row(chunk.batch_id)
-            st.worst[chunk.batch_id] = chunk.worst_usd
             return
         await st.astore.batch_submitted(chunk.batch_id, info.id)
         self._failed_creates = 0
         st.tally.batches += 1
         st.tally.requests += n
-        st.worst[chunk.batch_id] = chunk.worst_usd
         st.seen[chunk.batch_id] = info
         st.rows[chunk.batch_id] = await st.row(chunk.batch_id)
         st.tally.in_flight += n

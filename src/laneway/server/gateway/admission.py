@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -73,8 +73,8 @@ def choose_lane(*, streamed: bool, header: str | None, key_lane: str | None) -> 
 
 class ClientWatch:
     """Notices, while a request waits or is being answered upstream, that its client
-    went away. Stop it (:meth:`stop`) before a streamed answer starts: the HTTP server
-    then watches the connection itself."""
+    went away. A streamed answer keeps it running while it is written (see
+    :mod:`.streamed`), and stops it when it ends."""
 
     def __init__(self, receive: Receive) -> None:
         self._task = asyncio.ensure_future(self._watch(receive))
@@ -90,6 +90,10 @@ class ClientWatch:
 
     def stop(self) -> None:
         self._task.cancel()
+
+    def when_gone(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (soon) when the client leaves; never once stopped."""
+        self._task.add_done_callback(lambda task: None if task.cancelled() else callback())
 
     async def race(self, work: Awaitable[T], *, deadline: float | None = None) -> T:
         """``work``'s result; :class:`ClientGone` if the client leaves first, or

@@ -40,12 +40,13 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
+from starlette.types import Send
 
 from laneway.errors import ProviderError, ProviderTimeoutError
 from laneway.governor.core import Governor
@@ -58,6 +59,7 @@ from laneway.server.gateway.admission import ClientWatch, WaitedTooLong, WaitLim
 from laneway.server.gateway.exchange import Exchange
 from laneway.server.gateway.headers import client_headers
 from laneway.server.gateway.revocations import Revocations, Revoked
+from laneway.server.gateway.streamed import RelayedStream
 from laneway.wire.errors import SHOULD_RETRY, api_error
 from laneway.wire.sse import SseTap, error_event
 from laneway.wire.status import Kind, Outcome, answer_outcome
@@ -193,8 +195,8 @@ class Relay:
                 status = response.status_code
                 if status == 200:
                     if body is None:
-                        watch.stop()
-                        return self._stream(ex, permit, response)
+                        self.governor.heard(permit, response.headers)
+                        return self._stream(ex, permit, response, watch)
                     return self._whole(ex, permit, response, body)
                 answer = answer_outcome(status, body or b"")
                 self.governor.release(
@@ -289,28 +291,41 @@ class Relay:
         self._end(ex, 200)
         return Response(body, status_code=200, headers=client_headers(response.headers))
 
-    def _stream(self, ex: Exchange, permit: Permit, response: RawResponse) -> Response:
+    def _stream(self, ex: Exchange, permit: Permit, response: RawResponse,
+                watch: ClientWatch) -> Response:
         tap = SseTap()
+        # Bytes as they came off the connection (no decoder, no re-chunking), unless
+        # the upstream encoded them: its content-encoding is not relayed.
+        raw = response.headers.get("content-encoding", "identity") == "identity"
+        chunks = response.aiter_raw() if raw else response.aiter_bytes()
 
-        async def events() -> AsyncIterator[bytes]:
+        async def body(send: Send) -> None:
             outcome = "error"  # the client left, or the upstream dropped the stream
+            dropped = False
             try:
-                try:
-                    async for chunk in response.aiter_bytes():
-                        tap.feed(chunk)
-                        yield chunk
-                        # Resumed once the chunk is handed to the client's connection:
-                        # the time to first token is the first text the client gets, not
-                        # the upstream's content_block_start (sent before the model wrote).
-                        if ex.ttft_s is None and tap.first_delta_at is not None:
-                            ex.ttft_s = time.monotonic() - ex.arrived
-                except ProviderError:
-                    raise
-                except Exception:  # the upstream dropped it: end it as the API would
-                    ex.upstream_errors += 1
-                    yield _DROPPED
-                else:
-                    outcome = "ok" if tap.stopped else "error"
+                while True:
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                    except ProviderError:
+                        raise
+                    except Exception:  # the upstream dropped it: end it as the API would
+                        ex.upstream_errors += 1
+                        dropped = True
+                        await send({"type": "http.response.body", "body": _DROPPED,
+                                    "more_body": True})
+                        break
+                    tap.feed(chunk)
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+                    # Once the chunk is handed to the client's connection: the time to
+                    # first token is the first text the client gets, not the upstream's
+                    # content_block_start (sent before the model wrote).
+                    if ex.ttft_s is None and tap.first_delta_at is not None:
+                        ex.ttft_s = time.monotonic() - ex.arrived
+                if tap.stopped and not dropped:
+                    outcome = "ok"
             finally:
                 with contextlib.suppress(Exception):
                     await response.aclose()
@@ -326,21 +341,5 @@ class Relay:
                 self.governor.release(permit, outcome="canceled")
                 self._end(ex, 499, complete=False)
 
-        return _Relayed(events(), never_started, status_code=200,
-                        headers=client_headers(response.headers))
-
-
-class _Relayed(StreamingResponse):
-    """A relayed stream whose permit is given back even if it never starts (the client
-    left between the upstream's answer and the first byte)."""
-
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None],
-                 **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._on_close()
+        return RelayedStream(body, watch=watch, never_started=never_started,
+                             headers=client_headers(response.headers))

@@ -30,6 +30,7 @@ from laneway.server.gateway.pipeline import COUNT_TOKENS, MESSAGES, READ, Pipeli
 from laneway.server.gateway.relay import Relay
 from laneway.server.gateway.revocations import Revocations, Revoked
 from laneway.server.gateway.stats import LiveStats
+from laneway.server.gateway.streamed import RelayedStream
 from laneway.wire.errors import api_error
 
 if TYPE_CHECKING:
@@ -119,11 +120,13 @@ class Gateway:
         max_tokens = body.get("max_tokens")
         max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1
         watch = ClientWatch(request.receive)
+        response: Response | None = None
         try:
-            return await self.relay.messages(ex, watch, admitted.content, _forwarded(request),
-                                             input_tokens=tokens.input_tokens(body),
-                                             max_tokens=max_tokens,
-                                             query=dict(request.query_params))
+            response = await self.relay.messages(
+                ex, watch, admitted.content, _forwarded(request),
+                input_tokens=tokens.input_tokens(body), max_tokens=max_tokens,
+                query=dict(request.query_params))
+            return response
         except ClientGone:
             # Once sent, what the upstream billed is unknown: charged the worst case.
             ex.end(CLIENT_CLOSED, local=self.agent.provider.costs_nothing, complete=not ex.sent)
@@ -144,7 +147,8 @@ class Gateway:
                              headers={"retry-after": str(int(exc.retry_after_s))},
                              retried=True)
         finally:
-            watch.stop()
+            if not isinstance(response, RelayedStream):  # a stream watches while it runs
+                watch.stop()
 
     async def passthrough(self, request: Request, path: str) -> Response:
         """Relay a request that uses no Messages quota (count_tokens, models) as it is:

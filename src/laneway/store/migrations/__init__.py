@@ -27,6 +27,7 @@ from laneway.store.migrations import (
     m008_run_samples,
     m011_holders,
     m011b_run_budget,
+    m012_batch_budget,
 )
 
 Migration = Callable[[Connection], None]
@@ -44,6 +45,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     (m008_run_samples.NAME, m008_run_samples.apply),
     (m011_holders.NAME, m011_holders.apply),
     (m011b_run_budget.NAME, m011b_run_budget.apply),
+    (m012_batch_budget.NAME, m012_batch_budget.apply),
 ]
 
 
