@@ -10,6 +10,9 @@ One result-line encoder: a batch's results on the local API and through the gate
 a run's results from ``laneway serve``, are the same compact JSON lines, UTF-8 as it
 is (no ``\\u`` escapes).
 
+One body reader, one 413: a body over its route's limit gets the API's 413 in the same
+words from the local API, the gateway, the runs routes and the chat route.
+
 One usage fold: a stream's usage read by the gateway's tap (``SseTap``) and by the
 provider's stream reader (``apply_event``) is the usage the SDK itself accumulates."""
 
@@ -174,3 +177,25 @@ def test_a_streams_usage_is_folded_one_way(served: Served) -> None:
     assert {k: v for k, v in folded.items() if k in sdk_usage} == \
         {k: v for k, v in sdk_usage.items() if k in folded}
     assert folded["output_tokens"] > 1 and folded["input_tokens"] > 0
+
+
+def test_every_route_refuses_a_large_body_in_the_same_words(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each route's limit made 1,000 bytes (the servers run in this process), then a
+    2,000-byte body sent to each, with its length declared and chunked."""
+    for module in ("laneway.local.app", "laneway.server.gateway.pipeline"):
+        monkeypatch.setattr(f"{module}.MESSAGES_MAX_BYTES", 1000)
+    monkeypatch.setattr("laneway.server.runs_routes.MAX_UPLOAD_BYTES", 1000)
+    monkeypatch.setattr("laneway.server.body_limit.JSON_LIMIT", 1000)
+    big = json.dumps({**MSG, "metadata": {"user_id": "x" * 2000}}).encode()
+    routes = {"local API": (served.local.base_url, "/v1/messages", API),
+              "gateway": (served.base_url, "/v1/messages", API),
+              "runs": (served.base_url, "/v1/runs", {"content-type": "application/x-ndjson"}),
+              "chat": (served.base_url, "/v1/chat/stream", {})}
+    for name, (base, path, headers) in routes.items():
+        for content in (big, iter([big[:1500], big[1500:]])):
+            with httpx.Client(base_url=base, timeout=10) as http:
+                r = http.post(path, content=content, headers=headers)
+            body = _the_one_body(r, 413)
+            assert body["error"] == {"type": "request_too_large", "message": "Request "
+                                     "exceeds the maximum allowed number of bytes (1000)"}, name

@@ -66,7 +66,7 @@ from laneway.errors import (
     StoreError,
     UnknownModelError,
 )
-from laneway.wire.errors import api_error, error_body, gateway_answer, no_route
+from laneway.wire.errors import APIError, api_error, error_body, gateway_answer, no_route
 from laneway.wire.status import error_type_for
 
 #: ``LanewayError`` subclass -> (HTTP status, default error type). An error of the
@@ -166,6 +166,11 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LanewayError)
     async def _known(_request: Request, exc: Exception) -> Response:
         return response_of(exc)
+
+    @app.exception_handler(APIError)
+    async def _api(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, APIError)
+        return gateway_answer(exc)  # the wire's own (a body too large): as the API says it
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
