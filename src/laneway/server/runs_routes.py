@@ -8,7 +8,6 @@ behind any chat stream.
 from __future__ import annotations
 
 import asyncio
-import json
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
@@ -36,6 +35,9 @@ from laneway.server.models import (
 )
 from laneway.server.progress import models_of, run_info
 from laneway.store import RunRow, Store
+from laneway.wire.batches import result_line
+from laneway.wire.body import read_body
+from laneway.wire.errors import too_large
 
 router = APIRouter(tags=["runs"])
 
@@ -83,17 +85,9 @@ async def _read_upload(request: Request) -> bytes:
                         f"content-type {ctype!r}: send JSONL (application/x-ndjson) or a "
                         "multipart form with a 'file' field")
     else:
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
-                raise HTTPError(413, "request_too_large",
-                                f"the input is larger than {MAX_UPLOAD_BYTES} bytes")
-            chunks.append(chunk)
-        data = b"".join(chunks)
+        data = await read_body(request, MAX_UPLOAD_BYTES)
     if len(data) > MAX_UPLOAD_BYTES:
-        raise HTTPError(413, "request_too_large",
-                        f"the input is larger than {MAX_UPLOAD_BYTES} bytes")
+        raise too_large(MAX_UPLOAD_BYTES)
     if not data.strip():
         raise HTTPError(400, "invalid_request_error", "the input is empty: send JSONL jobs")
     return data
@@ -212,8 +206,7 @@ async def get_results(request: Request, run_id: str) -> StreamingResponse:
     def next_chunk() -> bytes:
         lines = []
         for custom_id, result in rows:  # the generator only ever runs on the store thread
-            lines.append(json.dumps({"custom_id": custom_id, "result": result},
-                                    ensure_ascii=False, separators=(",", ":")))
+            lines.append(result_line(custom_id, result))
             if len(lines) >= 1000:
                 break
         return ("\n".join(lines) + "\n").encode() if lines else b""
