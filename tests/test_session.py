@@ -19,10 +19,10 @@ from laneway.provider.client import Provider
 from laneway.runners.native import NativeTally
 from laneway.runners.tally import Tally
 from laneway.runs.config import RunConfig
-from laneway.runs.execute import final_status
 from laneway.runs.library import run
 from laneway.runs.options import realtime_options
 from laneway.runs.progress import progress_of
+from laneway.runs.status import final_status
 from laneway.runs.worker import WorkerConfig
 from laneway.store import Counts, open_store
 from laneway.store.statuses import JobStatus

@@ -3,8 +3,8 @@
 :func:`execute` runs ``realtime`` (a watched :class:`RealtimeRunner`), ``native``
 (Message Batches), or ``hybrid``: native first, and when the deadline's fallback leaves
 jobs ``pending``, the native runner *returns* and they are sent realtime here (the
-native runner never calls back up). :func:`final_status` says what a run is once its
-runner has returned.
+native runner never calls back up). What status a run ends in is
+:func:`laneway.runs.status.final_status`'s.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from laneway.provider.client import Provider
 from laneway.runners.native import NativeTally, run_native
 from laneway.runners.realtime import RealtimeRunner
 from laneway.runners.tally import Tally
+from laneway.runs import status as run_status
 from laneway.runs.config import RunConfig
 from laneway.runs.options import background_governor, realtime_options
 from laneway.runs.progress import Progress, progress_of
 from laneway.runs.watch import RunWatch
 from laneway.store import AsyncStore, Counts
 from laneway.store.leases import new_worker_id
-from laneway.store.statuses import RunStatus
 
 
 @dataclass(kw_only=True)
@@ -67,7 +67,7 @@ async def execute(ex: Execution, mode: str,
             raise
         reason = f"realtime: {err}"
         ex.notice(f"run {ex.run_id}: {reason}")
-        await ex.astore.set_run_status(ex.run_id, RunStatus.RUNNING, mode="realtime")
+        await run_status.mode_chosen(ex.astore, ex.run_id, "realtime")
         await ex.astore.add_event(ex.run_id, "plan", {"mode": "realtime", "reason": reason})
         return "realtime", await run_realtime(ex)
     if not tally.fallback or tally.stop_reason is not None:
@@ -126,14 +126,3 @@ def _native_progress(ex: Execution, before: Counts) -> Callable[[NativeTally], N
         return None
     return lambda t: callback(progress_of(ex.run_id, ex.total, before, t, phase="native"))
 
-
-def final_status(*, complete: bool, canceled: bool, stop_reason: str | None,
-                 unfinished: RunStatus = RunStatus.RUNNING) -> RunStatus:
-    """A run's status once its runner returned: ``canceled`` (``laneway cancel``, even if
-    every job is final by then), ``done``, ``stopped`` (a stop reason: interrupted, budget,
-    API unreachable...), else ``unfinished`` (jobs left pending for another process)."""
-    if canceled:
-        return RunStatus.CANCELED
-    if complete:
-        return RunStatus.DONE
-    return RunStatus.STOPPED if stop_reason else unfinished

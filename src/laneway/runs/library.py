@@ -26,8 +26,9 @@ from laneway.provider.backend import choose_provider, open_provider
 from laneway.provider.client import Provider
 from laneway.runners.tally import Tally
 from laneway.runs import plan as planning
+from laneway.runs import status as run_status
 from laneway.runs.config import MODES, RunConfig
-from laneway.runs.execute import Execution, execute, final_status
+from laneway.runs.execute import Execution, execute
 from laneway.runs.options import background_governor
 from laneway.runs.prepare import prepare, take_up
 from laneway.runs.progress import Progress
@@ -167,8 +168,7 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
         ex.notice(f"run {ex.run_id} was canceled: nothing new is sent")
         mode = "native"
     else:
-        await astore.set_run_status(ex.run_id, RunStatus.RUNNING, mode=config.mode,
-                                    provider=provider.kind)
+        await run_status.started(astore, ex.run_id, mode=config.mode, provider=provider.kind)
         if config.mode == "auto" or config.deadline_at is not None:
             plan, realtime_s = await planning.plan_run(
                 astore, ex.run_id, provider, options=config.planner, limits=config.limits,
@@ -177,7 +177,7 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
             if config.mode == "auto":
                 ex.notice(plan.reason)
                 mode = plan.mode
-                await astore.set_run_status(ex.run_id, RunStatus.RUNNING, mode=mode)
+                await run_status.mode_chosen(astore, ex.run_id, mode)
     ex.governor, sharing = await _quota(astore, config)
     if config.mode == "auto":  # the planner chose batches: realtime if there are none
         ex.on_no_batches = _go_realtime
@@ -191,10 +191,10 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
     if mode != "realtime":
         summary.realtime_cost_usd = await astore.call(
             planning.realtime_cost_usd, astore.store, ex.run_id, local=provider.costs_nothing)
-    status = final_status(complete=summary.complete, stop_reason=tally.stop_reason,
+    status = run_status.final_status(complete=summary.complete, stop_reason=tally.stop_reason,
                           canceled=canceled or tally.stop_reason == "canceled")
     # The mode that ran (``auto`` became realtime or native; native may become hybrid).
-    await astore.set_run_status(ex.run_id, status, mode=None if canceled else mode)
+    await run_status.ended(astore, ex.run_id, status, mode=None if canceled else mode)
     return summary
 
 
