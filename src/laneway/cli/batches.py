@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -101,15 +101,16 @@ def estimate_command(
     for job in read_jobs(input_path, defaults=defaults):
         if not isinstance(job, BadLine):
             workload.add(job.params, expected_output_tokens=expected_output)
+    options = PlannerOptions(expected_output_tokens=expected_output)
     if price is not None:
         from laneway.cost.budget import parse_price, require_prices
         from laneway.cost.prices import known
 
-        require_prices(sorted(m for m in workload.by_model if not known(m)),
-                       budget_usd=budget, price=parse_price(price))
+        given = require_prices(sorted(m for m in workload.by_model if not known(m)),
+                               budget_usd=budget, price=parse_price(price))
+        options = replace(options, prices=given)
     local = choose_provider(provider) == "local"
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
-    options = PlannerOptions(expected_output_tokens=expected_output)
     # Prices are the API's even when a run would go to the free local API: that is the
     # figure worth knowing before running against the API.
     rt = realtime_estimate(workload, limits=limits, concurrency=concurrency, local=False,

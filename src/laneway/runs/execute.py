@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from laneway.cost.prices import NO_PRICES, PriceTable
 from laneway.errors import BatchesUnsupportedError
 from laneway.governor.core import Governor
 from laneway.provider.client import Provider
@@ -47,6 +48,9 @@ class Execution:
     #: Called (with why) when the upstream has no Message Batches: True to send the
     #: run's requests realtime instead (once); by default the run fails.
     on_no_batches: Callable[[str], Awaitable[bool]] | None = None
+    #: The prices the run was given for models not in the table (``--price``): its own,
+    #: whatever other runs of this process were given.
+    prices: PriceTable = NO_PRICES
 
 
 async def execute(ex: Execution, mode: str,
@@ -102,6 +106,7 @@ def realtime_runner(ex: Execution, *, governor: Governor | None = None,
     worker_id = config.worker_id or (new_worker_id() if astore.store.is_postgres else "main")
     options = realtime_options(config, budget_usd=config.budget_usd, worker_id=worker_id,
                                claim_size=claim_size, lease_s=lease_s)
+    options.prices = ex.prices
     return RealtimeRunner(
         run_id=ex.run_id, astore=astore, provider=ex.provider,
         governor=governor or background_governor(config.limits), options=options)
@@ -117,7 +122,7 @@ async def run_batches(ex: Execution,
         max_attempts=config.max_attempts, budget_usd=config.budget_usd,
         deadline_at=config.deadline_at, realtime_s=realtime_s, on_notice=ex.notice,
         worker_id=config.worker_id or "main", stop_event=ex.stop_event,
-        on_progress=_native_progress(ex, before))
+        on_progress=_native_progress(ex, before), prices=ex.prices)
 
 
 def _native_progress(ex: Execution, before: Counts) -> Callable[[NativeTally], None] | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from laneway.cost.budget import require_prices, unpriced_models
+from laneway.cost.prices import NO_PRICES
 from laneway.errors import ConfigError
 from laneway.governor.core import Governor
 from laneway.governor.quota import QuotaSharing
@@ -24,6 +25,7 @@ from laneway.jobs.formats import write_results
 from laneway.jobs.output import check_output, clean_stale_parts
 from laneway.provider.backend import choose_provider, open_provider
 from laneway.provider.client import Provider
+from laneway.runners.planner import PlannerOptions
 from laneway.runners.tally import Tally
 from laneway.runs import plan as planning
 from laneway.runs import status as run_status
@@ -106,9 +108,10 @@ async def run(
         total, lock = await take_up(astore, run_row, Path(input_path), config, notice=notice)
         local = provider.is_local if provider is not None else (
             choose_provider(config.provider) == "local")
+        prices = NO_PRICES
         if not local:  # before anything is sent: a budget must be able to count every cost
-            require_prices(await astore.call(unpriced_models, store, run_id),
-                           budget_usd=config.budget_usd, price=config.price)
+            prices = require_prices(await astore.call(unpriced_models, store, run_id),
+                                    budget_usd=config.budget_usd, price=config.price)
         if config.no_work:
             return await _summary(astore, run_id, "enqueued", started, Tally(), None)
         counts = await astore.counts(run_id)
@@ -120,7 +123,7 @@ async def run(
                 provider = await asyncio.to_thread(open_provider, config.provider)
             summary = await _carry_out(Execution(
                 run_id=run_id, astore=astore, provider=provider, config=config, total=total,
-                notice=notice, on_progress=on_progress, stop_event=stop_event),
+                notice=notice, on_progress=on_progress, stop_event=stop_event, prices=prices),
                 canceled=run_row.status == RunStatus.CANCELED, started=started)
         if output_path is not None:
             summary.output_path = str(output_path)
@@ -171,7 +174,8 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
         await run_status.started(astore, ex.run_id, mode=config.mode, provider=provider.kind)
         if config.mode == "auto" or config.deadline_at is not None:
             plan, realtime_s = await planning.plan_run(
-                astore, ex.run_id, provider, options=config.planner, limits=config.limits,
+                astore, ex.run_id, provider, limits=config.limits,
+                options=replace(config.planner or PlannerOptions(), prices=ex.prices),
                 concurrency=config.concurrency, deadline_at=config.deadline_at,
                 budget_usd=config.budget_usd, worker_id=config.worker_id or "main")
             if config.mode == "auto":
@@ -190,7 +194,8 @@ async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summar
     summary.plan = plan.reason if plan is not None and config.mode == "auto" else None
     if mode != "realtime":
         summary.realtime_cost_usd = await astore.call(
-            planning.realtime_cost_usd, astore.store, ex.run_id, local=provider.costs_nothing)
+            planning.realtime_cost_usd, astore.store, ex.run_id, local=provider.costs_nothing,
+            prices=ex.prices)
     status = run_status.final_status(complete=summary.complete, stop_reason=tally.stop_reason,
                           canceled=canceled or tally.stop_reason == "canceled")
     # The mode that ran (``auto`` became realtime or native; native may become hybrid).
