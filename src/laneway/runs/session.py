@@ -1,24 +1,37 @@
-"""A background run's life in this process: taken up, begun, carried out, ended.
+"""A run's life in this process, once taken up: begun, planned, carried out, ended.
 
-``HybridAgent.submit`` (and through it the gateway's Message Batches) starts runs that
-go on while the caller does other things. :class:`RunSession` is such a run from the
-moment this process takes it up to its end: it marks the run ``running`` (or ``done``
-when nothing is left), carries out its mode (:func:`~.execute.execute`), and at the end
-writes the status the run ended in (:func:`~.status.final_status`; ``canceled`` when a
-cancel interrupted it, ``failed`` when its work raised), gives back its claims and
-releases the run's lock. Its caller keeps only the task that runs :meth:`RunSession.work`.
+:class:`RunSession` is a run from the moment this process has taken it up
+(:func:`~.prepare.prepare`, :func:`~.prepare.take_up`) to its end, whoever started it:
+
+- ``laneway.run()`` (:mod:`.library`) calls :meth:`RunSession.carry_out`: the run marked
+  ``running``, planned (``--mode auto``, a deadline), carried out with the process's
+  share of the account's limits, and ended in :func:`~.status.final_status`'s status;
+- ``HybridAgent.submit`` (and through it the gateway's Message Batches) starts runs that
+  go on while the caller does other things: :meth:`RunSession.begin` marks the run
+  ``running`` (or ``done`` when nothing is left) and :meth:`RunSession.work`, the task
+  the agent keeps, carries it out and ends it (``canceled`` when a cancel interrupted
+  it, ``failed`` when its work raised), gives back its claims and releases its lock.
+
+A worker carries out others' runs piecewise (:mod:`.worker`); a cancel is
+:mod:`.cancel`'s. Every status is written through :mod:`.status`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from laneway.governor.core import Governor
+from laneway.governor.quota import QuotaSharing
+from laneway.runners.planner import Plan, PlannerOptions
 from laneway.runners.tally import Tally
 from laneway.runs import status as run_status
+from laneway.runs.config import RunConfig
 from laneway.runs.execute import Execution, execute, watch_realtime
+from laneway.runs.options import background_governor
 from laneway.runs.plan import plan_run
 from laneway.runs.watch import RunWatch
+from laneway.store import AsyncStore, rate_shares
 from laneway.store.runlock import RunLock
 from laneway.store.statuses import RunStatus
 
@@ -42,6 +55,49 @@ class RunSession:
     @property
     def run_id(self) -> str:
         return self.ex.run_id
+
+    # -- in the foreground: laneway.run() ------------------------------------------------
+    async def carry_out(self) -> tuple[str, Tally, Plan | None]:
+        """Start, plan, execute and end the run; returns the mode that ran, its tally,
+        and the plan (``--mode auto``, or a deadline)."""
+        ex = self.ex
+        astore, config, provider = ex.astore, ex.config, ex.provider
+        plan = realtime_s = None
+        mode = config.mode
+        if self.canceled_before:  # laneway cancel: only collect what batches still hold
+            ex.notice(f"run {ex.run_id} was canceled: nothing new is sent")
+            mode = "native"
+        else:
+            await run_status.started(astore, ex.run_id, mode=config.mode,
+                                     provider=provider.kind)
+            if config.mode == "auto" or config.deadline_at is not None:
+                plan, realtime_s = await plan_run(
+                    astore, ex.run_id, provider, limits=config.limits,
+                    options=replace(config.planner or PlannerOptions(), prices=ex.prices),
+                    concurrency=config.concurrency, deadline_at=config.deadline_at,
+                    budget_usd=config.budget_usd, worker_id=config.worker_id or "main")
+                if config.mode == "auto":
+                    ex.notice(plan.reason)
+                    mode = plan.mode
+                    await run_status.mode_chosen(astore, ex.run_id, mode)
+        ex.governor, sharing = await _quota(astore, config)
+        if config.mode == "auto":  # the planner chose batches: realtime if there are none
+            ex.on_no_batches = _go_realtime
+        try:
+            mode, tally = await execute(ex, mode, realtime_s)
+        finally:
+            if sharing is not None:  # its share goes to the others at once
+                await sharing.stop()
+        counts = await astore.counts(ex.run_id)
+        status = run_status.final_status(
+            complete=counts.remaining == 0, stop_reason=tally.stop_reason,
+            canceled=self.canceled_before or tally.stop_reason == "canceled")
+        # The mode that ran (``auto`` became realtime or native; native may become hybrid).
+        await run_status.ended(astore, ex.run_id, status,
+                               mode=None if self.canceled_before else mode)
+        return mode, tally, plan
+
+    # -- in the background: HybridAgent.submit -------------------------------------------
 
     async def begin(self, mode: str, *, event_every_s: float = 1.0) -> bool:
         """Mark the run started (``running`` in ``mode``, or ``done`` when nothing is
@@ -122,6 +178,24 @@ class RunSession:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+async def _go_realtime(_why: str) -> bool:
+    return True
+
+
+async def _quota(astore: AsyncStore, config: RunConfig
+                 ) -> tuple[Governor, QuotaSharing | None]:
+    """The run's governor, holding a share of the account's limits in the ledger when
+    others may send on it: a PostgreSQL ledger, or a SQLite one that a ``laneway serve``
+    shares now (see :mod:`laneway.governor.quota`)."""
+    governor = background_governor(config.limits)
+    store = astore.store
+    if not store.is_postgres and not await astore.call(rate_shares.live, store):
+        return governor, None
+    sharing = QuotaSharing()
+    await sharing.start(astore, governor)
+    return governor, sharing
 
 
 __all__ = ["RunSession"]
