@@ -8,9 +8,9 @@ behind any chat stream.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -40,6 +40,7 @@ from laneway.wire.body import read_body
 from laneway.wire.errors import too_large
 
 router = APIRouter(tags=["runs"])
+log = logging.getLogger("laneway.server")
 
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 _JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/json",
@@ -228,9 +229,13 @@ async def cancel_run(request: Request, run_id: str) -> CancelResult:
     finished is billed, so recorded), and record every job not finished as `canceled`."""
     agent = _agent(request)
     await _info(agent, run_id)
-    done = await cancel(run_id, astore=agent.astore, provider=agent.provider, live=agent,
-                        wait_s=request.app.state.cancel_wait_s)
-    return CancelResult(id=run_id, status="canceled", **asdict(done))
+    done = await cancel(run_id, astore=agent.astore, provider=agent.provider,
+                        stop_live=agent.stop_live, wait_s=request.app.state.cancel_wait_s,
+                        on_notice=log.info)
+    return CancelResult(id=run_id, status="canceled", canceled=done.canceled,
+                        batches_canceled=done.batches_canceled,
+                        batches_still_running=done.batches_still_running,
+                        billed=done.billed, billed_usd=done.billed_usd)
 
 
 @router.get("/v1/runs/{run_id}/events", response_class=EventSourceResponse,

@@ -50,17 +50,26 @@ class SseTap:
         self.stop_reason: str | None = None
         self.stopped = False
         self.error: dict[str, Any] | None = None
-        self.events = 0
         #: The model that answered (``message_start``'s message names it).
         self.model: str | None = None
 
     def feed(self, chunk: bytes) -> None:
-        """Read the complete events in ``chunk`` (plus what earlier chunks left)."""
-        data = self._buffer + chunk
+        """Read the complete events in ``chunk`` (plus what earlier chunks left). Events
+        that need no decoding (the deltas, most of a stream) are only looked for: when
+        none of the decoded ones can be among them, they are not split at all."""
+        data = self._buffer + chunk if self._buffer else chunk
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        *complete, self._buffer = data.split(b"\n\n")
-        for raw in complete:
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._buffer = data
+            return
+        complete, self._buffer = data[:end], data[end + 2:]
+        if b"message_" not in complete and b"error" not in complete:
+            if self.first_delta_at is None and b"content_block_delta" in complete:
+                self.first_delta_at = time.monotonic()
+            return
+        for raw in complete.split(b"\n\n"):
             if raw:
                 self._event(raw)
 
@@ -72,7 +81,6 @@ class SseTap:
                 name = line[6:].strip().decode("utf-8", "replace")
             elif line.startswith(b"data:"):
                 payload.append(line[5:].lstrip(b" "))
-        self.events += 1
         if name == "content_block_delta" and self.first_delta_at is None:
             self.first_delta_at = time.monotonic()
         elif name == "message_stop":

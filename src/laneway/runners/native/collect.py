@@ -118,7 +118,7 @@ class Collector:
         message = result.get("message") or {}
         usage = Usage.from_api(message.get("usage"))
         priced = price_answer(member.model, message, usage, free=r.provider.costs_nothing,
-                              batch=True)
+                              batch=True, prices=r.prices)
         return Finished(
             run_id=r.run_id, seq=member.seq, status=JobStatus.SUCCEEDED, result=result,
             attempts=member.attempts, input_tokens=usage.input_tokens,
