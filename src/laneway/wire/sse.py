@@ -19,6 +19,16 @@ from laneway.wire.errors import error_body
 _DECODED = frozenset({"message_start", "message_delta", "error"})
 
 
+def fold_usage(usage: dict[str, Any], event: str, data: dict[str, Any]) -> None:
+    """Fold a streamed event's usage into ``usage``, the one way (the provider's stream
+    reader and the gateway's tap alike): ``message_start``'s usage as it is, then each
+    ``message_delta``'s counts that are not null (they are cumulative: the last wins)."""
+    if event == "message_start":
+        usage.update((data.get("message") or {}).get("usage") or {})
+    elif event == "message_delta":
+        usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+
+
 def encode_event(name: str, data: dict[str, Any]) -> bytes:
     """One SSE event as the API frames it: ``event:``, compact JSON ``data:``, a blank line."""
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
@@ -85,13 +95,11 @@ class SseTap:
             return
         if name == "error":
             self.error = data.get("error") if isinstance(data.get("error"), dict) else data
-        elif name == "message_start":
+        fold_usage(self.usage, name, data)
+        if name == "message_start":
             message = data.get("message") or {}
-            self.usage.update(message.get("usage") or {})
             if isinstance(message.get("model"), str):
                 self.model = message["model"]
-        else:
-            self.usage.update({k: v for k, v in (data.get("usage") or {}).items()
-                               if v is not None})
+        elif name == "message_delta":
             delta = data.get("delta") or {}
             self.stop_reason = delta.get("stop_reason") or self.stop_reason
