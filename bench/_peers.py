@@ -102,7 +102,7 @@ def laneway_serve(src: Path, up: str, *, key: bool = False) -> Iterator[tuple[st
                 capture_output=True, text=True).stdout.strip().splitlines()[-1].strip()
         with process([sys.executable, "-m", "laneway", "serve", "--port", str(port),
                       "--provider", "anthropic", "--db", db], url + "/healthz",
-                     f"laneway serve {src.parent.name}", env=env, timeout_s=120) as proc:
+                     f"laneway serve {src.parent.name}", env=env) as proc:
             yield url, proc.pid, secret
 
 
