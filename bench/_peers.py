@@ -48,7 +48,7 @@ SRC = HERE.parent / "src"
 HOP_UPSTREAM = ("--ttft-ms", "100", "--token-ms", "2")
 LITELLM_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
-               "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
+               "LITELLM_TELEMETRY": "False"}
 TUNED = {"routing_strategy": "usage-based-routing-v2",
          "retry_policy": {"RateLimitErrorRetries": 50}}
 
@@ -102,7 +102,7 @@ def laneway_serve(src: Path, up: str, *, key: bool = False) -> Iterator[tuple[st
                 capture_output=True, text=True).stdout.strip().splitlines()[-1].strip()
         with process([sys.executable, "-m", "laneway", "serve", "--port", str(port),
                       "--provider", "anthropic", "--db", db], url + "/healthz",
-                     f"laneway serve {src.parent.name}", env=env, timeout_s=120) as proc:
+                     f"laneway serve {src.parent.name}", env=env) as proc:
             yield url, proc.pid, secret
 
 
@@ -114,8 +114,8 @@ def litellm_command(path: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def litellm_proxy(path: Path, up: str, *, tuned: bool = False,
-                  rpm: int = 600) -> Iterator[tuple[str, int, str]]:
+def litellm_proxy(path: Path, up: str, *, tuned: bool = False, rpm: int = 600,
+                  log: str = "ERROR") -> Iterator[tuple[str, int, str]]:
     """LiteLLM's proxy, 1 worker, ``claude-haiku-4-5`` → ``anthropic/claude-haiku-4-5`` at
     ``up``; ``tuned``: the deployment's ``rpm`` enforced, retries on rate-limit errors."""
     params: dict[str, Any] = {"model": f"anthropic/{MODEL}", "api_base": up, "api_key": "x"}
@@ -131,7 +131,7 @@ def litellm_proxy(path: Path, up: str, *, tuned: bool = False,
         cfg.write_text(json.dumps(config))  # JSON is YAML
         with process([*litellm_command(path), "--config", str(cfg), "--host", "127.0.0.1",
                       "--port", str(port), "--num_workers", "1"],
-                     url + "/health/liveliness", "litellm", env=LITELLM_ENV,
+                     url + "/health/liveliness", "litellm", env={**LITELLM_ENV, "LITELLM_LOG": log},
                      timeout_s=300) as proc:  # its imports take 10-60 s on a loaded machine
             yield url, proc.pid, "x"  # no master key: any key
 
@@ -144,7 +144,8 @@ def gateways(args: argparse.Namespace, up: str, stack: contextlib.ExitStack,
         out["laneway before"] = stack.enter_context(laneway_serve(args.before, up,
                                                                   key=args.key))
     if args.litellm:
-        out["LiteLLM"] = stack.enter_context(litellm_proxy(args.litellm, up))
+        out["LiteLLM"] = stack.enter_context(litellm_proxy(args.litellm, up,
+                                                           log=args.litellm_log))
     return out
 
 
@@ -298,8 +299,8 @@ def naive_target(args: argparse.Namespace, col: str, up: str, rpm: int,
     if col == "direct":
         return up
     if col.startswith("LiteLLM"):
-        return stack.enter_context(litellm_proxy(args.litellm, up,
-                                                 tuned=col == "LiteLLM tuned", rpm=rpm))[0]
+        return stack.enter_context(litellm_proxy(args.litellm, up, tuned=col == "LiteLLM tuned",
+                                                 rpm=rpm, log=args.litellm_log))[0]
     return stack.enter_context(laneway_serve(args.before if "before" in col else args.src,
                                              up))[0]
 
@@ -361,6 +362,8 @@ async def part_naive(args: argparse.Namespace) -> dict[str, Any]:
 def add_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--litellm", type=Path, help="LiteLLM's python (of its own environment) "
                     "or its litellm command: adds the LiteLLM column to peers and naive")
+    ap.add_argument("--litellm-log", default="ERROR", help="LiteLLM's LITELLM_LOG (its own "
+                    "default is DEBUG; ERROR: no line a request)")
     ap.add_argument("--before", type=Path, help="another checkout's src: a 'laneway before' "
                     "column in peers and naive")
     ap.add_argument("--src", type=Path, default=SRC, help="the laneway column's src")

@@ -69,7 +69,7 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: floa
 
 @contextlib.contextmanager
 def process(cmd: list[str], ready: str, what: str, env: dict[str, str] | None = None,
-            timeout_s: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+            timeout_s: float = 180.0) -> Iterator[subprocess.Popen[bytes]]:
     log = os.environ.get("BENCH_LOGS")  # a folder for the processes' stderr
     with contextlib.ExitStack() as stack:
         err: Any = subprocess.DEVNULL
