@@ -20,6 +20,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -543,3 +544,34 @@ async def test_a_beat_waiting_its_turn_does_not_hold_up_the_other_ledger_calls(
         await sharing.stop()
         astore.close()
         astore.store.close()
+
+
+@pytest.mark.postgres
+async def test_a_beat_that_raises_no_grant_takes_no_lock(pg: str) -> None:
+    """While another process's beat holds the beat lock, a beat that keeps (or lowers)
+    its grants is done at once; one that would raise a grant waits for the lock."""
+    import psycopg
+
+    store = open_store(pg)
+    mine = {"": (0.0, 0.0, 0.0), MODEL: (60.0, 0.0, 0.0)}
+
+    def beat(grant: float) -> list[R.ShareRow]:
+        return R.heartbeat(store, "p", host="h", pid=1, wanted=mine, limits={},
+                           decide=lambda _rows: {MODEL: (grant, grant, grant)})
+
+    beat(0.5)  # its grant is 0.5
+    with psycopg.connect(pg) as other, ThreadPoolExecutor(1) as pool:
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (R._LOCK,))
+        started = time.monotonic()
+        kept = await asyncio.wait_for(asyncio.wrap_future(pool.submit(beat, 0.5)), 3.0)
+        lowered = await asyncio.wait_for(asyncio.wrap_future(pool.submit(beat, 0.3)), 3.0)
+        assert time.monotonic() - started < 1.0
+        raised = pool.submit(beat, 0.6)
+        await asyncio.sleep(0.5)
+        assert not raised.done()  # it waits its turn
+        other.rollback()
+        rows = await asyncio.wait_for(asyncio.wrap_future(raised), 5.0)
+    own = {r.model: r.granted for r in (*kept, *lowered) if r.process == "p"}
+    assert own[MODEL] == (0.3, 0.3, 0.3)
+    assert [r.granted for r in rows if r.model == MODEL] == [(0.6, 0.6, 0.6)]
+    store.close()
