@@ -13,8 +13,11 @@ none takes no lock (lowering or keeping a grant cannot pass the sum), so a stead
 fleet's beats do not queue behind one another.
 
 Times are the database's clock, so hosts' clocks need not agree; a row not beaten
-within ``live_s`` is a process gone, and its grant goes to the others. :func:`leave`
-removes a process's rows when it stops.
+within ``live_s`` is a process gone, and its grant goes to the others. Sooner on the
+same host: a process that recorded itself in ``holders`` (:func:`join`) and is known
+gone there (:func:`laneway.store.holders.is_gone`: its pid dead or reused, the host
+booted since) holds nothing from the next beat of anyone (a killed worker's large share
+was held 5 s). :func:`leave` removes a process's rows when it stops.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from laneway.store import schema as S
+from laneway.store.holders import HOLDER_COLUMNS, identity_of, is_gone, this_identity
 from laneway.store.ledger import Store
 
 #: A row older than this (seconds) is deleted by the next beat of anyone.
@@ -164,10 +168,22 @@ def live(store: Store, *, live_s: float = 5.0) -> list[ShareRow]:
         return _live_rows(conn, now, live_s)
 
 
+def join(store: Store, process: str) -> None:
+    """Record ``process`` (this one) in ``holders``, so the others' beats learn at once
+    when it is gone from this host (see the module docstring)."""
+    store.register_holder(process, this_identity())
+
+
 def _live_rows(conn: Connection, now: float, live_s: float) -> list[ShareRow]:
-    t = S.rate_shares
-    found = conn.execute(select(t).where(t.c.heartbeat_at >= now - live_s)
-                         .order_by(t.c.model, t.c.process))
+    t, h = S.rate_shares, S.holders
+    found = [r for r in conn.execute(
+        select(t, *(h.c[c].label("holder_" + c) for c in HOLDER_COLUMNS))
+        .select_from(t.outerjoin(h, h.c.id == t.c.process))
+        .where(t.c.heartbeat_at >= now - live_s).order_by(t.c.model, t.c.process))]
+    if any(r.holder_host is not None for r in found):
+        me = this_identity()
+        found = [r for r in found if r.holder_host is None or not is_gone(
+            identity_of({c: getattr(r, "holder_" + c) for c in HOLDER_COLUMNS}), me)]
     return [ShareRow(r.process, r.host, int(r.pid), r.model,
                      (float(r.want_requests), float(r.want_input), float(r.want_output)),
                      (float(r.grant_requests), float(r.grant_input),
@@ -180,3 +196,4 @@ def leave(store: Store, process: str) -> None:
     """Remove ``process``'s rows (it stops: its grants go to the others at once)."""
     with store.engine.begin() as conn:
         conn.execute(delete(S.rate_shares).where(S.rate_shares.c.process == process))
+        conn.execute(delete(S.holders).where(S.holders.c.id == process))
