@@ -10,6 +10,9 @@ and the Message Batches made.
 
     python bench/_upstream.py --port 8001 [--ttft-ms 300 --token-ms 10 --rpm 600 ...]
         [--drained]
+
+``POST /v1/laneway/drain`` empties the buckets again (``--drained`` at start-up is
+refilled by however long the processes after it take to start).
 """
 
 from __future__ import annotations
@@ -37,10 +40,21 @@ def main() -> None:
     app = create_app(LocalConfig(engine="echo", ttft_ms=args.ttft_ms, token_ms=args.token_ms,
                                  rpm=args.rpm, itpm=args.itpm, otpm=args.otpm))
     api: LocalAPI = app.state.local
-    if args.drained:
+
+    def drain() -> None:
         for bucket in (api.limits.requests, api.limits.input, api.limits.output):
             if bucket is not None:
+                bucket.refill(api.limits.clock())
                 bucket.level = 0.0
+
+    if args.drained:
+        drain()
+
+    @app.post("/v1/laneway/drain")
+    async def drain_now() -> dict[str, Any]:
+        """Empty every bucket now (a client about to start: its start-up refilled them)."""
+        drain()
+        return {}
 
     @app.post("/v1/laneway/drain")
     async def drain() -> dict[str, bool]:

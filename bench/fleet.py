@@ -268,7 +268,8 @@ def main() -> None:
     ap.add_argument("--serves", type=int, default=4)
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--budget-share", type=float, default=0.85)
-    ap.add_argument("--lease", type=float, default=30.0)
+    ap.add_argument("--lease", type=float, default=300.0,
+                    help="Workers' --lease (a same-host kill is taken up at once anyway).")
     ap.add_argument("--warmup", type=float, default=15.0)
     ap.add_argument("--control", type=float, default=30.0,
                     help="Seconds measured before the first kill (the control).")

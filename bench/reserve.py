@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 
 from _common import free_port, percentile, print_table, save, varied_jobs
 from _guide import GuideBatch
@@ -111,7 +112,8 @@ async def idle_p99(src: Path, n: int) -> float:
     return percentile([r["ttft_ms"] for r in rows], 99)
 
 
-async def one(src: Path, *, rpm: int, itpm: int | None, n: int) -> dict[str, Any]:
+async def one(src: Path, *, rpm: int, itpm: int | None, n: int,
+              drain_at_start: bool = False) -> dict[str, Any]:
     limits = {"requests": rpm, **({"input": itpm} if itpm else {})}
     args = ["--rpm", str(rpm), *(["--itpm", str(itpm)] if itpm else []), "--drained"]
     jobs = varied_jobs(n, min_out=16, max_out=128)
@@ -119,6 +121,9 @@ async def one(src: Path, *, rpm: int, itpm: int | None, n: int) -> dict[str, Any
     every = max(1.0, 600.0 / rpm)
     with upstream(*args) as up, gateway(src, up) as gw:
         load0 = load()
+        if drain_at_start:  # the gateway's start (20 s at load 20) refilled the account
+            async with httpx.AsyncClient(timeout=10) as http:
+                (await http.post(up + "/v1/laneway/drain")).raise_for_status()
         levels0 = stats_of(up)["levels"]
         started = time.monotonic()
         guide = GuideBatch(gw)
@@ -162,6 +167,8 @@ async def main() -> None:
     ap.add_argument("--requests-50", type=int, default=150, help="jobs at rpm 50")
     ap.add_argument("--only", type=int, choices=(50, 600))
     ap.add_argument("--idle", type=int, default=20, help="person requests, idle baseline")
+    ap.add_argument("--drain-at-start", action="store_true",
+                    help="empty the upstream's buckets again once the gateway is up")
     ap.add_argument("--name", default="reserve",
                     help="results/NAME.json (runs side by side each keep their own)")
     args = ap.parse_args()
@@ -173,7 +180,8 @@ async def main() -> None:
             continue
         for itpm in (None, itpm_for(varied_jobs(n, min_out=16, max_out=128), rpm)):
             for name, src in sides.items():
-                r = await one(src, rpm=rpm, itpm=itpm, n=n)
+                r = await one(src, rpm=rpm, itpm=itpm, n=n,
+                              drain_at_start=args.drain_at_start)
                 r["side"] = name
                 r["idle_p99_ms"] = idle[name]
                 r["added_p99_ms"] = r["person_p99_ms"] - idle[name]

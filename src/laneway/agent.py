@@ -128,7 +128,7 @@ class HybridAgent:
                 continue
             with contextlib.suppress(TimeoutError, Exception):
                 await asyncio.wait_for(asyncio.shield(live.task), timeout=self.shutdown_grace_s)
-            await _abandon(live.task)
+            await _abandon(live.task, live.session)
         if self._provider is not None and not isinstance(self._provider_arg, Provider):
             await self._provider.aclose()
             self._provider = None
@@ -297,15 +297,18 @@ class HybridAgent:
         live = self._live.get(run_id)
         if live is not None and live.task is not None:
             live.session.canceled = True
-            await _abandon(live.task)
+            await _abandon(live.task, live.session)
 
 
-async def _abandon(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it. Cancelled again until it ends: a cancellation
+async def _abandon(task: asyncio.Task[None], session: RunSession) -> None:
+    """Cancel ``task`` and wait for it. Cancelled again until it ends (a cancellation
     can be swallowed by ``asyncio.wait_for`` on Python 3.11 when its inner await
-    finishes at the same moment."""
+    finishes at the same moment), unless its session is ending: a run's end (its status, its
+    claims given back) is waited for, not interrupted, so what it gives back is settled
+    before a cancel cancels what is left."""
     while not task.done():
-        task.cancel()
+        if not session.ending:
+            task.cancel()
         await asyncio.wait({task}, timeout=0.1)
     with contextlib.suppress(asyncio.CancelledError, Exception):
         task.result()

@@ -47,6 +47,8 @@ class RunSession:
     canceled_before: bool = False
     #: A cancel interrupted it here (set by the canceller before the work is abandoned).
     canceled: bool = False
+    #: Its end is being written (:meth:`end`): a cancel waits for it, not interrupts it.
+    ending: bool = False
     #: A realtime run's runner, watched (its live progress); None through batches.
     watch: RunWatch | None = None
     #: The mode it is carried out in (``native`` for a run canceled before).
@@ -155,6 +157,7 @@ class RunSession:
         interrupts, the lock is released, and a canceled run never shows as stopped.
         """
         astore = self.ex.astore
+        self.ending = True
         try:
             if tally is not None:
                 counts = await astore.counts(self.run_id)

@@ -38,8 +38,8 @@ from laneway.server.body_limit import BodyLimit
 from laneway.server.errors import add_error_handlers
 from laneway.server.events_hub import EventsHub
 from laneway.server.gateway import Gateway, GatewaySettings
-from laneway.server.gateway import router as gateway_router
-from laneway.server.gateway.routes import DirectMessages
+from laneway.server.gateway_routes import DirectMessages
+from laneway.server.gateway_routes import router as gateway_router
 from laneway.server.models import SSE_MARK
 from laneway.server.origin import SameOrigin
 
@@ -58,7 +58,7 @@ PAGES = {"/": "index.html", "/runs": "runs.html", "/runs/{run_id}": "run.html",
 
 class ServeApp(FastAPI):
     """The app, with routes answered before its middleware and router (:attr:`direct`,
-    by method and path): the gateway's Messages (:class:`~.gateway.routes.DirectMessages`),
+    by method and path): the gateway's Messages (:class:`~.gateway_routes.DirectMessages`),
     whose every chunk would otherwise pass through each layer."""
 
     def __init__(self, **kwargs: Any) -> None:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -169,8 +169,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(APIError)
     async def _api(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, APIError)
-        return gateway_answer(exc)  # the wire's own (a body too large): as the API says it
+        # The wire's own (a body too large): as the API says it.
+        return gateway_answer(cast(APIError, exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
