@@ -12,8 +12,13 @@
   the agent keeps, carries it out and ends it (``canceled`` when a cancel interrupted
   it, ``failed`` when its work raised), gives back its claims and releases its lock.
 
-A worker carries out others' runs piecewise (:mod:`.worker`); a cancel is
-:mod:`.cancel`'s. Every status is written through :mod:`.status`.
+- ``laneway worker`` (:mod:`.worker`) carries out its share of runs that several
+  processes send at once, piece by piece: :meth:`RunSession.finished` (every job final:
+  the run ``done``), :meth:`RunSession.share_runner` and :meth:`RunSession.share` (what
+  it can claim now; ``stopped`` when its budget is spent), or
+  :meth:`RunSession.share_batches` (a native run's batches).
+
+A cancel is :mod:`.cancel`'s. Every status is written through :mod:`.status`.
 """
 
 from __future__ import annotations
@@ -23,11 +28,19 @@ from dataclasses import dataclass, replace
 
 from laneway.governor.core import Governor
 from laneway.governor.quota import QuotaSharing
+from laneway.runners.native import NativeTally
 from laneway.runners.planner import Plan, PlannerOptions
+from laneway.runners.realtime import RealtimeRunner
 from laneway.runners.tally import Tally
 from laneway.runs import status as run_status
 from laneway.runs.config import RunConfig
-from laneway.runs.execute import Execution, execute, watch_realtime
+from laneway.runs.execute import (
+    Execution,
+    execute,
+    realtime_runner,
+    run_batches,
+    watch_realtime,
+)
 from laneway.runs.options import background_governor
 from laneway.runs.plan import plan_run
 from laneway.runs.watch import RunWatch
@@ -176,6 +189,46 @@ class RunSession:
                     await astore.call(astore.store.drop_holder, self.ex.config.worker_id)
             finally:
                 self.release()
+
+    # -- its share, beside other processes: laneway worker --------------------------------
+
+    async def finished(self) -> bool:
+        """Every job of the run is final (and, but for a native run, its whole input is
+        in the ledger): the run is marked ``done`` if it is not yet."""
+        astore = self.ex.astore
+        counts = await astore.counts(self.run_id)
+        run = await astore.get_run(self.run_id)
+        if counts.remaining or run is None or (self.mode != "native" and not run.ingest_done):
+            return False
+        if run.status != RunStatus.DONE:
+            await run_status.done(astore, self.run_id)
+        return True
+
+    def share_runner(self, governor: Governor, *, claim_size: int,
+                     lease_s: float) -> RealtimeRunner:
+        """A realtime runner for what this process can claim of the run now (claims
+        under a lease, ``governor`` shared across the runs it works on)."""
+        return realtime_runner(self.ex, governor=governor, claim_size=claim_size,
+                               lease_s=lease_s)
+
+    async def share_batches(self) -> NativeTally:
+        """A native run's batches: submitted (coordinated in the ledger, see
+        ``Store.begin_batch``: never twice) and collected."""
+        return await run_batches(self.ex)
+
+    async def share(self, runner: RealtimeRunner) -> Tally:
+        """Send this process's share of the run: what ``runner`` (see
+        :meth:`share_runner`) can claim. A share that would exceed the run's budget
+        leaves the run ``stopped``."""
+        ex = self.ex
+        # Claims of this process that no runner of it holds (a release lost to an
+        # outage): claim() never takes its own claims back, so give them back first.
+        await ex.astore.release_all(self.run_id, worker=ex.config.worker_id)
+        await ex.astore.call(ex.astore.store.recount_run, self.run_id)  # none in flight
+        tally = await runner.run()
+        if tally.stop_reason == "budget":
+            await run_status.stopped(ex.astore, self.run_id)
+        return tally
 
     def release(self) -> None:
         if self.lock is not None:

@@ -36,10 +36,10 @@ from laneway.provider.backend import open_provider
 from laneway.provider.client import Provider
 from laneway.runners.realtime import RealtimeRunner
 from laneway.runners.tally import Tally
-from laneway.runs import status as run_status
 from laneway.runs.config import RunConfig
-from laneway.runs.execute import Execution, realtime_runner, run_batches
+from laneway.runs.execute import Execution
 from laneway.runs.options import background_governor
+from laneway.runs.session import RunSession
 from laneway.store import AsyncStore, RunRow, Store, StoreSettings, open_store
 from laneway.store.leases import LeaseKeeper, lease_s, new_worker_id
 from laneway.store.statuses import RunStatus
@@ -237,27 +237,30 @@ class Worker:
                              "(run it with `laneway run ... --price IN/OUT`)")
                 self.notice(f"run {run.id}: {work.note}")
                 return False
+        session = RunSession(ex=self._execution(run), lock=None, mode=run.mode)
         if run.mode == "native":
-            return await self._native(run, work)
-        counts = await self.astore.counts(run.id)
-        if run.ingest_done and counts.remaining == 0:
-            return await self._close(run, work)
-        runner = realtime_runner(self._execution(run), governor=self.governor,
-                                 claim_size=self.config.claim_size,
-                                 lease_s=self.config.lease_s)
+            # Native runs go through the native runner, which coordinates its submissions
+            # in the ledger. Sending them realtime would cost twice what the run's owner
+            # chose.
+            batches = await session.share_batches()
+            work.add(batches)
+            if await session.finished():
+                self._close(run.id, work)
+            return batches.requests > 0 or batches.batches > 0
+        if await session.finished():
+            self._close(run.id, work)
+            return False
+        runner = session.share_runner(self.governor, claim_size=self.config.claim_size,
+                                      lease_s=self.config.lease_s)
         if self.on_result is not None:
             callback = self.on_result
             runner.on_result = lambda t: callback(run.id, t)
         self._runner = runner
         if self._stop.is_set():
             return False
-        # Claims of this worker that no runner of it holds (a release lost to an outage):
-        # claim() never takes this worker's own claims back, so give them back first.
-        await self.astore.release_all(run.id, worker=self.config.worker_id)
-        await self.astore.call(self.store.recount_run, run.id)  # if nothing is in flight
         self.leases.run_id = run.id
         try:
-            tally = await runner.run()
+            tally = await session.share(runner)
         finally:
             self._runner = None
             self.leases.run_id = None
@@ -266,7 +269,6 @@ class Worker:
             self._skip.add(run.id)
             work.note = "stopped: its budget would be exceeded"
             self.notice(f"run {run.id}: {work.note}")
-            await run_status.stopped(self.astore, run.id)
         if tally.stop_reason == "auth" or (tally.stop_reason == "api_unreachable"
                                            and not self.config.follow):
             # The API, not the run: every run would fail alike (a following worker waits
@@ -275,10 +277,8 @@ class Worker:
                 tally.stop_detail
             self._stop.set()
             return False
-        counts = await self.astore.counts(run.id)
-        fresh = await self.astore.get_run(run.id)
-        if fresh is not None and fresh.ingest_done and counts.remaining == 0:
-            await self._close(fresh, work)
+        if await session.finished():
+            self._close(run.id, work)
         return tally.requests > 0
 
     def _execution(self, run: RunRow) -> Execution:
@@ -292,24 +292,10 @@ class Worker:
                          config=config, total=run.total, notice=self.notice,
                          stop_event=self._stop)
 
-    async def _close(self, run: RunRow, work: RunWork) -> bool:
+    def _close(self, run_id: str, work: RunWork) -> None:
         if not work.finished:
             work.finished = True
-            self.notice(f"run {run.id}: finished")
-        if run.status != RunStatus.DONE:
-            await run_status.done(self.astore, run.id)
-        return False
-
-    async def _native(self, run: RunRow, work: RunWork) -> bool:
-        # Native runs go through the native runner, which coordinates its submissions
-        # in the ledger (Store.begin_batch and own_batches). Sending them realtime
-        # would cost twice what the run's owner chose.
-        tally = await run_batches(self._execution(run))
-        work.add(tally)
-        counts = await self.astore.counts(run.id)
-        if counts.remaining == 0:
-            await self._close(run, work)
-        return tally.requests > 0 or tally.batches > 0
+            self.notice(f"run {run_id}: finished")
 
 
 async def work(config: WorkerConfig, *, provider: Provider | None = None,
