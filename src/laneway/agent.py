@@ -18,57 +18,28 @@ be resumed (by this agent, another one, or ``laneway run`` on that file) after a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from laneway.chat import Conversation, Turn
-from laneway.errors import ConfigError, InputError
+from laneway.errors import ConfigError
 from laneway.governor.buckets import RateLimits
 from laneway.governor.core import Governor
-from laneway.jobs.formats import DEFAULT_MODEL, Job, JobDefaults, read_jobs
+from laneway.jobs.formats import DEFAULT_MODEL, Job, JobDefaults
 from laneway.provider.backend import open_provider
 from laneway.provider.client import OnText, Provider
-from laneway.runs.cancel import cancel
-from laneway.runs.config import RunConfig
-from laneway.runs.execute import Execution
-from laneway.runs.follow import follow_cancel
-from laneway.runs.prepare import prepare, take_up
+from laneway.runs.background import BackgroundRuns
 from laneway.runs.progress import Progress, progress_of
-from laneway.runs.session import RunSession
-from laneway.runs.watch import RunWatch
 from laneway.store import AsyncStore, Store, StoreSettings, open_store
-from laneway.store.leases import new_worker_id
-from laneway.store.statuses import RunStatus
 
 log = logging.getLogger("laneway.agent")
 #: How a run may be carried out (``submit(mode=...)``).
 AGENT_MODES = ("realtime", "native", "hybrid")
-
-
-@dataclass
-class _Live:
-    """A run this agent is executing."""
-
-    session: RunSession
-    task: asyncio.Task[None] | None = None
-    follower: asyncio.Task[None] | None = None
-
-    @property
-    def watch(self) -> RunWatch | None:
-        return self.session.watch
-
-    @property
-    def stop(self) -> asyncio.Event:
-        stop = self.session.ex.stop_event
-        assert stop is not None
-        return stop
 
 
 class HybridAgent:
@@ -95,7 +66,7 @@ class HybridAgent:
         self.quiet = quiet
         self._store: Store | None = None
         self._astore: AsyncStore | None = None
-        self._live: dict[str, _Live] = {}
+        self._runs: BackgroundRuns | None = None
         self._conversation: Conversation | None = None
 
     # -- lifetime ------------------------------------------------------------------------
@@ -114,21 +85,18 @@ class HybridAgent:
         if self._provider is None:
             name = str(self._provider_arg)
             self._provider = await asyncio.to_thread(open_provider, name, quiet=self.quiet)
+        if self._runs is None:
+            self._runs = BackgroundRuns(
+                self.astore, self.provider, self.governor, concurrency=self.concurrency,
+                max_attempts=self.max_attempts, event_every_s=self.progress_interval_s)
 
     async def aclose(self) -> None:
         """Stop background runs (jobs not finished stay pending in the ledger) and close:
         requests in flight get ``shutdown_grace_s`` to finish (they are paid for), then
         are abandoned; nothing new is sent meanwhile."""
-        for live in list(self._live.values()):
-            live.stop.set()
-            if live.watch is not None:
-                live.watch.runner.stop("shutdown")
-        for live in list(self._live.values()):
-            if live.task is None:
-                continue
-            with contextlib.suppress(TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(live.task), timeout=self.shutdown_grace_s)
-            await _abandon(live.task, live.session)
+        if self._runs is not None:
+            await self._runs.aclose(self.shutdown_grace_s)
+            self._runs = None
         if self._provider is not None and not isinstance(self._provider_arg, Provider):
             await self._provider.aclose()
             self._provider = None
@@ -150,6 +118,13 @@ class HybridAgent:
         if self._store is None:
             raise ConfigError("the agent is not open: use `async with HybridAgent(...)`")
         return self._store
+
+    @property
+    def runs(self) -> BackgroundRuns:
+        """The agent's background runs (:mod:`laneway.runs.background`)."""
+        if self._runs is None:
+            raise ConfigError("the agent is not open: use `async with HybridAgent(...)`")
+        return self._runs
 
     @property
     def astore(self) -> AsyncStore:
@@ -201,29 +176,9 @@ class HybridAgent:
                                            system=self.system)
         path = Path(jobs) if isinstance(jobs, str | Path) else \
             await asyncio.to_thread(self._write_jobs, jobs)
-        await asyncio.to_thread(check_input, path, defaults)
-        config = RunConfig(run_name=run_name, mode=mode, defaults=defaults,
-                           concurrency=self.concurrency, max_attempts=self.max_attempts,
-                           worker_id=new_worker_id("agent-"), deadline_at=deadline_at)
-        run_row = await self.astore.call(prepare, self.store, path, config)
-        run_id: str = run_row.id
-        if run_id in self._live:
-            return run_id
-        total, lock = await take_up(self.astore, run_row, path, config)
-        ex = Execution(run_id=run_id, astore=self.astore, provider=self.provider,
-                       config=config, total=total, notice=log.info, governor=self.governor,
-                       stop_event=asyncio.Event(), on_no_batches=on_no_batches)
-        session = RunSession(ex=ex, lock=lock,
-                             canceled_before=run_row.status == RunStatus.CANCELED)
-        if not await session.begin(mode, event_every_s=self.progress_interval_s):
-            return run_id
-        live = _Live(session)
-        live.task = asyncio.create_task(self._execute(live), name=f"laneway-run-{run_id}")
-        live.follower = asyncio.create_task(follow_cancel(  # a cancel by another process
-            self.astore, run_id, stop=live.stop, cancel=self.cancel,
-            done=lambda: session.canceled or live.task is None or live.task.done()))
-        self._live[run_id] = live
-        return run_id
+        config = self.runs.config(run_name=run_name, mode=mode, defaults=defaults,
+                                  deadline_at=deadline_at)
+        return await self.runs.start(path, config, on_no_batches=on_no_batches)
 
     def _write_jobs(self, jobs: Iterable[Job | Mapping[str, Any]]) -> Path:
         lines = []
@@ -248,20 +203,14 @@ class HybridAgent:
             tmp.replace(path)
         return path
 
-    async def _execute(self, live: _Live) -> None:
-        try:
-            await live.session.work()
-        finally:
-            self._live.pop(live.session.run_id, None)
-
     def is_live(self, run_id: str) -> bool:
-        return run_id in self._live
+        return self.runs.is_live(run_id)
 
     def progress(self, run_id: str) -> Progress:
         """Where a run is now: live counters if this agent runs it, else the ledger's."""
-        live = self._live.get(run_id)
-        if live is not None and live.watch is not None:
-            return live.watch.progress()
+        watch = self.runs.watch(run_id)
+        if watch is not None:
+            return watch.progress()
         run_row = self.store.get_run(run_id)
         if run_row is None:
             raise ConfigError(f"no run named {run_id!r} in {self.settings}")
@@ -271,9 +220,7 @@ class HybridAgent:
 
     async def wait(self, run_id: str, *, timeout_s: float | None = None) -> None:
         """Wait until this agent's run of ``run_id`` ends (at once if it is not running)."""
-        live = self._live.get(run_id)
-        if live is not None and live.task is not None:
-            await asyncio.wait_for(asyncio.shield(live.task), timeout=timeout_s)
+        await self.runs.wait(run_id, timeout_s=timeout_s)
 
     async def results(self, run_id: str, *, wait: bool = True,
                       timeout_s: float | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -289,40 +236,9 @@ class HybridAgent:
         """Stop a run: requests in flight are abandoned and every job not finished is
         recorded as ``canceled`` (its batches at the provider are left as they are:
         ``laneway cancel`` cancels those). Returns the number of jobs canceled."""
-        return (await cancel(run_id, astore=self.astore, stop_live=self.stop_live)).canceled
+        return await self.runs.cancel(run_id)
 
     async def stop_live(self, run_id: str) -> None:
-        """Stop this agent's work on ``run_id`` for a cancel: requests in flight are
-        abandoned, the jobs it held given back (see :mod:`laneway.runs.cancel`)."""
-        live = self._live.get(run_id)
-        if live is not None and live.task is not None:
-            live.session.canceled = True
-            await _abandon(live.task, live.session)
-
-
-async def _abandon(task: asyncio.Task[None], session: RunSession) -> None:
-    """Cancel ``task`` and wait for it. Cancelled again until it ends (a cancellation
-    can be swallowed by ``asyncio.wait_for`` on Python 3.11 when its inner await
-    finishes at the same moment), unless its session is ending: a run's end (its status, its
-    claims given back) is waited for, not interrupted, so what it gives back is settled
-    before a cancel cancels what is left."""
-    while not task.done():
-        if not session.ending:
-            task.cancel()
-        await asyncio.wait({task}, timeout=0.1)
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        task.result()
-
-
-def check_input(path: Path, defaults: JobDefaults) -> int:
-    """Read every line once before a run is created, so a bad input (a bad line, a
-    duplicate id) is refused whole rather than leaving a half-ingested run behind."""
-    seen: dict[str, int] = {}
-    for job in read_jobs(path, defaults=defaults):
-        first = seen.setdefault(job.custom_id, job.line)
-        if first != job.line:
-            raise InputError(f"duplicate id {job.custom_id!r} (first on line {first})",
-                             path=path, line=job.line, field="custom_id")
-    if not seen:
-        raise InputError("no jobs: the file is empty (or has only blank lines)", path=path)
-    return len(seen)
+        """Stop this agent's work on ``run_id`` for a cancel (see
+        :meth:`~laneway.runs.background.BackgroundRuns.stop_live`)."""
+        await self.runs.stop_live(run_id)

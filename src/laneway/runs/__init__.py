@@ -2,8 +2,9 @@
 runner, and ends in a status (or is canceled).
 
 Its faces: ``laneway.run()`` (:mod:`.library`), ``laneway worker`` (:mod:`.worker`),
-and, outside the package, ``HybridAgent.submit`` (:mod:`laneway.agent`) and the
-gateway's Message Batches. What they share lives here, one concept a module:
+and the background runs of a process (:mod:`.background`), which ``HybridAgent.submit``
+(:mod:`laneway.agent`) and the gateway's Message Batches start. Each is a thin caller of
+:class:`~.session.RunSession`. What they share lives here, one concept a module:
 
 - :mod:`.config`: :class:`~.config.RunConfig`, every option of a run;
 - :mod:`.names`: what a run may be called;
@@ -20,8 +21,11 @@ gateway's Message Batches. What they share lives here, one concept a module:
   what the deadline left);
 - :mod:`.status`: a run's status, written there and nowhere else (each transition one
   function), and the status a run ends in;
-- :mod:`.session`: :class:`~.session.RunSession`, a background run's life in this
-  process (``HybridAgent.submit``, the gateway's batches): begun, carried out, ended;
+- :mod:`.session`: :class:`~.session.RunSession`, a run's life in this process once
+  taken up (``laneway.run()``, a worker's share, a background run): begun, planned,
+  carried out, ended;
+- :mod:`.background`: :class:`~.background.BackgroundRuns`, the runs a process carries
+  out as tasks (``HybridAgent.submit``, the gateway's batches), stopped for a cancel;
 - :mod:`.follow`: a cancel recorded by another process, followed here;
 - :mod:`.cancel`: the one home of a cancel (a run stopped for good, its batches at the
   provider too), and its one report, :class:`~.cancel.CancelReport`.

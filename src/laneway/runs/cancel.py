@@ -48,7 +48,8 @@ class CancelReport:
     billed_usd: float = 0.0
 
 
-#: Stops this process's own work on a run (a :class:`~laneway.agent.HybridAgent`'s).
+#: Stops this process's own work on a run
+#: (:meth:`~laneway.runs.background.BackgroundRuns.stop_live`).
 StopLive = Callable[[str], Awaitable[object]]
 
 

@@ -6,12 +6,12 @@
 - ``laneway.run()`` (:mod:`.library`) calls :meth:`RunSession.carry_out`: the run marked
   ``running``, planned (``--mode auto``, a deadline), carried out with the process's
   share of the account's limits, and ended in :func:`~.status.final_status`'s status;
-- ``HybridAgent.submit`` (and through it the gateway's Message Batches) starts runs that
-  go on while the caller does other things: :meth:`RunSession.begin` marks the run
-  ``running`` (or ``done`` when nothing is left) and :meth:`RunSession.work`, the task
-  the agent keeps, carries it out and ends it (``canceled`` when a cancel interrupted
-  it, ``failed`` when its work raised), gives back its claims and releases its lock.
-
+- :class:`~.background.BackgroundRuns` (``HybridAgent.submit`` and the gateway's
+  Message Batches) starts runs that go on while the caller does other things:
+  :meth:`RunSession.begin` marks the run ``running`` (or ``done`` when nothing is left)
+  and :meth:`RunSession.work`, kept as a task, carries it out and ends it (``canceled``
+  when a cancel interrupted it, ``failed`` when its work raised), gives back its claims
+  and releases its lock;
 - ``laneway worker`` (:mod:`.worker`) carries out its share of runs that several
   processes send at once, piece by piece: :meth:`RunSession.finished` (every job final:
   the run ``done``), :meth:`RunSession.share_runner` and :meth:`RunSession.share` (what
@@ -112,7 +112,7 @@ class RunSession:
                                mode=None if self.canceled_before else mode)
         return mode, tally, plan
 
-    # -- in the background: HybridAgent.submit -------------------------------------------
+    # -- in the background: BackgroundRuns (HybridAgent.submit, the gateway's batches) -----
 
     async def begin(self, mode: str, *, event_every_s: float = 1.0) -> bool:
         """Mark the run started (``running`` in ``mode``, or ``done`` when nothing is
@@ -141,7 +141,7 @@ class RunSession:
     async def work(self) -> None:
         """Carry the run out, then end it (whatever happened: see :meth:`end`)."""
         tally: Tally | None = None
-        status = RunStatus.STOPPED  # interrupted (the agent closing)
+        status = RunStatus.STOPPED  # interrupted (the process closing)
         try:
             tally = await (self.watch.run() if self.watch is not None else self._batches())
         except Exception:

@@ -1,6 +1,7 @@
 """Carrying a gateway batch to its end: one task per batch, in the process that serves.
 
-The task (:meth:`BatchDriver.drive`) submits the batch's run to the agent (which
+The task (:meth:`BatchDriver.drive`) starts the batch's run among the process's
+background runs (:class:`~laneway.runs.background.BackgroundRuns`, which
 resumes it if the ledger has it: a run re-attaches to the upstream batches it had
 submitted, and never submits their requests again), waits for the run to end, and marks
 the batch ended when every request of it has its result. A cancel asked meanwhile
@@ -28,16 +29,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from laneway.errors import LanewayError
 from laneway.jobs.formats import JobDefaults
+from laneway.runs.background import BackgroundRuns
 from laneway.runs.cancel import cancel as cancel_run
 from laneway.store.gateway_batches import GatewayBatch
 from laneway.store.statuses import RunStatus
-
-if TYPE_CHECKING:
-    from laneway.agent import HybridAgent
 
 log = logging.getLogger("laneway.gateway")
 
@@ -52,10 +50,11 @@ POLL_S = 2.0
 
 
 class BatchDriver:
-    def __init__(self, agent: HybridAgent, *, cancel_wait_s: float = 10.0,
+    def __init__(self, runs: Callable[[], BackgroundRuns], *, cancel_wait_s: float = 10.0,
                  on_end: Callable[[str], Awaitable[None]] | None = None,
                  on_no_batches: Callable[[str, str], Awaitable[bool]] | None = None) -> None:
-        self.agent = agent
+        #: The process's background runs (once its ledger and provider are open).
+        self._runs = runs
         #: Called once a batch has ended (its reservation is settled there).
         self.on_end = on_end
         #: Called with a batch's id and why when the upstream has no Message Batches:
@@ -65,6 +64,10 @@ class BatchDriver:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pokes: dict[str, asyncio.Event] = {}
         self._closing = False
+
+    @property
+    def runs(self) -> BackgroundRuns:
+        return self._runs()
 
     def start(self, batch_id: str) -> None:
         """Drive ``batch_id`` (once: a batch already driven is left as it is)."""
@@ -82,7 +85,7 @@ class BatchDriver:
 
     async def resume(self) -> int:
         """Drive every batch not ended; returns how many."""
-        astore = self.agent.astore
+        astore = self.runs.astore
         batches = await astore.call(astore.store.unended_gateway_batches)
         for batch in batches:
             self.start(batch.id)
@@ -110,7 +113,7 @@ class BatchDriver:
 
     async def _step(self, batch_id: str) -> bool:
         """One look at the batch; True once it has ended (or is gone)."""
-        astore = self.agent.astore
+        astore = self.runs.astore
         store = astore.store
         poke = self._pokes[batch_id]
         batch = await astore.call(store.gateway_batch, batch_id, key_id=None, any_key=True)
@@ -120,8 +123,8 @@ class BatchDriver:
         expired = batch.cancel_initiated_at is None and time.time() >= batch.expires_at
         try:
             await self._advance(batch, stop=expired or batch.cancel_initiated_at is not None)
-            if self.agent.is_live(batch_id):
-                await _until(poke, self.agent.wait(batch_id, timeout_s=None if expired else
+            if self.runs.is_live(batch_id):
+                await _until(poke, self.runs.wait(batch_id, timeout_s=None if expired else
                                                    max(0.0, batch.expires_at - time.time())),
                              timeout_s=POLL_S)
             if await self._finished(batch_id):
@@ -131,7 +134,7 @@ class BatchDriver:
                 if self.on_end is not None:
                     await self.on_end(batch_id)
                 return True
-            if self.agent.is_live(batch_id):
+            if self.runs.is_live(batch_id):
                 return False  # still running: look at the batch again
         except (LanewayError, OSError) as exc:
             log.warning("gateway batch %s: %s (trying again in %.0f s)", batch_id, exc,
@@ -145,30 +148,30 @@ class BatchDriver:
         """Submit (resume) the run; with ``stop`` (a cancel asked, or the batch expired),
         cancel it first if that is not done yet: then submitting it only collects what
         its canceled upstream batches still hold."""
-        astore = self.agent.astore
+        astore = self.runs.astore
         run = await astore.call(astore.store.get_run, batch.id)
         if stop and run is None:  # not made yet: make it, so that its jobs are canceled
             await self._submit(batch)
             run = await astore.call(astore.store.get_run, batch.id)
         if stop and run is not None and run.status != RunStatus.CANCELED:
-            await cancel_run(batch.id, astore=astore, provider=self.agent.provider,
-                             stop_live=self.agent.stop_live, wait_s=self.cancel_wait_s,
+            await cancel_run(batch.id, astore=astore, provider=self.runs.provider,
+                             stop_live=self.runs.stop_live, wait_s=self.cancel_wait_s,
                              on_notice=log.info)
         await self._submit(batch)
 
     async def _submit(self, batch: GatewayBatch) -> None:
-        if batch.input_path is None or self.agent.is_live(batch.id):
+        if batch.input_path is None or self.runs.is_live(batch.id):
             return
         switch = None if self.on_no_batches is None else \
             functools.partial(self.on_no_batches, batch.id)
-        await self.agent.submit(Path(batch.input_path), run_name=batch.id,
-                                defaults=GATEWAY_DEFAULTS, mode=batch.mode,
-                                deadline_at=batch.deadline_at, on_no_batches=switch)
+        config = self.runs.config(run_name=batch.id, mode=batch.mode,
+                                  defaults=GATEWAY_DEFAULTS, deadline_at=batch.deadline_at)
+        await self.runs.start(Path(batch.input_path), config, on_no_batches=switch)
 
     async def _finished(self, batch_id: str) -> bool:
-        astore = self.agent.astore
+        astore = self.runs.astore
         counts = await astore.call(astore.store.counts, batch_id)
-        return counts.remaining == 0 and not self.agent.is_live(batch_id)
+        return counts.remaining == 0 and not self.runs.is_live(batch_id)
 
 
 async def _until(poke: asyncio.Event, work: Awaitable[object], *,

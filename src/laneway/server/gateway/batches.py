@@ -120,8 +120,8 @@ class GatewayBatches:
         #: The gateway's observers of a finished request (a batch, when it ends).
         self.finish = finish
         self.public_url = public_url
-        self.driver = BatchDriver(agent, cancel_wait_s=cancel_wait_s, on_end=self._ended,
-                                  on_no_batches=self._to_realtime)
+        self.driver = BatchDriver(lambda: agent.runs, cancel_wait_s=cancel_wait_s,
+                                  on_end=self._ended, on_no_batches=self._to_realtime)
         #: Why the upstream has no Message Batches, once it said so: later batches are
         #: planned realtime from their create.
         self.no_batches: str | None = None
