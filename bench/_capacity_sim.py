@@ -49,7 +49,8 @@ def _pct(values: list[float], q: float) -> float | None:
 class Holder:
     """One simulated ``serve`` process (see the module docstring)."""
 
-    def __init__(self, dsn: str, secrets: list[str], rate: float, seed: int) -> None:
+    def __init__(self, dsn: str, secrets: list[str], rate: float, seed: int,
+                 interval_s: float = 1.0) -> None:
         from laneway.store import AsyncStore, open_store
 
         self.astore = AsyncStore(open_store(dsn))
@@ -60,6 +61,8 @@ class Holder:
         self.request_s: list[float] = []
         self.errors: list[str] = []
         self.sharing: Any = None
+        self.governor: Any = None
+        self.interval_s = interval_s
 
     async def start(self) -> None:
         from laneway.governor.buckets import RateLimits
@@ -68,14 +71,18 @@ class Holder:
 
         governor = Governor(limits={MODEL: RateLimits(rpm=4000, itpm=2_000_000,
                                                       otpm=400_000)})
+        self.governor = governor
         governor.state(MODEL)  # it serves one model: a presence row and the model's
-        self.sharing = QuotaSharing(interval_s=1.0, pause_poll_s=0.5)
+        self.sharing = QuotaSharing(interval_s=self.interval_s, pause_poll_s=0.5)
         await self.sharing.start(self.astore, governor)
 
     async def request(self, measuring: asyncio.Event) -> None:
         from laneway.store.reservations import Reservation, Settle
 
         secret = self.rng.choice(self.secrets)
+        admitted = self.governor.state(MODEL).admitted  # what its beats say it uses
+        for kind, n in (("requests", 1), ("input", 200), ("output", 60)):
+            admitted[kind] += n
         t0 = time.monotonic()
         try:
             key, wait_s = await self.astore.check_key(secret)
@@ -134,18 +141,42 @@ def _beats_on_request_thread() -> None:
     quota.LedgerBoard.__init__ = shared  # type: ignore[method-assign]
 
 
-def _timed_beats(beats: list[tuple[float, float]]) -> None:
-    """Record each rate-share beat's (start, seconds) on the store thread."""
+def _every_beat_locked() -> None:
+    """As before 63b9d37: every beat takes the beat lock."""
+    from laneway.store import rate_shares
+
+    def locked(store: Any, process: str, **kw: Any) -> Any:
+        return rate_shares._beat(store, process, locked=True, **kw)
+
+    rate_shares.heartbeat = locked  # type: ignore[assignment]
+
+
+def _timed_beats(beats: list[tuple[float, float, float]]) -> None:
+    """Record each rate-share beat's (start, seconds, seconds the beat lock was held) on
+    the store thread; held: from the lock's grant to the beat's end (its last read, after
+    the commit, included)."""
+    import threading
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
     from laneway.store import rate_shares
 
     beat = rate_shares.heartbeat
+    locked = threading.local()
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def _seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "pg_advisory_xact_lock" in statement:
+            locked.at = time.monotonic()
 
     def timed(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.monotonic()
+        t0 = locked.at = time.monotonic()
         try:
             return beat(*args, **kwargs)
         finally:
-            beats.append((t0, time.monotonic() - t0))
+            end = time.monotonic()
+            beats.append((t0, end - t0, end - locked.at))
 
     rate_shares.heartbeat = timed  # type: ignore[assignment]
 
@@ -153,15 +184,21 @@ def _timed_beats(beats: list[tuple[float, float]]) -> None:
 async def worker(args: argparse.Namespace, secrets: list[str]) -> dict[str, Any]:
     """Run ``args.holders`` share-holders; after "up", wait for the window's start time
     on stdin, measure ``args.seconds`` from it, print the figures."""
-    beats: list[tuple[float, float]] = []
-    _timed_beats(beats)
-    if args.shared_thread:
+    beats: list[tuple[float, float, float]] = []
+    if args.code in ("before", "locked"):
+        _every_beat_locked()
+    if args.code == "before":
         _beats_on_request_thread()
-    holders = [Holder(args.dsn, secrets, args.rate, seed=args.seed * 1000 + i)
+    _timed_beats(beats)
+    holders = [Holder(args.dsn, secrets, args.rate, seed=args.seed * 1000 + i,
+                      interval_s=args.interval)
                for i in range(args.holders)]
-    for h in holders:
+
+    async def start_one(i: int, h: Holder) -> None:  # beats spread over the interval
+        await asyncio.sleep(i * args.interval / len(holders))
         await h.start()
-        await asyncio.sleep(1.0 / max(1, len(holders)))  # spread the beats over a second
+
+    await asyncio.gather(*(start_one(i, h) for i, h in enumerate(holders)))
     print("up", flush=True)
     line = await asyncio.to_thread(sys.stdin.readline)
     start_wall = float(line)
@@ -180,8 +217,9 @@ async def worker(args: argparse.Namespace, secrets: list[str]) -> dict[str, Any]
     cpu = os.times()
     for h in holders:
         await h.stop()
-    window = [s for t0, s in beats if start <= t0 < until]
-    return {"request_s": [s for h in holders for s in h.request_s], "beat_s": window,
+    window = [(s, held) for t0, s, held in beats if start <= t0 < until]
+    return {"request_s": [s for h in holders for s in h.request_s],
+            "beat_s": [s for s, _ in window], "held_s": [held for _, held in window],
             "errors": [e for h in holders for e in h.errors][:5],
             "error_count": sum(len(h.errors) for h in holders),
             "cpu_s": cpu.user + cpu.system - cpu0.user - cpu0.system}
@@ -196,7 +234,8 @@ def _worker_main() -> None:
     ap.add_argument("--rate", type=float, required=True)
     ap.add_argument("--seconds", type=float, required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--shared-thread", action="store_true")
+    ap.add_argument("--code", default="", choices=["", "before", "locked"])
+    ap.add_argument("--interval", type=float, default=1.0)
     args = ap.parse_args()
     out = asyncio.run(worker(args, json.loads(Path(args.keys).read_text())))
     print(json.dumps(out), flush=True)
@@ -207,13 +246,19 @@ if __name__ == "__main__":
 
 
 # -- the parent ---------------------------------------------------------------------------
-#: (share-holders, requests/s each, beats on the request's store thread as before).
-Step = tuple[int, float, bool]
-QUICK_STEPS: list[Step] = [(64, 0.0, False), (128, 0.0, False), (256, 0.0, False),
-                           (64, 3.0, True), (64, 3.0, False), (256, 1.0, False)]
-FULL_STEPS: list[Step] = [(64, 0.0, False), (128, 0.0, False), (256, 0.0, False),
-                          (384, 0.0, False), (64, 3.0, True), (64, 3.0, False),
-                          (128, 3.0, False), (256, 1.0, False), (256, 2.0, False)]
+#: (share-holders, requests/s each, the code: "" as it is, "before" as at 207e4bf (beats
+#: on the request's store thread, every beat under the lock), "locked" (own thread, every
+#: beat under the lock); seconds between beats: 1.0 is serve's).
+Step = tuple[int, float, str, float]
+QUICK_STEPS: list[Step] = [(4, 0.0, "", 1.0), (64, 0.0, "before", 1.0), (64, 0.0, "", 1.0),
+                           (256, 0.0, "", 1.0), (64, 1.0, "before", 1.0),
+                           (64, 1.0, "", 1.0), (128, 1.0, "", 1.0)]
+FULL_STEPS: list[Step] = [(4, 0.0, "", 1.0), (64, 0.0, "before", 1.0),
+                          (128, 0.0, "before", 1.0), (64, 0.0, "", 1.0),
+                          (128, 0.0, "", 1.0), (256, 0.0, "", 1.0), (384, 0.0, "", 1.0),
+                          (64, 1.0, "before", 1.0), (64, 1.0, "locked", 1.0),
+                          (64, 1.0, "", 1.0), (128, 1.0, "", 1.0), (256, 1.0, "", 1.0),
+                          (64, 3.0, "", 1.0)]
 PROCESSES = 4
 KEYS = 64
 
@@ -254,7 +299,7 @@ def _sql(dsn: str, query: str) -> Any:
 
 
 def step(server: Any, keys: Path, holders: int, rate: float, seconds: float, *,
-         shared: bool) -> dict[str, Any]:
+         code: str, interval_s: float) -> dict[str, Any]:
     """One step of the sweep (see the module docstring)."""
     import _pglog
 
@@ -263,7 +308,8 @@ def step(server: Any, keys: Path, holders: int, rate: float, seconds: float, *,
     procs = [subprocess.Popen(
         [sys.executable, __file__, "worker", "--dsn", server.dsn, "--keys", str(keys),
          "--holders", str(n), "--rate", str(rate), "--seconds", str(seconds),
-         "--seed", str(i), *(["--shared-thread"] if shared else [])], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+         "--seed", str(i), "--interval", str(interval_s),
+         "--code", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for i, n in enumerate(per)]
     try:
         for p in procs:
@@ -294,7 +340,12 @@ def step(server: Any, keys: Path, holders: int, rate: float, seconds: float, *,
                 p.kill()
                 p.wait()
     out = _summary(holders, rate, seconds, cpu, connections, stats, outs)
-    out["beats_on_request_thread"] = shared
+    out["code"] = code or "now"
+    out["locked_beats_per_s"] = round(
+        stats.get("advisory lock (beats)", {}).get("calls", 0) / seconds, 1)
+    out["beat_interval_s"] = interval_s
+    if out["beats_per_s"] >= 0.9 * holders / interval_s and "beats behind" in out["broke"]:
+        out["broke"].remove("beats behind")
     out["wal"] = {"bytes_per_s": round(float(wal[1]) / seconds),
                   "fsyncs_per_s": round(int(wal[2]) / seconds, 1),
                   "fsync_mean_ms": round(float(wal[3]) / max(1, int(wal[2])), 3)}
@@ -305,6 +356,7 @@ def _summary(holders: int, rate: float, seconds: float, cpu: float, connections:
              stats: dict[str, Any], outs: list[dict[str, Any]]) -> dict[str, Any]:
     req = [s for o in outs for s in o["request_s"]]
     beats = [s for o in outs for s in o["beat_s"]]
+    held = [s for o in outs for s in o["held_s"]]
     p99 = _pct(req, 99)
     out = {"holders": holders, "rate_per_holder": rate, "seconds": seconds,
            "requests_per_s": round(len(req) / seconds, 1),
@@ -314,6 +366,8 @@ def _summary(holders: int, rate: float, seconds: float, cpu: float, connections:
            "connections": connections,
            "request_p50_ms": _ms(_pct(req, 50)), "request_p99_ms": _ms(p99),
            "beat_p50_ms": _ms(_pct(beats, 50)), "beat_p99_ms": _ms(_pct(beats, 99)),
+           "lock_held_p50_ms": _ms(_pct(held, 50)),
+           "lock_held_mean_ms": _ms(sum(held) / len(held) if held else None),
            "errors": sum(o["error_count"] for o in outs),
            "error_samples": [e for o in outs for e in o["errors"]][:3],
            "statements": stats, "load": os.getloadavg()}
@@ -347,30 +401,91 @@ def sweep(*, quick: bool) -> dict[str, Any]:
         store.close()
         keys = server.root.parent / f"{server.root.name}-keys.json"
         keys.write_text(json.dumps(secrets))
-        seconds = 10.0 if quick else 20.0
+        seconds = 8.0 if quick else 15.0
         steps = []
-        for holders, rate, shared in QUICK_STEPS if quick else FULL_STEPS:
-            steps.append(step(server, keys, holders, rate, seconds, shared=shared))
+        for holders, rate, code, interval_s in QUICK_STEPS if quick else FULL_STEPS:
+            steps.append(step(server, keys, holders, rate, seconds, code=code,
+                              interval_s=interval_s))
             print_capacity(steps[-1:], header=len(steps) == 1)
         keys.unlink()
     finally:
         server.stop()
+    derived = derive(steps)
+    from _common import print_table
+
+    print_table("derived", ["figure", "value"], [[k, v] for k, v in derived.items()])
     return {"processes": PROCESSES, "keys": KEYS, "p99_bound_ms": P99_BOUND_S * 1000,
-            "cpu_bound_cores": CPU_BOUND, "steps": steps}
+            "cpu_bound_cores": CPU_BOUND, "steps": steps, "derived": derived,
+            "fsync": fsync_rate()}
+
+
+def fsync_rate() -> dict[str, float]:
+    """This disk's fdatasync of one 8 kB write (pg_test_fsync, 1 s): PostgreSQL's WAL
+    flush, the floor under every commit here."""
+    import glob
+    import re
+    import tempfile
+
+    tool = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_test_fsync"))
+    if not tool:
+        return {}
+    with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
+        out = subprocess.run([tool[-1], "-s", "1", "-f", f"{tmp}/f"], capture_output=True,
+                             text=True, timeout=120).stdout
+    m = re.search(r"fdatasync\s+([\d.]+) ops/sec\s+(\d+) usecs/op", out)
+    return {"fdatasync_ops_per_s": float(m.group(1)),
+            "fdatasync_us": float(m.group(2))} if m else {}
 
 
 def print_capacity(steps: list[dict[str, Any]], *, header: bool = True) -> None:
     from _common import print_table
 
-    rows = [[s["holders"], s["rate_per_holder"],
-             "shared (before)" if s["beats_on_request_thread"] else "own",
-             s["beats_per_s"], s["requests_per_s"], s["wal"]["fsyncs_per_s"],
+    rows = [[s["holders"], s["rate_per_holder"], s["beat_interval_s"],
+             s["code"],
+             s["beats_per_s"], s["locked_beats_per_s"], s["requests_per_s"],
+             s["wal"]["fsyncs_per_s"],
              s["statements"].get("advisory lock (beats)", {}).get("mean_ms"),
+             s["lock_held_mean_ms"],
              f"{s['pg_cpu_cores']:.2f}", f"{s['client_cpu_cores']:.2f}", s["connections"],
              s["request_p50_ms"], s["request_p99_ms"], s["beat_p50_ms"], s["beat_p99_ms"],
              ", ".join(s["broke"]) or "-", f"{s['load'][0]:.1f}"] for s in steps]
+    print_table("", ["holders", "req/s each", "code", "WAL bytes/s", "fsync ms",
+                     "server ms: beat lock wait", "key rate window", "reserve", "settle row",
+                     "beat live rows"],
+                [[s["holders"], s["rate_per_holder"],
+                  s["code"],
+                  s["wal"]["bytes_per_s"], s["wal"]["fsync_mean_ms"],
+                  *[s["statements"].get(k, {}).get("mean_ms") for k in (
+                      "advisory lock (beats)", "UPDATE key rate window", "reserve (CTE)",
+                      "settle row", "beat live rows")]] for s in steps])
     print_table("simulated fleet on one durable PostgreSQL" if header else "",
-                ["holders", "req/s each", "beat thread", "beats/s", "req/s", "fsyncs/s",
-                 "beat lock wait ms", "PG cores", "client cores",
+                ["holders", "req/s each", "beat every s", "code", "beats/s",
+                 "locked beats/s", "req/s", "fsyncs/s",
+                 "beat lock wait ms", "lock held ms", "PG cores", "client cores",
                  "conns", "req p50 ms", "req p99 ms", "beat p50 ms", "beat p99 ms",
                  "broke", "load"], rows)
+
+
+def derive(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """PostgreSQL's CPU per beat (beats-only steps, by holders) and per request (a
+    request step's CPU less its beats at the per-beat cost of the nearest beats-only
+    step), and the beat lock's ceiling (1 / the time it is held)."""
+    now = [s for s in steps if s["code"] == "now" and s["beat_interval_s"] == 1.0]
+    per_beat = {s["holders"]: s["pg_cpu_cores"] * 1000 / s["beats_per_s"]
+                for s in now if s["rate_per_holder"] == 0 and s["beats_per_s"]}
+    ceiling = {s["holders"]: round(1000 / s["lock_held_mean_ms"], 1)
+               for s in steps if s["rate_per_holder"] == 0 and s["lock_held_mean_ms"]
+               and s["code"] == "before"}
+    per_request = []
+    for s in now:
+        if not s["rate_per_holder"] or not s["requests_per_s"] or not per_beat:
+            continue
+        near = min(per_beat, key=lambda n: abs(n - s["holders"]))
+        beats_ms = s["beats_per_s"] * per_beat[near]
+        per_request.append(round((s["pg_cpu_cores"] * 1000 - beats_ms)
+                                 / s["requests_per_s"], 3))
+    return {"pg_cpu_ms_per_beat": {k: round(v, 3) for k, v in per_beat.items()},
+            "beat_lock_ceiling_per_s": ceiling,
+            "pg_cpu_ms_per_request": per_request,
+            "note": "beat lock ceiling: 1 / its hold time, from the steps where every beat "
+                    "takes it (code 'before')"}

@@ -30,7 +30,7 @@ from laneway.cost.prices import worst_cost
 
 MODEL = "claude-haiku-4-5"
 #: The naive clients: name -> (key budget in worst cases of one request, jobs, concurrency).
-CLIENTS = {"alpha": (1e6, 6000, 8), "beta": (1e6, 6000, 8), "gamma": (1e6, 6000, 8),
+CLIENTS = {"alpha": (1e6, 6000, 20), "beta": (1e6, 6000, 20), "gamma": (1e6, 6000, 20),
            "tight": (60, 400, 4)}
 
 

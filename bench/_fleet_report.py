@@ -89,6 +89,8 @@ def ledger_figures(dsn: str, run_id: str, jobs: list[dict[str, Any]], budget: fl
                      "killed": any(f":{pid}:" in str(p) for pid in killed["serve"])}
                     for p, t in conn.execute(select(G.process, G.started_at)
                                              .where(G.state == "reserved"))]
+            waits = conn.execute(select(G.queued_s, G.duration_s, G.process).where(
+                G.state == "done", G.status == 200, G.batch_id.is_(None))).all()
             modes = dict(conn.execute(select(S.gateway_batches.c.id,
                                              S.gateway_batches.c.mode)).all())
     finally:
@@ -104,7 +106,10 @@ def ledger_figures(dsn: str, run_id: str, jobs: list[dict[str, Any]], budget: fl
             "gateway_answered_200": done_200, "clients_answered_upstream": client_answered,
             "clients_answered_twice": client_twice,
             "clients_answered_not_recorded": client_answered - done_200,
-            "serve_in_flight_at_kills": in_flight, "reserved_left": left, "worker_claims_at_kills": worker_held,
+            "serve_in_flight_at_kills": in_flight, "reserved_left": left,
+            "gateway_queued_s": _lat([float(w[0]) for w in waits]),
+            "gateway_duration_s": _lat([float(w[1]) for w in waits]),
+            "gateway_queued_p99_by_process": _by_process(waits), "worker_claims_at_kills": worker_held,
             "batch_modes": modes}
 
 
@@ -143,6 +148,27 @@ def client_figures(guides: dict[str, FleetGuide], seen: dict[str, Any],
             "latency_near_kill_s": _lat(near), "latency_other_s": _lat(far)}
 
 
+def _segments(timeline: list[list[float]], args: argparse.Namespace) -> list[float]:
+    """Share of the limit used in each ``--kill-every`` seconds of the window."""
+    out = []
+    step = args.kill_every
+    t = 0.0
+    while True:
+        inside = [(at, ok) for at, ok in timeline if t <= at <= t + step]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] < step / 2:
+            return out
+        (a, x), (b, y) = inside[0], inside[-1]
+        out.append((y - x) / (args.rpm * (b - a) / 60))
+        t += step
+
+
+def _by_process(waits: list[Any]) -> dict[str, float]:
+    by: dict[str, list[float]] = defaultdict(list)
+    for queued, _duration, process in waits:
+        by[str(process).split(":")[1]].append(float(queued))
+    return {pid: round(percentile(v, 99), 2) for pid, v in by.items()}
+
+
 def _lat(values: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50": round(percentile(values, 50), 3),
             "p99": round(percentile(values, 99), 3),
@@ -151,21 +177,25 @@ def _lat(values: list[float]) -> dict[str, float]:
 
 def table_rows(results: list[dict[str, Any]], args: argparse.Namespace
                ) -> list[tuple[str, list[str], list[list[Any]]]]:
-    quota, money, seen, batches = [], [], [], []
+    quota, money, seen, batches, segments = [], [], [], [], []
     for r in results:
         up, led, cl = r["upstream"], r["ledger"], r["clients"]
         run = led["run"]
-        quota.append([r["setting"], r["window_s"], r["ok_in_window"],
+        quota.append([r["setting"], f"{100 * r['control']['use']:.1f}",
+                      r["window"]["seconds"], r["window"]["answered"],
                       f"{100 * r['use_of_limit']:.1f}", up["rate_limited"],
                       f"{100 * up['rate_limited'] / max(1, up['requests']):.2f}",
                       cl["client_429"], sum(r["ledger_retries"].values())])
         worst_key = max(k["over_budget_in_worst_cases"] for k in led["keys"])
         money.append([r["setting"], f"{run['succeeded']}/{run['jobs']}", run["lost"],
                       run["duplicated"], f"{run['spent_usd']:.4f}/{run['budget_usd']:.4f}",
-                      run["answered_twice"] + led["clients_answered_twice"],
-                      run["answered_not_recorded"] + led["clients_answered_not_recorded"],
-                      led["serve_in_flight_at_kills"] + led["worker_claims_at_kills"],
-                      worst_key])
+                      f"{run['answered_twice']}, {run['answered_not_recorded']} / "
+                      f"{led['worker_claims_at_kills']}",
+                      f"{led['clients_answered_twice']}, "
+                      f"{led['clients_answered_not_recorded']} / "
+                      f"{led['serve_in_flight_at_kills']}", worst_key])
+        segments.append([r["setting"], " ".join(
+            f"{100 * u:.0f}" for u in _segments(r["timeline"], args))])
         near, far = cl["latency_near_kill_s"], cl["latency_other_s"]
         kinds = Counter(k["name"][:5] for k in r["kills"])
         seen.append([r["setting"], f"{kinds['serve']}+{kinds['worke']}", cl["attempts"],
@@ -180,12 +210,15 @@ def table_rows(results: list[dict[str, Any]], args: argparse.Namespace
     title = f"upstream rpm {args.rpm}, {args.minutes:g} min of kills every {args.kill_every:g} s"
     return [
         (f"quota over the kill window ({title})",
-         ["setting", "window s", "answered", "% of limit", "upstream 429s", "% 429",
+         ["setting", "% of limit, no kills", "window s", "answered", "% of limit",
+          "upstream 429s", "% 429",
           "clients' 429s", "ledger calls retried"], quota),
-        ("jobs and money", ["setting", "run done", "lost", "dup", "run spent/budget $",
-                            "answered twice", "answered, not recorded",
-                            "in flight at kills (bound)", "max key over budget (worst cases)"],
-         money),
+        ("jobs and money (answered twice, answered but not recorded / the bound: claims "
+         "held by killed workers; requests in flight in killed gateways)",
+         ["setting", "run done", "lost", "dup", "run spent/budget $", "run's jobs",
+          "clients' requests", "max key over budget (worst cases)"], money),
+        (f"% of the limit used, each {args.kill_every:g} s of the window (a kill at each "
+         "start but the first)", ["setting", "use"], segments),
         ("what clients saw (latency of a request, s: n: p50/p99/max)",
          ["setting", "kills serve+worker", "attempts", "retries", "refused→moved", "cut",
           "failed", "near a serve kill", "other"], seen),

@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +48,7 @@ SRC = HERE.parent / "src"
 HOP_UPSTREAM = ("--ttft-ms", "100", "--token-ms", "2")
 LITELLM_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
-               "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
+               "LITELLM_TELEMETRY": "False"}
 TUNED = {"routing_strategy": "usage-based-routing-v2",
          "retry_policy": {"RateLimitErrorRetries": 50}}
 
@@ -86,15 +87,23 @@ def upstream(*args: str) -> Iterator[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def laneway_serve(src: Path, up: str) -> Iterator[tuple[str, int]]:
+def laneway_serve(src: Path, up: str, *, key: bool = False) -> Iterator[tuple[str, int, str]]:
+    """``laneway serve`` of ``src`` on a new SQLite ledger; its URL, pid and the key to send
+    (``key``: a budgeted key with a rate, as bench/relay.py: the reservation in the path)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = checkout_env(src, ANTHROPIC_BASE_URL=up, ANTHROPIC_API_KEY="x")
-    with tempfile.TemporaryDirectory() as tmp, process(
-            [sys.executable, "-m", "laneway", "serve", "--port", str(port), "--provider",
-             "anthropic", "--db", str(Path(tmp) / "ledger.db")], url + "/healthz",
-            f"laneway serve {src.parent.name}", env=env) as proc:
-        yield url, proc.pid
+    with tempfile.TemporaryDirectory() as tmp:
+        db, secret = str(Path(tmp) / "ledger.db"), "x"
+        if key:
+            secret = subprocess.run(
+                [sys.executable, "-m", "laneway", "keys", "create", "bench", "--budget-usd",
+                 "1000", "--rpm", "100000", "--db", db], env=env, check=True,
+                capture_output=True, text=True).stdout.strip().splitlines()[-1].strip()
+        with process([sys.executable, "-m", "laneway", "serve", "--port", str(port),
+                      "--provider", "anthropic", "--db", db], url + "/healthz",
+                     f"laneway serve {src.parent.name}", env=env) as proc:
+            yield url, proc.pid, secret
 
 
 def litellm_command(path: Path) -> list[str]:
@@ -105,8 +114,8 @@ def litellm_command(path: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def litellm_proxy(path: Path, up: str, *, tuned: bool = False,
-                  rpm: int = 600) -> Iterator[tuple[str, int]]:
+def litellm_proxy(path: Path, up: str, *, tuned: bool = False, rpm: int = 600,
+                  log: str = "ERROR") -> Iterator[tuple[str, int, str]]:
     """LiteLLM's proxy, 1 worker, ``claude-haiku-4-5`` → ``anthropic/claude-haiku-4-5`` at
     ``up``; ``tuned``: the deployment's ``rpm`` enforced, retries on rate-limit errors."""
     params: dict[str, Any] = {"model": f"anthropic/{MODEL}", "api_base": up, "api_key": "x"}
@@ -122,18 +131,21 @@ def litellm_proxy(path: Path, up: str, *, tuned: bool = False,
         cfg.write_text(json.dumps(config))  # JSON is YAML
         with process([*litellm_command(path), "--config", str(cfg), "--host", "127.0.0.1",
                       "--port", str(port), "--num_workers", "1"],
-                     url + "/health/liveliness", "litellm", env=LITELLM_ENV) as proc:
-            yield url, proc.pid
+                     url + "/health/liveliness", "litellm", env={**LITELLM_ENV, "LITELLM_LOG": log},
+                     timeout_s=300) as proc:  # its imports take 10-60 s on a loaded machine
+            yield url, proc.pid, "x"  # no master key: any key
 
 
 def gateways(args: argparse.Namespace, up: str, stack: contextlib.ExitStack,
-             ) -> dict[str, tuple[str, int]]:
-    """Every gateway column in front of ``up``, started in ``stack``."""
-    out = {"laneway": stack.enter_context(laneway_serve(args.src, up))}
+             ) -> dict[str, tuple[str, int, str]]:
+    """Every gateway column in front of ``up``, started in ``stack``: URL, pid, key."""
+    out = {"laneway": stack.enter_context(laneway_serve(args.src, up, key=args.key))}
     if args.before:
-        out["laneway before"] = stack.enter_context(laneway_serve(args.before, up))
+        out["laneway before"] = stack.enter_context(laneway_serve(args.before, up,
+                                                                  key=args.key))
     if args.litellm:
-        out["LiteLLM"] = stack.enter_context(litellm_proxy(args.litellm, up))
+        out["LiteLLM"] = stack.enter_context(litellm_proxy(args.litellm, up,
+                                                           log=args.litellm_log))
     return out
 
 
@@ -162,8 +174,9 @@ def bodies(n: int, seed: int) -> list[dict[str, Any]]:
 class Hop:
     """The columns' clients and the processes whose CPU is read."""
 
-    def __init__(self, urls: dict[str, str], pids: dict[str, int]) -> None:
-        self.urls, self.pids = urls, pids
+    def __init__(self, urls: dict[str, str], pids: dict[str, int],
+                 keys: dict[str, str]) -> None:
+        self.urls, self.pids, self.keys = urls, pids, keys
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         self.clients = {k: httpx.AsyncClient(timeout=120, limits=limits) for k in urls}
         self.errors: dict[str, int] = {}
@@ -172,7 +185,8 @@ class Hop:
         return {k: tree_cpu_s(p) for k, p in self.pids.items()}
 
     async def streams(self, side: str, batch: list[dict[str, Any]]) -> list[float]:
-        got = await asyncio.gather(*(sse(self.clients[side], self.urls[side], b)
+        got = await asyncio.gather(*(sse(self.clients[side], self.urls[side], b,
+                                         self.keys.get(side, "x"))
                                      for b in batch), return_exceptions=True)
         for g in got:
             if isinstance(g, BaseException):
@@ -211,8 +225,9 @@ async def part_peers(args: argparse.Namespace) -> dict[str, Any]:
     n1, rounds = (30, 2) if args.quick else (100, 5)
     with upstream(*HOP_UPSTREAM) as (up, up_pid), contextlib.ExitStack() as stack:
         gws = gateways(args, up, stack)
-        hop = Hop({"direct": up, **{k: u for k, (u, _) in gws.items()}},
-                  {"upstream": up_pid, **{k: p for k, (_, p) in gws.items()}})
+        hop = Hop({"direct": up, **{k: g[0] for k, g in gws.items()}},
+                  {"upstream": up_pid, **{k: g[1] for k, g in gws.items()}},
+                  {k: g[2] for k, g in gws.items()})
         await hop.phase([bodies(10, 1)[i:i + 5] for i in (0, 5)])  # warm: imports, pools
         load0, cpu0, t0 = load(), hop.cpu(), time.monotonic()
         await asyncio.sleep(args.idle_s)
@@ -226,7 +241,7 @@ async def part_peers(args: argparse.Namespace) -> dict[str, Any]:
             repeats.append({"1": summary(one), "50": summary(fifty), "load": load()})
             print(f"  peers repeat {r + 1}/{args.repeats} done, load {load()}", flush=True)
         await hop.close()
-    out = {"columns": list(hop.urls), "idle_cpu_pct": idle, "idle_s": idle_s,
+    out = {"columns": list(hop.urls), "key": args.key, "idle_cpu_pct": idle, "idle_s": idle_s,
            "repeats": repeats, "errors": hop.errors, "load": [load0, load()],
            "median": median_of(repeats, list(gws))}
     print_peers(out)
@@ -266,7 +281,8 @@ def print_peers(out: dict[str, Any]) -> None:
                          *(f"{lite / m[w]['cpu_ms'][k]:.1f}x" if k != "LiteLLM" else ""
                            for k in names)])
     print_table(f"Gateways beside each other: upstream echo, 100 ms to first token, 2 ms a "
-                f"token, streamed, max_tokens 64; median of {len(out['repeats'])} repeats; "
+                f"token, streamed, max_tokens 64; laneway {'with a budgeted key' if out['key'] else 'without keys'}; "
+                f"median of {len(out['repeats'])} repeats; "
                 f"load {out['load'][0]}-{out['load'][1]}", ["figure", "direct", *names], rows)
     if out["errors"]:
         print(f"streams that failed: {out['errors']}")
@@ -283,8 +299,8 @@ def naive_target(args: argparse.Namespace, col: str, up: str, rpm: int,
     if col == "direct":
         return up
     if col.startswith("LiteLLM"):
-        return stack.enter_context(litellm_proxy(args.litellm, up,
-                                                 tuned=col == "LiteLLM tuned", rpm=rpm))[0]
+        return stack.enter_context(litellm_proxy(args.litellm, up, tuned=col == "LiteLLM tuned",
+                                                 rpm=rpm, log=args.litellm_log))[0]
     return stack.enter_context(laneway_serve(args.before if "before" in col else args.src,
                                              up))[0]
 
@@ -346,13 +362,17 @@ async def part_naive(args: argparse.Namespace) -> dict[str, Any]:
 def add_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--litellm", type=Path, help="LiteLLM's python (of its own environment) "
                     "or its litellm command: adds the LiteLLM column to peers and naive")
+    ap.add_argument("--litellm-log", default="ERROR", help="LiteLLM's LITELLM_LOG (its own "
+                    "default is DEBUG; ERROR: no line a request)")
     ap.add_argument("--before", type=Path, help="another checkout's src: a 'laneway before' "
                     "column in peers and naive")
     ap.add_argument("--src", type=Path, default=SRC, help="the laneway column's src")
     ap.add_argument("--repeats", type=int, default=3, help="peers: repeats (median)")
+    ap.add_argument("--key", action="store_true", help="peers: the laneway columns with a "
+                    "budgeted key that has a rate (LiteLLM stays without a master key)")
     ap.add_argument("--idle-s", type=float, default=60.0, help="peers: idle window")
     ap.add_argument("--naive-jobs", type=int, help="naive: jobs (900; --quick 300)")
-    ap.add_argument("--naive-repeats", type=int, default=1, help="naive: repeats (median)")
+    ap.add_argument("--naive-repeats", type=int, help="naive: repeats (median; 3, --quick 1)")
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -362,4 +382,5 @@ def prepare(args: argparse.Namespace) -> None:
     if args.before and not (args.before / "laneway").is_dir():
         sys.exit(f"--before {args.before}: no laneway package there (give a checkout's src)")
     args.naive_jobs = args.naive_jobs or (300 if args.quick else 900)
+    args.naive_repeats = args.naive_repeats or (1 if args.quick else 3)
     check_litellm(args)

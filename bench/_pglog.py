@@ -34,11 +34,11 @@ class Logged:
 
 def start(*, log_all: bool, stat_statements: bool = False) -> pgserver.TempPostgres:
     """A private cluster with fsync, synchronous_commit and full_page_writes on (the
-    defaults), 400 connections; every statement logged when ``log_all``; with
+    defaults), 800 connections; every statement logged when ``log_all``; with
     ``stat_statements``, pg_stat_statements (COMMITs and lock calls included)."""
     server = pgserver.TempPostgres.start(fast=False)
     server.down()
-    server.options = server.options.replace("max_connections=200", "max_connections=400")
+    server.options = server.options.replace("max_connections=200", "max_connections=800")
     server.options += " -c shared_buffers=128MB"
     if log_all:
         server.options += (" -c log_statement=all -c log_line_prefix='%m|%p|'"

@@ -5,7 +5,7 @@ streamed), a ``laneway run --mode realtime`` and a ``laneway worker`` against a 
 PostgreSQL that logs every statement with its time and backend; the statements are
 grouped into transactions per backend and counted per request / job / beat, and a
 gateway request's are split into those before the upstream call (the upstream answers
-after ``--ttft-ms``) and after it.
+after 1 s) and after it.
 
 Part 2, a simulated fleet (``_capacity_sim.py``): share-holders in a few OS processes
 that beat their rate share as ``serve`` does and make a gateway request's ledger
@@ -45,6 +45,8 @@ from laneway.store import open_store
 
 LANEWAY = [sys.executable, "-m", "laneway"]
 MODEL = "claude-haiku-4-5"
+#: The upstream's time to first token in part 1.
+UPSTREAM_S = 1.0
 _TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE|JOIN)\s+"?(\w+)', re.I)
 #: What a background transaction is, by a table it names.
 _BACKGROUND = {"rate_shares": "rate-share beat", "pauses": "pause poll",
@@ -84,7 +86,13 @@ def transactions(logged: list[_pglog.Logged]) -> list[list[_pglog.Logged]]:
         else:
             done.append([*loose.pop(s.pid, []), s])
     done.extend(open_.values())
-    return sorted(done, key=lambda t: t[-1].at)
+    return sorted(done, key=began)
+
+
+def began(tx: list[_pglog.Logged]) -> float:
+    """When a transaction began (its BEGIN: the ping before it may be much earlier)."""
+    return next((s.at for s in tx if s.sql.strip() != ";"
+                 and not s.sql.startswith("DEALLOCATE")), tx[-1].at)
 
 
 def kind_of(tx: list[_pglog.Logged]) -> str | None:
@@ -115,9 +123,9 @@ def count(txs: list[list[_pglog.Logged]]) -> tuple[int, int]:
 
 @contextlib.contextmanager
 def stack() -> Iterator[tuple[Any, str, str]]:
-    """A logging PostgreSQL, an upstream (first token after 400 ms), a ledger key."""
+    """A logging PostgreSQL, an upstream (first token after UPSTREAM_S), a ledger key."""
     server = _pglog.start(log_all=True)
-    local = start_local(LocalConfig(ttft_ms=400.0))
+    local = start_local(LocalConfig(ttft_ms=UPSTREAM_S * 1000))
     try:
         store = open_store(server.dsn)
         _key, secret = store.create_key("capacity", budget_usd=1000.0, rpm=100_000)
@@ -150,12 +158,12 @@ def gateway_requests(server: Any, upstream: str, secret: str, n: int) -> dict[st
                     with client.messages.stream(**body) as s:  # type: ignore[arg-type]
                         s.get_final_message()
                 windows[mode].append((t0, time.time()))
-                time.sleep(1.2)  # the settle is grouped every 0.5 s
+                time.sleep(2.0)  # the settle is grouped every 0.5 s
         end = time.time()
     finally:
         stop_process(proc)
     txs = transactions(_pglog.statements(server, idle_from - 1, end + 1))
-    idle = [t for t in txs if idle_from <= t[0].at < idle_to]
+    idle = [t for t in txs if idle_from <= began(t) < idle_to]
     background: dict[str, list[int]] = defaultdict(list)
     for t in idle:
         background[kind_of(t) or shape(t)].append(len(t))
@@ -166,11 +174,15 @@ def gateway_requests(server: Any, upstream: str, secret: str, n: int) -> dict[st
         before: Counter[str] = Counter()
         after: Counter[str] = Counter()
         stmts = {"before": 0, "after": 0}
-        for t0, t1 in spans:
+        for i, (t0, t1) in enumerate(spans):
+            # The upstream answers after UPSTREAM_S: what the gateway does before calling
+            # it is done long before the middle of the request; nothing is done while
+            # it waits. A request's window runs to the next request's start.
+            nxt = spans[i + 1][0] if i + 1 < len(spans) else t1 + 2.0
             for t in txs:
-                if kind_of(t) is not None or not t0 <= t[0].at <= t1 + 1.0:
+                if kind_of(t) is not None or not t0 <= began(t) < nxt:
                     continue
-                side = "before" if t[0].at < t0 + 0.2 else "after"
+                side = "before" if began(t) < (t0 + t1) / 2 else "after"
                 (before if side == "before" else after)[shape(t)] += 1
                 stmts[side] += len(t)
         out[mode] = {"before_tx": {k: v / n for k, v in before.items()},
@@ -229,8 +241,9 @@ def main() -> None:
     args = ap.parse_args()
     started = time.time()
     with stack() as (server, upstream, secret):
-        gw = gateway_requests(server, upstream, secret, 5 if args.quick else args.requests)
+        gw = gateway_requests(server, upstream, secret, 4 if args.quick else args.requests)
         jobs = per_job(server, upstream, 200 if args.quick else args.jobs)
+    print(f"(part 1 took {time.time() - started:.0f} s)")
     print_statements(gw, jobs)
     sim = _capacity_sim.sweep(quick=args.quick)
     save("capacity", {"gateway_request": gw, "jobs": jobs, "fleet": sim,

@@ -2,9 +2,9 @@
 
 On this machine, for each setting (PostgreSQL direct, and the same through PgBouncer in
 transaction mode, ``?pooler=pgbouncer``): one limited upstream (``laneway local``'s app,
-echo engine, ``--rpm``, in its own process, counting every answer it completes per
-request content), 4 ``laneway serve`` and 3 ``laneway worker`` processes on one ledger,
-and at once:
+echo engine, ``--rpm``, its bucket empty at the start, in its own process, counting every
+answer it completes per request content), 4 ``laneway serve`` and 3 ``laneway worker``
+processes on one ledger, and at once:
 
 - naive clients through the gateways: the guide's semaphore code (bench/_guide.py), each
   with its own laneway key with a budget (one budget small enough to run out), spread
@@ -12,13 +12,15 @@ and at once:
 - a ``--jobs`` run (``laneway run --no-work --mode realtime --budget``) worked by the
   workers, its budget ``--budget-share`` of its jobs' worst cases (it binds);
 - two Message Batches made through the gateways;
-- every ``--kill-every`` seconds for ``--minutes`` a process (serve or worker, seeded
-  choice) killed with SIGKILL and started again at once (a serve on its port).
+- after ``--warmup`` and a ``--control`` window with no kill (the same fleet and load:
+  what the machine gives), every ``--kill-every`` seconds for ``--minutes`` a process
+  (serve or worker, seeded choice) killed with SIGKILL and started again at once (a
+  serve on its port).
 
 Then the clients stop, the workers finish (or stop at the budget), the batches end.
-Figures: the share of the upstream's limit used over the kill window (work waiting all
-along), the upstream's 429s, the 429s clients saw, jobs lost or duplicated in the run's
-output, answers paid twice (the upstream's own count per request content against the
+Figures: the share of the upstream's limit used in the control and over the kill window
+(work waiting all along; also per ``--kill-every`` seconds), the upstream's 429s, the
+429s clients saw, jobs lost or duplicated in the run's output, answers paid twice (the upstream's own count per request content against the
 ledger's rows; only what was in flight at a kill may be), every key's spend against its
 budget plus one request's worst case, the run's spend against its budget, the batches'
 results, and what clients saw near kills (errors, retries, refused connections moved to
@@ -26,15 +28,17 @@ another gateway, latency).
 
     .venv/bin/python bench/fleet.py [--minutes 3] [--jobs 5000] [--quick] [--only direct]
 
-``--quick``: 2 minutes and 2,000 jobs (about 4 minutes a setting). PostgreSQL is a
+``--quick``: 2 minutes and 2,000 jobs (about 5 minutes a setting). PostgreSQL is a
 private server from Debian's binaries (fsync on). Prints tables and writes
-``bench/results/fleet.json``.
+``bench/results/fleet.json``; each process's output and PostgreSQL's log are kept in
+``bench/results/fleet-logs/``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -143,9 +147,9 @@ async def kill_loop(fleet: Fleet, dsn: str, *, seed: int, every_s: float, minute
     rng = random.Random(seed)
     names = sorted(fleet.procs)
     kills: list[dict[str, Any]] = []
-    t_end = time.monotonic() + minutes * 60
-    while time.monotonic() + every_s <= t_end + 0.5:
-        await asyncio.sleep(every_s)
+    t0 = time.monotonic()
+    for k in range(int(minutes * 60 // every_s) if every_s > 0 else 0):
+        await asyncio.sleep(max(0.0, t0 + (k + 1) * every_s - time.monotonic()))
         name = rng.choice(names)
         at = time.monotonic()
         pid = await asyncio.to_thread(fleet.kill, name)
@@ -153,7 +157,30 @@ async def kill_loop(fleet: Fleet, dsn: str, *, seed: int, every_s: float, minute
                 if name.startswith("worker") else None)
         await asyncio.to_thread(fleet.start, name)
         kills.append({"at": at, "name": name, "pid": pid, "claims_held": held})
+    await asyncio.sleep(max(0.0, t0 + minutes * 60 - time.monotonic()))
     return kills
+
+
+def use_between(timeline: list[tuple[float, int]], a: float, b: float, rpm: int
+                ) -> dict[str, float]:
+    """Answers and the share of the limit used between ``a`` and ``b`` seconds in (the
+    samples nearest inside)."""
+    inside = [(at, ok) for at, ok in timeline if a <= at <= b + 0.5]
+    (t_a, x), (t_b, y) = inside[0], inside[-1]
+    return {"seconds": round(t_b - t_a, 1), "answered": y - x,
+            "use": round((y - x) / (rpm * (t_b - t_a) / 60), 4)}
+
+
+async def sample(http: httpx.AsyncClient, upstream: str, t0: float,
+                 into: list[tuple[float, int]]) -> None:
+    """The upstream's answers so far, every second: (seconds into the window, ok)."""
+    while True:
+        try:
+            ok = (await http.get(upstream + "/v1/laneway/stats", timeout=30)).json()["ok"]
+        except httpx.HTTPError:  # a loaded machine: the next sample
+            continue
+        into.append((round(time.monotonic() - t0, 2), ok))
+        await asyncio.sleep(1.0)
 
 
 async def scenario(fleet: Fleet, upstream: str, dsn: str, keys: dict[str, str],
@@ -164,13 +191,14 @@ async def scenario(fleet: Fleet, upstream: str, dsn: str, keys: dict[str, str],
             for name, g in guides.items()}
     batch_ids = await make_batches(fleet.urls, keys["batcher"])
     await asyncio.sleep(args.warmup)
+    timeline: list[tuple[float, int]] = []
     async with httpx.AsyncClient() as http:
-        first = (await http.get(upstream + "/v1/laneway/stats")).json()
         t0 = time.monotonic()
+        sampler = asyncio.create_task(sample(http, upstream, t0, timeline))
+        await asyncio.sleep(args.control)  # the same fleet and load, no kill: the control
         kills = await kill_loop(fleet, dsn, seed=args.seed, every_s=args.kill_every,
                                 minutes=args.minutes)
-        last = (await http.get(upstream + "/v1/laneway/stats")).json()
-        t1 = time.monotonic()
+        sampler.cancel()
     for g in guides.values():
         g.stop()
     seen = {name: await task for name, task in runs.items()}
@@ -180,12 +208,12 @@ async def scenario(fleet: Fleet, upstream: str, dsn: str, keys: dict[str, str],
     async with httpx.AsyncClient() as http:
         stats = (await http.get(upstream + "/v1/laneway/stats")).json()
         answered = (await http.get(upstream + "/v1/laneway/answered", timeout=60)).json()
-    window_s = t1 - t0
-    ok = last["ok"] - first["ok"]
-    return {"window_s": round(window_s, 1), "ok_in_window": ok,
-            "use_of_limit": round(ok / (args.rpm * window_s / 60), 4),
+    control = use_between(timeline, 0.0, args.control, args.rpm)
+    window = use_between(timeline, args.control, args.control + args.minutes * 60, args.rpm)
+    return {"control": control, "window": window, "use_of_limit": window["use"],
             "upstream": stats, "upstream_batches": answered["batches"],
-            "answered": answered["answered"], "kills": kills, "batches": batches,
+            "answered": answered["answered"], "kills": kills,
+            "timeline": timeline, "t0": t0 + args.control, "batches": batches,
             "workers_done": drained, "seen": seen, "guides": guides}
 
 
@@ -196,7 +224,7 @@ def setting(name: str, dsn: str, args: argparse.Namespace, tmp: Path) -> dict[st
     upstream_proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).parent / "_upstream.py"), "--port", str(port),
          "--rpm", str(args.rpm), "--ttft-ms", str(args.ttft_ms), "--token-ms",
-         str(args.token_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         str(args.token_ms), "--drained"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     upstream = f"http://127.0.0.1:{port}"
     logs = RESULTS / "fleet-logs" / name  # each process's output, kept for a look
     shutil.rmtree(logs, ignore_errors=True)
@@ -231,7 +259,7 @@ def new_database(server: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=3.0, help="Kill window.")
-    ap.add_argument("--kill-every", type=float, default=15.0)
+    ap.add_argument("--kill-every", type=float, default=15.0, help="0: no kills.")
     ap.add_argument("--jobs", type=int, default=5000)
     ap.add_argument("--quick", action="store_true", help="--minutes 2 --jobs 2000")
     ap.add_argument("--rpm", type=int, default=1200)
@@ -240,8 +268,11 @@ def main() -> None:
     ap.add_argument("--serves", type=int, default=4)
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--budget-share", type=float, default=0.85)
-    ap.add_argument("--lease", type=float, default=30.0)
+    ap.add_argument("--lease", type=float, default=300.0,
+                    help="Workers' --lease (a same-host kill is taken up at once anyway).")
     ap.add_argument("--warmup", type=float, default=15.0)
+    ap.add_argument("--control", type=float, default=30.0,
+                    help="Seconds measured before the first kill (the control).")
     ap.add_argument("--drain", type=float, default=300.0)
     ap.add_argument("--seed", type=int, default=29)
     ap.add_argument("--only", choices=["direct", "pgbouncer"])
@@ -266,6 +297,8 @@ def main() -> None:
                 finally:
                     bouncer.stop()
     finally:
+        with contextlib.suppress(OSError):  # its log: deadlocks are told there in full
+            shutil.copy(server.root / "log", RESULTS / "fleet-logs" / "postgres.log")
         server.stop()
     for title, header, rows in table_rows(results, args):
         print_table(title, header, rows)

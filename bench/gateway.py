@@ -53,8 +53,9 @@ MODEL = "claude-haiku-4-5"
 HERE = Path(__file__).parent
 
 
-def _wait_up(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 180  # a loaded machine starts slowly
+def _wait_up(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 180.0,
+             ) -> None:
+    deadline = time.monotonic() + timeout_s  # a loaded machine starts slowly
     while True:
         try:
             if httpx.get(url, timeout=2).status_code == 200:
@@ -68,7 +69,7 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
 
 @contextlib.contextmanager
 def process(cmd: list[str], ready: str, what: str, env: dict[str, str] | None = None,
-            ) -> Iterator[subprocess.Popen[bytes]]:
+            timeout_s: float = 180.0) -> Iterator[subprocess.Popen[bytes]]:
     log = os.environ.get("BENCH_LOGS")  # a folder for the processes' stderr
     with contextlib.ExitStack() as stack:
         err: Any = subprocess.DEVNULL
@@ -78,7 +79,7 @@ def process(cmd: list[str], ready: str, what: str, env: dict[str, str] | None = 
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
                                 env={**os.environ, **(env or {})})
     try:
-        _wait_up(ready, proc, what)
+        _wait_up(ready, proc, what, timeout_s)
         yield proc
     finally:
         proc.terminate()
@@ -276,13 +277,14 @@ Event = tuple[str, str]
 ERRORS = Counter[str]()
 
 
-async def sse(client: httpx.AsyncClient, url: str, body: dict[str, Any],
+async def sse(client: httpx.AsyncClient, url: str, body: dict[str, Any], key: str = "x",
               ) -> tuple[float, list[Event]]:
     """A streamed request with no SDK: ms to the first content delta, and the events."""
     started = time.monotonic()
     first = 0.0
     events: list[Event] = []
-    async with client.stream("POST", url + "/v1/messages", json=body, headers=HEADERS) as r:
+    async with client.stream("POST", url + "/v1/messages", json=body,
+                             headers={**HEADERS, "x-api-key": key}) as r:
         if r.status_code != 200:
             raise RuntimeError(f"HTTP {r.status_code}: {(await r.aread())[:200]!r}")
         name, data = "", []

@@ -9,7 +9,10 @@
 - **circles**: groups of units that import each other (strongly connected, size > 1).
 - **modules over 400 lines**, and the median module's length.
 - **runs.status writers**: the places (module:line) outside ``store/`` that write a run's
-  status: a call of ``set_run_status(...)``, or of ``update_run(...)`` with ``status=``.
+  status: a call of ``set_run_status(...)``, or of ``update_run(...)`` with ``status=``;
+  and the modules they are in.
+- **cancel report types**: classes whose name says ``Cancel`` (what a cancel returns; the
+  runs API's JSON shape ``CancelResult`` included).
 
     .venv/bin/python bench/layout.py [--src OTHER_CHECKOUT/src/laneway]
 
@@ -114,6 +117,7 @@ def measure(src: Path) -> dict[str, Any]:
     graph: dict[str, set[str]] = {unit_of(rel): set() for rel in files}
     lines: dict[str, int] = {}
     writers: list[str] = []
+    cancel_types: list[str] = []
     for rel, path in files.items():
         text = path.read_text(encoding="utf-8")
         lines[rel.as_posix()] = len(text.splitlines())
@@ -126,6 +130,8 @@ def measure(src: Path) -> dict[str, Any]:
                 graph[unit_of(rel)].add(unit_of(by_name[name]))
         if rel.parts[0] != "store":
             writers += [f"{rel.as_posix()}:{line}" for line in sorted(status_writes(tree))]
+        cancel_types += [f"{rel.as_posix()}:{node.name}" for node in ast.walk(tree)
+                         if isinstance(node, ast.ClassDef) and "Cancel" in node.name]
     arrows = sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps)
     return {
         "units": sorted(graph),
@@ -135,6 +141,8 @@ def measure(src: Path) -> dict[str, Any]:
         "median_module_lines": statistics.median(lines.values()),
         "over_400_lines": {m: n for m, n in sorted(lines.items()) if n > MAX_MODULE_LINES},
         "status_writers": writers,
+        "status_writer_modules": sorted({w.split(":")[0] for w in writers}),
+        "cancel_report_types": sorted(cancel_types),
     }
 
 
@@ -159,11 +167,15 @@ def main() -> None:
         ["median module, lines", m["median_module_lines"]],
         ["modules over 400 lines", len(m["over_400_lines"])],
         ["runs.status writers outside store/", len(m["status_writers"])],
+        ["modules writing runs.status", len(m["status_writer_modules"])],
+        ["cancel report types", len(m["cancel_report_types"])],
     ])
     for group in m["circles"]:
         print("circle: " + ", ".join(group))
     for place in m["status_writers"]:
         print(f"runs.status written at {place}")
+    for place in m["cancel_report_types"]:
+        print(f"cancel report type {place}")
     save("layout", m)
 
 

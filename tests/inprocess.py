@@ -34,12 +34,10 @@ def laneway(args: Sequence[str | os.PathLike[str]], *, env: Mapping[str, str] | 
     subprocess's would), ``cwd`` is the working directory meanwhile."""
     from laneway.cli import main
     from laneway.cli.app import console, console_err
-    from laneway.cost import prices
 
     argv = [os.fspath(a) for a in args]
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd, saved_argv = dict(os.environ), Path.cwd(), sys.argv
-    given = dict(prices._GIVEN)
     try:
         if env is not None:
             os.environ.clear()
@@ -58,8 +56,6 @@ def laneway(args: Sequence[str | os.PathLike[str]], *, env: Mapping[str, str] | 
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
         sys.argv = saved_argv
-        prices._GIVEN.clear()
-        prices._GIVEN.update(given)
         gc.unfreeze()  # the commands freeze the heap of a process they own; not this one
     return subprocess.CompletedProcess(["laneway", *argv], code, out.getvalue(),
                                        err.getvalue())

@@ -82,10 +82,15 @@ def test_a_given_price_for_an_unknown_model() -> None:
         require_prices(["claude-made-up-1"], budget_usd=0.05, price=None)
     require_prices(["claude-made-up-1"], budget_usd=None, price=None)  # reported, not refused
     assert not known("claude-made-up-1")
-    require_prices(["claude-made-up-1"], budget_usd=0.05, price=parse_price("2/8"))
+    table = require_prices(["claude-made-up-1"], budget_usd=0.05, price=parse_price("2/8"))
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
-    assert cost_usd("claude-made-up-1", usage) == pytest.approx(2 + 8)
-    assert cost_usd("claude-sonnet-4-6", usage) == pytest.approx(3 + 15)  # known: its own
+    assert cost_usd("claude-made-up-1", usage, prices=table) == pytest.approx(2 + 8)
+    assert known("claude-made-up-1", table)
+    assert not known("claude-made-up-1")  # the run's table only: never process-wide
+    with pytest.raises(UnknownModelError):
+        cost_usd("claude-made-up-1", usage)
+    # known: its own price, whatever the run was given
+    assert cost_usd("claude-sonnet-4-6", usage, prices=table) == pytest.approx(3 + 15)
     for bad in ("3", "a/b", "-1/2", "1/2/3", "nan/1"):
         with pytest.raises(ConfigError, match="--price"):
             parse_price(bad)

@@ -4,15 +4,15 @@ the SDK raises arrives as laneway's errors, mapped in one place (``sdk_errors``)
 from __future__ import annotations
 
 import asyncio
+import sys
 
-import httpx
 import pytest
 
 from laneway.errors import ConnectionLostError, RequestError
 from laneway.local import RunningLocal
 from laneway.local.server import free_port
 from laneway.provider.batches import Batches
-from laneway.provider.client import Provider, sdk_errors
+from laneway.provider.client import TRANSPORT_ERRORS, Provider, sdk_errors
 
 
 async def test_batches_round_trip_and_errors_are_laneways(local_api: RunningLocal) -> None:
@@ -42,5 +42,6 @@ def test_sdk_errors_lets_cancellation_through() -> None:
         raise asyncio.CancelledError
     with pytest.raises(KeyboardInterrupt), sdk_errors():
         raise KeyboardInterrupt
+    transport = TRANSPORT_ERRORS[0]  # the SDK's own transport (httpx2 or httpx)
     with pytest.raises(ConnectionLostError), sdk_errors():
-        raise httpx.ConnectError("refused")
+        raise sys.modules[transport.__module__.split(".")[0]].ConnectError("refused")

@@ -19,10 +19,10 @@ from laneway.provider.client import Provider
 from laneway.runners.native import NativeTally
 from laneway.runners.tally import Tally
 from laneway.runs.config import RunConfig
-from laneway.runs.execute import final_status
 from laneway.runs.library import run
 from laneway.runs.options import realtime_options
 from laneway.runs.progress import progress_of
+from laneway.runs.status import final_status
 from laneway.runs.worker import WorkerConfig
 from laneway.store import Counts, open_store
 from laneway.store.statuses import JobStatus
@@ -40,6 +40,37 @@ def test_no_module_imports_a_private_name() -> None:
                           for a in node.names
                           if a.name.startswith("_") and not a.name.startswith("__")]
     assert found == []
+
+
+def _status_writes(path: Path) -> list[str]:
+    """Calls of ``set_run_status(...)`` or ``update_run(..., status=...)`` in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            name = node.func.attr
+            if name == "set_run_status" or (
+                    name == "update_run" and any(k.arg == "status" for k in node.keywords)):
+                found.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    return found
+
+
+def test_a_run_s_status_is_written_in_one_module() -> None:
+    """runs/status.py is the only writer of runs.status outside store/ (main had 13
+    writes in 6 modules: the agent, the worker, library, execute, ingest, native cancel)."""
+    writers = {w.split(":")[0] for path in SRC.rglob("*.py")
+               if "store" not in path.relative_to(SRC).parts for w in _status_writes(path)}
+    assert writers == {"runs/status.py"}
+
+
+def test_every_way_to_cancel_reports_one_type() -> None:
+    """``laneway cancel``, the runs API, the gateway's batches and HybridAgent.cancel go
+    through runs/cancel.py; no other module defines a cancel report (main had three:
+    CancelReport, Canceled, and HybridAgent.cancel's int). The runs API's JSON shape
+    (server/models.py) is built from it."""
+    reports = sorted(f"{path.relative_to(SRC)}:{node.name}" for path in SRC.rglob("*.py")
+                     for node in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(node, ast.ClassDef) and "Cancel" in node.name)
+    assert reports == ["runs/cancel.py:CancelReport", "server/models.py:CancelResult"]
 
 
 def test_progress_is_the_counts_before_plus_the_live_tally() -> None:

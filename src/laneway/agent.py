@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,18 +35,17 @@ from laneway.governor.core import Governor
 from laneway.jobs.formats import DEFAULT_MODEL, Job, JobDefaults, read_jobs
 from laneway.provider.backend import open_provider
 from laneway.provider.client import OnText, Provider
-from laneway.runners.tally import Tally
+from laneway.runs.cancel import cancel
 from laneway.runs.config import RunConfig
-from laneway.runs.execute import Execution, execute, final_status, watch_realtime
+from laneway.runs.execute import Execution
 from laneway.runs.follow import follow_cancel
-from laneway.runs.plan import plan_run
 from laneway.runs.prepare import prepare, take_up
 from laneway.runs.progress import Progress, progress_of
+from laneway.runs.session import RunSession
 from laneway.runs.watch import RunWatch
-from laneway.store import AsyncStore, Counts, Finished, Store, StoreSettings, open_store
+from laneway.store import AsyncStore, Store, StoreSettings, open_store
 from laneway.store.leases import new_worker_id
-from laneway.store.runlock import RunLock
-from laneway.store.statuses import JobStatus, RunStatus
+from laneway.store.statuses import RunStatus
 
 log = logging.getLogger("laneway.agent")
 #: How a run may be carried out (``submit(mode=...)``).
@@ -58,18 +56,19 @@ AGENT_MODES = ("realtime", "native", "hybrid")
 class _Live:
     """A run this agent is executing."""
 
-    run_id: str
-    #: A realtime run's runner, its progress over the ledger's counts when it started,
-    #: its events; None for a run through Message Batches.
-    watch: RunWatch | None = None
+    session: RunSession
     task: asyncio.Task[None] | None = None
-    canceled: bool = False
-    #: This process's hold on the run (SQLite), released when the run ends.
-    lock: RunLock | None = None
-    #: Set to stop the run (its batches keep running at the provider).
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
     follower: asyncio.Task[None] | None = None
-    worker: str = ""  # the id its claims are under (given back when the run ends)
+
+    @property
+    def watch(self) -> RunWatch | None:
+        return self.session.watch
+
+    @property
+    def stop(self) -> asyncio.Event:
+        stop = self.session.ex.stop_event
+        assert stop is not None
+        return stop
 
 
 class HybridAgent:
@@ -129,7 +128,7 @@ class HybridAgent:
                 continue
             with contextlib.suppress(TimeoutError, Exception):
                 await asyncio.wait_for(asyncio.shield(live.task), timeout=self.shutdown_grace_s)
-            await _abandon(live.task)
+            await _abandon(live.task, live.session)
         if self._provider is not None and not isinstance(self._provider_arg, Provider):
             await self._provider.aclose()
             self._provider = None
@@ -211,57 +210,20 @@ class HybridAgent:
         if run_id in self._live:
             return run_id
         total, lock = await take_up(self.astore, run_row, path, config)
-        canceled = run_row.status == RunStatus.CANCELED
-        before = await self._mark_started(run_id, lock, mode, canceled=canceled)
-        if before is None:
-            return run_id
-        live = _Live(run_id, lock=lock, worker=config.worker_id)
         ex = Execution(run_id=run_id, astore=self.astore, provider=self.provider,
                        config=config, total=total, notice=log.info, governor=self.governor,
-                       stop_event=live.stop, on_no_batches=on_no_batches)
-        if mode == "realtime" and not canceled:
-            live.watch = watch_realtime(ex, before, governor=self.governor,
-                                        event_every_s=self.progress_interval_s)
-            work: Callable[[], Awaitable[Tally]] = live.watch.run
-        else:
-            work = functools.partial(self._batches, ex, "native" if canceled else mode)
-        live.task = asyncio.create_task(self._execute(live, work),
-                                        name=f"laneway-run-{run_id}")
+                       stop_event=asyncio.Event(), on_no_batches=on_no_batches)
+        session = RunSession(ex=ex, lock=lock,
+                             canceled_before=run_row.status == RunStatus.CANCELED)
+        if not await session.begin(mode, event_every_s=self.progress_interval_s):
+            return run_id
+        live = _Live(session)
+        live.task = asyncio.create_task(self._execute(live), name=f"laneway-run-{run_id}")
         live.follower = asyncio.create_task(follow_cancel(  # a cancel by another process
             self.astore, run_id, stop=live.stop, cancel=self.cancel,
-            done=lambda: live.canceled or live.task is None or live.task.done()))
+            done=lambda: session.canceled or live.task is None or live.task.done()))
         self._live[run_id] = live
         return run_id
-
-    async def _mark_started(self, run_id: str, lock: RunLock | None, mode: str, *,
-                            canceled: bool) -> Counts | None:
-        """The run's counts now, the run marked running (or done: None, lock released)."""
-        try:
-            before = await self.astore.counts(run_id)
-            if before.remaining == 0 and not canceled:
-                await self.astore.set_run_status(run_id, RunStatus.DONE)
-            elif not canceled:
-                await self.astore.set_run_status(run_id, RunStatus.RUNNING, mode=mode,
-                                                 provider=self.provider.kind)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        if before.remaining == 0:
-            if lock is not None:
-                lock.release()
-            return None
-        return before
-
-    async def _batches(self, ex: Execution, mode: str) -> Tally:
-        """A run through Message Batches (``hybrid``: the deadline's fallback armed)."""
-        realtime_s = None
-        if mode == "hybrid" and ex.config.deadline_at is not None:
-            _plan, realtime_s = await plan_run(
-                ex.astore, ex.run_id, ex.provider, concurrency=self.concurrency,
-                deadline_at=ex.config.deadline_at, worker_id=ex.config.worker_id)
-        _mode, tally = await execute(ex, mode, realtime_s)
-        return tally
 
     def _write_jobs(self, jobs: Iterable[Job | Mapping[str, Any]]) -> Path:
         lines = []
@@ -286,35 +248,11 @@ class HybridAgent:
             tmp.replace(path)
         return path
 
-    async def _execute(self, live: _Live, work: Callable[[], Awaitable[Tally]]) -> None:
-        status: RunStatus = RunStatus.STOPPED
-        watched = False
+    async def _execute(self, live: _Live) -> None:
         try:
-            tally = await work()
-            watched = True
-            counts = await self.astore.counts(live.run_id)
-            status = final_status(complete=counts.remaining == 0,
-                                  canceled=live.canceled or tally.stop_reason == "canceled",
-                                  stop_reason=tally.stop_reason, unfinished=RunStatus.STOPPED)
-        except Exception:
-            status = RunStatus.FAILED
-            raise
+            await live.session.work()
         finally:
-            # cancel() cancels this task again every 0.1 s until it ends: whatever of the
-            # clean-up that interrupts, the run must stop being live (or its event
-            # streams never end), and a canceled run never shows as merely stopped.
-            try:
-                if live.canceled:  # cancel() interrupted the run (or came as it ended)
-                    status = RunStatus.CANCELED
-                with contextlib.suppress(Exception):
-                    if not watched and live.watch is not None:  # else the watch wrote it
-                        await live.watch.write("done")
-                    await self.astore.set_run_status(live.run_id, status)
-                    await self.astore.call(self.store.drop_holder, live.worker)  # for the next
-            finally:
-                self._live.pop(live.run_id, None)
-                if live.lock is not None:
-                    live.lock.release()
+            self._live.pop(live.session.run_id, None)
 
     def is_live(self, run_id: str) -> bool:
         return run_id in self._live
@@ -349,24 +287,28 @@ class HybridAgent:
 
     async def cancel(self, run_id: str) -> int:
         """Stop a run: requests in flight are abandoned and every job not finished is
-        recorded as ``canceled``. Returns the number of jobs canceled."""
-        if await self.astore.get_run(run_id) is None:
-            raise ConfigError(f"no run named {run_id!r} in {self.settings}")
+        recorded as ``canceled`` (its batches at the provider are left as they are:
+        ``laneway cancel`` cancels those). Returns the number of jobs canceled."""
+        return (await cancel(run_id, astore=self.astore, stop_live=self.stop_live)).canceled
+
+    async def stop_live(self, run_id: str) -> None:
+        """Stop this agent's work on ``run_id`` for a cancel: requests in flight are
+        abandoned, the jobs it held given back (see :mod:`laneway.runs.cancel`)."""
         live = self._live.get(run_id)
         if live is not None and live.task is not None:
-            live.canceled = True
-            await _abandon(live.task)  # requests in flight too; held jobs are released
-        canceled = await self.astore.call(_cancel_pending, self.store, run_id)
-        await self.astore.set_run_status(run_id, RunStatus.CANCELED)
-        return canceled
+            live.session.canceled = True
+            await _abandon(live.task, live.session)
 
 
-async def _abandon(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it. Cancelled again until it ends: a cancellation
+async def _abandon(task: asyncio.Task[None], session: RunSession) -> None:
+    """Cancel ``task`` and wait for it. Cancelled again until it ends (a cancellation
     can be swallowed by ``asyncio.wait_for`` on Python 3.11 when its inner await
-    finishes at the same moment."""
+    finishes at the same moment), unless its session is ending: a run's end (its status, its
+    claims given back) is waited for, not interrupted, so what it gives back is settled
+    before a cancel cancels what is left."""
     while not task.done():
-        task.cancel()
+        if not session.ending:
+            task.cancel()
         await asyncio.wait({task}, timeout=0.1)
     with contextlib.suppress(asyncio.CancelledError, Exception):
         task.result()
@@ -384,16 +326,3 @@ def check_input(path: Path, defaults: JobDefaults) -> int:
     if not seen:
         raise InputError("no jobs: the file is empty (or has only blank lines)", path=path)
     return len(seen)
-
-
-def _cancel_pending(store: Store, run_id: str) -> int:
-    """Record every job of the run that is not final (and not held) as canceled."""
-    total = 0
-    while True:
-        claimed = store.claim(run_id, worker="cancel", limit=1000, lease_s=60.0)
-        if not claimed:
-            return total
-        store.finish([Finished(run_id=run_id, seq=c.seq, status=JobStatus.CANCELED,
-                               result={"type": "canceled"}, attempts=c.attempts,
-                               mode="canceled") for c in claimed])
-        total += len(claimed)

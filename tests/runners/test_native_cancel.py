@@ -12,8 +12,8 @@ import pytest
 from laneway.governor.buckets import RateLimits
 from laneway.local import RunningLocal
 from laneway.provider.client import Provider
-from laneway.runners.native import cancel_run
 from laneway.runners.planner import PlannerOptions
+from laneway.runs.cancel import cancel
 from laneway.runs.library import run
 from laneway.store import AsyncStore, open_store
 
@@ -36,14 +36,14 @@ async def test_cancel_records_what_the_batch_finished(tmp_path: Path,
     astore = AsyncStore(store)
     other = Provider.at(local_api.base_url)
     notices: list[str] = []
-    report = await cancel_run(run_id=store.list_runs()[0].id, astore=astore, provider=other,
-                              wait_s=10, on_notice=notices.append, options=fast())
+    report = await cancel(store.list_runs()[0].id, astore=astore, provider=other,
+                          wait_s=10, on_notice=notices.append, options=fast())
     astore.close()
     store.close()
     summary = await asyncio.wait_for(task, timeout=20)
     await provider.aclose()
     await other.aclose()
-    assert report.batches_canceled == 1 and report.still_running == 0
+    assert report.batches_canceled == 1 and report.batches_still_running == 0
     assert 1 <= summary.succeeded < 12
     assert summary.canceled == 12 - summary.succeeded and summary.pending == 0
     assert summary.cost_usd > 0  # the finished ones are billed, so recorded

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -20,12 +21,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anthropic
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 import pgserver
 from laneway.governor.buckets import Lane, RateLimits
@@ -37,6 +40,8 @@ from laneway.local import RunningLocal
 from laneway.local.server import free_port
 from laneway.store import AsyncStore, open_store
 from laneway.store import rate_shares as R
+from laneway.store import schema as S
+from laneway.store.holders import this_identity
 
 MODEL = "claude-haiku-4-5"
 LIMITS = RateLimits(rpm=600, itpm=60_000, otpm=30_000)
@@ -273,6 +278,39 @@ async def test_rows_are_on_the_database_clock(dsn: str) -> None:
         assert R.live(store) == []
     finally:
         store.close()
+
+
+def test_a_process_gone_from_this_host_holds_nothing_from_the_next_beat(dsn: str) -> None:
+    """A process killed on this host (its pid dead) holds no share from the next beat of
+    anyone, though its row was beaten a moment ago; one alive keeps it, and so does a
+    row with no holder record (judged by its age alone, as before)."""
+    store = open_store(dsn)
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        me = this_identity()
+        dead = dataclasses.replace(me, pid=child.pid, pid_start=_start_ticks(child.pid))
+        store.register_holder("dead", dead)
+        R.join(store, "alive")
+        wanted = {"": (0.0, 0.0, 0.0), MODEL: (60.0, 0.0, 0.0)}
+        for name in ("dead", "alive", "unrecorded"):
+            R.heartbeat(store, name, host=me.host, pid=child.pid, wanted=wanted,
+                        limits={}, decide=lambda rows: {})
+        assert {r.process for r in R.live(store)} == {"dead", "alive", "unrecorded"}
+        child.kill()
+        child.wait()
+        assert {r.process for r in R.live(store)} == {"alive", "unrecorded"}
+        R.leave(store, "alive")
+        with store.engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(S.holders).where(
+                S.holders.c.id == "alive")) == 0
+    finally:
+        child.kill()
+        store.close()
+
+
+def _start_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[19])
 
 
 def test_sharing_is_on_with_workers_or_postgresql() -> None:
@@ -543,3 +581,34 @@ async def test_a_beat_waiting_its_turn_does_not_hold_up_the_other_ledger_calls(
         await sharing.stop()
         astore.close()
         astore.store.close()
+
+
+@pytest.mark.postgres
+async def test_a_beat_that_raises_no_grant_takes_no_lock(pg: str) -> None:
+    """While another process's beat holds the beat lock, a beat that keeps (or lowers)
+    its grants is done at once; one that would raise a grant waits for the lock."""
+    import psycopg
+
+    store = open_store(pg)
+    mine = {"": (0.0, 0.0, 0.0), MODEL: (60.0, 0.0, 0.0)}
+
+    def beat(grant: float) -> list[R.ShareRow]:
+        return R.heartbeat(store, "p", host="h", pid=1, wanted=mine, limits={},
+                           decide=lambda _rows: {MODEL: (grant, grant, grant)})
+
+    beat(0.5)  # its grant is 0.5
+    with psycopg.connect(pg) as other, ThreadPoolExecutor(1) as pool:
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (R._LOCK,))
+        started = time.monotonic()
+        kept = await asyncio.wait_for(asyncio.wrap_future(pool.submit(beat, 0.5)), 3.0)
+        lowered = await asyncio.wait_for(asyncio.wrap_future(pool.submit(beat, 0.3)), 3.0)
+        assert time.monotonic() - started < 1.0
+        raised = pool.submit(beat, 0.6)
+        await asyncio.sleep(0.5)
+        assert not raised.done()  # it waits its turn
+        other.rollback()
+        rows = await asyncio.wait_for(asyncio.wrap_future(raised), 5.0)
+    own = {r.model: r.granted for r in (*kept, *lowered) if r.process == "p"}
+    assert own[MODEL] == (0.3, 0.3, 0.3)
+    assert [r.granted for r in rows if r.model == MODEL] == [(0.6, 0.6, 0.6)]
+    store.close()

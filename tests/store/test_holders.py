@@ -14,6 +14,7 @@ from laneway.store import Store
 from laneway.store import schema as S
 from laneway.store.holders import Identity, is_gone, this_identity
 from laneway.store.leases import new_worker_id
+from laneway.store.statuses import JobStatus, RunStatus
 
 from .helpers import make_run
 
@@ -81,6 +82,23 @@ def test_an_id_of_this_process_is_recorded_and_dropped_on_a_clean_end(store: Sto
     assert store.reap_gone_holders().holders == 0  # this process lives
     assert store.drop_holder(worker).jobs == 2
     assert [c.seq for c in store.claim("r1", worker="w2", limit=9, lease_s=60)] == [0, 1]
+
+
+def test_claims_given_back_after_a_cancel_are_canceled_not_sent_again(store: Store) -> None:
+    """A cancel that ran while a process still held jobs (it cancels what is not held)
+    and the holder giving them back afterwards: a canceled run sends nothing more, so
+    they become canceled, not pending; another run's claims come back as before."""
+    make_run(store, n=3)
+    make_run(store, n=2, run_id="r2")
+    worker = new_worker_id("agent-")
+    store.claim("r1", worker=worker, limit=2, lease_s=600)
+    store.claim("r2", worker=worker, limit=1, lease_s=600)
+    store.update_run("r1", status=RunStatus.CANCELED)
+    assert store.cancel_unsent("r1") == 1  # the one not held
+    assert store.drop_holder(worker).jobs == 3
+    assert store.counts("r1")[JobStatus.CANCELED] == 3
+    assert store.counts("r1")[JobStatus.PENDING] == 0
+    assert [c.seq for c in store.claim("r2", worker="w2", limit=9, lease_s=60)] == [0, 1]
 
 
 def _start_ticks(pid: int) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from laneway.store import AsyncStore, GroupWriter, Store, open_store
+from laneway.store.reservations import Reservation
 from laneway.store.statuses import JobStatus
 
 from .helpers import done, make_run
@@ -87,3 +88,45 @@ async def test_postgres_commits_through_the_thread(pg_dsn: str) -> None:
         astore.close()
         store.close()
     assert len(threads) == 1 and threads[0].startswith("laneway-store")
+
+
+async def test_the_gateways_statements_run_on_the_loop_unless_another_connection_writes(
+        sqlite_store: Store, tmp_path: Path) -> None:
+    """A key's check and a reservation (every gateway request) run on the loop's thread
+    when the write lock is free; held elsewhere, the loop does not wait for it: the
+    statement goes through the store's thread once the lock is free."""
+    key, secret = sqlite_store.create_key("k", budget_usd=1.0, rpm=1000)
+    threads: list[str] = []
+    original = Store.reserve
+
+    def reserve(store: Store, r: Reservation) -> int | None:
+        threads.append(threading.current_thread().name)
+        return original(store, r)
+
+    astore = AsyncStore(sqlite_store)
+    other = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+    mine = threading.current_thread().name
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Store, "reserve", reserve)
+        try:
+            found, wait = await astore.check_key(secret)
+            assert found is not None and found.id == key.id and wait is None
+            one = Reservation(key.id, "claude-haiku-4-5", "interactive", True, 0.4,
+                              time.time(), "here:1:x")
+            assert await astore.reserve(one) is not None
+            assert threads == [mine]
+
+            other.execute("BEGIN IMMEDIATE")  # another process writing
+            pending = asyncio.ensure_future(astore.reserve(one))
+            started = time.monotonic()
+            await asyncio.sleep(0.3)
+            assert time.monotonic() - started < 0.3 + 0.25 and not pending.done()
+            other.execute("COMMIT")
+            assert await asyncio.wait_for(pending, 30) is not None
+            assert threads[1] == mine and threads[2].startswith("laneway-store")
+            # The budget holds whichever thread wrote: 0.4 + 0.4 + 0.4 > 1.0.
+            assert await astore.reserve(one) is None and threads[-1] == mine
+        finally:
+            other.close()
+            astore.close()
+    assert sqlite_store.key_by_id(key.id).reserved_usd == pytest.approx(0.8)  # type: ignore[union-attr]

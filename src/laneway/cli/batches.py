@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,8 +19,8 @@ from laneway.jobs.formats import DEFAULT_MODEL, BadLine, JobDefaults, read_jobs
 from laneway.timeparse import human_s, parse_deadline
 
 if TYPE_CHECKING:
-    from laneway.runners.native.cancel import CancelReport
     from laneway.runners.planner import Estimate, Plan, PlannerOptions, Workload
+    from laneway.runs.cancel import CancelReport
 
 
 @app.command("cancel", short_help="Cancel a run (its batches, every job left).")
@@ -38,12 +38,12 @@ def cancel_command(
     report = asyncio.run(_cancel(run_id, db=db, provider=provider, wait_s=wait))
     line = (f"run {report.run_id} canceled: {report.unsent_canceled} jobs not sent were "
             f"canceled, {report.batches_canceled} batch(es) canceled")
-    if report.succeeded:
-        line += (f"; {report.succeeded} results they finished were recorded "
-                 f"(${report.cost_usd:.4f}, billed)")
+    if report.billed:
+        line += (f"; {report.billed} results they finished were recorded "
+                 f"(${report.billed_usd:.4f}, billed)")
     console_err.print(line)
-    if report.still_running:
-        console_err.print(f"{report.still_running} batch(es) still canceling: run "
+    if report.batches_still_running:
+        console_err.print(f"{report.batches_still_running} batch(es) still canceling: run "
                           f"`laneway cancel {run_id}` again later to record their results")
 
 
@@ -51,7 +51,7 @@ async def _cancel(run_id: str, *, db: str | None, provider: str, wait_s: float
                   ) -> CancelReport:
     # The SDK and the store load only for the command that uses them.
     from laneway.provider.backend import open_provider
-    from laneway.runners.native.cancel import cancel_run
+    from laneway.runs.cancel import cancel
     from laneway.store import AsyncStore, StoreSettings, open_store
 
     store = open_store(StoreSettings.from_dsn(db))
@@ -59,9 +59,9 @@ async def _cancel(run_id: str, *, db: str | None, provider: str, wait_s: float
     backend = None
     try:
         backend = await asyncio.to_thread(open_provider, provider, quiet=True)
-        return await cancel_run(run_id=run_id, astore=astore, provider=backend,
-                                wait_s=wait_s, on_notice=lambda m: console_err.print(
-                                    f"laneway: {m}", highlight=False))
+        return await cancel(run_id, astore=astore, provider=backend, wait_s=wait_s,
+                            on_notice=lambda m: console_err.print(f"laneway: {m}",
+                                                                  highlight=False))
     finally:
         if backend is not None:
             await backend.aclose()
@@ -101,15 +101,16 @@ def estimate_command(
     for job in read_jobs(input_path, defaults=defaults):
         if not isinstance(job, BadLine):
             workload.add(job.params, expected_output_tokens=expected_output)
+    options = PlannerOptions(expected_output_tokens=expected_output)
     if price is not None:
         from laneway.cost.budget import parse_price, require_prices
         from laneway.cost.prices import known
 
-        require_prices(sorted(m for m in workload.by_model if not known(m)),
-                       budget_usd=budget, price=parse_price(price))
+        given = require_prices(sorted(m for m in workload.by_model if not known(m)),
+                               budget_usd=budget, price=parse_price(price))
+        options = replace(options, prices=given)
     local = choose_provider(provider) == "local"
     limits = RateLimits(rpm=rpm, itpm=itpm, otpm=otpm) if (rpm or itpm or otpm) else None
-    options = PlannerOptions(expected_output_tokens=expected_output)
     # Prices are the API's even when a run would go to the free local API: that is the
     # figure worth knowing before running against the API.
     rt = realtime_estimate(workload, limits=limits, concurrency=concurrency, local=False,

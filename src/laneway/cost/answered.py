@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from laneway.cost.prices import Usage, is_local, usage_cost
+from laneway.cost.prices import NO_PRICES, PriceTable, Usage, is_local, usage_cost
 
 _SNAPSHOT = re.compile(r"(?:-\d{8}|-latest)$")
 
@@ -54,12 +54,14 @@ class Priced:
 
 
 def price_answer(asked: str, message: Mapping[str, Any] | None, usage: Usage, *,
-                 free: bool = False, batch: bool = False) -> Priced:
+                 free: bool = False, batch: bool = False,
+                 prices: PriceTable = NO_PRICES) -> Priced:
     """Price one answer: ``free`` for a backend whose answers cost nothing whatever they
-    name (laneway's embedded model)."""
+    name (laneway's embedded model); ``prices``: those the run was given."""
     answered = answered_by(asked, message)
-    cost = usage_cost(answered, usage, local=free or is_local(answered), batch=batch)
-    asked_cost = (usage_cost(asked, usage, local=False, batch=batch)
+    cost = usage_cost(answered, usage, local=free or is_local(answered), batch=batch,
+                      prices=prices)
+    asked_cost = (usage_cost(asked, usage, local=False, batch=batch, prices=prices)
                   if substituted(asked, answered) else None)
     return Priced(asked, answered, cost, asked_cost)
 

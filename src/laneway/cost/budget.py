@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from laneway.cost.prices import Price, given_price, known, set_price
+from laneway.cost.prices import NO_PRICES, Price, PriceTable, given_price, known
 from laneway.errors import ConfigError, UnknownModelError
 from laneway.store import Store
 from laneway.store import schema as S
@@ -42,16 +42,16 @@ def unpriced_models(store: Store, run_id: str) -> list[str]:
 
 
 def require_prices(models: list[str], *, budget_usd: float | None,
-                   price: Price | None) -> None:
-    """Price ``models`` at ``price`` (``--price``), or refuse a budget that cannot count them.
+                   price: Price | None) -> PriceTable:
+    """The run's price table: ``models`` (those with no known price) at ``price``
+    (``--price``), or refuse a budget that cannot count them.
 
     Without a budget an unknown price is only reported (its cost is not counted).
     """
     if not models:
-        return
+        return NO_PRICES
     if price is not None:
-        for model in models:
-            set_price(model, price)
-        return
+        return PriceTable({model: price for model in models})
     if budget_usd is not None:
         raise UnknownModelError(models[0], budget=True)
+    return NO_PRICES

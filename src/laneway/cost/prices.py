@@ -4,13 +4,16 @@ Prices are USD per million tokens. A model is matched by its name or by a dated
 snapshot or ``-latest`` alias of it (``claude-haiku-4-5-20251001`` is priced as
 ``claude-haiku-4-5``). The local model costs nothing. An unknown model raises
 :class:`UnknownModelError`: it is never priced silently as zero. A price the user gives
-(``--price IN/OUT``) is registered with :func:`set_price` for models not in the table.
+(``--price IN/OUT``) for models not in the table is a :class:`PriceTable` carried by the
+run it was given to (never stored process-wide: two runs of one ``laneway serve`` each
+have their own), and passed to what prices that run's requests.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from laneway.errors import UnknownModelError
@@ -60,9 +63,6 @@ PRICES: dict[str, Price] = {
     "claude-3-haiku": _HAIKU_3,
 }
 
-#: Prices the user gave for models not in :data:`PRICES` (``--price IN/OUT``).
-_GIVEN: dict[str, Price] = {}
-
 #: Models served by laneway's own local API.
 LOCAL_MODELS = frozenset({"smollm2-135m-instruct", "smollm2", "smollm2-135m", "local", "echo"})
 
@@ -75,17 +75,25 @@ def given_price(input_usd: float, output_usd: float) -> Price:
     return Price(input_usd, output_usd, input_usd * 1.25, input_usd * 2.0, input_usd * 0.1)
 
 
-def set_price(model: str, price: Price) -> None:
-    """Price ``model`` at ``price`` in this process (for a model with no known price)."""
-    _GIVEN[model] = price
+@dataclass(frozen=True)
+class PriceTable:
+    """Prices given for models not in :data:`PRICES` (a run's ``--price IN/OUT``),
+    carried by that run: see the module docstring. Empty: the table's prices only."""
+
+    given: Mapping[str, Price] = field(default_factory=dict)
+
+
+#: No price given: :data:`PRICES` only.
+NO_PRICES = PriceTable()
 
 
 def is_local(model: str) -> bool:
     return model in LOCAL_MODELS
 
 
-def price_of(model: str) -> Price:
-    """The price of ``model``; raises :class:`UnknownModelError` for an unknown one."""
+def price_of(model: str, prices: PriceTable = NO_PRICES) -> Price:
+    """The price of ``model`` (``prices``: those a run was given for models not in the
+    table); raises :class:`UnknownModelError` for an unknown one."""
     if model in PRICES:
         return PRICES[model]
     if is_local(model):
@@ -93,14 +101,14 @@ def price_of(model: str) -> Price:
     m = _SNAPSHOT.match(model)
     if m and m.group("base") in PRICES:
         return PRICES[m.group("base")]
-    if model in _GIVEN:
-        return _GIVEN[model]
+    if model in prices.given:
+        return prices.given[model]
     raise UnknownModelError(model)
 
 
-def known(model: str) -> bool:
+def known(model: str, prices: PriceTable = NO_PRICES) -> bool:
     try:
-        price_of(model)
+        price_of(model, prices)
     except UnknownModelError:
         return False
     return True
@@ -134,10 +142,11 @@ class Usage:
         )
 
 
-def cost_usd(model: str, usage: Usage, *, batch: bool = False) -> float:
+def cost_usd(model: str, usage: Usage, *, batch: bool = False,
+             prices: PriceTable = NO_PRICES) -> float:
     """The cost of ``usage`` on ``model``; ``batch=True``, or usage served in the
     ``batch`` tier, applies the batch discount."""
-    p = price_of(model)
+    p = price_of(model, prices)
     write_1h = min(usage.cache_creation_1h_tokens, usage.cache_creation_input_tokens)
     write_5m = usage.cache_creation_input_tokens - write_1h
     total = (
@@ -150,25 +159,26 @@ def cost_usd(model: str, usage: Usage, *, batch: bool = False) -> float:
     return total * BATCH_DISCOUNT if batch or usage.service_tier == "batch" else total
 
 
-def usage_cost(model: str, usage: Usage, *, local: bool, batch: bool = False) -> float | None:
+def usage_cost(model: str, usage: Usage, *, local: bool, batch: bool = False,
+               prices: PriceTable = NO_PRICES) -> float | None:
     """What a request cost: 0 on the local model, ``None`` for a model with no known
     price (reported as unknown, never counted as zero)."""
     if local:
         return 0.0
     try:
-        return cost_usd(model, usage, batch=batch)
+        return cost_usd(model, usage, batch=batch, prices=prices)
     except UnknownModelError:
         return None
 
 
 def worst_cost(model: str, input_tokens: float, max_tokens: int, *, local: bool,
-               batch: bool = False) -> float:
+               batch: bool = False, prices: PriceTable = NO_PRICES) -> float:
     """The most one request can cost (every ``max_tokens`` produced): 0 on the local
     model or with no known price (a budget refuses unpriced models before sending)."""
     if local:
         return 0.0
     try:
-        p = price_of(model)
+        p = price_of(model, prices)
     except UnknownModelError:
         return 0.0
     total = (input_tokens * p.input + max_tokens * p.output) / 1_000_000

@@ -32,10 +32,11 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from laneway.errors import ProviderError, RateLimitedError
+from laneway.errors import ProviderError
 from laneway.governor.buckets import AIMD, Lane, RateLimits, TokenBucket, said_limits
 from laneway.governor.demand import InteractiveDemand
 from laneway.governor.state import ModelState, Permit, Waiter
+from laneway.wire.status import type_outcome
 
 
 class Governor:
@@ -394,6 +395,4 @@ def outcome_of(err: ProviderError) -> str:
     """The :meth:`Governor.release` outcome of a request that failed with ``err``:
     ``rate_limited`` (429), ``overloaded`` (529, or that error event mid-stream), or
     ``error``."""
-    if isinstance(err, RateLimitedError):
-        return "rate_limited"
-    return "overloaded" if err.error_type == "overloaded_error" else "error"
+    return type_outcome(err.error_type or "api_error").governor

@@ -56,9 +56,13 @@ class LedgerBoard:
         self.process = process
         self.live_s = live_s
         self.host = socket.gethostname()
+        self._joined = False
 
     async def exchange(self, wanted: Mapping[str, Wanted], limits: Mapping[str, Limits],
                        decide: Decide) -> Sequence[ShareRow]:
+        if not self._joined:  # once: the others learn at once when it is gone
+            await self.astore.call(rate_shares.join, self.astore.store, self.process)
+            self._joined = True
         return await self.astore.call(
             rate_shares.heartbeat, self.astore.store, self.process, host=self.host,
             pid=os.getpid(), wanted=dict(wanted), limits=dict(limits), decide=decide,

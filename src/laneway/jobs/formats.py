@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from laneway.errors import InputError
 from laneway.jobs.output import replacing
+from laneway.wire.batches import result_line
 
 #: Keys a short-form line may carry.
 _SHORT_KEYS = frozenset({"id", "prompt", "system", "model", "max_tokens", "temperature",
@@ -268,8 +269,7 @@ def write_results(path: str | Path, rows: Iterable[tuple[str, dict[str, Any]]], 
 def dump_results(out: TextIO, rows: Iterable[tuple[str, dict[str, Any]]]) -> int:
     count = 0
     for custom_id, result in rows:
-        out.write(json.dumps({"custom_id": custom_id, "result": result},
-                             ensure_ascii=False, separators=(",", ":")))
+        out.write(result_line(custom_id, result))
         out.write("\n")
         count += 1
     return count

@@ -32,11 +32,11 @@ from laneway.local.ratelimit import RateLimiter
 from laneway.local.threads import ThreadStore
 from laneway.local.validation import validate_count_tokens
 from laneway.wire.batches import BATCH_MAX_BYTES, parse_batch_requests, results_base_url
+from laneway.wire.body import read_body
 from laneway.wire.errors import (
     MESSAGES_MAX_BYTES,
     APIError,
     check_version,
-    too_large,
     unparsable,
 )
 
@@ -104,21 +104,12 @@ class LocalAPI:
 
     @staticmethod
     async def read_json(request: Request, limit_bytes: int) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit_bytes:
-            raise too_large(limit_bytes)
-        chunks: list[bytes] = []
-        size = 0
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit_bytes:
-                    raise too_large(limit_bytes)
-                chunks.append(chunk)
+            raw = await read_body(request, limit_bytes)
         except ClientDisconnect:  # nobody to answer; say nothing in the server's log
             raise DroppedConnection("the client went away before sending its body") from None
         try:
-            return json.loads(b"".join(chunks))
+            return json.loads(raw)
         except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
             raise unparsable(exc) from None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ from laneway.local.faults import FaultPlan
 from laneway.local.generation import check_request, complete
 from laneway.local.models import capabilities_of
 from laneway.local.validation import validate_message, with_tool_call
-from laneway.wire.batches import errored, succeeded
+from laneway.wire.batches import errored, result_line, succeeded
 from laneway.wire.errors import APIError
 from laneway.wire.ids import new_id, rfc3339
 
@@ -159,10 +158,7 @@ class BatchStore:
         if batch.ended_at is None:
             raise APIError("not_found_error",
                            f"message batch {batch_id!r} has not ended: no results yet")
-        lines = [
-            json.dumps({"custom_id": cid, "result": batch.results[cid]}, separators=(",", ":"))
-            for cid in batch.order
-        ]
+        lines = [result_line(cid, batch.results[cid]) for cid in batch.order]
         return ("\n".join(lines) + "\n").encode() if lines else b""
 
     async def aclose(self) -> None:

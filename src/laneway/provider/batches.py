@@ -20,9 +20,7 @@ from anthropic.types.messages import MessageBatch
 from laneway.errors import BatchesUnsupportedError, RequestError
 from laneway.provider.client import Provider, sdk_errors
 
-#: The API's limits per batch.
-MAX_REQUESTS = 100_000
-MAX_BYTES = 256 * 1024 * 1024
+#: The API's limits per batch: laneway.wire.batches.BATCH_MAX_REQUESTS, BATCH_MAX_BYTES.
 #: ``{"requests":[`` and ``]}`` around the requests, which are joined by commas.
 BODY_OVERHEAD_BYTES = len(b'{"requests":[]}')
 
@@ -141,4 +139,4 @@ class Batches:
         return None
 
 
-__all__ = ["BODY_OVERHEAD_BYTES", "MAX_BYTES", "MAX_REQUESTS", "BatchInfo", "Batches"]
+__all__ = ["BODY_OVERHEAD_BYTES", "BatchInfo", "Batches"]

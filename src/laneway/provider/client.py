@@ -33,6 +33,7 @@ from laneway.errors import (
     StreamError,
 )
 from laneway.provider.stream import Gaps, IdleBound, apply_event, read_events
+from laneway.wire.status import Kind, outcome
 
 
 def _transport_errors(name: str) -> tuple[type[BaseException], ...]:
@@ -114,20 +115,20 @@ def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
     rid = exc.request_id
     if status == 200:  # an error event after the stream had started
         return stream_error(exc.body, rid)
-    if status == 429:
+    kind = outcome(status, etype).kind  # the one table: laneway.wire.status
+    if kind is Kind.RATE_LIMITED:
         return RateLimitedError(message, retry_after_s=retry_after_s(exc.response.headers),
                                 request_id=rid)
-    if status == 529:
+    if kind is Kind.OVERLOADED:
         return OverloadedError(message, status=status, request_id=rid)
+    if kind is Kind.UNREACHABLE:  # a proxy answered, not the API (no API error body)
+        return ConnectionLostError(f"HTTP {status} from a gateway, not the API: {message}",
+                                   status=status, request_id=rid)
     if status in (401, 403):
         return AuthenticationError(message, status=status, error_type=etype, request_id=rid)
     if status == 408:
         return ProviderTimeoutError(message, status=status, request_id=rid)
-    if status in (502, 503, 504) and etype is None:
-        # A proxy or gateway answered, not the API (no API error body): unreachable.
-        return ConnectionLostError(f"HTTP {status} from a gateway, not the API: {message}",
-                                   status=status, request_id=rid)
-    if status == 409 or status >= 500:
+    if kind is Kind.FAILED:
         return ServerError(message, status=status, error_type=etype, request_id=rid)
     return RequestError(message, status=status, error_type=etype or "invalid_request_error",
                         request_id=rid)

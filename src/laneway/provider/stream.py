@@ -17,6 +17,7 @@ from typing import Any
 
 from laneway.errors import StalledError, StreamError
 from laneway.wire.errors import error_body
+from laneway.wire.sse import fold_usage
 
 
 def apply_event(message: dict[str, Any], event: str, data: Any) -> str | None:
@@ -39,6 +40,8 @@ def apply_event(message: dict[str, Any], event: str, data: Any) -> str | None:
         message.clear()
         message.update(data["message"])
         message["content"] = []
+        message["usage"] = {}
+        fold_usage(message["usage"], event, data)
     elif event == "content_block_start":
         message.setdefault("content", []).append(dict(data["content_block"]))
     elif event == "content_block_stop":
@@ -49,8 +52,7 @@ def apply_event(message: dict[str, Any], event: str, data: Any) -> str | None:
     elif event == "message_delta":
         message["stop_reason"] = data["delta"].get("stop_reason")
         message["stop_sequence"] = data["delta"].get("stop_sequence")
-        usage = message.setdefault("usage", {})
-        usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+        fold_usage(message.setdefault("usage", {}), event, data)
     return None
 
 

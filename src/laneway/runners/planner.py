@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from laneway.cost import tokens
-from laneway.cost.prices import BATCH_DISCOUNT, price_of
+from laneway.cost.prices import BATCH_DISCOUNT, NO_PRICES, PriceTable, price_of
 from laneway.errors import UnknownModelError
 from laneway.governor.buckets import RateLimits
 from laneway.timeparse import human_s
@@ -61,6 +61,8 @@ class PlannerOptions:
     #: get at least this share of their typical time before the fallback must start.
     hybrid_min_window: float = 0.25
     default_limits: RateLimits = FIRST_TIER
+    #: Prices the run was given for models not in the table (``--price``).
+    prices: PriceTable = NO_PRICES
 
 
 @dataclass
@@ -151,13 +153,14 @@ def realtime_estimate(w: Workload, *, limits: RateLimits | None, concurrency: in
     latency_s = options.first_token_s + per_job_out / max(options.output_tokens_per_s, 1e-9)
     lanes = max(1, concurrency or options.concurrency)
     time_s = (max(rate_s, w.jobs * latency_s / lanes) + latency_s) if w.jobs else 0.0
-    cost, worst, unpriced = _costs(w, local=local, discount=1.0)
+    cost, worst, unpriced = _costs(w, local=local, discount=1.0, prices=options.prices)
     return Estimate("realtime", time_s, cost, worst, unpriced)
 
 
 def native_estimate(w: Workload, *, local: bool, options: PlannerOptions,
                     learnt_s: list[float] | None = None) -> Estimate:
-    cost, worst, unpriced = _costs(w, local=local, discount=BATCH_DISCOUNT)
+    cost, worst, unpriced = _costs(w, local=local, discount=BATCH_DISCOUNT,
+                                   prices=options.prices)
     return Estimate("native", native_expected_s(options, learnt_s) if w.jobs else 0.0,
                     cost, worst, unpriced)
 
@@ -170,14 +173,15 @@ def native_expected_s(options: PlannerOptions, learnt_s: list[float] | None = No
     return 3600.0
 
 
-def _costs(w: Workload, *, local: bool, discount: float) -> tuple[float, float, tuple[str, ...]]:
+def _costs(w: Workload, *, local: bool, discount: float,
+           prices: PriceTable) -> tuple[float, float, tuple[str, ...]]:
     if local:
         return 0.0, 0.0, ()
     cost = worst = 0.0
     unpriced: list[str] = []
     for model, load in w.by_model.items():
         try:
-            p = price_of(model)
+            p = price_of(model, prices)
         except UnknownModelError:
             unpriced.append(model)
             continue

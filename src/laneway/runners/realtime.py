@@ -196,7 +196,7 @@ class RealtimeRunner:
         """The most this job's next request can cost (0 when local or unpriced)."""
         return worst_cost(job.claimed.model, job.est_input,
                           int(job.claimed.params.get("max_tokens", 0)),
-                          local=self.provider.costs_nothing)
+                          local=self.provider.costs_nothing, prices=self.options.prices)
 
     async def _reserve(self, job: _Job) -> float | None:
         """Reserve the job's worst case of the run's budget in the ledger, where every
@@ -290,7 +290,8 @@ class RealtimeRunner:
         job.attempts += 1
         usage = Usage.from_api(reply.usage)
         self.api_wait.answered()
-        priced = price_answer(model, reply.message, usage, free=self.provider.costs_nothing)
+        priced = price_answer(model, reply.message, usage, free=self.provider.costs_nothing,
+                              prices=self.options.prices)
         await self._record(job, Finished(
             run_id=self.run_id, seq=job.claimed.seq, status=JobStatus.SUCCEEDED,
             result=succeeded(reply.message), attempts=job.attempts,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from laneway.cost.prices import NO_PRICES, PriceTable
 from laneway.runners.retry import RetryPolicy
 from laneway.store.leases import lease_s as default_lease_s
 
@@ -29,3 +30,5 @@ class RealtimeOptions:
     worker_id: str = "main"
     #: Only jobs with seq below this are sent (the planner's realtime share), if set.
     max_seq: int | None = None
+    #: Prices the run was given for models not in the table (``--price``).
+    prices: PriceTable = NO_PRICES

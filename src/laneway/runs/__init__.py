@@ -17,9 +17,14 @@ gateway's Message Batches. What they share lives here, one concept a module:
   the runner started plus the runner's live tally;
 - :mod:`.watch`: a realtime runner run with its progress callback and events;
 - :mod:`.execute`: a mode carried out (realtime, native, or native then realtime for
-  what the deadline left) and the status a run ends in;
+  what the deadline left);
+- :mod:`.status`: a run's status, written there and nowhere else (each transition one
+  function), and the status a run ends in;
+- :mod:`.session`: :class:`~.session.RunSession`, a background run's life in this
+  process (``HybridAgent.submit``, the gateway's batches): begun, carried out, ended;
 - :mod:`.follow`: a cancel recorded by another process, followed here;
-- :mod:`.cancel`: a run stopped for good, its batches at the provider too.
+- :mod:`.cancel`: the one home of a cancel (a run stopped for good, its batches at the
+  provider too), and its one report, :class:`~.cancel.CancelReport`.
 
 The runners (:mod:`laneway.runners`) do the sending. The package imports none of its
 callers. Its ``__init__`` imports nothing, so a caller loads only the parts it uses.

@@ -1,35 +1,45 @@
-"""A run stopped for good, as ``laneway cancel RUN`` does: by ``laneway serve``'s
-``POST /v1/runs/{id}/cancel`` and its gateway's Message Batches cancel.
+"""A run stopped for good: the one home of a cancel, whoever asks for it.
 
-1. The process's own work on the run stops (requests in flight are abandoned) and its
-   jobs not sent become ``canceled``.
-2. The run's native batches still running at the provider are canceled (whoever
-   submitted them: this server, or a ``laneway run`` elsewhere), and their results
-   are read for up to ``wait_s``: requests a batch finished before the cancel took
-   effect are billed, so they are recorded with their cost like any other.
+``laneway cancel RUN``, ``laneway serve``'s ``POST /v1/runs/{id}/cancel``, its gateway's
+Message Batches cancel (and expiry), ``HybridAgent.cancel`` and a cancel followed from
+another process (:mod:`.follow`) all come here, and all get a :class:`CancelReport`:
+
+1. The process's own work on the run stops (``stop_live``: requests in flight are
+   abandoned, the jobs it held are given back).
+2. The run is marked ``canceled`` (a ``laneway run`` elsewhere sees it on its next poll
+   and sends nothing more), and its jobs not sent become ``canceled``.
+3. With a ``provider``, the run's native batches still running at the provider are
+   canceled (whoever submitted them) and their results read for up to ``wait_s``:
+   requests a batch finished before the cancel took effect are billed, so they are
+   recorded with their cost like any other (:mod:`laneway.runners.native.cancel`).
 
 A batch not ended within ``wait_s`` stays ``canceling`` in the ledger; cancelling
-again (here or with ``laneway cancel``), or ``laneway run`` on the run, reads it later.
+again, or ``laneway run`` on the run, reads it later.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, replace
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+from laneway.errors import ConfigError
 from laneway.provider.client import Provider
-from laneway.runners.native.cancel import cancel_run as cancel_batches
+from laneway.runners.native.cancel import cancel_batches
+from laneway.runners.native.options import NativeOptions
+from laneway.runs import status as run_status
 from laneway.store import AsyncStore
 from laneway.store.statuses import ACTIVE_BATCHES, JobStatus
 
-log = logging.getLogger("laneway.server")
 
+@dataclass
+class CancelReport:
+    """What a cancel did (the one report of every way to cancel a run)."""
 
-@dataclass(frozen=True)
-class Canceled:
-    #: Jobs this cancel recorded as ``canceled``.
+    run_id: str
+    #: Jobs this cancel recorded as ``canceled`` (never sent, or left by a canceled batch).
     canceled: int = 0
+    #: Of them, jobs never sent.
+    unsent_canceled: int = 0
     #: Batches the provider was asked to cancel, and those not ended within the wait.
     batches_canceled: int = 0
     batches_still_running: int = 0
@@ -38,30 +48,33 @@ class Canceled:
     billed_usd: float = 0.0
 
 
-class LiveRuns(Protocol):
-    """The runs this process carries out (a :class:`~laneway.agent.HybridAgent`)."""
-
-    async def cancel(self, run_id: str) -> int:
-        """Stop this process's work on the run and record its jobs not sent ``canceled``."""
-        ...
+#: Stops this process's own work on a run (a :class:`~laneway.agent.HybridAgent`'s).
+StopLive = Callable[[str], Awaitable[object]]
 
 
-async def cancel(run_id: str, *, astore: AsyncStore, provider: Provider, live: LiveRuns,
-                 wait_s: float) -> Canceled:
-    """Cancel ``run_id``: this process's work on it (``live``), then its batches at the
-    provider."""
+async def cancel(run_id: str, *, astore: AsyncStore, provider: Provider | None = None,
+                 stop_live: StopLive | None = None, wait_s: float = 60.0,
+                 on_notice: Callable[[str], None] | None = None, worker_id: str = "main",
+                 options: NativeOptions | None = None) -> CancelReport:
+    """Cancel ``run_id``: see the module docstring. Without a ``provider`` its batches
+    at the provider are left as they are."""
+    if await astore.get_run(run_id) is None:
+        raise ConfigError(f"no run named {run_id!r} in {astore.store.settings}")
     before = (await astore.counts(run_id))[JobStatus.CANCELED]
-    await live.cancel(run_id)
+    if stop_live is not None:
+        await stop_live(run_id)
+    report = CancelReport(run_id)
+    await run_status.canceled(astore, run_id)
+    report.unsent_canceled = await astore.cancel_unsent(run_id)
     batches = await astore.run_batches(run_id)
-    outcome = Canceled()
-    if any(b.status in ACTIVE_BATCHES for b in batches):
-        report = await cancel_batches(run_id=run_id, astore=astore, provider=provider,
-                                      wait_s=wait_s, on_notice=log.info)
-        outcome = Canceled(batches_canceled=report.batches_canceled,
-                           batches_still_running=report.still_running,
-                           billed=report.succeeded, billed_usd=report.cost_usd)
-    after = (await astore.counts(run_id))[JobStatus.CANCELED]
-    return replace(outcome, canceled=after - before)
+    if provider is not None and any(b.status in ACTIVE_BATCHES for b in batches):
+        report.batches_canceled, report.batches_still_running, tally = await cancel_batches(
+            run_id=run_id, astore=astore, provider=provider, wait_s=wait_s,
+            on_notice=on_notice, worker_id=worker_id, options=options)
+        report.billed, report.billed_usd = tally.succeeded, tally.cost_usd
+        report.unsent_canceled += await astore.cancel_unsent(run_id)
+    report.canceled = (await astore.counts(run_id))[JobStatus.CANCELED] - before
+    return report
 
 
-__all__ = ["Canceled", "LiveRuns", "cancel"]
+__all__ = ["CancelReport", "StopLive", "cancel"]

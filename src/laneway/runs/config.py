@@ -29,9 +29,9 @@ class RunConfig:
     #: Stop (jobs left pending) after this many seconds with no answer from the API.
     wait_for_api_s: float = 30.0
     budget_usd: float | None = None
-    #: The price of models with no known one (``--price IN/OUT``; registered for this
-    #: process with ``pricing.set_price``); with a budget and no price, such a model
-    #: stops the run before anything is sent.
+    #: The price of models with no known one (``--price IN/OUT``): the run's own price
+    #: table (``cost.budget.require_prices``), never stored process-wide; with a budget
+    #: and no price, such a model stops the run before anything is sent.
     price: Price | None = None
     deadline_at: float | None = None
     skip_invalid: bool = False

@@ -3,8 +3,8 @@
 :func:`execute` runs ``realtime`` (a watched :class:`RealtimeRunner`), ``native``
 (Message Batches), or ``hybrid``: native first, and when the deadline's fallback leaves
 jobs ``pending``, the native runner *returns* and they are sent realtime here (the
-native runner never calls back up). :func:`final_status` says what a run is once its
-runner has returned.
+native runner never calls back up). What status a run ends in is
+:func:`laneway.runs.status.final_status`'s.
 """
 
 from __future__ import annotations
@@ -13,19 +13,20 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from laneway.cost.prices import NO_PRICES, PriceTable
 from laneway.errors import BatchesUnsupportedError
 from laneway.governor.core import Governor
 from laneway.provider.client import Provider
 from laneway.runners.native import NativeTally, run_native
 from laneway.runners.realtime import RealtimeRunner
 from laneway.runners.tally import Tally
+from laneway.runs import status as run_status
 from laneway.runs.config import RunConfig
 from laneway.runs.options import background_governor, realtime_options
 from laneway.runs.progress import Progress, progress_of
 from laneway.runs.watch import RunWatch
 from laneway.store import AsyncStore, Counts
 from laneway.store.leases import new_worker_id
-from laneway.store.statuses import RunStatus
 
 
 @dataclass(kw_only=True)
@@ -47,6 +48,9 @@ class Execution:
     #: Called (with why) when the upstream has no Message Batches: True to send the
     #: run's requests realtime instead (once); by default the run fails.
     on_no_batches: Callable[[str], Awaitable[bool]] | None = None
+    #: The prices the run was given for models not in the table (``--price``): its own,
+    #: whatever other runs of this process were given.
+    prices: PriceTable = NO_PRICES
 
 
 async def execute(ex: Execution, mode: str,
@@ -67,7 +71,7 @@ async def execute(ex: Execution, mode: str,
             raise
         reason = f"realtime: {err}"
         ex.notice(f"run {ex.run_id}: {reason}")
-        await ex.astore.set_run_status(ex.run_id, RunStatus.RUNNING, mode="realtime")
+        await run_status.mode_chosen(ex.astore, ex.run_id, "realtime")
         await ex.astore.add_event(ex.run_id, "plan", {"mode": "realtime", "reason": reason})
         return "realtime", await run_realtime(ex)
     if not tally.fallback or tally.stop_reason is not None:
@@ -102,6 +106,7 @@ def realtime_runner(ex: Execution, *, governor: Governor | None = None,
     worker_id = config.worker_id or (new_worker_id() if astore.store.is_postgres else "main")
     options = realtime_options(config, budget_usd=config.budget_usd, worker_id=worker_id,
                                claim_size=claim_size, lease_s=lease_s)
+    options.prices = ex.prices
     return RealtimeRunner(
         run_id=ex.run_id, astore=astore, provider=ex.provider,
         governor=governor or background_governor(config.limits), options=options)
@@ -117,7 +122,7 @@ async def run_batches(ex: Execution,
         max_attempts=config.max_attempts, budget_usd=config.budget_usd,
         deadline_at=config.deadline_at, realtime_s=realtime_s, on_notice=ex.notice,
         worker_id=config.worker_id or "main", stop_event=ex.stop_event,
-        on_progress=_native_progress(ex, before))
+        on_progress=_native_progress(ex, before), prices=ex.prices)
 
 
 def _native_progress(ex: Execution, before: Counts) -> Callable[[NativeTally], None] | None:
@@ -126,14 +131,3 @@ def _native_progress(ex: Execution, before: Counts) -> Callable[[NativeTally], N
         return None
     return lambda t: callback(progress_of(ex.run_id, ex.total, before, t, phase="native"))
 
-
-def final_status(*, complete: bool, canceled: bool, stop_reason: str | None,
-                 unfinished: RunStatus = RunStatus.RUNNING) -> RunStatus:
-    """A run's status once its runner returned: ``canceled`` (``laneway cancel``, even if
-    every job is final by then), ``done``, ``stopped`` (a stop reason: interrupted, budget,
-    API unreachable...), else ``unfinished`` (jobs left pending for another process)."""
-    if canceled:
-        return RunStatus.CANCELED
-    if complete:
-        return RunStatus.DONE
-    return RunStatus.STOPPED if stop_reason else unfinished

@@ -22,6 +22,7 @@ from typing import Any
 
 from laneway.errors import InputError, RunMismatchError, StoreError
 from laneway.jobs.formats import BadLine, Job, JobDefaults, read_jobs
+from laneway.runs import status as run_status
 from laneway.store import RunRow, Store
 from laneway.store.runlock import hold_run, ingest_lock
 from laneway.store.statuses import RunStatus
@@ -94,7 +95,7 @@ def ingest(
             return _ingest(store, run, path, defaults=defaults, skip_invalid=skip_invalid,
                            on_progress=on_progress)
         except InputError as exc:
-            store.update_run(run.id, status=RunStatus.INGEST_FAILED, note=failure_note(exc))
+            run_status.ingest_failed(store, run.id, failure_note(exc))
             raise
 
 
@@ -151,7 +152,7 @@ def _ingest(
     seq += len(chunk)
     if seq == 0:
         raise InputError("no jobs: the file is empty (or has only blank lines)", path=path)
-    store.update_run(run.id, ingest_done=True, total=seq, status=RunStatus.READY, note=None)
+    run_status.ingested(store, run.id, seq)
     if on_progress is not None:
         on_progress(seq)
     return seq

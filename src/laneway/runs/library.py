@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from laneway.cost.budget import require_prices, unpriced_models
+from laneway.cost.prices import NO_PRICES
 from laneway.errors import ConfigError
-from laneway.governor.core import Governor
-from laneway.governor.quota import QuotaSharing
 from laneway.jobs.formats import write_results
 from laneway.jobs.output import check_output, clean_stale_parts
 from laneway.provider.backend import choose_provider, open_provider
@@ -27,11 +26,11 @@ from laneway.provider.client import Provider
 from laneway.runners.tally import Tally
 from laneway.runs import plan as planning
 from laneway.runs.config import MODES, RunConfig
-from laneway.runs.execute import Execution, execute, final_status
-from laneway.runs.options import background_governor
+from laneway.runs.execute import Execution
 from laneway.runs.prepare import prepare, take_up
 from laneway.runs.progress import Progress
-from laneway.store import AsyncStore, Store, StoreSettings, open_store, rate_shares
+from laneway.runs.session import RunSession
+from laneway.store import AsyncStore, Store, StoreSettings, open_store
 from laneway.store.diskfull import disk_full_error, disk_full_errors
 from laneway.store.runlock import RunLock
 from laneway.store.statuses import JobStatus, RunStatus
@@ -105,9 +104,10 @@ async def run(
         total, lock = await take_up(astore, run_row, Path(input_path), config, notice=notice)
         local = provider.is_local if provider is not None else (
             choose_provider(config.provider) == "local")
+        prices = NO_PRICES
         if not local:  # before anything is sent: a budget must be able to count every cost
-            require_prices(await astore.call(unpriced_models, store, run_id),
-                           budget_usd=config.budget_usd, price=config.price)
+            prices = require_prices(await astore.call(unpriced_models, store, run_id),
+                                    budget_usd=config.budget_usd, price=config.price)
         if config.no_work:
             return await _summary(astore, run_id, "enqueued", started, Tally(), None)
         counts = await astore.counts(run_id)
@@ -119,7 +119,7 @@ async def run(
                 provider = await asyncio.to_thread(open_provider, config.provider)
             summary = await _carry_out(Execution(
                 run_id=run_id, astore=astore, provider=provider, config=config, total=total,
-                notice=notice, on_progress=on_progress, stop_event=stop_event),
+                notice=notice, on_progress=on_progress, stop_event=stop_event, prices=prices),
                 canceled=run_row.status == RunStatus.CANCELED, started=started)
         if output_path is not None:
             summary.output_path = str(output_path)
@@ -158,62 +158,16 @@ def _check_first(config: RunConfig, input_path: str | Path,
 
 
 async def _carry_out(ex: Execution, *, canceled: bool, started: float) -> Summary:
-    """Choose the mode (``--mode auto``: the planner), execute it, set the final status."""
-    astore, config, provider = ex.astore, ex.config, ex.provider
-    plan = None
-    realtime_s = None
-    mode = config.mode
-    if canceled:  # laneway cancel: only collect what batches still hold
-        ex.notice(f"run {ex.run_id} was canceled: nothing new is sent")
-        mode = "native"
-    else:
-        await astore.set_run_status(ex.run_id, RunStatus.RUNNING, mode=config.mode,
-                                    provider=provider.kind)
-        if config.mode == "auto" or config.deadline_at is not None:
-            plan, realtime_s = await planning.plan_run(
-                astore, ex.run_id, provider, options=config.planner, limits=config.limits,
-                concurrency=config.concurrency, deadline_at=config.deadline_at,
-                budget_usd=config.budget_usd, worker_id=config.worker_id or "main")
-            if config.mode == "auto":
-                ex.notice(plan.reason)
-                mode = plan.mode
-                await astore.set_run_status(ex.run_id, RunStatus.RUNNING, mode=mode)
-    ex.governor, sharing = await _quota(astore, config)
-    if config.mode == "auto":  # the planner chose batches: realtime if there are none
-        ex.on_no_batches = _go_realtime
-    try:
-        mode, tally = await execute(ex, mode, realtime_s)
-    finally:
-        if sharing is not None:  # its share goes to the others at once
-            await sharing.stop()
-    summary = await _summary(astore, ex.run_id, mode, started, tally, provider)
-    summary.plan = plan.reason if plan is not None and config.mode == "auto" else None
+    """The run carried out (:meth:`RunSession.carry_out`), and its summary."""
+    session = RunSession(ex=ex, lock=None, canceled_before=canceled)
+    mode, tally, plan = await session.carry_out()
+    summary = await _summary(ex.astore, ex.run_id, mode, started, tally, ex.provider)
+    summary.plan = plan.reason if plan is not None and ex.config.mode == "auto" else None
     if mode != "realtime":
-        summary.realtime_cost_usd = await astore.call(
-            planning.realtime_cost_usd, astore.store, ex.run_id, local=provider.costs_nothing)
-    status = final_status(complete=summary.complete, stop_reason=tally.stop_reason,
-                          canceled=canceled or tally.stop_reason == "canceled")
-    # The mode that ran (``auto`` became realtime or native; native may become hybrid).
-    await astore.set_run_status(ex.run_id, status, mode=None if canceled else mode)
+        summary.realtime_cost_usd = await ex.astore.call(
+            planning.realtime_cost_usd, ex.astore.store, ex.run_id,
+            local=ex.provider.costs_nothing, prices=ex.prices)
     return summary
-
-
-async def _go_realtime(_why: str) -> bool:
-    return True
-
-
-async def _quota(astore: AsyncStore, config: RunConfig
-                 ) -> tuple[Governor, QuotaSharing | None]:
-    """The run's governor, holding a share of the account's limits in the ledger when
-    others may send on it: a PostgreSQL ledger, or a SQLite one that a ``laneway serve``
-    shares now (see :mod:`laneway.governor.quota`)."""
-    governor = background_governor(config.limits)
-    store = astore.store
-    if not store.is_postgres and not await astore.call(rate_shares.live, store):
-        return governor, None
-    sharing = QuotaSharing()
-    await sharing.start(astore, governor)
-    return governor, sharing
 
 
 async def _summary(astore: AsyncStore, run_id: str, mode: str, started: float, tally: Tally,

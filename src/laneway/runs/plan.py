@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from laneway.cost.prices import Usage, cost_usd
+from laneway.cost.prices import NO_PRICES, PriceTable, Usage, cost_usd
 from laneway.errors import UnknownModelError
 from laneway.governor.buckets import RateLimits
 from laneway.provider.client import Provider
@@ -49,8 +49,10 @@ async def plan_run(
                                 options=options)
 
 
-def realtime_cost_usd(store: Store, run_id: str, *, local: bool) -> float | None:
-    """What the run's succeeded jobs cost, or would have cost, at the standard price."""
+def realtime_cost_usd(store: Store, run_id: str, *, local: bool,
+                      prices: PriceTable = NO_PRICES) -> float | None:
+    """What the run's succeeded jobs cost, or would have cost, at the standard price
+    (``prices``: those the run was given)."""
     if local:
         return 0.0
     total = 0.0
@@ -58,7 +60,7 @@ def realtime_cost_usd(store: Store, run_id: str, *, local: bool) -> float | None
         usage = Usage(input_tokens=tin, output_tokens=tout,
                       cache_creation_input_tokens=write, cache_read_input_tokens=read)
         try:
-            total += cost_usd(model, usage)
+            total += cost_usd(model, usage, prices=prices)
         except UnknownModelError:
             continue
     return total

@@ -36,6 +36,7 @@ from laneway.provider.backend import open_provider
 from laneway.provider.client import Provider
 from laneway.runners.realtime import RealtimeRunner
 from laneway.runners.tally import Tally
+from laneway.runs import status as run_status
 from laneway.runs.config import RunConfig
 from laneway.runs.execute import Execution, realtime_runner, run_batches
 from laneway.runs.options import background_governor
@@ -265,7 +266,7 @@ class Worker:
             self._skip.add(run.id)
             work.note = "stopped: its budget would be exceeded"
             self.notice(f"run {run.id}: {work.note}")
-            await self.astore.set_run_status(run.id, RunStatus.STOPPED)
+            await run_status.stopped(self.astore, run.id)
         if tally.stop_reason == "auth" or (tally.stop_reason == "api_unreachable"
                                            and not self.config.follow):
             # The API, not the run: every run would fail alike (a following worker waits
@@ -296,7 +297,7 @@ class Worker:
             work.finished = True
             self.notice(f"run {run.id}: finished")
         if run.status != RunStatus.DONE:
-            await self.astore.set_run_status(run.id, RunStatus.DONE)
+            await run_status.done(self.astore, run.id)
         return False
 
     async def _native(self, run: RunRow, work: RunWork) -> bool:

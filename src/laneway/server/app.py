@@ -24,6 +24,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from laneway import __version__
 from laneway.agent import HybridAgent
@@ -37,7 +38,8 @@ from laneway.server.body_limit import BodyLimit
 from laneway.server.errors import add_error_handlers
 from laneway.server.events_hub import EventsHub
 from laneway.server.gateway import Gateway, GatewaySettings
-from laneway.server.gateway import router as gateway_router
+from laneway.server.gateway_routes import DirectMessages
+from laneway.server.gateway_routes import router as gateway_router
 from laneway.server.models import SSE_MARK
 from laneway.server.origin import SameOrigin
 
@@ -52,6 +54,25 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 #: run's id from the address), the gateway's traffic.
 PAGES = {"/": "index.html", "/runs": "runs.html", "/runs/{run_id}": "run.html",
          "/traffic": "traffic.html"}
+
+
+class ServeApp(FastAPI):
+    """The app, with routes answered before its middleware and router (:attr:`direct`,
+    by method and path): the gateway's Messages (:class:`~.gateway_routes.DirectMessages`),
+    whose every chunk would otherwise pass through each layer."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direct: dict[tuple[str, str], ASGIApp] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            direct = self.direct.get((scope["method"], scope["path"]))
+            if direct is not None:
+                scope["app"] = self
+                await direct(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +127,7 @@ def create_app(settings: ServerSettings | None = None, *,
         gateway.stats.process = sharing.process
         gateway.stats.processes = lambda: sharing.processes
 
-    app = FastAPI(
+    app = ServeApp(
         title="laneway serve", version=__version__,
         lifespan=_lifespan(the_agent, gateway, sharing, own_agent=own_agent),
         description="Chat over SSE and durable background runs, through one governor.",
@@ -117,6 +138,7 @@ def create_app(settings: ServerSettings | None = None, *,
     app.state.events_hub = EventsHub(the_agent, settings.events_interval_s)
     app.state.token = settings.token
     app.state.gateway = gateway
+    app.direct[("POST", "/v1/messages")] = DirectMessages(settings.token)
     app.state.sharing = sharing
     app.state.metrics = traffic_routes.metrics_for(gateway)
 

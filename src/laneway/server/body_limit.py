@@ -15,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from laneway.server.auth import is_gateway_path
-from laneway.wire.errors import api_error
+from laneway.wire.errors import gateway_answer, too_large
 
 JSON_LIMIT = 8 * 1024 * 1024
 #: The runs route's own limit on the JSONL (256 MiB), plus room for a form's framing.
@@ -80,6 +80,4 @@ class BodyLimit:
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    await api_error(413, "request_too_large", (
-        f"the request body is larger than {limit} bytes ({limit // (1024 * 1024)} MiB), "
-        "the limit of this route"))(scope, receive, send)
+    await gateway_answer(too_large(limit))(scope, receive, send)

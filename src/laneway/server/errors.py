@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -66,7 +66,8 @@ from laneway.errors import (
     StoreError,
     UnknownModelError,
 )
-from laneway.wire.errors import api_error, error_body, gateway_answer, no_route
+from laneway.wire.errors import APIError, api_error, error_body, gateway_answer, no_route
+from laneway.wire.status import error_type_for
 
 #: ``LanewayError`` subclass -> (HTTP status, default error type). An error of the
 #: provider keeps its own wire type (``rate_limit_error``, ``overloaded_error``, ...).
@@ -154,11 +155,6 @@ def response_of(exc: BaseException) -> JSONResponse:
     return error_response(status, type_of(exc), message_of(exc), headers=headers_of(exc))
 
 
-#: Error types of the statuses HTTP itself answers with (an unknown path, a wrong method).
-_HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-               413: "request_too_large", 429: "rate_limit_error"}
-
-
 #: What Starlette's router raises when no route serves a request.
 _NO_ROUTE = frozenset({(404, "Not Found"), (405, "Method Not Allowed")})
 
@@ -170,6 +166,11 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LanewayError)
     async def _known(_request: Request, exc: Exception) -> Response:
         return response_of(exc)
+
+    @app.exception_handler(APIError)
+    async def _api(_request: Request, exc: Exception) -> Response:
+        # The wire's own (a body too large): as the API says it.
+        return gateway_answer(cast(APIError, exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
@@ -185,9 +186,7 @@ def add_error_handlers(app: FastAPI) -> None:
             # as straight from the API), with a request id, in the local API's words.
             return gateway_answer(no_route(request.method, request.url.path,
                                            method_not_allowed=exc.status_code == 405))
-        error_type = _HTTP_TYPES.get(exc.status_code, "invalid_request_error"
-                                     if exc.status_code < 500 else "api_error")
-        return error_response(exc.status_code, error_type, str(exc.detail),
+        return error_response(exc.status_code, error_type_for(exc.status_code), str(exc.detail),
                               headers=exc.headers)
 
     @app.exception_handler(Exception)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from laneway.server.auth import token_of, token_ok
@@ -99,7 +100,11 @@ class SameOrigin:
         if why is None:
             await self.app(scope, receive, send)
             return
-        await api_error(403, "permission_error", (
-            f"cross-site request refused ({why}): this server changes state only for its "
-            "own pages, requests with a token, and programs sending JSON or JSONL"))(
-                scope, receive, send)
+        await cross_site(why)(scope, receive, send)
+
+
+def cross_site(why: str) -> Response:
+    """The answer to a request :func:`refusal` refuses."""
+    return api_error(403, "permission_error", (
+        f"cross-site request refused ({why}): this server changes state only for its "
+        "own pages, requests with a token, and programs sending JSON or JSONL"))

@@ -8,10 +8,9 @@ behind any chat stream.
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import weakref
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -36,8 +35,12 @@ from laneway.server.models import (
 )
 from laneway.server.progress import models_of, run_info
 from laneway.store import RunRow, Store
+from laneway.wire.batches import result_line
+from laneway.wire.body import read_body
+from laneway.wire.errors import too_large
 
 router = APIRouter(tags=["runs"])
+log = logging.getLogger("laneway.server")
 
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 _JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/json",
@@ -83,17 +86,9 @@ async def _read_upload(request: Request) -> bytes:
                         f"content-type {ctype!r}: send JSONL (application/x-ndjson) or a "
                         "multipart form with a 'file' field")
     else:
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
-                raise HTTPError(413, "request_too_large",
-                                f"the input is larger than {MAX_UPLOAD_BYTES} bytes")
-            chunks.append(chunk)
-        data = b"".join(chunks)
+        data = await read_body(request, MAX_UPLOAD_BYTES)
     if len(data) > MAX_UPLOAD_BYTES:
-        raise HTTPError(413, "request_too_large",
-                        f"the input is larger than {MAX_UPLOAD_BYTES} bytes")
+        raise too_large(MAX_UPLOAD_BYTES)
     if not data.strip():
         raise HTTPError(400, "invalid_request_error", "the input is empty: send JSONL jobs")
     return data
@@ -212,8 +207,7 @@ async def get_results(request: Request, run_id: str) -> StreamingResponse:
     def next_chunk() -> bytes:
         lines = []
         for custom_id, result in rows:  # the generator only ever runs on the store thread
-            lines.append(json.dumps({"custom_id": custom_id, "result": result},
-                                    ensure_ascii=False, separators=(",", ":")))
+            lines.append(result_line(custom_id, result))
             if len(lines) >= 1000:
                 break
         return ("\n".join(lines) + "\n").encode() if lines else b""
@@ -235,9 +229,13 @@ async def cancel_run(request: Request, run_id: str) -> CancelResult:
     finished is billed, so recorded), and record every job not finished as `canceled`."""
     agent = _agent(request)
     await _info(agent, run_id)
-    done = await cancel(run_id, astore=agent.astore, provider=agent.provider, live=agent,
-                        wait_s=request.app.state.cancel_wait_s)
-    return CancelResult(id=run_id, status="canceled", **asdict(done))
+    done = await cancel(run_id, astore=agent.astore, provider=agent.provider,
+                        stop_live=agent.stop_live, wait_s=request.app.state.cancel_wait_s,
+                        on_notice=log.info)
+    return CancelResult(id=run_id, status="canceled", canceled=done.canceled,
+                        batches_canceled=done.batches_canceled,
+                        batches_still_running=done.batches_still_running,
+                        billed=done.billed, billed_usd=done.billed_usd)
 
 
 @router.get("/v1/runs/{run_id}/events", response_class=EventSourceResponse,

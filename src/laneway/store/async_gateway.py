@@ -8,15 +8,13 @@ store's one thread (``AsyncStore.call``), so the event loop never waits on the d
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from laneway.store.holders import Identity
 from laneway.store.keys import ClientKey
+from laneway.store.ledger import Store
 from laneway.store.reservations import Reservation, Settle
 from laneway.store.traffic import TrafficRecord
-
-if TYPE_CHECKING:
-    from laneway.store.ledger import Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -29,6 +27,9 @@ class GatewayCalls:
 
     if TYPE_CHECKING:
         async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+        async def call_here(self, fn: Callable[Concatenate[Store, P], T], *args: P.args,
+                            **kwargs: P.kwargs) -> T: ...
 
     # -- keys ----------------------------------------------------------------------------
     async def create_key(self, name: str, *, budget_usd: float | None = None,
@@ -50,7 +51,7 @@ class GatewayCalls:
 
     async def check_key(self, secret: str) -> tuple[ClientKey | None, float | None]:
         """:meth:`~laneway.store.keys.KeyLedger.check_key`: the key, and its rate's wait."""
-        return await self.call(self.store.check_key, secret)
+        return await self.call_here(Store.check_key, secret)
 
     async def list_keys(self, include_revoked: bool = False) -> list[ClientKey]:
         return await self.call(self.store.list_keys, include_revoked)
@@ -66,7 +67,7 @@ class GatewayCalls:
     # -- reservations --------------------------------------------------------------------
     async def reserve(self, r: Reservation) -> int | None:
         """:meth:`~laneway.store.reservations.ReservationLedger.reserve`: the row id."""
-        return await self.call(self.store.reserve, r)
+        return await self.call_here(Store.reserve, r)
 
     async def settle_requests(self, settles: Sequence[Settle]) -> int:
         return await self.call(self.store.settle_requests, settles)

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, select, update
 
 from laneway.store import schema as S
-from laneway.store.statuses import JobStatus
+from laneway.store.statuses import JobStatus, RunStatus
 
 _H = S.holders.c
 #: The ids this process minted: only those are recorded as held by this process.
@@ -196,13 +196,24 @@ class HolderLedger:
         return total
 
     def _give_back(self, worker: str) -> tuple[int, int]:
+        """What ``worker`` held becomes sendable again; its jobs of a canceled run become
+        ``canceled`` instead (a cancel that ran before they were given back found them
+        held, and a canceled run sends nothing more)."""
         j, b = S.jobs.c, S.batches.c
+        now = time.time()
+        canceled_runs = select(S.runs.c.id).where(S.runs.c.status == RunStatus.CANCELED)
         with self.engine.begin() as conn:
+            canceled = conn.execute(update(S.jobs).where(
+                j.status == JobStatus.CLAIMED, j.claimed_by == worker,
+                j.run_id.in_(canceled_runs),
+            ).values(status=JobStatus.CANCELED, result='{"type":"canceled"}',
+                     claimed_by=None, lease_until=None, batch_id=None, mode="canceled",
+                     updated_at=now, finished_at=now)).rowcount
             jobs = conn.execute(update(S.jobs).where(
                 j.status == JobStatus.CLAIMED, j.claimed_by == worker,
             ).values(status=JobStatus.PENDING, claimed_by=None, lease_until=None,
-                     updated_at=time.time())).rowcount
+                     updated_at=now)).rowcount
             batches = conn.execute(update(S.batches).where(b.claimed_by == worker).values(
                 claimed_by=None, lease_until=None)).rowcount
             conn.execute(delete(S.holders).where(_H.id == worker))
-        return int(jobs or 0), int(batches or 0)
+        return int(jobs or 0) + int(canceled or 0), int(batches or 0)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, Text, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from laneway.errors import ConfigError
@@ -84,6 +84,13 @@ def _key(row: Any) -> ClientKey:
         spent_usd=float(row["spent_usd"] or 0.0), reserved_usd=float(row["reserved_usd"] or 0.0),
         held_usd=float(row["held_usd"] or 0.0))
 
+
+#: A key's row by its prefix; its rate window swapped if no one swapped it first: built
+#: once (SQLAlchemy then reuses their compiled forms), as every request runs them.
+_BY_PREFIX = select(S.gateway_keys).where(_K.prefix == bindparam("b_prefix"))
+_SWAP = update(S.gateway_keys).where(
+    _K.id == bindparam("b_id"), _K.sent_at.is_not_distinct_from(bindparam("b_old", type_=Text)),
+).values(sent_at=bindparam("b_new"))
 
 #: The window of a key's rate (``rpm``), in seconds.
 RATE_WINDOW_S = 60.0
@@ -179,9 +186,8 @@ class KeyLedger:
         if not secret.startswith(KEY_PREFIX) or len(secret) <= PREFIX_LEN:
             return None
         given = hash_secret(secret)
-        q = select(S.gateway_keys).where(_K.prefix == secret[:PREFIX_LEN])
         with self.engine.connect() as conn:
-            rows = list(conn.execute(q).mappings())
+            rows = list(conn.execute(_BY_PREFIX, {"b_prefix": secret[:PREFIX_LEN]}).mappings())
         found = None
         for row in rows:  # one, unless two keys share a prefix (one chance in 2^54)
             if hmac.compare_digest(given, row["key_hash"]):
@@ -228,8 +234,7 @@ class KeyLedger:
             kept = window[max(0, len(window) - (key.rpm - 1)):] if key.rpm > 1 else []
             new = json.dumps([*kept, now_])
             with self.engine.begin() as conn:
-                swapped = conn.execute(update(S.gateway_keys).where(
-                    _K.id == key.id, _K.sent_at.is_not_distinct_from(old)).values(sent_at=new))
+                swapped = conn.execute(_SWAP, {"b_id": key.id, "b_old": old, "b_new": new})
             if swapped.rowcount == 1:
                 return key, None
         raise ConfigError(f"key {key.name!r}: its rate window kept changing under this "

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, literal, select, update
+from sqlalchemy import Engine, bindparam, func, literal, select, update
 
 from laneway.store import schema as S
 from laneway.store.holders import HOLDER_COLUMNS, Identity, identity_of
@@ -81,9 +81,48 @@ def _key_moves(conn: Any, moves: dict[str, tuple[float, float, float]]) -> None:
     """Per key: (reserved, spent, held) added; the keys' rows locked in one order (by id)
     so that two processes' settles never wait for each other (a deadlock)."""
     for key_id, (reserved, spent, held) in sorted(moves.items()):
-        conn.execute(update(S.gateway_keys).where(_K.id == key_id).values(
-            reserved_usd=_K.reserved_usd + reserved, spent_usd=_K.spent_usd + spent,
-            held_usd=_K.held_usd + held))
+        conn.execute(_MOVE, {"b_key": key_id, "b_reserved": reserved, "b_spent": spent,
+                             "b_held": held})
+
+
+def _row_of(r: Reservation) -> dict[str, Any]:
+    return {"key_id": r.key_id, "model": r.model, "lane": r.lane, "streamed": r.streamed,
+            "worst_usd": r.worst_usd, "started_at": r.started_at, "process": r.process,
+            "batch_id": r.batch_id}
+
+
+_ZEROS = {"status": 0, "input_tokens": 0, "output_tokens": 0,
+          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "queued_s": 0.0,
+          "duration_s": 0.0, "upstream_errors": 0}
+
+
+def _hold(r: Reservation) -> Any:
+    """The key's UPDATE adding ``r``'s worst case, if its budget can take it."""
+    room = _K.spent_usd + _K.reserved_usd + _K.held_usd + r.worst_usd
+    return update(S.gateway_keys).where(
+        _K.id == r.key_id, _K.revoked_at.is_(None),
+        _K.budget_usd.is_(None) | (room <= _K.budget_usd + _EPS),
+    ).values(reserved_usd=_K.reserved_usd + r.worst_usd)
+
+
+#: :func:`_hold` and the row's INSERT, built once (compiled once, then cached by
+#: SQLAlchemy): building them for each request cost more than running them.
+_HOLD = update(S.gateway_keys).where(
+    _K.id == bindparam("b_key"), _K.revoked_at.is_(None),
+    _K.budget_usd.is_(None) | (_K.spent_usd + _K.reserved_usd + _K.held_usd
+                               + bindparam("b_worst") <= _K.budget_usd + _EPS),
+).values(reserved_usd=_K.reserved_usd + bindparam("b_worst"))
+_INSERT = S.gateway_requests.insert()
+#: A settle's UPDATE of its row (only while it is still reserved): each of
+#: :class:`Settle`'s values but the three that say which row and key.
+_SETTLED = [f.name for f in fields(Settle) if f.name not in ("row_id", "key_id", "worst_usd")]
+_SETTLE = update(S.gateway_requests).where(
+    _R.id == bindparam("b_row"), _R.state == RESERVED,
+).values({**{n: bindparam(f"b_{n}") for n in _SETTLED}, "state": DONE})
+#: A key's amounts moved (:func:`_key_moves`).
+_MOVE = update(S.gateway_keys).where(_K.id == bindparam("b_key")).values(
+    reserved_usd=_K.reserved_usd + bindparam("b_reserved"),
+    spent_usd=_K.spent_usd + bindparam("b_spent"), held_usd=_K.held_usd + bindparam("b_held"))
 
 
 class ReservationLedger:
@@ -98,31 +137,21 @@ class ReservationLedger:
         """The request's row id; None if its key is revoked or its budget cannot take
         ``r.worst_usd`` (nothing is written then). One statement on PostgreSQL (the
         key's UPDATE in a CTE the row's INSERT selects from); two in one transaction on
-        SQLite, whose writers take turns."""
-        values = {**asdict(r), "state": RESERVED, "status": 0, "input_tokens": 0,
-                  "output_tokens": 0, "cache_creation_input_tokens": 0,
-                  "cache_read_input_tokens": 0, "queued_s": 0.0, "duration_s": 0.0,
-                  "upstream_errors": 0}
-        held = None
-        if r.key_id is not None:
-            room = _K.spent_usd + _K.reserved_usd + _K.held_usd + r.worst_usd
-            held = update(S.gateway_keys).where(
-                _K.id == r.key_id, _K.revoked_at.is_(None),
-                _K.budget_usd.is_(None) | (room <= _K.budget_usd + _EPS),
-            ).values(reserved_usd=_K.reserved_usd + r.worst_usd)
+        SQLite, whose writers take turns (built once: :data:`_HOLD`, :data:`_INSERT`)."""
+        values = {**_row_of(r), "state": RESERVED, **_ZEROS}
         with self.engine.begin() as conn:
-            if held is not None and self.engine.dialect.name == "postgresql":
-                k = held.returning(_K.id).cte("k")
+            if r.key_id is not None and self.engine.dialect.name == "postgresql":
+                k = _hold(r).returning(_K.id).cte("k")
                 names = list(values)
                 row_id = conn.scalar(S.gateway_requests.insert().from_select(
                     names, select(*[literal(values[n], S.gateway_requests.c[n].type)
                                     for n in names]).select_from(k)
                 ).returning(_R.id))
                 return None if row_id is None else int(row_id)
-            if held is not None and conn.execute(held).rowcount != 1:
+            if r.key_id is not None and conn.execute(
+                    _HOLD, {"b_key": r.key_id, "b_worst": r.worst_usd}).rowcount != 1:
                 return None
-            pk = conn.execute(S.gateway_requests.insert().values(**values)
-                              ).inserted_primary_key
+            pk = conn.execute(_INSERT, values).inserted_primary_key
             assert pk is not None
             return int(pk[0])
 
@@ -133,11 +162,8 @@ class ReservationLedger:
         done = 0
         with self.engine.begin() as conn:
             for s in settles:
-                values = asdict(s)
-                for name in ("row_id", "key_id", "worst_usd"):
-                    del values[name]
-                res = conn.execute(update(S.gateway_requests).where(
-                    _R.id == s.row_id, _R.state == RESERVED).values(**values, state=DONE))
+                params = {f"b_{n}": getattr(s, n) for n in _SETTLED}
+                res = conn.execute(_SETTLE, {**params, "b_row": s.row_id})
                 if res.rowcount != 1:
                     continue
                 done += 1

@@ -31,10 +31,11 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import StaticPool
 
 from laneway.store.async_gateway import GatewayCalls
 from laneway.store.async_ledger import AsyncLedger
@@ -61,6 +62,8 @@ class AsyncStore(AsyncLedger, GatewayCalls):
         self._here: Connection | None = None
         self._here_thread: int | None = None
         self._here_commits = 0
+        #: SQLite: the store :meth:`call_here` runs methods on, and the thread it is for.
+        self._calls_here: tuple[Store, int] | None = None
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -83,10 +86,46 @@ class AsyncStore(AsyncLedger, GatewayCalls):
             if _sqlite_code(exc) in (_SQLITE_BUSY, _SQLITE_LOCKED):
                 return None
             raise
+        self._committed_here()
+        return recorded
+
+    async def call_here(self, fn: Callable[Concatenate[Store, P], T], *args: P.args,
+                        **kwargs: P.kwargs) -> T:
+        """``fn(store, ...)`` (a :class:`Store` method's own transactions) on the calling
+        thread, on SQLite, when it needs no wait: on a connection of its own that never
+        waits for a lock (``busy_timeout=0``) nor checkpoints, as :meth:`finish_here`
+        commits; through the store's thread (:meth:`call`) when it cannot be (PostgreSQL,
+        another thread, the write lock held elsewhere: its transaction was rolled back).
+        For the gateway's statements on every request: two hand-offs to the thread and
+        back cost more than the statements."""
+        here = self._here_store_for_this_thread()
+        if here is not None:
+            try:
+                result = fn(here, *args, **kwargs)
+            except OperationalError as exc:
+                if _sqlite_code(exc) not in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                    raise
+            else:
+                self._committed_here()
+                return result
+        return await self.call(fn, self.store, *args, **kwargs)
+
+    def _here_store_for_this_thread(self) -> Store | None:
+        settings = self.store.settings
+        if self.store.is_postgres or settings.path is None:
+            return None
+        if self._calls_here is None:
+            engine = create_engine(settings.url, poolclass=StaticPool,
+                                   connect_args={"check_same_thread": False, "timeout": 0})
+            event.listen(engine, "connect", _never_waits)
+            self._calls_here = (Store(engine, settings), threading.get_ident())
+        here, thread = self._calls_here
+        return here if thread == threading.get_ident() else None
+
+    def _committed_here(self) -> None:
         self._here_commits += 1
         if self._here_commits % CHECKPOINT_EVERY == 0:
             self._executor.submit(self._checkpoint)
-        return recorded
 
     def _open_here(self) -> Connection:
         conn = self.store.engine.connect()
@@ -106,6 +145,9 @@ class AsyncStore(AsyncLedger, GatewayCalls):
         if self._here is not None:
             self._here.close()
             self._here = None
+        if self._calls_here is not None:
+            self._calls_here[0].close()
+            self._calls_here = None
         self._executor.shutdown(wait=True)
 
 
@@ -113,6 +155,16 @@ class AsyncStore(AsyncLedger, GatewayCalls):
 #: each: SQLite's own default is a checkpoint once the WAL has 1,000 pages).
 CHECKPOINT_EVERY = 200
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def _never_waits(dbapi_conn: Any, _record: Any) -> None:
+    """:meth:`AsyncStore.call_here`'s connection: as the store's (WAL, NORMAL, foreign
+    keys), but it never waits for a lock and never checkpoints (the thread does)."""
+    cur = dbapi_conn.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=0",
+                   "foreign_keys=ON", "wal_autocheckpoint=0"):
+        cur.execute(f"PRAGMA {pragma}")
+    cur.close()
 
 
 def _sqlite_code(exc: OperationalError) -> int | None:

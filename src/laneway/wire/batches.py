@@ -9,11 +9,13 @@ and the gateway (``laneway serve``) both use it, so both answer alike.
 
 from __future__ import annotations
 
-from typing import Any
-
-from starlette.requests import Request
+import json
+from typing import TYPE_CHECKING, Any
 
 from laneway.wire.errors import APIError, error_body
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 BATCH_MAX_BYTES = 256 * 1024 * 1024
 BATCH_MAX_REQUESTS = 100_000
@@ -68,13 +70,21 @@ def succeeded(message: dict[str, Any]) -> dict[str, Any]:
     return {"type": "succeeded", "message": message}
 
 
+def result_line(custom_id: str, result: dict[str, Any]) -> str:
+    """One line of a results JSONL (no newline): compact JSON, UTF-8 as it is (not
+    ``\\u`` escapes), the one encoder of the local API, the gateway, ``laneway serve``'s
+    runs routes and the CLI's results file."""
+    return json.dumps({"custom_id": custom_id, "result": result}, ensure_ascii=False,
+                      separators=(",", ":"))
+
+
 def errored(error_type: str, message: str, request_id: str | None = None) -> dict[str, Any]:
     """A batch result of a request refused or failed: the API's error body inside."""
     return {"type": "errored", "error": error_body(error_type, message, request_id)}
 
 
 __all__ = ["BATCH_MAX_BYTES", "BATCH_MAX_REQUESTS", "errored", "parse_batch_requests",
-           "succeeded"]
+           "result_line", "succeeded"]
 
 
 def results_base_url(request: Request, public_url: str | None) -> str:

@@ -20,23 +20,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import date
-from typing import Any
-
-from fastapi.responses import JSONResponse
+from typing import TYPE_CHECKING, Any
 
 from laneway.wire.ids import new_id
+from laneway.wire.status import STATUS_OF
 
-#: HTTP status for each error type, as the API sends them.
-STATUS_OF: dict[str, int] = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "overloaded_error": 529,
-}
+if TYPE_CHECKING:  # the web stack is loaded by the answers alone: the CLI reads bodies too
+    from fastapi.responses import JSONResponse
 
 #: The response header the SDKs obey before any status rule (``true`` / ``false``).
 SHOULD_RETRY = "x-should-retry"
@@ -80,6 +70,7 @@ def error_body(error_type: str, message: str, request_id: str | None, *,
 
 
 def error_response(err: APIError, request_id: str) -> JSONResponse:
+    from fastapi.responses import JSONResponse
     headers = {REQUEST_ID: request_id, **err.headers}
     return JSONResponse(err.body(request_id), status_code=err.status, headers=headers)
 
@@ -95,6 +86,8 @@ def api_error(status: int, error_type: str, message: str, *,
     The answer is a Starlette response, hence an ASGI app: a middleware sends it with
     ``await api_error(...)(scope, receive, send)``.
     """
+    from fastapi.responses import JSONResponse
+
     request_id = new_id("req")
     out = {**(headers or {}), REQUEST_ID: request_id}
     if retried:

@@ -19,6 +19,16 @@ from laneway.wire.errors import error_body
 _DECODED = frozenset({"message_start", "message_delta", "error"})
 
 
+def fold_usage(usage: dict[str, Any], event: str, data: dict[str, Any]) -> None:
+    """Fold a streamed event's usage into ``usage``, the one way (the provider's stream
+    reader and the gateway's tap alike): ``message_start``'s usage as it is, then each
+    ``message_delta``'s counts that are not null (they are cumulative: the last wins)."""
+    if event == "message_start":
+        usage.update((data.get("message") or {}).get("usage") or {})
+    elif event == "message_delta":
+        usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+
+
 def encode_event(name: str, data: dict[str, Any]) -> bytes:
     """One SSE event as the API frames it: ``event:``, compact JSON ``data:``, a blank line."""
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
@@ -40,17 +50,26 @@ class SseTap:
         self.stop_reason: str | None = None
         self.stopped = False
         self.error: dict[str, Any] | None = None
-        self.events = 0
         #: The model that answered (``message_start``'s message names it).
         self.model: str | None = None
 
     def feed(self, chunk: bytes) -> None:
-        """Read the complete events in ``chunk`` (plus what earlier chunks left)."""
-        data = self._buffer + chunk
+        """Read the complete events in ``chunk`` (plus what earlier chunks left). Events
+        that need no decoding (the deltas, most of a stream) are only looked for: when
+        none of the decoded ones can be among them, they are not split at all."""
+        data = self._buffer + chunk if self._buffer else chunk
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        *complete, self._buffer = data.split(b"\n\n")
-        for raw in complete:
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._buffer = data
+            return
+        complete, self._buffer = data[:end], data[end + 2:]
+        if b"message_" not in complete and b"error" not in complete:
+            if self.first_delta_at is None and b"content_block_delta" in complete:
+                self.first_delta_at = time.monotonic()
+            return
+        for raw in complete.split(b"\n\n"):
             if raw:
                 self._event(raw)
 
@@ -62,7 +81,6 @@ class SseTap:
                 name = line[6:].strip().decode("utf-8", "replace")
             elif line.startswith(b"data:"):
                 payload.append(line[5:].lstrip(b" "))
-        self.events += 1
         if name == "content_block_delta" and self.first_delta_at is None:
             self.first_delta_at = time.monotonic()
         elif name == "message_stop":
@@ -77,13 +95,11 @@ class SseTap:
             return
         if name == "error":
             self.error = data.get("error") if isinstance(data.get("error"), dict) else data
-        elif name == "message_start":
+        fold_usage(self.usage, name, data)
+        if name == "message_start":
             message = data.get("message") or {}
-            self.usage.update(message.get("usage") or {})
             if isinstance(message.get("model"), str):
                 self.model = message["model"]
-        else:
-            self.usage.update({k: v for k, v in (data.get("usage") or {}).items()
-                               if v is not None})
+        elif name == "message_delta":
             delta = data.get("delta") or {}
             self.stop_reason = delta.get("stop_reason") or self.stop_reason

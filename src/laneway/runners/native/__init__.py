@@ -26,16 +26,15 @@ budget, or canceled):
 Stopping (Ctrl-C, ``stop_event``) or a crash leaves the batches running at the
 provider; the same command later re-attaches to them (rows ``submitted``) and never
 submits their jobs again. Rows left ``submitting`` are settled by :mod:`.recover`.
-``laneway cancel`` is :mod:`.cancel`. Every call to the provider's Message Batches
+A canceled run's batches are :mod:`.cancel`'s (the cancel itself is
+:mod:`laneway.runs.cancel`'s). Every call to the provider's Message Batches
 goes through :mod:`laneway.provider.batches`; the parts share a :class:`.state.NativeState`
 and never import the runner, nor the runner its callers.
 """
 
 from __future__ import annotations
 
-from laneway.runners.native.cancel import CancelReport, cancel_run
 from laneway.runners.native.options import NativeOptions, NativeTally
 from laneway.runners.native.runner import NativeRunner, run_native
 
-__all__ = ["CancelReport", "NativeOptions", "NativeRunner", "NativeTally", "cancel_run",
-           "run_native"]
+__all__ = ["NativeOptions", "NativeRunner", "NativeTally", "run_native"]

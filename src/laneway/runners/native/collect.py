@@ -27,10 +27,7 @@ from laneway.runners.native.wire import parse_custom_id
 from laneway.store import Finished
 from laneway.store.batches import BatchRow, Member
 from laneway.store.statuses import JobStatus
-
-#: Error types of a batch result that another attempt may get past.
-RETRYABLE_ERRORS = frozenset({"api_error", "overloaded_error", "rate_limit_error",
-                              "timeout_error"})
+from laneway.wire.status import type_outcome
 
 
 class Collector:
@@ -89,7 +86,7 @@ class Collector:
             return self._succeeded(member, result)
         if kind == "errored":
             etype, message = _error_of(result)
-            if etype in RETRYABLE_ERRORS and retry_left and not canceled:
+            if type_outcome(etype).retry and retry_left and not canceled:
                 return None
             return Finished(
                 run_id=r.run_id, seq=member.seq, status=JobStatus.ERRORED, result=result,
@@ -121,7 +118,7 @@ class Collector:
         message = result.get("message") or {}
         usage = Usage.from_api(message.get("usage"))
         priced = price_answer(member.model, message, usage, free=r.provider.costs_nothing,
-                              batch=True)
+                              batch=True, prices=r.prices)
         return Finished(
             run_id=r.run_id, seq=member.seq, status=JobStatus.SUCCEEDED, result=result,
             attempts=member.attempts, input_tokens=usage.input_tokens,

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from laneway.errors import ConfigError
-from laneway.provider.batches import MAX_BYTES, MAX_REQUESTS
 from laneway.runners.tally import Tally
+from laneway.wire.batches import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
 
 
 @dataclass(kw_only=True)
 class NativeOptions:
     #: Limits of one batch (the API's: 100,000 requests, 256 MB of request body).
-    max_requests: int = MAX_REQUESTS
-    max_bytes: int = MAX_BYTES
+    max_requests: int = BATCH_MAX_REQUESTS
+    max_bytes: int = BATCH_MAX_BYTES
     #: Polling backoff: the first wait, its growth per quiet poll, and its ceiling.
     poll_initial_s: float = 1.0
     poll_factor: float = 1.5

@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
+from laneway.cost.prices import NO_PRICES, PriceTable
 from laneway.provider.client import Provider
 from laneway.runners.native.fallback import fall_back, fallback_due
 from laneway.runners.native.options import NativeOptions, NativeTally
@@ -30,12 +31,13 @@ class NativeRunner:
         on_notice: Callable[[str], None] | None = None,
         on_progress: Callable[[NativeTally], None] | None = None,
         stop_event: asyncio.Event | None = None, until: float | None = None,
+        prices: PriceTable = NO_PRICES,
     ) -> None:
         self.state = NativeState(
             run_id=run_id, astore=astore, provider=provider,
             options=options or NativeOptions(), notice=on_notice or (lambda _m: None),
             max_attempts=max_attempts, budget_usd=budget_usd, worker_id=worker_id,
-            on_progress=on_progress, stop_event=stop_event or asyncio.Event())
+            on_progress=on_progress, stop_event=stop_event or asyncio.Event(), prices=prices)
         self.deadline_at = deadline_at
         self.realtime_s = realtime_s
         self.until = until
@@ -124,7 +126,7 @@ async def run_native(
     realtime_s: Callable[[int], float] | None = None, worker_id: str = "main",
     on_notice: Callable[[str], None] | None = None,
     on_progress: Callable[[NativeTally], None] | None = None,
-    stop_event: asyncio.Event | None = None,
+    stop_event: asyncio.Event | None = None, prices: PriceTable = NO_PRICES,
 ) -> NativeTally:
     """Run ``run_id``'s jobs through native batches (see :mod:`laneway.runners.native`).
 
@@ -138,5 +140,5 @@ async def run_native(
         options=options or NativeOptions.from_env(), max_attempts=max_attempts,
         budget_usd=budget_usd, deadline_at=deadline_at, realtime_s=realtime_s,
         worker_id=worker_id, on_notice=on_notice, on_progress=on_progress,
-        stop_event=stop_event)
+        stop_event=stop_event, prices=prices)
     return await runner.run()

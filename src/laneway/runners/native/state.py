@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from laneway.cost import tokens
-from laneway.cost.prices import worst_cost
+from laneway.cost.prices import NO_PRICES, PriceTable, worst_cost
 from laneway.provider.batches import Batches, BatchInfo
 from laneway.provider.client import Provider
 from laneway.runners.native.options import NativeOptions, NativeTally
@@ -31,6 +31,8 @@ class NativeState:
     max_attempts: int = 6
     budget_usd: float | None = None
     worker_id: str = "main"
+    #: Prices the run was given for models not in the table (``--price``).
+    prices: PriceTable = NO_PRICES
     on_progress: Callable[[NativeTally], None] | None = None
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tally: NativeTally = field(default_factory=NativeTally)
@@ -53,7 +55,7 @@ class NativeState:
         """The most a request can cost in a batch (0 when local or unpriced)."""
         return worst_cost(str(params.get("model", "")), tokens.input_tokens(params),
                           int(params.get("max_tokens", 0)), local=self.provider.costs_nothing,
-                          batch=True)
+                          batch=True, prices=self.prices)
 
     async def budget_left_usd(self) -> float | None:
         """What the run's budget has left after what every process working on it has

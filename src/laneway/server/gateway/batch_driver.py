@@ -152,7 +152,8 @@ class BatchDriver:
             run = await astore.call(astore.store.get_run, batch.id)
         if stop and run is not None and run.status != RunStatus.CANCELED:
             await cancel_run(batch.id, astore=astore, provider=self.agent.provider,
-                             live=self.agent, wait_s=self.cancel_wait_s)
+                             stop_live=self.agent.stop_live, wait_s=self.cancel_wait_s,
+                             on_notice=log.info)
         await self._submit(batch)
 
     async def _submit(self, batch: GatewayBatch) -> None:

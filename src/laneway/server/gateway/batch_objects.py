@@ -25,7 +25,7 @@ from laneway.jobs.formats import MAX_NESTING, JobDefaults, check_params, parse_l
 from laneway.store import Counts
 from laneway.store.gateway_batches import GatewayBatch
 from laneway.store.statuses import JobStatus
-from laneway.wire.batches import errored, parse_batch_requests
+from laneway.wire.batches import errored, parse_batch_requests, result_line
 from laneway.wire.ids import new_id, rfc3339
 
 #: How long a batch may run before what is unfinished expires (the API's 24 h).
@@ -67,7 +67,7 @@ def batch_json(batch: GatewayBatch, counts: Counts | None, base_url: str) -> dic
 def result_lines(rows: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[str]:
     """One JSONL line per result, as the API writes them."""
     for custom_id, result in rows:
-        yield json.dumps({"custom_id": custom_id, "result": result}, separators=(",", ":"))
+        yield result_line(custom_id, result)
 
 
 def _refusal(line: str, params: Any) -> str | None:

@@ -36,7 +36,6 @@ address and behind a reverse proxy, whatever name the client used.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import re
@@ -51,7 +50,8 @@ from starlette.types import Scope
 from laneway.server.gateway.clients import Refusal
 from laneway.server.gateway.exchange import CLIENT_CLOSED
 from laneway.server.gateway.loop import is_loopback
-from laneway.wire.errors import too_large, unparsable
+from laneway.wire import body as wire_body
+from laneway.wire.errors import APIError, unparsable
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,43 +131,22 @@ def check_access(scope: Scope, *, token: str | None) -> None:
 
 # -- the body --------------------------------------------------------------------------
 
-def _too_large(limit: int) -> Refusal:
-    err = too_large(limit)  # in the API's words, as the local API says it
-    return Refusal(err.status, err.error_type, err.message)
-
-
 async def read_body(request: Request, *, limit: int, limits: IntakeLimits) -> bytes:
     """The request's body: at most ``limit`` bytes (413), no pause longer than
     ``limits.idle_s`` and all of it within ``limits.total_s`` (408); a client that
     leaves is a refusal of status :data:`~.exchange.CLIENT_CLOSED`."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limits.total_s
-    stream = request.stream().__aiter__()
-    chunks: list[bytes] = []
-    size = 0
     try:
-        while True:
-            wait = min(limits.idle_s, deadline - loop.time())
-            try:
-                async with asyncio.timeout(max(wait, 0.0)):  # no task per chunk
-                    chunk = await anext(stream)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise Refusal(408, "invalid_request_error", (
-                    f"the request body arrived too slowly (a pause over {limits.idle_s:g} s, "
-                    f"or more than {limits.total_s:g} s in all)")) from None
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
+        return await wire_body.read_body(request, limit, idle_s=limits.idle_s,
+                                         total_s=limits.total_s)
+    except APIError as err:  # too large: in the API's words, as the local API says it
+        raise Refusal(err.status, err.error_type, err.message) from None
+    except wire_body.TooSlow:
+        raise Refusal(408, "invalid_request_error", (
+            f"the request body arrived too slowly (a pause over {limits.idle_s:g} s, "
+            f"or more than {limits.total_s:g} s in all)")) from None
     except ClientDisconnect:  # nobody reads the answer; the request is counted as left
         raise Refusal(CLIENT_CLOSED, "invalid_request_error", "the client closed its "
                       "connection before its body arrived") from None
-    return b"".join(chunks)
 
 
 # -- its JSON --------------------------------------------------------------------------

@@ -62,9 +62,8 @@ from laneway.server.gateway.revocations import Revocations, Revoked
 from laneway.server.gateway.streamed import RelayedStream
 from laneway.wire.errors import SHOULD_RETRY, api_error
 from laneway.wire.sse import SseTap, error_event
+from laneway.wire.status import Kind, Outcome, answer_outcome
 
-#: Statuses worth another try: rate limited, overloaded, the upstream's own failures.
-_RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
 #: Error answers: 6 tries, 1, 2, 4, 8, 16 s apart (equal jitter).
 _ANSWERS = RetryPolicy()
 #: No answer: as long as the wait limit allows, 1, 2, 4, 8, 8, ... s apart.
@@ -72,14 +71,6 @@ _SILENCE = RetryPolicy(cap_s=8.0)
 _AGAIN = ProviderError("again")  # a backoff with no retry-after of the error's own
 #: Ends a relayed stream whose upstream connection dropped (the API's own error event).
 _DROPPED = error_event("api_error", "the upstream connection dropped mid-stream")
-
-
-def _outcome(status: int, body: bytes) -> str:
-    if status == 429:
-        return "rate_limited"
-    if status == 529 or b"overloaded_error" in body:
-        return "overloaded"
-    return "error"
 
 
 #: A request that waited longer than this for the governor has its key checked again
@@ -113,12 +104,14 @@ class _Tries:
     #: Tries that got no answer.
     silent: int = 0
 
-    def after_answer(self, status: int, headers: Mapping[str, str]) -> float | None:
+    def after_answer(self, answer: Outcome, headers: Mapping[str, str]) -> float | None:
         """Seconds to wait before trying again after an answer; None: give it."""
-        if status not in _RETRYABLE:
+        if not answer.retry:
             return None
+        if answer.kind is Kind.UNREACHABLE:  # a proxy's 5xx: the upstream was not reached
+            return self.after_silence()
         hint = retry_after_s(headers)
-        if status == 429:
+        if answer.kind is Kind.RATE_LIMITED:
             wait = hint if hint is not None else 5.0
         else:
             self.failed += 1
@@ -148,7 +141,7 @@ class _Tries:
 def _relayed(status: int, body: bytes, headers: Mapping[str, str]) -> Response:
     """The upstream's answer as it was; one the gateway gave up retrying says so."""
     out = client_headers(headers)
-    if status in _RETRYABLE:
+    if answer_outcome(status, body).retry:
         out[SHOULD_RETRY] = "false"
     return Response(body, status_code=status, headers=out)
 
@@ -205,10 +198,11 @@ class Relay:
                         self.governor.heard(permit, response.headers)
                         return self._stream(ex, permit, response, watch)
                     return self._whole(ex, permit, response, body)
+                answer = answer_outcome(status, body or b"")
                 self.governor.release(
-                    permit, outcome=_outcome(status, body or b""), headers=response.headers,
+                    permit, outcome=answer.governor, headers=response.headers,
                     retry_after_s=retry_after_s(response.headers) if status == 429 else None)
-                wait = tries.after_answer(status, response.headers)
+                wait = tries.after_answer(answer, response.headers)
                 last = self._ender(ex, partial(_relayed, status, body or b"",
                                                response.headers))
             if wait is None:
@@ -241,7 +235,8 @@ class Relay:
                 if wait is None:
                     return tries.gave_up(silence, f"its wait limit is {wait_s:g} s")
             else:
-                wait = tries.after_answer(response.status_code, response.headers)
+                wait = tries.after_answer(answer_outcome(response.status_code, body or b""),
+                                          response.headers)
                 if wait is None:
                     return _relayed(response.status_code, body or b"", response.headers)
             await watch.sleep(wait)

@@ -10,10 +10,12 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from laneway.errors import LanewayError
 from laneway.server.errors import headers_of, message_of, status_of, type_of
 from laneway.server.gateway.service import gateway_of
+from laneway.server.origin import cross_site, refusal
 from laneway.wire.errors import api_error
 
 _log = logging.getLogger(__name__)
@@ -37,12 +39,41 @@ class ApiRoute(APIRoute):
                     f"{e.get('msg', '')}" for e in exc.errors())
                 return api_error(400, "invalid_request_error", problems or "invalid request")
             except Exception as exc:
-                if not isinstance(exc, LanewayError):
-                    _log.exception("%s %s failed", request.method, request.url.path)
-                return api_error(status_of(exc) if isinstance(exc, LanewayError) else 500,
-                                 type_of(exc), message_of(exc), headers=headers_of(exc))
+                return _failed(request, exc)
 
         return answer
+
+
+def _failed(request: Request, exc: Exception) -> Response:
+    """A failure of laneway's own, as the API's error body."""
+    if not isinstance(exc, LanewayError):
+        _log.exception("%s %s failed", request.method, request.url.path)
+    return api_error(status_of(exc) if isinstance(exc, LanewayError) else 500,
+                     type_of(exc), message_of(exc), headers=headers_of(exc))
+
+
+class DirectMessages:
+    """``POST /v1/messages`` answered outside the app's middleware and router (the
+    app calls it first, :class:`laneway.server.app.ServeApp`): of the middleware only
+    the cross-site rule applies to it (:func:`laneway.server.origin.refusal`; the
+    token and body limits are the gateway's own chain's), and the route's own wrapper
+    (:class:`ApiRoute`) answers a failure. Saves the layers' work on every request and
+    on every chunk of a stream (each wraps ``send``)."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        why = refusal(scope, token=self.token)
+        if why is not None:
+            await cross_site(why)(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await gateway_of(request).messages(request)
+        except Exception as exc:
+            response = _failed(request, exc)
+        await response(scope, receive, send)
 
 
 router = APIRouter(tags=["Anthropic API (gateway)"], route_class=ApiRoute)
