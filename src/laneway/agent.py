@@ -36,7 +36,6 @@ from laneway.jobs.formats import DEFAULT_MODEL, Job, JobDefaults, read_jobs
 from laneway.provider.backend import open_provider
 from laneway.provider.client import OnText, Provider
 from laneway.runs.cancel import cancel
-from laneway.runs.background import BackgroundRuns
 from laneway.runs.config import RunConfig
 from laneway.runs.execute import Execution
 from laneway.runs.follow import follow_cancel
