@@ -62,6 +62,38 @@ def test_a_run_s_status_is_written_in_one_module() -> None:
     assert writers == {"runs/status.py"}
 
 
+def _imported(path: Path) -> set[str]:
+    """``module.name`` of every ``from laneway... import name`` in ``path``."""
+    return {f"{node.module}.{a.name}" for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("laneway")
+            for a in node.names}
+
+
+def _importers(*names: str) -> set[str]:
+    return {str(path.relative_to(SRC)) for path in SRC.rglob("*.py")
+            if _imported(path) & set(names)}
+
+
+def test_a_run_s_life_is_carried_out_by_run_session() -> None:
+    """Only runs/session.py carries a run out (runs/execute.py's runners); laneway.run(),
+    the worker and the background runs (HybridAgent.submit, the gateway's batches) are
+    its callers (at 207e4bf the worker ran its own runners, and the agent and the batch
+    driver kept the background runs)."""
+    carriers = [f"laneway.runs.execute.{name}" for name in (
+        "execute", "run_realtime", "run_batches", "realtime_runner", "watch_realtime")]
+    assert _importers(*carriers) == {"runs/session.py"}
+    assert _importers("laneway.runs.session.RunSession") == {
+        "runs/library.py", "runs/worker.py", "runs/background.py"}
+    assert _importers("laneway.runs.prepare.take_up") == {
+        "runs/library.py", "runs/background.py"}
+
+
+def test_the_gateway_s_batches_reach_runs_through_runs_not_the_agent() -> None:
+    imported = _imported(SRC / "server/gateway/batch_driver.py")
+    assert not [name for name in imported if name.startswith("laneway.agent")]
+    assert "laneway.runs.background.BackgroundRuns" in imported
+
+
 def test_every_way_to_cancel_reports_one_type() -> None:
     """``laneway cancel``, the runs API, the gateway's batches and HybridAgent.cancel go
     through runs/cancel.py; no other module defines a cancel report (main had three:
