@@ -11,6 +11,7 @@ import anthropic
 import pytest
 
 from laneway.agent import HybridAgent
+from laneway.errors import ConfigError
 from laneway.local import RunningLocal
 from laneway.provider.client import Provider
 from laneway.store import open_store
@@ -120,3 +121,12 @@ async def test_closing_leaves_the_run_resumable(provider: Provider, tmp_path: Pa
         assert await agent.submit(path) == run_id
         results = await agent.results(run_id, timeout_s=20)
         assert len(results) == 30 and all(r["type"] == "succeeded" for _, r in results)
+
+
+async def test_a_mode_it_cannot_run_is_refused_before_anything_is_written(
+        provider: Provider, tmp_path: Path) -> None:
+    async with HybridAgent(provider=provider, db=tmp_path / "ledger.db") as agent:
+        with pytest.raises(ConfigError, match="mode 'auto': choose realtime, native, hybrid"):
+            await agent.submit(jobs(2), mode="auto")
+        assert not (tmp_path / "inputs").exists()
+        assert agent.store.list_runs() == []

@@ -38,8 +38,6 @@ from laneway.runs.progress import Progress, progress_of
 from laneway.store import AsyncStore, Store, StoreSettings, open_store
 
 log = logging.getLogger("laneway.agent")
-#: How a run may be carried out (``submit(mode=...)``).
-AGENT_MODES = ("realtime", "native", "hybrid")
 
 
 class HybridAgent:
@@ -170,14 +168,12 @@ class HybridAgent:
         finished near ``deadline_at`` realtime). A canceled run only collects what its
         batches still hold. ``on_no_batches``: see :class:`~laneway.runs.execute.Execution`.
         """
-        if mode not in AGENT_MODES:
-            raise ConfigError(f"mode {mode!r}: choose {', '.join(AGENT_MODES)}")
         defaults = defaults or JobDefaults(model=self.model, max_tokens=self.max_tokens,
                                            system=self.system)
-        path = Path(jobs) if isinstance(jobs, str | Path) else \
-            await asyncio.to_thread(self._write_jobs, jobs)
         config = self.runs.config(run_name=run_name, mode=mode, defaults=defaults,
                                   deadline_at=deadline_at)
+        path = Path(jobs) if isinstance(jobs, str | Path) else \
+            await asyncio.to_thread(self._write_jobs, jobs)
         return await self.runs.start(path, config, on_no_batches=on_no_batches)
 
     def _write_jobs(self, jobs: Iterable[Job | Mapping[str, Any]]) -> Path:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from laneway.errors import InputError
+from laneway.errors import ConfigError, InputError
 from laneway.governor.core import Governor
 from laneway.jobs.formats import JobDefaults, read_jobs
 from laneway.provider.client import Provider
@@ -33,6 +33,8 @@ from laneway.store.leases import new_worker_id
 from laneway.store.statuses import RunStatus
 
 log = logging.getLogger("laneway.agent")
+#: How a background run may be carried out (``--mode auto`` is planned by its caller).
+MODES = ("realtime", "native", "hybrid")
 
 
 @dataclass
@@ -66,7 +68,10 @@ class BackgroundRuns:
 
     def config(self, *, run_name: str | None, mode: str, defaults: JobDefaults,
                deadline_at: float | None = None) -> RunConfig:
-        """A run's options, carried out here (its claims under an id of its own)."""
+        """A run's options, carried out here (its claims under an id of its own);
+        ``ConfigError`` for a mode not in :data:`MODES`."""
+        if mode not in MODES:
+            raise ConfigError(f"mode {mode!r}: choose {', '.join(MODES)}")
         return RunConfig(run_name=run_name, mode=mode, defaults=defaults,
                          concurrency=self.concurrency, max_attempts=self.max_attempts,
                          worker_id=new_worker_id("agent-"), deadline_at=deadline_at)
