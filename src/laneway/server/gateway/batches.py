@@ -4,8 +4,9 @@
 :mod:`laneway.wire.batches`: 100,000 requests, 256 MB, ``custom_id``), and
 answered at once with the batch object once the batch is durable: its input is saved
 beside the ledger and its row written (:mod:`laneway.store.gateway_batches`). Behind
-it, the batch is a run of the ledger named by the batch's id, carried out by the app's
-agent in the background lane under the shared governor (:mod:`.batch_driver`), through
+it, the batch is a run of the ledger named by the batch's id, carried out among the
+process's background runs (:mod:`laneway.runs.background`) in the background lane
+under the shared governor (:mod:`.batch_driver`), through
 the upstream's batches or realtime (:mod:`.batch_plan`).
 
 ``retrieve``, ``list``, ``cancel``, ``delete`` and the results answer as the API does
