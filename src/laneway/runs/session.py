@@ -196,9 +196,10 @@ class RunSession:
         """Every job of the run is final (and, but for a native run, its whole input is
         in the ledger): the run is marked ``done`` if it is not yet."""
         astore = self.ex.astore
-        counts = await astore.counts(self.run_id)
+        if (await astore.counts(self.run_id)).remaining:
+            return False
         run = await astore.get_run(self.run_id)
-        if counts.remaining or run is None or (self.mode != "native" and not run.ingest_done):
+        if run is None or (self.mode != "native" and not run.ingest_done):
             return False
         if run.status != RunStatus.DONE:
             await run_status.done(astore, self.run_id)
