@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from laneway.agent import HybridAgent
 from laneway.local import RunningLocal
+from laneway.local.faults import Fault, FaultPlan
 from laneway.local.server import listening_port
 from laneway.provider.client import Provider, sdk_client
 from laneway.server import ServerSettings, create_app
@@ -138,6 +139,18 @@ class CountingEngine:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class FaultOnce(FaultPlan):
+    """A fault plan that draws ``fault`` once, then nothing."""
+
+    def __init__(self, fault: Fault) -> None:
+        super().__init__({})
+        self.fault: Fault | None = fault
+
+    def draw(self, forced: str | None = None) -> Fault | None:
+        fault, self.fault = self.fault, None
+        return fault
 
 
 def wait_for(predicate: Any, *, timeout_s: float = 10.0, what: str = "condition") -> None:

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from laneway.local.faults import Fault, FaultPlan
+from laneway.local.faults import Fault
 
-from .helpers import CountingEngine, Served, parse_sse, wait_for
+from .helpers import CountingEngine, FaultOnce, Served, parse_sse, wait_for
 
 LONG = " ".join(f"token{i}" for i in range(80))
 
@@ -58,20 +58,10 @@ def test_bad_request_is_a_json_error(served: Served) -> None:
         assert r.status_code == 422
 
 
-class _Once(FaultPlan):
-    def __init__(self, fault: Fault) -> None:
-        super().__init__({})
-        self.fault: Fault | None = fault
-
-    def draw(self, forced: str | None = None) -> Fault | None:
-        fault, self.fault = self.fault, None
-        return fault
-
-
 def test_rate_limited_before_any_text_is_a_429_with_retry_after(served: Served) -> None:
     # A 429 with a 90 s retry-after is not worth a person's wait: reported at once, as an
     # HTTP 429 carrying the wait (nothing was streamed yet), as the API itself answers.
-    served.local.api.faults = _Once(Fault("429", retry_after_s=90))
+    served.local.api.faults = FaultOnce(Fault("429", retry_after_s=90))
     with served.client() as http:
         r = http.post("/v1/chat/stream", json={"message": "hello"})
     assert r.status_code == 429
@@ -81,12 +71,12 @@ def test_rate_limited_before_any_text_is_a_429_with_retry_after(served: Served) 
         "message": "This request would exceed your organization's rate limit."},
         "request_id": r.headers["request-id"]}
     # A 529 before any text is retried by the server: the person just gets the answer.
-    served.local.api.faults = _Once(Fault("529"))
+    served.local.api.faults = FaultOnce(Fault("529"))
     assert stream(served, {"message": "hello"})[-1][1]["text"] == "hello"
 
 
 def test_error_after_text_ends_the_stream_with_an_error_event(served: Served) -> None:
-    served.local.api.faults = _Once(Fault("midstream"))
+    served.local.api.faults = FaultOnce(Fault("midstream"))
     events = stream(served, {"message": "one two three four five six"})
     *deltas, last = events
     assert len(deltas) == 2 and all(n == "message" and "text" in d for n, d in deltas)

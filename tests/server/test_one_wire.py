@@ -27,12 +27,12 @@ import httpx
 import pytest
 
 from laneway.local import LocalConfig, RunningLocal, start_local
-from laneway.local.faults import Fault, FaultPlan
+from laneway.local.faults import Fault
 from laneway.provider.stream import apply_event
 from laneway.wire.batches import errored, result_line
 from laneway.wire.sse import SseTap, error_event
 
-from .helpers import Served, parse_sse, start_server, wait_for
+from .helpers import FaultOnce, Served, parse_sse, start_server, wait_for
 
 KEY = "k"
 API = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
@@ -101,7 +101,7 @@ def test_an_errored_result_and_a_stream_error_hold_the_same_body(served: Served)
         "type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"},
         "request_id": "req_1"}}
     # The local API's own stream error event is the one encoder's, byte for byte.
-    served.local.api.faults = _Once(Fault("midstream"))
+    served.local.api.faults = FaultOnce(Fault("midstream"))
     with httpx.Client(base_url=served.local.base_url, timeout=10) as http:
         text = http.post("/v1/messages", json={**MSG, "stream": True}, headers=API).text
     assert text.replace("\r\n", "\n").endswith(
@@ -109,18 +109,6 @@ def test_an_errored_result_and_a_stream_error_hold_the_same_body(served: Served)
     events = parse_sse(error_event("api_error", "x").decode().splitlines())
     assert events == [("error", {"type": "error",
                                  "error": {"type": "api_error", "message": "x"}})]
-
-
-class _Once(FaultPlan):
-    """A fault plan that draws ``fault`` once, then nothing."""
-
-    def __init__(self, fault: Fault) -> None:
-        super().__init__({})
-        self.fault: Fault | None = fault
-
-    def draw(self, forced: str | None = None) -> Fault | None:
-        fault, self.fault = self.fault, None
-        return fault
 
 
 WORDS = "héllo wörld ✓ 日本"
