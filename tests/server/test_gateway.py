@@ -100,6 +100,16 @@ def test_bad_lane_header_is_a_400(served: Served) -> None:
                                              extra_headers={"laneway-lane": "fast"})
 
 
+async def at_once(served: Served, n: int) -> list[Any]:
+    """``n`` small requests at once through the gateway, with the SDK's retries off:
+    what each returned or raised."""
+    async with anthropic.AsyncAnthropic(base_url=served.base_url, api_key="x",
+                                        max_retries=0) as client:
+        return await asyncio.gather(*(client.messages.create(
+            model=MODEL, max_tokens=5, messages=[{"role": "user", "content": f"job {i}"}])
+            for i in range(n)), return_exceptions=True)
+
+
 @pytest.mark.local_config(rpm=120)
 def test_a_spent_quota_queues_instead_of_429(local_api: RunningLocal, tmp_path: Path) -> None:
     """40 requests at once against rpm 120 (2 per second): the upstream refuses most of
@@ -107,17 +117,7 @@ def test_a_spent_quota_queues_instead_of_429(local_api: RunningLocal, tmp_path: 
     retries off, sees none of that."""
     served = start_server(local_api, tmp_path / "l.db")
     try:
-        client = anthropic.AsyncAnthropic(base_url=served.base_url, api_key="x",
-                                          max_retries=0)
-
-        async def main() -> list[Any]:
-            async with client:
-                return await asyncio.gather(*(client.messages.create(
-                    model=MODEL, max_tokens=5, messages=[{"role": "user",
-                                                          "content": f"job {i}"}])
-                    for i in range(40)), return_exceptions=True)
-
-        results = asyncio.run(main())
+        results = asyncio.run(at_once(served, 40))
         assert [r for r in results if isinstance(r, BaseException)] == []
         assert local_api.api.completions.completed == 40
     finally:
@@ -133,21 +133,11 @@ def test_from_a_drained_account_the_first_requests_see_no_429(
     background lane)."""
     served = start_server(local_api, tmp_path / "l.db")
     try:
-        client = anthropic.AsyncAnthropic(base_url=served.base_url, api_key="x",
-                                          max_retries=0)
-
-        async def main() -> list[Any]:
-            async with client:
-                return await asyncio.gather(*(client.messages.create(
-                    model=MODEL, max_tokens=5, messages=[{"role": "user",
-                                                          "content": f"job {i}"}])
-                    for i in range(4)), return_exceptions=True)
-
         requests = local_api.api.limits.requests
         assert requests is not None
         requests.refill(local_api.api.limits.clock())
         requests.level = 2.0
-        results = asyncio.run(main())
+        results = asyncio.run(at_once(served, 4))
         assert [r for r in results if isinstance(r, BaseException)] == []
         assert local_api.api.stats["rate_limited"] == 0
         assert served.agent.governor.snapshot()[MODEL]["buckets"]["requests"]["limit"] == 50
