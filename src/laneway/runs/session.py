@@ -166,8 +166,9 @@ class RunSession:
         ``tally``; ``status`` when its work did not return), give back its claims,
         release its lock.
 
-        A cancel cancels the task again and again until it ends: whatever of this that
-        interrupts, the lock is released, and a canceled run never shows as stopped.
+        Once it has begun (``ending``) a cancel waits for it instead of cancelling it
+        again; if it is interrupted anyway, the lock is still released, and a canceled
+        run never shows as stopped.
         """
         astore = self.ex.astore
         self.ending = True
