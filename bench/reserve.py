@@ -17,7 +17,7 @@ run) it reports:
   TTFT added; also without the person's first request (before its first one no reserve
   exists in the after side unless it is standing).
 
-    .venv/bin/python bench/reserve.py --before ../before/src [--src src]
+    .venv/bin/python bench/reserve.py [--before ../before/src] [--src src]
         [--requests 1200] [--requests-50 150] [--only 600] [--name reserve]
 
 Prints a table and writes ``bench/results/reserve.json`` (``--name``).
@@ -161,7 +161,8 @@ def itpm_for(jobs: list[dict[str, Any]], rpm: int) -> int:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--before", type=Path, required=True, help="the baseline's src folder")
+    ap.add_argument("--before", type=Path,
+                    help="the baseline's src folder (none: only --src's side is measured)")
     ap.add_argument("--src", type=Path, default=SRC)
     ap.add_argument("--requests", type=int, default=1200, help="jobs at rpm 600")
     ap.add_argument("--requests-50", type=int, default=150, help="jobs at rpm 50")
@@ -172,7 +173,9 @@ async def main() -> None:
     ap.add_argument("--name", default="reserve",
                     help="results/NAME.json (runs side by side each keep their own)")
     args = ap.parse_args()
-    sides = {"before": args.before.resolve(), "after": args.src.resolve()}
+    sides = {"after": args.src.resolve()}
+    if args.before is not None:
+        sides = {"before": args.before.resolve(), **sides}
     idle = {name: await idle_p99(src, args.idle) for name, src in sides.items()}
     results = []
     for rpm, n in ((600, args.requests), (50, args.requests_50)):
@@ -198,7 +201,7 @@ async def main() -> None:
     print_table(
         "The guide's naive code from a drained account through the gateway, a person beside "
         "it; goal: share >= 0.98 whole and steady, 0 upstream 429s, person p99 added <= 150 "
-        f"ms (idle p99: before {idle['before']:.0f} ms, after {idle['after']:.0f} ms)",
+        "ms (idle p99: " + ", ".join(f"{n} {v:.0f} ms" for n, v in idle.items()) + ")",
         ["limit", "side", "jobs", "wall s", "binding", "share whole", "share steady",
          "upstream 429s", "failed", "person reqs", "p99 added ms", "p99 added w/o 1st",
          "1st TTFT ms", "load"], rows)

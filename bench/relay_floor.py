@@ -1,0 +1,186 @@
+"""The floor under a relayed stream's CPU (issue 28, goal 1): what the SDK alone costs.
+
+The relay must send each request upstream with the ``anthropic`` SDK (its public
+surface: ``client.post`` with the raw-response option, as ``laneway serve`` does) and read
+the stream back through it. This bench measures, side by side in one run, against one
+upstream (``laneway local --engine echo --ttft-ms 100 --token-ms 2``), the CPU of one
+stream at a time, at ``max_tokens`` 1 (the fixed part: ~6 events) and 64 (~70 events):
+
+- ``serve`` (this tree; ``--before SRC``: a baseline checkout too): the gateway's whole
+  process, per stream relayed to a raw httpx client, as ``bench/relay.py`` measures it;
+- ``SDK only``: this process sending the same request with the SDK's client (its aiohttp
+  transport, as serve's) and reading the raw stream to its end, nothing relayed;
+- ``aiohttp only``: the same with aiohttp directly, no SDK (what the rules rule out);
+- ``upstream``: the upstream's own process, per stream (it generates the events).
+
+If the SDK's part alone is more than 0.4x of the baseline's whole relay, goal 1's 0.4x
+cannot be had while the SDK sends the request. Rounds alternate the order; medians.
+Prints a table and writes ``bench/results/relay_floor.json``.
+
+    .venv/bin/python bench/relay_floor.py [--before /tmp/lw-base/src] [--n 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import aiohttp
+import httpx
+
+from _common import percentile, print_table, save
+from laneway.provider import relay as provider_relay
+from laneway.provider.client import Provider
+from relay import HERE, MODEL, cpu_s, gateway, upstream
+
+HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
+
+
+def body(max_tokens: int) -> bytes:
+    return json.dumps({"model": MODEL, "max_tokens": max_tokens, "stream": True,
+                       "messages": [{"role": "user", "content": "word " * 60}]}).encode()
+
+
+def sdk_only(up: str, content: bytes, n: int) -> float:
+    async def run() -> float:
+        provider = Provider.at(up, api_key="k")  # the SDK's client as serve makes it
+        client = provider.client
+
+        async def one() -> None:
+            response = await provider_relay.send(provider, "POST", "/v1/messages",
+                                                 content=content, headers=HEADERS)
+            async for _chunk in response.aiter_raw():
+                pass
+            await response.aclose()
+        for _ in range(10):
+            await one()
+        t0 = time.process_time()
+        for _ in range(n):
+            await one()
+        took = (time.process_time() - t0) / n * 1e3
+        await client.close()
+        return took
+    return asyncio.run(run())
+
+
+def aiohttp_only(up: str, content: bytes, n: int) -> float:
+    async def run() -> float:
+        async with aiohttp.ClientSession() as session:
+            async def one() -> None:
+                async with session.post(up + "/v1/messages", data=content,
+                                        headers={**HEADERS, "x-api-key": "k"}) as r:
+                    async for _chunk in r.content.iter_any():
+                        pass
+            for _ in range(10):
+                await one()
+            t0 = time.process_time()
+            for _ in range(n):
+                await one()
+            return (time.process_time() - t0) / n * 1e3
+    return asyncio.run(run())
+
+
+def through(url: str, key: str, content: bytes, n: int, pid: int) -> float:
+    """``pid``'s CPU (ms) per stream of ``n`` sent one at a time through ``url``."""
+    async def run() -> float:
+        async with httpx.AsyncClient(timeout=60) as http:
+            async def one() -> None:
+                async with http.stream("POST", url + "/v1/messages", content=content,
+                                       headers={**HEADERS, "x-api-key": key}) as r:
+                    if r.status_code != 200:
+                        raise RuntimeError(f"{url}: {r.status_code}")
+                    async for _chunk in r.aiter_raw():
+                        pass
+            for _ in range(10):
+                await one()
+            c0 = cpu_s(pid)
+            for _ in range(n):
+                await one()
+            return (cpu_s(pid) - c0) / n * 1e3
+    return asyncio.run(run())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before", type=Path, help="a baseline checkout's src (serve before)")
+    ap.add_argument("--after", type=Path, default=HERE.parent / "src")
+    ap.add_argument("--n", type=int, default=200, help="streams per figure per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    sides = {"serve": args.after.resolve()}
+    if args.before is not None:
+        sides = {"serve before": args.before.resolve(), **sides}
+    got: dict[str, dict[int, list[float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp, upstream(sides["serve"]) as (up):
+        up_pid = _pid_of(up)
+        gateways = {}
+        stack = []
+        for name, src in sides.items():
+            cm = gateway(src, up, Path(tmp))
+            stack.append(cm)
+            gateways[name] = cm.__enter__()
+        try:
+            for i in range(args.rounds):
+                for mt in (1, 64):
+                    content = body(mt)
+                    order: list[tuple[str, Callable[[], float]]] = [
+                        *[(name, partial(through, g[0], g[1], content, args.n, g[2]))
+                          for name, g in gateways.items()],
+                        ("SDK only", partial(sdk_only, up, content, args.n)),
+                        ("aiohttp only", partial(aiohttp_only, up, content, args.n)),
+                    ]
+                    if i % 2:
+                        order.reverse()
+                    for name, measure in order:
+                        if name == "aiohttp only":  # the upstream's CPU beside it
+                            c0 = cpu_s(up_pid)
+                            value = measure()
+                            got.setdefault("upstream", {}).setdefault(mt, []).append(
+                                (cpu_s(up_pid) - c0) / (args.n + 10) * 1e3)
+                        else:
+                            value = measure()
+                        got.setdefault(name, {}).setdefault(mt, []).append(value)
+                print(f"round {i + 1}: " + ", ".join(
+                    f"{k} {v[1][-1]:.2f}/{v[64][-1]:.2f}" for k, v in got.items()), flush=True)
+        finally:
+            for cm in reversed(stack):
+                cm.__exit__(None, None, None)
+    med = {name: {mt: round(percentile(v, 50), 3) for mt, v in per.items()}
+           for name, per in got.items()}
+    rows = [[name, med[name][1], med[name][64]] for name in med]
+    if "serve before" in med:
+        rows.append(["0.4x serve before (the goal)",
+                     round(0.4 * med["serve before"][1], 3),
+                     round(0.4 * med["serve before"][64], 3)])
+    print_table(f"CPU ms per stream, one at a time ({args.rounds} rounds, medians; load "
+                f"{os.getloadavg()[0]:.1f})", ["", "max_tokens 1", "max_tokens 64"], rows)
+    save("relay_floor", {"medians": med, "rounds": got, "sides": {k: str(v) for k, v in
+                                                                 sides.items()},
+                         "n": args.n, "load": os.getloadavg()})
+
+
+def _pid_of(url: str) -> int:
+    """The pid listening on ``url``'s port (the upstream process)."""
+    port = int(url.rsplit(":", 1)[1])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"local" in cmd and str(port).encode() in cmd:
+            return int(proc.name)
+    raise RuntimeError(f"no process found for {url}")
+
+
+if __name__ == "__main__":
+    main()
