@@ -65,7 +65,8 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(served: Served) -> None:
         client.messages.create(model=MODEL, max_tokens=5, messages=HI)
     with pytest.raises(anthropic.RateLimitError, match="2 requests per minute") as info:
         client.messages.create(model=MODEL, max_tokens=5, messages=HI)
-    assert 55 <= int(info.value.response.headers["retry-after"]) <= 60
+    # The bucket of 2 refills one request every 30 s: the next may go 30 s on.
+    assert 25 <= int(info.value.response.headers["retry-after"]) <= 30
     assert served.local.api.completions.completed == 2
 
 

@@ -160,7 +160,7 @@ def test_rpm_is_exact_on_a_first_use_across_two_gateways(
     limited = [e for e in out if isinstance(e, anthropic.RateLimitError)]
     assert len(limited) == 20 and local_api.api.completions.completed == 10
     after = int(limited[0].response.headers["retry-after"])
-    assert 40 <= after <= 60  # the first was sent at most a few seconds before
+    assert 1 <= after <= 6  # a bucket of 10 refilled one request every 6 s
 
 
 def test_revoke_and_new_limits_take_effect_on_the_next_request(served: Served) -> None:

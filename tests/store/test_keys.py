@@ -6,11 +6,13 @@ import hmac
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from laneway.errors import ConfigError
 from laneway.governor.buckets import Lane
 from laneway.store import ClientKey, Store, open_store
 from laneway.store import keys as K
+from laneway.store.schema import gateway_keys
 
 
 def test_a_new_key_is_found_by_its_value_and_by_nothing_else(store: Store) -> None:
@@ -155,3 +157,48 @@ def test_a_key_survives_reopening(store_dsn: str) -> None:
         assert found.lane == Lane.INTERACTIVE
     finally:
         again.close()
+
+
+def test_a_key_s_rate_is_a_bucket_of_rpm_refilled_continuously(store: Store) -> None:
+    """rpm 3: three at once from a full bucket, then one every 20 s; a refused request
+    takes nothing out of it, and its wait is exact."""
+    key, secret = store.create_key("paced", rpm=3)
+    t0 = 1_000_000.0
+    assert [store.check_key(secret, now=t0)[1] for _ in range(3)] == [None, None, None]
+    found, wait = store.check_key(secret, now=t0)
+    assert found == key and wait == pytest.approx(20.0)
+    assert store.check_key(secret, now=t0 + 19.9)[1] == pytest.approx(0.1)
+    assert store.check_key(secret, now=t0 + 20.0)[1] is None
+    assert store.check_key(secret, now=t0 + 20.0)[1] == pytest.approx(20.0)
+    # Idle for long: full again, never fuller than rpm.
+    later = t0 + 3600
+    assert [store.check_key(secret, now=later)[1] is None for _ in range(4)] == \
+        [True, True, True, False]
+
+
+def test_a_key_s_rate_costs_the_same_at_any_rpm(store: Store) -> None:
+    """The rate is one number in the key's row, not the times of its last rpm requests
+    (a JSON list of up to rpm entries, read and written whole by each request)."""
+    _, secret = store.create_key("busy", rpm=100_000)
+    t0 = 1_000_000.0
+    for _ in range(500):
+        assert store.check_key(secret, now=t0)[1] is None
+    with store.engine.connect() as conn:
+        row = conn.execute(select(gateway_keys)).mappings().one()
+    assert row["rate_tat"] == pytest.approx(t0 + 500 * 60 / 100_000)
+    assert row["sent_at"] is None
+
+
+def test_rate_wait_never_lets_more_than_rpm_plus_the_refill_through() -> None:
+    rpm, now, tat, sent = 7, 0.0, None, []
+    while now < 300:
+        wait, new = K.rate_wait(tat, rpm, now)
+        if wait is None:
+            tat = new
+            sent.append(now)
+        now += 0.25
+    for start in sent:
+        span = [t for t in sent if start <= t < start + 60]
+        assert len(span) <= rpm + rpm  # a full bucket, and 60 s of refill
+        assert len([t for t in sent if start <= t < start + 1]) <= rpm
+    assert len(sent) == pytest.approx(rpm + rpm * 300 / 60, abs=1)

@@ -49,7 +49,7 @@ def _open(db: str | None) -> Store:
 def create_command(
     name: str = typer.Argument(..., metavar="NAME", help="A name for the key (who or what uses it)."),
     budget_usd: float | None = typer.Option(None, callback=bounds.above_zero, help="Refuse the key's requests once they have cost this many USD (> 0)."),
-    rpm: int | None = typer.Option(None, min=1, help="Requests per minute this key may send."),
+    rpm: int | None = typer.Option(None, min=1, help="Requests per minute this key may send: up to N at once, then one every 60/N s (a bucket refilled continuously, as the API's own limits)."),
     lane: Lane | None = typer.Option(None, case_sensitive=False, help="Put every request of this key in this lane."),
     db: str | None = typer.Option(None, help=DB_HELP),
 ) -> None:
@@ -107,7 +107,7 @@ def list_command(
 def set_command(
     ref: str = typer.Argument(..., metavar="NAME_OR_PREFIX", help="The key's name or prefix (see `laneway keys list`)."),
     budget_usd: float | None = typer.Option(None, callback=bounds.above_zero, help="A new budget in USD (> 0)."),
-    rpm: int | None = typer.Option(None, min=1, help="A new requests-per-minute limit."),
+    rpm: int | None = typer.Option(None, min=1, help="A new requests-per-minute limit (a bucket of N, refilled continuously)."),
     no_budget: bool = typer.Option(False, "--no-budget", help="Remove the key's budget."),
     no_rpm: bool = typer.Option(False, "--no-rpm", help="Remove the key's rate limit."),
     db: str | None = typer.Option(None, help=DB_HELP),

@@ -24,6 +24,7 @@ A cancel is :mod:`.cancel`'s. Every status is written through :mod:`.status`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from laneway.governor.core import Governor
@@ -86,11 +87,7 @@ class RunSession:
             await run_status.started(astore, ex.run_id, mode=config.mode,
                                      provider=provider.kind)
             if config.mode == "auto" or config.deadline_at is not None:
-                plan, realtime_s = await plan_run(
-                    astore, ex.run_id, provider, limits=config.limits,
-                    options=replace(config.planner or PlannerOptions(), prices=ex.prices),
-                    concurrency=config.concurrency, deadline_at=config.deadline_at,
-                    budget_usd=config.budget_usd, worker_id=config.worker_id or "main")
+                plan, realtime_s = await self._plan()
                 if config.mode == "auto":
                     ex.notice(plan.reason)
                     mode = plan.mode
@@ -155,11 +152,20 @@ class RunSession:
         ex = self.ex
         realtime_s = None
         if self.mode == "hybrid" and ex.config.deadline_at is not None:
-            _plan, realtime_s = await plan_run(
-                ex.astore, ex.run_id, ex.provider, concurrency=ex.config.concurrency,
-                deadline_at=ex.config.deadline_at, worker_id=ex.config.worker_id)
+            _plan, realtime_s = await self._plan()
         _mode, tally = await execute(ex, self.mode, realtime_s)
         return tally
+
+    async def _plan(self) -> tuple[Plan, Callable[[int], float]]:
+        """The run's plan and its ``jobs -> realtime seconds``, from everything the run
+        was given (its limits, planner options, prices, deadline and budget): the same
+        in the foreground and in the background."""
+        ex, config = self.ex, self.ex.config
+        return await plan_run(
+            ex.astore, ex.run_id, ex.provider, limits=config.limits,
+            options=replace(config.planner or PlannerOptions(), prices=ex.prices),
+            concurrency=config.concurrency, deadline_at=config.deadline_at,
+            budget_usd=config.budget_usd, worker_id=config.worker_id or "main")
 
     async def end(self, tally: Tally | None, status: RunStatus = RunStatus.STOPPED) -> None:
         """Write the status the run ended in (:func:`~.status.final_status` of its

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import re
 import secrets
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Text, bindparam, select, update
+from sqlalchemy import Engine, Float, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from laneway.errors import ConfigError
@@ -85,19 +84,32 @@ def _key(row: Any) -> ClientKey:
         held_usd=float(row["held_usd"] or 0.0))
 
 
-#: A key's row by its prefix; its rate window swapped if no one swapped it first: built
+#: A key's row by its prefix; its rate bucket swapped if no one swapped it first: built
 #: once (SQLAlchemy then reuses their compiled forms), as every request runs them.
 _BY_PREFIX = select(S.gateway_keys).where(_K.prefix == bindparam("b_prefix"))
 _SWAP = update(S.gateway_keys).where(
-    _K.id == bindparam("b_id"), _K.sent_at.is_not_distinct_from(bindparam("b_old", type_=Text)),
-).values(sent_at=bindparam("b_new"))
+    _K.id == bindparam("b_id"),
+    _K.rate_tat.is_not_distinct_from(bindparam("b_old", type_=Float)),
+).values(rate_tat=bindparam("b_new", type_=Float))
 
-#: The window of a key's rate (``rpm``), in seconds.
+#: A key's ``rpm`` is requests per this many seconds.
 RATE_WINDOW_S = 60.0
 
 
-def _window(sent_at: str | None, now: float) -> list[float]:
-    return sorted(t for t in json.loads(sent_at or "[]") if now - t < RATE_WINDOW_S)
+def rate_wait(tat: float | None, rpm: int, now: float) -> tuple[float | None, float | None]:
+    """A key's rate at ``now``: a bucket of ``rpm`` requests, refilled continuously at
+    ``rpm`` a minute (the API's own rule for its limits), kept as one number, ``tat``:
+    when the bucket is full again (None or past: full). Returns ``(None, new tat)`` if
+    a request may go (it takes one request out of the bucket), else ``(seconds until
+    one may, None)``. So a full bucket lets ``rpm`` requests go at once, and then one
+    every ``60 / rpm`` s; over any span of ``t`` seconds no more than ``rpm + rpm * t /
+    60`` go."""
+    interval = RATE_WINDOW_S / rpm
+    full_at = now if tat is None else max(tat, now)
+    wait = full_at - (RATE_WINDOW_S - interval) - now  # past the bucket's last request
+    if wait > 1e-9:
+        return wait, None
+    return None, full_at + interval
 
 
 def _check(name: str, budget_usd: float | None, rpm: int | None, lane: str | None
@@ -214,30 +226,29 @@ class KeyLedger:
         second value is None if it was let in, else the seconds until the key's window
         has room (``retry-after``).
 
-        The window holds the times of the key's last ``rpm`` requests, swapped in one
+        The rate is a bucket kept as one number (:func:`rate_wait`), swapped in one
         conditional UPDATE (tried again if another process swapped it first): exact
-        across processes and hosts (whose clocks agree), from the first request on.
+        across processes and hosts (whose clocks agree), from the first request on, and
+        the same work whatever the rpm.
         """
         row = self._active_row(secret)
         key = None if row is None else _key(row)
         if key is None or key.rpm is None:
             return key, None
-        old = row["sent_at"]  # as read with the key: a second read only after a lost swap
+        old = row["rate_tat"]  # as read with the key: a second read only after a lost swap
         for attempt in range(100):
             now_ = time.time() if now is None else now
             if attempt:
                 with self.engine.connect() as conn:
-                    old = conn.scalar(select(_K.sent_at).where(_K.id == key.id))
-            window = _window(old, now_)
-            if len(window) >= key.rpm:
-                return key, window[-key.rpm] + RATE_WINDOW_S - now_
-            kept = window[max(0, len(window) - (key.rpm - 1)):] if key.rpm > 1 else []
-            new = json.dumps([*kept, now_])
+                    old = conn.scalar(select(_K.rate_tat).where(_K.id == key.id))
+            wait, new = rate_wait(old, key.rpm, now_)
+            if wait is not None:
+                return key, wait
             with self.engine.begin() as conn:
                 swapped = conn.execute(_SWAP, {"b_id": key.id, "b_old": old, "b_new": new})
             if swapped.rowcount == 1:
                 return key, None
-        raise ConfigError(f"key {key.name!r}: its rate window kept changing under this "
+        raise ConfigError(f"key {key.name!r}: its rate kept changing under this "
                           "process (100 tries)")
 
     def set_key(self, name_or_prefix: str, *, budget_usd: float | None = None,

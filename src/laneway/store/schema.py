@@ -167,8 +167,12 @@ gateway_keys = Table(
     Column("reserved_usd", Float, nullable=False, server_default="0"),
     #: ... and of its requests whose end was never seen (``laneway keys settle``).
     Column("held_usd", Float, nullable=False, server_default="0"),
-    #: JSON list of the wall-clock times of its last ``rpm`` requests (its rate's window).
+    #: JSON list of the wall-clock times of its last ``rpm`` requests: its rate until
+    #: 013_rate_bucket, no longer written.
     Column("sent_at", Text),
+    #: Added by 013_rate_bucket: when the key's rate bucket is full again (wall clock; its
+    #: "theoretical arrival time", see laneway.store.keys.rate_wait); NULL: full.
+    Column("rate_tat", Float),
     UniqueConstraint("name", name="uq_gateway_keys_name"),
 )
 Index("ix_gateway_keys_prefix", gateway_keys.c.prefix)

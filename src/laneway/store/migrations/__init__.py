@@ -28,6 +28,7 @@ from laneway.store.migrations import (
     m011_holders,
     m011b_run_budget,
     m012_batch_budget,
+    m013_rate_bucket,
 )
 
 Migration = Callable[[Connection], None]
@@ -46,6 +47,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     (m011_holders.NAME, m011_holders.apply),
     (m011b_run_budget.NAME, m011b_run_budget.apply),
     (m012_batch_budget.NAME, m012_batch_budget.apply),
+    (m013_rate_bucket.NAME, m013_rate_bucket.apply),
 ]
 
 
