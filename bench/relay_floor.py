@@ -3,8 +3,9 @@
 The relay must send each request upstream with the ``anthropic`` SDK (its public
 surface: ``client.post`` with the raw-response option, as ``laneway serve`` does) and read
 the stream back through it. This bench measures, side by side in one run, against one
-upstream (``laneway local --engine echo --ttft-ms 100 --token-ms 2``), the CPU of one
-stream at a time, at ``max_tokens`` 1 (the fixed part: ~6 events) and 64 (~70 events):
+upstream (``laneway local --engine echo --ttft-ms 100 --token-ms 2``), the CPU of a
+stream (one at a time, or ``--at-once`` N together), at ``max_tokens`` 1 (the fixed part:
+~6 events) and 64 (~70 events):
 
 - ``serve`` (this tree; ``--before SRC``: a baseline checkout too): the gateway's whole
   process, per stream relayed to a raw httpx client, as ``bench/relay.py`` measures it;
@@ -15,9 +16,9 @@ stream at a time, at ``max_tokens`` 1 (the fixed part: ~6 events) and 64 (~70 ev
 
 If the SDK's part alone is more than 0.4x of the baseline's whole relay, goal 1's 0.4x
 cannot be had while the SDK sends the request. Rounds alternate the order; medians.
-Prints a table and writes ``bench/results/relay_floor.json``.
+Prints a table and writes ``bench/results/relay_floor_N.json`` (N: ``--at-once``).
 
-    .venv/bin/python bench/relay_floor.py [--before /tmp/lw-base/src] [--n 200]
+    .venv/bin/python bench/relay_floor.py [--before /tmp/lw-base/src] [--n 200] [--at-once 50]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -48,63 +49,77 @@ def body(max_tokens: int) -> bytes:
                        "messages": [{"role": "user", "content": "word " * 60}]}).encode()
 
 
-def sdk_only(up: str, content: bytes, n: int) -> float:
-    async def run() -> float:
-        provider = Provider.at(up, api_key="k")  # the SDK's client as serve makes it
-        client = provider.client
+def groups(n: int, at_once: int) -> tuple[int, int]:
+    """Unmeasured and measured groups of ``at_once`` for about 10 and ``n`` calls."""
+    return max(1, 10 // at_once), max(1, n // at_once)
 
-        async def one() -> None:
-            response = await provider_relay.send(provider, "POST", "/v1/messages",
-                                                 content=content, headers=HEADERS)
-            async for _chunk in response.aiter_raw():
+
+def measured(one: Callable[[], Awaitable[None]], n: int, at_once: int,
+             cpu: Callable[[], float]) -> float:
+    """CPU (ms, by ``cpu``: seconds) per call of ``one``, ``n`` calls ``at_once`` at a
+    time, after ~10 unmeasured."""
+    loop = asyncio.get_event_loop()
+
+    async def group() -> None:
+        await asyncio.gather(*[one() for _ in range(at_once)])
+    warm, timed = groups(n, at_once)
+    for _ in range(warm):
+        loop.run_until_complete(group())
+    c0 = cpu()
+    for _ in range(timed):
+        loop.run_until_complete(group())
+    return (cpu() - c0) / (timed * at_once) * 1e3
+
+
+def sdk_only(up: str, content: bytes, n: int, at_once: int) -> float:
+    """The SDK's client as serve makes it, sending as serve sends, reading raw."""
+    provider = Provider.at(up, api_key="k")
+
+    async def one() -> None:
+        response = await provider_relay.send(provider, "POST", "/v1/messages",
+                                             content=content, headers=HEADERS)
+        async for _chunk in response.aiter_raw():
+            pass
+        await response.aclose()
+    try:
+        return measured(one, n, at_once, time.process_time)
+    finally:
+        asyncio.get_event_loop().run_until_complete(provider.client.close())
+
+
+def aiohttp_only(up: str, content: bytes, n: int, at_once: int) -> float:
+    session = asyncio.get_event_loop().run_until_complete(_session())
+
+    async def one() -> None:
+        async with session.post(up + "/v1/messages", data=content,
+                                headers={**HEADERS, "x-api-key": "k"}) as r:
+            async for _chunk in r.content.iter_any():
                 pass
-            await response.aclose()
-        for _ in range(10):
-            await one()
-        t0 = time.process_time()
-        for _ in range(n):
-            await one()
-        took = (time.process_time() - t0) / n * 1e3
-        await client.close()
-        return took
-    return asyncio.run(run())
+    try:
+        return measured(one, n, at_once, time.process_time)
+    finally:
+        asyncio.get_event_loop().run_until_complete(session.close())
 
 
-def aiohttp_only(up: str, content: bytes, n: int) -> float:
-    async def run() -> float:
-        async with aiohttp.ClientSession() as session:
-            async def one() -> None:
-                async with session.post(up + "/v1/messages", data=content,
-                                        headers={**HEADERS, "x-api-key": "k"}) as r:
-                    async for _chunk in r.content.iter_any():
-                        pass
-            for _ in range(10):
-                await one()
-            t0 = time.process_time()
-            for _ in range(n):
-                await one()
-            return (time.process_time() - t0) / n * 1e3
-    return asyncio.run(run())
+async def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession()
 
 
-def through(url: str, key: str, content: bytes, n: int, pid: int) -> float:
-    """``pid``'s CPU (ms) per stream of ``n`` sent one at a time through ``url``."""
-    async def run() -> float:
-        async with httpx.AsyncClient(timeout=60) as http:
-            async def one() -> None:
-                async with http.stream("POST", url + "/v1/messages", content=content,
-                                       headers={**HEADERS, "x-api-key": key}) as r:
-                    if r.status_code != 200:
-                        raise RuntimeError(f"{url}: {r.status_code}")
-                    async for _chunk in r.aiter_raw():
-                        pass
-            for _ in range(10):
-                await one()
-            c0 = cpu_s(pid)
-            for _ in range(n):
-                await one()
-            return (cpu_s(pid) - c0) / n * 1e3
-    return asyncio.run(run())
+def through(url: str, key: str, content: bytes, n: int, pid: int, at_once: int) -> float:
+    """``pid``'s CPU (ms) per stream relayed through ``url``."""
+    http = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=at_once))
+
+    async def one() -> None:
+        async with http.stream("POST", url + "/v1/messages", content=content,
+                               headers={**HEADERS, "x-api-key": key}) as r:
+            if r.status_code != 200:
+                raise RuntimeError(f"{url}: {r.status_code}")
+            async for _chunk in r.aiter_raw():
+                pass
+    try:
+        return measured(one, n, at_once, lambda: cpu_s(pid))
+    finally:
+        asyncio.get_event_loop().run_until_complete(http.aclose())
 
 
 def main() -> None:
@@ -114,7 +129,10 @@ def main() -> None:
     ap.add_argument("--after", type=Path, default=HERE.parent / "src")
     ap.add_argument("--n", type=int, default=200, help="streams per figure per round")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--at-once", type=int, default=1, help="streams at once (1: one at a "
+                    "time; 50: bursts of 50)")
     args = ap.parse_args()
+    asyncio.set_event_loop(asyncio.new_event_loop())
     sides = {"serve": args.after.resolve()}
     if args.before is not None:
         sides = {"serve before": args.before.resolve(), **sides}
@@ -132,10 +150,10 @@ def main() -> None:
                 for mt in (1, 64):
                     content = body(mt)
                     order: list[tuple[str, Callable[[], float]]] = [
-                        *[(name, partial(through, g[0], g[1], content, args.n, g[2]))
+                        *[(name, partial(through, g[0], g[1], content, args.n, g[2], args.at_once))
                           for name, g in gateways.items()],
-                        ("SDK only", partial(sdk_only, up, content, args.n)),
-                        ("aiohttp only", partial(aiohttp_only, up, content, args.n)),
+                        ("SDK only", partial(sdk_only, up, content, args.n, args.at_once)),
+                        ("aiohttp only", partial(aiohttp_only, up, content, args.n, args.at_once)),
                     ]
                     if i % 2:
                         order.reverse()
@@ -144,7 +162,7 @@ def main() -> None:
                             c0 = cpu_s(up_pid)
                             value = measure()
                             got.setdefault("upstream", {}).setdefault(mt, []).append(
-                                (cpu_s(up_pid) - c0) / (args.n + 10) * 1e3)
+                                (cpu_s(up_pid) - c0) / (sum(groups(args.n, args.at_once)) * args.at_once) * 1e3)
                         else:
                             value = measure()
                         got.setdefault(name, {}).setdefault(mt, []).append(value)
@@ -160,9 +178,9 @@ def main() -> None:
         rows.append(["0.4x serve before (the goal)",
                      round(0.4 * med["serve before"][1], 3),
                      round(0.4 * med["serve before"][64], 3)])
-    print_table(f"CPU ms per stream, one at a time ({args.rounds} rounds, medians; load "
+    print_table(f"CPU ms per stream, {args.at_once} at once ({args.rounds} rounds, medians; load "
                 f"{os.getloadavg()[0]:.1f})", ["", "max_tokens 1", "max_tokens 64"], rows)
-    save("relay_floor", {"medians": med, "rounds": got, "sides": {k: str(v) for k, v in
+    save(f"relay_floor_{args.at_once}", {"at_once": args.at_once, "medians": med, "rounds": got, "sides": {k: str(v) for k, v in
                                                                  sides.items()},
                          "n": args.n, "load": os.getloadavg()})
 
