@@ -106,7 +106,8 @@ def rate_wait(tat: float | None, rpm: int, now: float) -> tuple[float | None, fl
     60`` go."""
     interval = RATE_WINDOW_S / rpm
     full_at = now if tat is None else max(tat, now)
-    wait = full_at - (RATE_WINDOW_S - interval) - now  # past the bucket's last request
+    # The bucket holds (60 - (full_at - now)) / interval requests: none below 1.
+    wait = full_at - (RATE_WINDOW_S - interval) - now
     if wait > 1e-9:
         return wait, None
     return None, full_at + interval
@@ -223,8 +224,8 @@ class KeyLedger:
                   ) -> tuple[ClientKey | None, float | None]:
         """The active key whose value is ``secret`` (None: unknown or revoked), read from
         the ledger as it is now, and the request counted against the key's rate: the
-        second value is None if it was let in, else the seconds until the key's window
-        has room (``retry-after``).
+        second value is None if it was let in, else the seconds until the key's rate
+        lets the next one in (``retry-after``).
 
         The rate is a bucket kept as one number (:func:`rate_wait`), swapped in one
         conditional UPDATE (tried again if another process swapped it first): exact
