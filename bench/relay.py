@@ -59,7 +59,8 @@ def cpu_s(pid: int) -> float:
 
 
 @contextmanager
-def upstream(src: Path) -> Iterator[str]:
+def upstream(src: Path) -> Iterator[tuple[str, int]]:
+    """The echo upstream from ``src``: its URL and its pid."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "laneway", "local", "--engine", "echo", "--port", str(port),
@@ -68,7 +69,7 @@ def upstream(src: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_up(url + "/v1/models", proc, "the upstream")
-        yield url
+        yield url, proc.pid
     finally:
         stop_process(proc)
 
@@ -171,7 +172,7 @@ def main() -> None:
     sides = {"before": args.before.resolve(), "after": args.after.resolve()}
     rounds: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     out: dict[str, Any] = {**{k: str(v) for k, v in sides.items()}, "rounds": rounds}
-    with tempfile.TemporaryDirectory() as tmp, upstream(sides["after"]) as up:
+    with tempfile.TemporaryDirectory() as tmp, upstream(sides["after"]) as (up, _pid):
         for i in range(args.rounds):
             order = ["before", "after"] if i % 2 == 0 else ["after", "before"]
             for name in order:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
@@ -137,40 +138,32 @@ def main() -> None:
     if args.before is not None:
         sides = {"serve before": args.before.resolve(), **sides}
     got: dict[str, dict[int, list[float]]] = {}
-    with tempfile.TemporaryDirectory() as tmp, upstream(sides["serve"]) as (up):
-        up_pid = _pid_of(up)
-        gateways = {}
-        stack = []
-        for name, src in sides.items():
-            cm = gateway(src, up, Path(tmp))
-            stack.append(cm)
-            gateways[name] = cm.__enter__()
-        try:
-            for i in range(args.rounds):
-                for mt in (1, 64):
-                    content = body(mt)
-                    order: list[tuple[str, Callable[[], float]]] = [
-                        *[(name, partial(through, g[0], g[1], content, args.n, g[2], args.at_once))
-                          for name, g in gateways.items()],
-                        ("SDK only", partial(sdk_only, up, content, args.n, args.at_once)),
-                        ("aiohttp only", partial(aiohttp_only, up, content, args.n, args.at_once)),
-                    ]
-                    if i % 2:
-                        order.reverse()
-                    for name, measure in order:
-                        if name == "aiohttp only":  # the upstream's CPU beside it
-                            c0 = cpu_s(up_pid)
-                            value = measure()
-                            got.setdefault("upstream", {}).setdefault(mt, []).append(
-                                (cpu_s(up_pid) - c0) / (sum(groups(args.n, args.at_once)) * args.at_once) * 1e3)
-                        else:
-                            value = measure()
-                        got.setdefault(name, {}).setdefault(mt, []).append(value)
-                print(f"round {i + 1}: " + ", ".join(
-                    f"{k} {v[1][-1]:.2f}/{v[64][-1]:.2f}" for k, v in got.items()), flush=True)
-        finally:
-            for cm in reversed(stack):
-                cm.__exit__(None, None, None)
+    with tempfile.TemporaryDirectory() as tmp, upstream(sides["serve"]) as (up, up_pid), \
+            contextlib.ExitStack() as stack:
+        gateways = {name: stack.enter_context(gateway(src, up, Path(tmp)))
+                    for name, src in sides.items()}
+        for i in range(args.rounds):
+            for mt in (1, 64):
+                content = body(mt)
+                order: list[tuple[str, Callable[[], float]]] = [
+                    *[(name, partial(through, g[0], g[1], content, args.n, g[2], args.at_once))
+                      for name, g in gateways.items()],
+                    ("SDK only", partial(sdk_only, up, content, args.n, args.at_once)),
+                    ("aiohttp only", partial(aiohttp_only, up, content, args.n, args.at_once)),
+                ]
+                if i % 2:
+                    order.reverse()
+                for name, measure in order:
+                    if name == "aiohttp only":  # the upstream's CPU beside it
+                        c0 = cpu_s(up_pid)
+                        value = measure()
+                        got.setdefault("upstream", {}).setdefault(mt, []).append(
+                            (cpu_s(up_pid) - c0) / (sum(groups(args.n, args.at_once)) * args.at_once) * 1e3)
+                    else:
+                        value = measure()
+                    got.setdefault(name, {}).setdefault(mt, []).append(value)
+            print(f"round {i + 1}: " + ", ".join(
+                f"{k} {v[1][-1]:.2f}/{v[64][-1]:.2f}" for k, v in got.items()), flush=True)
     med = {name: {mt: round(percentile(v, 50), 3) for mt, v in per.items()}
            for name, per in got.items()}
     rows = [[name, med[name][1], med[name][64]] for name in med]
@@ -183,21 +176,6 @@ def main() -> None:
     save(f"relay_floor_{args.at_once}", {"at_once": args.at_once, "medians": med, "rounds": got, "sides": {k: str(v) for k, v in
                                                                  sides.items()},
                          "n": args.n, "load": os.getloadavg()})
-
-
-def _pid_of(url: str) -> int:
-    """The pid listening on ``url``'s port (the upstream process)."""
-    port = int(url.rsplit(":", 1)[1])
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"local" in cmd and str(port).encode() in cmd:
-            return int(proc.name)
-    raise RuntimeError(f"no process found for {url}")
 
 
 if __name__ == "__main__":
